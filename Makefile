@@ -1,0 +1,36 @@
+# The two commands that matter: `make demo` (whole stack + sample job) and `make test` (everything CI runs).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: bootstrap demo up test lint check-stubs codegen pytest bench fmt
+
+bootstrap:
+	@./scripts/bootstrap.sh
+
+demo: bootstrap
+	$(BIN)/rentscout stack demo
+
+up: bootstrap
+	$(BIN)/rentscout stack up
+
+codegen: bootstrap
+	$(PY) scripts/codegen.py
+
+check-stubs: bootstrap
+	$(PY) scripts/codegen.py --check
+
+lint: bootstrap
+	$(BIN)/ruff check services clients tests bench scripts
+	$(BIN)/buf lint
+
+pytest: bootstrap
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint check-stubs pytest
+
+bench: bootstrap
+	$(PY) bench/run_all.py
+
+fmt: bootstrap
+	$(BIN)/ruff check --fix services clients tests bench scripts

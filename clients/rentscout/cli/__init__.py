@@ -1,0 +1,1 @@
+"""The `rentscout` command line."""

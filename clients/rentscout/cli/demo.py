@@ -1,0 +1,44 @@
+"""The sample job of `rentscout stack demo`: one export and a few cached queries, end to end."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+
+
+def run_demo(stack: Any) -> int:
+    from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
+    from rentscout.common.v1 import common_pb2
+    from rentscout.export.v1 import export_pb2, export_pb2_grpc
+
+    out = stack.root / "demo-export.jsonl"
+    try:
+        with grpc.insecure_channel(stack.target("export")) as ch:
+            request = export_pb2.ExportPropertiesRequest(
+                format=export_pb2.EXPORT_FORMAT_JSONL, filter=common_pb2.PropertyFilter(cities=["Moscow"]), limit=20_000)
+            started, rows = time.perf_counter(), 0
+            with out.open("wb") as f:
+                for msg in export_pb2_grpc.ExportServiceStub(ch).ExportProperties(request, timeout=120):
+                    if msg.HasField("chunk"):
+                        f.write(msg.chunk.data)
+                        rows = msg.chunk.rows_sent
+            stack.say(f"exported {rows} Moscow listings as JSONL to {out} in {time.perf_counter() - started:.2f}s")
+        with grpc.insecure_channel(stack.target("cache-query")) as ch:
+            cache = cache_pb2_grpc.CacheQueryServiceStub(ch)
+            for attempt in ("first", "second"):
+                started = time.perf_counter()
+                reply = cache.PopularProperties(cache_pb2.PopularPropertiesRequest(city="Moscow", limit=5), timeout=10)
+                stack.say(f"popular properties in Moscow ({attempt} call, cache {'hit' if reply.cache.hit else 'miss'}, "
+                          f"{(time.perf_counter() - started) * 1000:.1f} ms):")
+            for p in reply.properties:
+                stack.say(f"  #{p.id:<8} {p.views:>8} views  {p.price:>9} {p.currency}  {p.title}")
+            stats = cache.PriceStats(cache_pb2.PriceStatsRequest(city="Moscow"), timeout=10)
+            stack.say(f"Moscow prices: {stats.count} listings, median {stats.median:,.0f}, "
+                      f"p25 {stats.p25:,.0f}, p75 {stats.p75:,.0f}, {stats.mean_price_per_sqm:,.0f}/m²")
+    except grpc.RpcError as exc:
+        stack.say(f"demo call failed: {exc.code().name}: {exc.details()}")
+        return 1
+    stack.say("demo finished")
+    return 0

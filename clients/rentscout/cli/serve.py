@@ -1,0 +1,77 @@
+"""`rentscout serve export|cache-query|analyzer|all`: run gRPC services in this process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from dataclasses import dataclass
+
+from rentscout.runtime import __version__, logs
+from rentscout.runtime.config import ConfigError, RuntimeSettings, load, unknown_env_vars
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    module: str  # exposes create(resources) -> ServiceSpec
+    port: int
+    metrics_port: int
+
+
+SERVICES = {
+    "export": ServiceEntry("rentscout.export_service.service", 50051, 9101),
+    "cache-query": ServiceEntry("rentscout.cache_service.service", 50052, 9102),
+    "analyzer": ServiceEntry("rentscout.analyzer_service.service", 50053, 9103),
+}
+ALL_PORT, ALL_METRICS_PORT = 50050, 9100
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", help="overrides RENTSCOUT_DATABASE_URL")
+    parser.add_argument("--redis-url", help="overrides RENTSCOUT_REDIS_URL")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run a gRPC service (or all three) in this process")
+    p.add_argument("service", choices=[*SERVICES, "all"])
+    p.add_argument("--host", help="bind address (overrides RENTSCOUT_HOST)")
+    p.add_argument("--port", type=int, help="gRPC port (overrides RENTSCOUT_PORT)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus port, 0 disables (overrides RENTSCOUT_METRICS_PORT)")
+    p.add_argument("--insecure", action="store_true", default=None,
+                   help="without auth tokens, still listen on --host (overrides RENTSCOUT_ALLOW_INSECURE)")
+    add_settings_flags(p)
+    p.set_defaults(func=run)
+
+
+def build_host(args: argparse.Namespace):  # -> ServiceHost
+    from rentscout.runtime.server import ServiceHost
+
+    settings = load(RuntimeSettings, host=args.host, port=args.port, metrics_port=args.metrics_port,
+                    allow_insecure=args.insecure, database_url=args.database_url, redis_url=args.redis_url)
+    names = list(SERVICES) if args.service == "all" else [args.service]
+    label = "all" if args.service == "all" else args.service
+    entries = [SERVICES[n] for n in names]
+    default_port = ALL_PORT if len(entries) > 1 else entries[0].port
+    default_metrics = ALL_METRICS_PORT if len(entries) > 1 else entries[0].metrics_port
+    logs.configure(f"rentscout-{label}", __version__, settings.log_level)
+    for var in unknown_env_vars():
+        logs.get_logger(__name__).warning("ignoring unknown setting %s (typo?)", var)
+    factories = [importlib.import_module(e.module).create for e in entries]
+    metrics_port = default_metrics if settings.metrics_port is None else settings.metrics_port
+    return ServiceHost(factories, settings, label=label, host=settings.host,
+                       port=default_port if settings.port is None else settings.port,
+                       metrics_port=metrics_port or None, version=__version__)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        host = build_host(args)
+        asyncio.run(host.run_until_signal())
+    except ConfigError as exc:
+        print(f"rentscout serve: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"rentscout serve: {exc}", file=sys.stderr)
+        return 3
+    return 0

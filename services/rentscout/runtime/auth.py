@@ -1,0 +1,78 @@
+"""Bearer-token authentication mapped to roles (reader < admin)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+
+from rentscout.runtime.config import ConfigError
+from rentscout.runtime.context import Principal
+from rentscout.runtime.errors import PermissionDenied, Unauthenticated
+
+READER, ADMIN = "reader", "admin"
+ROLE_RANK = {READER: 1, ADMIN: 2}
+
+
+def parse_tokens(spec: str, source: str) -> dict[str, str]:
+    """`tok1:admin,tok2:reader` (or one pair per line) -> {token: role}."""
+    tokens: dict[str, str] = {}
+    for n, item in enumerate(spec.replace("\n", ",").split(","), 1):
+        item = item.split("#", 1)[0].strip()
+        if not item:
+            continue
+        token, sep, role = item.rpartition(":")
+        token, role = token.strip(), role.strip().lower()
+        if not sep or not token:
+            raise ConfigError(f"{source}: entry {n} is not `token:role`")
+        if role not in ROLE_RANK:
+            raise ConfigError(f"{source}: entry {n} has unknown role {role!r} (expected reader or admin)")
+        if len(token) < 8:
+            raise ConfigError(f"{source}: entry {n} has a token shorter than 8 characters")
+        tokens[token] = role
+    return tokens
+
+
+def load_tokens(inline: str, file: str) -> dict[str, str]:
+    tokens = parse_tokens(inline, "RENTSCOUT_AUTH_TOKENS")
+    if file:
+        try:
+            text = Path(file).read_text()
+        except OSError as exc:
+            raise ConfigError(f"RENTSCOUT_AUTH_TOKENS_FILE: cannot read {file}: {exc.strerror}") from None
+        tokens.update(parse_tokens(text, "RENTSCOUT_AUTH_TOKENS_FILE"))
+    return tokens
+
+
+def token_label(token: str) -> str:
+    """A non-secret label for logs: the first 8 hex digits of the token's SHA-256."""
+    return "tok-" + hashlib.sha256(token.encode()).hexdigest()[:8]
+
+
+@dataclass
+class Authenticator:
+    tokens: dict[str, str]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tokens)
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if not self.enabled:
+            return Principal(role=ADMIN, name="anonymous (auth disabled)")
+        if not authorization:
+            raise Unauthenticated("missing credentials: send metadata `authorization: Bearer <token>`")
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("malformed authorization metadata: expected `Bearer <token>`")
+        token = token.strip()
+        for known, role in self.tokens.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                return Principal(role=role, name=token_label(known))
+        raise Unauthenticated("invalid bearer token")
+
+    @staticmethod
+    def authorize(principal: Principal, required: str, method: str) -> None:
+        if ROLE_RANK[principal.role] < ROLE_RANK[required]:
+            raise PermissionDenied(f"{method} requires the {required} role; the token has the {principal.role} role")

@@ -1,0 +1,226 @@
+"""Configuration from `RENTSCOUT_*` environment variables (12-factor), overridable by CLI flags.
+
+Every setting is declared once, as a dataclass field carrying its variable name, parser and help
+text. The README's table and the deployment drift test are generated from these declarations, so
+the variables the services read and the ones the manifests set cannot silently diverge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+PREFIX = "RENTSCOUT_"
+
+# Modules whose settings classes make up the whole configuration surface (see all_settings()).
+SETTINGS_MODULES = (
+    "rentscout.runtime.config",
+    "rentscout.export_service.settings",
+    "rentscout.cache_service.settings",
+    "rentscout.analyzer_service.settings",
+)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable and the problem."""
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    parse: Callable[[str], Any]
+    help: str
+    secret: bool = False
+
+
+def setting(name: str, default: Any, help: str, parse: Callable[[str], Any] = str, secret: bool = False) -> Any:
+    """Declare one dataclass field read from `RENTSCOUT_<name>`."""
+    return field(default=default, metadata={"env": EnvVar(PREFIX + name, parse, help, secret)})
+
+
+# -- parsers: each raises ValueError with a message fit for `VAR: <message>` ---------------------
+
+
+def parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true/false, got {raw!r}")
+
+
+def int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected an integer from {lo} to {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def float_range(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a number, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected a number from {lo} to {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def dsn(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in schemes:
+            raise ValueError(f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}")
+        return value
+
+    return parse
+
+
+def optional_port(raw: str) -> int | None:
+    return None if raw.strip() == "" else int_range(0, 65535)(raw)
+
+
+# -- the runtime settings every service reads --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    database_url: str = setting(
+        "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/rentscout",
+        "PostgreSQL DSN (asyncpg/libpq URL).", dsn("postgresql", "postgres"), secret=True)
+    redis_url: str = setting(
+        "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL (redis://, rediss:// or unix://).",
+        dsn("redis", "rediss", "unix"), secret=True)
+    redis_cluster: bool = setting("REDIS_CLUSTER", False, "Treat REDIS_URL as a Redis Cluster seed node.", parse_bool)
+    host: str = setting("HOST", "0.0.0.0", "Address the gRPC server binds (loopback is forced when no auth tokens are set).")
+    port: int | None = setting("PORT", None, "gRPC port; unset means the service default (50051-50053).", optional_port)
+    metrics_port: int | None = setting(
+        "METRICS_PORT", None, "Prometheus /metrics HTTP port; unset means the default (9101-9103), 0 disables.",
+        optional_port)
+    auth_tokens: str = setting(
+        "AUTH_TOKENS", "", "Comma-separated `token:role` pairs (roles: reader, admin).", secret=True)
+    auth_tokens_file: str = setting("AUTH_TOKENS_FILE", "", "File with one `token:role` per line (# comments).")
+    allow_insecure: bool = setting(
+        "ALLOW_INSECURE", False, "Without tokens, listen on HOST anyway (no auth). Never in production.", parse_bool)
+    tls_cert_file: str = setting("TLS_CERT_FILE", "", "PEM server certificate; enables TLS with TLS_KEY_FILE.")
+    tls_key_file: str = setting("TLS_KEY_FILE", "", "PEM private key of TLS_CERT_FILE.")
+    tls_client_ca_file: str = setting(
+        "TLS_CLIENT_CA_FILE", "", "PEM CA bundle; when set, clients must present certificates (mTLS).")
+    log_level: str = setting("LOG_LEVEL", "info", "debug, info, warning or error.", one_of("debug", "info", "warning", "error"))
+    shutdown_grace_seconds: float = setting(
+        "SHUTDOWN_GRACE_SECONDS", 20.0, "Time in-flight RPCs get to finish after SIGTERM.", float_range(0, 3600))
+    db_pool_min_size: int = setting("DB_POOL_MIN_SIZE", 0, "Connections opened at start (0: lazily).", int_range(0, 100))
+    db_pool_max_size: int = setting("DB_POOL_MAX_SIZE", 10, "Maximum PostgreSQL connections per process.", int_range(1, 500))
+    db_connect_timeout_seconds: float = setting(
+        "DB_CONNECT_TIMEOUT_SECONDS", 3.0, "Timeout to open a PostgreSQL connection.", float_range(0.1, 120))
+    db_statement_timeout_ms: int = setting(
+        "DB_STATEMENT_TIMEOUT_MS", 30000, "Server-side statement_timeout for every connection.", int_range(0, 86_400_000))
+    redis_timeout_seconds: float = setting(
+        "REDIS_TIMEOUT_SECONDS", 0.25, "Connect and socket timeout for Redis commands.", float_range(0.01, 60))
+    max_receive_message_bytes: int = setting(
+        "MAX_RECEIVE_MESSAGE_BYTES", 4 * 1024 * 1024, "Largest request message accepted.", int_range(1024, 64 * 1024 * 1024))
+    max_send_message_bytes: int = setting(
+        "MAX_SEND_MESSAGE_BYTES", 4 * 1024 * 1024, "Largest response message sent.", int_range(1024, 64 * 1024 * 1024))
+    max_concurrent_rpcs: int = setting(
+        "MAX_CONCURRENT_RPCS", 1000, "RPCs served at once per process; more get RESOURCE_EXHAUSTED.", int_range(1, 100_000))
+    keepalive_time_seconds: float = setting(
+        "KEEPALIVE_TIME_SECONDS", 30.0, "Server keepalive ping interval.", float_range(1, 86400))
+    keepalive_timeout_seconds: float = setting(
+        "KEEPALIVE_TIMEOUT_SECONDS", 10.0, "Time to wait for a keepalive ack.", float_range(1, 3600))
+    max_connection_age_seconds: float = setting(
+        "MAX_CONNECTION_AGE_SECONDS", 300.0,
+        "Connections are recycled after this age so clients rebalance over new pods (0: never).", float_range(0, 86400 * 30))
+    max_connection_age_grace_seconds: float = setting(
+        "MAX_CONNECTION_AGE_GRACE_SECONDS", 600.0, "Time streams on a recycled connection get to finish.",
+        float_range(0, 86400))
+    health_check_interval_seconds: float = setting(
+        "HEALTH_CHECK_INTERVAL_SECONDS", 2.0, "How often dependency health is probed.", float_range(0.05, 600))
+
+
+T = TypeVar("T")
+
+
+def env_vars(cls: type) -> Iterator[tuple[dataclasses.Field[Any], EnvVar]]:
+    for f in dataclasses.fields(cls):
+        if "env" in f.metadata:
+            yield f, f.metadata["env"]
+
+
+def load(cls: type[T], environ: Mapping[str, str] | None = None, **overrides: Any) -> T:
+    """Build `cls` from the environment; keyword overrides (CLI flags) win when not None.
+
+    Raises ConfigError naming the variable at the first bad value.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f, var in env_vars(cls):
+        if overrides.get(f.name) is not None:
+            values[f.name] = overrides[f.name]
+        elif var.name in environ:
+            try:
+                values[f.name] = var.parse(environ[var.name])
+            except ValueError as exc:
+                raise ConfigError(f"{var.name}: {exc}") from None
+    unknown = {k for k, v in overrides.items() if v is not None} - {f.name for f, _ in env_vars(cls)}
+    if unknown:
+        raise ConfigError(f"unknown setting override(s): {', '.join(sorted(unknown))}")
+    return cls(**values)
+
+
+def all_settings() -> list[type]:
+    """Every settings class of the project, in the order of SETTINGS_MODULES."""
+    classes: list[type] = []
+    for module_name in SETTINGS_MODULES:
+        module = importlib.import_module(module_name)
+        classes += [
+            obj for obj in vars(module).values()
+            if dataclasses.is_dataclass(obj) and isinstance(obj, type) and obj.__module__ == module_name
+            and any(True for _ in env_vars(obj))
+        ]
+    return classes
+
+
+def all_env_vars() -> list[EnvVar]:
+    return [var for cls in all_settings() for _, var in env_vars(cls)]
+
+
+def unknown_env_vars(environ: Mapping[str, str] | None = None) -> list[str]:
+    """`RENTSCOUT_*` variables that no setting reads (typos worth a warning at start)."""
+    environ = os.environ if environ is None else environ
+    known = {var.name for var in all_env_vars()}
+    return sorted(k for k in environ if k.startswith(PREFIX) and k not in known)
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for cls in all_settings():
+        for f, var in env_vars(cls):
+            default = "" if f.default in (None, "") else f"`{f.default}`"
+            rows.append(f"| `{var.name}` | {default} | {var.help} |")
+    return "\n".join(rows)

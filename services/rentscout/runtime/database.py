@@ -1,0 +1,106 @@
+"""The asyncpg pool every service uses: lazy connections, deadline-bounded, UNAVAILABLE when down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from rentscout.runtime import deadline, logs
+from rentscout.runtime.config import RuntimeSettings
+from rentscout.runtime.errors import DeadlineExceeded, Unavailable, classify
+
+_log = logging.getLogger(__name__)
+
+
+class Database:
+    """A pool that starts even when PostgreSQL is down; calls then fail fast with UNAVAILABLE."""
+
+    def __init__(self, settings: RuntimeSettings, application_name: str) -> None:
+        self.settings = settings
+        self.application_name = application_name
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise Unavailable("the database pool is not started")
+        return self._pool
+
+    async def start(self) -> None:
+        s = self.settings
+        kwargs: dict[str, Any] = dict(
+            dsn=s.database_url, max_size=s.db_pool_max_size, timeout=s.db_connect_timeout_seconds,
+            max_inactive_connection_lifetime=300.0,
+            server_settings={"application_name": self.application_name,
+                             "statement_timeout": str(s.db_statement_timeout_ms)},
+        )
+        try:
+            self._pool = await asyncpg.create_pool(min_size=s.db_pool_min_size, **kwargs)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            _log.warning("database unreachable at start; connecting lazily",
+                         extra={"fields": {"error.type": type(exc).__name__}})
+            self._pool = await asyncpg.create_pool(min_size=0, **kwargs)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), timeout)
+            except TimeoutError:
+                self._pool.terminate()
+            self._pool = None
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection, acquired within the RPC deadline and the connect timeout."""
+        cap = self.settings.db_connect_timeout_seconds
+        timeout = deadline.remaining(cap)
+        try:
+            conn = await self.pool.acquire(timeout=timeout)
+        except TimeoutError:
+            if timeout is not None and timeout < cap:
+                raise DeadlineExceeded("the deadline expired while waiting for a database connection") from None
+            raise Unavailable("no database connection could be obtained in time") from None
+        except Exception as exc:
+            raise (classify(exc) or exc) from None
+        try:
+            yield conn
+        finally:
+            await self.pool.release(conn)
+
+    async def _run(self, kind: str, sql: str, args: tuple[Any, ...], timeout: float | None) -> Any:
+        started = time.perf_counter()
+        async with self.connection() as conn:
+            result = await getattr(conn, kind)(sql, *args, timeout=deadline.remaining(timeout))
+        rows = len(result) if isinstance(result, list) else None
+        logs.log_db_query(sql, time.perf_counter() - started, rows)
+        return result
+
+    async def fetch(self, sql: str, *args: Any, timeout: float | None = None) -> list[asyncpg.Record]:
+        return await self._run("fetch", sql, args, timeout)
+
+    async def fetchrow(self, sql: str, *args: Any, timeout: float | None = None) -> asyncpg.Record | None:
+        return await self._run("fetchrow", sql, args, timeout)
+
+    async def fetchval(self, sql: str, *args: Any, timeout: float | None = None) -> Any:
+        return await self._run("fetchval", sql, args, timeout)
+
+    async def execute(self, sql: str, *args: Any, timeout: float | None = None) -> str:
+        return await self._run("execute", sql, args, timeout)
+
+    async def ping(self, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                conn = await self.pool.acquire(timeout=timeout)
+                try:
+                    await conn.fetchval("SELECT 1", timeout=timeout)
+                finally:
+                    await self.pool.release(conn)
+            return True
+        except Exception:
+            return False

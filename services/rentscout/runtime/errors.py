@@ -1,0 +1,152 @@
+"""Domain errors and the one place that turns any failure into a precise gRPC status.
+
+Services raise these (or let driver errors propagate); the interceptor calls `to_status()`.
+No traceback ever reaches a client: unexpected errors become INTERNAL with the correlation id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import grpc
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+
+class ServiceError(Exception):
+    """An error with a gRPC status code and a message safe to show to the caller."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def details(self) -> list[object]:
+        return []
+
+    def to_status(self) -> grpc.Status:
+        status = status_pb2.Status(code=self.code.value[0], message=self.message)
+        for detail in self.details():
+            status.details.add().Pack(detail)
+        return rpc_status.to_status(status)
+
+
+class InvalidArgument(ServiceError):
+    """Bad input; carries `BadRequest` field violations (field path, description)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, violations: Iterable[tuple[str, str]] | str, description: str | None = None) -> None:
+        if isinstance(violations, str):
+            violations = [(violations, description or "is invalid")]
+        self.violations = list(violations)
+        super().__init__("; ".join(f"{f}: {d}" for f, d in self.violations))
+
+    def details(self) -> list[object]:
+        return [error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in self.violations])]
+
+
+class Unauthenticated(ServiceError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ServiceError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class NotFound(ServiceError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class FailedPrecondition(ServiceError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(ServiceError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(ServiceError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ServiceError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Internal(ServiceError):
+    code = grpc.StatusCode.INTERNAL
+
+
+class Unimplemented(ServiceError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class Violations:
+    """Collects every field problem of a request so the caller learns them all at once."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.items.append((field, description))
+
+    def check(self, ok: bool, field: str, description: str) -> bool:
+        if not ok:
+            self.add(field, description)
+        return ok
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidArgument(self.items)
+
+
+def classify(exc: BaseException) -> ServiceError | None:
+    """Map driver and OS errors to domain errors; None for truly unexpected ones."""
+    if isinstance(exc, ServiceError):
+        return exc
+    import asyncpg
+    import redis.exceptions
+
+    if isinstance(exc, NotImplementedError):
+        return Unimplemented("this method is not implemented by this server")
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        return DeadlineExceeded("the database statement was cancelled (deadline or statement timeout)")
+    if isinstance(exc, (asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
+                        asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
+                        asyncpg.exceptions.ConnectionFailureError, asyncpg.TooManyConnectionsError)):
+        return Unavailable("the database is unavailable")
+    if isinstance(exc, asyncpg.InterfaceError) and "connection" in str(exc).lower():
+        return Unavailable("the database connection was lost")
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return Unavailable("redis is unavailable")
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return DeadlineExceeded("the deadline expired before the work finished")
+    if isinstance(exc, (ConnectionError, OSError)):
+        return Unavailable(f"a dependency is unavailable ({type(exc).__name__})")
+    return None
+
+
+def status_of(code: int) -> str:
+    return code_pb2.Code.Name(code)
+
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def bad_request_violations(trailing_metadata: Iterable[tuple[str, str | bytes]] | None) -> list[tuple[str, str]]:
+    """Client side: the (field, description) pairs of a BadRequest detail in trailing metadata."""
+    status = None
+    for key, value in trailing_metadata or ():
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            status = status_pb2.Status.FromString(value)
+    out: list[tuple[str, str]] = []
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            br = error_details_pb2.BadRequest()
+            detail.Unpack(br)
+            out += [(v.field, v.description) for v in br.field_violations]
+    return out

@@ -1,0 +1,133 @@
+"""ECS-style JSON logging: one object per line on stdout, with correlation and trace ids on every line.
+
+Field names follow the Elastic Common Schema (`@timestamp`, `log.level`, `service.name`, `trace.id`,
+`event.duration` in ns, `error.*`). Business fields are passed as `extra={"fields": {...}}` or
+through the helpers below, which are the events every service logs (the seeds' StructuredLogger).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from opentelemetry import trace
+
+from rentscout.runtime import context
+
+ECS_VERSION = "8.11.0"
+_SERVICE: dict[str, str] = {"service.name": "rentscout", "service.version": "0.0.0"}
+
+
+class EcsJsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, UTC)
+        doc: dict[str, Any] = {
+            "@timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z",
+            "log.level": record.levelname.lower(),
+            "message": record.getMessage(),
+            "ecs.version": ECS_VERSION,
+            **_SERVICE,
+            "log.logger": record.name,
+        }
+        if cid := context.correlation_id.get():
+            doc["correlation.id"] = cid
+        span_ctx = trace.get_current_span().get_span_context()
+        if span_ctx.is_valid:
+            doc["trace.id"] = format(span_ctx.trace_id, "032x")
+            doc["span.id"] = format(span_ctx.span_id, "016x")
+        if method := context.rpc_method.get():
+            doc.setdefault("rpc.method", method)
+        fields = getattr(record, "fields", None)
+        if fields:
+            doc.update(fields)
+        if record.exc_info and record.exc_info[0] is not None:
+            exc_type, exc, tb = record.exc_info
+            doc["error.type"] = exc_type.__name__
+            doc["error.message"] = str(exc)
+            doc["error.stack_trace"] = "".join(traceback.format_exception(exc_type, exc, tb))
+        return orjson.dumps(doc, default=str).decode()
+
+
+def configure(service_name: str, service_version: str, level: str = "info") -> None:
+    """Route all logging to stdout as ECS JSON lines. Idempotent."""
+    _SERVICE["service.name"] = service_name
+    _SERVICE["service.version"] = service_version
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_rentscout", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(EcsJsonFormatter())
+    handler._rentscout = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for noisy in ("asyncio", "grpc._cython"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(name)
+
+
+def ns(seconds: float) -> int:
+    return int(seconds * 1_000_000_000)
+
+
+@lru_cache(maxsize=2048)
+def fingerprint(sql: str) -> str:
+    """pg_query fingerprint of a statement (same for statements differing only in constants)."""
+    try:
+        from pglast.parser import fingerprint as pg_fingerprint
+
+        return pg_fingerprint(sql)
+    except Exception:  # unparsable text still gets a stable id
+        import hashlib
+
+        return hashlib.sha1(sql.encode()).hexdigest()[:16]
+
+
+_events = logging.getLogger("rentscout.events")
+
+
+def log_db_query(sql: str, duration_s: float, rows: int | None = None, level: int = logging.DEBUG, **extra: Any) -> None:
+    """A database statement: fingerprint (never parameters), duration, rows."""
+    _events.log(level, "database query", extra={"fields": {
+        "event.category": "database", "event.duration": ns(duration_s), "db.statement.fingerprint": fingerprint(sql),
+        "db.rows": rows, **extra}})
+
+
+def log_cache_op(operation: str, key: str, hit: bool | None, duration_s: float, **extra: Any) -> None:
+    """A cache operation: key, hit or miss, duration."""
+    _events.debug("cache %s", operation, extra={"fields": {
+        "event.category": "cache", "event.action": operation, "cache.key": key, "cache.hit": hit,
+        "event.duration": ns(duration_s), **extra}})
+
+
+def log_rpc(method: str, code: str, duration_s: float, peer: str, role: str | None, **extra: Any) -> None:
+    """The access-log line: one per RPC."""
+    level = logging.INFO if code in ("OK", "CANCELLED", "NOT_FOUND", "INVALID_ARGUMENT") else logging.WARNING
+    if code in ("INTERNAL", "UNKNOWN", "DATA_LOSS"):
+        level = logging.ERROR
+    _events.log(level, "rpc %s %s", method, code, extra={"fields": {
+        "event.kind": "event", "event.category": "web", "event.dataset": "rentscout.access",
+        "event.outcome": "success" if code == "OK" else "failure",
+        "rpc.system": "grpc", "rpc.method": method, "rpc.grpc.status_code": code,
+        "event.duration": ns(duration_s), "client.address": peer, "user.roles": [role] if role else [], **extra}})
+
+
+class Stopwatch:
+    """`with Stopwatch() as sw: ...; sw.elapsed` - monotonic seconds."""
+
+    def __enter__(self) -> Stopwatch:
+        self.start = time.perf_counter()
+        self.elapsed = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.elapsed = time.perf_counter() - self.start

@@ -1,0 +1,1 @@
+"""Test harness: private PostgreSQL/Redis, in-process servers, real server processes, grpcurl."""

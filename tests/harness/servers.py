@@ -1,0 +1,117 @@
+"""Servers for tests: in-process hosts on ephemeral ports, and real `rentscout serve` processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+
+from rentscout.devstack.instances import free_port
+from rentscout.runtime.config import RuntimeSettings, load
+from rentscout.runtime.server import ServiceFactory, ServiceHost
+
+
+def settings_for(env: dict[str, str], **overrides: Any) -> RuntimeSettings:
+    return load(RuntimeSettings, env, **overrides)
+
+
+@contextlib.asynccontextmanager
+async def in_process(factories: Sequence[ServiceFactory], env: dict[str, str], *, label: str = "test",
+                     **overrides: Any) -> AsyncIterator[ServiceHost]:
+    """A ServiceHost on 127.0.0.1:<ephemeral> in this event loop; `host.port` is the bound port."""
+    overrides.setdefault("health_check_interval_seconds", 0.2)
+    settings = settings_for(env, **overrides)
+    host = ServiceHost(factories, settings, label=label, host="127.0.0.1", port=0, metrics_port=None)
+    await host.start()
+    try:
+        yield host
+    finally:
+        await host.stop(grace=1.0)
+
+
+@dataclass
+class ServerProcess:
+    """A real `rentscout serve <service>` process with its JSON log captured to a file."""
+
+    service: str
+    env: dict[str, str]
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.service}-{self.port}.log"
+
+    def start(self, wait: bool = True, timeout: float = 30.0) -> ServerProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rentscout.cli.main", "serve", self.service, "--host", "127.0.0.1",
+             "--port", str(self.port), "--metrics-port", str(self.metrics_port), *self.extra_args],
+            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_serving(timeout)
+        return self
+
+    def wait_serving(self, timeout: float = 30.0, service: str = "") -> None:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.log_text()[-3000:]}")
+            with contextlib.suppress(grpc.RpcError), grpc.insecure_channel(self.target) as ch:
+                reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.service} not SERVING after {timeout}s:\n{self.log_text()[-3000:]}")
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.log_text().splitlines():
+            with contextlib.suppress(orjson.JSONDecodeError):
+                records.append(orjson.loads(line))
+        return records
