@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: bootstrap demo up test lint check-stubs codegen pytest bench fmt
+.PHONY: bootstrap demo up test lint check-stubs check-readme readme codegen pytest bench fmt
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -20,6 +20,12 @@ codegen: bootstrap
 check-stubs: bootstrap
 	$(PY) scripts/codegen.py --check
 
+readme: bootstrap
+	$(PY) scripts/readme_config.py
+
+check-readme: bootstrap
+	$(PY) scripts/readme_config.py --check
+
 lint: bootstrap
 	$(BIN)/ruff check services clients tests bench scripts
 	$(BIN)/buf lint
@@ -27,7 +33,7 @@ lint: bootstrap
 pytest: bootstrap
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint check-stubs pytest
+test: lint check-stubs check-readme pytest
 
 bench: bootstrap
 	$(PY) bench/run_all.py
