@@ -231,18 +231,27 @@ class QueryCache:
         tags = list(q.tags(params))
         policy = q.ttl or self.policy
         last: Entry | None = None
+        force = newer_than > 0  # a refresh: the entry in Redis is the old one
         for _ in range(MAX_FILL_ATTEMPTS if use_redis else 0):
             token = os.urandom(12).hex()
             try:
-                leased, reads, churn = await self.store.acquire(key, token, tags, self.s.lock_ttl_ms, self._tag_ttl)
+                raw, leased, reads, churn = await self.store.acquire(key, token, tags, self.s.lock_ttl_ms, self._tag_ttl,
+                                                                     force)
             except RedisUnavailable:
                 break
+            if raw is not None:  # filled by another replica since our read
+                found = Entry.decode(key, raw)
+                if found is not None and found.created > newer_than and time.time() < found.expires:
+                    self._count_stampede(q, "cluster")
+                    return Outcome(found, True, REDIS)
+                force = True
+                continue
             if not leased:
                 self._count_stampede(q, "cluster")
-                found = await self._await_remote(key, newer_than)
-                if isinstance(found, Entry):
-                    return Outcome(found, True, REDIS)
-                if found is _LEASE_GONE:
+                waited = await self._await_remote(key, newer_than)
+                if isinstance(waited, Entry):
+                    return Outcome(waited, True, REDIS)
+                if waited is _LEASE_GONE:
                     continue
                 break  # waited long enough: answer from PostgreSQL without storing
             ttl = jittered(policy.seconds(reads, churn), self.s.ttl_jitter)

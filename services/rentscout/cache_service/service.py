@@ -132,6 +132,8 @@ class CacheQueryServicer:
         for query in self.engine.queries.values():
             if query.rpc not in _SERVICE.methods_by_name:
                 raise ValueError(f"query {query.name!r} names rpc {query.rpc!r}, which {SERVICE_NAME} does not have")
+            if query.rpc in handlers:
+                raise ValueError(f"two queries are served by rpc {query.rpc!r}")
             handlers[query.rpc] = self._query_handler(query)
         for name, request, response in (
                 ("Invalidate", cache_pb2.InvalidateRequest, cache_pb2.InvalidateResponse),

@@ -36,6 +36,16 @@ local n = redis.call('INCR', KEYS[2])
 if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end
 return {v, n}
 """
+# Take the recompute lease unless the entry exists already (another replica just filled it); with
+# ARGV[3] = '1' (a refresh of an entry known to be old) take it regardless. Also returns the key's
+# read and invalidation counts, which choose the TTL.
+ACQUIRE = """
+local v = false
+if ARGV[3] ~= '1' then v = redis.call('GET', KEYS[1]) end
+local leased = 0
+if not v and redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then leased = 1 end
+return {v, leased, redis.call('GET', KEYS[3]) or '0', redis.call('GET', KEYS[4]) or '0'}
+"""
 # Write the entry only while our lease is still the current one: an invalidation that landed while we
 # computed deleted the lease, so a value computed from pre-change data is never stored.
 STORE = """
@@ -89,8 +99,9 @@ class RedisStore:
     def client(self) -> Redis | RedisCluster:
         if self._client is None:
             self._client = self._client_factory()
-            for name, lua in (("read", READ), ("store", STORE), ("invalidate", INVALIDATE), ("pop_tag", POP_TAG),
-                              ("incr_window", INCR_WINDOW)):
+            scripts = {"read": READ, "acquire": ACQUIRE, "store": STORE, "invalidate": INVALIDATE, "pop_tag": POP_TAG,
+                       "incr_window": INCR_WINDOW}
+            for name, lua in scripts.items():
                 self._scripts[name] = self._client.register_script(lua)
         return self._client
 
@@ -145,23 +156,37 @@ class RedisStore:
         value, lease = await self.call("peek", run)
         return value, bool(lease)
 
-    async def acquire(self, key: str, token: str, tags: Sequence[str], lease_ms: int, tag_ttl_s: int) -> tuple[bool, int, int]:
+    async def acquire(self, key: str, token: str, tags: Sequence[str], lease_ms: int, tag_ttl_s: int,
+                      force: bool = False) -> tuple[bytes | None, bool, int, int]:
         """Try to take the recompute lease and register the key under its tags, before any database read.
 
-        Returns (lease taken, reads in window, invalidations in window).
+        Returns (the entry if it exists now, lease taken, reads in window, invalidations in window).
         """
-        async def run() -> list[Any]:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.set(self.keys.lease(key), token, nx=True, px=lease_ms)
-                pipe.get(self.keys.accesses(key))
-                pipe.get(self.keys.churn(key))
-                for tag in tags:
-                    pipe.sadd(self.keys.tag(tag), key)
-                    pipe.expire(self.keys.tag(tag), tag_ttl_s)
-                return await pipe.execute()
+        script = self.script("acquire")
+        keys = [key, self.keys.lease(key), self.keys.accesses(key), self.keys.churn(key)]
+        args = [token, lease_ms, "1" if force else "0"]
 
-        res = await self.call("acquire", run)
-        return bool(res[0]), int(res[1] or 0), int(res[2] or 0)
+        def tag_commands(pipe: Any) -> None:
+            for tag in tags:
+                pipe.sadd(self.keys.tag(tag), key)
+                pipe.expire(self.keys.tag(tag), tag_ttl_s)
+
+        async def run() -> list[Any]:
+            if self.is_cluster:  # the tag sets live on other slots: send both at once
+                async def register() -> None:
+                    async with self.client.pipeline(transaction=False) as pipe:
+                        tag_commands(pipe)
+                        await pipe.execute()
+
+                result, _ = await asyncio.gather(script(keys=keys, args=args), register())
+                return list(result)
+            async with self.client.pipeline(transaction=False) as pipe:
+                await script(keys=keys, args=args, client=pipe)
+                tag_commands(pipe)
+                return list((await pipe.execute())[0])
+
+        value, leased, reads, churn = await self.call("acquire", run)
+        return value or None, bool(leased), int(reads), int(churn)
 
     async def store(self, key: str, token: str, value: bytes, ttl_ms: int) -> bool:
         script = self.script("store")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ import grpc
 from harness.servers import in_process
 from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
 from rentscout.cache_service.engine import QueryCache
+from rentscout.cache_service.registry import CachedQuery
 from rentscout.cache_service.service import create
 from rentscout.cache_service.settings import CacheSettings
 from rentscout.runtime.server import ServiceHost
@@ -41,10 +43,11 @@ class CacheServer:
 
 
 @contextlib.asynccontextmanager
-async def cache_server(env: dict[str, str], cache: CacheSettings | None = None, **runtime: Any
-                       ) -> AsyncIterator[CacheServer]:
-    async with in_process([functools.partial(create, settings=cache or settings())], env, label="cache-test",
-                          **runtime) as host:
+async def cache_server(env: dict[str, str], cache: CacheSettings | None = None, *,
+                       queries: Mapping[str, CachedQuery] | None = None, **runtime: Any) -> AsyncIterator[CacheServer]:
+    """An in-process cache-query server (the registry's queries unless `queries` is given)."""
+    factory = functools.partial(create, settings=cache or settings(), queries=queries)
+    async with in_process([factory], env, label="cache-test", **runtime) as host:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
         try:
             yield CacheServer(host, cache_pb2_grpc.CacheQueryServiceStub(channel), channel)
@@ -70,8 +73,34 @@ async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool],
         await asyncio.sleep(0.05)
 
 
-PRICE_STATS_SQL_FRAGMENT = "percentile_cont(ARRAY[0.25, 0.5, 0.75])"
+PRICE_STATS_SQL_FRAGMENT = "WITHIN GROUP (ORDER BY price)"  # constants are normalized away
 
 
 def source_name(value: int) -> str:
     return cache_pb2.CacheSource.Name(value)
+
+
+def unique_city(label: str = "Testgrad") -> str:
+    return f"{label}-{uuid.uuid4().hex[:8]}"
+
+
+class OwnRows:
+    """Listings this test inserts (ids above the shared seed) and deletes afterwards."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.ids: list[int] = []
+
+    async def add(self, city: str, price: int, *, property_type: str = "apartment", area: float = 50.0,
+                  views: int = 0) -> int:
+        pid = OWN_ID_BASE + random.randint(1, 2**40)
+        await self.conn.execute(
+            "INSERT INTO properties (id, source, external_id, title, city, property_type, price, area, views) "
+            "VALUES ($1, 'avito', $2, 'test listing', $3, $4, $5, $6, $7)",
+            pid, f"test-{pid}", city, property_type, price, area, views)
+        self.ids.append(pid)
+        return pid
+
+    async def delete_all(self) -> None:
+        if self.ids:
+            await self.conn.execute("DELETE FROM properties WHERE id = ANY($1::bigint[])", self.ids)
