@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 import orjson
+from redis.asyncio.cluster import RedisCluster
 
 from rentscout.cache_service import metrics
 from rentscout.cache_service.store import REDIS_ERRORS, RedisStore
@@ -55,8 +56,11 @@ class InvalidationBus:
         while True:
             pubsub = None
             try:
-                pubsub = self._store.client.pubsub(ignore_subscribe_messages=True)
+                client = self._store.client
                 async with asyncio.timeout(self._timeout):
+                    if isinstance(client, RedisCluster):
+                        await client.initialize()  # the cluster client learns its slots lazily; pub/sub needs them
+                    pubsub = client.pubsub(ignore_subscribe_messages=True)
                     await pubsub.subscribe(self._store.keys.channel)
                 self._set(True)
                 backoff = 0.1

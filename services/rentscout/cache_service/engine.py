@@ -214,8 +214,8 @@ class QueryCache:
 
     def _refresh_in_background(self, q: CachedQuery, params: Params, key: str, old: Entry, reason: str) -> None:
         """One refresh per key, outside the caller's deadline (the caller is answered already)."""
-        if key in self._flights or not self._running:
-            return
+        if key in self._flights or not self._running or self.breaker.state is BreakerState.OPEN:
+            return  # (without Redis a refresh could not be stored: the next miss computes anyway)
         metrics.BACKGROUND_REFRESHES.labels(q.name, reason).inc()
 
         def start() -> None:
@@ -243,14 +243,14 @@ class QueryCache:
                 found = Entry.decode(key, raw)
                 if found is not None and found.created > newer_than and time.time() < found.expires:
                     self._count_stampede(q, "cluster")
-                    return Outcome(found, True, REDIS)
+                    return self._remote_hit(found, reads, epoch)
                 force = True
                 continue
             if not leased:
                 self._count_stampede(q, "cluster")
                 waited = await self._await_remote(key, newer_than)
                 if isinstance(waited, Entry):
-                    return Outcome(waited, True, REDIS)
+                    return self._remote_hit(waited, reads, epoch)
                 if waited is _LEASE_GONE:
                     continue
                 break  # waited long enough: answer from PostgreSQL without storing
@@ -271,6 +271,11 @@ class QueryCache:
         if last is None:
             last = await self._compute(q, params, key, 0.0)
         return Outcome(Entry(key, last.payload, last.created, 0.0, last.delta), False, DATABASE)
+
+    def _remote_hit(self, entry: Entry, reads: int, epoch: int) -> Outcome:
+        if reads >= self.s.near_min_accesses:
+            self.near.put(entry, epoch, time.time())
+        return Outcome(entry, True, REDIS)
 
     async def _await_remote(self, key: str, newer_than: float) -> Entry | object | None:
         """Poll for another replica's result: the entry, _LEASE_GONE (holder gone), or None (timeout)."""
@@ -367,6 +372,9 @@ class QueryCache:
     async def _announce(self, keys: list[str] | None, deleted: int, trigger: str, count: bool = True) -> None:
         """Forget the keys here at once, then tell every replica (None: everything)."""
         self._drop_local(keys)
+        _log.debug("cache invalidated", extra={"fields": {
+            "event.category": "cache", "event.action": "invalidate", "cache.trigger": trigger,
+            "cache.keys_deleted": deleted, "cache.keys": len(keys) if keys is not None else "*"}})
         if count:
             metrics.INVALIDATIONS.labels(trigger).inc()
             metrics.INVALIDATED_KEYS.labels(trigger).inc(deleted)

@@ -47,6 +47,8 @@ async def cache_server(env: dict[str, str], cache: CacheSettings | None = None, 
                        queries: Mapping[str, CachedQuery] | None = None, **runtime: Any) -> AsyncIterator[CacheServer]:
     """An in-process cache-query server (the registry's queries unless `queries` is given)."""
     factory = functools.partial(create, settings=cache or settings(), queries=queries)
+    if "RENTSCOUT_REDIS_TIMEOUT_SECONDS" not in env:  # a loaded test machine must not look like a slow Redis
+        runtime.setdefault("redis_timeout_seconds", 2.0)
     async with in_process([factory], env, label="cache-test", **runtime) as host:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
         try:

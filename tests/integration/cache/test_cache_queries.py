@@ -6,6 +6,7 @@ import asyncpg
 import grpc
 import pytest
 from cache_support import cache_server, settings
+from prometheus_client import generate_latest
 
 from harness.logcapture import capture_logs
 from rentscout.cache.v1 import cache_pb2
@@ -171,6 +172,10 @@ async def test_stats_count_hits_misses_and_stampedes_by_query_type(service_env: 
     assert (stats.hits, stats.misses) == (2, 2) and stats.hit_ratio == pytest.approx(0.5)
     assert stats.breaker_state == cache_pb2.BREAKER_STATE_CLOSED
     assert stats.redis_keys > 0 and stats.redis_memory_bytes > 0 and stats.near_cache_entries >= 1
+    exposition = generate_latest().decode()
+    assert 'rentscout_cache_hit_ratio{query_type="cities"}' in exposition
+    assert 'rentscout_cache_hits_total{query_type="cities",source="near"}' in exposition
+    assert "rentscout_cache_breaker_state" in exposition and "rentscout_cache_near_entries" in exposition
 
 
 async def test_access_log_carries_cache_fields_and_correlation_id(service_env: dict[str, str]) -> None:
