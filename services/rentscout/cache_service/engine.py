@@ -52,6 +52,7 @@ _events = logging.getLogger("rentscout.events")
 MAX_FILL_ATTEMPTS = 3
 MAX_PENDING_READ_KEYS = 50_000
 _LEASE_GONE = object()
+HEARTBEAT_TTL_MS = 3000  # a listener refreshes it every second while connected
 BREAKER_CODES = {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.HALF_OPEN: 2}
 BREAKER_PROTO = {BreakerState.CLOSED: cache_pb2.BREAKER_STATE_CLOSED, BreakerState.OPEN: cache_pb2.BREAKER_STATE_OPEN,
                  BreakerState.HALF_OPEN: cache_pb2.BREAKER_STATE_HALF_OPEN}
@@ -91,7 +92,8 @@ class QueryCache:
         self.near = NearCache(settings.near_max_entries, settings.near_max_age_seconds)
         self.bus = bus.InvalidationBus(self.store, self._remote_invalidation, self.near.set_enabled,
                                        resources.settings.redis_timeout_seconds)
-        self.listener = ChangeListener(resources.settings.database_url, self.on_change, self._on_listen_gap,
+        self.listener = ChangeListener(resources.settings.database_url, self.on_changes, self._on_listen,
+                                       self._listener_heartbeat,
                                        connect_timeout=resources.settings.db_connect_timeout_seconds)
         self._flights: dict[str, asyncio.Task[Outcome]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
@@ -130,8 +132,8 @@ class QueryCache:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(RedisUnavailable, DeadlineExceeded):
-            await self.flush()
+        with contextlib.suppress(RedisUnavailable, DeadlineExceeded, TimeoutError):
+            await asyncio.wait_for(self.flush(), 1.0)  # best effort: counters are not worth a slow shutdown
 
     # -- the read path ------------------------------------------------------------------------
 
@@ -397,21 +399,40 @@ class QueryCache:
     def _remote_invalidation(self, keys: list[str] | None) -> None:
         self._drop_local(keys)
 
-    async def on_change(self, change: Mapping[str, Any]) -> None:
-        """A NOTIFY from the properties trigger (see migration 0003)."""
-        tags: set[str] | None = None
-        if not change.get("all"):
-            tags = {city_tag(str(c)) for c in change.get("cities") or ()}
+    async def on_changes(self, changes: list[Mapping[str, Any]]) -> None:
+        """NOTIFYs from the properties trigger (see migration 0003), merged into one invalidation."""
+        tags: set[str] | None = set()
+        for change in changes:
+            if change.get("all"):
+                tags = None
+                break
+            tags |= {city_tag(str(c)) for c in change.get("cities") or ()}
             if change.get("counts"):
                 tags |= {CITIES_TAG, TYPES_TAG}
-            if not tags:
-                return
+        if tags is not None and not tags:
+            return
         with contextlib.suppress(RedisUnavailable):
             await self.invalidate_deferrable(tags, "notify")
 
-    async def _on_listen_gap(self) -> None:
+    async def _on_listen(self, first: bool) -> None:
+        """LISTEN is active. Changes made while nobody listened were missed: drop everything after a
+        reconnection, and at first start unless another replica's listener is alive (heartbeat)."""
+        if first:
+            try:
+                if await self.store.listener_alive():
+                    return
+            except RedisUnavailable:
+                pass
+            reason = "no other replica was listening for changes"
+        else:
+            reason = "this replica's listener reconnected"
+        _log.warning("dropping every cache entry: %s (changes may have been missed)", reason)
         with contextlib.suppress(RedisUnavailable):
             await self.invalidate_deferrable(None, "listener_gap")
+
+    async def _listener_heartbeat(self) -> None:
+        with contextlib.suppress(RedisUnavailable, DeadlineExceeded):
+            await self.store.listener_heartbeat(HEARTBEAT_TTL_MS)
 
     async def _apply_pending(self) -> None:
         if self._pending_all:

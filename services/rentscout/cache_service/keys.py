@@ -65,6 +65,11 @@ class KeySpace:
         return f"{self.namespace}:stats"
 
     @property
+    def listener_heartbeat(self) -> str:
+        """Exists while some replica LISTENs for property changes."""
+        return f"{self.namespace}:listening"
+
+    @property
     def channel(self) -> str:
         return f"{self.namespace}:invalidations"
 

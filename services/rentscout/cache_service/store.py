@@ -26,7 +26,6 @@ from rentscout.runtime.errors import DeadlineExceeded
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 REDIS_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError, TimeoutError)
-BULK_TIMEOUT = 10.0  # cap of invalidations, scans and flushes (still bounded by the RPC deadline)
 _CLUSTER_CONCURRENCY = 32
 
 # GET the entry and count the read in the key's access window, in one round trip.
@@ -92,6 +91,7 @@ class RedisStore:
         self.keys = keys
         self.breaker = breaker
         self.timeout = timeout
+        self.bulk_timeout = max(2.0, 8 * timeout)  # invalidations, scans, flushes (still bounded by the deadline)
         self.window_ms = window_ms
         self._scripts: dict[str, Any] = {}
 
@@ -202,7 +202,7 @@ class RedisStore:
             found = await self._many([(script, [self.keys.tag(t)], []) for t in tag_list])
             return sorted({m.decode() if isinstance(m, bytes) else m for members in found for m in members})
 
-        return await self.call("pop_tags", run, BULK_TIMEOUT)
+        return await self.call("pop_tags", run, self.bulk_timeout)
 
     async def invalidate_keys(self, entry_keys: Sequence[str]) -> int:
         """Delete entries and their leases; returns how many entries existed."""
@@ -214,14 +214,14 @@ class RedisStore:
         async def run() -> int:
             return sum(int(n) for n in await self._many(calls))
 
-        return await self.call("invalidate", run, BULK_TIMEOUT)
+        return await self.call("invalidate", run, self.bulk_timeout)
 
     async def scan(self, pattern: str) -> list[str]:
         async def run() -> list[str]:
             return [k.decode() if isinstance(k, bytes) else k
                     async for k in self.client.scan_iter(match=pattern, count=1000)]
 
-        return await self.call("scan", run, BULK_TIMEOUT)
+        return await self.call("scan", run, self.bulk_timeout)
 
     async def publish(self, message: bytes) -> int:
         return int(await self.call("publish", lambda: self.client.publish(self.keys.channel, message)))
@@ -243,6 +243,14 @@ class RedisStore:
                 await script(keys=keys, args=args, client=pipe)
             return list(await pipe.execute())
 
+    # -- listener heartbeat -------------------------------------------------------------------
+
+    async def listener_heartbeat(self, ttl_ms: int) -> None:
+        await self.call("heartbeat", lambda: self.client.set(self.keys.listener_heartbeat, b"1", px=ttl_ms))
+
+    async def listener_alive(self) -> bool:
+        return bool(await self.call("heartbeat", lambda: self.client.exists(self.keys.listener_heartbeat)))
+
     # -- counters and stats -------------------------------------------------------------------
 
     async def flush(self, stats: dict[str, int], accesses: dict[str, int]) -> None:
@@ -254,7 +262,7 @@ class RedisStore:
                 await self._hincr(stats)
             await self._many([(script, [self.keys.accesses(k)], [n, self.window_ms]) for k, n in accesses.items()])
 
-        await self.call("flush", run, BULK_TIMEOUT)
+        await self.call("flush", run, self.bulk_timeout)
 
     async def _hincr(self, stats: dict[str, int]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
@@ -279,4 +287,4 @@ class RedisStore:
                 memory = int(info.get("used_memory", 0))
             return int(keys), memory
 
-        return await self.call("usage", run, BULK_TIMEOUT)
+        return await self.call("usage", run, self.bulk_timeout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import asyncpg
 import pytest
@@ -187,3 +188,41 @@ async def test_invalidation_during_a_fill_wins_over_the_stale_value(service_env:
     assert calls == [100_000, 200_000]  # the stale computation was discarded and redone
     assert first.max == 200_000 and first.cache.source == DATABASE
     assert [r.max for r in later] == [200_000] * 3 and later[0].cache.hit
+
+
+async def test_first_listener_drops_entries_written_while_nobody_listened(service_env: dict[str, str]) -> None:
+    cfg = settings(listen=False)
+    async with cache_server(service_env, cfg) as deaf:  # caches, but hears no changes (and keeps no heartbeat)
+        await deaf.stub.PriceStats(stats("Omsk"))
+        assert (await deaf.stub.PriceStats(stats("Omsk"))).cache.hit
+        async with cache_server(service_env, replace(cfg, listen=True)) as first:
+            # nobody was listening: changes may have been missed, so the first listener drops everything
+            assert (await first.stub.PriceStats(stats("Omsk"))).cache.source == DATABASE
+            async with cache_server(service_env, replace(cfg, listen=True)) as second:
+                assert second.engine.listener.connected.is_set()
+                # a replica was listening (its heartbeat is alive): the second one keeps the cache
+                assert (await second.stub.PriceStats(stats("Omsk"))).cache.hit
+
+
+async def test_a_burst_of_changes_is_one_invalidation(service_env: dict[str, str], own_rows: OwnRows) -> None:
+    a, b = unique_city("Burstov"), unique_city("Burstino")
+    ids = [await own_rows.add(a, 1000), await own_rows.add(b, 2000)]
+    async with cache_server(service_env, settings(listen=False)) as srv:
+        for city in (a, b):
+            await srv.stub.PriceStats(stats(city))
+        await srv.stub.Cities(cache_pb2.CitiesRequest())
+        before = (await srv.stub.GetCacheStats(cache_pb2.GetCacheStatsRequest())).invalidations
+        await srv.engine.on_changes([{"op": "UPDATE", "cities": [a], "counts": False},
+                                     {"op": "UPDATE", "cities": [b], "counts": True}])
+        after = (await srv.stub.GetCacheStats(cache_pb2.GetCacheStatsRequest())).invalidations
+        assert after - before == 1
+        assert not (await srv.stub.PriceStats(stats(a))).cache.hit
+        assert not (await srv.stub.PriceStats(stats(b))).cache.hit
+        assert not (await srv.stub.Cities(cache_pb2.CitiesRequest())).cache.hit
+    async with cache_server(service_env) as srv:  # and one statement touching two cities notifies both
+        for city in (a, b):
+            await srv.stub.PriceStats(stats(city))
+        await own_rows.conn.execute("UPDATE properties SET price = price * 2 WHERE id = ANY($1::bigint[])", ids)
+        both = await eventually(lambda: asyncio.gather(srv.stub.PriceStats(stats(a)), srv.stub.PriceStats(stats(b))),
+                                lambda r: (r[0].max, r[1].max) == (2000, 4000))
+        assert (both[0].max, both[1].max) == (2000, 4000)
