@@ -41,6 +41,10 @@ class InvalidationBus:
         self._on_state = on_state
         self._timeout = max(timeout, 0.5)
         self.connected = False
+        self._stopped = False
+
+    def stop(self) -> None:
+        self._stopped = True
 
     def _set(self, connected: bool) -> None:
         if connected != self.connected:
@@ -53,7 +57,7 @@ class InvalidationBus:
 
     async def run(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopped:
             pubsub = None
             try:
                 client = self._store.client
@@ -65,7 +69,7 @@ class InvalidationBus:
                 self._set(True)
                 backoff = 0.1
                 last_ping = time.monotonic()
-                while True:
+                while not self._stopped:
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is not None and msg.get("type") == "message":
                         self._deliver(msg["data"])
@@ -81,7 +85,8 @@ class InvalidationBus:
                     with contextlib.suppress(Exception):
                         async with asyncio.timeout(self._timeout):
                             await pubsub.aclose()
-            await asyncio.sleep(backoff)
+            if not self._stopped:
+                await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 
     def _deliver(self, data: bytes) -> None:

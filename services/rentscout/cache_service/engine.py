@@ -127,11 +127,16 @@ class QueryCache:
 
     async def stop(self) -> None:
         self._running = False
+        self.listener.stop()
+        self.bus.stop()
         tasks = self._tasks + list(self._flights.values())
         self._tasks = []
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:  # bounded: a cancellation lost in a racing timeout must not hang the shutdown
+            _, stuck = await asyncio.wait(tasks, timeout=3.0)
+            if stuck:
+                _log.warning("%d cache background tasks did not stop in time", len(stuck))
         with contextlib.suppress(RedisUnavailable, DeadlineExceeded, TimeoutError):
             await asyncio.wait_for(self.flush(), 1.0)  # best effort: counters are not worth a slow shutdown
 
@@ -448,7 +453,7 @@ class QueryCache:
     # -- counters -----------------------------------------------------------------------------
 
     async def _flush_loop(self) -> None:
-        while True:
+        while self._running:
             await asyncio.sleep(self.s.flush_interval_seconds)
             with contextlib.suppress(RedisUnavailable):
                 await self.flush()
@@ -507,6 +512,9 @@ class QueryCache:
         runtime_metrics.DEPENDENCY_UP.labels("redis").set(1 if up else 0)
         if old is not new:
             level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
+            fields: dict[str, Any] = {"event.category": "cache", "cache.breaker.state": new.value}
+            if new is BreakerState.OPEN:
+                fields["error.message"] = self.store.last_error
             _log.log(level, "Redis circuit breaker %s -> %s%s", old.value, new.value,
-                     ": serving from PostgreSQL" if new is BreakerState.OPEN else "",
-                     extra={"fields": {"event.category": "cache", "cache.breaker.state": new.value}})
+                     ": serving from PostgreSQL without the cache" if new is BreakerState.OPEN else "",
+                     extra={"fields": fields})

@@ -39,6 +39,12 @@ class ChangeListener:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self.connected = asyncio.Event()
         self.connections = 0  # successful LISTENs so far (reconnections = connections - 1)
+        self._stopped = False
+        self._wake = asyncio.Event()  # set when the connection is lost or stop() is called
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self._queue.put_nowait(payload)
@@ -49,17 +55,18 @@ class ChangeListener:
             await self._listen_forever()
         finally:
             consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await consumer
+            await asyncio.wait({consumer}, timeout=1.0)
 
     async def _listen_forever(self) -> None:
         backoff = 0.2
-        while True:
+        while not self._stopped:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout,
                                              server_settings={"application_name": "rentscout-cache-listener"})
-                lost = asyncio.Event()
+                self._wake = lost = asyncio.Event()
+                if self._stopped:
+                    break
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())
                 await conn.add_listener(CHANNEL, self._notified)
                 self.connections += 1
@@ -73,7 +80,8 @@ class ChangeListener:
                         await asyncio.wait_for(lost.wait(), self._check_interval)
                     if not lost.is_set():
                         await conn.fetchval("SELECT 1", timeout=self._connect_timeout)
-                _log.warning("change listener connection lost; reconnecting")
+                if not self._stopped:
+                    _log.warning("change listener connection lost; reconnecting")
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 _log.warning("change listener: %s; reconnecting in %.1fs", type(exc).__name__, backoff,
                              extra={"fields": {"error.type": type(exc).__name__, "error.message": str(exc)[:300]}})
@@ -82,11 +90,12 @@ class ChangeListener:
                 metrics.LISTENER_UP.set(0)
                 if conn is not None:
                     conn.terminate()
-            await asyncio.sleep(backoff)
+            if not self._stopped:
+                await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
     async def _consume(self) -> None:
-        while True:
+        while not self._stopped:
             payloads = [await self._queue.get()]
             while not self._queue.empty() and len(payloads) < MAX_BATCH:
                 payloads.append(self._queue.get_nowait())

@@ -94,6 +94,7 @@ class RedisStore:
         self.bulk_timeout = max(2.0, 8 * timeout)  # invalidations, scans, flushes (still bounded by the deadline)
         self.window_ms = window_ms
         self._scripts: dict[str, Any] = {}
+        self.last_error = ""
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -126,8 +127,10 @@ class RedisStore:
                 result = await fn()
         except REDIS_ERRORS as exc:
             if isinstance(exc, TimeoutError) and budget < cap:
-                self.breaker.record_success()  # Redis was not given its full time: not its failure
+                # the caller's deadline cut Redis short: neither its failure nor a success (a half-open
+                # trial slot left unreported is reclaimed by the breaker)
                 raise DeadlineExceeded("the deadline expired during a cache operation") from None
+            self.last_error = f"{operation}: {type(exc).__name__}: {exc}"[:300]
             self.breaker.record_failure()
             metrics.REDIS_ERRORS.labels(operation).inc()
             _log.debug("redis %s failed: %s", operation, exc,
