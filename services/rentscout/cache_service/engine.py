@@ -41,7 +41,7 @@ from rentscout.cache_service.registry import CachedQuery, Params
 from rentscout.cache_service.settings import CacheSettings
 from rentscout.cache_service.store import RedisStore, RedisUnavailable
 from rentscout.cache_service.ttl import AdaptiveTtl, jittered
-from rentscout.runtime import context, deadline
+from rentscout.runtime import context, deadline, logs
 from rentscout.runtime import metrics as runtime_metrics
 from rentscout.runtime.breaker import BreakerState, CircuitBreaker
 from rentscout.runtime.errors import DeadlineExceeded
@@ -324,10 +324,8 @@ class QueryCache:
             self._stats.add("misses:" + q.name)
         source = SOURCE_NAMES[out.source]
         context.annotate(**{"cache.hit": out.hit, "cache.key": out.entry.key, "cache.source": source})
-        if _events.isEnabledFor(logging.DEBUG):
-            from rentscout.runtime.logs import log_cache_op
-
-            log_cache_op("get", out.entry.key, out.hit, time.perf_counter() - started,
+        if _events.isEnabledFor(logging.DEBUG):  # skip building the fields when nobody logs them
+            logs.log_cache_op("get", out.entry.key, out.hit, time.perf_counter() - started,
                          **{"cache.source": source, "cache.query_type": q.name})
         return out.entry.response(out.hit, out.source, time.time() if now is None else now)
 
