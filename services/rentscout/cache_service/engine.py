@@ -101,6 +101,7 @@ class QueryCache:
         self._stats = _Stats()
         self._near_reads: Counter[str] = Counter()
         self._pending_tags: set[str] = set()
+        self._pending_keys: set[str] = set()
         self._pending_all = False
         # the largest physical TTL an entry can get, so tag sets outlive their members
         self._tag_ttl = int(max([self.policy.max_seconds, *(q.ttl.max_seconds for q in self.queries.values() if q.ttl)])
@@ -148,7 +149,7 @@ class QueryCache:
         key = self.keys.entry(q.name, q.version, params)
         if not self.s.enabled:
             return self._answer(q, Outcome(await self._compute(q, params, key, 0.0), False, DATABASE), started)
-        pending = self._pending_all or bool(self._pending_tags)
+        pending = self._pending
         now = time.time()
         if self.near.enabled and not pending:
             entry = self.near.get(key, now)
@@ -311,7 +312,7 @@ class QueryCache:
         message = await q(self.db, **params)
         delta = time.perf_counter() - t0
         metrics.FILL_SECONDS.labels(q.name).observe(delta)
-        if message.HasField("cache"):
+        if "cache" in message.DESCRIPTOR.fields_by_name:
             message.ClearField("cache")
         return Entry(key, message.SerializeToString(), created, ttl, delta)
 
@@ -338,7 +339,12 @@ class QueryCache:
     async def invalidate_tags(self, tags: Iterable[str], trigger: str) -> int:
         """Drop every entry registered under any of `tags` (and any fill of one in flight)."""
         keys = await self.store.pop_tags(tags)
-        deleted = await self.store.invalidate_keys(keys)
+        try:
+            deleted = await self.store.invalidate_keys(keys)
+        except RedisUnavailable:
+            self._pending_keys.update(keys)  # the tag sets are gone: remember their members
+            self._drop_local(None)
+            raise
         await self._announce(keys, deleted, trigger)
         return deleted
 
@@ -437,12 +443,21 @@ class QueryCache:
         with contextlib.suppress(RedisUnavailable, DeadlineExceeded):
             await self.store.listener_heartbeat(HEARTBEAT_TTL_MS)
 
+    @property
+    def _pending(self) -> bool:
+        return self._pending_all or bool(self._pending_tags) or bool(self._pending_keys)
+
     async def _apply_pending(self) -> None:
         if self._pending_all:
             await self.invalidate_all("deferred")
             self._pending_all = False
             self._pending_tags.clear()
-        elif self._pending_tags:
+            self._pending_keys.clear()
+        if self._pending_keys:
+            keys = sorted(self._pending_keys)
+            await self._announce(keys, await self.store.invalidate_keys(keys), "deferred")
+            self._pending_keys -= set(keys)
+        if self._pending_tags:
             tags = set(self._pending_tags)
             await self.invalidate_tags(sorted(tags), "deferred")
             self._pending_tags -= tags
@@ -458,7 +473,7 @@ class QueryCache:
 
     async def flush(self) -> None:
         """Apply deferred invalidations, then add local counters and near-cache reads to Redis."""
-        if self._pending_all or self._pending_tags:
+        if self._pending:
             await self._apply_pending()
         stats, reads = self._stats.pending, self._near_reads
         if not stats and not reads:
