@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 import orjson
+import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
 from rentscout.cache_service import metrics
@@ -68,15 +69,20 @@ class InvalidationBus:
                     await pubsub.subscribe(self._store.keys.channel)
                 self._set(True)
                 backoff = 0.1
-                last_ping = time.monotonic()
+                last_ping = last_heard = time.monotonic()
                 while not self._stopped:
                     msg = await pubsub.get_message(timeout=1.0)
-                    if msg is not None and msg.get("type") == "message":
-                        self._deliver(msg["data"])
-                    if time.monotonic() - last_ping > PING_INTERVAL:  # detects a silently dead connection
+                    now = time.monotonic()
+                    if msg is not None:
+                        last_heard = now
+                        if msg.get("type") == "message":
+                            self._deliver(msg["data"])
+                    if now - last_heard > 2 * PING_INTERVAL + self._timeout:  # pings unanswered: silently dead
+                        raise redis.exceptions.ConnectionError("no answer to pings on the invalidation channel")
+                    if now - last_ping > PING_INTERVAL:
                         async with asyncio.timeout(self._timeout):
                             await pubsub.ping()
-                        last_ping = time.monotonic()
+                        last_ping = now
             except REDIS_ERRORS as exc:
                 _log.debug("invalidation channel error: %s", exc, extra={"fields": {"error.type": type(exc).__name__}})
             finally:
