@@ -8,8 +8,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from rentscout.analyzer.v1 import analyzer_pb2
 from rentscout.analyzer_service.explain import Analysis
+from rentscout.analyzer_service.index_advisor import Advice
 from rentscout.analyzer_service.insights import Insight
 from rentscout.analyzer_service.plan import Buffers, Node
+from rentscout.analyzer_service.slow_queries import SlowQuery
+from rentscout.analyzer_service.table_stats import TableStats
 from rentscout.common.v1 import common_pb2
 
 
@@ -56,3 +59,37 @@ def analysis(a: Analysis) -> analyzer_pb2.AnalyzeQueryResponse:
         estimated_rows=r.root.plan_rows, actual_rows=r.root.total_rows if r.analyzed else 0.0,
         buffers=buffers(r.buffers), planning_buffers=buffers(r.planning_buffers), plan=plan_node(r.root),
         raw_json=r.raw_json, insights=[insight(i) for i in a.insights], fingerprint=a.fingerprint)
+
+
+def slow_queries(version: str, rows: list[SlowQuery]) -> analyzer_pb2.ListSlowQueriesResponse:
+    return analyzer_pb2.ListSlowQueriesResponse(extension_version=version, queries=[analyzer_pb2.SlowQuery(
+        query_id=q.query_id, query=q.query, calls=q.calls, total_time_ms=q.total_time_ms, mean_time_ms=q.mean_time_ms,
+        max_time_ms=q.max_time_ms, rows=q.rows, cache_hit_ratio=q.cache_hit_ratio, temp_blks_read=q.temp_blks_read,
+        temp_blks_written=q.temp_blks_written, stddev_time_ms=q.stddev_time_ms) for q in rows])
+
+
+def advice(a: Advice) -> analyzer_pb2.SuggestIndexesResponse:
+    return analyzer_pb2.SuggestIndexesResponse(
+        hypopg_available=a.hypopg_available, method=a.method,
+        suggestions=[analyzer_pb2.IndexSuggestion(
+            table=s.candidate.relation.display, columns=list(s.candidate.columns),
+            create_statement=s.candidate.create_statement(), reason=s.reason, estimated_size_bytes=s.size_bytes,
+            hypopg_validated=s.validated, cost_before=s.cost_before, cost_after=s.cost_after, queries=s.queries)
+            for s in a.suggestions],
+        index_issues=[analyzer_pb2.IndexIssue(
+            kind=analyzer_pb2.IndexIssueKind.Value(f"INDEX_ISSUE_KIND_{i.kind}"), index_name=i.index.display,
+            table=i.index.table, definition=i.index.definition, size_bytes=i.index.size_bytes, detail=i.detail)
+            for i in a.issues])
+
+
+def table_stats(s: TableStats) -> analyzer_pb2.GetTableStatsResponse:
+    return analyzer_pb2.GetTableStatsResponse(
+        table=s.table, live_rows=s.live_rows, dead_rows=s.dead_rows, dead_ratio=s.dead_ratio, table_bytes=s.table_bytes,
+        index_bytes=s.index_bytes, toast_bytes=s.toast_bytes, total_bytes=s.total_bytes, bloat_bytes=s.bloat_bytes,
+        bloat_ratio=s.bloat_ratio, bloat_method=analyzer_pb2.BloatMethod.Value(f"BLOAT_METHOD_{s.bloat_method}"),
+        seq_scans=s.seq_scans, idx_scans=s.idx_scans, last_vacuum=timestamp(s.last_vacuum),
+        last_autovacuum=timestamp(s.last_autovacuum), last_analyze=timestamp(s.last_analyze),
+        last_autoanalyze=timestamp(s.last_autoanalyze), modifications_since_analyze=s.modifications_since_analyze,
+        recommendations=[analyzer_pb2.Recommendation(
+            action=analyzer_pb2.RecommendationAction.Value(f"RECOMMENDATION_ACTION_{r.action}"),
+            severity=severity(r.severity), reason=r.reason, statement=r.statement) for r in s.recommendations])

@@ -66,16 +66,16 @@ def _fmt(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
 
 
-def staleness(t: TableHealth) -> tuple[str, str] | None:
+def staleness(t: TableHealth, min_modifications: int = STALE_MIN_MODIFICATIONS) -> tuple[str, str] | None:
     """(severity, reason) when the planner's statistics of `t` are likely out of date."""
     known = max(t.reltuples, 0.0)
     if t.last_analyzed is None:
         rows = max(t.n_live_tup, t.n_mod_since_analyze, int(known))
-        if rows >= NEVER_ANALYZED_MIN_ROWS:
+        if rows >= max(NEVER_ANALYZED_MIN_ROWS, min_modifications):
             return WARNING, f"{t.qualified} has never been analyzed and holds about {rows} rows"
         return None
     mods = t.n_mod_since_analyze
-    if mods < STALE_MIN_MODIFICATIONS or mods < STALE_FRACTION * known:
+    if mods < max(min_modifications, 1) or mods < STALE_FRACTION * known:
         return None
     severity = CRITICAL if mods >= max(known, 1.0) else WARNING
     share = f"{100.0 * mods / known:.0f}% of" if known >= 1 else "more rows than"
