@@ -16,8 +16,8 @@ _QUALIFIED = re.compile(rf"^\s*({_PART})(?:\s*\.\s*({_PART}))?\s*$")
 
 def tagged(sql: str) -> str:
     """`sql` with the analyzer tag after its first keyword (pg_stat_statements keeps inner comments)."""
-    head, sep, rest = sql.lstrip().partition(" ")
-    return f"{head} {TAG}{sep}{rest}" if sep else f"{head} {TAG}"
+    parts = sql.strip().split(maxsplit=1)
+    return f"{parts[0]} {TAG} {parts[1]}" if len(parts) == 2 else f"{sql.strip()} {TAG}"
 
 
 def quote_ident(name: str) -> str:
