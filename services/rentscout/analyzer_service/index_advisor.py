@@ -319,7 +319,7 @@ async def from_table(ctx: _Context, raw_table: str) -> tuple[list[Suggestion], l
 async def from_slow_queries(ctx: _Context) -> tuple[list[Suggestion], list[int] | None]:
     ext = await slow_queries.extension(ctx.conn)
     statements = await slow_queries.fetch(ctx.conn, ext, min_calls=1, min_mean_ms=0.0, order="total_time",
-                                          limit=ctx.settings.slow_query_sample)
+                                          limit=ctx.settings.slow_query_sample, selects_only=True)
     merged: dict[tuple[int, tuple[str, ...]], Suggestion] = {}
     for stmt in statements:
         try:

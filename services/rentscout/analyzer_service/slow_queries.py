@@ -58,7 +58,10 @@ def time_columns(version: tuple[int, ...]) -> dict[str, str]:
     return {name: f"{name}_{suffix}" for name in ("total", "mean", "max", "stddev")}
 
 
-def build_query(ext: Extension, order: str) -> str:
+SELECTS_ONLY = r"AND query ~* '^\s*(/\*.*?\*/\s*|--[^\n]*\n\s*)*\(?\s*(select|with|table|values)\M'"
+
+
+def build_query(ext: Extension, order: str, selects_only: bool = False) -> str:
     cols = time_columns(ext.version_tuple)
     order_expr = {
         "total_time": cols["total"], "mean_time": cols["mean"], "calls": "calls", "max_time": cols["max"],
@@ -72,7 +75,7 @@ FROM {ext.relation}
 WHERE dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
   AND strpos(query, '{TAG_TEXT}') = 0
   AND query <> '{HYPOPG_INTERNAL}'
-  AND calls >= $1 AND {cols['mean']} >= $2
+  AND calls >= $1 AND {cols['mean']} >= $2 {SELECTS_ONLY if selects_only else ""}
 ORDER BY {order_expr} DESC NULLS LAST, queryid
 LIMIT $3""")
 
@@ -102,9 +105,10 @@ def _hit_ratio(hit: int, read: int) -> float:
 
 
 async def fetch(conn: asyncpg.Connection, ext: Extension, *, min_calls: int, min_mean_ms: float, order: str,
-                limit: int) -> list[SlowQuery]:
+                limit: int, selects_only: bool = False) -> list[SlowQuery]:
     try:
-        rows = await conn.fetch(build_query(ext, order), min_calls, min_mean_ms, limit, timeout=deadline.remaining())
+        rows = await conn.fetch(build_query(ext, order, selects_only), min_calls, min_mean_ms, limit,
+                                timeout=deadline.remaining())
     except asyncpg.ObjectNotInPrerequisiteStateError:
         raise FailedPrecondition(f"pg_stat_statements is installed but not loaded: {PRELOAD_FIX}") from None
     except asyncpg.InsufficientPrivilegeError:
