@@ -14,27 +14,32 @@ from rentscout.analyzer_service.safety import FunctionInfo, ParsedQuery, Rejecte
 from rentscout.analyzer_service.sqltext import quote_ident, tagged
 from rentscout.runtime import deadline
 
+# Candidates by name (index scans on proname / oprname); which of them the statement can reach
+# (its search_path, or the schema it names) is decided in Python from `visible`. Operators in
+# pg_catalog are all built-in and immutable, so only the others are looked at.
 _FUNCTIONS_SQL = tagged("""
-SELECT n.nspname AS schema, p.proname AS name, p.provolatile::text AS volatility, l.lanname AS language
+SELECT n.nspname AS schema, p.proname AS name, p.provolatile::text AS volatility, l.lanname AS language,
+       n.nspname = ANY (pg_catalog.current_schemas(true)) AS visible, p.proname AS ref
 FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_catalog.pg_language l ON l.oid = p.prolang
-JOIN unnest($1::text[], $2::text[]) AS f(schema, name) ON p.proname = f.name
-WHERE CASE WHEN f.schema = '' THEN n.nspname = ANY (pg_catalog.current_schemas(true)) ELSE n.nspname = f.schema END
-UNION
-SELECT pn.nspname, p.proname, p.provolatile::text, l.lanname
-FROM pg_catalog.pg_operator o
-JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
-JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode
+WHERE p.proname = ANY ($1::text[])
+UNION ALL
+SELECT pn.nspname, p.proname, p.provolatile::text, l.lanname,
+       ops.nspname = ANY (pg_catalog.current_schemas(true)), '#' || ops.oprname || '#' || ops.nspname
+FROM (SELECT o.oprname, o.oprcode, n.nspname
+      FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+      WHERE o.oprname = ANY ($2::text[]) AND o.oprnamespace <> 'pg_catalog'::pg_catalog.regnamespace
+      OFFSET 0) AS ops
+JOIN LATERAL (SELECT * FROM pg_catalog.pg_proc p WHERE p.oid = ops.oprcode::oid) AS p ON true
 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
 JOIN pg_catalog.pg_language l ON l.oid = p.prolang
-JOIN unnest($3::text[], $4::text[]) AS op(schema, name) ON o.oprname = op.name
-WHERE CASE WHEN op.schema = '' THEN n.nspname = ANY (pg_catalog.current_schemas(true)) ELSE n.nspname = op.schema END
 """)
 
 _RELATIONS_SQL = tagged("""
-SELECT r.i AS i, pg_catalog.to_regclass(r.name)::oid AS oid
+SELECT r.i AS i, c.oid, c.relkind::text AS relkind
 FROM unnest($1::text[]) WITH ORDINALITY AS r(name, i)
+JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(r.name)
 """)
 
 # Functions (directly or through operators) used by the rewrite rules of the views a statement
@@ -76,28 +81,36 @@ def _as_info(row: asyncpg.Record) -> FunctionInfo:
     return FunctionInfo(row["schema"], row["name"], row["volatility"], row["language"])
 
 
-async def resolve_relations(conn: asyncpg.Connection, parsed: ParsedQuery) -> dict[tuple[str | None, str], int]:
+async def resolve_relations(conn: asyncpg.Connection, parsed: ParsedQuery) -> dict[tuple[str | None, str], tuple[int, str]]:
+    """(schema or None, name) as written -> (oid, relkind) of what it resolves to."""
     keys = sorted({(r.schema, r.name) for r in parsed.relations}, key=lambda k: (k[0] or "", k[1]))
     if not keys:
         return {}
     names = [f"{quote_ident(s)}.{quote_ident(n)}" if s else quote_ident(n) for s, n in keys]
     rows = await conn.fetch(_RELATIONS_SQL, names, timeout=deadline.remaining())
-    return {keys[r["i"] - 1]: r["oid"] for r in rows if r["oid"] is not None}
+    return {keys[r["i"] - 1]: (r["oid"], r["relkind"]) for r in rows}
+
+
+def reachable(row: asyncpg.Record, parsed: ParsedQuery) -> bool:
+    """Whether a candidate function or operator row is one the statement could actually call."""
+    ref: str = row["ref"]
+    if ref.startswith("#"):  # an operator: '#name#schema'
+        _, name, schema = ref.split("#", 2)
+        return any(o.name == name and (o.schema == schema if o.schema else row["visible"]) for o in parsed.operators)
+    return any(f.name == ref and (f.schema == row["schema"] if f.schema else row["visible"]) for f in parsed.functions)
 
 
 async def enforce(conn: asyncpg.Connection, parsed: ParsedQuery, trusted_schemas: frozenset[str]) -> Resolution:
     """Raise Rejected when a function the statement could call is not allowed."""
-    fn_schemas = [f.schema or "" for f in parsed.functions]
-    fn_names = [f.name for f in parsed.functions]
-    op_schemas = [o.schema or "" for o in parsed.operators]
-    op_names = [o.name for o in parsed.operators]
-    infos = [_as_info(r) for r in await conn.fetch(
-        _FUNCTIONS_SQL, fn_schemas, fn_names, op_schemas, op_names, timeout=deadline.remaining())]
-    oids = await resolve_relations(conn, parsed)
-    if oids:
-        infos += [_as_info(r) for r in await conn.fetch(_VIEW_FUNCTIONS_SQL, list(oids.values()),
-                                                         timeout=deadline.remaining())]
+    names = sorted({f.name for f in parsed.functions})
+    operators = sorted({o.name for o in parsed.operators})
+    rows = await conn.fetch(_FUNCTIONS_SQL, names, operators, timeout=deadline.remaining())
+    infos = [_as_info(r) for r in rows if reachable(r, parsed)]
+    resolved = await resolve_relations(conn, parsed)
+    views = [oid for oid, relkind in resolved.values() if relkind == "v"]
+    if views:
+        infos += [_as_info(r) for r in await conn.fetch(_VIEW_FUNCTIONS_SQL, views, timeout=deadline.remaining())]
     for info in sorted(set(infos), key=lambda i: (i.schema, i.name)):
         if (problem := function_verdict(info, trusted_schemas)) is not None:
             raise Rejected("function:catalog", f"would call {problem}")
-    return Resolution(relation_oids=oids)
+    return Resolution(relation_oids={key: oid for key, (oid, _) in resolved.items()})

@@ -14,7 +14,7 @@ from rentscout.analyzer_service import catalog_policy, metrics, session
 from rentscout.analyzer_service.insights import Insight, TableHealth, analyze_plan
 from rentscout.analyzer_service.params import ParamError, bind
 from rentscout.analyzer_service.pgerrors import map_statement_error
-from rentscout.analyzer_service.plan import ExplainResult, parse_explain
+from rentscout.analyzer_service.plan import ExplainResult, Node, parse_explain
 from rentscout.analyzer_service.safety import ParsedQuery, Rejected, parse_select
 from rentscout.analyzer_service.settings import AnalyzerSettings
 from rentscout.analyzer_service.sqltext import TAG, quote_ident, tagged
@@ -25,15 +25,17 @@ from rentscout.runtime.errors import InvalidArgument
 
 _log = logging.getLogger(__name__)
 
+# The pg_stat_get_* functions directly: the pg_stat_all_tables view would compute every table's row.
 _TABLE_HEALTH_SQL = tagged("""
 SELECT n.nspname AS schema, c.relname AS name, c.reltuples::float8 AS reltuples, c.relpages::int8 AS relpages,
-       coalesce(s.n_live_tup, 0) AS n_live_tup, coalesce(s.n_mod_since_analyze, 0) AS n_mod_since_analyze,
-       s.last_analyze, s.last_autoanalyze
+       pg_catalog.pg_stat_get_live_tuples(c.oid) AS n_live_tup,
+       pg_catalog.pg_stat_get_mod_since_analyze(c.oid) AS n_mod_since_analyze,
+       pg_catalog.pg_stat_get_last_analyze_time(c.oid) AS last_analyze,
+       pg_catalog.pg_stat_get_last_autoanalyze_time(c.oid) AS last_autoanalyze
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid
 WHERE c.relkind IN ('r', 'm', 'p')
-  AND (c.oid = ANY ($1::oid[]) OR c.oid = ANY (SELECT pg_catalog.to_regclass(x)::oid FROM unnest($2::text[]) AS x))
+  AND c.oid = ANY ($1::oid[] || ARRAY(SELECT pg_catalog.to_regclass(x)::oid FROM unnest($2::text[]) AS x))
 """)
 
 
@@ -97,12 +99,14 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
             except Rejected as exc:
                 metrics.REJECTED.labels(exc.reason).inc()
                 raise InvalidArgument("sql", exc.message) from None
-            work_mem = await conn.fetchval(f"SHOW {TAG} work_mem", timeout=deadline.remaining())
             await session.set_role(conn, settings.explain_role)
             raw = await _run_explain(conn, f"EXPLAIN {TAG} ({explain_options(analyze, buffers)}) {sql}", params,
                                      stmt_timeout_ms)
             result = parse_explain(raw)
             tables = await table_health(conn, result, resolution.relation_oids)
+            work_mem = ""
+            if any(_memory_bound(n) for n in result.nodes()):  # only spill and lossy insights quote it
+                work_mem = await conn.fetchval(f"SHOW {TAG} work_mem", timeout=deadline.remaining())
     except InvalidArgument:
         metrics.ANALYSES.labels(mode, "rejected").inc()
         raise
@@ -122,6 +126,11 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
         "analyzer.execution_time_ms": result.execution_time_ms, "analyzer.total_cost": result.root.total_cost,
         "analyzer.insights": [i.kind for i in insights], "event.duration": logs.ns(elapsed)}})
     return Analysis(result=result, insights=insights, fingerprint=parsed.fingerprint)
+
+
+def _memory_bound(node: Node) -> bool:
+    return (node.sort_space_type == "Disk" or node.hash_batches > 1 or node.hashagg_batches > 1
+            or node.disk_usage_kb > 0 or node.lossy_heap_blocks > 0)
 
 
 async def _run_explain(conn: asyncpg.Connection, explain_sql: str, params: Sequence[Any], stmt_timeout_ms: int) -> str:

@@ -5,7 +5,9 @@ HypoPG indexes live in the memory of one backend and survive ROLLBACK, so valida
 dedicated connection that is closed afterwards (hypopg_reset() first): a pooled connection never
 sees a hypothetical index. Statements with placeholders ($1, or pg_stat_statements' normalised
 constants) are costed as generic plans (PREPARE + plan_cache_mode = force_generic_plan), which
-estimate `col = $1` from the column's statistics just as Dexter does.
+estimate `col = $1` from the column's statistics just as Dexter does. Statements are only planned,
+never executed, but planning can evaluate functions, so the same safety policy applies as for
+AnalyzeQuery, in the same kind of read-only transaction.
 """
 
 from __future__ import annotations

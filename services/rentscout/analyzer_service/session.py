@@ -33,12 +33,14 @@ async def read_only(conn: asyncpg.Connection, *, statement_timeout_ms: int, lock
     """
     stmt_ms = timeout_ms(statement_timeout_ms)
     lock_ms = min(lock_timeout_ms, stmt_ms)
-    await conn.execute(f"BEGIN {TAG} ISOLATION LEVEL REPEATABLE READ READ ONLY", timeout=deadline.remaining())
+    # One round trip; integers formatted by us (SET takes no bind parameters). If it fails half-way,
+    # the transaction may be open: the finally below rolls it back either way.
     try:
-        # Integers formatted by us: SET takes no bind parameters.
-        await conn.execute(f"SET LOCAL {TAG} statement_timeout = {int(stmt_ms)}; "
-                           f"SET LOCAL lock_timeout = {int(lock_ms)}; SET LOCAL idle_in_transaction_session_timeout = "
-                           f"{int(stmt_ms) + 5000}", timeout=deadline.remaining())
+        await conn.execute(f"BEGIN {TAG} ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+                           f"SET LOCAL {TAG} statement_timeout = {int(stmt_ms)}; "
+                           f"SET LOCAL {TAG} lock_timeout = {int(lock_ms)}; "
+                           f"SET LOCAL {TAG} idle_in_transaction_session_timeout = {int(stmt_ms) + 5000}",
+                           timeout=deadline.remaining())
         yield stmt_ms
     finally:
         try:
