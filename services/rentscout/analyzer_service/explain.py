@@ -100,7 +100,7 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
                 metrics.REJECTED.labels(exc.reason).inc()
                 raise InvalidArgument("sql", exc.message) from None
             await session.set_role(conn, settings.explain_role)
-            raw = await _run_explain(conn, f"EXPLAIN {TAG} ({explain_options(analyze, buffers)}) {sql}", params,
+            raw = await _run_explain(conn, f"EXPLAIN {TAG} ({explain_options(analyze, buffers)}) ", sql, params,
                                      stmt_timeout_ms)
             result = parse_explain(raw)
             tables = await table_health(conn, result, resolution.relation_oids)
@@ -133,8 +133,10 @@ def _memory_bound(node: Node) -> bool:
             or node.disk_usage_kb > 0 or node.lossy_heap_blocks > 0)
 
 
-async def _run_explain(conn: asyncpg.Connection, explain_sql: str, params: Sequence[Any], stmt_timeout_ms: int) -> str:
+async def _run_explain(conn: asyncpg.Connection, prefix: str, sql: str, params: Sequence[Any],
+                       stmt_timeout_ms: int) -> str:
     """Prepare, bind the parameters to the types PostgreSQL inferred, run; errors mapped without row data."""
+    explain_sql = prefix + sql
     try:
         stmt = await conn.prepare(explain_sql, timeout=deadline.remaining())
         types = [(t.name, t.kind, t.schema) for t in stmt.get_parameters()]
@@ -149,6 +151,6 @@ async def _run_explain(conn: asyncpg.Connection, explain_sql: str, params: Seque
     except asyncpg.exceptions.DataError as exc:
         if "invalid input for query argument" in str(exc):  # raised by asyncpg's encoder, about our own value
             raise InvalidArgument("params", str(exc).split(" (")[0]) from None
-        raise map_statement_error(exc, "sql", stmt_timeout_ms) from None
+        raise map_statement_error(exc, "sql", stmt_timeout_ms, len(prefix)) from None
     except asyncpg.PostgresError as exc:
-        raise map_statement_error(exc, "sql", stmt_timeout_ms) from None
+        raise map_statement_error(exc, "sql", stmt_timeout_ms, len(prefix)) from None

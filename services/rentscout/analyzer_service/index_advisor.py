@@ -183,16 +183,26 @@ async def stats_reset(conn: asyncpg.Connection) -> str | None:
 # -- costing -------------------------------------------------------------------------------------
 
 
-async def plan_cost(conn: asyncpg.Connection, sql: str, param_count: int) -> tuple[float, str]:
-    """(total cost, raw plan) of `sql` as the planner sees it now (generic plan when it has placeholders)."""
-    if param_count == 0:
-        raw = await conn.fetchval(f"EXPLAIN {TAG} (FORMAT JSON) {sql}", timeout=deadline.remaining())
-    else:
-        name = f"rentscout_advice_{next(_names)}"
-        await conn.execute(f"PREPARE {name} {TAG} AS {sql}", timeout=deadline.remaining())
-        raw = await conn.fetchval(
-            f"EXPLAIN {TAG} (FORMAT JSON) EXECUTE {name}({', '.join(['NULL'] * param_count)})", timeout=deadline.remaining())
-        await conn.execute(f"DEALLOCATE {TAG} {name}", timeout=deadline.remaining())
+async def plan_cost(conn: asyncpg.Connection, sql: str, param_count: int, field: str | None = None) -> tuple[float, str]:
+    """(total cost, raw plan) of `sql` as the planner sees it now (generic plan when it has placeholders).
+
+    With `field`, errors of the statement are the caller's: INVALID_ARGUMENT on that field.
+    """
+    name = f"rentscout_advice_{next(_names)}"
+    prefix = f"EXPLAIN {TAG} (FORMAT JSON) " if param_count == 0 else f"PREPARE {name} {TAG} AS "
+    try:
+        if param_count == 0:
+            raw = await conn.fetchval(prefix + sql, timeout=deadline.remaining())
+        else:
+            # fetch(), not execute(): the extended protocol refuses a second statement whatever the text holds
+            await conn.fetch(prefix + sql, timeout=deadline.remaining())
+            raw = await conn.fetchval(f"EXPLAIN {TAG} (FORMAT JSON) EXECUTE {name}({', '.join(['NULL'] * param_count)})",
+                                      timeout=deadline.remaining())
+            await conn.execute(f"DEALLOCATE {TAG} {name}", timeout=deadline.remaining())
+    except asyncpg.PostgresError as exc:
+        if field is None:
+            raise
+        raise map_statement_error(exc, field, offset=len(prefix)) from None
     doc = json.loads(raw)
     return float(doc[0]["Plan"]["Total Cost"]), str(raw)
 
@@ -268,12 +278,7 @@ async def advise_statement(ctx: _Context, parsed: ParsedQuery, field: str | None
         if field is None:
             raise
         raise InvalidArgument(field, exc.message) from None
-    try:
-        cost_before, _ = await plan_cost(ctx.conn, parsed.sql, parsed.param_count)
-    except asyncpg.PostgresError as exc:
-        if field is None:
-            raise
-        raise map_statement_error(exc, field) from None
+    cost_before, _ = await plan_cost(ctx.conn, parsed.sql, parsed.param_count, field)
     candidates, stats, reltuples, oids = await candidates_for(ctx, parsed, resolution)
     if not candidates:
         return [], oids

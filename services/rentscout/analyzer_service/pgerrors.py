@@ -49,8 +49,13 @@ def condition_name(exc: asyncpg.PostgresError) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", " ", name).lower() or "database error"
 
 
-def map_statement_error(exc: asyncpg.PostgresError, field: str = "sql", statement_timeout_ms: int | None = None) -> ServiceError:
-    """The status for an error raised while planning or running the analyzed statement."""
+def map_statement_error(exc: asyncpg.PostgresError, field: str = "sql", statement_timeout_ms: int | None = None,
+                        offset: int = 0) -> ServiceError:
+    """The status for an error raised while planning or running the analyzed statement.
+
+    `offset` is where the caller's text starts in what was sent (after `EXPLAIN (...) `), so that
+    positions point into the caller's own statement.
+    """
     state = exc.sqlstate or ""
     if state == "57014":  # query_canceled: our statement_timeout (the RPC deadline cancels differently)
         limit = f" of {statement_timeout_ms} ms" if statement_timeout_ms else ""
@@ -70,7 +75,8 @@ def map_statement_error(exc: asyncpg.PostgresError, field: str = "sql", statemen
         return transport
     if state in ECHO_SAFE:
         position = getattr(exc, "position", None)
-        where = f" (position {position})" if position else ""
+        position = int(position) - offset if position and str(position).isdigit() else 0
+        where = f" (position {position})" if position > 0 else ""
         return InvalidArgument(field, f"{getattr(exc, 'message', None) or condition_name(exc)}{where} (SQLSTATE {state})")
     return InvalidArgument(field, f"failed with {condition_name(exc)} (SQLSTATE {state}); the database message "
                                   f"is not shown because it may quote row data")

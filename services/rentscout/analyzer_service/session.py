@@ -39,7 +39,9 @@ async def read_only(conn: asyncpg.Connection, *, statement_timeout_ms: int, lock
         await conn.execute(f"BEGIN {TAG} ISOLATION LEVEL REPEATABLE READ READ ONLY; "
                            f"SET LOCAL {TAG} statement_timeout = {int(stmt_ms)}; "
                            f"SET LOCAL {TAG} lock_timeout = {int(lock_ms)}; "
-                           f"SET LOCAL {TAG} idle_in_transaction_session_timeout = {int(stmt_ms) + 5000}",
+                           f"SET LOCAL {TAG} idle_in_transaction_session_timeout = {int(stmt_ms) + 5000}; "
+                           # the parser that vetted the statement (pglast) assumes standard strings
+                           f"SET LOCAL {TAG} standard_conforming_strings = on",
                            timeout=deadline.remaining())
         yield stmt_ms
     finally:

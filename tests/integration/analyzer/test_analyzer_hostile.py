@@ -118,9 +118,13 @@ async def test_error_text_that_could_quote_rows_is_not_echoed(client: Client) ->
         await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql=f"SELECT card::int FROM {SCHEMA}.secrets", analyze=True))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "22P02" in err.value.details() and "secret" not in err.value.details()
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql="SELECT nope FROM properties", analyze=True))
-    assert 'column "nope" does not exist' in err.value.details() and "position" in err.value.details()
+    for method, request in (("AnalyzeQuery", pb.AnalyzeQueryRequest(sql="SELECT nope FROM properties", analyze=True)),
+                            ("SuggestIndexes", pb.SuggestIndexesRequest(sql="SELECT nope FROM properties")),
+                            ("SuggestIndexes", pb.SuggestIndexesRequest(sql="SELECT nope FROM properties WHERE id = $1"))):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await client(method, request)
+        # the position is in the caller's statement, not in the EXPLAIN / PREPARE wrapped around it
+        assert 'column "nope" does not exist (position 8)' in err.value.details(), err.value.details()
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql="SELECT * FORM properties"))
     assert "syntax error" in err.value.details() and "position 10" in err.value.details()
@@ -157,3 +161,15 @@ async def test_table_names_are_resolved_through_the_catalog(client: Client, pg_c
 async def test_quoted_identifiers_resolve(client: Client) -> None:
     reply = await client("GetTableStats", pb.GetTableStatsRequest(table=f'{SCHEMA}."Mixed Case"'))
     assert reply.table == f"{SCHEMA}.Mixed Case" and reply.table_bytes > 0
+
+
+async def test_the_server_reads_strings_as_the_vetting_parser_did(analyzer_server) -> None:
+    """pglast assumes standard_conforming_strings; a server set otherwise would split literals
+    differently, so the analysis transaction pins it (a backslash-quote trick stays one literal)."""
+    sql = "SELECT 'a\\' AS x"
+    async with analyzer_server(standard_conforming_strings="off") as host, client_for(host) as c:
+        for analyze in (True, False):
+            reply = await c("AnalyzeQuery", pb.AnalyzeQueryRequest(sql=sql, analyze=analyze))
+            assert reply.plan.node_type == "Result"
+        advice = await c("SuggestIndexes", pb.SuggestIndexesRequest(sql=f"SELECT * FROM {SCHEMA}.events WHERE d = $1"))
+        assert advice.suggestions

@@ -85,6 +85,10 @@ def test_errors_about_the_statement_text_are_echoed_with_position() -> None:
     err = map_statement_error(_error(asyncpg.UndefinedColumnError, 'column "nope" does not exist', position="8"))
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT
     assert 'column "nope" does not exist (position 8) (SQLSTATE 42703)' in err.message
+    shifted = map_statement_error(_error(asyncpg.UndefinedColumnError, "x", position="30"), offset=22)
+    assert "(position 8)" in shifted.message
+    inside_prefix = map_statement_error(_error(asyncpg.PostgresSyntaxError, "x", position="3"), offset=22)
+    assert "position" not in inside_prefix.message and "42601" in inside_prefix.message
 
 
 @pytest.mark.parametrize(("cls", "code"), [
