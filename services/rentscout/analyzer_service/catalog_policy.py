@@ -15,24 +15,37 @@ from rentscout.analyzer_service.sqltext import quote_ident, tagged
 from rentscout.runtime import deadline
 
 # Candidates by name (index scans on proname / oprname); which of them the statement can reach
-# (its search_path, or the schema it names) is decided in Python from `visible`. Operators in
-# pg_catalog are all built-in and immutable, so only the others are looked at.
-_FUNCTIONS_SQL = tagged("""
+# (its search_path, or the schema it names) is decided in Python from `visible` and `ref_schema`.
+# Operators in pg_catalog are all built-in and immutable, so only the others are looked at. An
+# aggregate runs its support functions (transition, final ...), which are checked in its stead too:
+# a user-defined aggregate itself looks like an immutable internal function.
+_AGGREGATE_SUPPORT = """
+    SELECT s.fn FROM pg_catalog.pg_aggregate g
+    CROSS JOIN LATERAL unnest(ARRAY[g.aggtransfn, g.aggfinalfn, g.aggcombinefn, g.aggserialfn, g.aggdeserialfn,
+                                    g.aggmtransfn, g.aggminvtransfn, g.aggmfinalfn]::oid[]) AS s(fn)
+    WHERE g.aggfnoid = {fn} AND s.fn <> 0"""
+
+_FUNCTIONS_SQL = tagged(f"""
+WITH named AS (
+    SELECT p.oid AS fn, n.nspname AS ref_schema, p.proname::text AS ref,
+           n.nspname = ANY (pg_catalog.current_schemas(true)) AS visible
+    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE p.proname = ANY ($1::text[])
+  UNION ALL
+    SELECT o.oprcode::oid, n.nspname, '#' || o.oprname, n.nspname = ANY (pg_catalog.current_schemas(true))
+    FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+    WHERE o.oprname = ANY ($2::text[]) AND o.oprnamespace <> 'pg_catalog'::pg_catalog.regnamespace
+), called AS (
+    SELECT fn, ref_schema, ref, visible FROM named
+  UNION ALL
+    SELECT support.fn, named.ref_schema, named.ref, named.visible
+    FROM named CROSS JOIN LATERAL ({_AGGREGATE_SUPPORT.format(fn="named.fn")}) AS support
+)
 SELECT n.nspname AS schema, p.proname AS name, p.provolatile::text AS volatility, l.lanname AS language,
-       n.nspname = ANY (pg_catalog.current_schemas(true)) AS visible, p.proname AS ref
-FROM pg_catalog.pg_proc p
+       c.visible, c.ref, c.ref_schema
+FROM called c
+JOIN pg_catalog.pg_proc p ON p.oid = c.fn
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-JOIN pg_catalog.pg_language l ON l.oid = p.prolang
-WHERE p.proname = ANY ($1::text[])
-UNION ALL
-SELECT pn.nspname, p.proname, p.provolatile::text, l.lanname,
-       ops.nspname = ANY (pg_catalog.current_schemas(true)), '#' || ops.oprname || '#' || ops.nspname
-FROM (SELECT o.oprname, o.oprcode, n.nspname
-      FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
-      WHERE o.oprname = ANY ($2::text[]) AND o.oprnamespace <> 'pg_catalog'::pg_catalog.regnamespace
-      OFFSET 0) AS ops
-JOIN LATERAL (SELECT * FROM pg_catalog.pg_proc p WHERE p.oid = ops.oprcode::oid) AS p ON true
-JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
 JOIN pg_catalog.pg_language l ON l.oid = p.prolang
 """)
 
@@ -44,7 +57,7 @@ JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(r.name)
 
 # Functions (directly or through operators) used by the rewrite rules of the views a statement
 # reads, following views of views; materialized views are not expanded (they are not re-run).
-_VIEW_FUNCTIONS_SQL = tagged("""
+_VIEW_FUNCTIONS_SQL = tagged(f"""
 WITH RECURSIVE views(oid) AS (
     SELECT c.oid FROM pg_catalog.pg_class c WHERE c.oid = ANY ($1::oid[]) AND c.relkind = 'v'
   UNION
@@ -61,9 +74,13 @@ WITH RECURSIVE views(oid) AS (
     JOIN pg_catalog.pg_rewrite r ON r.ev_class = v.oid
     JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid
     WHERE d.refclassid IN ('pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_operator'::pg_catalog.regclass)
+), called AS (
+    SELECT fn FROM used
+  UNION
+    SELECT support.fn FROM used CROSS JOIN LATERAL ({_AGGREGATE_SUPPORT.format(fn="used.fn")}) AS support
 )
 SELECT DISTINCT n.nspname AS schema, p.proname AS name, p.provolatile::text AS volatility, l.lanname AS language
-FROM used u
+FROM called u
 JOIN pg_catalog.pg_proc p ON p.oid = u.fn
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_catalog.pg_language l ON l.oid = p.prolang
@@ -94,10 +111,10 @@ async def resolve_relations(conn: asyncpg.Connection, parsed: ParsedQuery) -> di
 def reachable(row: asyncpg.Record, parsed: ParsedQuery) -> bool:
     """Whether a candidate function or operator row is one the statement could actually call."""
     ref: str = row["ref"]
-    if ref.startswith("#"):  # an operator: '#name#schema'
-        _, name, schema = ref.split("#", 2)
-        return any(o.name == name and (o.schema == schema if o.schema else row["visible"]) for o in parsed.operators)
-    return any(f.name == ref and (f.schema == row["schema"] if f.schema else row["visible"]) for f in parsed.functions)
+    schema: str = row["ref_schema"]
+    if ref.startswith("#"):  # an operator
+        return any(o.name == ref[1:] and (o.schema == schema if o.schema else row["visible"]) for o in parsed.operators)
+    return any(f.name == ref and (f.schema == schema if f.schema else row["visible"]) for f in parsed.functions)
 
 
 async def enforce(conn: asyncpg.Connection, parsed: ParsedQuery, trusted_schemas: frozenset[str]) -> Resolution:

@@ -10,8 +10,9 @@ Policy, in layers (each one alone would leave gaps; together they leave few):
    replication, statistics resets, index maintenance, HypoPG, and functions that run SQL given
    as text (query_to_xml and friends, ts_stat, ts_rewrite).
 2. Catalog (`catalog_policy`, inside the transaction, before EXPLAIN): every function the query
-   names, every operator it names outside pg_catalog, and every function a referenced view uses
-   (pg_depend, recursively) is resolved; `function_verdict` below decides. Built-ins are allowed
+   names, every operator it names outside pg_catalog, the support functions of every aggregate
+   among them, and every function a referenced view uses (pg_depend, recursively) is resolved;
+   `function_verdict` below decides. Built-ins are allowed
    unless volatile (a short allow-list of harmless volatile built-ins aside); functions outside
    pg_catalog are allowed only when non-volatile and written in C (only a superuser can create
    those, so they come from extensions), or when their schema is explicitly trusted

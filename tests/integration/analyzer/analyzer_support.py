@@ -63,6 +63,10 @@ CREATE VIEW {SCHEMA}.safe_view AS SELECT id, lower(kind) AS kind FROM {SCHEMA}.e
 CREATE FUNCTION {SCHEMA}.op_writer(int, int) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
 BEGIN INSERT INTO {SCHEMA}.audit (note) VALUES ('operator write'); RETURN $1 = $2; END $$;
 CREATE OPERATOR {SCHEMA}.=== (LEFTARG = int, RIGHTARG = int, FUNCTION = {SCHEMA}.op_writer);
+CREATE FUNCTION {SCHEMA}.lock_step(state int, v int) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_advisory_lock(4243); RETURN coalesce(state, 0) + v; END $$;
+CREATE AGGREGATE {SCHEMA}.locking_sum(int) (SFUNC = {SCHEMA}.lock_step, STYPE = int);
+CREATE VIEW {SCHEMA}.aggregate_view AS SELECT {SCHEMA}.locking_sum(a) AS s FROM {SCHEMA}.events;
 """
 
 

@@ -58,6 +58,8 @@ HOSTILE = [
     (f"SELECT * FROM {SCHEMA}.view_of_view", "sneaky_insert"),
     (f"SELECT 1 WHERE 1 OPERATOR({SCHEMA}.===) 1", "op_writer"),
     ("SELECT pg_stat_force_next_flush()", "volatile built-in"),
+    (f"SELECT {SCHEMA}.locking_sum(a) FROM {SCHEMA}.events", "lock_step"),  # an aggregate's transition function
+    (f"SELECT * FROM {SCHEMA}.aggregate_view", "lock_step"),
 ]
 
 
