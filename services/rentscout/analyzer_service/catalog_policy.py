@@ -35,6 +35,18 @@ WITH named AS (
     SELECT o.oprcode::oid, n.nspname, '#' || o.oprname, n.nspname = ANY (pg_catalog.current_schemas(true))
     FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
     WHERE o.oprname = ANY ($2::text[]) AND o.oprnamespace <> 'pg_catalog'::pg_catalog.regnamespace
+  UNION ALL
+    -- explicit casts to types outside pg_catalog: their cast functions and their domains' CHECKs
+    SELECT fn.oid, tn.nspname, '%' || t.typname, true
+    FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace
+    CROSS JOIN LATERAL (
+        SELECT c.castfunc::oid AS oid FROM pg_catalog.pg_cast c WHERE c.casttarget = t.oid AND c.castfunc <> 0
+      UNION ALL
+        SELECT d.refobjid FROM pg_catalog.pg_constraint k
+        JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid = k.oid
+             AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+        WHERE k.contypid = t.oid) AS fn
+    WHERE t.typname = ANY ($3::text[]) AND t.typnamespace <> 'pg_catalog'::pg_catalog.regnamespace
 ), called AS (
     SELECT fn, ref_schema, ref, visible FROM named
   UNION ALL
@@ -114,6 +126,8 @@ def reachable(row: asyncpg.Record, parsed: ParsedQuery) -> bool:
     schema: str = row["ref_schema"]
     if ref.startswith("#"):  # an operator
         return any(o.name == ref[1:] and (o.schema == schema if o.schema else row["visible"]) for o in parsed.operators)
+    if ref.startswith("%"):  # a cast target type (any schema when unqualified: conservative)
+        return any(c.name == ref[1:] and (c.schema == schema if c.schema else True) for c in parsed.casts)
     return any(f.name == ref and (f.schema == schema if f.schema else row["visible"]) for f in parsed.functions)
 
 
@@ -121,7 +135,8 @@ async def enforce(conn: asyncpg.Connection, parsed: ParsedQuery, trusted_schemas
     """Raise Rejected when a function the statement could call is not allowed."""
     names = sorted({f.name for f in parsed.functions})
     operators = sorted({o.name for o in parsed.operators})
-    rows = await conn.fetch(_FUNCTIONS_SQL, names, operators, timeout=deadline.remaining())
+    casts = sorted({c.name for c in parsed.casts})
+    rows = await conn.fetch(_FUNCTIONS_SQL, names, operators, casts, timeout=deadline.remaining())
     infos = [_as_info(r) for r in rows if reachable(r, parsed)]
     resolved = await resolve_relations(conn, parsed)
     views = [oid for oid, relkind in resolved.values() if relkind == "v"]

@@ -11,8 +11,9 @@ Policy, in layers (each one alone would leave gaps; together they leave few):
    as text (query_to_xml and friends, ts_stat, ts_rewrite).
 2. Catalog (`catalog_policy`, inside the transaction, before EXPLAIN): every function the query
    names, every operator it names outside pg_catalog, the support functions of every aggregate
-   among them, and every function a referenced view uses (pg_depend, recursively) is resolved;
-   `function_verdict` below decides. Built-ins are allowed
+   among them, the functions behind explicit casts to types outside pg_catalog (cast functions and
+   domain CHECK constraints), and every function a referenced view uses (pg_depend, recursively)
+   is resolved; `function_verdict` below decides. Built-ins are allowed
    unless volatile (a short allow-list of harmless volatile built-ins aside); functions outside
    pg_catalog are allowed only when non-volatile and written in C (only a superuser can create
    those, so they come from extensions), or when their schema is explicitly trusted
@@ -22,7 +23,7 @@ Policy, in layers (each one alone would leave gaps; together they leave few):
    optional low-privilege role (`SET LOCAL ROLE`), and ROLLBACK always. Anything that slips through
    and tries to write fails with `read-only transaction` and is rolled back.
 
-Known residual risks, covered only by layer 3: user-defined casts, domain CHECK constraints and
+Known residual risks, covered only by layer 3: implicit casts to user-defined types and
 row-level-security policies that call functions are not inspected.
 """
 
@@ -132,6 +133,7 @@ class ParsedQuery:
     fingerprint: str
     functions: frozenset[QualifiedName] = frozenset()
     operators: frozenset[QualifiedName] = frozenset()
+    casts: frozenset[QualifiedName] = frozenset()  # target types of explicit casts, outside pg_catalog
     relations: tuple[RelationRef, ...] = ()
     cte_names: frozenset[str] = frozenset()
     param_count: int = 0
@@ -213,6 +215,7 @@ def _not_select(stmt: ast.Node) -> tuple[str, str]:
 def _inspect(parsed: ParsedQuery) -> None:
     functions: set[QualifiedName] = set()
     operators: set[QualifiedName] = set()
+    casts: set[QualifiedName] = set()
     relations: list[RelationRef] = []
     ctes: set[str] = set()
     offsets: list[OffsetRef] = []
@@ -249,6 +252,10 @@ def _inspect(parsed: ParsedQuery) -> None:
                 operators.add(_qualified(names))
             elif kind_name.startswith("AEXPR_BETWEEN") or kind_name.startswith("AEXPR_NOT_BETWEEN"):
                 operators.update({QualifiedName(None, "<="), QualifiedName(None, ">=")})
+        elif isinstance(node, ast.TypeCast) and node.typeName is not None:
+            target = _qualified(_names(node.typeName.names))
+            if target.schema != "pg_catalog" and target.name:
+                casts.add(target)
         elif isinstance(node, ast.ParamRef):
             max_param = max(max_param, node.number)
         elif isinstance(node, ast.RangeVar):
@@ -258,6 +265,7 @@ def _inspect(parsed: ParsedQuery) -> None:
         raise Rejected("too_many_params", f"uses ${max_param}; at most {MAX_PARAMS} parameters are supported")
     parsed.functions = frozenset(functions)
     parsed.operators = frozenset(operators)
+    parsed.casts = frozenset(casts)
     parsed.cte_names = frozenset(ctes)
     parsed.relations = tuple(r for r in relations if r.schema is not None or r.name not in ctes)
     parsed.param_count = max_param

@@ -66,6 +66,13 @@ CREATE OPERATOR {SCHEMA}.=== (LEFTARG = int, RIGHTARG = int, FUNCTION = {SCHEMA}
 CREATE FUNCTION {SCHEMA}.lock_step(state int, v int) RETURNS int LANGUAGE plpgsql AS $$
 BEGIN PERFORM pg_advisory_lock(4243); RETURN coalesce(state, 0) + v; END $$;
 CREATE AGGREGATE {SCHEMA}.locking_sum(int) (SFUNC = {SCHEMA}.lock_step, STYPE = int);
+CREATE FUNCTION {SCHEMA}.checker(v int) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN PERFORM pg_advisory_lock(4244); RETURN v > 0; END $$;
+CREATE DOMAIN {SCHEMA}.checked_int AS int CHECK ({SCHEMA}.checker(VALUE));
+CREATE TYPE {SCHEMA}.wrapped AS (v int);
+CREATE FUNCTION {SCHEMA}.wrap(int) RETURNS {SCHEMA}.wrapped LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN PERFORM pg_advisory_lock(4245); RETURN ROW($1); END $$;
+CREATE CAST (int AS {SCHEMA}.wrapped) WITH FUNCTION {SCHEMA}.wrap(int);
 CREATE VIEW {SCHEMA}.aggregate_view AS SELECT {SCHEMA}.locking_sum(a) AS s FROM {SCHEMA}.events;
 """
 

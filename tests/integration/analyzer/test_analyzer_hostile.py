@@ -60,6 +60,8 @@ HOSTILE = [
     ("SELECT pg_stat_force_next_flush()", "volatile built-in"),
     (f"SELECT {SCHEMA}.locking_sum(a) FROM {SCHEMA}.events", "lock_step"),  # an aggregate's transition function
     (f"SELECT * FROM {SCHEMA}.aggregate_view", "lock_step"),
+    (f"SELECT 5::{SCHEMA}.checked_int", "checker"),  # a domain's CHECK constraint
+    (f"SELECT CAST(5 AS {SCHEMA}.wrapped)", "wrap"),  # a user-defined cast function
 ]
 
 

@@ -133,6 +133,8 @@ def test_parse_collects_functions_operators_relations_params_and_offsets() -> No
     assert QualifiedName(None, "<=") in parsed.operators  # from BETWEEN
     assert {(r.schema, r.name) for r in parsed.relations} == {("public", "properties"), (None, "properties")}
     assert parsed.cte_names == {"recent"}
+    assert parse_select("SELECT 1::int, 'x'::text, 'a'::app.mood, 2::app.mood[]").casts == {
+        QualifiedName(None, "text"), QualifiedName("app", "mood")}
     assert parsed.param_count == 3
     assert [(o.value, o.param) for o in parsed.offsets] == [(None, 2)]
     assert [(o.value, o.param) for o in parse_select("SELECT 1 OFFSET 5000").offsets] == [(5000, None)]
