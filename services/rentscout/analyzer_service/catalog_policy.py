@@ -53,12 +53,14 @@ WITH named AS (
     SELECT support.fn, named.ref_schema, named.ref, named.visible
     FROM named CROSS JOIN LATERAL ({_AGGREGATE_SUPPORT.format(fn="named.fn")}) AS support
 )
-SELECT n.nspname AS schema, p.proname AS name, p.provolatile::text AS volatility, l.lanname AS language,
-       c.visible, c.ref, c.ref_schema
+SELECT f.schema, f.name, f.volatility, f.language, c.visible, c.ref, c.ref_schema
 FROM called c
-JOIN pg_catalog.pg_proc p ON p.oid = c.fn
-JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+CROSS JOIN LATERAL (
+    SELECT n.nspname AS schema, p.proname AS name, p.provolatile::text AS volatility, l.lanname AS language
+    FROM pg_catalog.pg_proc p
+    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+    WHERE p.oid = c.fn) AS f
 """)
 
 _RELATIONS_SQL = tagged("""

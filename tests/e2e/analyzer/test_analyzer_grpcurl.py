@@ -14,7 +14,7 @@ ADMIN, READER = "e2e-analyzer-admin", "e2e-analyzer-reader"
 SERVICE = "rentscout.analyzer.v1.AnalyzerService"
 
 
-def test_operator_session(service_env: dict[str, str], grpcurl_bin: str, tmp_path: Path) -> None:
+def test_operator_session(service_env: dict[str, str], grpcurl_bin: str, hypopg: bool, tmp_path: Path) -> None:
     env = {**service_env, "RENTSCOUT_AUTH_TOKENS": f"{ADMIN}:admin,{READER}:reader",
            "RENTSCOUT_ANALYZER_EXPLAIN_ROLE": "rentscout_explain"}
     server = ServerProcess("analyzer", env, tmp_path).start()
