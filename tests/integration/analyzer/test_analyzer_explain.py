@@ -4,8 +4,10 @@ the very transaction that runs EXPLAIN)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import asyncpg
 import grpc
 import pytest
 from analyzer_support import ADMIN, READER, SCHEMA, Client, client_for
@@ -180,3 +182,22 @@ async def test_every_rpc_needs_the_admin_role(client: Client, method: str, reque
         await client(method, request_, token=None)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert await client(method, request_, token=ADMIN) is not None
+
+
+async def test_the_callers_deadline_bounds_the_statement(client: Client, pg_conn: asyncpg.Connection) -> None:
+    sql = "SELECT count(*) FROM generate_series(1, 300000000) AS deadline_probe"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await client("AnalyzeQuery", req(sql), timeout=0.5)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+    async def still_running() -> bool:
+        return await pg_conn.fetchval(
+            "SELECT count(*) > 0 FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%deadline_probe%' "
+            "AND pid <> pg_backend_pid()")
+
+    for _ in range(50):  # the server-side statement_timeout was cut to the deadline: it stops soon
+        if not await still_running():
+            break
+        await asyncio.sleep(0.1)
+    assert not await still_running()
+    assert (await client("AnalyzeQuery", req("SELECT 1"))).actual_rows == 1
