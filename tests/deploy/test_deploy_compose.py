@@ -7,6 +7,7 @@ The schema is the official compose-spec.json as shipped in the docker-compose 1.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -41,6 +42,13 @@ def seconds(duration: str) -> float:
     parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
     assert parts and "".join(a + b for a, b in parts) == duration, duration
     return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_vendored_schema_is_the_one_its_readme_names() -> None:
+    readme = (Path(__file__).parent / "schemas" / "README.md").read_text()
+    digest = hashlib.sha256((Path(__file__).parent / "schemas" / "compose_spec.json").read_bytes()).hexdigest()
+    assert f"sha256 `{digest}`" in readme
+    assert SCHEMA["title"] == "Compose Specification"
 
 
 def test_compose_file_is_valid_against_the_compose_spec_schema() -> None:
