@@ -21,8 +21,8 @@ COPY pyproject.toml ./
 COPY services/ services/
 COPY clients/ clients/
 COPY gen/ gen/
-# Every dependency ships manylinux wheels, so no compiler is needed; `pip wheel` fetches hatchling
-# into an isolated build environment to build the project's own wheel.
+# Every dependency ships manylinux wheels (x86_64 and aarch64), so no compiler is needed;
+# `pip wheel` fetches hatchling into an isolated build environment for the project's own wheel.
 RUN python -m pip wheel --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/rentscout \
  && python -m pip --python /opt/rentscout/bin/python install --no-index --find-links=/wheels /wheels/*.whl \

@@ -112,6 +112,7 @@ def test_migrate_is_a_one_shot_migrate_and_seed() -> None:
     assert re.fullmatch(r"rentscout db migrate && rentscout db seed --reset --rows \$\{SEED_ROWS:-\d+\}", script)
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert migrate["env_file"] == ".env.example"
+    assert migrate["healthcheck"] == {"disable": True}, "the image HEALTHCHECK expects a server"
 
 
 def test_postgres_preloads_pg_stat_statements_and_ships_hypopg() -> None:
