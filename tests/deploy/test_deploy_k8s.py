@@ -12,7 +12,17 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from harness.manifests import KUBERNETES_VERSION, OVERLAYS, ROOT, by_kind, labels_match, render, render_text, tool
+from harness.manifests import (
+    KUBERNETES_VERSION,
+    OVERLAYS,
+    ROOT,
+    by_kind,
+    dockerfile_stages,
+    labels_match,
+    render,
+    render_text,
+    tool,
+)
 from rentscout.cli.serve import SERVICES
 from rentscout.runtime.config import RuntimeSettings
 
@@ -317,3 +327,14 @@ def test_kustomizations_only_use_the_documented_feature_set() -> None:
     readme = (ROOT / "k8s" / "README.md").read_text()
     for feature in used:
         assert f"`{feature}`" in readme, f"k8s/README.md does not mention the kustomize feature `{feature}`"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pods_run_as_the_image_user(overlay: str) -> None:
+    """runAsNonRoot needs a numeric uid; it must be the one the image owns its files as."""
+    _, stages = dockerfile_stages(ROOT / "Dockerfile")
+    uid = int(next(a.split("=", 1)[1] for a in stages[-1].all("ARG") if a.startswith("UID=")))
+    objects = render(f"overlays/{overlay}")
+    workloads = [*service_deployments(objects).values(), by_kind(objects, "Job")["rentscout-migrate"]]
+    for workload in workloads:
+        assert pod_spec(workload)["securityContext"]["runAsUser"] == uid, workload["metadata"]["name"]
