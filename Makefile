@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: bootstrap demo up test lint check-stubs check-readme readme codegen pytest bench fmt
+.PHONY: bootstrap demo up test lint check-stubs check-readme readme codegen pytest bench fmt deploy-config
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -40,3 +40,7 @@ bench: bootstrap
 
 fmt: bootstrap
 	$(BIN)/ruff check --fix services clients tests bench scripts
+
+# Deployment config (.env.example, k8s ConfigMap env, Secret template) from the settings declarations.
+deploy-config: bootstrap
+	$(PY) scripts/gen_deploy_config.py

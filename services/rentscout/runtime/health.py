@@ -40,7 +40,7 @@ class DependencyMonitor:
             if self._last.get(dep) != ok:
                 level = logging.INFO if ok else logging.WARNING
                 _log.log(level, "%s is %s", dep, "up" if ok else "down",
-                         extra={"fields": {"event.category": "health", "dependency": dep, "dependency.up": ok}})
+                         extra={"fields": {"event.category": "health", "dependency.name": dep, "dependency.up": ok}})
             self._last[dep] = ok
         for name, needs_redis in self._services:
             ok = db_ok and (states.get("redis", True) or not needs_redis)

@@ -1,0 +1,95 @@
+"""Internal results -> protobuf messages (one place, so the wire shape is easy to review)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from rentscout.analyzer.v1 import analyzer_pb2
+from rentscout.analyzer_service.explain import Analysis
+from rentscout.analyzer_service.index_advisor import Advice
+from rentscout.analyzer_service.insights import Insight
+from rentscout.analyzer_service.plan import Buffers, Node
+from rentscout.analyzer_service.slow_queries import SlowQuery
+from rentscout.analyzer_service.table_stats import TableStats
+from rentscout.common.v1 import common_pb2
+
+
+def severity(name: str) -> int:
+    return common_pb2.Severity.Value(f"SEVERITY_{name}")
+
+
+def buffers(b: Buffers) -> analyzer_pb2.BufferStats:
+    return analyzer_pb2.BufferStats(**vars(b))
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def plan_node(node: Node) -> analyzer_pb2.PlanNode:
+    return analyzer_pb2.PlanNode(
+        node_type=node.node_type, relation_name=node.relation_name, index_name=node.index_name,
+        join_type=node.join_type, startup_cost=node.startup_cost, total_cost=node.total_cost,
+        plan_rows=node.plan_rows, actual_rows=node.actual_rows, actual_loops=node.actual_loops,
+        inclusive_time_ms=node.inclusive_time_ms, exclusive_time_ms=node.exclusive_time_ms,
+        percent_of_total=node.percent_of_total, filter=node.filter, index_cond=node.index_cond,
+        rows_removed_by_filter=node.rows_removed_by_filter, workers_planned=node.workers_planned,
+        workers_launched=node.workers_launched, sort_method=node.sort_method, sort_space_type=node.sort_space_type,
+        sort_space_used_kb=node.sort_space_used_kb, exact_heap_blocks=node.exact_heap_blocks,
+        lossy_heap_blocks=node.lossy_heap_blocks, buffers=buffers(node.buffers),
+        children=[plan_node(child) for child in node.children], row_estimate_factor=node.row_estimate_factor,
+        parent_relationship=node.parent_relationship)
+
+
+def insight(i: Insight) -> analyzer_pb2.Insight:
+    return analyzer_pb2.Insight(kind=analyzer_pb2.InsightKind.Value(f"INSIGHT_KIND_{i.kind}"),
+                                severity=severity(i.severity), message=i.message, node=i.node, evidence=i.evidence)
+
+
+def analysis(a: Analysis) -> analyzer_pb2.AnalyzeQueryResponse:
+    r = a.result
+    return analyzer_pb2.AnalyzeQueryResponse(
+        planning_time_ms=r.planning_time_ms, execution_time_ms=r.execution_time_ms, total_cost=r.root.total_cost,
+        estimated_rows=r.root.plan_rows, actual_rows=r.root.total_rows if r.analyzed else 0.0,
+        buffers=buffers(r.buffers), planning_buffers=buffers(r.planning_buffers), plan=plan_node(r.root),
+        raw_json=r.raw_json, insights=[insight(i) for i in a.insights], fingerprint=a.fingerprint)
+
+
+def slow_queries(version: str, rows: list[SlowQuery]) -> analyzer_pb2.ListSlowQueriesResponse:
+    return analyzer_pb2.ListSlowQueriesResponse(extension_version=version, queries=[analyzer_pb2.SlowQuery(
+        query_id=q.query_id, query=q.query, calls=q.calls, total_time_ms=q.total_time_ms, mean_time_ms=q.mean_time_ms,
+        max_time_ms=q.max_time_ms, rows=q.rows, cache_hit_ratio=q.cache_hit_ratio, temp_blks_read=q.temp_blks_read,
+        temp_blks_written=q.temp_blks_written, stddev_time_ms=q.stddev_time_ms) for q in rows])
+
+
+def advice(a: Advice) -> analyzer_pb2.SuggestIndexesResponse:
+    return analyzer_pb2.SuggestIndexesResponse(
+        hypopg_available=a.hypopg_available, method=a.method,
+        suggestions=[analyzer_pb2.IndexSuggestion(
+            table=s.candidate.relation.display, columns=list(s.candidate.columns),
+            create_statement=s.candidate.create_statement(), reason=s.reason, estimated_size_bytes=s.size_bytes,
+            hypopg_validated=s.validated, cost_before=s.cost_before, cost_after=s.cost_after, queries=s.queries)
+            for s in a.suggestions],
+        index_issues=[analyzer_pb2.IndexIssue(
+            kind=analyzer_pb2.IndexIssueKind.Value(f"INDEX_ISSUE_KIND_{i.kind}"), index_name=i.index.display,
+            table=i.index.table, definition=i.index.definition, size_bytes=i.index.size_bytes, detail=i.detail)
+            for i in a.issues])
+
+
+def table_stats(s: TableStats) -> analyzer_pb2.GetTableStatsResponse:
+    return analyzer_pb2.GetTableStatsResponse(
+        table=s.table, live_rows=s.live_rows, dead_rows=s.dead_rows, dead_ratio=s.dead_ratio, table_bytes=s.table_bytes,
+        index_bytes=s.index_bytes, toast_bytes=s.toast_bytes, total_bytes=s.total_bytes, bloat_bytes=s.bloat_bytes,
+        bloat_ratio=s.bloat_ratio, bloat_method=analyzer_pb2.BloatMethod.Value(f"BLOAT_METHOD_{s.bloat_method}"),
+        seq_scans=s.seq_scans, idx_scans=s.idx_scans, last_vacuum=timestamp(s.last_vacuum),
+        last_autovacuum=timestamp(s.last_autovacuum), last_analyze=timestamp(s.last_analyze),
+        last_autoanalyze=timestamp(s.last_autoanalyze), modifications_since_analyze=s.modifications_since_analyze,
+        recommendations=[analyzer_pb2.Recommendation(
+            action=analyzer_pb2.RecommendationAction.Value(f"RECOMMENDATION_ACTION_{r.action}"),
+            severity=severity(r.severity), reason=r.reason, statement=r.statement) for r in s.recommendations])

@@ -1,0 +1,146 @@
+"""Request parameters ($1, $2 ...) bound to the statement, never interpolated into its text.
+
+asyncpg encodes each value with the codec of the type PostgreSQL inferred for its placeholder and
+insists on the matching Python type, so each value is converted to what its placeholder needs
+(e.g. a string "42" for an int8 placeholder), and refused with the placeholder named otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from rentscout.analyzer.v1 import analyzer_pb2
+
+_INTS = {"int2", "int4", "int8", "oid", "regclass", "regproc", "regtype", "xid"}
+_FLOATS = {"float4", "float8"}
+_TEXTS = {"text", "varchar", "bpchar", "name", "unknown", "citext", "json", "jsonb", "xml", "char"}
+
+
+class ParamError(ValueError):
+    """A parameter cannot be used for its placeholder; the message says why."""
+
+
+def from_proto(params: Sequence[analyzer_pb2.QueryParam]) -> list[Any]:
+    """QueryParam messages -> Python values (None for null or unset)."""
+    values: list[Any] = []
+    for i, p in enumerate(params, 1):
+        kind = p.WhichOneof("value")
+        if kind is None or kind == "null_value":
+            values.append(None)
+        elif kind == "timestamp_value":
+            values.append(p.timestamp_value.ToDatetime(tzinfo=dt.UTC))
+        elif kind in ("string_value", "int_value", "double_value", "bool_value"):
+            values.append(getattr(p, kind))
+        else:  # a newer client sent a kind this server does not know
+            raise ParamError(f"${i}: unsupported parameter kind {kind}")
+    return values
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ParamError("a boolean is not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise ParamError("is not an integer") from None
+    raise ParamError("is not an integer")
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ParamError("is not a number")
+    try:
+        return float(value)
+    except ValueError:
+        raise ParamError("is not a number") from None
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "t", "yes", "on", "1", "false", "f", "no", "off", "0"):
+        return value.strip().lower() in ("true", "t", "yes", "on", "1")
+    raise ParamError("is not a boolean")
+
+
+def _to_datetime(value: Any, aware: bool) -> dt.datetime:
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ParamError("is not an ISO 8601 timestamp") from None
+    if not isinstance(value, dt.datetime):
+        raise ParamError("is not a timestamp")
+    if aware:
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _to_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def coerce(value: Any, type_name: str, kind: str, schema: str = "pg_catalog") -> Any:
+    """`value` as the Python type asyncpg needs for a placeholder of PostgreSQL type `type_name`.
+
+    Types outside pg_catalog (enums and other text-in/text-out user types) get the text form.
+    """
+    if value is None:
+        return None
+    if kind == "array":
+        raise ParamError(f"placeholder has array type {type_name}; pass elements as separate parameters "
+                         "(ARRAY[$1, $2]) or a string with string_to_array($1, ',')")
+    if type_name in _INTS:
+        return _to_int(value)
+    if type_name in _FLOATS:
+        return _to_float(value)
+    if type_name == "numeric":
+        try:
+            return decimal.Decimal(_to_text(value))
+        except decimal.InvalidOperation:
+            raise ParamError("is not a number") from None
+    if type_name == "bool":
+        return _to_bool(value)
+    if type_name in ("timestamptz", "timestamp"):
+        return _to_datetime(value, aware=type_name == "timestamptz")
+    if type_name == "date":
+        if isinstance(value, dt.datetime):
+            return value.date()
+        try:
+            return dt.date.fromisoformat(_to_text(value).strip())
+        except ValueError:
+            raise ParamError("is not an ISO 8601 date") from None
+    if type_name == "uuid":
+        try:
+            return uuid.UUID(_to_text(value))
+        except ValueError:
+            raise ParamError("is not a UUID") from None
+    if type_name in _TEXTS or (kind == "scalar" and schema != "pg_catalog"):
+        return _to_text(value)
+    raise ParamError(f"placeholder type {type_name} is not supported; cast through text, e.g. $n::text::{type_name}")
+
+
+def bind(values: Sequence[Any], types: Sequence[tuple[str, str, str]]) -> list[Any]:
+    """Convert every value for its placeholder ((type name, kind, schema) from the prepared statement)."""
+    if len(values) != len(types):
+        raise ParamError(f"the statement has {len(types)} placeholder(s) but {len(values)} parameter(s) were given")
+    out = []
+    for i, (value, (type_name, kind, schema)) in enumerate(zip(values, types, strict=True), 1):
+        try:
+            out.append(coerce(value, type_name, kind, schema))
+        except ParamError as exc:
+            raise ParamError(f"${i} ({type_name}) {exc}") from None
+    return out

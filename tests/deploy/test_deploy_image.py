@@ -1,0 +1,103 @@
+"""The container image: hadolint-clean, multi-stage, non-root, the `rentscout` entrypoint, and a build
+context (.dockerignore) from which the project's wheel really builds with everything it needs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from harness.manifests import ROOT, DockerIgnore, dockerfile_stages, tool
+from rentscout.cli.serve import SERVICES
+
+DOCKERFILES = [ROOT / "Dockerfile", ROOT / "deploy" / "postgres" / "Dockerfile"]
+BUILD_TOOLS = re.compile(r"\b(apt-get|apk|gcc|g\+\+|make|build-essential|pip wheel|python3?-dev)\b")
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_hadolint_is_clean(dockerfile: Path) -> None:
+    proc = subprocess.run([tool("hadolint"), "--format", "json", "--failure-threshold", "info", str(dockerfile)],
+                          capture_output=True, text=True, timeout=60)
+    findings = json.loads(proc.stdout or "[]")
+    assert proc.returncode == 0 and not findings, json.dumps(findings, indent=1)
+
+
+def test_hadolint_would_notice_a_bad_dockerfile(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get install -y gcc\nCMD rentscout serve export\n")
+    proc = subprocess.run([tool("hadolint"), "--format", "json", str(bad)], capture_output=True, text=True, timeout=60)
+    codes = {f["code"] for f in json.loads(proc.stdout)}
+    assert {"DL3007", "DL3025"} <= codes
+
+
+def test_multi_stage_non_root_with_the_rentscout_entrypoint() -> None:
+    args, stages = dockerfile_stages(ROOT / "Dockerfile")
+    builder, final = stages[0], stages[-1]
+    assert len(stages) >= 2 and builder.name == "builder"
+    assert builder.base == final.base, "the copied virtualenv needs the same interpreter path"
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", final.base), f"pin a slim Python 3.11 tag: {final.base}"
+    assert any("pip wheel" in run for run in builder.all("RUN"))
+    assert any("--from=builder" in copy for copy in final.all("COPY"))
+    for run in final.all("RUN"):
+        assert not BUILD_TOOLS.search(run), f"no build tools in the final stage: {run}"
+    stage_args = {**args, **dict(a.split("=", 1) for a in final.all("ARG") if "=" in a)}
+    user = re.sub(r"\$\{(\w+)\}", lambda m: stage_args.get(m.group(1), "?"), final.all("USER")[-1])
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit() and int(uid) > 0 and gid.isdigit(), f"a numeric non-root uid:gid (runAsNonRoot checks it): {user}"
+    assert json.loads(final.all("ENTRYPOINT")[-1]) == ["rentscout"]
+    assert json.loads(final.all("CMD")[-1]) == ["serve", "export"]
+    health = final.all("HEALTHCHECK")[-1]
+    assert "rentscout health" in health and f"RENTSCOUT_PORT:-{SERVICES['export'].port}" in health
+    exposed = {int(p) for line in final.all("EXPOSE") for p in line.split()}
+    assert exposed == {e.port for e in SERVICES.values()} | {e.metrics_port for e in SERVICES.values()}
+
+
+def test_dockerignore_sends_the_sources_and_nothing_else() -> None:
+    ignore = DockerIgnore.load(ROOT / ".dockerignore")
+    files = ignore.context_files(ROOT)
+    assert "pyproject.toml" in files
+    for root in ("services", "clients", "gen"):
+        assert any(f.startswith(f"{root}/rentscout/") for f in files), root
+    for f in files:
+        assert f == "pyproject.toml" or f.split("/")[0] in ("services", "clients", "gen"), f
+    for path in ("tests/conftest.py", ".venv/bin/python", ".git/HEAD", "services/rentscout/__pycache__/x.pyc",
+                 ".env", "k8s/base/kustomization.yaml", "clients/rentscout/cli/x.pyc"):
+        assert ignore.excluded(path), path
+    _, stages = dockerfile_stages(ROOT / "Dockerfile")
+    for copy in stages[0].all("COPY"):
+        *sources, _ = copy.split()
+        for source in sources:
+            assert not ignore.excluded(source.rstrip("/")), f"COPY {source} is excluded by .dockerignore"
+
+
+def test_the_build_context_builds_a_wheel_with_the_whole_namespace(tmp_path: Path) -> None:
+    """What the builder stage does, offline: build the wheel from exactly the files Docker would send."""
+    context = tmp_path / "context"
+    for rel in DockerIgnore.load(ROOT / ".dockerignore").context_files(ROOT):
+        target = context / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, target)
+    out = tmp_path / "wheels"
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                           "--disable-pip-version-check", "-q", "--wheel-dir", str(out), str(context)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (wheel,) = out.glob("rentscout_dataplane-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        entry_points = next(zf.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert re.search(r"^rentscout = rentscout\.cli\.main:main$", entry_points, re.M)
+    expected = {"rentscout/cli/main.py", "rentscout/cli/health.py", "rentscout/runtime/server.py",
+                "rentscout/export/v1/export_pb2.py", "rentscout/cache/v1/cache_pb2_grpc.py",
+                "rentscout/db/migrations/0001_properties.sql"}
+    expected |= {e.module.replace(".", "/") + ".py" for e in SERVICES.values()}
+    assert expected <= names, f"missing from the wheel: {expected - names}"
+    migrations = {p.name for p in (ROOT / "services" / "rentscout" / "db" / "migrations").glob("*.sql")}
+    assert {f"rentscout/db/migrations/{m}" for m in migrations} <= names
+    assert not any("__pycache__" in n or n.startswith("tests/") for n in names)

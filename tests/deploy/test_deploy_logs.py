@@ -1,0 +1,138 @@
+"""Log shipping (compose profile elk): Filebeat decodes the services' ECS JSON lines with their
+fields intact, and the lines the runtime writes are what that configuration expects."""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+
+import yaml
+from opentelemetry.sdk.trace import TracerProvider
+
+from harness.manifests import ROOT
+from rentscout.runtime import context
+from rentscout.runtime.logs import EcsJsonFormatter
+
+FILEBEAT = yaml.safe_load((ROOT / "deploy" / "filebeat" / "filebeat.yml").read_text())
+# Beats parse a JSON "@timestamp" with this layout (Go: 2006-01-02T15:04:05.000Z); anything else
+# is an error on the event instead of its time.
+BEATS_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+# Fields Filebeat itself puts on every event of a container input (objects and leaves).
+FILEBEAT_FIELDS = {"log.offset", "log.file.path", "input.type", "agent.name", "agent.type", "agent.version",
+                   "ecs.version", "host.name", "container.id", "container.name", "container.image.name", "stream"}
+
+
+def template_config() -> dict:
+    provider = FILEBEAT["filebeat.autodiscover"]["providers"][0]
+    assert provider["type"] == "docker"
+    (template,) = provider["templates"]
+    (config,) = template["config"]
+    return config
+
+
+def test_filebeat_reads_container_stdout_and_decodes_json_into_the_event_root() -> None:
+    config = template_config()
+    assert config["type"] == "filestream" and "${data.docker.container.id}" in config["id"]
+    assert config["paths"] == ["/var/lib/docker/containers/${data.docker.container.id}/*-json.log"]
+    container, ndjson = (next(iter(p.items())) for p in config["parsers"])
+    assert container[0] == "container" and container[1]["format"] == "docker" and container[1]["stream"] == "all"
+    assert ndjson[0] == "ndjson"
+    options = ndjson[1]
+    assert options["target"] == ""  # fields at the root: correlation.id, not json.correlation.id
+    assert options["overwrite_keys"] is True  # our @timestamp and message win over Filebeat's
+    assert options["expand_keys"] is True  # "log.level" -> log: {level}, merging with Filebeat's log.*
+    assert options["add_error_key"] is True  # a non-JSON line is kept and flagged, not dropped
+    appended = {f["name"]: f["type"] for f in FILEBEAT["setup.template.append_fields"]}
+    assert appended["correlation.id"] == "keyword"
+    assert FILEBEAT["output.elasticsearch"]["hosts"]
+
+
+def test_kibana_data_view_covers_filebeat_indices_by_timestamp() -> None:
+    view = json.loads((ROOT / "deploy" / "kibana" / "data-view.json").read_text())["data_view"]
+    assert view["title"] == "filebeat-*" and view["timeFieldName"] == "@timestamp"
+
+
+def _line(**record_kwargs: object) -> dict:
+    record = logging.LogRecord("rentscout.test", logging.ERROR, __file__, 1, "export failed: %s", ("boom",), None)
+    for key, value in record_kwargs.items():
+        setattr(record, key, value)
+    return json.loads(EcsJsonFormatter().format(record))
+
+
+def test_runtime_log_lines_carry_what_kibana_searches_on() -> None:
+    tracer = TracerProvider().get_tracer("deploy-test")
+    token = context.correlation_id.set("corr-123")
+    try:
+        with tracer.start_as_current_span("rpc"):
+            try:
+                raise ValueError("bad")
+            except ValueError:
+                doc = _line(exc_info=sys.exc_info(), fields={"export.rows": 3})
+    finally:
+        context.correlation_id.reset(token)
+    assert BEATS_TIMESTAMP.match(doc["@timestamp"]), doc["@timestamp"]
+    assert doc["correlation.id"] == "corr-123"
+    assert re.fullmatch(r"[0-9a-f]{32}", doc["trace.id"]) and re.fullmatch(r"[0-9a-f]{16}", doc["span.id"])
+    assert doc["log.level"] == "error" and doc["message"] == "export failed: boom"
+    assert doc["error.type"] == "ValueError" and doc["export.rows"] == 3
+
+
+def _logged_field_names() -> dict[str, set[str]]:
+    """Field names the code logs: `extra={"fields": {...}}` and `annotate(**{...})` literals."""
+    found: dict[str, set[str]] = {}
+
+    def add(keys: list[ast.expr | None], where: str) -> None:
+        for key in keys:
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                found.setdefault(key.value, set()).add(where)
+
+    for path in [*(ROOT / "services").rglob("*.py"), *(ROOT / "clients").rglob("*.py")]:
+        tree = ast.parse(path.read_text(), str(path))
+        where = str(path.relative_to(ROOT))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            for kw in node.keywords:
+                if kw.arg == "extra" and isinstance(kw.value, ast.Dict):
+                    for k, v in zip(kw.value.keys, kw.value.values, strict=True):
+                        if isinstance(k, ast.Constant) and k.value == "fields" and isinstance(v, ast.Dict):
+                            add(v.keys, where)
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name == "annotate":
+                for kw in node.keywords:
+                    if kw.arg is None and isinstance(kw.value, ast.Dict):
+                        add(kw.value.keys, where)
+                    elif kw.arg:
+                        found.setdefault(kw.arg, set()).add(where)
+    return found
+
+
+def test_log_field_names_form_one_tree_elasticsearch_can_map() -> None:
+    """A key that is both a value and a parent ("dependency" and "dependency.up") cannot be mapped:
+    Elasticsearch rejects the line, and Filebeat's expand_keys flags it. Checked over every field
+    the code logs, the formatter's own fields and Filebeat's."""
+    names = _logged_field_names()
+    assert "event.duration" in names and "error.type" in names  # the scan finds the runtime's fields
+    base = _line(exc_info=None)
+    for key in [*base, "correlation.id", "trace.id", "span.id", "error.message", "error.stack_trace", *FILEBEAT_FIELDS]:
+        names.setdefault(key, set()).add("formatter/filebeat")
+    clashes = [f"{a} ({', '.join(sorted(names[a]))}) vs {b} ({', '.join(sorted(names[b]))})"
+               for a, b in conflicts(names)]
+    assert not clashes, "field names that are both a value and an object:\n" + "\n".join(clashes)
+
+
+def conflicts(names: Iterable[str]) -> list[tuple[str, str]]:
+    """Pairs (leaf, deeper) where `leaf` is a dotted prefix of `deeper`."""
+    ordered = sorted(set(names))
+    return [(a, b) for a in ordered for b in ordered if b.startswith(a + ".")]
+
+
+def test_conflict_check_catches_a_value_that_is_also_a_parent() -> None:
+    assert conflicts(["dependency", "dependency.up", "db.rows", "db.statement.fingerprint"]) == [
+        ("dependency", "dependency.up")]
+    assert conflicts(["log.level", "log.file.path", "dbx", "db.rows"]) == []

@@ -1,0 +1,117 @@
+"""Parameter binding and the mapping of database errors to statuses that never quote row data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+
+import asyncpg
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from rentscout.analyzer.v1 import analyzer_pb2
+from rentscout.analyzer_service.params import ParamError, bind, coerce, from_proto
+from rentscout.analyzer_service.pgerrors import condition_name, map_statement_error
+from rentscout.analyzer_service.slow_queries import Extension, build_query, time_columns
+
+
+def test_from_proto_covers_every_kind() -> None:
+    ts = Timestamp()
+    ts.FromDatetime(dt.datetime(2026, 1, 2, 3, 4, 5))
+    values = from_proto([analyzer_pb2.QueryParam(string_value="x"), analyzer_pb2.QueryParam(int_value=7),
+                         analyzer_pb2.QueryParam(double_value=1.5), analyzer_pb2.QueryParam(bool_value=True),
+                         analyzer_pb2.QueryParam(null_value=True), analyzer_pb2.QueryParam(timestamp_value=ts),
+                         analyzer_pb2.QueryParam()])
+    assert values == ["x", 7, 1.5, True, None, dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC), None]
+
+
+@pytest.mark.parametrize(("value", "type_name", "expected"), [
+    ("42", "int8", 42), (42, "int4", 42), (3.0, "int2", 3), ("1.5", "float8", 1.5), (2, "numeric", decimal.Decimal(2)),
+    ("yes", "bool", True), (False, "bool", False), (7, "text", "7"), (True, "varchar", "true"),
+    ("2026-01-02T03:04:05Z", "timestamptz", dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)),
+    ("2026-01-02", "date", dt.date(2026, 1, 2)),
+    ("12345678-1234-5678-1234-567812345678", "uuid", uuid.UUID("12345678-1234-5678-1234-567812345678")),
+    (None, "int8", None), ("{}", "jsonb", "{}"),
+])
+def test_coerce(value: object, type_name: str, expected: object) -> None:
+    assert coerce(value, type_name, "scalar") == expected
+
+
+def test_timestamp_without_time_zone_is_naive_utc() -> None:
+    aware = dt.datetime(2026, 1, 2, 5, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert coerce(aware, "timestamp", "scalar") == dt.datetime(2026, 1, 2, 3, 0)
+
+
+@pytest.mark.parametrize(("value", "type_name", "kind"), [
+    ("abc", "int8", "scalar"), (True, "int4", "scalar"), (1.5, "int4", "scalar"), ("maybe", "bool", "scalar"),
+    ("x", "interval", "scalar"), ("{1,2}", "_int4", "array"), ("nope", "timestamptz", "scalar"),
+])
+def test_coerce_refuses_what_cannot_fit(value: object, type_name: str, kind: str) -> None:
+    with pytest.raises(ParamError):
+        coerce(value, type_name, kind)
+
+
+def test_user_types_get_text_and_bind_names_the_placeholder() -> None:
+    assert coerce(1, "mood", "scalar", "public") == "1"
+    assert bind(["5", "x"], [("int8", "scalar", "pg_catalog"), ("text", "scalar", "pg_catalog")]) == [5, "x"]
+    with pytest.raises(ParamError, match=r"\$2 \(int4\)"):
+        bind([1, "two"], [("int4", "scalar", "pg_catalog"), ("int4", "scalar", "pg_catalog")])
+    with pytest.raises(ParamError, match="2 placeholder"):
+        bind([1], [("int4", "scalar", "pg_catalog")] * 2)
+
+
+def _error(cls: type[asyncpg.PostgresError], message: str, **fields: str) -> asyncpg.PostgresError:
+    exc = cls(message)
+    exc.message = message
+    for key, value in fields.items():
+        setattr(exc, key, value)
+    return exc
+
+
+def test_row_data_in_error_messages_is_not_echoed() -> None:
+    err = map_statement_error(_error(asyncpg.InvalidTextRepresentationError,
+                                     'invalid input syntax for type integer: "secret-card-4111"'))
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "secret" not in err.message and "22P02" in err.message and "invalid text representation" in err.message
+    raised = map_statement_error(_error(asyncpg.RaiseError, "leaked: alice@example.com"))
+    assert "alice" not in raised.message and "P0001" in raised.message
+    unique = map_statement_error(_error(asyncpg.UniqueViolationError, "duplicate key", detail="Key (email)=(bob@x)"))
+    assert "bob" not in unique.message
+
+
+def test_errors_about_the_statement_text_are_echoed_with_position() -> None:
+    err = map_statement_error(_error(asyncpg.UndefinedColumnError, 'column "nope" does not exist', position="8"))
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert 'column "nope" does not exist (position 8) (SQLSTATE 42703)' in err.message
+    shifted = map_statement_error(_error(asyncpg.UndefinedColumnError, "x", position="30"), offset=22)
+    assert "(position 8)" in shifted.message
+    inside_prefix = map_statement_error(_error(asyncpg.PostgresSyntaxError, "x", position="3"), offset=22)
+    assert "position" not in inside_prefix.message and "42601" in inside_prefix.message
+
+
+@pytest.mark.parametrize(("cls", "code"), [
+    (asyncpg.QueryCanceledError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (asyncpg.LockNotAvailableError, grpc.StatusCode.UNAVAILABLE),
+    (asyncpg.ReadOnlySQLTransactionError, grpc.StatusCode.INVALID_ARGUMENT),
+    (asyncpg.InsufficientPrivilegeError, grpc.StatusCode.INVALID_ARGUMENT),
+    (asyncpg.OutOfMemoryError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (asyncpg.AdminShutdownError, grpc.StatusCode.UNAVAILABLE),
+])
+def test_status_codes(cls: type[asyncpg.PostgresError], code: grpc.StatusCode) -> None:
+    assert map_statement_error(_error(cls, "x"), statement_timeout_ms=100).code == code
+
+
+def test_condition_names() -> None:
+    assert condition_name(_error(asyncpg.DivisionByZeroError, "x")) == "division by zero"
+
+
+def test_pg_stat_statements_columns_follow_the_extension_version() -> None:
+    assert time_columns((1, 7))["total"] == "total_time"
+    assert time_columns((1, 10))["mean"] == "mean_exec_time"
+    new = build_query(Extension("public", "1.10"), "temp_blocks")
+    old = build_query(Extension("ext s", "1.6"), "mean_time")
+    assert "total_exec_time" in new and "(temp_blks_read + temp_blks_written) DESC" in new
+    assert "mean_time AS mean_ms" in old and '"ext s".pg_stat_statements' in old
+    assert "strpos(query, 'rentscout-analyzer') = 0" in new

@@ -1,0 +1,99 @@
+"""Plan parsing and the time corrections (loops, parallel workers, children)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from analyzer_plans import doc, node
+
+from rentscout.analyzer_service.plan import parse_explain
+
+
+def test_loops_and_children_are_accounted_for() -> None:
+    plan = node("Nested Loop",
+                node("Seq Scan", time=2.0, rows=10, plan_rows=10, **{"Relation Name": "a", "Parent Relationship": "Outer"}),
+                node("Index Scan", time=0.5, loops=10, rows=1, plan_rows=1,
+                     **{"Relation Name": "b", "Index Name": "b_pkey", "Parent Relationship": "Inner"}),
+                time=10.0, rows=10, plan_rows=10, **{"Join Type": "Inner"})
+    result = parse_explain(doc(plan, execution=10.5))
+    root = result.root
+    outer, inner = root.children
+    assert inner.inclusive_time_ms == pytest.approx(5.0)  # 0.5 ms x 10 loops
+    assert outer.inclusive_time_ms == pytest.approx(2.0)
+    assert root.exclusive_time_ms == pytest.approx(3.0)  # 10 - 2 - 5
+    assert inner.percent_of_total == pytest.approx(100 * 5.0 / 10.5)
+    assert inner.label == "Index Scan using b_pkey on b"
+    assert result.execution_time_ms == 10.5 and result.analyzed
+
+
+def test_parallel_nodes_are_divided_by_the_processes_running_them() -> None:
+    scan = node("Parallel Seq Scan", time=30.0, loops=3, rows=100, plan_rows=100,
+                **{"Relation Name": "t", "Parent Relationship": "Outer", "Rows Removed by Filter": 9900})
+    partial = node("Aggregate", scan, time=31.0, loops=3, **{"Parent Relationship": "Outer", "Partial Mode": "Partial"})
+    gather = node("Gather", partial, time=33.0, rows=3, plan_rows=2,
+                  **{"Workers Planned": 2, "Workers Launched": 2, "Parent Relationship": "Outer"})
+    result = parse_explain(doc(node("Aggregate", gather, time=33.5), execution=34.0))
+    g = result.root.children[0]
+    agg = g.children[0]
+    s = agg.children[0]
+    assert s.processes == 3 and s.inclusive_time_ms == pytest.approx(30.0)  # not 90
+    assert agg.exclusive_time_ms == pytest.approx(1.0)
+    assert g.exclusive_time_ms == pytest.approx(2.0)
+    assert sum(n.exclusive_time_ms for n in result.nodes()) == pytest.approx(result.root.inclusive_time_ms)
+
+
+def test_workers_not_launched_means_the_leader_ran_alone() -> None:
+    scan = node("Parallel Seq Scan", time=30.0, loops=1, **{"Parent Relationship": "Outer"})
+    gather = node("Gather", scan, time=31.0, **{"Workers Planned": 2, "Workers Launched": 0})
+    result = parse_explain(doc(gather, execution=31.0))
+    assert result.root.children[0].processes == 1
+    assert result.root.children[0].inclusive_time_ms == pytest.approx(30.0)
+
+
+def test_exclusive_time_never_goes_negative() -> None:
+    # A CTE scan's time includes its InitPlan, which is also a child: subtracting both over-counts.
+    cte = node("Seq Scan", time=8.0, **{"Parent Relationship": "InitPlan", "Subplan Name": "CTE x"})
+    scan = node("CTE Scan", time=9.0, **{"Parent Relationship": "Outer", "CTE Name": "x"})
+    result = parse_explain(doc(node("Hash Join", cte, scan, time=10.0), execution=10.0))
+    assert all(n.exclusive_time_ms >= 0 for n in result.nodes())
+    assert result.root.children[0].label == "Seq Scan (CTE x)"
+    assert result.root.children[1].relation_name == "x"
+
+
+def test_row_estimate_factor_and_never_executed_nodes() -> None:
+    under = node("Seq Scan", time=1.0, rows=12000, plan_rows=10, **{"Parent Relationship": "Outer"})
+    never = node("Index Scan", time=0.0, loops=0, rows=0, plan_rows=50, **{"Parent Relationship": "Inner"})
+    result = parse_explain(doc(node("Nested Loop", under, never, time=2.0), execution=2.0))
+    assert result.root.children[0].row_estimate_factor == pytest.approx(1200.0)
+    assert result.root.children[1].row_estimate_factor == 0.0
+    assert result.root.row_estimate_factor == 1.0
+
+
+def test_early_stop_marks_nodes_below_limits_semi_joins_and_subplans() -> None:
+    scan = node("Index Scan", time=0.1, rows=10, plan_rows=20000, **{"Parent Relationship": "Outer"})
+    limit = node("Limit", scan, time=0.2, rows=10, plan_rows=10)
+    result = parse_explain(doc(limit, execution=0.3))
+    assert result.root.children[0].early_stop and not result.root.early_stop
+    semi = node("Nested Loop", node("Seq Scan", time=1.0, **{"Parent Relationship": "Outer"}),
+                node("Index Scan", time=1.0, **{"Parent Relationship": "Inner"}), time=3.0, **{"Join Type": "Semi"})
+    r2 = parse_explain(doc(semi, execution=3.0))
+    assert r2.root.children[1].early_stop
+
+
+def test_buffers_planning_and_plain_explain() -> None:
+    plan = node("Seq Scan", time=1.0, **{"Shared Hit Blocks": 5, "Shared Read Blocks": 2, "Temp Written Blocks": 7,
+                                         "Relation Name": "t"})
+    result = parse_explain(doc(plan, execution=1.0, Planning={"Shared Hit Blocks": 42, "Shared Read Blocks": 1}))
+    assert (result.buffers.shared_hit, result.buffers.shared_read, result.buffers.temp_written) == (5, 2, 7)
+    assert (result.planning_buffers.shared_hit, result.planning_buffers.shared_read) == (42, 1)
+    plain = parse_explain(json.loads(doc(node("Seq Scan", plan_rows=123))))
+    assert not plain.analyzed and plain.root.inclusive_time_ms == 0.0 and plain.root.plan_rows == 123
+    assert plain.root.row_estimate_factor == 0.0
+
+
+def test_garbage_is_not_a_plan() -> None:
+    with pytest.raises(ValueError):
+        parse_explain("[]")
+    with pytest.raises(ValueError):
+        parse_explain('{"nope": 1}')
