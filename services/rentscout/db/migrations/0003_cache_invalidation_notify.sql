@@ -26,17 +26,17 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    IF TG_OP = 'INSERT' THEN
-        SELECT count(*), (array_agg(id ORDER BY id))[1:50], array_agg(DISTINCT city), array_agg(DISTINCT property_type),
-               coalesce(bool_or(is_active), false)
-          INTO n_rows, ids, cities, types, counts
-          FROM new_rows;
-    ELSIF TG_OP = 'DELETE' THEN
-        SELECT count(*), (array_agg(id ORDER BY id))[1:50], array_agg(DISTINCT city), array_agg(DISTINCT property_type),
-               coalesce(bool_or(is_active), false)
-          INTO n_rows, ids, cities, types, counts
-          FROM old_rows;
+    -- EXECUTE (not static SQL): static statements keep one cached plan, sized for the transition
+    -- table of whichever statement ran first; a plan built for a million-row UPDATE then makes every
+    -- later one-row UPDATE pay for million-row hash tables. EXECUTE plans each statement afresh.
+    IF TG_OP IN ('INSERT', 'DELETE') THEN
+        EXECUTE format(
+            'SELECT count(*), (array_agg(id ORDER BY id))[1:50], array_agg(DISTINCT city),
+                    array_agg(DISTINCT property_type), coalesce(bool_or(is_active), false) FROM %I',
+            CASE TG_OP WHEN 'INSERT' THEN 'new_rows' ELSE 'old_rows' END)
+          INTO n_rows, ids, cities, types, counts;
     ELSE
+        EXECUTE $sql$
         WITH changed AS (
             SELECT coalesce(n.id, o.id) AS id, o.city AS old_city, n.city AS new_city,
                    o.property_type AS old_type, n.property_type AS new_type,
@@ -51,8 +51,8 @@ BEGIN
                (SELECT array_agg(DISTINCT c) FROM changed, unnest(ARRAY[old_city, new_city]) AS c WHERE c IS NOT NULL),
                (SELECT array_agg(DISTINCT t) FROM changed, unnest(ARRAY[old_type, new_type]) AS t WHERE t IS NOT NULL),
                coalesce(bool_or(moved), false)
-          INTO n_rows, ids, cities, types, counts
-          FROM changed;
+          FROM changed
+        $sql$ INTO n_rows, ids, cities, types, counts;
     END IF;
 
     IF n_rows = 0 THEN
