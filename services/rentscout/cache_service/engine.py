@@ -34,7 +34,7 @@ from typing import Any
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service import bus, metrics
 from rentscout.cache_service.entry import DATABASE, NEAR, REDIS, SOURCE_NAMES, STALE, Entry
-from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, KeySpace, city_tag, glob_regex
+from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, KeySpace, city_tag, glob_regex, popular_tag
 from rentscout.cache_service.listener import ChangeListener
 from rentscout.cache_service.near import NearCache
 from rentscout.cache_service.registry import CachedQuery, Params
@@ -415,7 +415,9 @@ class QueryCache:
             if change.get("all"):
                 tags = None
                 break
-            tags |= {city_tag(str(c)) for c in change.get("cities") or ()}
+            # a change that cannot move price statistics (views, titles ...) only touches popular lists
+            tag = city_tag if change.get("prices", True) or change.get("counts") else popular_tag
+            tags |= {tag(str(c)) for c in change.get("cities") or ()}
             if change.get("counts"):
                 tags |= {CITIES_TAG, TYPES_TAG}
         if tags is not None and not tags:

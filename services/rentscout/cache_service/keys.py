@@ -97,7 +97,13 @@ TYPES_TAG = "property_types"
 
 
 def city_tag(city: str) -> str:
+    """Everything cached about a city."""
     return f"city:{city}"
+
+
+def popular_tag(city: str) -> str:
+    """Only a city's popular lists (what a change of views alone affects)."""
+    return f"popular:{city}"
 
 
 # -- Redis glob patterns (SCAN MATCH syntax) ------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from rentscout.cache.v1 import cache_pb2
-from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, city_tag
+from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, city_tag, popular_tag
 from rentscout.cache_service.registry import Params, cached_query
 from rentscout.common.v1 import common_pb2
 from rentscout.runtime.database import Database
@@ -95,7 +95,7 @@ def to_property(row: asyncpg.Record) -> common_pb2.Property:
 
 
 @cached_query("popular_properties", rpc="PopularProperties", request=cache_pb2.PopularPropertiesRequest,
-              params=popular_params, tags=lambda p: [city_tag(p["city"])])
+              params=popular_params, tags=lambda p: [city_tag(p["city"]), popular_tag(p["city"])])
 async def popular_properties(db: Database, *, city: str, limit: int) -> cache_pb2.PopularPropertiesResponse:
     """Most viewed active listings of a city (index properties_city_views_active_idx)."""
     rows = await db.fetch(

@@ -226,3 +226,18 @@ async def test_a_burst_of_changes_is_one_invalidation(service_env: dict[str, str
         both = await eventually(lambda: asyncio.gather(srv.stub.PriceStats(stats(a)), srv.stub.PriceStats(stats(b))),
                                 lambda r: (r[0].max, r[1].max) == (2000, 4000))
         assert (both[0].max, both[1].max) == (2000, 4000)
+
+
+async def test_a_views_change_drops_popular_lists_but_keeps_price_stats(service_env: dict[str, str],
+                                                                       own_rows: OwnRows) -> None:
+    city = unique_city("Viewsk")
+    low = await own_rows.add(city, 10_000, views=1)
+    await own_rows.add(city, 20_000, views=5)
+    async with cache_server(service_env) as srv:
+        popular = cache_pb2.PopularPropertiesRequest(city=city, limit=1)
+        assert (await srv.stub.PopularProperties(popular)).properties[0].price == 20_000
+        await srv.stub.PriceStats(stats(city))
+        await own_rows.conn.execute("UPDATE properties SET views = 100 WHERE id = $1", low)
+        top = await eventually(lambda: srv.stub.PopularProperties(popular), lambda r: r.properties[0].id == low)
+        assert top.properties[0].id == low and top.cache.source == DATABASE
+        assert (await srv.stub.PriceStats(stats(city))).cache.hit  # price statistics do not depend on views

@@ -6,10 +6,13 @@
 -- under 8000 bytes: ids are listed only for small statements (the service does not need them), and
 -- when even the cities do not fit the payload says {"all": true}. Rows an UPDATE did not really
 -- change are ignored; old and new city and type are both reported, so a property that moves from one
--- city to another invalidates both. `counts` says whether city/type/active counts may have changed.
+-- city to another invalidates both. `counts` says whether city/type/active counts may have changed,
+-- `prices` whether price statistics may have (false for, say, a views counter: only popular lists
+-- depend on views).
 --
 -- Payload: {"op": "INSERT|UPDATE|DELETE|TRUNCATE", "rows": n, "ids": [...] (<= 50),
---           "cities": [...old and new...], "types": [...], "counts": bool}   or   {"op": ..., "all": true}
+--           "cities": [...old and new...], "types": [...], "counts": bool, "prices": bool}
+--       or {"op": ..., "all": true}
 
 CREATE OR REPLACE FUNCTION rentscout_cache_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -19,6 +22,7 @@ DECLARE
     cities  text[];
     types   text[];
     counts  boolean;
+    prices  boolean;
     payload text;
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
@@ -35,6 +39,7 @@ BEGIN
                     array_agg(DISTINCT property_type), coalesce(bool_or(is_active), false) FROM %I',
             CASE TG_OP WHEN 'INSERT' THEN 'new_rows' ELSE 'old_rows' END)
           INTO n_rows, ids, cities, types, counts;
+        prices := counts;
     ELSE
         EXECUTE $sql$
         WITH changed AS (
@@ -42,7 +47,11 @@ BEGIN
                    o.property_type AS old_type, n.property_type AS new_type,
                    (o.id IS NULL OR n.id IS NULL
                     OR (o.city, o.property_type, o.is_active) IS DISTINCT FROM (n.city, n.property_type, n.is_active)
-                   ) AS moved
+                   ) AS moved,
+                   (o.id IS NULL OR n.id IS NULL
+                    OR (o.city, o.property_type, o.is_active, o.price, o.area)
+                       IS DISTINCT FROM (n.city, n.property_type, n.is_active, n.price, n.area)
+                   ) AS repriced
               FROM old_rows o
               FULL JOIN new_rows n ON n.id = o.id
              WHERE o.id IS NULL OR n.id IS NULL OR o IS DISTINCT FROM n
@@ -50,9 +59,9 @@ BEGIN
         SELECT count(*), (array_agg(id ORDER BY id))[1:50],
                (SELECT array_agg(DISTINCT c) FROM changed, unnest(ARRAY[old_city, new_city]) AS c WHERE c IS NOT NULL),
                (SELECT array_agg(DISTINCT t) FROM changed, unnest(ARRAY[old_type, new_type]) AS t WHERE t IS NOT NULL),
-               coalesce(bool_or(moved), false)
+               coalesce(bool_or(moved), false), coalesce(bool_or(repriced), false)
           FROM changed
-        $sql$ INTO n_rows, ids, cities, types, counts;
+        $sql$ INTO n_rows, ids, cities, types, counts, prices;
     END IF;
 
     IF n_rows = 0 THEN
@@ -60,7 +69,7 @@ BEGIN
     END IF;
     payload := json_build_object('op', TG_OP, 'rows', n_rows, 'ids', coalesce(ids, '{}'),
                                  'cities', coalesce(cities, '{}'), 'types', coalesce(types, '{}'),
-                                 'counts', counts)::text;
+                                 'counts', counts, 'prices', prices)::text;
     IF octet_length(payload) > 7900 THEN
         payload := json_build_object('op', TG_OP, 'rows', n_rows, 'all', true)::text;
     END IF;
