@@ -188,3 +188,20 @@ async def test_access_log_carries_cache_fields_and_correlation_id(service_env: d
     assert access["cid-hit-2"]["cache.hit"] is True and access["cid-hit-2"]["cache.source"] == "redis"
     assert access["cid-hit-2"]["cache.key"] == access["cid-miss-1"]["cache.key"]
     assert access["cid-hit-2"]["event.duration"] > 0
+
+
+async def test_invalidation_needs_the_admin_role(service_env: dict[str, str]) -> None:
+    reader, admin = (("authorization", "Bearer reader-token-1"),), (("authorization", "Bearer admin-token-1"),)
+    async with cache_server(service_env, auth_tokens="reader-token-1:reader,admin-token-1:admin") as srv:
+        assert (await srv.stub.Cities(cache_pb2.CitiesRequest(), metadata=reader)).cities
+        await srv.stub.GetCacheStats(cache_pb2.GetCacheStatsRequest(), metadata=reader)
+        for call in (lambda md: srv.stub.Invalidate(cache_pb2.InvalidateRequest(tags=["cities"]), metadata=md),
+                     lambda md: srv.stub.InvalidateRelated(cache_pb2.InvalidateRelatedRequest(
+                         entity=cache_pb2.ENTITY_TYPE_CITY, id="Kazan"), metadata=md)):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call(reader)
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            await call(admin)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await srv.stub.PriceStats(cache_pb2.PriceStatsRequest(city="Kazan"))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED

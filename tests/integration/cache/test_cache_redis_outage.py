@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import grpc
 import pytest
 from cache_support import OwnRows, cache_server, eventually, settings, unique_city
 from prometheus_client import REGISTRY
@@ -71,6 +72,9 @@ async def test_redis_stopped_answers_keep_coming_breaker_opens_and_recovers(
         assert all(r.cache.source == DATABASE and r.count == warm.count for r in more)
         assert redis_errors() - errors_before <= 2
         assert srv.engine.breaker.opened_count >= 1
+        with pytest.raises(grpc.aio.AioRpcError) as info:  # an invalidation cannot be acknowledged now
+            await srv.stub.Invalidate(cache_pb2.InvalidateRequest(tags=["city:Kazan"]))
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "retried" in (info.value.details() or "")
 
         own_redis.start()  # same port, empty
         back = await eventually(lambda: srv.stub.PriceStats(request), lambda r: r.cache.hit, timeout=15)
