@@ -1,20 +1,166 @@
-"""CacheQueryService wiring (behaviour lands with the cache-query issue)."""
+"""CacheQueryService: the popular read queries served through QueryCache, plus invalidation and stats.
+
+Query RPCs are generated from the query registry and answer with bytes (see entry.py): their
+handlers have no response serializer, so a hit sends stored bytes with the CacheInfo appended and
+never re-serializes the response. Clients see ordinary messages.
+"""
 
 from __future__ import annotations
 
-from rentscout.cache.v1 import cache_pb2_grpc
+import logging
+import unicodedata
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+
+from rentscout.cache.v1 import cache_pb2
+from rentscout.cache_service import queries as _queries  # noqa: F401  (registers the queries)
+from rentscout.cache_service.engine import QueryCache
+from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, city_tag
+from rentscout.cache_service.queries import check_city
+from rentscout.cache_service.registry import REGISTRY, CachedQuery
+from rentscout.cache_service.settings import CacheSettings
+from rentscout.cache_service.store import RedisUnavailable
+from rentscout.runtime import config
+from rentscout.runtime.context import annotate
+from rentscout.runtime.errors import NotFound, Unavailable, Violations
 from rentscout.runtime.resources import Resources
 from rentscout.runtime.server import ServiceSpec
 
 SERVICE_NAME = "rentscout.cache.v1.CacheQueryService"
+_log = logging.getLogger(__name__)
+MAX_PATTERN_LENGTH, MAX_TAGS, MAX_TAG_LENGTH = 512, 100, 200
+_SERVICE = cache_pb2.DESCRIPTOR.services_by_name["CacheQueryService"]
 
 
-class CacheQueryServicer(cache_pb2_grpc.CacheQueryServiceServicer):
-    def __init__(self, resources: Resources) -> None:
-        self.resources = resources
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in text)
 
 
-def create(resources: Resources) -> ServiceSpec:
-    servicer = CacheQueryServicer(resources)
-    return ServiceSpec(name=SERVICE_NAME, admin_methods=frozenset({"Invalidate", "InvalidateRelated"}),
-                       register=lambda server: cache_pb2_grpc.add_CacheQueryServiceServicer_to_server(servicer, server))
+class CacheQueryServicer:
+    def __init__(self, engine: QueryCache) -> None:
+        self.engine = engine
+
+    # -- admin and stats ----------------------------------------------------------------------
+
+    async def Invalidate(self, request: cache_pb2.InvalidateRequest, ctx: grpc.aio.ServicerContext
+                         ) -> cache_pb2.InvalidateResponse:
+        v = Violations()
+        prefix = self.engine.keys.namespace + ":"
+        if bool(request.pattern) == bool(request.tags):
+            v.add("pattern", "set exactly one of pattern and tags")
+        if request.pattern:
+            if len(request.pattern) > MAX_PATTERN_LENGTH:
+                v.add("pattern", f"must be at most {MAX_PATTERN_LENGTH} characters")
+            elif _has_control(request.pattern):
+                v.add("pattern", "must not contain control characters")
+            elif not request.pattern.startswith(prefix):
+                v.add("pattern", f"must start with the cache namespace {prefix!r}")
+        if len(request.tags) > MAX_TAGS:
+            v.add("tags", f"at most {MAX_TAGS} tags per call")
+        for i, tag in enumerate(request.tags[:MAX_TAGS]):
+            if not tag.strip():
+                v.add(f"tags[{i}]", "must not be empty")
+            elif len(tag) > MAX_TAG_LENGTH:
+                v.add(f"tags[{i}]", f"must be at most {MAX_TAG_LENGTH} characters")
+            elif _has_control(tag):
+                v.add(f"tags[{i}]", "must not contain control characters")
+        v.raise_if_any()
+        try:
+            if request.pattern:
+                deleted = await self.engine.invalidate_pattern(request.pattern)
+            else:
+                deleted = await self.engine.invalidate_deferrable(set(request.tags), "tags")
+        except RedisUnavailable:
+            raise Unavailable("Redis is unavailable: nothing was invalidated now; tag invalidations are retried "
+                              "by this replica when Redis returns") from None
+        annotate(**{"cache.keys_deleted": deleted})
+        return cache_pb2.InvalidateResponse(keys_deleted=deleted)
+
+    async def InvalidateRelated(self, request: cache_pb2.InvalidateRelatedRequest, ctx: grpc.aio.ServicerContext
+                                ) -> cache_pb2.InvalidateRelatedResponse:
+        v = Violations()
+        previous = check_city(v, "previous_city", request.previous_city) if request.previous_city else ""
+        tags: set[str] = set()
+        pid = 0
+        if request.entity == cache_pb2.ENTITY_TYPE_PROPERTY:
+            try:
+                pid = int(request.id.strip(), 10)
+                v.check(0 < pid < 2**63, "id", "must be a positive property id")
+            except ValueError:
+                v.add("id", "must be a decimal property id")
+        elif request.entity == cache_pb2.ENTITY_TYPE_CITY:
+            tags.add(city_tag(check_city(v, "id", request.id)))
+        else:
+            v.add("entity", "must be ENTITY_TYPE_PROPERTY or ENTITY_TYPE_CITY")
+        v.raise_if_any()
+        if request.entity == cache_pb2.ENTITY_TYPE_PROPERTY:
+            row = await self.engine.db.fetchrow("SELECT city FROM properties WHERE id = $1", pid)
+            if row is None and not previous:
+                raise NotFound(f"property {pid} does not exist; pass previous_city to invalidate the city it was in")
+            if row is not None:
+                tags.add(city_tag(row["city"]))
+        if previous:
+            tags.add(city_tag(previous))
+        tags |= {CITIES_TAG, TYPES_TAG}
+        try:
+            deleted = await self.engine.invalidate_deferrable(tags, "related")
+        except RedisUnavailable:
+            raise Unavailable("Redis is unavailable: nothing was invalidated now; this replica retries when it "
+                              "returns") from None
+        annotate(**{"cache.keys_deleted": deleted})
+        return cache_pb2.InvalidateRelatedResponse(keys_deleted=deleted, tags=sorted(tags))
+
+    async def GetCacheStats(self, request: cache_pb2.GetCacheStatsRequest, ctx: grpc.aio.ServicerContext
+                            ) -> cache_pb2.GetCacheStatsResponse:
+        return await self.engine.stats()
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    def _query_handler(self, query: CachedQuery) -> grpc.RpcMethodHandler:
+        engine, params_of = self.engine, query.params
+
+        async def handle(request: Any, ctx: grpc.aio.ServicerContext) -> bytes:
+            return await engine.get(query, params_of(request))
+
+        # no response serializer: the handler returns the wire bytes itself
+        return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=query.request.FromString)
+
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        handlers: dict[str, grpc.RpcMethodHandler] = {}
+        for query in self.engine.queries.values():
+            if query.rpc not in _SERVICE.methods_by_name:
+                raise ValueError(f"query {query.name!r} names rpc {query.rpc!r}, which {SERVICE_NAME} does not have")
+            if query.rpc in handlers:
+                raise ValueError(f"two queries are served by rpc {query.rpc!r}")
+            handlers[query.rpc] = self._query_handler(query)
+        for name, request, response in (
+                ("Invalidate", cache_pb2.InvalidateRequest, cache_pb2.InvalidateResponse),
+                ("InvalidateRelated", cache_pb2.InvalidateRelatedRequest, cache_pb2.InvalidateRelatedResponse),
+                ("GetCacheStats", cache_pb2.GetCacheStatsRequest, cache_pb2.GetCacheStatsResponse)):
+            handlers[name] = grpc.unary_unary_rpc_method_handler(
+                getattr(self, name), request_deserializer=request.FromString,
+                response_serializer=response.SerializeToString)
+        missing = set(_SERVICE.methods_by_name) - set(handlers)
+        if missing:
+            raise ValueError(f"no handler for {', '.join(sorted(missing))}")
+        return handlers
+
+    def register(self, server: grpc.aio.Server) -> None:
+        handlers = self.method_handlers()
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+        server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
+def create(resources: Resources, settings: CacheSettings | None = None,
+           queries: Mapping[str, CachedQuery] | None = None) -> ServiceSpec:
+    """The cache-query service. Readiness follows PostgreSQL only: without Redis it still answers."""
+    settings = settings or config.load(CacheSettings)
+    engine = QueryCache(resources, settings, REGISTRY if queries is None else queries)
+    servicer = CacheQueryServicer(engine)
+    spec = ServiceSpec(name=SERVICE_NAME, register=servicer.register,
+                       admin_methods=frozenset({"Invalidate", "InvalidateRelated"}), needs_redis=False,
+                       on_start=[engine.start], on_stop=[engine.stop])
+    spec.engine = engine  # type: ignore[attr-defined]  # for tests and benchmarks
+    return spec

@@ -1,0 +1,117 @@
+"""LISTEN for property changes on a dedicated PostgreSQL connection (not from the pool).
+
+Migration 0003 makes every statement that changes `properties` NOTIFY `rentscout_cache` at commit
+with the cities and types it touched. Notifications sent while no connection listens are lost, so
+`on_connect(first)` runs once LISTEN is active and the service decides what to drop (everything
+after a reconnection). A `SELECT 1` every `check_interval` detects a connection that died
+silently, then `on_alive` runs (the service keeps a heartbeat in Redis with it). Notifications that
+queue up while one is handled are handled together, so a burst of writes costs one invalidation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+
+from rentscout.cache_service import metrics
+
+_log = logging.getLogger(__name__)
+CHANNEL = "rentscout_cache"
+MAX_BATCH = 1000
+
+
+class ChangeListener:
+    def __init__(self, dsn: str, on_changes: Callable[[list[dict[str, Any]]], Awaitable[None]],
+                 on_connect: Callable[[bool], Awaitable[None]], on_alive: Callable[[], Awaitable[None]], *,
+                 connect_timeout: float, check_interval: float = 1.0) -> None:
+        self._dsn = dsn
+        self._on_changes = on_changes
+        self._on_connect = on_connect
+        self._on_alive = on_alive
+        self._connect_timeout = connect_timeout
+        self._check_interval = check_interval
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self.connected = asyncio.Event()
+        self.connections = 0  # successful LISTENs so far (reconnections = connections - 1)
+        self._stopped = False
+        self._wake = asyncio.Event()  # set when the connection is lost or stop() is called
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._queue.put_nowait(payload)
+
+    async def run(self) -> None:
+        consumer = asyncio.create_task(self._consume(), name="cache-change-consumer")
+        try:
+            await self._listen_forever()
+        finally:
+            consumer.cancel()
+            await asyncio.wait({consumer}, timeout=1.0)
+
+    async def _listen_forever(self) -> None:
+        backoff = 0.2
+        while not self._stopped:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout,
+                                             server_settings={"application_name": "rentscout-cache-listener"})
+                self._wake = lost = asyncio.Event()
+                if self._stopped:
+                    break
+                conn.add_termination_listener(lambda _c, ev=lost: ev.set())
+                await conn.add_listener(CHANNEL, self._notified)
+                self.connections += 1
+                await self._on_connect(self.connections == 1)
+                self.connected.set()
+                metrics.LISTENER_UP.set(1)
+                backoff = 0.2
+                while not lost.is_set():
+                    await self._on_alive()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), self._check_interval)
+                    if not lost.is_set():
+                        await conn.fetchval("SELECT 1", timeout=self._connect_timeout)
+                if not self._stopped:
+                    _log.warning("change listener connection lost; reconnecting")
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                _log.warning("change listener: %s; reconnecting in %.1fs", type(exc).__name__, backoff,
+                             extra={"fields": {"error.type": type(exc).__name__, "error.message": str(exc)[:300]}})
+            finally:
+                self.connected.clear()
+                metrics.LISTENER_UP.set(0)
+                if conn is not None:
+                    conn.terminate()
+            if not self._stopped:
+                await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _consume(self) -> None:
+        while not self._stopped:
+            payloads = [await self._queue.get()]
+            while not self._queue.empty() and len(payloads) < MAX_BATCH:
+                payloads.append(self._queue.get_nowait())
+            changes = []
+            for payload in payloads:
+                try:
+                    change = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    change = None
+                if isinstance(change, dict):
+                    changes.append(change)
+                else:
+                    _log.warning("ignoring a malformed change notification", extra={"fields": {"payload": payload[:200]}})
+            if not changes:
+                continue
+            try:
+                await self._on_changes(changes)
+            except Exception:  # a bug handling one batch must not stop automatic invalidation for good
+                _log.exception("handling change notifications failed")

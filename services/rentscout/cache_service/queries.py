@@ -1,0 +1,137 @@
+"""The popular read queries, each declared once with its key parameters, tags and SQL.
+
+Adding a fifth is one `@cached_query` function (plus its RPC in cache.proto); the cache, single
+flight, invalidation, metrics and the RPC handler come with the declaration.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+import asyncpg
+
+from rentscout.cache.v1 import cache_pb2
+from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, city_tag, popular_tag
+from rentscout.cache_service.registry import Params, cached_query
+from rentscout.common.v1 import common_pb2
+from rentscout.runtime.database import Database
+from rentscout.runtime.errors import Violations
+
+MAX_CITY_LENGTH = 100
+DEFAULT_LIMIT, MAX_LIMIT = 10, 100
+TYPE_PREFIX, SOURCE_PREFIX = "PROPERTY_TYPE_", "LISTING_SOURCE_"
+
+
+# -- input checks -----------------------------------------------------------------------------
+
+
+def check_city(v: Violations, field: str, raw: str) -> str:
+    """A city name: trimmed, 1..100 characters, no control characters. Unknown cities are fine."""
+    city = raw.strip()
+    if not city:
+        v.add(field, "must not be empty")
+    elif len(city) > MAX_CITY_LENGTH:
+        v.add(field, f"must be at most {MAX_CITY_LENGTH} characters (got {len(city)})")
+    elif any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in city):
+        v.add(field, "must not contain control or unassigned characters")
+    return city
+
+
+def property_type_name(value: int) -> str | None:
+    """`PROPERTY_TYPE_STUDIO` -> 'studio'; None for unspecified; raises ValueError for unknown numbers."""
+    if value == common_pb2.PROPERTY_TYPE_UNSPECIFIED:
+        return None
+    return common_pb2.PropertyType.Name(value).removeprefix(TYPE_PREFIX).lower()
+
+
+def _type_value(name: str) -> int:
+    return common_pb2.PropertyType.Value(TYPE_PREFIX + name.upper())
+
+
+def popular_params(req: cache_pb2.PopularPropertiesRequest) -> Params:
+    v = Violations()
+    city = check_city(v, "city", req.city)
+    limit = req.limit or DEFAULT_LIMIT
+    v.check(1 <= limit <= MAX_LIMIT, "limit", f"must be from 1 to {MAX_LIMIT} (0 means {DEFAULT_LIMIT}), got {req.limit}")
+    v.raise_if_any()
+    return {"city": city, "limit": limit}
+
+
+def price_stats_params(req: cache_pb2.PriceStatsRequest) -> Params:
+    v = Violations()
+    city = check_city(v, "city", req.city)
+    kind = None
+    try:
+        kind = property_type_name(req.property_type)
+    except ValueError:
+        v.add("property_type", f"unknown property type {req.property_type}")
+    v.raise_if_any()
+    return {"city": city, "property_type": kind}
+
+
+def no_params(_req: Any) -> Params:
+    return {}
+
+
+# -- rows to messages -------------------------------------------------------------------------
+
+PROPERTY_COLUMNS = ("id, source, external_id, title, city, district, address, property_type, price, currency, rooms, "
+                    "area, floor, lat, lon, url, views, is_active, created_at, updated_at")
+
+
+def to_property(row: asyncpg.Record) -> common_pb2.Property:
+    fields = {k: row[k] for k in ("id", "external_id", "title", "city", "district", "address", "price", "currency",
+                                  "rooms", "area", "floor", "lat", "lon", "url", "views", "is_active")
+              if row[k] is not None}
+    prop = common_pb2.Property(source=common_pb2.ListingSource.Value(SOURCE_PREFIX + row["source"].upper()),
+                               property_type=_type_value(row["property_type"]), **fields)
+    prop.created_at.FromDatetime(row["created_at"])
+    prop.updated_at.FromDatetime(row["updated_at"])
+    return prop
+
+
+# -- the queries ------------------------------------------------------------------------------
+
+
+@cached_query("popular_properties", rpc="PopularProperties", request=cache_pb2.PopularPropertiesRequest,
+              params=popular_params, tags=lambda p: [city_tag(p["city"]), popular_tag(p["city"])])
+async def popular_properties(db: Database, *, city: str, limit: int) -> cache_pb2.PopularPropertiesResponse:
+    """Most viewed active listings of a city (index properties_city_views_active_idx)."""
+    rows = await db.fetch(
+        f"SELECT {PROPERTY_COLUMNS} FROM properties WHERE is_active AND city = $1 ORDER BY views DESC, id LIMIT $2",
+        city, limit)
+    return cache_pb2.PopularPropertiesResponse(properties=[to_property(r) for r in rows])
+
+
+@cached_query("price_stats", rpc="PriceStats", request=cache_pb2.PriceStatsRequest,
+              params=price_stats_params, tags=lambda p: [city_tag(p["city"])])
+async def price_stats(db: Database, *, city: str, property_type: str | None) -> cache_pb2.PriceStatsResponse:
+    """Price distribution of a city's active listings; price per m2 is the mean of each listing's price/area."""
+    row = await db.fetchrow(
+        """SELECT count(*) AS n, min(price) AS lo, max(price) AS hi, avg(price)::float8 AS mean,
+                  percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY price) AS q,
+                  avg(price / area) FILTER (WHERE area > 0) AS per_sqm
+             FROM properties
+            WHERE is_active AND city = $1 AND ($2::text IS NULL OR property_type = $2)""",
+        city, property_type)
+    if row is None or not row["n"]:
+        return cache_pb2.PriceStatsResponse()
+    p25, median, p75 = row["q"]
+    return cache_pb2.PriceStatsResponse(count=row["n"], min=row["lo"], max=row["hi"], mean=row["mean"], median=median,
+                                        p25=p25, p75=p75, mean_price_per_sqm=row["per_sqm"] or 0.0)
+
+
+@cached_query("cities", rpc="Cities", request=cache_pb2.CitiesRequest, params=no_params, tags=lambda p: [CITIES_TAG])
+async def cities(db: Database) -> cache_pb2.CitiesResponse:
+    rows = await db.fetch("SELECT city, count(*) AS n FROM properties WHERE is_active GROUP BY city ORDER BY n DESC, city")
+    return cache_pb2.CitiesResponse(cities=[cache_pb2.CityCount(city=r["city"], count=r["n"]) for r in rows])
+
+
+@cached_query("property_types", rpc="PropertyTypes", request=cache_pb2.PropertyTypesRequest, params=no_params,
+              tags=lambda p: [TYPES_TAG])
+async def property_types(db: Database) -> cache_pb2.PropertyTypesResponse:
+    rows = await db.fetch("SELECT property_type, count(*) AS n FROM properties WHERE is_active "
+                          "GROUP BY property_type ORDER BY n DESC, property_type")
+    return cache_pb2.PropertyTypesResponse(property_types=[
+        cache_pb2.PropertyTypeCount(property_type=_type_value(r["property_type"]), count=r["n"]) for r in rows])

@@ -1,0 +1,108 @@
+"""Helpers for the cache-query tests: a private namespace per server, stubs, and query counting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import asyncpg
+import grpc
+
+from harness.servers import in_process
+from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
+from rentscout.cache_service.engine import QueryCache
+from rentscout.cache_service.registry import CachedQuery
+from rentscout.cache_service.service import create
+from rentscout.cache_service.settings import CacheSettings
+from rentscout.runtime.server import ServiceHost
+
+T = TypeVar("T")
+OWN_ID_BASE = 10_000_000  # tests that write use ids above the shared seed rows
+
+
+def settings(**overrides: Any) -> CacheSettings:
+    """Defaults for tests: a namespace of their own, so tests never see each other's entries."""
+    return replace(CacheSettings(namespace=f"t{uuid.uuid4().hex[:12]}"), **overrides)
+
+
+@dataclass
+class CacheServer:
+    host: ServiceHost
+    stub: cache_pb2_grpc.CacheQueryServiceStub
+    channel: grpc.aio.Channel
+
+    @property
+    def engine(self) -> QueryCache:
+        return self.host.specs[0].engine  # type: ignore[attr-defined]
+
+
+@contextlib.asynccontextmanager
+async def cache_server(env: dict[str, str], cache: CacheSettings | None = None, *,
+                       queries: Mapping[str, CachedQuery] | None = None, **runtime: Any) -> AsyncIterator[CacheServer]:
+    """An in-process cache-query server (the registry's queries unless `queries` is given)."""
+    factory = functools.partial(create, settings=cache or settings(), queries=queries)
+    if "RENTSCOUT_REDIS_TIMEOUT_SECONDS" not in env:  # a loaded test machine must not look like a slow Redis
+        runtime.setdefault("redis_timeout_seconds", 2.0)
+    async with in_process([factory], env, label="cache-test", **runtime) as host:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
+        try:
+            yield CacheServer(host, cache_pb2_grpc.CacheQueryServiceStub(channel), channel)
+        finally:
+            await channel.close()
+
+
+async def statement_calls(conn: asyncpg.Connection, fragment: str) -> int:
+    """Executions of statements containing `fragment`, per pg_stat_statements (a real count)."""
+    return int(await conn.fetchval(
+        "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+        "WHERE d.datname = current_database() AND s.query LIKE '%' || $1 || '%' AND s.query NOT LIKE '%pg_stat_statements%'",
+        fragment))
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float = 10.0) -> T:
+    """Poll `probe` until `ok(result)`; returns the last result (the caller asserts on it)."""
+    end = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await probe()
+        if ok(result) or asyncio.get_running_loop().time() > end:
+            return result
+        await asyncio.sleep(0.05)
+
+
+PRICE_STATS_SQL_FRAGMENT = "WITHIN GROUP (ORDER BY price)"  # constants are normalized away
+
+
+def source_name(value: int) -> str:
+    return cache_pb2.CacheSource.Name(value)
+
+
+def unique_city(label: str = "Testgrad") -> str:
+    return f"{label}-{uuid.uuid4().hex[:8]}"
+
+
+class OwnRows:
+    """Listings this test inserts (ids above the shared seed) and deletes afterwards."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.ids: list[int] = []
+
+    async def add(self, city: str, price: int, *, property_type: str = "apartment", area: float = 50.0,
+                  views: int = 0) -> int:
+        pid = OWN_ID_BASE + random.randint(1, 2**40)
+        await self.conn.execute(
+            "INSERT INTO properties (id, source, external_id, title, city, property_type, price, area, views) "
+            "VALUES ($1, 'avito', $2, 'test listing', $3, $4, $5, $6, $7)",
+            pid, f"test-{pid}", city, property_type, price, area, views)
+        self.ids.append(pid)
+        return pid
+
+    async def delete_all(self) -> None:
+        if self.ids:
+            await self.conn.execute("DELETE FROM properties WHERE id = ANY($1::bigint[])", self.ids)
