@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rentscout.analyzer.v1 import analyzer_pb2
+from rentscout.runtime.timestamps import to_datetime
 
 _INTS = {"int2", "int4", "int8", "oid", "regclass", "regproc", "regtype", "xid"}
 _FLOATS = {"float4", "float8"}
@@ -32,7 +33,10 @@ def from_proto(params: Sequence[analyzer_pb2.QueryParam]) -> list[Any]:
         if kind is None or kind == "null_value":
             values.append(None)
         elif kind == "timestamp_value":
-            values.append(p.timestamp_value.ToDatetime(tzinfo=dt.UTC))
+            try:
+                values.append(to_datetime(p.timestamp_value))
+            except ValueError as exc:
+                raise ParamError(f"${i}: timestamp_value {exc}") from None
         elif kind in ("string_value", "int_value", "double_value", "bool_value"):
             values.append(getattr(p, kind))
         else:  # a newer client sent a kind this server does not know
