@@ -1,0 +1,130 @@
+"""SQL of one export stream: PostgreSQL renders every byte, the server only slices at row boundaries.
+
+CSV is `COPY (SELECT ...) TO STDOUT (FORMAT csv)` as is.
+
+JSON rows use a trick that makes COPY itself do the JSON string escaping: COPY in *text* format with `"`
+as the column delimiter. Text format backslash-escapes the delimiter (`"` -> `\\"`), backslashes
+(`\\` -> `\\\\`) and \\b \\f \\n \\r \\t, exactly as JSON does, so if every structural `"` of the JSON object
+is a column boundary, the line COPY writes *is* the JSON object: keys and punctuation are constant
+columns, strings are bare columns, numbers and booleans are glued to the punctuation around them.
+PostgreSQL spends ~15% less time than `row_to_json` and the bytes are identical to it. The server fixes
+the rare leftovers (see framing.JsonFixups): NULL strings (`"\\N"` -> `null`), `\\v`, raw control bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rentscout.export_service.columns import KEY, TABLE, Column
+
+JSON_DELIMITER = '"'
+# Session settings every export stream runs with, so output never depends on the pool's defaults.
+SESSION_SETUP = ("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; "
+                 "SET extra_float_digits = 1; SET standard_conforming_strings = on; SET statement_timeout = {timeout}")
+
+
+def literal(value: str) -> str:
+    """A standard-conforming string literal (callers reject NUL, which PostgreSQL text cannot hold)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _concat(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else "(" + " || ".join(parts) + ")"
+
+
+def _bare(col: Column) -> str:
+    """A number or boolean as JSON text; NULL (and NaN/Infinity, which JSON cannot hold) as null."""
+    c = ident(col.name)
+    if col.kind == "int":
+        return f"coalesce({c}::text, 'null')"
+    if col.kind == "float":
+        return f"CASE WHEN {c} > '-Infinity' AND {c} < 'Infinity' THEN {c}::text ELSE 'null' END"
+    return f"CASE WHEN {c} THEN 'true' WHEN NOT {c} THEN 'false' ELSE 'null' END"
+
+
+def _string(col: Column) -> str:
+    """The bare string value of a column (its own COPY field; NULL stays NULL)."""
+    if col.kind == "time":
+        return f"(to_json({ident(col.name)}) #>> '{{}}')"  # ISO 8601 like row_to_json, incl. infinity/BC
+    return ident(col.name)
+
+
+def json_fields(columns: Sequence[Column]) -> list[str]:
+    """The SELECT list whose quote-delimited text COPY is one JSON object per row."""
+    fields: list[str] = []
+    cur: list[str] = []
+    text = ""
+
+    def flush_text() -> None:
+        nonlocal text
+        if text:
+            cur.append(literal(text))
+            text = ""
+
+    def boundary() -> None:  # a structural '"'
+        flush_text()
+        fields.append(_concat(cur) if cur else "''")
+        cur.clear()
+
+    text = "{"
+    for i, col in enumerate(columns):
+        if i:
+            text += ","
+        boundary()
+        text = col.name
+        boundary()
+        text = ":"
+        if col.kind in ("int", "float", "bool"):
+            flush_text()
+            cur.append(_bare(col))
+        else:
+            boundary()
+            cur.append(_string(col))
+            boundary()
+    text += "}"
+    flush_text()
+    fields.append(_concat(cur))
+    return fields
+
+
+@dataclass(frozen=True)
+class Window:
+    """The keyset window of one stream: ids in (after_id, upper_id], at most `limit` rows."""
+
+    after_id: int | None
+    upper_id: int | None
+    limit: int | None
+
+
+def where_sql(base: str, window: Window) -> str:
+    parts = [base] if base else []
+    if window.after_id is not None:
+        parts.append(f"{ident(KEY)} > {int(window.after_id)}")
+    if window.upper_id is not None:
+        parts.append(f"{ident(KEY)} <= {int(window.upper_id)}")
+    return " AND ".join(parts) if parts else "TRUE"
+
+
+def select_sql(select_list: Sequence[str], base_where: str, window: Window) -> str:
+    sql = (f"SELECT {', '.join(select_list)} FROM {ident(TABLE)} WHERE {where_sql(base_where, window)} "
+           f"ORDER BY {ident(KEY)}")
+    if window.limit is not None:
+        sql += f" LIMIT {int(window.limit)}"
+    return sql
+
+
+def csv_select_list(columns: Sequence[Column], hidden_key: bool) -> list[str]:
+    return ([ident(KEY)] if hidden_key else []) + [ident(c.name) for c in columns]
+
+
+def json_select_list(columns: Sequence[Column], hidden_key: bool) -> list[str]:
+    return ([f"{ident(KEY)}::text"] if hidden_key else []) + json_fields(columns)
+
+
+def explain_sql(base_where: str, window: Window) -> str:
+    return "EXPLAIN (FORMAT JSON) " + select_sql([ident(KEY)], base_where, window)
