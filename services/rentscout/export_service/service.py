@@ -93,7 +93,7 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
             telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
             raise
         self.active[progress.run_id] = run
-        context_.add_done_callback(run.on_rpc_done)
+        context_.add_done_callback(run.interrupted)  # stops the COPY at once, whatever ends the call
         run.log_start()
         try:
             if pump is not None:
@@ -101,7 +101,7 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
             async for message in run.messages():
                 yield message
         except (GeneratorExit, asyncio.CancelledError):
-            run.close("cancelled", None)
+            run.interrupted(context_)
             raise
         except Exception as exc:
             run.close("failed", telemetry.code_of(exc))

@@ -98,9 +98,13 @@ class ExportRun:
         if record_later:
             self.store.end_run_later(self.progress, status, code)
 
-    def on_rpc_done(self, ctx: grpc.aio.ServicerContext) -> None:
-        """gRPC ended the call (possibly while the generator is parked at a yield): cancel now."""
-        self.close("cancelled", None)
+    def interrupted(self, ctx: grpc.aio.ServicerContext) -> None:
+        """The call ended before the stream did: its deadline passed (failed) or the client left (cancelled)."""
+        left = ctx.time_remaining()
+        if left is not None and left <= 0:
+            self.close("failed", grpc.StatusCode.DEADLINE_EXCEEDED.name)
+        else:
+            self.close("cancelled", None)
 
     # -- the stream ------------------------------------------------------------------------------
 

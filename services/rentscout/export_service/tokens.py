@@ -59,9 +59,11 @@ class TokenCodec:
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidArgument(FIELD, "is malformed (too long)")
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
             raise InvalidArgument(FIELD, "is malformed (not base64url)") from None
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:  # one spelling per token
+            raise InvalidArgument(FIELD, "is malformed (not canonical base64url)")
         if len(raw) != _LAYOUT.size + _TAG:
             raise InvalidArgument(FIELD, "is malformed (wrong length)")
         payload, tag = raw[:_LAYOUT.size], raw[_LAYOUT.size:]
