@@ -58,13 +58,18 @@ async def test_postgres_is_read_only_as_fast_as_the_client_consumes(export_serve
         stream = call.__aiter__()
         assert (await stream.__anext__()).HasField("header")
         assert (await stream.__anext__()).HasField("chunk")
-        await asyncio.sleep(1.0)
         (run,) = export_server.servicer.active.values()
-        read = run.pump.bytes_read
-        await asyncio.sleep(0.5)
-        assert run.pump.bytes_read == read < 2_000_000  # the whole export is ~9 MB: PostgreSQL waits
-        (activity,) = await export_queries(pg_conn)
-        assert activity["wait_event"] == "ClientWrite"  # blocked on the socket we do not read
+        seen: list[int] = []
+
+        async def stalled() -> object:  # no progress for 0.5 s: the pipeline is full and waits for us
+            seen.append(run.pump.bytes_read)
+            await asyncio.sleep(0.5)
+            return True if run.pump.bytes_read == seen[-1] else seen
+
+        await eventually(stalled, timeout=20)
+        assert seen[-1] < 2_000_000  # of a ~9 MB export: PostgreSQL is held back, memory stays small
+        activity = await export_queries(pg_conn)
+        assert [a["wait_event"] for a in activity] == ["ClientWrite"]  # blocked on the socket we do not read
         rows = 100
         async for msg in stream:  # consuming resumes the COPY, to the end
             rows += msg.chunk.rows
