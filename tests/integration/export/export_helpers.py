@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -186,3 +187,14 @@ async def insert_tricky_rows(conn: asyncpg.Connection, first_id: int = 10_000_00
             None if i % 7 == 0 else -i, None if i % 8 == 0 else -89.999999, 179.5,
             None if i % 9 == 0 else f"https://x.test/{i}?q=\"{i}\"", i * 1000, i % 2 == 0)
     return ids
+
+
+async def eventually(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll an async predicate (cleanup runs concurrently with the test); fail with its last value."""
+    end = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value is True or asyncio.get_running_loop().time() > end:
+            assert value is True, value
+            return
+        await asyncio.sleep(0.05)

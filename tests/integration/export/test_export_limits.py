@@ -8,7 +8,7 @@ import dataclasses
 import asyncpg
 import grpc
 import pytest
-from export_helpers import CSV, JSONL, TEST_SETTINGS, collect, rpc_error, serve, violated_fields
+from export_helpers import CSV, JSONL, TEST_SETTINGS, collect, eventually, rpc_error, serve, violated_fields
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from rentscout.common.v1 import common_pb2
@@ -23,17 +23,6 @@ async def export_queries(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT pid, state, wait_event, query FROM pg_stat_activity "
         "WHERE application_name = $1 AND query LIKE 'COPY%' AND state <> 'idle'", APP)
-
-
-async def eventually(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    """Poll an async predicate (cleanup runs concurrently with the test); fail with its last value."""
-    end = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value is True or asyncio.get_running_loop().time() > end:
-            assert value is True, value
-            return
-        await asyncio.sleep(0.05)
 
 
 def no_export_query(conn: asyncpg.Connection) -> object:
