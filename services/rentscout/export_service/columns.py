@@ -27,10 +27,11 @@ _KINDS = {
 class Column:
     name: str
     kind: str  # int | float | bool | time | text
+    not_null: bool = False
 
 
 _SQL = """
-SELECT a.attname AS name, t.typname AS typname
+SELECT a.attname AS name, t.typname AS typname, a.attnotnull AS not_null
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum"""
@@ -51,6 +52,6 @@ class Catalog:
         async with self._lock:
             if not self._columns or time.monotonic() - self._loaded_at >= CATALOG_TTL_SECONDS:
                 rows = await self._db.fetch(_SQL, TABLE)
-                self._columns = tuple(Column(r["name"], _KINDS.get(r["typname"], "text")) for r in rows)
+                self._columns = tuple(Column(r["name"], _KINDS.get(r["typname"], "text"), r["not_null"]) for r in rows)
                 self._loaded_at = time.monotonic()
         return self._columns

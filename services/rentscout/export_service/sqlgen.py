@@ -41,9 +41,11 @@ def _bare(col: Column) -> str:
     """A number or boolean as JSON text; NULL (and NaN/Infinity, which JSON cannot hold) as null."""
     c = ident(col.name)
     if col.kind == "int":
-        return f"coalesce({c}::text, 'null')"
+        return f"{c}::text" if col.not_null else f"coalesce({c}::text, 'null')"
     if col.kind == "float":
         return f"CASE WHEN {c} > '-Infinity' AND {c} < 'Infinity' THEN {c}::text ELSE 'null' END"
+    if col.not_null:
+        return f"CASE WHEN {c} THEN 'true' ELSE 'false' END"
     return f"CASE WHEN {c} THEN 'true' WHEN NOT {c} THEN 'false' ELSE 'null' END"
 
 
