@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -184,8 +185,10 @@ def main() -> None:
         rows = args.rows
         server = Server(dsn, workdir)
         best: dict[str, float] = {}
+        rounds: list[dict[str, float]] = []
         try:
             for r in range(args.repeat):
+                rounds.append({})
                 for name, fn in (
                     ("psql-csv", lambda: run_psql(dsn, CSV_SQL)),
                     ("grpc-csv", lambda: run_client(server.target, "csv", rows)),
@@ -195,13 +198,18 @@ def main() -> None:
                 ):
                     seconds = fn()
                     best[name] = min(best.get(name, seconds), seconds)
+                    rounds[-1][name] = seconds
                     print(f"round {r + 1}: {name:11s} {seconds:6.2f}s", flush=True)
         finally:
             server.stop()
-        print(f"\n{rows:,} rows, best of {args.repeat} (rows/s; ratio to its baseline)")
+        print(f"\n{rows:,} rows, best of {args.repeat} (rows/s; speed ratio to its baseline: of the best times, "
+              f"and the median of the ratios within each round)")
         for name, base in (("psql-csv", None), ("grpc-csv", "psql-csv"), ("pg-json", None),
                            ("grpc-jsonl", "pg-json"), ("grpc-json", "pg-json")):
-            ratio = f"{best[base] / best[name]:.2f}x {base}" if base else "baseline"
+            ratio = "baseline"
+            if base:
+                paired = statistics.median(r[base] / r[name] for r in rounds)
+                ratio = f"{best[base] / best[name]:.2f}x {base} (median per round {paired:.2f}x)"
             print(f"  {name:11s} {best[name]:6.2f}s {rows / best[name]:>12,.0f} rows/s   {ratio}")
         peak1, idle1 = peak_rss(dsn, workdir, rows)
         print(f"\nexport server peak RSS after exporting {rows:,} rows x3 formats: {peak1 / 1024:.1f} MB "

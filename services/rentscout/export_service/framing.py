@@ -34,7 +34,7 @@ class Segment:
     """Whole records. `ends` (record end offsets) only when records may span lines (CSV slow path);
     `controls` when the bytes may hold control bytes other than the row newlines (JSON fix-ups)."""
 
-    data: bytes
+    data: bytes | bytearray
     rows: int
     ends: list[int] | None = None
     controls: bool = True
@@ -72,7 +72,7 @@ class Segment:
                 Segment(data[pos:], self.rows - rows, None, self.controls))
 
 
-def _nth_line_end(data: bytes, k: int, total: int) -> int:
+def _nth_line_end(data: bytes | bytearray, k: int, total: int) -> int:
     """Offset just after the k-th newline (1 <= k < total newlines), from a proportional first guess."""
     pos = len(data) * k // total
     seen = data.count(b"\n", 0, pos)
@@ -93,8 +93,7 @@ class RecordSplitter:
         self._carry: list[bytes] = []
 
     def feed(self, block: bytes | bytearray) -> Segment | None:
-        if type(block) is not bytes:  # asyncpg may hand over a bytearray; chunks must be immutable bytes
-            block = bytes(block)
+        """asyncpg hands over bytearrays: kept as they are (no copy); chunks become bytes when joined."""
         if b"\n" not in block:
             self._carry.append(block)
             return None
@@ -122,7 +121,7 @@ class RecordSplitter:
             data = data[:cut]
         return Segment(data, rows, None, controls)
 
-    def _slow(self, data: bytes) -> Segment | None:
+    def _slow(self, data: bytes | bytearray) -> Segment | None:
         """CSV records with quoted newlines: walk lines, flipping 'inside quotes' on odd quote counts."""
         ends: list[int] = []
         inside = False
@@ -185,7 +184,10 @@ class ChunkAssembler:
 
 
 def _join(parts: list[Segment]) -> bytes:
-    return parts[0].data if len(parts) == 1 else b"".join(p.data for p in parts)
+    if len(parts) == 1:
+        data = parts[0].data
+        return data if type(data) is bytes else bytes(data)
+    return b"".join([p.data for p in parts])
 
 
 def _strip_lines(data: bytes, sep: bytes) -> bytes:
@@ -219,7 +221,7 @@ class CsvWriter:
         return int(m[0])
 
     def render(self, parts: list[Segment], rows_before: int) -> bytes:
-        data = b"".join(self._strip(p) for p in parts) if self.hidden_key else _join(parts)
+        data = b"".join([self._strip(p) for p in parts]) if self.hidden_key else _join(parts)
         return self.header + data if rows_before == 0 else data
 
     @staticmethod
