@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 _INT = re.compile(rb"-?[0-9]+")
-_ALL = bytes(range(256))
 _KEEP_QUOTE_NL = bytes(b for b in range(256) if b not in (0x22, 0x0A))  # delete all but '"' and '\n'
 _KEEP_CONTROLS = bytes(b for b in range(256) if b >= 0x20)  # delete all but control bytes
 _CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f]")
 _VTAB = re.compile(rb"(?<!\\)((?:\\\\)*)\\v")  # COPY's \v escape (an odd backslash run before v)
+_COPY_TOKEN = re.compile(rb'\\.|"', re.S)  # an escape pair, or a bare '"' (a column boundary)
+_MARKER_TO_QUOTE = bytes.maketrans(b"\x1e", b'"')  # sqlgen.MARKER
 
 
 class FramingError(Exception):
@@ -88,8 +89,9 @@ def _nth_line_end(data: bytes | bytearray, k: int, total: int) -> int:
 class RecordSplitter:
     """Blocks in, whole-record segments out; `csv` enables quoted-newline awareness."""
 
-    def __init__(self, csv: bool) -> None:
+    def __init__(self, csv: bool, markers_per_row: int = 0) -> None:
         self._csv = csv
+        self._controls_per_row = markers_per_row + 1  # JSON: the markers of sqlgen, and the newline
         self._carry: list[bytes] = []
 
     def feed(self, block: bytes | bytearray) -> Segment | None:
@@ -114,8 +116,9 @@ class RecordSplitter:
             rows, controls = marks.count(b"\n"), False
         else:
             marks = data.translate(None, _KEEP_CONTROLS)
+            marks = marks[:marks.rfind(b"\n") + 1]
             rows = marks.count(b"\n")
-            controls = len(marks) != rows
+            controls = len(marks) != rows * self._controls_per_row  # a value holds a raw control byte
         if cut < len(data):
             self._carry.append(data[cut:])
             data = data[:cut]
@@ -242,14 +245,15 @@ class CsvWriter:
 class JsonWriter:
     """JSON Lines, or (array=True) one array: '[\\n' row (',\\n' row)* '\\n]\\n', '[]\\n' when empty."""
 
-    def __init__(self, hidden_key: bool, array: bool) -> None:
+    def __init__(self, hidden_key: bool, array: bool, markers_per_row: int = 0) -> None:
         self.hidden_key = hidden_key
         self.array = array
+        self.markers_per_row = markers_per_row
 
     def last_key(self, parts: list[Segment]) -> int:
         last = parts[-1]
         start = last.last_start()
-        m = _INT.match(last.data, start if self.hidden_key else start + 6)  # after '{"id":'
+        m = _INT.match(last.data, start if self.hidden_key else start + 6)  # after '{"id":' (markers for quotes)
         if m is None:
             raise FramingError("no id at the start of the last row")
         return int(m[0])
@@ -258,7 +262,11 @@ class JsonWriter:
         data = _join(parts)
         if self.hidden_key:
             data = _strip_lines(data, b'"')
-        data = fix_json(data, any(p.controls for p in parts))
+        if any(p.controls for p in parts):
+            data = fix_controls(data, self.markers_per_row)
+        elif self.markers_per_row:
+            data = data.translate(_MARKER_TO_QUOTE)
+        data = fix_escapes(data)
         if not self.array:
             return data
         return (b",\n" if rows_before else b"[\n") + data[:-1].replace(b"\n", b",\n")
@@ -269,16 +277,33 @@ class JsonWriter:
         return b"\n]\n" if rows_total else b"[]\n"
 
 
-def fix_json(data: bytes, controls: bool) -> bytes:
-    """Turn COPY text output of the quote-delimited SELECT into exact JSON lines (see sqlgen).
-
-    `controls`: the bytes may hold raw control bytes besides the row newlines (JSON needs \\u00XX)."""
+def fix_escapes(data: bytes) -> bytes:
+    """Spell what COPY's text format escapes differently from JSON (only backslashes can announce it)."""
     if b"\\" in data:
         if b'"\\N"' in data:  # a NULL string column: `"\N"` can only come from COPY's NULL marker
             data = data.replace(b'"\\N"', b"null")
         if b"\\v" in data:
             data = _VTAB.sub(rb"\1\\u000b", data)
-    return _CONTROL.sub(_escape_control, data) if controls else data
+    return data
+
+
+def fix_controls(data: bytes, markers_per_row: int) -> bytes:
+    """Lines where a value holds raw control bytes: markers become quotes only in the constant columns
+    (even positions between unescaped '"'), control bytes in values become \\u00XX."""
+    out = []
+    for line in data.split(b"\n")[:-1]:
+        if len(line.translate(None, _KEEP_CONTROLS)) == markers_per_row:
+            out.append(line.translate(_MARKER_TO_QUOTE))
+            continue
+        fields, start = [], 0
+        for m in _COPY_TOKEN.finditer(line):
+            if m[0] == b'"':
+                fields.append(line[start:m.start()])
+                start = m.end()
+        fields.append(line[start:])
+        fields[::2] = [f.translate(_MARKER_TO_QUOTE) if markers_per_row else f for f in fields[::2]]
+        out.append(b'"'.join(_CONTROL.sub(_escape_control, f) for f in fields))
+    return b"\n".join(out) + b"\n"
 
 
 def _escape_control(m: re.Match[bytes]) -> bytes:

@@ -62,10 +62,11 @@ class ExportRun:
         self.closed = False
         columns = [c.name for c in self.spec.columns]
         fmt = self.spec.format
+        self.markers = 0 if fmt == export_pb2.EXPORT_FORMAT_CSV else sqlgen.markers_per_row(self.spec.columns)
         if fmt == export_pb2.EXPORT_FORMAT_CSV:
             self.writer: CsvWriter | JsonWriter = CsvWriter(columns, self.spec.hidden_key, not self.spec.hidden_key)
         else:
-            self.writer = JsonWriter(self.spec.hidden_key, array=fmt == export_pb2.EXPORT_FORMAT_JSON)
+            self.writer = JsonWriter(self.spec.hidden_key, fmt == export_pb2.EXPORT_FORMAT_JSON, self.markers)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -160,7 +161,7 @@ class ExportRun:
             if isinstance(first, Failure):
                 raise first.error
             yield self.header(int(first))  # type: ignore[arg-type]
-            splitter = RecordSplitter(csv=self.spec.format == export_pb2.EXPORT_FORMAT_CSV)
+            splitter = RecordSplitter(self.spec.format == export_pb2.EXPORT_FORMAT_CSV, self.markers)
             assembler = ChunkAssembler(self.spec.rows_per_chunk, self.spec.bytes_per_chunk)
             while True:
                 item = await queue.get()

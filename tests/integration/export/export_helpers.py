@@ -168,6 +168,7 @@ TRICKY_TITLES = [
     'quote " inside', "comma, and \"both\"", "new\nline", "crlf\r\nend", "trailing backslash \\",
     "\\N", "back\\slash\\n not a newline", "tab\tand\vvtab\band\fform", "ctrl \x01\x02\x1f\x7f", "",
     "unicode ünïcødé 日本 🏠", "\n12345,forged,row", '"', "\\", ',"\n"', "\\v\\\\v",
+    "record separator \x1e looks like the key-quote marker", '\x1e"\x1e:\x1e',
 ]
 
 

@@ -17,7 +17,8 @@ from rentscout.export_service.framing import (
     JsonWriter,
     RecordSplitter,
     Segment,
-    fix_json,
+    fix_controls,
+    fix_escapes,
 )
 
 
@@ -129,10 +130,21 @@ def test_json_resumed_stream_continues_the_array() -> None:
 
 
 def test_json_fixups_turn_copy_text_escapes_into_json() -> None:
-    # What COPY (text format, delimiter '"') writes for: NULL string, \v, a raw \x01, and a backslash before v
-    raw = b'{"a":"\\N","b":"x\\vy","c":"p\x01q","d":"\\\\v","e":"\\\\\\v"}\n'
-    fixed = fix_json(raw, controls=True)
-    assert json.loads(fixed) == {"a": None, "b": "x\vy", "c": "p\x01q", "d": "\\v", "e": "\\\v"}
+    # What COPY (text format, delimiter '"', keys quoted by the \x1e marker) writes for: a NULL string,
+    # \v, raw \x01 and \x1e in values, an escaped quote, a backslash before v
+    raw = (b'{\x1ea\x1e:"\\N",\x1eb\x1e:"x\\vy",\x1ec\x1e:"p\x01q\x1e",\x1ed\x1e:"\\"\\\\v",'
+           b'\x1ee\x1e:"\\\\\\v"}\n')
+    fixed = fix_escapes(fix_controls(raw, markers_per_row=10))
+    assert json.loads(fixed) == {"a": None, "b": "x\vy", "c": "p\x01q\x1e", "d": '"\\v', "e": "\\\v"}
+    clean = b'{\x1ea\x1e:1,\x1eb\x1e:"x"}\n'
+    assert fix_controls(clean, markers_per_row=4) == b'{"a":1,"b":"x"}\n'
+
+
+def test_json_segments_with_raw_control_bytes_in_values_are_flagged() -> None:
+    clean = b'{\x1ea\x1e:"x"}\n{\x1ea\x1e:"y"}\n{\x1ea'
+    dirty = b'{\x1ea\x1e:"x\x1e"}\n'
+    assert RecordSplitter(False, markers_per_row=2).feed(clean).controls is False
+    assert RecordSplitter(False, markers_per_row=2).feed(dirty).controls is True
 
 
 def test_a_row_larger_than_the_byte_budget_travels_alone() -> None:

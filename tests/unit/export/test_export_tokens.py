@@ -13,7 +13,7 @@ from rentscout.export_service.columns import Column
 from rentscout.export_service.filters import filter_sql
 from rentscout.export_service.request import check_static, fingerprint, resolve_columns
 from rentscout.export_service.settings import ExportSettings
-from rentscout.export_service.sqlgen import json_fields
+from rentscout.export_service.sqlgen import json_fields, markers_per_row
 from rentscout.export_service.tokens import ResumeState, TokenCodec, derive_secret
 from rentscout.runtime.errors import InvalidArgument, Violations
 
@@ -130,9 +130,10 @@ def test_filter_values_become_safe_literals() -> None:
     assert filter_sql(common_pb2.PropertyFilter(), Violations()) == ""
 
 
-def test_json_select_puts_every_structural_quote_on_a_column_boundary() -> None:
-    cols = [Column("id", "int"), Column("title", "text"), Column("area", "float"), Column("at", "time")]
+def test_json_select_alternates_constant_and_string_columns() -> None:
+    cols = [Column("id", "int", True), Column("title", "text"), Column("area", "float"), Column("at", "time")]
     fields = json_fields(cols)
-    # '{' id ':<n>,' title ':' <title> ',' area ':<n>,' at ':' <at> '}'  joined by '"' gives the object
-    assert fields[0] == "'{'" and fields[1] == "'id'" and fields[3] == "'title'" and fields[-1] == "'}'"
-    assert len(fields) == 13
+    # {Mid M:<n>,Mtitle M:  "  <title>  "  ,Marea M:<n>,Mat M:  "  <at>  "  }   (M: the key-quote marker)
+    assert fields[0] == "('{\x1eid\x1e:' || \"id\"::text || ',\x1etitle\x1e:')"
+    assert fields[1] == '"title"' and fields[3] == "(to_json(\"at\") #>> '{}')" and fields[4] == "'}'"
+    assert len(fields) == 5 and markers_per_row(cols) == 8
