@@ -211,10 +211,9 @@ class CsvWriter:
 
     trailer_when_empty = True
 
-    def __init__(self, columns: list[str], hidden_key: bool, key_first: bool) -> None:
+    def __init__(self, columns: list[str], hidden_key: bool) -> None:
         self.header = (",".join(csv_field(c) for c in columns) + "\n").encode()
         self.hidden_key = hidden_key
-        self.key_first = key_first
 
     def last_key(self, parts: list[Segment]) -> int:
         last = parts[-1]

@@ -95,5 +95,5 @@ class CopyPump:
             await put(END)
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # handed to the RPC, which maps it to a status
+        except Exception as exc:  # handed to the RPC, which maps it to a status
             await put(Failure(exc))

@@ -33,7 +33,7 @@ from rentscout.export_service.stream import ExportRun, Slots, StreamStart, copy_
 from rentscout.export_service.tokens import ResumeState, TokenCodec, derive_secret
 from rentscout.runtime import context
 from rentscout.runtime.config import load
-from rentscout.runtime.errors import InvalidArgument, ResourceExhausted, Violations
+from rentscout.runtime.errors import InvalidArgument, Violations
 from rentscout.runtime.resources import Resources
 from rentscout.runtime.server import ServiceSpec
 
@@ -64,19 +64,11 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
             return StreamStart(spec, self.codec.decode(request.resume_token, spec.fingerprint), resumed=True)
         return StreamStart(spec, ResumeState(uuid.uuid4().bytes, None, None, 0), resumed=False)
 
-    def _admit(self) -> None:
-        if self.slots.used >= self.slots.maximum:
-            raise ResourceExhausted(
-                f"this replica already runs {self.slots.used} exports (RENTSCOUT_EXPORT_MAX_CONCURRENT="
-                f"{self.slots.maximum}); retry later or on another replica")
-        self.slots.used += 1
-        telemetry.EXPORTS_IN_FLIGHT.inc()
-
     async def ExportProperties(self, request: export_pb2.ExportPropertiesRequest,
                                context_: grpc.aio.ServicerContext) -> AsyncIterator[export_pb2.ExportPropertiesResponse]:
         try:
             start = await self._start(request)
-            self._admit()
+            self.slots.take()
         except BaseException as exc:
             telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
             raise
@@ -86,10 +78,9 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
                                                  context.correlation_id.get())
             job = copy_job(start.spec, start.state, self.settings.statement_timeout_ms)
             pump = None if start.state.done else CopyPump(self.db, job)
-            run = ExportRun(start, self.codec, self.runs, self.slots, pump, progress, self.settings.statement_timeout_ms)
+            run = ExportRun(start, self.codec, self.runs, self.slots, pump, progress)
         except BaseException as exc:
-            self.slots.used -= 1
-            telemetry.EXPORTS_IN_FLIGHT.dec()
+            self.slots.release()
             telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
             raise
         self.active[progress.run_id] = run

@@ -24,6 +24,7 @@ from rentscout.export_service.request import ExportSpec
 from rentscout.export_service.runs import RunProgress, RunStore
 from rentscout.export_service.tokens import ResumeState, TokenCodec
 from rentscout.runtime import context, logs
+from rentscout.runtime.errors import ResourceExhausted
 
 STATUS = {"completed": export_pb2.EXPORT_STATUS_COMPLETED, "failed": export_pb2.EXPORT_STATUS_FAILED,
           "cancelled": export_pb2.EXPORT_STATUS_CANCELLED}
@@ -43,10 +44,22 @@ class Slots:
         self.maximum = maximum
         self.used = 0
 
+    def take(self) -> None:
+        if self.used >= self.maximum:
+            raise ResourceExhausted(
+                f"this replica already runs {self.used} exports (RENTSCOUT_EXPORT_MAX_CONCURRENT={self.maximum}); "
+                "retry later or on another replica")
+        self.used += 1
+        telemetry.EXPORTS_IN_FLIGHT.inc()
+
+    def release(self) -> None:
+        self.used -= 1
+        telemetry.EXPORTS_IN_FLIGHT.dec()
+
 
 class ExportRun:
     def __init__(self, start: StreamStart, codec: TokenCodec, store: RunStore, slots: Slots,
-                 pump: CopyPump | None, progress: RunProgress, statement_timeout_ms: int) -> None:
+                 pump: CopyPump | None, progress: RunProgress) -> None:
         self.start = start
         self.spec = start.spec
         self.codec = codec
@@ -54,7 +67,6 @@ class ExportRun:
         self.slots = slots
         self.pump = pump
         self.progress = progress
-        self.statement_timeout_ms = statement_timeout_ms
         self.export_id = str(uuid.UUID(bytes=start.state.export_id))
         self.correlation_id = context.correlation_id.get()
         self.rows_sent = start.state.rows_sent
@@ -64,7 +76,7 @@ class ExportRun:
         fmt = self.spec.format
         self.markers = 0 if fmt == export_pb2.EXPORT_FORMAT_CSV else sqlgen.markers_per_row(self.spec.columns)
         if fmt == export_pb2.EXPORT_FORMAT_CSV:
-            self.writer: CsvWriter | JsonWriter = CsvWriter(columns, self.spec.hidden_key, not self.spec.hidden_key)
+            self.writer: CsvWriter | JsonWriter = CsvWriter(columns, self.spec.hidden_key)
         else:
             self.writer = JsonWriter(self.spec.hidden_key, fmt == export_pb2.EXPORT_FORMAT_JSON, self.markers)
 
@@ -77,8 +89,7 @@ class ExportRun:
         self.closed = True
         if self.pump is not None:
             self.pump.cancel()
-        self.slots.used -= 1
-        telemetry.EXPORTS_IN_FLIGHT.dec()
+        self.slots.release()
         elapsed = time.perf_counter() - self.started
         fmt = self.spec.format_name
         telemetry.EXPORTS_TOTAL.labels(fmt, status).inc()

@@ -61,7 +61,7 @@ def test_csv_chunks_are_whole_records_with_exact_counts(values: list[str], seed:
     rng = random.Random(seed)
     cuts = [rng.randrange(len(data)) for _ in range(rng.randrange(0, 12))]
     chunks = frame(data, cuts, True, rows, nbytes)
-    writer = CsvWriter(["id", "text", "c"], hidden_key=False, key_first=True)
+    writer = CsvWriter(["id", "text", "c"], hidden_key=False)
     seen: list[tuple[int, str]] = []
     for parts in chunks:
         n = sum(p.rows for p in parts)
@@ -78,7 +78,7 @@ def test_csv_chunks_are_whole_records_with_exact_counts(values: list[str], seed:
 def test_csv_hidden_key_is_stripped_even_across_quoted_newlines() -> None:
     data = csv_rows([(1, "plain"), (2, 'multi\nline, "quoted"\n7,x'), (3, "end")])
     chunks = frame(data, [5, 17, 30], True, 2, 10_000)
-    writer = CsvWriter(["text", "c"], hidden_key=True, key_first=False)
+    writer = CsvWriter(["text", "c"], hidden_key=True)
     out = b"".join(writer.render(parts, before) for parts, before in zip(chunks, (0, 2), strict=True))
     assert [writer.last_key(p) for p in chunks] == [2, 3]
     assert list(csv.reader(io.StringIO(out.decode(), newline=""))) == [
@@ -86,7 +86,7 @@ def test_csv_hidden_key_is_stripped_even_across_quoted_newlines() -> None:
 
 
 def test_csv_empty_export_is_just_the_header() -> None:
-    writer = CsvWriter(["id", "a,b"], hidden_key=False, key_first=True)
+    writer = CsvWriter(["id", "a,b"], hidden_key=False)
     assert writer.trailer(0, 0) == b'id,"a,b"\n'
     assert writer.trailer(5, 9) is None
 
