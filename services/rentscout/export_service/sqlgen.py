@@ -108,8 +108,9 @@ def where_sql(base: str, window: Window) -> str:
 
 
 def select_sql(select_list: Sequence[str], base_where: str, window: Window) -> str:
+    # ORDER BY a qualified name: a bare "id" would mean an output column called id (e.g. the text key)
     sql = (f"SELECT {', '.join(select_list)} FROM {ident(TABLE)} WHERE {where_sql(base_where, window)} "
-           f"ORDER BY {ident(KEY)}")
+           f"ORDER BY {ident(TABLE)}.{ident(KEY)}")
     if window.limit is not None:
         sql += f" LIMIT {int(window.limit)}"
     return sql
@@ -120,7 +121,7 @@ def csv_select_list(columns: Sequence[Column], hidden_key: bool) -> list[str]:
 
 
 def json_select_list(columns: Sequence[Column], hidden_key: bool) -> list[str]:
-    return ([f"{ident(KEY)}::text"] if hidden_key else []) + json_fields(columns)
+    return ([f"{ident(KEY)}::text AS hidden_key"] if hidden_key else []) + json_fields(columns)
 
 
 def explain_sql(base_where: str, window: Window) -> str:

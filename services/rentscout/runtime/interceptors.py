@@ -185,8 +185,10 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
             except BaseException as exc:
                 await self._fail(call, ctx, exc)
             finally:
-                if stream is not None:
-                    await stream.aclose()
-                self._finish(call)
+                try:
+                    if stream is not None:
+                        await stream.aclose()  # may be cancelled again (server shutdown): still finish
+                finally:
+                    self._finish(call)
 
         return wrapped

@@ -7,7 +7,7 @@ import itertools
 
 import grpc
 import pytest
-from export_helpers import CSV, FORMATS, JSON, JSONL, collect, parse, reference, rpc_error, violated_fields
+from export_helpers import COLUMNS, CSV, FORMATS, JSON, JSONL, collect, parse, reference, rpc_error, violated_fields
 
 from rentscout.common.v1 import common_pb2
 from rentscout.export.v1 import export_pb2
@@ -21,22 +21,24 @@ def request(fmt: int, **kw: object) -> export_pb2.ExportPropertiesRequest:
     return Req(format=fmt, filter=MOSCOW, rows_per_chunk=400, **kw)
 
 
+@pytest.mark.parametrize("columns", [(), ("title", "price")], ids=["all-columns", "no-id-column"])
 @pytest.mark.parametrize("fmt", FORMATS)
-async def test_a_cut_stream_resumes_after_its_last_row_twice(export_server, pg_conn, fmt: int) -> None:
+async def test_a_cut_stream_resumes_after_its_last_row_twice(export_server, pg_conn, fmt: int,
+                                                             columns: tuple[str, ...]) -> None:
     stub = export_server.stub
-    whole = await collect(stub, request(fmt))
-    first = await collect(stub, request(fmt), stop_after_chunks=3)
+    whole = await collect(stub, request(fmt, columns=columns))
+    first = await collect(stub, request(fmt, columns=columns), stop_after_chunks=3)
     assert first.summary is None and len(first.chunks) == 3
-    second_req = request(fmt, resume_token=first.chunks[-1].resume_token)
+    second_req = request(fmt, columns=columns, resume_token=first.chunks[-1].resume_token)
     second_req.rows_per_chunk = 250  # chunk sizes may change on resume
     second = await collect(stub, second_req, stop_after_chunks=4)
-    third = await collect(stub, request(fmt, resume_token=second.chunks[-1].resume_token))
+    third = await collect(stub, request(fmt, columns=columns, resume_token=second.chunks[-1].resume_token))
     assert third.header.resumed and third.header.rows_already_sent == 3 * 400 + 4 * 250
     assert third.header.export_id == first.header.export_id == second.header.export_id
     data = first.data + second.data + third.data
     assert data == whole.data  # byte for byte: no row lost or repeated, header / '[' not repeated
     rows = parse(fmt, data)
-    assert rows == await reference(pg_conn, fmt, "city = 'Moscow'")
+    assert rows == await reference(pg_conn, fmt, "city = 'Moscow'", columns or COLUMNS)
     assert third.chunks[-1].rows_sent == whole.rows
     assert third.summary.rows == whole.rows - 3 * 400 - 4 * 250
 
@@ -134,6 +136,21 @@ async def test_plan_partitions_tile_the_export_exactly(export_server, pg_conn, f
         rows += parsed[1:] if fmt == CSV else parsed
     expected = await reference(pg_conn, fmt, "city = 'Moscow'")
     assert rows == (expected[1:] if fmt == CSV else expected)
+
+
+async def test_a_partition_stream_resumes_within_its_range(export_server) -> None:
+    stub = export_server.stub
+    req = Req(format=JSON, filter=MOSCOW, rows_per_chunk=100)
+    plan = await stub.PlanExport(export_pb2.PlanExportRequest(export=req, partitions=3))
+    middle = plan.partitions[1]
+    whole = await collect(stub, Req(format=JSON, filter=MOSCOW, rows_per_chunk=100, resume_token=middle.resume_token))
+    cut = await collect(stub, Req(format=JSON, filter=MOSCOW, rows_per_chunk=100, resume_token=middle.resume_token),
+                        stop_after_chunks=2)
+    rest = await collect(stub, Req(format=JSON, filter=MOSCOW, rows_per_chunk=100,
+                                   resume_token=cut.chunks[-1].resume_token))
+    assert cut.data + rest.data == whole.data  # the resumed stream stops at the partition's upper bound
+    ids = [r["id"] for r in parse(JSON, whole.data)]
+    assert ids[0] == middle.first_id and ids[-1] == middle.last_id and len(ids) == middle.estimated_rows
 
 
 async def test_plan_with_limit_covers_exactly_the_first_rows(export_server, pg_conn) -> None:
