@@ -170,6 +170,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
             collector's finalizer task later (which logged an INTERNAL error and delayed its cleanup)."""
             call = self._start(method, ctx)
             stream: Any = None
+            destroyed = False
             try:
                 await self._admit(call, ctx)
                 stream = behavior(request, ctx)
@@ -182,11 +183,15 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
                                      else grpc.StatusCode.CANCELLED)
                         _log.debug("stream ended by the transport: %s", type(exc).__name__)
                         return
+            except GeneratorExit:  # this coroutine is being destroyed (its task was dropped): await nothing
+                destroyed = True
+                call.code = grpc.StatusCode.CANCELLED
+                raise
             except BaseException as exc:
                 await self._fail(call, ctx, exc)
             finally:
                 try:
-                    if stream is not None:
+                    if stream is not None and not destroyed:
                         await stream.aclose()  # may be cancelled again (server shutdown): still finish
                 finally:
                     self._finish(call)
