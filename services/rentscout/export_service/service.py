@@ -69,10 +69,9 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         try:
             start = await self._start(request)
             self.slots.take()
-        except BaseException as exc:
+        except Exception as exc:
             telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
             raise
-        run: ExportRun | None = None
         try:
             progress = await self.runs.start_run(start.state.export_id, start.spec.format_name, start.resumed,
                                                  context.correlation_id.get())
@@ -81,7 +80,8 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
             run = ExportRun(start, self.codec, self.runs, self.slots, pump, progress)
         except BaseException as exc:
             self.slots.release()
-            telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
+            if isinstance(exc, Exception):
+                telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
             raise
         self.active[progress.run_id] = run
         context_.add_done_callback(run.interrupted)  # stops the COPY at once, whatever ends the call
@@ -106,7 +106,7 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
                          context_: grpc.aio.ServicerContext) -> export_pb2.PlanExportResponse:
         try:
             return await self._plan(request)
-        except BaseException as exc:
+        except Exception as exc:
             telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
             raise
 
@@ -160,7 +160,7 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
                 except (OverflowError, ValueError):
                     raise InvalidArgument("since", "is out of range") from None
             return await self.runs.statistics(since)
-        except BaseException as exc:
+        except Exception as exc:
             telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
             raise
 
