@@ -1,20 +1,182 @@
-"""ExportService wiring (behaviour lands with the export issue)."""
+"""ExportService: streaming exports of `properties` (CSV, JSON array, JSON Lines), resumable and back-pressured.
+
+Design notes (see also sqlgen, framing, pump, stream):
+- PostgreSQL renders every byte with COPY, ordered by id; the server slices at row boundaries, so chunks
+  are whole rows and concatenated chunks are one valid file. Keyset windows (id > last sent), never OFFSET.
+- A resume token continues after the last row of its chunk. CSV's header and JSON's '[' open only a
+  stream that starts at row 0 (a fresh export or a PlanExport partition); a resumed JSON stream starts
+  with ',' so original + resumed chunks concatenate into one array.
+- PlanExport cuts the (filtered, limited) id sequence into N contiguous ranges of equal row counts
+  (ntile over the ids). The ranges tile the whole key space, so rows inserted later are still in
+  exactly one partition. With a limit, the boundary is the id of the limit-th row at planning time.
+  Each partition is a complete file of its own (header / brackets included).
+"""
 
 from __future__ import annotations
 
-from rentscout.export.v1 import export_pb2_grpc
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC
+
+import grpc
+
+from rentscout.export.v1 import export_pb2, export_pb2_grpc
+from rentscout.export_service import sqlgen, telemetry
+from rentscout.export_service.columns import KEY, TABLE, Catalog
+from rentscout.export_service.pump import CopyPump
+from rentscout.export_service.request import build_spec, check_static, resolve_columns
+from rentscout.export_service.runs import RunStore
+from rentscout.export_service.settings import ExportSettings
+from rentscout.export_service.stream import ExportRun, Slots, StreamStart, copy_job
+from rentscout.export_service.tokens import ResumeState, TokenCodec, derive_secret
+from rentscout.runtime import context
+from rentscout.runtime.config import load
+from rentscout.runtime.errors import InvalidArgument, Violations
 from rentscout.runtime.resources import Resources
 from rentscout.runtime.server import ServiceSpec
 
 SERVICE_NAME = "rentscout.export.v1.ExportService"
+MAX_PARTITIONS = 64
+_log = logging.getLogger(__name__)
 
 
 class ExportServicer(export_pb2_grpc.ExportServiceServicer):
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, resources: Resources, settings: ExportSettings) -> None:
         self.resources = resources
+        self.db = resources.db
+        self.settings = settings
+        self.catalog = Catalog(resources.db)
+        self.codec = TokenCodec(derive_secret(settings.token_secret, resources.settings.database_url))
+        self.runs = RunStore(resources.db, settings.heartbeat_seconds, settings.runs_retention_days)
+        self.slots = Slots(settings.max_concurrent)
+        self.active: dict[int, ExportRun] = {}  # run id -> run, for introspection (tests, debugging)
+
+    async def _start(self, request: export_pb2.ExportPropertiesRequest) -> StreamStart:
+        v = Violations()
+        where = check_static(request, self.settings, v)
+        v.raise_if_any()
+        columns = resolve_columns(request.columns, await self.catalog.columns(), v)
+        v.raise_if_any()
+        spec = build_spec(request, where, columns, self.settings)
+        if request.resume_token:
+            return StreamStart(spec, self.codec.decode(request.resume_token, spec.fingerprint), resumed=True)
+        return StreamStart(spec, ResumeState(uuid.uuid4().bytes, None, None, 0), resumed=False)
+
+    async def ExportProperties(self, request: export_pb2.ExportPropertiesRequest,
+                               context_: grpc.aio.ServicerContext) -> AsyncIterator[export_pb2.ExportPropertiesResponse]:
+        try:
+            start = await self._start(request)
+            self.slots.take()
+        except Exception as exc:
+            telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
+            raise
+        try:
+            progress = await self.runs.start_run(start.state.export_id, start.spec.format_name, start.resumed,
+                                                 context.correlation_id.get())
+            job = copy_job(start.spec, start.state, self.settings.statement_timeout_ms)
+            pump = None if start.state.done else CopyPump(self.db, job)
+            run = ExportRun(start, self.codec, self.runs, self.slots, pump, progress)
+        except BaseException as exc:
+            self.slots.release()
+            if isinstance(exc, Exception):
+                telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
+            raise
+        self.active[progress.run_id] = run
+        context_.add_done_callback(run.interrupted)  # stops the COPY at once, whatever ends the call
+        run.log_start()
+        try:
+            if pump is not None:
+                pump.start()
+            async for message in run.messages():
+                yield message
+        except (GeneratorExit, asyncio.CancelledError):
+            run.interrupted(context_)
+            raise
+        except Exception as exc:
+            run.close("failed", telemetry.code_of(exc))
+            raise
+        finally:
+            self.active.pop(progress.run_id, None)
+            if pump is not None:
+                await pump.stop()
+
+    async def PlanExport(self, request: export_pb2.PlanExportRequest,
+                         context_: grpc.aio.ServicerContext) -> export_pb2.PlanExportResponse:
+        try:
+            return await self._plan(request)
+        except Exception as exc:
+            telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
+            raise
+
+    async def _plan(self, request: export_pb2.PlanExportRequest) -> export_pb2.PlanExportResponse:
+        v = Violations()
+        req = request.export
+        where = check_static(req, self.settings, v, prefix="export.")
+        if req.resume_token:
+            v.add("export.resume_token", "must be empty: PlanExport splits a whole export")
+        if not 1 <= request.partitions <= MAX_PARTITIONS:
+            v.add("partitions", f"must be from 1 to {MAX_PARTITIONS}")
+        v.raise_if_any()
+        columns = resolve_columns(req.columns, await self.catalog.columns(), v, prefix="export.")
+        v.raise_if_any()
+        spec = build_spec(req, where, columns, self.settings)
+        key = sqlgen.ident(KEY)
+        rows = await self.db.fetch(
+            f"SELECT k, min({key}) AS first_id, max({key}) AS last_id, count(*) AS n "
+            f"FROM (SELECT {key}, ntile({int(request.partitions)}) OVER (ORDER BY {key}) AS k "
+            f"FROM (SELECT {key} FROM {sqlgen.ident(TABLE)} WHERE {spec.where or 'TRUE'} ORDER BY {key} "
+            f"LIMIT {int(spec.effective_limit)}) s) t GROUP BY k ORDER BY k")
+        export_id = uuid.uuid4()
+        out = export_pb2.PlanExportResponse(export_id=str(export_id))
+        total = sum(r["n"] for r in rows)
+        truncated = total >= spec.effective_limit  # the limit, not the data, ends the export
+        if not rows:
+            state = ResumeState(export_id.bytes, None, None, 0)
+            out.partitions.add(index=0, first_id=0, last_id=0, estimated_rows=0,
+                               resume_token=self.codec.encode(spec.fingerprint, state))
+        after: int | None = None
+        for i, r in enumerate(rows):
+            last = i == len(rows) - 1
+            upper = None if last and not truncated else r["last_id"]
+            state = ResumeState(export_id.bytes, after, upper, 0)
+            out.partitions.add(index=i, first_id=r["first_id"], last_id=r["last_id"], estimated_rows=r["n"],
+                               resume_token=self.codec.encode(spec.fingerprint, state))
+            after = r["last_id"]
+        out.estimated_total_rows = total
+        context.annotate(**{"export.id": str(export_id), "export.partitions": len(out.partitions)})
+        return out
+
+    async def GetExportStatistics(self, request: export_pb2.GetExportStatisticsRequest,
+                                  context_: grpc.aio.ServicerContext) -> export_pb2.GetExportStatisticsResponse:
+        try:
+            since = None
+            if request.HasField("since"):
+                if not 0 <= request.since.nanos < 1_000_000_000:
+                    raise InvalidArgument("since", "nanos must be from 0 to 999999999")
+                try:
+                    since = request.since.ToDatetime(tzinfo=UTC)
+                except (OverflowError, ValueError):
+                    raise InvalidArgument("since", "is out of range") from None
+            return await self.runs.statistics(since)
+        except Exception as exc:
+            telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
+            raise
+
+
+def build(resources: Resources, settings: ExportSettings | None = None) -> tuple[ExportServicer, ServiceSpec]:
+    """The servicer and its ServiceSpec (tests use the servicer to look inside)."""
+    settings = settings or load(ExportSettings)
+    if not settings.token_secret:
+        _log.warning("RENTSCOUT_EXPORT_TOKEN_SECRET is unset: resume tokens are signed with a key derived from the "
+                     "database URL; set one secret on every replica if their database URLs differ")
+    servicer = ExportServicer(resources, settings)
+    spec = ServiceSpec(name=SERVICE_NAME,
+                       register=lambda server: export_pb2_grpc.add_ExportServiceServicer_to_server(servicer, server),
+                       on_start=[servicer.runs.start], on_stop=[servicer.runs.stop])
+    return servicer, spec
 
 
 def create(resources: Resources) -> ServiceSpec:
-    servicer = ExportServicer(resources)
-    return ServiceSpec(name=SERVICE_NAME,
-                       register=lambda server: export_pb2_grpc.add_ExportServiceServicer_to_server(servicer, server))
+    return build(resources)[1]

@@ -2,7 +2,9 @@
 
 from dataclasses import dataclass
 
-from rentscout.runtime.config import int_range, setting
+from rentscout.runtime.config import float_range, int_range, setting
+
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -14,3 +16,23 @@ class ExportSettings:
     statement_timeout_ms: int = setting(
         "EXPORT_STATEMENT_TIMEOUT_MS", 0, "statement_timeout of export queries (0: none; the deadline still applies).",
         int_range(0, 86_400_000))
+    token_secret: str = setting(
+        "EXPORT_TOKEN_SECRET", "",
+        "HMAC key of resume tokens. Every replica must share it (tokens minted by one are resumed on another); "
+        "unset, it is derived from RENTSCOUT_DATABASE_URL, so replicas with the same database URL agree.",
+        secret=True)
+    default_bytes_per_chunk: int = setting(
+        "EXPORT_DEFAULT_BYTES_PER_CHUNK", MIB, "Bytes per data chunk when a request says 0.", int_range(4096, 2 * MIB))
+    max_bytes_per_chunk: int = setting(
+        "EXPORT_MAX_BYTES_PER_CHUNK", 2 * MIB,
+        "Largest bytes_per_chunk a request may ask for (kept well under gRPC's 4 MiB message limit).",
+        int_range(4096, 3 * MIB))
+    max_rows_per_chunk: int = setting(
+        "EXPORT_MAX_ROWS_PER_CHUNK", 100_000, "Largest rows_per_chunk a request may ask for.", int_range(1, 10_000_000))
+    heartbeat_seconds: float = setting(
+        "EXPORT_HEARTBEAT_SECONDS", 5.0,
+        "How often a replica records the progress of its running exports; runs silent for 3 intervals count as "
+        "abandoned (failed) and not in flight.", float_range(0.05, 3600))
+    runs_retention_days: int = setting(
+        "EXPORT_RUNS_RETENTION_DAYS", 30, "Export run records older than this are deleted (0: kept forever).",
+        int_range(0, 36500))

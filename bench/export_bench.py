@@ -1,0 +1,229 @@
+"""Export benchmark: the gRPC export against PostgreSQL's own COPY, on the same table in one run.
+
+    .venv/bin/python bench/export_bench.py [--rows 1000000] [--repeat 3] [--rss-rows 5000000 | --no-large]
+
+Starts a private PostgreSQL (rentscout.devstack) with --rows seeded listings, then measures, interleaved
+and best of --repeat:
+  psql-csv   psql -c "\\copy (SELECT * FROM properties ORDER BY id) TO STDOUT CSV"      (CSV baseline)
+  pg-json    psql -c "COPY (SELECT row_to_json(p) FROM properties p ORDER BY id) TO STDOUT" (JSONL baseline)
+  grpc-*     `rentscout serve export` as its own process, a client in another process reading the stream
+             and discarding the bytes, for CSV, JSONL and JSON
+and prints rows/s and ratios. Then it reads the export server's peak RSS (VmHWM) after exporting all
+--rows in every format, grows the table to --rss-rows and does the same with a fresh server process.
+Goals: CSV >= 0.8x psql-csv; JSONL >= 1.0x pg-json; peak RSS < 150 MB and within 10% from 1M to 5M rows.
+On a shared 2-core machine the absolute figures are noisy; the ratios are measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FORMATS = {"csv": 1, "json": 2, "jsonl": 3}
+CSV_SQL = "\\copy (SELECT * FROM properties ORDER BY id) TO STDOUT CSV"
+JSON_SQL = "COPY (SELECT row_to_json(p) FROM properties p ORDER BY id) TO STDOUT"
+
+
+def client_main(target: str, fmt: str) -> None:
+    """Consume one export and discard the bytes; print rows, bytes and seconds as JSON."""
+    import grpc
+
+    from rentscout.export.v1 import export_pb2, export_pb2_grpc
+
+    with grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)]) as ch:
+        stub = export_pb2_grpc.ExportServiceStub(ch)
+        grpc.channel_ready_future(ch).result(timeout=10)
+        started = time.perf_counter()
+        rows = nbytes = 0
+        for msg in stub.ExportProperties(export_pb2.ExportPropertiesRequest(format=FORMATS[fmt])):
+            if msg.HasField("chunk"):
+                rows += msg.chunk.rows
+                nbytes += len(msg.chunk.data)
+        elapsed = time.perf_counter() - started
+    print(json.dumps({"rows": rows, "bytes": nbytes, "seconds": elapsed}))
+
+
+def psql_exe() -> str:
+    from rentscout.devstack.binaries import postgres_bindir
+
+    local = postgres_bindir() / "psql"
+    return str(local) if local.exists() else (shutil.which("psql") or "psql")
+
+
+def run_psql(dsn: str, sql: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([psql_exe(), dsn, "-X", "-q", "-c", sql], stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+def run_client(target: str, fmt: str, expect_rows: int) -> float:
+    out = subprocess.run([sys.executable, __file__, "--client", target, fmt], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    if result["rows"] != expect_rows:
+        raise RuntimeError(f"grpc-{fmt} exported {result['rows']} rows, expected {expect_rows}")
+    return float(result["seconds"])
+
+
+class Server:
+    """`rentscout serve export` in its own process; peak RSS from /proc/<pid>/status (VmHWM)."""
+
+    def __init__(self, dsn: str, workdir: Path) -> None:
+        from rentscout.devstack.instances import free_port
+
+        self.port = free_port()
+        self.log = (workdir / f"export-{self.port}.log").open("wb")
+        env = {**os.environ, "RENTSCOUT_DATABASE_URL": dsn, "RENTSCOUT_LOG_LEVEL": "warning",
+               "RENTSCOUT_EXPORT_TOKEN_SECRET": "bench"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rentscout.cli.main", "serve", "export", "--host", "127.0.0.1", "--port",
+             str(self.port), "--metrics-port", "0"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait()
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _wait(self, timeout: float = 30) -> None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError("export server exited")
+            try:
+                with grpc.insecure_channel(self.target) as ch:
+                    reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("export server not serving")
+
+    def status_kb(self, key: str) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+        return 0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def table_rows(dsn: str) -> int:
+    out = subprocess.run([psql_exe(), dsn, "-X", "-At", "-c", "SELECT count(*) FROM properties"],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def seed_to(dsn: str, rows: int) -> None:
+    from rentscout.db.migrate import migrate
+    from rentscout.db.seed import seed
+
+    asyncio.run(migrate(dsn))
+    present = table_rows(dsn)
+    if present < rows:
+        started = time.perf_counter()
+        asyncio.run(seed(dsn, rows - present))
+        subprocess.run([psql_exe(), dsn, "-X", "-q", "-c", "VACUUM ANALYZE properties"], check=True)
+        print(f"seeded {rows - present} rows in {time.perf_counter() - started:.1f}s", flush=True)
+    elif present > rows:
+        raise SystemExit(f"the table already holds {present} rows (> --rows {rows})")
+
+
+def peak_rss(dsn: str, workdir: Path, rows: int) -> tuple[int, int]:
+    """(peak RSS kB after exporting everything in each format, RSS kB when idle at start)."""
+    server = Server(dsn, workdir)
+    try:
+        idle = server.status_kb("VmRSS")
+        for fmt in ("csv", "jsonl", "json"):
+            run_client(server.target, fmt, rows)
+        return server.status_kb("VmHWM"), idle
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--repeat", type=int, default=3, help="interleaved rounds; the best time of each is kept")
+    p.add_argument("--rss-rows", type=int, default=5_000_000, help="second table size for the peak RSS check")
+    p.add_argument("--no-large", action="store_true", help="skip the peak RSS check at --rss-rows")
+    p.add_argument("--dsn", help="use this database (its properties table is grown to --rows) instead of a private one")
+    p.add_argument("--client", nargs=2, metavar=("TARGET", "FORMAT"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.client:
+        client_main(*args.client)
+        return
+
+    workdir = Path(tempfile.mkdtemp(prefix="export-bench-"))
+    pg = None
+    dsn = args.dsn
+    if dsn is None:
+        from rentscout.devstack.instances import PostgresInstance
+
+        pg = PostgresInstance(workdir / "pg").start()
+        dsn = pg.dsn
+    try:
+        seed_to(dsn, args.rows)
+        rows = args.rows
+        server = Server(dsn, workdir)
+        best: dict[str, float] = {}
+        rounds: list[dict[str, float]] = []
+        try:
+            for r in range(args.repeat):
+                rounds.append({})
+                for name, fn in (
+                    ("psql-csv", lambda: run_psql(dsn, CSV_SQL)),
+                    ("grpc-csv", lambda: run_client(server.target, "csv", rows)),
+                    ("pg-json", lambda: run_psql(dsn, JSON_SQL)),
+                    ("grpc-jsonl", lambda: run_client(server.target, "jsonl", rows)),
+                    ("grpc-json", lambda: run_client(server.target, "json", rows)),
+                ):
+                    seconds = fn()
+                    best[name] = min(best.get(name, seconds), seconds)
+                    rounds[-1][name] = seconds
+                    print(f"round {r + 1}: {name:11s} {seconds:6.2f}s", flush=True)
+        finally:
+            server.stop()
+        print(f"\n{rows:,} rows, best of {args.repeat} (rows/s; speed ratio to its baseline: of the best times, "
+              f"and the median of the ratios within each round)")
+        for name, base in (("psql-csv", None), ("grpc-csv", "psql-csv"), ("pg-json", None),
+                           ("grpc-jsonl", "pg-json"), ("grpc-json", "pg-json")):
+            ratio = "baseline"
+            if base:
+                paired = statistics.median(r[base] / r[name] for r in rounds)
+                ratio = f"{best[base] / best[name]:.2f}x {base} (median per round {paired:.2f}x)"
+            print(f"  {name:11s} {best[name]:6.2f}s {rows / best[name]:>12,.0f} rows/s   {ratio}")
+        peak1, idle1 = peak_rss(dsn, workdir, rows)
+        print(f"\nexport server peak RSS after exporting {rows:,} rows x3 formats: {peak1 / 1024:.1f} MB "
+              f"(idle at start {idle1 / 1024:.1f} MB)")
+        if not args.no_large and args.rss_rows > rows:
+            seed_to(dsn, args.rss_rows)
+            peak5, idle5 = peak_rss(dsn, workdir, args.rss_rows)
+            print(f"export server peak RSS after exporting {args.rss_rows:,} rows x3 formats: {peak5 / 1024:.1f} MB "
+                  f"(idle at start {idle5 / 1024:.1f} MB); growth {100 * (peak5 - peak1) / peak1:+.1f}%")
+    finally:
+        if pg is not None:
+            pg.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""PropertyFilter -> a SQL predicate of literals (COPY takes no bind parameters).
+
+Every value is validated first: enums against their known names, numbers rendered by int(), strings as
+standard-conforming literals (the stream's session forces standard_conforming_strings = on) with NUL
+rejected, timestamps as ISO literals. Problems are collected as field violations, all at once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from rentscout.common.v1 import common_pb2
+from rentscout.export_service.sqlgen import ident, literal
+from rentscout.runtime.errors import Violations
+
+MAX_LIST = 1000
+MAX_CITY_LENGTH = 200
+INT32_MAX = 2**31 - 1
+
+
+def _enum_names(enum: object, prefix: str) -> dict[int, str]:
+    return {v.number: v.name.removeprefix(prefix).lower()
+            for v in enum.DESCRIPTOR.values if v.number != 0}  # type: ignore[attr-defined]
+
+
+PROPERTY_TYPES = _enum_names(common_pb2.PropertyType, "PROPERTY_TYPE_")
+SOURCES = _enum_names(common_pb2.ListingSource, "LISTING_SOURCE_")
+
+
+def timestamp_literal(ts: Timestamp, field: str, v: Violations) -> str | None:
+    """The instant rounded *up* to PostgreSQL's microseconds, so `>=` keeps its meaning."""
+    if not 0 <= ts.nanos < 1_000_000_000:
+        v.add(field, "nanos must be from 0 to 999999999")
+        return None
+    try:
+        when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=ts.seconds, microseconds=-(-ts.nanos // 1000))
+    except OverflowError:
+        when = None
+    if when is None or not 1 <= when.year <= 9999:
+        v.add(field, "must be between years 0001 and 9999")
+        return None
+    return literal(when.isoformat()) + "::timestamptz"
+
+
+def _in_list(column: str, values: list[str]) -> str:
+    return f"{ident(column)} IN ({', '.join(literal(x) for x in values)})"
+
+
+def _enums(values: list[int], names: dict[int, str], field: str, column: str, v: Violations) -> str | None:
+    if len(values) > MAX_LIST:
+        v.add(field, f"at most {MAX_LIST} values")
+        return None
+    out = []
+    for i, value in enumerate(values):
+        if value not in names:
+            v.add(f"{field}[{i}]", f"unknown or unspecified value {value}")
+        else:
+            out.append(names[value])
+    return _in_list(column, sorted(set(out))) if out and len(out) == len(values) else None
+
+
+def _range(f: common_pb2.PropertyFilter, lo: str, hi: str, column: str, prefix: str, v: Violations,
+           top: int | None = None) -> list[str]:
+    parts = []
+    lo_set, hi_set = f.HasField(lo), f.HasField(hi)
+    lo_val, hi_val = getattr(f, lo), getattr(f, hi)
+    for name, is_set, val, op in ((lo, lo_set, lo_val, ">="), (hi, hi_set, hi_val, "<=")):
+        if not is_set:
+            continue
+        if val < 0:
+            v.add(f"{prefix}{name}", "must not be negative")
+        elif top is not None and val > top:
+            v.add(f"{prefix}{name}", f"must be at most {top}")
+        else:
+            parts.append(f"{ident(column)} {op} {int(val)}")
+    if lo_set and hi_set and lo_val > hi_val:
+        v.add(f"{prefix}{lo}", f"must not exceed {prefix}{hi} ({lo_val} > {hi_val})")
+    return parts
+
+
+def filter_sql(f: common_pb2.PropertyFilter, v: Violations, prefix: str = "filter.") -> str:
+    """The predicate (empty string when the filter is empty); violations are added to `v`."""
+    parts: list[str] = []
+    if f.cities:
+        cities = list(f.cities)
+        if len(cities) > MAX_LIST:
+            v.add(f"{prefix}cities", f"at most {MAX_LIST} values")
+        else:
+            ok = True
+            for i, city in enumerate(cities):
+                if not city or "\x00" in city or len(city) > MAX_CITY_LENGTH:
+                    v.add(f"{prefix}cities[{i}]", f"must be 1 to {MAX_CITY_LENGTH} characters without NUL")
+                    ok = False
+            if ok:
+                parts.append(_in_list("city", sorted(set(cities))))
+    if f.property_types and (sql := _enums(list(f.property_types), PROPERTY_TYPES, f"{prefix}property_types",
+                                           "property_type", v)):
+        parts.append(sql)
+    if f.sources and (sql := _enums(list(f.sources), SOURCES, f"{prefix}sources", "source", v)):
+        parts.append(sql)
+    parts += _range(f, "min_price", "max_price", "price", prefix, v)
+    parts += _range(f, "min_rooms", "max_rooms", "rooms", prefix, v, top=32767)
+    if f.active_only:
+        parts.append(f"{ident('is_active')}")
+    if f.HasField("updated_since"):
+        lit = timestamp_literal(f.updated_since, f"{prefix}updated_since", v)
+        if lit:
+            parts.append(f"{ident('updated_at')} >= {lit}")
+    return " AND ".join(parts)

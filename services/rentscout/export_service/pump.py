@@ -1,0 +1,99 @@
+"""One export stream's PostgreSQL side: a task that runs EXPLAIN then COPY, feeding a bounded queue.
+
+asyncpg pauses reading the socket while the COPY output callback awaits, and the callback awaits
+`queue.put`, which waits while the consumer (the RPC, itself waiting for gRPC to send) is behind: so
+PostgreSQL produces only as fast as the client consumes, and at most `QUEUE_BLOCKS` socket reads
+(~256 KiB each) wait here. Cancelling the task cancels the query and returns the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import orjson
+
+from rentscout.export_service import sqlgen
+from rentscout.export_service.sqlgen import Window
+from rentscout.runtime import deadline
+from rentscout.runtime.database import Database
+
+SMALL_BLOCK = 64 * 1024
+COALESCE_SECONDS = 0.0005
+QUEUE_BLOCKS = 1  # the kernel's socket buffer is the real buffer; a short queue makes reads larger
+
+
+class _End:
+    """The queue item after the last block."""
+
+
+END = _End()
+
+
+@dataclass(frozen=True)
+class Failure:
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class CopyJob:
+    select_list: list[str]
+    where: str
+    window: Window
+    csv: bool  # FORMAT csv, else text with '"' as delimiter (sqlgen's JSON trick)
+    statement_timeout_ms: int
+
+    def copy_options(self) -> dict[str, str]:
+        return {"format": "csv"} if self.csv else {"format": "text", "delimiter": sqlgen.JSON_DELIMITER}
+
+
+class CopyPump:
+    """Queue items: first the planner's row estimate (int), then bytes blocks, then END or a Failure."""
+
+    def __init__(self, db: Database, job: CopyJob) -> None:
+        self.db = db
+        self.job = job
+        self.queue: asyncio.Queue[int | bytes | Failure | _End] = asyncio.Queue(QUEUE_BLOCKS)
+        self.task: asyncio.Task[None] | None = None
+        self.bytes_read = 0  # from PostgreSQL, for tests of back-pressure
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run(), name="export-copy")
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def stop(self) -> None:
+        """Cancel (if still running) and wait until the connection is back in the pool."""
+        if self.task is None:
+            return
+        self.cancel()
+        await asyncio.wait({self.task})
+
+    async def _sink(self, block: bytes) -> None:
+        self.bytes_read += len(block)
+        await self.queue.put(block)
+        if len(block) < SMALL_BLOCK:
+            # PostgreSQL writes 8 KiB at a time and we read faster: let the socket buffer fill a little,
+            # so the per-read costs (asyncio, asyncpg, framing) are paid per ~100 KiB, not per 8 KiB.
+            await asyncio.sleep(COALESCE_SECONDS)
+
+    async def _run(self) -> None:
+        job, put = self.job, self.queue.put
+        try:
+            async with self.db.connection() as conn:
+                await conn.execute(sqlgen.SESSION_SETUP.format(timeout=int(job.statement_timeout_ms)),
+                                   timeout=deadline.remaining())
+                if job.window.limit == 0:
+                    await put(0)
+                else:
+                    plan = await conn.fetchval(sqlgen.explain_sql(job.where, job.window), timeout=deadline.remaining())
+                    await put(int(orjson.loads(plan)[0]["Plan"]["Plan Rows"]))
+                    await conn.copy_from_query(sqlgen.select_sql(job.select_list, job.where, job.window),
+                                               output=self._sink, timeout=deadline.remaining(), **job.copy_options())
+            await put(END)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # handed to the RPC, which maps it to a status
+            await put(Failure(exc))

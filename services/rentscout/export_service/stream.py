@@ -1,0 +1,205 @@
+"""One ExportProperties stream: header, chunks of whole rows with resume tokens, closing bytes, summary.
+
+The RPC's generator consumes the CopyPump's queue; each `yield` returns only once gRPC took the message,
+so the COPY behind it is paced by the client. Whatever ends the RPC (completion, error, client cancel,
+deadline) ends the run exactly once: the gRPC done-callback stops the COPY at once even if the
+generator itself is finalized later.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+
+from rentscout.export.v1 import export_pb2
+from rentscout.export_service import sqlgen, telemetry
+from rentscout.export_service.framing import ChunkAssembler, CsvWriter, JsonWriter, RecordSplitter, Segment
+from rentscout.export_service.pump import END, CopyJob, CopyPump, Failure
+from rentscout.export_service.request import ExportSpec
+from rentscout.export_service.runs import RunProgress, RunStore
+from rentscout.export_service.tokens import ResumeState, TokenCodec
+from rentscout.runtime import context, logs
+from rentscout.runtime.errors import ResourceExhausted
+
+STATUS = {"completed": export_pb2.EXPORT_STATUS_COMPLETED, "failed": export_pb2.EXPORT_STATUS_FAILED,
+          "cancelled": export_pb2.EXPORT_STATUS_CANCELLED}
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    spec: ExportSpec
+    state: ResumeState  # where this stream starts (fresh: nothing sent, whole id range)
+    resumed: bool
+
+
+class Slots:
+    """Exports admitted on this replica (RESOURCE_EXHAUSTED past the maximum)."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.used = 0
+
+    def take(self) -> None:
+        if self.used >= self.maximum:
+            raise ResourceExhausted(
+                f"this replica already runs {self.used} exports (RENTSCOUT_EXPORT_MAX_CONCURRENT={self.maximum}); "
+                "retry later or on another replica")
+        self.used += 1
+        telemetry.EXPORTS_IN_FLIGHT.inc()
+
+    def release(self) -> None:
+        self.used -= 1
+        telemetry.EXPORTS_IN_FLIGHT.dec()
+
+
+class ExportRun:
+    def __init__(self, start: StreamStart, codec: TokenCodec, store: RunStore, slots: Slots,
+                 pump: CopyPump | None, progress: RunProgress) -> None:
+        self.start = start
+        self.spec = start.spec
+        self.codec = codec
+        self.store = store
+        self.slots = slots
+        self.pump = pump
+        self.progress = progress
+        self.export_id = str(uuid.UUID(bytes=start.state.export_id))
+        self.correlation_id = context.correlation_id.get()
+        self.rows_sent = start.state.rows_sent
+        self.started = time.perf_counter()
+        self.closed = False
+        columns = [c.name for c in self.spec.columns]
+        fmt = self.spec.format
+        self.markers = 0 if fmt == export_pb2.EXPORT_FORMAT_CSV else sqlgen.markers_per_row(self.spec.columns)
+        if fmt == export_pb2.EXPORT_FORMAT_CSV:
+            self.writer: CsvWriter | JsonWriter = CsvWriter(columns, self.spec.hidden_key)
+        else:
+            self.writer = JsonWriter(self.spec.hidden_key, fmt == export_pb2.EXPORT_FORMAT_JSON, self.markers)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def close(self, status: str, code: str | None, record_later: bool = True) -> None:
+        """End the run once: stop the COPY, free the slot, count, log, record (later, unless done)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.pump is not None:
+            self.pump.cancel()
+        self.slots.release()
+        elapsed = time.perf_counter() - self.started
+        fmt = self.spec.format_name
+        telemetry.EXPORTS_TOTAL.labels(fmt, status).inc()
+        telemetry.EXPORT_DURATION.labels(fmt, status).observe(elapsed)
+        if code is not None:
+            telemetry.EXPORT_ERRORS.labels(code).inc()
+        fields: dict[str, object] = {
+            "export.id": self.export_id, "export.format": fmt, "export.status": status,
+            "export.rows": self.progress.rows, "export.bytes": self.progress.bytes, "export.rows_sent": self.rows_sent,
+            "event.duration": logs.ns(elapsed)}
+        if code:
+            fields["error.code"] = code
+        if self.correlation_id:  # the done-callback may run outside the RPC's context
+            fields["correlation.id"] = self.correlation_id
+        context.annotate(**{"export.id": self.export_id, "export.rows": self.progress.rows,
+                            "export.bytes": self.progress.bytes})
+        telemetry.log_end(fields, failed=status == "failed")
+        if record_later:
+            self.store.end_run_later(self.progress, status, code)
+
+    def interrupted(self, ctx: grpc.aio.ServicerContext) -> None:
+        """The call ended before the stream did: its deadline passed (failed) or the client left (cancelled)."""
+        left = ctx.time_remaining()
+        if left is not None and left <= 0:
+            self.close("failed", grpc.StatusCode.DEADLINE_EXCEEDED.name)
+        else:
+            self.close("cancelled", None)
+
+    # -- the stream ------------------------------------------------------------------------------
+
+    def header(self, estimate: int) -> export_pb2.ExportPropertiesResponse:
+        return export_pb2.ExportPropertiesResponse(header=export_pb2.ExportHeader(
+            format=self.spec.format, columns=[c.name for c in self.spec.columns], estimated_total_rows=estimate,
+            export_id=self.export_id, resumed=self.start.resumed, rows_already_sent=self.start.state.rows_sent))
+
+    def _chunk(self, data: bytes, rows: int, state: ResumeState) -> export_pb2.ExportPropertiesResponse:
+        self.rows_sent = state.rows_sent
+        self.progress.rows += rows
+        self.progress.bytes += len(data)
+        fmt = self.spec.format_name
+        telemetry.EXPORT_ROWS.labels(fmt).inc(rows)
+        telemetry.EXPORT_BYTES.labels(fmt).inc(len(data))
+        msg = export_pb2.ExportPropertiesResponse()
+        chunk = msg.chunk  # filled in place: a nested constructor would copy the data twice more
+        chunk.data = data
+        chunk.rows = rows
+        chunk.rows_sent = state.rows_sent
+        chunk.resume_token = self.codec.encode(self.spec.fingerprint, state)
+        return msg
+
+    def data_chunk(self, parts: list[Segment]) -> export_pb2.ExportPropertiesResponse:
+        rows = sum(p.rows for p in parts)
+        last_id = self.writer.last_key(parts)
+        data = self.writer.render(parts, self.rows_sent)
+        st = self.start.state
+        return self._chunk(data, rows, ResumeState(st.export_id, last_id, st.upper_id, self.rows_sent + rows))
+
+    def summary(self, status: str) -> export_pb2.ExportPropertiesResponse:
+        duration = Duration()
+        duration.FromNanoseconds(int((time.perf_counter() - self.started) * 1e9))
+        return export_pb2.ExportPropertiesResponse(summary=export_pb2.ExportSummary(
+            rows=self.progress.rows, bytes=self.progress.bytes, duration=duration, status=STATUS[status],
+            export_id=self.export_id))
+
+    def log_start(self) -> None:
+        st = self.start.state
+        telemetry.log_start({
+            "export.id": self.export_id, "export.format": self.spec.format_name, "export.resumed": self.start.resumed,
+            "export.rows_already_sent": st.rows_sent, "export.columns": len(self.spec.columns),
+            "export.limit": self.spec.limit, "export.after_id": st.after_id, "export.upper_id": st.upper_id})
+
+    async def messages(self) -> AsyncIterator[export_pb2.ExportPropertiesResponse]:
+        """Header, data chunks, closing chunk, then (after recording completion) the summary."""
+        st = self.start.state
+        if self.pump is None:  # a token of a finished stream: nothing left to send
+            yield self.header(0)
+        else:
+            queue = self.pump.queue
+            first = await queue.get()
+            if isinstance(first, Failure):
+                raise first.error
+            yield self.header(int(first))  # type: ignore[arg-type]
+            splitter = RecordSplitter(self.spec.format == export_pb2.EXPORT_FORMAT_CSV, self.markers)
+            assembler = ChunkAssembler(self.spec.rows_per_chunk, self.spec.bytes_per_chunk)
+            while True:
+                item = await queue.get()
+                if item is END:
+                    break
+                if isinstance(item, Failure):
+                    raise item.error
+                seg = splitter.feed(item)  # type: ignore[arg-type]
+                if seg is not None:
+                    for parts in assembler.add(seg):
+                        yield self.data_chunk(parts)
+            splitter.finish()
+            if (parts := assembler.flush()) is not None:
+                yield self.data_chunk(parts)
+            closing = self.writer.trailer(st.rows_sent, self.rows_sent)
+            if closing is not None:
+                yield self._chunk(closing, 0, ResumeState(st.export_id, None, None, self.rows_sent, done=True))
+        self.close("completed", None, record_later=False)
+        await self.store.end_run(self.progress, "completed", None)
+        yield self.summary("completed")
+
+
+def copy_job(spec: ExportSpec, state: ResumeState, statement_timeout_ms: int) -> CopyJob:
+    remaining = max(spec.effective_limit - state.rows_sent, 0)
+    window = sqlgen.Window(state.after_id, state.upper_id, remaining)
+    if spec.format == export_pb2.EXPORT_FORMAT_CSV:
+        select_list = sqlgen.csv_select_list(spec.columns, spec.hidden_key)
+    else:
+        select_list = sqlgen.json_select_list(spec.columns, spec.hidden_key)
+    return CopyJob(select_list, spec.where, window, spec.format == export_pb2.EXPORT_FORMAT_CSV, statement_timeout_ms)

@@ -1,0 +1,80 @@
+"""Resume tokens: opaque, compact and tamper-evident (HMAC-SHA256, 128-bit tag).
+
+A token binds the request fingerprint (format, filter, columns, limit), the export id, the keyset window
+still to deliver (ids > after_id, <= upper_id) and the rows already delivered. Any replica holding the
+same secret can resume it; a forged, truncated or mismatched token is INVALID_ARGUMENT on resume_token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass
+
+from rentscout.runtime.errors import InvalidArgument
+
+VERSION = 1
+_LAYOUT = struct.Struct(">BB16s16sqqq")  # version, flags, fingerprint, export id, after, upper, rows sent
+_TAG = 16
+HAS_AFTER, HAS_UPPER, DONE = 1, 2, 4
+FIELD = "resume_token"
+MAX_TOKEN_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class ResumeState:
+    export_id: bytes  # 16 bytes (a UUID)
+    after_id: int | None  # deliver ids strictly greater than this (None: from the start)
+    upper_id: int | None  # ... and at most this (None: to the end)
+    rows_sent: int  # rows delivered by earlier streams of this export (or partition)
+    done: bool = False  # everything, closing bytes included, was delivered
+
+
+def derive_secret(configured: str, database_url: str) -> bytes:
+    """The configured secret, else one derived from the database URL (equal on replicas sharing it)."""
+    if configured:
+        return hashlib.sha256(b"rentscout-export-token\0" + configured.encode()).digest()
+    return hashlib.sha256(b"rentscout-export-token-derived\0" + database_url.encode()).digest()
+
+
+class TokenCodec:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _tag(self, payload: bytes) -> bytes:
+        return hmac.new(self._secret, payload, hashlib.sha256).digest()[:_TAG]
+
+    def encode(self, fingerprint: bytes, state: ResumeState) -> str:
+        flags = ((HAS_AFTER if state.after_id is not None else 0) | (HAS_UPPER if state.upper_id is not None else 0)
+                 | (DONE if state.done else 0))
+        payload = _LAYOUT.pack(VERSION, flags, fingerprint, state.export_id, state.after_id or 0,
+                               state.upper_id or 0, state.rows_sent)
+        return base64.urlsafe_b64encode(payload + self._tag(payload)).rstrip(b"=").decode()
+
+    def decode(self, token: str, fingerprint: bytes) -> ResumeState:
+        """The state in `token`, verified against this key and this request's fingerprint."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidArgument(FIELD, "is malformed (too long)")
+        try:
+            raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidArgument(FIELD, "is malformed (not base64url)") from None
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:  # one spelling per token
+            raise InvalidArgument(FIELD, "is malformed (not canonical base64url)")
+        if len(raw) != _LAYOUT.size + _TAG:
+            raise InvalidArgument(FIELD, "is malformed (wrong length)")
+        payload, tag = raw[:_LAYOUT.size], raw[_LAYOUT.size:]
+        if not hmac.compare_digest(tag, self._tag(payload)):
+            raise InvalidArgument(FIELD, "is forged, corrupted or from a server with another secret")
+        version, flags, fp, export_id, after, upper, rows_sent = _LAYOUT.unpack(payload)
+        if version != VERSION:
+            raise InvalidArgument(FIELD, f"has unsupported version {version}")
+        if not hmac.compare_digest(fp, fingerprint):
+            raise InvalidArgument(FIELD, "does not match this request's format, filter, columns and limit")
+        if rows_sent < 0:
+            raise InvalidArgument(FIELD, "is malformed (negative row count)")
+        return ResumeState(export_id=export_id, after_id=after if flags & HAS_AFTER else None,
+                           upper_id=upper if flags & HAS_UPPER else None, rows_sent=rows_sent, done=bool(flags & DONE))

@@ -1,0 +1,201 @@
+"""Helpers of the export tests: read a stream, parse each format back, query the reference rows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import grpc
+
+from harness.servers import in_process
+from rentscout.export.v1 import export_pb2, export_pb2_grpc
+from rentscout.export_service.service import ExportServicer, build
+from rentscout.export_service.settings import ExportSettings
+from rentscout.runtime.errors import bad_request_violations
+from rentscout.runtime.resources import Resources
+from rentscout.runtime.server import ServiceHost, ServiceSpec
+
+CSV, JSON, JSONL = export_pb2.EXPORT_FORMAT_CSV, export_pb2.EXPORT_FORMAT_JSON, export_pb2.EXPORT_FORMAT_JSONL
+FORMATS = (CSV, JSON, JSONL)
+COLUMNS = ("id", "source", "external_id", "title", "city", "district", "address", "property_type", "price",
+           "currency", "rooms", "area", "floor", "lat", "lon", "url", "views", "is_active", "created_at", "updated_at")
+TRICKY_CITY = "Zz Tricky"
+TEST_SETTINGS = ExportSettings(token_secret="test-secret", heartbeat_seconds=0.2, max_concurrent=4)
+
+
+@dataclass
+class ExportServer:
+    host: ServiceHost
+    servicer: ExportServicer
+    channel: grpc.aio.Channel
+    stub: export_pb2_grpc.ExportServiceStub
+
+
+@contextlib.asynccontextmanager
+async def serve(env: dict[str, str], settings: ExportSettings) -> AsyncIterator[ExportServer]:
+    """An in-process export server with these settings, and a channel to it."""
+    holder: dict[str, ExportServicer] = {}
+
+    def factory(resources: Resources) -> ServiceSpec:
+        servicer, spec = build(resources, settings)
+        holder["servicer"] = servicer
+        return spec
+
+    async with in_process([factory], env) as host:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}",
+                                            options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
+        try:
+            yield ExportServer(host, holder["servicer"], channel, export_pb2_grpc.ExportServiceStub(channel))
+        finally:
+            await channel.close()
+
+
+@dataclass
+class Stream:
+    header: export_pb2.ExportHeader | None = None
+    chunks: list[export_pb2.ExportChunk] = field(default_factory=list)
+    summary: export_pb2.ExportSummary | None = None
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(c.data for c in self.chunks)
+
+    @property
+    def rows(self) -> int:
+        return sum(c.rows for c in self.chunks)
+
+
+async def collect(stub: export_pb2_grpc.ExportServiceStub, req: export_pb2.ExportPropertiesRequest,
+                  stop_after_chunks: int | None = None, timeout: float = 60) -> Stream:
+    """Read a whole stream (or cancel it after `stop_after_chunks` data chunks, like a broken connection)."""
+    out = Stream()
+    call = stub.ExportProperties(req, timeout=timeout)
+    async for msg in call:
+        kind = msg.WhichOneof("payload")
+        if kind == "header":
+            out.header = msg.header
+        elif kind == "chunk":
+            out.chunks.append(msg.chunk)
+            if stop_after_chunks is not None and len(out.chunks) >= stop_after_chunks:
+                call.cancel()
+                break
+        else:
+            out.summary = msg.summary
+    return out
+
+
+async def rpc_error(coro_or_call: Any) -> grpc.aio.AioRpcError:
+    """The error an RPC (unary awaitable or stream) ends with; fails if it succeeds."""
+    try:
+        if hasattr(coro_or_call, "__aiter__"):
+            async for _ in coro_or_call:
+                pass
+        else:
+            await coro_or_call
+    except grpc.aio.AioRpcError as err:
+        return err
+    raise AssertionError("the RPC succeeded")
+
+
+def violated_fields(err: grpc.aio.AioRpcError) -> list[str]:
+    return [f for f, _ in bad_request_violations(err.trailing_metadata())]
+
+
+def parse_csv(data: bytes) -> list[list[str | None]]:
+    """RFC 4180 as COPY writes it, keeping NULL (unquoted empty) apart from '' (quoted empty)."""
+    text, rows, row, i, n = data.decode(), [], [], 0, len(data.decode())
+    while i < n:
+        if text[i] == '"':
+            j, buf = i + 1, []
+            while True:
+                k = text.index('"', j)
+                buf.append(text[j:k])
+                if k + 1 < n and text[k + 1] == '"':
+                    buf.append('"')
+                    j = k + 2
+                else:
+                    i = k + 1
+                    break
+            value: str | None = "".join(buf)
+        else:
+            j = i
+            while j < n and text[j] not in ",\n":
+                j += 1
+            value = text[i:j] or None
+            i = j
+        row.append(value)
+        if i < n and text[i] == ",":
+            i += 1
+            if i == n or text[i] == "\n":
+                row.append(None)
+        if i < n and text[i] == "\n":
+            rows.append(row)
+            row = []
+            i += 1
+    assert not row, "the CSV does not end with a newline"
+    return rows
+
+
+def parse(fmt: int, data: bytes) -> list[Any]:
+    """Rows of an export: CSV as lists of text (header first), JSON/JSONL as dicts."""
+    if fmt == CSV:
+        return parse_csv(data)
+    if fmt == JSON:
+        return json.loads(data)
+    assert data == b"" or data.endswith(b"\n")
+    return [json.loads(line) for line in data.split(b"\n")[:-1]]
+
+
+async def reference(conn: asyncpg.Connection, fmt: int, where: str = "TRUE", columns: tuple[str, ...] = COLUMNS,
+                    limit: int | None = None) -> list[Any]:
+    """The same rows straight from PostgreSQL: its text output of each value (CSV), or row_to_json."""
+    await conn.execute("SET TimeZone = 'UTC'")
+    tail = f"FROM properties WHERE {where} ORDER BY id" + (f" LIMIT {limit}" if limit else "")
+    if fmt == CSV:
+        select = ", ".join(f"CASE WHEN {c} IS NULL THEN NULL ELSE concat({c}) END" for c in columns)
+        rows = await conn.fetch(f"SELECT {select} {tail}")
+        return [list(columns), *[list(r) for r in rows]]
+    rows = await conn.fetch(f"SELECT row_to_json(t)::text FROM (SELECT {', '.join(columns)} {tail}) t")
+    return [json.loads(r[0]) for r in rows]
+
+
+TRICKY_TITLES = [
+    'quote " inside', "comma, and \"both\"", "new\nline", "crlf\r\nend", "trailing backslash \\",
+    "\\N", "back\\slash\\n not a newline", "tab\tand\vvtab\band\fform", "ctrl \x01\x02\x1f\x7f", "",
+    "unicode ünïcødé 日本 🏠", "\n12345,forged,row", '"', "\\", ',"\n"', "\\v\\\\v",
+    "record separator \x1e looks like the key-quote marker", '\x1e"\x1e:\x1e',
+]
+
+
+async def insert_tricky_rows(conn: asyncpg.Connection, first_id: int = 10_000_001) -> list[int]:
+    """Rows whose text needs every kind of escaping, ids > 10M, city TRICKY_CITY (the caller deletes them)."""
+    ids = []
+    for i, title in enumerate(TRICKY_TITLES):
+        pid = first_id + i
+        ids.append(pid)
+        await conn.execute(
+            "INSERT INTO properties (id, source, external_id, title, city, district, address, property_type, price, "
+            "currency, rooms, area, floor, lat, lon, url, views, is_active) VALUES "
+            "($1, 'cian', $2, $3, $4, $5, $6, 'room', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            pid, f"zz-tricky-{i}", title, TRICKY_CITY,
+            None if i % 2 else title, None if i % 3 else "addr\n" + title, 1000 + i,
+            "A  " if i % 4 == 0 else "RUB", None if i % 5 == 0 else i, None if i % 6 == 0 else 1e-7 + i,
+            None if i % 7 == 0 else -i, None if i % 8 == 0 else -89.999999, 179.5,
+            None if i % 9 == 0 else f"https://x.test/{i}?q=\"{i}\"", i * 1000, i % 2 == 0)
+    return ids
+
+
+async def eventually(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll an async predicate (cleanup runs concurrently with the test); fail with its last value."""
+    end = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value is True or asyncio.get_running_loop().time() > end:
+            assert value is True, value
+            return
+        await asyncio.sleep(0.05)

@@ -1,0 +1,139 @@
+"""Resume tokens, request validation and the SQL built from filters (no database)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from rentscout.common.v1 import common_pb2
+from rentscout.export.v1 import export_pb2
+from rentscout.export_service.columns import Column
+from rentscout.export_service.filters import filter_sql
+from rentscout.export_service.request import check_static, fingerprint, resolve_columns
+from rentscout.export_service.settings import ExportSettings
+from rentscout.export_service.sqlgen import json_fields, markers_per_row
+from rentscout.export_service.tokens import ResumeState, TokenCodec, derive_secret
+from rentscout.runtime.errors import InvalidArgument, Violations
+
+FP = b"f" * 16
+STATE = ResumeState(export_id=b"e" * 16, after_id=41, upper_id=None, rows_sent=7)
+
+
+def test_token_round_trip_and_opacity() -> None:
+    codec = TokenCodec(derive_secret("s3cret", ""))
+    token = codec.encode(FP, STATE)
+    assert codec.decode(token, FP) == STATE
+    assert "41" not in token and len(token) < 110
+    done = ResumeState(b"e" * 16, None, 99, 0, done=True)
+    assert codec.decode(codec.encode(FP, done), FP) == done
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),  # tag changed
+    lambda t: ("A" if t[0] != "A" else "B") + t[1:],  # payload changed
+    lambda t: t[:20],  # truncated
+    lambda t: t + "!!",  # not base64url
+    lambda t: "x" * 300,  # too long
+])
+def test_tampered_tokens_are_rejected_naming_the_field(mutate) -> None:  # type: ignore[no-untyped-def]
+    codec = TokenCodec(derive_secret("s3cret", ""))
+    with pytest.raises(InvalidArgument) as err:
+        codec.decode(mutate(codec.encode(FP, STATE)), FP)
+    assert err.value.violations[0][0] == "resume_token"
+
+
+def test_a_forged_payload_with_the_wrong_key_or_request_is_rejected() -> None:
+    mine, theirs = TokenCodec(derive_secret("one", "")), TokenCodec(derive_secret("two", ""))
+    with pytest.raises(InvalidArgument, match="forged"):
+        mine.decode(theirs.encode(FP, STATE), FP)
+    with pytest.raises(InvalidArgument, match="does not match"):
+        mine.decode(mine.encode(FP, STATE), b"g" * 16)
+    raw = base64.urlsafe_b64decode(mine.encode(FP, STATE) + "==")
+    assert len(raw) == 74  # compact: 58-byte payload + 16-byte tag
+
+
+def test_derived_secret_is_shared_by_replicas_with_the_same_database_url() -> None:
+    assert derive_secret("", "postgresql://db/x") == derive_secret("", "postgresql://db/x")
+    assert derive_secret("", "postgresql://db/x") != derive_secret("", "postgresql://db/y")
+    assert derive_secret("k", "postgresql://db/x") == derive_secret("k", "postgresql://other/y")
+
+
+def test_fingerprint_binds_format_filter_columns_and_limit() -> None:
+    cols = (Column("id", "int"), Column("city", "text"))
+    base = export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_CSV, limit=5)
+    base.filter.cities.append("Omsk")
+    variants = [export_pb2.ExportPropertiesRequest() for _ in range(3)]
+    for v in variants:
+        v.CopyFrom(base)
+    variants[0].format = export_pb2.EXPORT_FORMAT_JSON
+    variants[1].limit = 6
+    variants[2].filter.cities.append("Kazan")
+    prints = {fingerprint(r, cols) for r in (base, *variants)} | {fingerprint(base, cols[:1])}
+    assert len(prints) == 5
+    same = export_pb2.ExportPropertiesRequest()
+    same.CopyFrom(base)
+    same.rows_per_chunk, same.bytes_per_chunk = 10, 4096  # chunking may change on resume
+    assert fingerprint(same, cols) == fingerprint(base, cols)
+
+
+def violations_of(req: export_pb2.ExportPropertiesRequest) -> dict[str, str]:
+    v = Violations()
+    check_static(req, ExportSettings(), v)
+    return dict(v.items)
+
+
+def test_every_bad_field_is_reported_at_once() -> None:
+    req = export_pb2.ExportPropertiesRequest(format=7, limit=-1, rows_per_chunk=-3, bytes_per_chunk=10)
+    f = req.filter
+    f.min_price, f.max_price, f.min_rooms, f.max_rooms = 500, 100, -1, 2
+    f.property_types.append(common_pb2.PROPERTY_TYPE_UNSPECIFIED)
+    f.sources.append(42)
+    f.cities.extend(["ok", ""])
+    f.updated_since.CopyFrom(Timestamp(seconds=1, nanos=-5))
+    got = violations_of(req)
+    assert set(got) == {"format", "limit", "rows_per_chunk", "bytes_per_chunk", "filter.min_price",
+                        "filter.min_rooms", "filter.property_types[0]", "filter.sources[0]", "filter.cities[1]",
+                        "filter.updated_since"}
+    assert "max_price" in got["filter.min_price"]
+
+
+def test_limits_above_the_maximum_and_oversized_chunks_are_rejected() -> None:
+    s = ExportSettings()
+    req = export_pb2.ExportPropertiesRequest(format=1, limit=s.max_limit + 1, rows_per_chunk=s.max_rows_per_chunk + 1,
+                                             bytes_per_chunk=s.max_bytes_per_chunk + 1)
+    assert set(violations_of(req)) == {"limit", "rows_per_chunk", "bytes_per_chunk"}
+    ok = export_pb2.ExportPropertiesRequest(format=3, limit=s.max_limit, rows_per_chunk=1, bytes_per_chunk=1024)
+    assert violations_of(ok) == {}
+
+
+def test_unknown_and_duplicate_columns_are_named_by_index() -> None:
+    table = (Column("id", "int"), Column("city", "text"))
+    v = Violations()
+    assert resolve_columns(["city", "nope", "city"], table, v) == (table[1],)
+    assert [f for f, _ in v.items] == ["columns[1]", "columns[2]"]
+    assert resolve_columns([], table, Violations()) == table
+
+
+def test_filter_values_become_safe_literals() -> None:
+    f = common_pb2.PropertyFilter(cities=["O'Brien\\", "Omsk"], property_types=[common_pb2.PROPERTY_TYPE_ROOM],
+                                  sources=[common_pb2.LISTING_SOURCE_CIAN], active_only=True, min_price=0)
+    f.updated_since.CopyFrom(Timestamp(seconds=0, nanos=1))
+    v = Violations()
+    sql = filter_sql(f, v)
+    assert v.items == []
+    assert "\"city\" IN ('O''Brien\\', 'Omsk')" in sql
+    assert "\"property_type\" IN ('room')" in sql and "\"source\" IN ('cian')" in sql
+    assert "\"price\" >= 0" in sql and '"is_active"' in sql
+    assert "'1970-01-01T00:00:00.000001+00:00'::timestamptz" in sql  # 1 ns rounds up, keeping >= exact
+    assert filter_sql(common_pb2.PropertyFilter(), Violations()) == ""
+
+
+def test_json_select_alternates_constant_and_string_columns() -> None:
+    cols = [Column("id", "int", True), Column("title", "text"), Column("area", "float"), Column("at", "time")]
+    fields = json_fields(cols)
+    # {Mid M:<n>,Mtitle M:  "  <title>  "  ,Marea M:<n>,Mat M:  "  <at>  "  }   (M: the key-quote marker)
+    assert fields[0] == "('{\x1eid\x1e:' || \"id\"::text || ',\x1etitle\x1e:')"
+    assert fields[1] == '"title"' and fields[3] == "(to_json(\"at\") #>> '{}')" and fields[4] == "'}'"
+    assert len(fields) == 5 and markers_per_row(cols) == 8
