@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import re
 import sys
+import textwrap
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,9 @@ def _resolve(items: list[Entry], overrides: Mapping[str, str]) -> Iterator[tuple
 
 
 def _comment(text: str, indent: str = "") -> str:
-    return "\n".join(f"{indent}# {line}".rstrip() for line in text.splitlines())
+    """Help text as comment lines, wrapped so generated YAML stays within yamllint's line length."""
+    lines = [wrapped for line in text.splitlines() for wrapped in textwrap.wrap(line, 100) or [""]]
+    return "\n".join(f"{indent}# {line}".rstrip() for line in lines)
 
 
 def render_env_example(items: list[Entry]) -> str:

@@ -7,13 +7,12 @@ rejected, timestamps as ISO literals. Problems are collected as field violations
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from rentscout.common.v1 import common_pb2
 from rentscout.export_service.sqlgen import ident, literal
 from rentscout.runtime.errors import Violations
+from rentscout.runtime.timestamps import to_datetime
 
 MAX_LIST = 1000
 MAX_CITY_LENGTH = 200
@@ -31,15 +30,10 @@ SOURCES = _enum_names(common_pb2.ListingSource, "LISTING_SOURCE_")
 
 def timestamp_literal(ts: Timestamp, field: str, v: Violations) -> str | None:
     """The instant rounded *up* to PostgreSQL's microseconds, so `>=` keeps its meaning."""
-    if not 0 <= ts.nanos < 1_000_000_000:
-        v.add(field, "nanos must be from 0 to 999999999")
-        return None
     try:
-        when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=ts.seconds, microseconds=-(-ts.nanos // 1000))
-    except OverflowError:
-        when = None
-    if when is None or not 1 <= when.year <= 9999:
-        v.add(field, "must be between years 0001 and 9999")
+        when = to_datetime(ts, round_up=True)
+    except ValueError as exc:
+        v.add(field, str(exc))
         return None
     return literal(when.isoformat()) + "::timestamptz"
 

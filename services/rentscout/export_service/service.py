@@ -18,7 +18,6 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC
 
 import grpc
 
@@ -36,6 +35,7 @@ from rentscout.runtime.config import load
 from rentscout.runtime.errors import InvalidArgument, Violations
 from rentscout.runtime.resources import Resources
 from rentscout.runtime.server import ServiceSpec
+from rentscout.runtime.timestamps import to_datetime
 
 SERVICE_NAME = "rentscout.export.v1.ExportService"
 MAX_PARTITIONS = 64
@@ -153,12 +153,10 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         try:
             since = None
             if request.HasField("since"):
-                if not 0 <= request.since.nanos < 1_000_000_000:
-                    raise InvalidArgument("since", "nanos must be from 0 to 999999999")
                 try:
-                    since = request.since.ToDatetime(tzinfo=UTC)
-                except (OverflowError, ValueError):
-                    raise InvalidArgument("since", "is out of range") from None
+                    since = to_datetime(request.since)
+                except ValueError as exc:
+                    raise InvalidArgument("since", str(exc)) from None
             return await self.runs.statistics(since)
         except Exception as exc:
             telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
