@@ -57,4 +57,5 @@ def test_hostile_requests(all_server: ServerProcess, pg_instance: PostgresInstan
 
     check()
     assert data_fingerprint(pg_instance) == before
-    assert TRIED[rpc.path] >= EXAMPLES_PER_RPC
+    # hypothesis stops early only when it has exhausted the request space (e.g. empty messages)
+    assert TRIED[rpc.path] >= (EXAMPLES_PER_RPC if rpc.method.input_type.fields else 4)
