@@ -39,8 +39,16 @@ def test_sigterm_with_exports_in_flight(service_env: dict[str, str], pg_instance
                 health_pb2.HealthCheckRequest(service="rentscout.export.v1.ExportService"), timeout=30)
             assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
             flipped: list[float] = []
-            watcher = threading.Thread(target=lambda: [flipped.append(time.monotonic()) for r in watch
-                                                       if r.status == health_pb2.HealthCheckResponse.NOT_SERVING])
+
+            def follow() -> None:
+                try:
+                    for reply in watch:
+                        if reply.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                            flipped.append(time.monotonic())
+                except grpc.RpcError:
+                    pass  # the watch ends when the server goes away
+
+            watcher = threading.Thread(target=follow)
             watcher.start()
             stream = export_pb2_grpc.ExportServiceStub(ch).ExportProperties(request, timeout=60)
             try:
