@@ -9,6 +9,7 @@ import grpc
 
 
 def run_demo(stack: Any) -> int:
+    from rentscout.analyzer.v1 import analyzer_pb2, analyzer_pb2_grpc
     from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
     from rentscout.common.v1 import common_pb2
     from rentscout.export.v1 import export_pb2, export_pb2_grpc
@@ -37,6 +38,16 @@ def run_demo(stack: Any) -> int:
             stats = cache.PriceStats(cache_pb2.PriceStatsRequest(city="Moscow"), timeout=10)
             stack.say(f"Moscow prices: {stats.count} listings, median {stats.median:,.0f}, "
                       f"p25 {stats.p25:,.0f}, p75 {stats.p75:,.0f}, {stats.mean_price_per_sqm:,.0f}/m²")
+        with grpc.insecure_channel(stack.target("analyzer")) as ch:
+            analyzer = analyzer_pb2_grpc.AnalyzerServiceStub(ch)
+            table = analyzer.GetTableStats(analyzer_pb2.GetTableStatsRequest(table="properties"), timeout=30)
+            stack.say(f"table properties: {table.live_rows} live rows, {table.total_bytes / 2**20:.1f} MiB, "
+                      f"{len(table.recommendations)} recommendation(s)")
+            plan = analyzer.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(
+                sql="SELECT id, price FROM properties WHERE city = $1 AND is_active ORDER BY views DESC LIMIT 10",
+                params=[analyzer_pb2.QueryParam(string_value="Moscow")], analyze=True, buffers=True), timeout=30)
+            stack.say(f"EXPLAIN ANALYZE popular query: {plan.execution_time_ms:.2f} ms, top node {plan.plan.node_type}, "
+                      f"{len(plan.insights)} insight(s)")
     except grpc.RpcError as exc:
         stack.say(f"demo call failed: {exc.code().name}: {exc.details()}")
         return 1

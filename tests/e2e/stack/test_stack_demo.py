@@ -1,0 +1,28 @@
+"""The README's first command: `rentscout stack demo` runs the three services and the sample job."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_stack_demo_end_to_end(service_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**os.environ, "RENTSCOUT_DATABASE_URL": service_env["RENTSCOUT_DATABASE_URL"],
+           "RENTSCOUT_REDIS_URL": service_env["RENTSCOUT_REDIS_URL"]}
+    offset = random.Random().randrange(2000, 8000, 10)  # away from the default ports a developer may use
+    out = subprocess.run([sys.executable, "-m", "rentscout.cli.main", "stack", "demo", "--dir", str(tmp_path),
+                          "--port-offset", str(offset)], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    assert "exported" in text and "JSONL" in text
+    assert "second call, cache hit" in text
+    assert "EXPLAIN ANALYZE popular query" in text and "demo finished" in text
+    lines = (tmp_path / "demo-export.jsonl").read_text().splitlines()
+    assert lines and all('"city":"Moscow"' in line for line in lines)
+    for name in ("export", "cache-query", "analyzer"):
+        last = (tmp_path / "logs" / f"{name}.log").read_text().strip().splitlines()[-1]
+        assert json.loads(last)["message"] == "stopped"  # each service shut down gracefully
