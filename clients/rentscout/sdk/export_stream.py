@@ -11,8 +11,10 @@ silently producing a wrong file.
 
 A stream can be read once, in one of three shapes: `chunks()` (ExportChunk messages), `data()`
 (bytes forming one valid file, see `formats.Stitcher`), or `rows()` (dicts; also `async for`).
-Breaks that made progress always resume; `resume.max_attempts` bounds consecutive breaks without a
-single new chunk (the target's retry budget applies to those too).
+Breaks that made progress always resume; `resume.max_attempts` bounds consecutive attempts without
+a single new chunk and `max_stall` the time without one. The target's breaker and retry budget are
+shared with unary calls: an open breaker is waited out (until its next probe), an exhausted budget
+slows resuming to the policy's `max_delay` instead of abandoning a long export.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXH
 RESUMABLE_MID_STREAM = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
 
 
+# Longest time an export waits for progress (a chunk) across breaks before giving up.
+DEFAULT_MAX_STALL = 300.0
+# Before re-opening a broken stream, wait up to this long for the channel to reconnect.
+DEFAULT_RECONNECT_WAIT = 10.0
+
+
 def default_resume_policy() -> RetryPolicy:
     return RetryPolicy(max_attempts=8, initial_delay=0.2, max_delay=10.0)
 
@@ -56,8 +64,11 @@ class ExportStream:
     def __init__(self, invoker: Invoker, request: export_pb2.ExportPropertiesRequest, *,
                  resume: RetryPolicy | None = None, timeout: float | None = None,
                  metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
-                 on_chunk: Callable[[ExportStream, export_pb2.ExportChunk], object] | None = None) -> None:
+                 on_chunk: Callable[[ExportStream, export_pb2.ExportChunk], object] | None = None,
+                 max_stall: float = DEFAULT_MAX_STALL, reconnect_wait: float = DEFAULT_RECONNECT_WAIT) -> None:
         self._invoker = invoker
+        self.max_stall = max_stall
+        self.reconnect_wait = reconnect_wait
         self.request = request
         self._resume = resume or default_resume_policy()
         self._timeout = timeout
@@ -131,6 +142,7 @@ class ExportStream:
         deadline = None if self._timeout is None else clock.monotonic() + self._timeout
         md, self.correlation_id = inv.metadata(self._metadata, self.correlation_id)
         stuck = 0  # consecutive segments that delivered no chunk
+        stalled_since = clock.monotonic()  # last time a chunk arrived
         segment = 0
         while True:
             segment += 1
@@ -139,17 +151,16 @@ class ExportStream:
             request.resume_token = self.resume_token
             progressed = got_message = False
             seg_base = seg_rows = 0
-            failure: BaseException
+            failure: BaseException | None = None
+            permit: int | None = None
             try:
                 permit = inv.breaker.acquire()
             except BreakerOpen as exc:
                 failure = exc
-            else:
-                timeout = None if deadline is None else deadline - clock.monotonic()
-                if timeout is not None and timeout <= 0:
-                    inv.breaker.release(permit)
-                    raise errors.DeadlineExceededError("the export's deadline expired", target=inv.config.target,
-                                                       method=self._method, correlation_id=self.correlation_id)
+            if permit is not None:
+                timeout, failure = await self._prepare(segment, permit, deadline)
+            if failure is None:
+                assert permit is not None
                 seg_md = md if segment == 1 else [*md, ("grpc-previous-rpc-attempts", str(segment - 1))]
                 call = inv.stub.ExportProperties(request, timeout=timeout, metadata=seg_md)
                 try:
@@ -165,12 +176,11 @@ class ExportStream:
                             if chunk.resume_token:
                                 self.resume_token = chunk.resume_token
                             progressed = True
-                            stuck = 0
                             if self._on_chunk is not None:
                                 self._on_chunk(self, chunk)
                             yield chunk
                         elif kind == "header":
-                            seg_base = self._check_header(message.header, segment)
+                            seg_base = self._check_header(message.header, segment, bool(request.resume_token))
                             yield SegmentStart(message.header, segment)
                         elif kind == "summary":
                             self.summary = message.summary
@@ -192,14 +202,39 @@ class ExportStream:
                     inv.breaker.release(permit)
                     failure = errors.UnavailableError("the export stream ended without a summary", method=self._method,
                                                       target=inv.config.target, correlation_id=self.correlation_id)
-            stuck = 0 if progressed else stuck + 1
-            delay = self._resume_delay(failure, stuck, deadline)
+            if progressed:
+                stuck, stalled_since = 0, clock.monotonic()
+            elif not isinstance(failure, BreakerOpen):  # a refused permit is not an attempt
+                stuck += 1
+            delay = self._resume_delay(failure, stuck, deadline, stalled_since)
             self.resumes += 1
             metrics.STREAM_RESUMES.labels(inv.config.target).inc()
             _log.warning("export stream broke after %d rows (%s); resuming in %.2fs", self.rows_received, failure, delay,
                          extra={"fields": {"export.rows": self.rows_received, "export.resumes": self.resumes,
                                            "server.address": inv.config.target}})
             await clock.async_sleep(delay)
+
+    async def _prepare(self, segment: int, permit: int, deadline: float | None) -> tuple[float | None, BaseException | None]:
+        """The segment's timeout, after waiting (resumed segments only) for the channel to reconnect.
+
+        Returns a failure (already recorded on the breaker) when no connection came up in time.
+        """
+        inv = self._invoker
+        timeout = None if deadline is None else deadline - inv.clock.monotonic()
+        if timeout is not None and timeout <= 0:
+            inv.breaker.release(permit)
+            raise errors.DeadlineExceededError("the export's deadline expired", target=inv.config.target,
+                                               method=self._method, correlation_id=self.correlation_id)
+        if segment == 1:
+            return timeout, None
+        wait = self.reconnect_wait if timeout is None else min(timeout, self.reconnect_wait)
+        if await inv.wait_ready(wait):
+            return (None if deadline is None else deadline - inv.clock.monotonic()), None
+        failure = errors.UnavailableError(f"no connection to {inv.config.target} within {wait:.1f}s",
+                                          method=self._method, target=inv.config.target,
+                                          correlation_id=self.correlation_id)
+        inv.breaker.on_error(permit, failure, None)
+        return timeout, failure
 
     @property
     def _method(self) -> str:
@@ -208,40 +243,51 @@ class ExportStream:
     def _resumable(self, failure: errors.RentScoutError, got_message: bool) -> bool:
         return failure.code in RESUMABLE or (got_message and failure.code in RESUMABLE_MID_STREAM)
 
-    def _resume_delay(self, failure: BaseException, stuck: int, deadline: float | None) -> float:
-        """Backoff before the next segment; raises `failure` when resuming must stop."""
+    def _resume_delay(self, failure: BaseException, stuck: int, deadline: float | None, stalled_since: float) -> float:
+        """Backoff before the next segment; raises `failure` when resuming must stop.
+
+        An open breaker is waited out (its `retry_after`), not counted as an attempt. An exhausted
+        retry budget slows resuming down to `max_delay` rather than abandoning a long export.
+        """
         policy, inv = self._resume, self._invoker
         reason = None
-        pushback = failure.retry_after if isinstance(failure, BreakerOpen) else getattr(failure, "retry_pushback", None)
-        if stuck:
-            inv.budget.record_failure()
-        if stuck >= policy.max_attempts:
-            reason = f"{stuck} consecutive attempts delivered nothing"
-        elif pushback is not None and pushback < 0:
-            reason = "the server asked not to retry"
-        elif stuck > 1 and not inv.budget.allows_retry():
-            reason = "the retry budget of this target is exhausted"
-        delay = 0.0
-        if reason is None:
-            delay = pushback if pushback is not None else policy.delay(max(stuck, 1))
-            if deadline is not None and inv.clock.monotonic() + delay >= deadline:
-                reason = "the export's deadline leaves no time to resume"
+        if isinstance(failure, BreakerOpen):
+            delay = max(failure.retry_after, 0.001)
+        else:
+            pushback = getattr(failure, "retry_pushback", None)
+            if stuck:
+                inv.budget.record_failure()
+            delay = pushback if pushback is not None and pushback >= 0 else policy.delay(max(stuck, 1))
+            if stuck > 1 and not inv.budget.allows_retry():
+                delay = max(delay, policy.max_delay)
+            if stuck >= policy.max_attempts:
+                reason = f"{stuck} consecutive attempts delivered nothing"
+            elif pushback is not None and pushback < 0:
+                reason = "the server asked not to retry"
+        now = inv.clock.monotonic()
+        if reason is None and now + delay - stalled_since > self.max_stall:
+            reason = f"no progress for {now - stalled_since:.1f}s (max_stall {self.max_stall:.0f}s)"
+        if reason is None and deadline is not None and now + delay >= deadline:
+            reason = "the export's deadline leaves no time to resume"
         if reason is not None:
             failure.add_note(f"export stopped after {self.rows_received} rows and {self.resumes} resume(s): {reason}")
             raise failure
         return delay
 
-    def _check_header(self, header: export_pb2.ExportHeader, segment: int) -> int:
+    def _check_header(self, header: export_pb2.ExportHeader, segment: int, sent_token: bool) -> int:
+        """Remember the first header; a later one must continue exactly where the received rows end."""
         if self.header is None:
             self.header = header
             self._base = header.rows_already_sent
             if header.columns:
                 self.columns = list(header.columns)
-        elif not header.resumed or header.rows_already_sent != self._base + self.rows_received:
+            return header.rows_already_sent
+        expected = self._base + self.rows_received if sent_token else 0
+        if header.resumed != sent_token or header.rows_already_sent != expected:
             raise errors.ExportIntegrityError(
-                f"resumed stream {segment} reports {header.rows_already_sent} rows already sent "
-                f"(resumed={header.resumed}) but {self._base + self.rows_received} were received",
-                target=self._invoker.config.target, correlation_id=self.correlation_id)
+                f"stream {segment} reports {header.rows_already_sent} rows already sent (resumed={header.resumed}) "
+                f"but {expected} were received before it", target=self._invoker.config.target,
+                correlation_id=self.correlation_id)
         return header.rows_already_sent
 
     def _check_chunk(self, chunk: export_pb2.ExportChunk, expected_rows_sent: int) -> None:

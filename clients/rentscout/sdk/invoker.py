@@ -61,6 +61,10 @@ class ClientConfig:
     breaker: BreakerConfig = field(default_factory=default_breaker_config)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     metadata: tuple[tuple[str, str], ...] = ()
+    # Before a retry, wait up to this long for the channel to (re)connect. A channel that lost its
+    # server fails calls at once while it backs off reconnecting, so retrying blindly would burn
+    # every attempt in milliseconds during a brief restart. First attempts never wait (fail fast).
+    reconnect_wait: float = 2.0
     # False: plain calls without retry or breaker (for comparison in benchmarks, or debugging).
     resilience: bool = True
 
@@ -125,6 +129,18 @@ class Invoker:
         return self.config.retry.replace(
             retry_on=lambda exc: codes.is_retryable(exc, idempotent), on_retry=on_retry, budget=self.budget)
 
+    async def wait_ready(self, timeout: float | None) -> bool:
+        """True once the channel is READY (connecting if idle), False if not within `timeout`."""
+        if self.channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY:
+            return True
+        if timeout is not None and timeout <= 0:
+            return False
+        try:
+            await asyncio.wait_for(self.channel.channel_ready(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     async def close(self) -> None:
         if self._owns_channel:
             await self.channel.close()
@@ -184,6 +200,15 @@ class Invoker:
                                                        method=full, target=self.config.target, correlation_id=cid)
                 permit = self.breaker.acquire()
                 attempt_md = md if attempts == 1 else [*md, ("grpc-previous-rpc-attempts", str(attempts - 1))]
+                if attempts > 1:
+                    wait = self.config.reconnect_wait if per is None else min(per, self.config.reconnect_wait)
+                    if not await self.wait_ready(wait):
+                        err = errors.UnavailableError(
+                            f"no connection to {self.config.target} within {wait:.2f}s", method=full,
+                            target=self.config.target, correlation_id=cid)
+                        self.breaker.on_error(permit, err, None)
+                        raise err
+                    per, attempt_bound = self.attempt_timeout(deadline, attempt_timeout)
                 started = self.clock.monotonic()
                 try:
                     response = await multicallable(request, timeout=per, metadata=attempt_md)
