@@ -2,7 +2,8 @@
 keepalive, bounded messages, optional TLS / mutual TLS.
 
 Targets: `host:port`, or `dns:///host:port` to resolve every address of a name. On Kubernetes,
-point clients at a *headless* Service (`clusterIP: None`) with `dns:///svc.ns.svc.cluster.local:50051`:
+point clients at the *headless* Service (`clusterIP: None`), e.g.
+`dns:///rentscout-export-headless.rentscout.svc.cluster.local:50051` (see k8s/README.md):
 gRPC keeps one long-lived HTTP/2 connection per address, so behind a normal ClusterIP Service
 (L4, one virtual IP) a client would pin all its calls to one pod; with the headless Service's
 per-pod A records and `round_robin`, calls spread over every pod, and the servers'

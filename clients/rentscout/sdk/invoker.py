@@ -64,7 +64,7 @@ class ClientConfig:
     # Before a retry, wait up to this long for the channel to (re)connect. A channel that lost its
     # server fails calls at once while it backs off reconnecting, so retrying blindly would burn
     # every attempt in milliseconds during a brief restart. First attempts never wait (fail fast).
-    reconnect_wait: float = 2.0
+    reconnect_wait: float = 1.0
     # False: plain calls without retry or breaker (for comparison in benchmarks, or debugging).
     resilience: bool = True
 
@@ -190,9 +190,10 @@ class Invoker:
                 except grpc.aio.AioRpcError as exc:
                     raise errors.from_rpc_error(exc, method=full, target=self.config.target, correlation_id=cid) from exc
             attempts = 0
+            last_error: BaseException | None = None
 
             async def attempt() -> Any:
-                nonlocal attempts
+                nonlocal attempts, last_error
                 attempts += 1
                 per, attempt_bound = self.attempt_timeout(deadline, attempt_timeout)
                 if per is not None and per <= 0:
@@ -203,9 +204,10 @@ class Invoker:
                 if attempts > 1:
                     wait = self.config.reconnect_wait if per is None else min(per, self.config.reconnect_wait)
                     if not await self.wait_ready(wait):
+                        cause = getattr(last_error, "details", "") or ""
                         err = errors.UnavailableError(
-                            f"no connection to {self.config.target} within {wait:.2f}s", method=full,
-                            target=self.config.target, correlation_id=cid)
+                            f"no connection to {self.config.target} within {wait:.2f}s" + (f" ({cause})" if cause else ""),
+                            method=full, target=self.config.target, correlation_id=cid)
                         self.breaker.on_error(permit, err, None)
                         raise err
                     per, attempt_bound = self.attempt_timeout(deadline, attempt_timeout)
@@ -216,6 +218,7 @@ class Invoker:
                     err = errors.from_rpc_error(exc, method=full, target=self.config.target, correlation_id=cid)
                     if err.code is grpc.StatusCode.DEADLINE_EXCEEDED and attempt_bound:
                         AttemptTimeout.mark(err)
+                    last_error = err
                     self.breaker.on_error(permit, err, self.clock.monotonic() - started)
                     raise err from exc
                 except asyncio.CancelledError:

@@ -16,7 +16,9 @@ import orjson
 from google.protobuf import duration_pb2
 
 from harness.servers import settings_for
+from rentscout.analyzer.v1 import analyzer_pb2, analyzer_pb2_grpc
 from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
+from rentscout.common.v1 import common_pb2
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
 from rentscout.runtime.errors import InvalidArgument, Unavailable
 from rentscout.runtime.resources import Resources
@@ -262,3 +264,39 @@ class CuttingProxy:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers -= {writer, up_writer}
+
+
+# -- an AnalyzerService with canned answers (the CLI's rendering is what is under test) ------------------
+
+ANALYZER_SERVICE = "rentscout.analyzer.v1.AnalyzerService"
+
+
+class CannedAnalyzer(analyzer_pb2_grpc.AnalyzerServiceServicer):
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+
+    async def AnalyzeQuery(self, request: analyzer_pb2.AnalyzeQueryRequest, context: Any) -> analyzer_pb2.AnalyzeQueryResponse:
+        self.requests.append(request)
+        scan = analyzer_pb2.PlanNode(
+            node_type="Seq Scan", relation_name="properties", total_cost=431.0, plan_rows=12, actual_rows=1450,
+            actual_loops=1, inclusive_time_ms=3.2, exclusive_time_ms=3.2, percent_of_total=80.0,
+            filter="(city = $1)", rows_removed_by_filter=18550, row_estimate_factor=120.8)
+        sort = analyzer_pb2.PlanNode(node_type="Sort", total_cost=440.0, plan_rows=12, actual_rows=1450, actual_loops=1,
+                                     inclusive_time_ms=4.0, exclusive_time_ms=0.8, percent_of_total=20.0,
+                                     sort_method="quicksort", sort_space_type="Memory", sort_space_used_kb=215,
+                                     children=[scan])
+        insight = analyzer_pb2.Insight(kind=analyzer_pb2.INSIGHT_KIND_ROW_MISESTIMATE, severity=common_pb2.SEVERITY_WARNING,
+                                       message="row estimate off by 121x", node="Seq Scan on properties",
+                                       evidence={"estimated_rows": "12", "actual_rows": "1450"})
+        return analyzer_pb2.AnalyzeQueryResponse(
+            planning_time_ms=0.12, execution_time_ms=4.1, total_cost=440.0, estimated_rows=12, actual_rows=1450,
+            plan=sort, insights=[insight], raw_json="[]", fingerprint="abc123",
+            buffers=analyzer_pb2.BufferStats(shared_hit=300, shared_read=12))
+
+    async def GetTableStats(self, request: analyzer_pb2.GetTableStatsRequest, context: Any) -> analyzer_pb2.GetTableStatsResponse:
+        self.requests.append(request)
+        return analyzer_pb2.GetTableStatsResponse(
+            table=request.table, live_rows=20000, dead_rows=5000, dead_ratio=0.2, table_bytes=4 << 20,
+            recommendations=[analyzer_pb2.Recommendation(
+                action=analyzer_pb2.RECOMMENDATION_ACTION_VACUUM, severity=common_pb2.SEVERITY_WARNING,
+                reason="20% dead rows", statement=f"VACUUM (ANALYZE) {request.table}")])
