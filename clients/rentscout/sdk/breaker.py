@@ -148,6 +148,9 @@ class _CountWindow:
         self.failures += int(failed)
         self.slow += int(slow)
 
+    def counts(self, now: float) -> tuple[int, int, int]:
+        return self.calls, self.failures, self.slow
+
     def snapshot(self, now: float) -> WindowSnapshot:
         return WindowSnapshot(self.calls, self.failures, self.slow)
 
@@ -172,10 +175,16 @@ class _TimeWindow:
         bucket[2] += int(failed)
         bucket[3] += int(slow)
 
-    def snapshot(self, now: float) -> WindowSnapshot:
+    def counts(self, now: float) -> tuple[int, int, int]:
         oldest = int(now) - self.seconds + 1
-        live = [b for b in self.buckets if b[0] >= oldest]
-        return WindowSnapshot(sum(b[1] for b in live), sum(b[2] for b in live), sum(b[3] for b in live))
+        calls = failures = slow = 0
+        for second, c, f, s in self.buckets:
+            if second >= oldest:
+                calls, failures, slow = calls + c, failures + f, slow + s
+        return calls, failures, slow
+
+    def snapshot(self, now: float) -> WindowSnapshot:
+        return WindowSnapshot(*self.counts(now))
 
 
 _STATE_VALUE = {CircuitState.CLOSED: 0, CircuitState.OPEN: 1, CircuitState.HALF_OPEN: 2}
@@ -308,42 +317,44 @@ class CircuitBreaker:
         slow = duration is not None and cfg.slow_call_duration is not None and duration >= cfg.slow_call_duration
         if self._metrics:
             self._metrics.call(outcome, slow)
-        changes: list[StateChange] = []
+        change: StateChange | None = None
         with self._lock:
             if permit != self._generation:
                 return  # admitted under an earlier state: says nothing about the current one
             now = self.clock.monotonic()
-            if self._state is CircuitState.HALF_OPEN:
+            if self._state is CircuitState.CLOSED:
+                if outcome is not Outcome.IGNORE:
+                    failed = outcome is Outcome.FAILURE
+                    self._window.add(failed, slow, now)
+                    self._consecutive = self._consecutive + 1 if failed else 0
+                    reason = self._trip_reason(now)
+                    if reason:
+                        change = self._transition(CircuitState.OPEN, reason, now)
+            elif self._state is CircuitState.HALF_OPEN:
                 if outcome is Outcome.IGNORE:
                     self._probes_admitted -= 1
                 elif outcome is Outcome.FAILURE or slow:
-                    changes.append(self._transition(
-                        CircuitState.OPEN, "a probe call was slow" if outcome is Outcome.SUCCESS else "a probe call failed", now))
+                    change = self._transition(
+                        CircuitState.OPEN, "a probe call was slow" if outcome is Outcome.SUCCESS else "a probe call failed", now)
                 else:
                     self._probes_succeeded += 1
                     if self._probes_succeeded >= cfg.half_open_probes:
-                        changes.append(self._transition(
-                            CircuitState.CLOSED, f"{cfg.half_open_probes} probe call(s) succeeded", now))
-            elif self._state is CircuitState.CLOSED and outcome is not Outcome.IGNORE:
-                failed = outcome is Outcome.FAILURE
-                self._window.add(failed, slow, now)
-                self._consecutive = self._consecutive + 1 if failed else 0
-                reason = self._trip_reason(now)
-                if reason:
-                    changes.append(self._transition(CircuitState.OPEN, reason, now))
-        self._dispatch(changes)
+                        change = self._transition(CircuitState.CLOSED, f"{cfg.half_open_probes} probe call(s) succeeded", now)
+        if change is not None:
+            self._dispatch([change])
 
     def _trip_reason(self, now: float) -> str | None:
+        """Why the breaker must open now (None: stay closed). Called on every outcome, so no allocations."""
         cfg = self.config
         if cfg.consecutive_failures and self._consecutive >= cfg.consecutive_failures:
             return f"{self._consecutive} consecutive failures"
-        snap = self._window.snapshot(now)
-        if snap.calls < cfg.minimum_calls:
+        calls, failures, slow = self._window.counts(now)
+        if calls < cfg.minimum_calls:
             return None
-        if snap.failure_rate >= cfg.failure_rate_threshold:
-            return f"failure rate {snap.failure_rate:.0%} over {snap.calls} calls"
-        if cfg.slow_call_duration is not None and snap.slow_rate >= cfg.slow_call_rate_threshold:
-            return f"slow-call rate {snap.slow_rate:.0%} over {snap.calls} calls (>= {cfg.slow_call_duration}s)"
+        if failures >= cfg.failure_rate_threshold * calls:
+            return f"failure rate {failures / calls:.0%} over {calls} calls"
+        if cfg.slow_call_duration is not None and slow >= cfg.slow_call_rate_threshold * calls:
+            return f"slow-call rate {slow / calls:.0%} over {calls} calls (>= {cfg.slow_call_duration}s)"
         return None
 
     def _transition(self, new: CircuitState, reason: str, now: float) -> StateChange:

@@ -13,9 +13,11 @@ process, so a dead replica set trips one breaker, whichever client noticed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import threading
-import uuid
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,6 +33,34 @@ from rentscout.sdk.retry import RetryBudget, RetryEvent, RetryPolicy
 
 _log = logging.getLogger("rentscout.sdk")
 _tracer = trace.get_tracer("rentscout.sdk")
+_NO_SPAN = contextlib.nullcontext()
+
+
+_tracing = {"on": False, "checked": -1.0}
+
+
+def _tracing_on() -> bool:
+    """A real TracerProvider is installed (else client spans would be no-ops costing microseconds).
+
+    Once installed it stays (OpenTelemetry allows setting it once); until then, look again at most
+    once a second, since the lookup reads the environment.
+    """
+    if _tracing["on"]:
+        return True
+    now = time.monotonic()
+    if now - _tracing["checked"] >= 1.0:
+        _tracing["checked"] = now
+        _tracing["on"] = not isinstance(trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+    return bool(_tracing["on"])
+
+
+def new_correlation_id() -> str:
+    """A random (version 4) UUID string, several times cheaper than str(uuid.uuid4()).
+
+    Correlation ids must be unique, not secret, so the process PRNG (reseeded after fork) will do.
+    """
+    h = f"{random.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 class _Default:
@@ -150,11 +180,14 @@ class Invoker:
     def metadata(self, extra: Sequence[tuple[str, str]] | None = None,
                  correlation_id: str | None = None) -> tuple[list[tuple[str, str]], str]:
         """Outgoing metadata (token, correlation id, traceparent of the current span) and the id used."""
-        cid = correlation_id or context.correlation_id.get() or str(uuid.uuid4())
-        md = [*self._static_md, (context.CORRELATION_HEADER, cid), *(extra or ())]
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        md += carrier.items()
+        cid = correlation_id or context.correlation_id.get() or new_correlation_id()
+        md = [*self._static_md, (context.CORRELATION_HEADER, cid)]
+        if extra:
+            md += extra
+        if trace.get_current_span().get_span_context().is_valid:  # there is a trace to continue
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            md += carrier.items()
         return md, cid
 
     def deadline(self, timeout: float | None) -> float | None:
@@ -179,9 +212,9 @@ class Invoker:
         full = f"/{self.service}/{method}"
         multicallable = getattr(self.stub, method)
         deadline = self.deadline(timeout)
-        with _tracer.start_as_current_span(f"{self.service}/{method}", kind=trace.SpanKind.CLIENT,
-                                           attributes={"rpc.system": "grpc", "rpc.service": self.service,
-                                                       "rpc.method": method}):
+        span = _tracer.start_as_current_span(f"{self.service}/{method}", kind=trace.SpanKind.CLIENT, attributes={
+            "rpc.system": "grpc", "rpc.service": self.service, "rpc.method": method}) if _tracing_on() else _NO_SPAN
+        with span:
             md, cid = self.metadata(metadata, correlation_id)
             if not self.config.resilience:
                 try:

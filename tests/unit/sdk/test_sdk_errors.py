@@ -62,3 +62,15 @@ def test_circuit_open_error_is_unavailable_and_readable() -> None:
     assert exc.code is grpc.StatusCode.UNAVAILABLE
     assert str(exc) == ("circuit breaker for dns:///cache:50052 is open (5 consecutive failures); "
                         "failing fast, next probe in 12.3s")
+
+
+def test_new_correlation_ids_are_unique_version_4_uuids() -> None:
+    import uuid
+
+    from rentscout.sdk.invoker import new_correlation_id
+
+    ids = [new_correlation_id() for _ in range(2000)]
+    assert len(set(ids)) == 2000
+    for value in ids[:200]:
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122
