@@ -172,3 +172,14 @@ async def test_sync_client_runs_the_same_stack(service_env: dict[str, str]) -> N
 def test_retryable_code_table_is_the_documented_one() -> None:
     assert {grpc.StatusCode.UNAVAILABLE} == codes.ALWAYS_RETRYABLE
     assert {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED} == codes.IDEMPOTENT_RETRYABLE
+
+
+async def test_round_robin_spreads_calls_over_every_address(service_env: dict[str, str]) -> None:
+    first, second = ScriptedCache(), ScriptedCache()
+    # a multi-address target stands in for a headless Service's DNS records
+    async with in_process([factory(first)], service_env) as a, in_process([factory(second)], service_env) as b, \
+            CacheQueryClient(f"ipv4:127.0.0.1:{a.port},127.0.0.1:{b.port}", timeout=5) as c:
+        for _ in range(20):
+            assert (await c.price_stats("Moscow")).count == 42
+    counts = [first.calls.get("PriceStats", 0), second.calls.get("PriceStats", 0)]
+    assert sum(counts) == 20 and min(counts) >= 5  # pick_first would send all 20 to one server
