@@ -4,9 +4,11 @@
 
 1. Breaker: ns per state check of a CLOSED breaker, and per full cycle (check + recording the
    outcome, with its Prometheus counters); goal under 5 us.
-2. Stack: the same cache-hit-like RPC (CacheQueryService/Cities answered from memory by a server
-   process built on the shared runtime: interceptor, auth, metrics; access log at warning so the
-   RPC is as cheap as possible, which makes the overhead ratio stricter) called
+2. Stack: the same cache-hit RPC, CacheQueryService/Cities, served by the real cache-query service
+   (`rentscout serve cache-query` over a private PostgreSQL and Redis; the warm-up fills the cache,
+   so every measured call is a near-cache hit) or, with --server echo, by an in-memory echo on the
+   same runtime; access log at warning so the RPC is as cheap as possible, which makes the
+   overhead ratio stricter. It is called
    - bare:      the generated stub on a grpc.aio channel,
    - bare+md:   the same, sending one `x-correlation-id` header (grpc's per-header cost, which
                 any correlated call pays),
@@ -21,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,7 +157,7 @@ async def bench_stack(target: str, calls: int, rounds: int, concurrency: int, bl
             stats[name] = (statistics.median(lat) * 1e6, lat[int(len(lat) * 0.99) - 1] * 1e6, done[name] / wall[name],
                            cpu[name] / done[name] * 1e6)
         base = stats["bare"]
-        print(f"\nCities (cache-hit-like) RPC, {label}: {done['bare']} calls per variant in interleaved blocks of {block}")
+        print(f"\nCities cache-hit RPC, {label}: {done['bare']} calls per variant in interleaved blocks of {block}")
         print(f"  {'variant':10s} {'p50 us':>8s} {'p99 us':>8s} {'calls/s':>8s} {'client CPU us/call':>19s}"
               f" {'p50 vs bare':>12s} {'calls/s vs bare':>16s}")
         for name, (p50, p99, rate, cpu_us) in stats.items():
@@ -170,23 +174,9 @@ async def bench_stack(target: str, calls: int, rounds: int, concurrency: int, bl
     await channel.close()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=3000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--block", type=int, default=200, help="calls per interleaved block")
-    parser.add_argument("--target", help="call Cities on this running cache-query service (e.g. `rentscout stack up`, "
-                                         "127.0.0.1:50052) instead of starting the in-memory echo server")
-    parser.add_argument("--serve", metavar="PORT_FILE", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        serve(args.serve)
-        return 0
-    bench_breaker()
-    if args.target:  # a real cache-hit RPC (the first call fills the cache, the warm-up makes every call a hit)
-        asyncio.run(bench_stack(args.target, args.calls, args.rounds, args.concurrency, args.block))
-        return 0
+@contextlib.contextmanager
+def echo_server() -> Iterator[str]:
+    """This file in --serve mode: the in-memory Cities echo on the shared runtime."""
     port_file = Path(f"/tmp/sdk-bench-{os.getpid()}.port")
     env = {**os.environ, "RENTSCOUT_LOG_LEVEL": "warning", "RENTSCOUT_HEALTH_CHECK_INTERVAL_SECONDS": "600",
            "RENTSCOUT_DB_CONNECT_TIMEOUT_SECONDS": "0.2"}
@@ -196,14 +186,85 @@ def main() -> int:
         deadline = time.monotonic() + 30
         while not port_file.exists() or not port_file.read_text():
             if server.poll() is not None or time.monotonic() > deadline:
-                print("the echo server did not start", file=sys.stderr)
-                return 1
+                raise RuntimeError("the echo server did not start")
             time.sleep(0.05)
-        asyncio.run(bench_stack(f"127.0.0.1:{port_file.read_text()}", args.calls, args.rounds, args.concurrency, args.block))
+        yield f"127.0.0.1:{port_file.read_text()}"
     finally:
         server.terminate()
         server.wait(10)
         port_file.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def cache_service(rows: int) -> Iterator[str]:
+    """The real cache-query service (`rentscout serve cache-query`) over a private PostgreSQL and Redis."""
+    from rentscout.db.migrate import migrate
+    from rentscout.db.seed import seed
+    from rentscout.devstack.instances import PostgresInstance, RedisInstance, free_port
+
+    with tempfile.TemporaryDirectory(prefix="sdk-bench-") as tmp, contextlib.ExitStack() as stack:
+        pg = PostgresInstance(Path(tmp) / "pg")
+        pg.start()
+        stack.callback(pg.destroy)
+        redis = RedisInstance(Path(tmp) / "redis")
+        redis.start()
+        stack.callback(redis.stop)
+
+        async def prepare() -> None:
+            await migrate(pg.dsn)
+            await seed(pg.dsn, rows)
+
+        asyncio.run(prepare())
+        port = free_port()
+        env = {**os.environ, "RENTSCOUT_DATABASE_URL": pg.dsn, "RENTSCOUT_REDIS_URL": redis.url,
+               "RENTSCOUT_LOG_LEVEL": "warning"}
+        log = stack.enter_context((Path(tmp) / "cache.log").open("ab"))
+        server = subprocess.Popen([sys.executable, "-m", "rentscout.cli.main", "serve", "cache-query", "--host", "127.0.0.1",
+                                   "--port", str(port), "--metrics-port", "0"], env=env, cwd=ROOT, stdout=log,
+                                  stderr=subprocess.STDOUT)
+
+        def stop() -> None:
+            server.terminate()
+            server.wait(30)
+
+        stack.callback(stop)
+        from rentscout.cli.health import check
+
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(Exception):
+                if check(f"127.0.0.1:{port}", "rentscout.cache.v1.CacheQueryService", 1.0) == "SERVING":
+                    break
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"cache-query did not become SERVING (log {tmp}/cache.log)")
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--block", type=int, default=200, help="calls per interleaved block")
+    parser.add_argument("--rows", type=int, default=20_000, help="listings seeded for the real cache-query service")
+    parser.add_argument("--server", choices=["cache", "echo"], default="cache",
+                        help="the real cache-query service over private PostgreSQL/Redis (default), or the in-memory echo")
+    parser.add_argument("--target", help="instead, a running cache-query service (e.g. `rentscout stack up`: 127.0.0.1:50052)")
+    parser.add_argument("--serve", metavar="PORT_FILE", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return 0
+    bench_breaker()
+    if args.target:
+        server: contextlib.AbstractContextManager[str] = contextlib.nullcontext(args.target)
+    else:
+        server = cache_service(args.rows) if args.server == "cache" else echo_server()
+    with server as target:
+        print(f"\nserver: {'cache-query at ' + target if args.server == 'cache' or args.target else 'in-memory echo'}"
+              " (Cities: the first call fills the cache, warm-up and every measured call are hits)")
+        asyncio.run(bench_stack(target, args.calls, args.rounds, args.concurrency, args.block))
     return 0
 
 
