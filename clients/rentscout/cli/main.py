@@ -1,7 +1,20 @@
 """`rentscout`: run services, manage the database, bring up a local stack, call the services.
 
-Exit codes: 0 success, 1 failure of the requested work, 2 usage or configuration error,
-3 a service or dependency unavailable (see each subcommand's help for more).
+Client commands (export, cache, analyze) take --target, --token (default $RENTSCOUT_TOKEN),
+--timeout, --json (machine-readable output; errors as JSON on stderr) and TLS flags; they retry
+and resume through the SDK (rentscout.sdk).
+
+Exit codes:
+  0    success
+  1    the requested work failed (server error, broken data, local I/O error)
+  2    usage or configuration error, or the server rejected the input (INVALID_ARGUMENT)
+  3    a service or dependency is unavailable or overloaded (UNAVAILABLE, RESOURCE_EXHAUSTED,
+       the client's circuit breaker is open)
+  4    authentication or authorization failed (UNAUTHENTICATED, PERMISSION_DENIED)
+  5    the deadline (--timeout) expired (DEADLINE_EXCEEDED)
+  6    the server cannot do this in its current state (FAILED_PRECONDITION, e.g. an extension is
+       missing; UNIMPLEMENTED)
+  130  interrupted (Ctrl-C);  141  stdout closed by its reader (e.g. `| head`)
 """
 
 from __future__ import annotations
@@ -16,8 +29,11 @@ COMMAND_MODULES = (
     "rentscout.cli.db",
     "rentscout.cli.stack",
     "rentscout.cli.health",
+    "rentscout.cli.export",
+    "rentscout.cli.cache",
+    "rentscout.cli.analyze",
 )
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_AUTH, EXIT_DEADLINE, EXIT_PRECONDITION = 0, 1, 2, 3, 4, 5, 6
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,177 @@
+"""What the client subcommands (export, cache, analyze) share: connection flags, running an SDK
+coroutine, exit codes by failure, JSON or table output, readable errors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from rich.console import Console
+from rich.logging import RichHandler
+
+from rentscout.runtime import __version__, context, tracing
+from rentscout.sdk import errors
+from rentscout.sdk.channel import ChannelConfig, TlsConfig
+from rentscout.sdk.retry import RetryPolicy
+
+TOKEN_ENV = "RENTSCOUT_TOKEN"
+DEFAULT_TARGETS = {"export": "127.0.0.1:50051", "cache": "127.0.0.1:50052", "analyzer": "127.0.0.1:50053"}
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_AUTH, EXIT_DEADLINE, EXIT_PRECONDITION = 0, 1, 2, 3, 4, 5, 6
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader went away
+
+_EXIT_BY_CODE = {
+    grpc.StatusCode.INVALID_ARGUMENT: EXIT_USAGE,
+    grpc.StatusCode.OUT_OF_RANGE: EXIT_USAGE,
+    grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: EXIT_UNAVAILABLE,
+    grpc.StatusCode.UNAUTHENTICATED: EXIT_AUTH,
+    grpc.StatusCode.PERMISSION_DENIED: EXIT_AUTH,
+    grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_DEADLINE,
+    grpc.StatusCode.FAILED_PRECONDITION: EXIT_PRECONDITION,
+    grpc.StatusCode.UNIMPLEMENTED: EXIT_PRECONDITION,
+}
+
+
+def exit_code(exc: errors.RentScoutError) -> int:
+    return _EXIT_BY_CODE.get(exc.code, EXIT_FAILED)
+
+
+def add_client_flags(parser: argparse.ArgumentParser, service: str, timeout: float | None = 30.0) -> None:
+    g = parser.add_argument_group("connection")
+    g.add_argument("--target", default=DEFAULT_TARGETS[service],
+                   help="host:port or dns:///host:port (round-robin over every address) (default: %(default)s)")
+    g.add_argument("--token", default=None, help=f"bearer token (default: ${TOKEN_ENV})")
+    g.add_argument("--timeout", type=float, default=timeout, metavar="SECONDS",
+                   help="overall deadline of the call, retries included" + (" (default: %(default)s)" if timeout
+                                                                            else " (default: none)"))
+    g.add_argument("--retries", type=int, default=3, metavar="N", help="retries of a failed call (default: %(default)s)")
+    g.add_argument("--tls-ca", metavar="PEM", help="verify the server with this CA (enables TLS)")
+    g.add_argument("--tls-cert", metavar="PEM", help="client certificate for mutual TLS (with --tls-key)")
+    g.add_argument("--tls-key", metavar="PEM", help="client private key for mutual TLS")
+    g.add_argument("--tls-server-name", metavar="NAME", help="expected server name when it differs from the target host")
+    g.add_argument("--correlation-id", help="correlation id for the server logs (default: a new UUID)")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log retries and reconnects on stderr")
+
+
+def client_options(args: argparse.Namespace) -> dict[str, Any]:
+    """ClientConfig keyword arguments from the flags."""
+    tls = None
+    if args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
+        tls = TlsConfig(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key,
+                        server_name=args.tls_server_name)
+    if args.retries < 0:
+        raise UsageError("--retries must be >= 0")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    return {"token": args.token or os.environ.get(TOKEN_ENV) or None, "timeout": args.timeout,
+            "retry": RetryPolicy(max_attempts=args.retries + 1, initial_delay=0.1, max_delay=2.0),
+            "channel": ChannelConfig(tls=tls)}
+
+
+class UsageError(Exception):
+    """A flag combination the command cannot run with (exit code 2)."""
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def stdout_console() -> Console:
+    """Tables on stdout; when it is not a terminal, wide enough that lines are not folded."""
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+    return Console(highlight=False, soft_wrap=False, width=width)
+
+
+def _setup(args: argparse.Namespace, console: Console) -> str:
+    handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler], force=True)
+    tracing.configure("rentscout-cli", __version__)  # real spans, so a traceparent reaches the servers
+    cid = args.correlation_id or str(uuid.uuid4())
+    context.correlation_id.set(cid)
+    return cid
+
+
+def run(args: argparse.Namespace, work: Callable[[], Awaitable[int | None]], console: Console | None = None) -> int:
+    """Run one SDK coroutine; map failures to exit codes and print them (as JSON with --json)."""
+    console = console or stderr_console()
+    cid = _setup(args, console)
+    try:
+        return int(asyncio.run(work()) or EXIT_OK)
+    except UsageError as exc:
+        return fail(args, console, EXIT_USAGE, "USAGE", str(exc), None)
+    except errors.RentScoutError as exc:
+        if isinstance(exc, errors.CircuitOpenError):
+            return fail(args, console, EXIT_UNAVAILABLE, "UNAVAILABLE", str(exc), cid)
+        return fail(args, console, exit_code(exc), exc.code.name, exc.details, exc.correlation_id or cid,
+                    violations=exc.violations, notes=getattr(exc, "__notes__", []))
+    except (ValueError, TypeError) as exc:  # bad flag values caught by the SDK's request builders
+        return fail(args, console, EXIT_USAGE, "USAGE", str(exc), None)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        return fail(args, console, EXIT_FAILED, "IO", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), cid)
+
+
+def fail(args: argparse.Namespace, console: Console, code: int, status: str, message: str, cid: str | None,
+         violations: list[tuple[str, str]] | None = None, notes: list[str] | None = None) -> int:
+    if getattr(args, "json", False):
+        doc = {"error": {"status": status, "message": message, "exit_code": code, "correlation_id": cid,
+                         "violations": [{"field": f, "description": d} for f, d in violations or []]}}
+        sys.stderr.write(orjson.dumps(doc).decode() + "\n")
+        return code
+    console.print(f"[bold red]error[/]: {status}: {message}", markup=True, highlight=False)
+    for field, description in violations or []:
+        console.print(f"  - {field}: {description}", markup=False)
+    for note in notes or []:
+        console.print(f"  ({note})", markup=False)
+    if cid:
+        console.print(f"  correlation id: {cid}", style="dim", markup=False)
+    return code
+
+
+def _silence_stdout() -> None:
+    """After EPIPE, stop Python from complaining again while flushing stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def print_json(value: Message | dict[str, Any] | list[Any], stream: Any = None) -> None:
+    doc = message_json(value) if isinstance(value, Message) else value
+    (stream or sys.stdout).write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def duration_text(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"
+
+
+def size_text(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

@@ -1,0 +1,173 @@
+"""`rentscout export`: stream properties to a file or stdout, resuming automatically after breaks.
+
+    rentscout export --format jsonl --city Moscow -o moscow.jsonl
+    rentscout export --format csv --active-only -o - | gzip > all.csv.gz      # data on stdout, progress on stderr
+    rentscout export --format json --parallel 4 -o all.json                   # 4 PlanExport partitions, one file
+    rentscout export --format jsonl --parallel 4 --split -o all.jsonl         # all.part-000.jsonl ... (one per partition)
+
+A broken stream (server restart, network cut, UNAVAILABLE) is resumed from the last chunk's
+resume token: the file gets every row exactly once. The progress bar (stderr, when it is a
+terminal) shows rows, rows/s and an ETA from the server's estimated row count.
+
+`--parallel N` asks PlanExport for up to N key-range partitions and reads them at once. Without
+`--split` the result is ONE valid file in primary-key order (partition 0 streams straight into it,
+the others spool to temporary files next to it and are appended in order). With `--split` each
+partition goes to its own valid file `<name>.part-NNN.<ext>` (no spooling). A file output is
+written to `<name>.partial` and renamed when complete, so a failed export never leaves a file
+that looks whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from rentscout.cli.clientargs import (
+    EXIT_OK,
+    UsageError,
+    add_client_flags,
+    client_options,
+    duration_text,
+    run,
+    size_text,
+    stderr_console,
+)
+from rentscout.sdk import DownloadProgress, DownloadResult, ExportClient, export_request
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export properties as CSV, JSON or JSONL (resumable, parallel)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--format", default="jsonl", choices=["csv", "json", "jsonl"], help="(default: %(default)s)")
+    p.add_argument("-o", "--output", default="-", metavar="PATH", help="file to write, or - for stdout (default)")
+    f = p.add_argument_group("filter")
+    f.add_argument("--city", action="append", default=[], help="exact city name (repeatable: any of)")
+    f.add_argument("--type", dest="types", action="append", default=[], help="property type, e.g. apartment (repeatable)")
+    f.add_argument("--source", dest="sources", action="append", default=[], help="listing source, e.g. avito (repeatable)")
+    f.add_argument("--min-price", type=int)
+    f.add_argument("--max-price", type=int)
+    f.add_argument("--min-rooms", type=int)
+    f.add_argument("--max-rooms", type=int)
+    f.add_argument("--active-only", action="store_true")
+    f.add_argument("--updated-since", type=_datetime, metavar="ISO8601", help="e.g. 2026-01-31T00:00:00Z")
+    p.add_argument("--columns", type=lambda s: [c.strip() for c in s.split(",") if c.strip()], default=[],
+                   help="comma-separated columns (default: all, in table order)")
+    p.add_argument("--limit", type=int, default=0, help="maximum rows (default: no limit)")
+    p.add_argument("--rows-per-chunk", type=int, default=0, help="rows per streamed chunk (default: server's)")
+    p.add_argument("--parallel", type=int, default=1, metavar="N", help="read N PlanExport partitions at once")
+    p.add_argument("--split", action="store_true", help="with --parallel: one file per partition instead of one file")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    add_client_flags(p, "export", timeout=None)
+    p.set_defaults(func=main)
+
+
+def _datetime(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date/time: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class RowsColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        total = f"/~{int(task.total):,}" if task.total else ""
+        return Text(f"{int(task.completed):,}{total} rows", style="progress.download")
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} rows/s" if speed else "- rows/s", style="progress.data.speed")
+
+
+class BytesColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(size_text(task.fields.get("bytes", 0)), style="progress.filesize")
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.parallel < 1:
+        raise UsageError("--parallel must be at least 1")
+    if args.split and (args.parallel < 2 or args.output == "-"):
+        raise UsageError("--split needs --parallel N (N >= 2) and a file --output")
+    if args.limit < 0:
+        raise UsageError("--limit must be >= 0")
+
+
+def main(args: argparse.Namespace) -> int:
+    console = stderr_console()
+
+    async def work() -> int:
+        _check(args)
+        request = export_request(
+            args.format, cities=args.city, property_types=args.types, sources=args.sources, min_price=args.min_price,
+            max_price=args.max_price, min_rooms=args.min_rooms, max_rooms=args.max_rooms,
+            active_only=args.active_only, updated_since=args.updated_since, columns=args.columns, limit=args.limit,
+            rows_per_chunk=args.rows_per_chunk)
+        show = args.progress if args.progress is not None else console.is_terminal
+        progress = Progress(TextColumn("[bold]export[/]"), BarColumn(), TaskProgressColumn(), RowsColumn(), RateColumn(),
+                            BytesColumn(), TimeRemainingColumn(), console=console, transient=False, disable=not show)
+        task = progress.add_task("export", total=None, bytes=0)
+
+        def on_progress(state: DownloadProgress) -> None:
+            total = max(state.estimated_total_rows, state.rows) or None
+            progress.update(task, completed=state.rows, total=total, bytes=state.bytes)
+
+        async with ExportClient(args.target, **client_options(args)) as client:
+            with progress:
+                result = await _download(client, request, args, on_progress)
+                progress.update(task, completed=result.rows, total=max(result.rows, 1))
+        _report(args, result, console)
+        return EXIT_OK
+
+    return run(args, work, console)
+
+
+async def _download(client: ExportClient, request: Any, args: argparse.Namespace, on_progress: Any) -> DownloadResult:
+    options = {"parallel": args.parallel, "progress": on_progress, "timeout": args.timeout}
+    if args.split:
+        out = Path(args.output)
+        stem, ext = (out.name[: -len(out.suffix)], out.suffix) if out.suffix else (out.name, f".{args.format}")
+        return await client.download(request, split=lambda i: out.with_name(f"{stem}.part-{i:03d}{ext}"), **options)
+    if args.output == "-":
+        return await client.download(request, sys.stdout.buffer, **options)
+    final = Path(args.output)
+    partial = final.with_name(final.name + ".partial")
+    try:
+        with partial.open("wb") as f:
+            result = await client.download(request, f, spool_dir=str(final.parent), **options)
+        os.replace(partial, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+    result.files = [str(final)]
+    return result
+
+
+def _report(args: argparse.Namespace, result: DownloadResult, console: Any) -> None:
+    rate = result.rows / result.elapsed if result.elapsed > 0 else 0.0
+    if args.json:
+        doc = {"rows": result.rows, "bytes": result.bytes_written, "seconds": round(result.elapsed, 3),
+               "rows_per_second": round(rate), "resumes": result.resumes, "partitions": result.partitions,
+               "files": result.files, "export_ids": result.export_ids, "format": args.format}
+        stream = sys.stderr if args.output == "-" else sys.stdout
+        stream.write(orjson.dumps(doc).decode() + "\n")
+        return
+    where = ", ".join(result.files) if result.files else "stdout"
+    resumed = f", resumed {result.resumes}x" if result.resumes else ""
+    parts = f", {result.partitions} partitions" if result.partitions > 1 else ""
+    console.print(f"exported {result.rows:,} rows ({size_text(result.bytes_written)}) in {duration_text(result.elapsed)} "
+                  f"({rate:,.0f} rows/s{parts}{resumed}) -> {where}", markup=False)
+
