@@ -43,9 +43,10 @@ from rentscout.cache_service.store import RedisStore, RedisUnavailable
 from rentscout.cache_service.ttl import AdaptiveTtl, jittered
 from rentscout.runtime import context, deadline, logs
 from rentscout.runtime import metrics as runtime_metrics
-from rentscout.runtime.breaker import BreakerState, CircuitBreaker
 from rentscout.runtime.errors import DeadlineExceeded
 from rentscout.runtime.resources import Resources
+from rentscout.sdk.breaker import BreakerConfig, CircuitBreaker
+from rentscout.sdk.breaker import CircuitState as BreakerState
 
 _log = logging.getLogger(__name__)
 _events = logging.getLogger("rentscout.events")
@@ -84,8 +85,12 @@ class QueryCache:
         self.queries = dict(queries)
         self.keys = KeySpace(settings.namespace)
         self.policy = AdaptiveTtl.from_settings(settings)
-        self.breaker = CircuitBreaker("cache-redis", failure_threshold=settings.breaker_failures,
-                                      reset_timeout=settings.breaker_reset_seconds, on_change=self._breaker_changed)
+        # consecutive Redis failures open it; one probe after the reset time decides (any Redis error fails it)
+        self.breaker = CircuitBreaker("cache-redis", BreakerConfig(
+            consecutive_failures=settings.breaker_failures, recovery_timeout=settings.breaker_reset_seconds,
+            half_open_probes=1, failure_rate_threshold=1.0, slow_call_duration=None))
+        self.breaker_opened = 0  # times the breaker opened (tests and logs)
+        self.breaker.add_listener(lambda change: self._breaker_changed(change.old, change.new))
         self.store = RedisStore(lambda: resources.redis, self.keys, self.breaker,
                                 timeout=resources.settings.redis_timeout_seconds,
                                 window_ms=settings.access_window_seconds * 1000)
@@ -522,6 +527,8 @@ class QueryCache:
 
     def _breaker_changed(self, old: BreakerState, new: BreakerState) -> None:
         metrics.BREAKER_STATE.set(BREAKER_CODES[new])
+        if new is BreakerState.OPEN and old is not new:
+            self.breaker_opened += 1
         up = new is not BreakerState.OPEN
         metrics.REDIS_UP.set(1 if up else 0)
         runtime_metrics.DEPENDENCY_UP.labels("redis").set(1 if up else 0)

@@ -20,8 +20,8 @@ from redis.asyncio.cluster import RedisCluster
 from rentscout.cache_service import metrics
 from rentscout.cache_service.keys import KeySpace
 from rentscout.runtime import deadline
-from rentscout.runtime.breaker import CircuitBreaker
 from rentscout.runtime.errors import DeadlineExceeded
+from rentscout.sdk.breaker import CircuitBreaker, CircuitOpenError
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -119,24 +119,29 @@ class RedisStore:
         cap = self.timeout if cap is None else cap
         budget = deadline.remaining(cap)  # DeadlineExceeded is the caller's, not Redis' fault
         assert budget is not None
-        if not self.breaker.allow():
+        try:
+            permit = self.breaker.acquire()
+        except CircuitOpenError:
             metrics.REDIS_BYPASSED.labels("breaker_open").inc()
-            raise RedisUnavailable("the Redis circuit breaker is open")
+            raise RedisUnavailable("the Redis circuit breaker is open") from None
         try:
             async with asyncio.timeout(budget):
                 result = await fn()
         except REDIS_ERRORS as exc:
             if isinstance(exc, TimeoutError) and budget < cap:
-                # the caller's deadline cut Redis short: neither its failure nor a success (a half-open
-                # trial slot left unreported is reclaimed by the breaker)
+                # the caller's deadline cut Redis short: neither its failure nor a success
+                self.breaker.release(permit)
                 raise DeadlineExceeded("the deadline expired during a cache operation") from None
             self.last_error = f"{operation}: {type(exc).__name__}: {exc}"[:300]
-            self.breaker.record_failure()
+            self.breaker.on_error(permit, exc)
             metrics.REDIS_ERRORS.labels(operation).inc()
             _log.debug("redis %s failed: %s", operation, exc,
                        extra={"fields": {"error.type": type(exc).__name__, "cache.operation": operation}})
             raise RedisUnavailable(f"redis {operation} failed: {type(exc).__name__}") from exc
-        self.breaker.record_success()
+        except BaseException:
+            self.breaker.release(permit)  # cancelled, or not Redis' fault
+            raise
+        self.breaker.on_success(permit)
         return result
 
     # -- the read path ------------------------------------------------------------------------

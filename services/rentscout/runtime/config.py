@@ -25,6 +25,10 @@ SETTINGS_MODULES = (
 )
 
 
+# Read by the client CLI, not by servers (so neither in the settings nor in the manifests).
+CLIENT_ENV_VARS = frozenset({"RENTSCOUT_TOKEN"})
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable and the problem."""
 
@@ -212,7 +216,7 @@ def all_env_vars() -> list[EnvVar]:
 def unknown_env_vars(environ: Mapping[str, str] | None = None) -> list[str]:
     """`RENTSCOUT_*` variables that no setting reads (typos worth a warning at start)."""
     environ = os.environ if environ is None else environ
-    known = {var.name for var in all_env_vars()}
+    known = {var.name for var in all_env_vars()} | CLIENT_ENV_VARS
     return sorted(k for k in environ if k.startswith(PREFIX) and k not in known)
 
 

@@ -81,4 +81,4 @@ async def test_cache_works_on_a_redis_cluster(service_env: dict[str, str], clust
                                  lambda st: st.misses >= 2 and st.hits >= 1)
         assert stats.breaker_state == cache_pb2.BREAKER_STATE_CLOSED and stats.redis_keys > 0
         assert stats.misses >= 2 and stats.hits >= 1
-        assert a.engine.breaker.opened_count == 0 and b.engine.breaker.opened_count == 0
+        assert a.engine.breaker_opened == 0 and b.engine.breaker_opened == 0

@@ -56,7 +56,8 @@ def test_registry_covers_every_service_and_flags_secrets() -> None:
     assert {"RENTSCOUT_DATABASE_URL", "RENTSCOUT_AUTH_TOKENS"} <= secrets
     table = markdown_table()
     assert all(f"`{n}`" in table for n in names)
-    assert unknown_env_vars({"RENTSCOUT_PORTT": "1", "RENTSCOUT_PORT": "1", "HOME": "/"}) == ["RENTSCOUT_PORTT"]
+    assert unknown_env_vars({"RENTSCOUT_PORTT": "1", "RENTSCOUT_PORT": "1", "RENTSCOUT_TOKEN": "t", "HOME": "/"}) == [
+        "RENTSCOUT_PORTT"]  # RENTSCOUT_TOKEN is the CLI's
 
 
 def test_token_parsing() -> None:
