@@ -4,11 +4,9 @@ no-stale-refill race."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import asyncpg
-import pytest
 from cache_support import OwnRows, cache_server, eventually, settings, unique_city
 
 from rentscout.cache.v1 import cache_pb2
@@ -21,15 +19,6 @@ DATABASE, REDIS, NEAR = cache_pb2.CACHE_SOURCE_DATABASE, cache_pb2.CACHE_SOURCE_
 PROPERTY, CITY = cache_pb2.ENTITY_TYPE_PROPERTY, cache_pb2.ENTITY_TYPE_CITY
 
 
-@pytest.fixture
-async def own_rows(database: str) -> AsyncIterator[OwnRows]:
-    conn = await asyncpg.connect(database)
-    rows = OwnRows(conn)
-    try:
-        yield rows
-    finally:
-        await rows.delete_all()
-        await conn.close()
 
 
 def stats(city: str) -> cache_pb2.PriceStatsRequest:

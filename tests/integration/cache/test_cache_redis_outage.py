@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import grpc
 import pytest
 from cache_support import OwnRows, cache_server, eventually, settings, unique_city
@@ -30,15 +29,6 @@ def own_redis(tmp_path: Path) -> Iterator[RedisInstance]:
     redis.stop()
 
 
-@pytest.fixture
-async def own_rows(database: str) -> AsyncIterator[OwnRows]:
-    conn = await asyncpg.connect(database)
-    rows = OwnRows(conn)
-    try:
-        yield rows
-    finally:
-        await rows.delete_all()
-        await conn.close()
 
 
 def redis_errors() -> float:
