@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.dbstate import data_fingerprint
 from harness.hostile import messages
 from harness.rpcs import all_rpcs
 from harness.secrets import ADMIN_TOKEN
@@ -18,18 +19,6 @@ CLIENT_ERRORS = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.Stat
                  grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.RESOURCE_EXHAUSTED}
 EXAMPLES_PER_RPC = 30
 TRIED: dict[str, int] = {}
-
-CHECKSUM_SQL = """
-SELECT (SELECT md5(string_agg(p::text, '|' ORDER BY id)) FROM properties p)
-    || (SELECT count(*)::text FROM pg_class WHERE relnamespace = 'public'::regnamespace)
-    || (SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension)
-    || (SELECT count(*)::text FROM pg_roles)
-"""
-
-
-def data_fingerprint(pg: PostgresInstance) -> str:
-    return pg.psql(CHECKSUM_SQL).strip()
-
 
 @pytest.mark.parametrize("rpc", all_rpcs(), ids=lambda r: r.path)
 def test_hostile_requests(all_server: ServerProcess, pg_instance: PostgresInstance, rpc) -> None:
