@@ -8,9 +8,11 @@ Retry (one layer only: the SDK; gRPC's own retries are disabled on SDK channels)
 - Never: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED, FAILED_PRECONDITION,
   UNIMPLEMENTED and every other code, and never a call the breaker refused (that is failing fast).
 
-Breaker: the target's own failures (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, UNKNOWN, DATA_LOSS,
-RESOURCE_EXHAUSTED) count as failures; caller errors prove the server answered, so they count as
-successes; a call the caller cancelled says nothing and is ignored.
+Breaker: the target's own failures (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, UNKNOWN, DATA_LOSS)
+count as failures; caller errors prove the server answered, so they count as successes; a call the
+caller cancelled says nothing and is ignored. RESOURCE_EXHAUSTED is ignored too: a live server refusing
+one more call of a limited kind (an export slot) is not a broken target, and opening the breaker would
+also fail its other RPCs; the retry policy's backoff and budget are what pace overload.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ NEVER_RETRYABLE = frozenset({
 })
 SERVER_FAILURES = frozenset({
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS, grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS,
 })
 
 
@@ -66,6 +68,6 @@ def breaker_outcome(exc: BaseException) -> Outcome:
     code = code_of(exc)
     if code is None:
         return Outcome.FAILURE  # a transport error without a status
-    if code is grpc.StatusCode.CANCELLED:
+    if code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED):
         return Outcome.IGNORE
     return Outcome.FAILURE if code in SERVER_FAILURES else Outcome.SUCCESS

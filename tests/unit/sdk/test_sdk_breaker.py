@@ -292,13 +292,20 @@ def test_registry_gives_one_breaker_per_target() -> None:
 
 
 def test_outcome_classification() -> None:
-    from rentscout.sdk.errors import CallCancelledError, DeadlineExceededError, InternalError, NotFoundError
+    from rentscout.sdk.errors import (
+        CallCancelledError,
+        DeadlineExceededError,
+        InternalError,
+        NotFoundError,
+        ResourceExhaustedError,
+    )
 
     assert codes.breaker_outcome(UnavailableError("x")) is Outcome.FAILURE
     assert codes.breaker_outcome(DeadlineExceededError("x")) is Outcome.FAILURE
     assert codes.breaker_outcome(InternalError("x")) is Outcome.FAILURE
     assert codes.breaker_outcome(NotFoundError("x")) is Outcome.SUCCESS
     assert codes.breaker_outcome(CallCancelledError("x")) is Outcome.IGNORE
+    assert codes.breaker_outcome(ResourceExhaustedError("x")) is Outcome.IGNORE  # busy, not broken
     assert codes.breaker_outcome(asyncio.CancelledError()) is Outcome.IGNORE
 
 
