@@ -1,23 +1,28 @@
-"""Layer 2 of the safety policy (see `safety`): resolve what a statement would call through the catalog.
+"""Layer 2 of the safety policy (see `safety`): what a statement would run, as PostgreSQL resolved it.
 
-Runs on the analyzing connection inside its read-only transaction, before EXPLAIN, so the
-resolution sees the same search_path and the same catalog snapshot as the statement itself.
+Runs on the analyzing connection inside the statement's own transaction, as the role the statement
+runs as and before anything executes, so the resolution sees the same search_path and catalog.
+Layer 1 (the privilege of that role) is the boundary; this refuses what privilege alone allows but
+the analyzer does not want: volatile functions, functions that run SQL text, SECURITY DEFINER ones.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 import asyncpg
+import orjson
 
+from rentscout.analyzer_service.insights import TableHealth
 from rentscout.analyzer_service.safety import FunctionInfo, ParsedQuery, Rejected, function_verdict
-from rentscout.analyzer_service.sqltext import quote_ident, tagged
+from rentscout.analyzer_service.sqltext import TAG, quote_ident, tagged
 from rentscout.runtime import deadline
+from rentscout.runtime.errors import FailedPrecondition
 
-# Candidates by name (index scans on proname / oprname); which of them the statement can reach
-# (its search_path, or the schema it names) is decided in Python from `visible` and `ref_schema`.
-# Operators in pg_catalog are all built-in and immutable, so only the others are looked at. An
-# aggregate runs its support functions (transition, final ...), which are checked in its stead too:
+# An aggregate runs its support functions (transition, final ...), which are checked in its stead:
 # a user-defined aggregate itself looks like an immutable internal function.
 _AGGREGATE_SUPPORT = """
     SELECT s.fn FROM pg_catalog.pg_aggregate g
@@ -25,91 +30,98 @@ _AGGREGATE_SUPPORT = """
                                     g.aggmtransfn, g.aggminvtransfn, g.aggmfinalfn]::oid[]) AS s(fn)
     WHERE g.aggfnoid = {fn} AND s.fn <> 0"""
 
-_FUNCTIONS_SQL = tagged(f"""
-WITH named AS (
-    SELECT p.oid AS fn, n.nspname AS ref_schema, p.proname::text AS ref,
-           n.nspname = ANY (pg_catalog.current_schemas(true)) AS visible
-    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-    WHERE p.proname = ANY ($1::text[])
-  UNION ALL
-    SELECT o.oprcode::oid, n.nspname, '#' || o.oprname, n.nspname = ANY (pg_catalog.current_schemas(true))
-    FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
-    WHERE o.oprname = ANY ($2::text[]) AND o.oprnamespace <> 'pg_catalog'::pg_catalog.regnamespace
-  UNION ALL
-    -- explicit casts to types outside pg_catalog: their cast functions and their domains' CHECKs
-    SELECT fn.oid, tn.nspname, '%' || t.typname, true
-    FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace
-    CROSS JOIN LATERAL (
-        SELECT c.castfunc::oid AS oid FROM pg_catalog.pg_cast c WHERE c.casttarget = t.oid AND c.castfunc <> 0
-      UNION ALL
-        SELECT d.refobjid FROM pg_catalog.pg_constraint k
-        JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid = k.oid
-             AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-        WHERE k.contypid = t.oid) AS fn
-    WHERE t.typname = ANY ($3::text[]) AND t.typnamespace <> 'pg_catalog'::pg_catalog.regnamespace
-), called AS (
-    SELECT fn, ref_schema, ref, visible FROM named
-  UNION ALL
-    SELECT support.fn, named.ref_schema, named.ref, named.visible
-    FROM named CROSS JOIN LATERAL ({_AGGREGATE_SUPPORT.format(fn="named.fn")}) AS support
-)
-SELECT f.schema, f.name, f.volatility, f.language, c.visible, c.ref, c.ref_schema
-FROM called c
-CROSS JOIN LATERAL (
-    SELECT n.nspname AS schema, p.proname AS name, p.provolatile::text AS volatility, l.lanname AS language
-    FROM pg_catalog.pg_proc p
-    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-    JOIN pg_catalog.pg_language l ON l.oid = p.prolang
-    WHERE p.oid = c.fn) AS f
-""")
-
 _RELATIONS_SQL = tagged("""
 SELECT r.i AS i, c.oid, c.relkind::text AS relkind
 FROM unnest($1::text[]) WITH ORDINALITY AS r(name, i)
 JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(r.name)
 """)
 
-# Functions (directly or through operators) used by the rewrite rules of the views a statement
-# reads, following views of views; materialized views are not expanded (they are not re-run).
-_VIEW_FUNCTIONS_SQL = tagged(f"""
-WITH RECURSIVE views(oid) AS (
-    SELECT c.oid FROM pg_catalog.pg_class c WHERE c.oid = ANY ($1::oid[]) AND c.relkind = 'v'
+PROBE = "rentscout_probe"
+
+# Everything a statement runs, as PostgreSQL resolved it. The probe is a SQL-standard function whose
+# body is the caller's statement (created in pg_temp inside the rolled-back transaction):
+# pg_proc.prosqlbody then holds the statement's analysed query tree, in which every call is a node
+# naming the OID PostgreSQL bound, whatever the syntax (calls, attribute notation t.f, operators,
+# implicit and explicit casts, coercions to domains, aggregates, window functions). The closure
+# reads those trees and follows what the objects they name run in turn: a function's default
+# arguments and SQL body, an operator's function, an aggregate's support functions, a domain's
+# CHECK constraints and base type, a user type's I/O functions, a view's rewrite rules (so views
+# of views) and the row-security policies of the tables read. Node trees print OIDs as
+# `:funcid 1234`; identifiers in them are escaped (a space becomes `\ `), so no text the caller
+# wrote can forge or hide a field. Column defaults are not followed: a SELECT never evaluates them.
+FUNCTION_FIELDS = ("funcid", "opfuncid", "aggfnoid", "winfnoid", "hashfuncid", "negfuncid")
+OPERATOR_FIELDS = ("opno", "eqop", "sortop")
+TYPE_FIELDS = ("resulttype", "minmaxtype", "refcontainertype", "consttype", "paramtype")
+_FIELD_PATTERN = f":({'|'.join(FUNCTION_FIELDS + OPERATOR_FIELDS + TYPE_FIELDS)}|relid) ([0-9]+)"
+_FN = ", ".join(f"'{f}'" for f in FUNCTION_FIELDS)
+_OP = ", ".join(f"'{f}'" for f in OPERATOR_FIELDS)
+_TY = ", ".join(f"'{f}'" for f in TYPE_FIELDS)
+
+_CLOSURE_SQL = tagged(f"""
+WITH RECURSIVE tree(body) AS (
+    SELECT p.prosqlbody::text FROM pg_catalog.pg_proc p
+    WHERE p.proname = '{PROBE}' AND p.pronamespace = pg_catalog.pg_my_temp_schema()
   UNION
-    SELECT c.oid
-    FROM views v
-    JOIN pg_catalog.pg_rewrite r ON r.ev_class = v.oid
-    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid
-    JOIN pg_catalog.pg_class c ON d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.oid = d.refobjid
-    WHERE c.relkind = 'v' AND c.oid <> v.oid
-), used AS (
-    SELECT CASE WHEN d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass THEN d.refobjid
-                ELSE (SELECT o.oprcode::oid FROM pg_catalog.pg_operator o WHERE o.oid = d.refobjid) END AS fn
-    FROM views v
-    JOIN pg_catalog.pg_rewrite r ON r.ev_class = v.oid
-    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid
-    WHERE d.refclassid IN ('pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_operator'::pg_catalog.regclass)
-), called AS (
-    SELECT fn FROM used
-  UNION
-    SELECT support.fn FROM used CROSS JOIN LATERAL ({_AGGREGATE_SUPPORT.format(fn="used.fn")}) AS support
+    SELECT nxt.body
+    FROM tree t
+    CROSS JOIN LATERAL (
+        SELECT m[1] AS field, m[2]::oid AS oid FROM pg_catalog.regexp_matches(t.body, '{_FIELD_PATTERN}', 'g') AS m
+      UNION ALL  -- RowCompareExpr: `:opnos (o 96 97)`
+        SELECT 'opno', pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.btrim(m[1]), ' '))::oid
+        FROM pg_catalog.regexp_matches(t.body, ':opnos \\(o ([0-9 ]+)\\)', 'g') AS m
+    ) AS r
+    CROSS JOIN LATERAL (
+        SELECT p.proargdefaults::text AS body FROM pg_catalog.pg_proc p WHERE r.field IN ({_FN}) AND p.oid = r.oid
+      UNION ALL
+        SELECT p.prosqlbody::text FROM pg_catalog.pg_proc p WHERE r.field IN ({_FN}) AND p.oid = r.oid
+      UNION ALL
+        SELECT ':funcid ' || s.fn FROM ({_AGGREGATE_SUPPORT.format(fn="r.oid")}) AS s WHERE r.field IN ({_FN})
+      UNION ALL
+        SELECT ':funcid ' || o.oprcode::oid FROM pg_catalog.pg_operator o WHERE r.field IN ({_OP}) AND o.oid = r.oid
+      UNION ALL
+        SELECT w.ev_action::text FROM pg_catalog.pg_rewrite w WHERE r.field = 'relid' AND w.ev_class = r.oid
+      UNION ALL
+        SELECT pg_catalog.concat(pol.polqual::text, ' ', pol.polwithcheck::text)
+        FROM pg_catalog.pg_policy pol JOIN pg_catalog.pg_class c ON c.oid = pol.polrelid
+        WHERE r.field = 'relid' AND pol.polrelid = r.oid AND c.relrowsecurity
+      UNION ALL
+        SELECT k.conbin::text FROM pg_catalog.pg_constraint k WHERE r.field IN ({_TY}) AND k.contypid = r.oid
+      UNION ALL
+        SELECT pg_catalog.concat(':resulttype ', ty.typbasetype, ' :funcid ', ty.typinput::oid,
+                                 ' :funcid ', ty.typoutput::oid)
+        FROM pg_catalog.pg_type ty
+        WHERE r.field IN ({_TY}) AND ty.oid = r.oid AND ty.typnamespace <> 'pg_catalog'::pg_catalog.regnamespace
+    ) AS nxt
+    WHERE nxt.body IS NOT NULL
+), refs AS (
+    SELECT DISTINCT m[1] AS field, m[2]::oid AS oid FROM tree t, pg_catalog.regexp_matches(t.body, '{_FIELD_PATTERN}', 'g') AS m
 )
-SELECT DISTINCT n.nspname AS schema, p.proname AS name, p.provolatile::text AS volatility, l.lanname AS language
-FROM called u
-JOIN pg_catalog.pg_proc p ON p.oid = u.fn
-JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+SELECT CASE WHEN $1::bool THEN pg_catalog.set_config('transaction_read_only', 'on', true) END AS read_only,
+       (SELECT count(*) > 0 FROM tree) AS probed,
+       (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(n.nspname, p.proname, p.provolatile, l.lanname, p.prosecdef))
+        FROM (SELECT DISTINCT oid FROM refs WHERE field IN ({_FN}) AND oid <> 0) AS f
+        JOIN pg_catalog.pg_proc p ON p.oid = f.oid
+        JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+        JOIN pg_catalog.pg_language l ON l.oid = p.prolang) AS functions,
+       (SELECT count(*) FROM (SELECT DISTINCT oid FROM refs WHERE field IN ({_FN}) AND oid <> 0) AS f
+        WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.oid = f.oid)) AS unknown_functions,
+       (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(
+                   n.nspname, c.relname, c.reltuples::float8, c.relpages::int8,
+                   pg_catalog.pg_stat_get_live_tuples(c.oid), pg_catalog.pg_stat_get_mod_since_analyze(c.oid),
+                   pg_catalog.pg_stat_get_last_analyze_time(c.oid), pg_catalog.pg_stat_get_last_autoanalyze_time(c.oid)))
+        FROM (SELECT DISTINCT oid FROM refs WHERE field = 'relid') AS t
+        JOIN pg_catalog.pg_class c ON c.oid = t.oid AND c.relkind IN ('r', 'm', 'p')
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace) AS tables
 """)
 
 
 @dataclass
 class Resolution:
-    """What the catalog check learned: the relations the statement names, by OID."""
+    """What the catalog check learned: the relations the statement names (by OID, as written) and
+    the statistics state of every table it reads, keyed by the relation name EXPLAIN prints."""
 
-    relation_oids: dict[tuple[str | None, str], int]
-
-
-def _as_info(row: asyncpg.Record) -> FunctionInfo:
-    return FunctionInfo(row["schema"], row["name"], row["volatility"], row["language"])
+    relation_oids: dict[tuple[str | None, str], int] = field(default_factory=dict)
+    tables: dict[str, TableHealth] = field(default_factory=dict)
 
 
 async def resolve_relations(conn: asyncpg.Connection, parsed: ParsedQuery) -> dict[tuple[str | None, str], tuple[int, str]]:
@@ -122,29 +134,55 @@ async def resolve_relations(conn: asyncpg.Connection, parsed: ParsedQuery) -> di
     return {keys[r["i"] - 1]: (r["oid"], r["relkind"]) for r in rows}
 
 
-def reachable(row: asyncpg.Record, parsed: ParsedQuery) -> bool:
-    """Whether a candidate function or operator row is one the statement could actually call."""
-    ref: str = row["ref"]
-    schema: str = row["ref_schema"]
-    if ref.startswith("#"):  # an operator
-        return any(o.name == ref[1:] and (o.schema == schema if o.schema else row["visible"]) for o in parsed.operators)
-    if ref.startswith("%"):  # a cast target type (any schema when unqualified: conservative)
-        return any(c.name == ref[1:] and (c.schema == schema if c.schema else True) for c in parsed.casts)
-    return any(f.name == ref and (f.schema == schema if f.schema else row["visible"]) for f in parsed.functions)
+def probe_sql(parsed: ParsedQuery, parameter_types: Sequence[str]) -> str:
+    """CREATE FUNCTION pg_temp.rentscout_probe(<the statement's parameter types>) whose body is the
+    statement. Sent over the extended protocol, so the server refuses a second command whatever the
+    text holds; the newline ends a trailing line comment."""
+    return (f"CREATE FUNCTION {TAG} pg_temp.{PROBE}({', '.join(parameter_types)}) RETURNS SETOF pg_catalog.record "
+            f"LANGUAGE sql BEGIN ATOMIC\n{parsed.body}\n; END")
 
 
-async def enforce(conn: asyncpg.Connection, parsed: ParsedQuery, trusted_schemas: frozenset[str]) -> Resolution:
-    """Raise Rejected when a function the statement could call is not allowed."""
-    names = sorted({f.name for f in parsed.functions})
-    operators = sorted({o.name for o in parsed.operators})
-    casts = sorted({c.name for c in parsed.casts})
-    rows = await conn.fetch(_FUNCTIONS_SQL, names, operators, casts, timeout=deadline.remaining())
-    infos = [_as_info(r) for r in rows if reachable(r, parsed)]
-    resolved = await resolve_relations(conn, parsed)
-    views = [oid for oid, relkind in resolved.values() if relkind == "v"]
-    if views:
-        infos += [_as_info(r) for r in await conn.fetch(_VIEW_FUNCTIONS_SQL, views, timeout=deadline.remaining())]
-    for info in sorted(set(infos), key=lambda i: (i.schema, i.name)):
+def _health(row: list[Any]) -> TableHealth:
+    schema, name, reltuples, relpages, live, modified, analyzed, autoanalyzed = row
+    return TableHealth(schema=schema, name=name, reltuples=reltuples, relpages=relpages, n_live_tup=live,
+                       n_mod_since_analyze=modified, last_analyze=_timestamp(analyzed),
+                       last_autoanalyze=_timestamp(autoanalyzed))
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+async def check(conn: asyncpg.Connection, parsed: ParsedQuery, parameter_types: Sequence[str],
+                trusted_schemas: frozenset[str], *, then_read_only: bool) -> Resolution:
+    """Raise Rejected when the statement would run a function the policy does not allow.
+
+    Runs inside the caller's transaction, as the role the statement will run as (same search_path,
+    same catalog snapshot). The probe function stays until that transaction rolls back, or the caller's
+    savepoint. With `then_read_only`, the same round trip makes the transaction READ ONLY.
+    """
+    try:
+        probe = await conn.prepare(probe_sql(parsed, parameter_types), timeout=deadline.remaining())
+        await probe.fetch(timeout=deadline.remaining())
+    except asyncpg.InsufficientPrivilegeError:
+        raise FailedPrecondition(
+            "the analyzer role cannot create the temporary probe function of the catalog check: "
+            "GRANT TEMPORARY ON DATABASE <database> TO rentscout_explain (PUBLIC has it by default)") from None
+    row = await conn.fetchrow(_CLOSURE_SQL, then_read_only, timeout=deadline.remaining())
+    if row is None or not row["probed"]:
+        raise Rejected("function:catalog", "could not be resolved in the catalog")
+    if row["unknown_functions"]:
+        raise Rejected("function:catalog", "would call a function that is not in the catalog")
+    if then_read_only and row["read_only"] != "on":
+        raise Rejected("read_only", "could not be run in a read-only transaction")
+    infos = {FunctionInfo(schema, name, volatility, language, definer)
+             for schema, name, volatility, language, definer in orjson.loads(row["functions"] or "[]")}
+    for info in sorted(infos, key=lambda i: (i.schema, i.name)):
         if (problem := function_verdict(info, trusted_schemas)) is not None:
             raise Rejected("function:catalog", f"would call {problem}")
-    return Resolution(relation_oids={key: oid for key, (oid, _) in resolved.items()})
+    tables: dict[str, TableHealth] = {}
+    for table in orjson.loads(row["tables"] or "[]"):
+        health = _health(table)
+        tables.setdefault(health.name, health)
+    resolved = await resolve_relations(conn, parsed) if parsed.relations else {}
+    return Resolution(relation_oids={key: oid for key, (oid, _) in resolved.items()}, tables=tables)

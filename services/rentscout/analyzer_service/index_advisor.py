@@ -2,27 +2,36 @@
 checked with HypoPG hypothetical indexes when the extension is installed, plus index hygiene.
 
 HypoPG indexes live in the memory of one backend and survive ROLLBACK, so validation runs on a
-dedicated connection that is closed afterwards (hypopg_reset() first): a pooled connection never
-sees a hypothetical index. Statements with placeholders ($1, or pg_stat_statements' normalised
-constants) are costed as generic plans (PREPARE + plan_cache_mode = force_generic_plan), which
-estimate `col = $1` from the column's statistics just as Dexter does. Statements are only planned,
-never executed, but planning can evaluate functions, so the same safety policy applies as for
-AnalyzeQuery, in the same kind of read-only transaction.
+dedicated connection that starts and ends with hypopg_reset() and is closed afterwards: a pooled
+connection never sees a hypothetical index. Caller-written and recorded statements are checked
+(`catalog_policy`) and planned as the analyzer role; HypoPG and the statistics are the service's own
+reads. Table mode builds candidates from the workload: the recorded statements (pg_stat_statements,
+and pg_qualstats where installed) that filter that table, validated against those statements and
+ranked by the planner cost they save in total (cost x calls); statistics-only candidates appear only
+when no recorded statement touches the table, unvalidated and last.
+
+Statements with placeholders ($1, or pg_stat_statements' normalised constants) are costed as
+generic plans (PREPARE + plan_cache_mode = force_generic_plan), which estimate `col = $1` from the
+column's statistics just as Dexter does. Statements are only planned, never executed, but planning
+can evaluate functions, so the same safety policy applies as for AnalyzeQuery, and planning runs
+in a read-only transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import asyncpg
 
 from rentscout.analyzer_service import catalog_policy, metrics, session, slow_queries
-from rentscout.analyzer_service.explain import vet
+from rentscout.analyzer_service.explain import parameter_types, vet
 from rentscout.analyzer_service.index_candidates import (
     Candidate,
     ColumnStats,
@@ -36,7 +45,7 @@ from rentscout.analyzer_service.index_candidates import (
     heuristic_keep,
     index_issues,
 )
-from rentscout.analyzer_service.pgerrors import map_statement_error
+from rentscout.analyzer_service.pgerrors import map_role_error, map_statement_error
 from rentscout.analyzer_service.safety import ParsedQuery, Rejected, parse_select
 from rentscout.analyzer_service.settings import AnalyzerSettings
 from rentscout.analyzer_service.sqltext import TAG, quote_ident, tagged
@@ -45,11 +54,14 @@ from rentscout.runtime import deadline
 from rentscout.runtime.config import RuntimeSettings
 from rentscout.runtime.database import Database
 from rentscout.runtime.errors import InvalidArgument, Unavailable
+from rentscout.runtime.logs import fingerprint as statement_fingerprint
 
 _log = logging.getLogger(__name__)
 _names = itertools.count(1)
 TABLE_MODE_MAX_SELECTIVITY = 0.01  # table mode: a column must single out at most 1% of the rows
 TABLE_MODE_MAX_WIDTH = 256
+TABLE_MODE_WORKLOAD = 200  # recorded statements table mode reads (the costliest first)
+T = TypeVar("T")
 
 _INDEXES_SQL = tagged("""
 SELECT i.indexrelid::oid AS oid, n.nspname AS schema, ic.relname AS name, tn.nspname || '.' || t.relname AS table_name,
@@ -110,6 +122,7 @@ class Suggestion:
     validated: bool = False
     queries: list[str] = field(default_factory=list)
     reason: str = ""
+    saved_cost: float = 0.0  # table mode: planner cost saved over the workload (per-call saving x calls)
 
     @property
     def reduction(self) -> float:
@@ -202,7 +215,7 @@ async def plan_cost(conn: asyncpg.Connection, sql: str, param_count: int, field:
     except asyncpg.PostgresError as exc:
         if field is None:
             raise
-        raise map_statement_error(exc, field, offset=len(prefix)) from None
+        raise map_statement_error(exc, field, offset=len(prefix), sql=sql) from None
     doc = json.loads(raw)
     return float(doc[0]["Plan"]["Total Cost"]), str(raw)
 
@@ -214,12 +227,51 @@ async def _measure(ctx: _Context, sql: str, param_count: int, candidate: Candida
                                   candidate.hypothetical_statement(), timeout=deadline.remaining())
     oid = row["indexrelid"]
     try:
-        cost, raw = await plan_cost(ctx.conn, sql, param_count)
+        cost, raw = await plan_as_role(ctx, sql, param_count)
         size = await ctx.conn.fetchval(f"SELECT {TAG} {schema}.hypopg_relation_size($1)", oid, timeout=deadline.remaining())
     finally:
         with contextlib.suppress(asyncpg.InFailedSQLTransactionError):
             await ctx.conn.fetchval(f"SELECT {TAG} {schema}.hypopg_drop_index($1)", oid, timeout=deadline.remaining())
     return cost, int(size or 0), f"<{oid}>" in raw
+
+
+async def plan_as_role(ctx: _Context, sql: str, param_count: int, field: str | None = None) -> tuple[float, str]:
+    """plan_cost of a caller-written or recorded statement, planned as the analyzer role."""
+    async with session.as_statement_role(ctx.conn, ctx.settings):
+        return await plan_cost(ctx.conn, sql, param_count, field)
+
+
+async def check_statement(ctx: _Context, parsed: ParsedQuery, field: str | None = None) -> catalog_policy.Resolution:
+    """Layer 2 for one statement, in a savepoint as the analyzer role (the probe and the role go with it).
+
+    With `field`, its problems are the caller's (INVALID_ARGUMENT on that field); without, they
+    propagate as Rejected / PostgresError for the caller to skip the statement.
+    """
+    role = session.statement_role(ctx.settings)
+    try:
+        await ctx.conn.execute(f"SAVEPOINT {TAG} probe; {session.set_role_sql(role)}", timeout=deadline.remaining())
+    except session.ROLE_ERRORS as exc:
+        raise map_role_error(exc, role or "") from None
+    try:
+        stmt = await ctx.conn.prepare(parsed.sql, timeout=deadline.remaining())
+        return await catalog_policy.check(ctx.conn, parsed, parameter_types(stmt), ctx.settings.trusted_schemas,
+                                          then_read_only=False)
+    except Rejected as exc:
+        metrics.REJECTED.labels(exc.reason).inc()
+        if field is None:
+            raise
+        raise InvalidArgument(field, exc.message) from None
+    except asyncpg.PostgresError as exc:
+        if field is None:
+            raise
+        raise map_statement_error(exc, field, sql=parsed.sql) from None
+    finally:
+        await ctx.conn.execute(f"ROLLBACK {TAG} TO SAVEPOINT probe", timeout=deadline.remaining())
+
+
+async def read_only(ctx: _Context) -> None:
+    """Every statement is checked: from here on nothing in this transaction may write."""
+    await ctx.conn.execute(f"SET LOCAL {TAG} transaction_read_only = on", timeout=deadline.remaining())
 
 
 async def _reset_hypopg(ctx: _Context) -> None:
@@ -268,17 +320,10 @@ async def candidates_for(ctx: _Context, parsed: ParsedQuery, resolution: catalog
     return candidates, stats, reltuples, oids
 
 
-async def advise_statement(ctx: _Context, parsed: ParsedQuery, field: str | None = None) -> tuple[list[Suggestion], list[int]]:
-    """Suggestions for one statement. With `field`, its problems are the caller's (INVALID_ARGUMENT on
-    that field); without, they propagate as Rejected / PostgresError for the caller to skip it."""
-    try:
-        resolution = await catalog_policy.enforce(ctx.conn, parsed, ctx.settings.trusted_schemas)
-    except Rejected as exc:
-        metrics.REJECTED.labels(exc.reason).inc()
-        if field is None:
-            raise
-        raise InvalidArgument(field, exc.message) from None
-    cost_before, _ = await plan_cost(ctx.conn, parsed.sql, parsed.param_count, field)
+async def advise_statement(ctx: _Context, parsed: ParsedQuery, resolution: catalog_policy.Resolution,
+                           field: str | None = None) -> tuple[list[Suggestion], list[int]]:
+    """Suggestions for one checked statement (see check_statement for `field`)."""
+    cost_before, _ = await plan_as_role(ctx, parsed.sql, parsed.param_count, field)
     candidates, stats, reltuples, oids = await candidates_for(ctx, parsed, resolution)
     if not candidates:
         return [], oids
@@ -289,19 +334,46 @@ async def advise_statement(ctx: _Context, parsed: ParsedQuery, field: str | None
 
 
 async def from_sql(ctx: _Context, sql: str) -> tuple[list[Suggestion], list[int]]:
-    return await advise_statement(ctx, vet(sql), field="sql")
+    parsed = vet(sql)
+    resolution = await check_statement(ctx, parsed, field="sql")
+    await read_only(ctx)
+    return await advise_statement(ctx, parsed, resolution, field="sql")
 
 
-async def from_table(ctx: _Context, raw_table: str) -> tuple[list[Suggestion], list[int]]:
-    rel, _ = await resolve_table(ctx.conn, raw_table)
-    _, _, reltuples = await load_relations(ctx.conn, [rel.oid])
-    rows = reltuples.get(rel.oid, 0.0)
-    stats, indexable = await load_stats(ctx.conn, [rel.oid])
-    indexes = await load_indexes(ctx.conn, [rel.oid])
+async def checked_statements(ctx: _Context, statements: Sequence[slow_queries.SlowQuery]
+                             ) -> list[tuple[slow_queries.SlowQuery, ParsedQuery, catalog_policy.Resolution]]:
+    """The recorded statements that pass both policy layers (the others are skipped, and logged)."""
+    out = []
+    for stmt in statements:
+        try:
+            parsed = parse_select(stmt.query)
+            out.append((stmt, parsed, await check_statement(ctx, parsed)))
+        except (Rejected, asyncpg.PostgresError) as exc:
+            _log.info("recorded statement skipped", extra={"fields": {
+                "db.statement.fingerprint": statement_fingerprint(stmt.query), "error.type": type(exc).__name__}})
+    return out
+
+
+async def _savepoint(ctx: _Context, step: Callable[[], Awaitable[T]]) -> T | None:
+    """Run one statement's step in a savepoint: a failure skips that statement, nothing else."""
+    await ctx.conn.execute(f"SAVEPOINT {TAG} advice", timeout=deadline.remaining())
+    try:
+        result = await step()
+    except (Rejected, asyncpg.PostgresError) as exc:
+        _log.info("recorded statement skipped", extra={"fields": {"error.type": type(exc).__name__}})
+        await ctx.conn.execute(f"ROLLBACK {TAG} TO SAVEPOINT advice", timeout=deadline.remaining())
+        await _reset_hypopg(ctx)
+        return None
+    await ctx.conn.execute(f"RELEASE {TAG} SAVEPOINT advice", timeout=deadline.remaining())
+    return result
+
+
+def _statistics_candidates(rel: Relation, rows: float, stats: dict[ColumnKey, ColumnStats], indexable: set[ColumnKey],
+                           indexes: list[IndexInfo]) -> list[Candidate]:
     candidates = []
     for (oid, column), st in stats.items():
         selectivity = st.eq_selectivity(rows)
-        if (oid, column) not in indexable or st.null_frac >= 0.5 or st.avg_width > TABLE_MODE_MAX_WIDTH:
+        if oid != rel.oid or (oid, column) not in indexable or st.null_frac >= 0.5 or st.avg_width > TABLE_MODE_MAX_WIDTH:
             continue
         if selectivity > TABLE_MODE_MAX_SELECTIVITY:
             continue
@@ -312,37 +384,112 @@ async def from_table(ctx: _Context, raw_table: str) -> tuple[list[Suggestion], l
         if covered_by(c, indexes) is None:
             candidates.append(c)
     candidates.sort(key=lambda c: (c.selectivity, c.columns))
-    suggestions: list[Suggestion] = []
-    for c in candidates:
-        probe = f"SELECT * FROM {rel.qualified} WHERE {quote_ident(c.columns[0])} = $1"
-        cost_before, _ = await plan_cost(ctx.conn, probe, 1)
-        found = await evaluate(ctx, probe, 1, [c], stats, reltuples, cost_before)
-        for s in found:
-            s.queries = []
-        suggestions += found
-    return suggestions, [rel.oid]
+    return candidates
+
+
+async def _qualstats_query_ids(ctx: _Context, rel: Relation) -> list[int]:
+    """The statements pg_qualstats saw filter `rel` (none when it is not installed)."""
+    schema = await ctx.conn.fetchval(tagged(
+        "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname = 'pg_qualstats'"), timeout=deadline.remaining())
+    if schema is None:
+        return []
+    ids = await ctx.conn.fetchval(tagged(
+        f"SELECT array_agg(DISTINCT queryid) FROM {quote_ident(schema)}.pg_qualstats "
+        "WHERE (lrelid = $1 OR rrelid = $1) AND queryid IS NOT NULL"), rel.oid, timeout=deadline.remaining())
+    return list(ids or [])
+
+
+async def table_workload(ctx: _Context, rel: Relation) -> list[slow_queries.SlowQuery]:
+    """Recorded SELECTs that may touch `rel`: the costliest ones, plus those pg_qualstats saw filter it."""
+    ext = await slow_queries.extension(ctx.conn)
+    found = await slow_queries.fetch(ctx.conn, ext, min_calls=1, min_mean_ms=0.0, order="total_time",
+                                     limit=TABLE_MODE_WORKLOAD, selects_only=True)
+    ids = await _savepoint(ctx, functools.partial(_qualstats_query_ids, ctx, rel))  # may be installed, not loaded
+    known = {q.query_id for q in found}
+    if ids:
+        found += [q for q in await slow_queries.fetch(ctx.conn, ext, min_calls=1, min_mean_ms=0.0, order="total_time",
+                                                      limit=TABLE_MODE_WORKLOAD, selects_only=True, query_ids=ids)
+                  if q.query_id not in known]
+    return found
+
+
+async def _plan_for_table(ctx: _Context, parsed: ParsedQuery, res: catalog_policy.Resolution, rel: Relation
+                          ) -> tuple[float, list[Candidate]]:
+    """(cost now, the statement's candidates on `rel`)."""
+    cost_before, _ = await plan_as_role(ctx, parsed.sql, parsed.param_count)
+    candidates, _, _, _ = await candidates_for(ctx, parsed, res)
+    return cost_before, [c for c in candidates if c.relation.oid == rel.oid]
+
+
+async def from_table(ctx: _Context, raw_table: str) -> tuple[list[Suggestion], list[int]]:
+    rel, _ = await resolve_table(ctx.conn, raw_table)
+    _, _, reltuples = await load_relations(ctx.conn, [rel.oid])
+    rows = reltuples.get(rel.oid, 0.0)
+    stats, indexable = await load_stats(ctx.conn, [rel.oid])
+    indexes = await load_indexes(ctx.conn, [rel.oid])
+    touching = [(stmt, parsed, res) for stmt, parsed, res in await checked_statements(ctx, await table_workload(ctx, rel))
+                if rel.oid in res.relation_oids.values()]
+    await read_only(ctx)
+    if not touching:
+        return _statistics_only(rel, rows, stats, indexable, indexes), [rel.oid]
+    merged: dict[tuple[int, tuple[str, ...]], Suggestion] = {}
+    threshold = ctx.settings.hypopg_min_cost_reduction
+    for stmt, parsed, res in touching:
+        planned = await _savepoint(ctx, functools.partial(_plan_for_table, ctx, parsed, res, rel))
+        if planned is None:
+            continue
+        cost_before, candidates = planned
+        for c in candidates:
+            if ctx.hypopg_schema is None:
+                if heuristic_keep(c, rows):
+                    merged.setdefault(c.key, Suggestion(c, size_bytes=estimate_index_bytes(c, stats, rows))
+                                      ).queries.append(stmt.query)
+                continue
+            measured = await _savepoint(ctx, functools.partial(_measure, ctx, parsed.sql, parsed.param_count, c))
+            if measured is None:
+                continue
+            cost_after, size, used = measured
+            if not used or cost_before <= 0 or 1.0 - cost_after / cost_before < threshold:
+                continue
+            s = merged.setdefault(c.key, Suggestion(c, size_bytes=size, validated=True))
+            s.cost_before += cost_before * stmt.calls
+            s.cost_after += cost_after * stmt.calls
+            s.saved_cost += (cost_before - cost_after) * stmt.calls
+            s.queries.append(stmt.query)
+    if ctx.hypopg_schema is None:
+        for s in merged.values():
+            s.reason = f"{s.candidate.reason}; used by {len(s.queries)} recorded statement(s); not validated (no HypoPG)"
+        return sorted(merged.values(), key=lambda s: (-len(s.queries), s.candidate.columns)), [rel.oid]
+    ranked = sorted(merged.values(), key=lambda s: (-s.saved_cost, len(s.candidate.columns), s.candidate.columns))
+    for s in ranked:
+        s.reason = (f"{s.candidate.reason}; HypoPG: {len(s.queries)} recorded statement(s) filtering "
+                    f"{rel.qualified} would save planner cost {s.saved_cost:.0f} in total (cost x calls, "
+                    f"{100 * s.reduction:.0f}% lower)")
+    return ranked, [rel.oid]
+
+
+def _statistics_only(rel: Relation, rows: float, stats: dict[ColumnKey, ColumnStats],
+                           indexable: set[ColumnKey], indexes: list[IndexInfo]) -> list[Suggestion]:
+    """No recorded statement touches the table: candidates from its statistics, unvalidated and last."""
+    return [Suggestion(c, size_bytes=estimate_index_bytes(c, stats, rows),
+                       reason=f"{c.reason}; not validated: no recorded statement filters {rel.qualified} "
+                              f"(pg_stat_statements), so this comes from column statistics alone")
+            for c in _statistics_candidates(rel, rows, stats, indexable, indexes)]
 
 
 async def from_slow_queries(ctx: _Context) -> tuple[list[Suggestion], list[int] | None]:
     ext = await slow_queries.extension(ctx.conn)
     statements = await slow_queries.fetch(ctx.conn, ext, min_calls=1, min_mean_ms=0.0, order="total_time",
                                           limit=ctx.settings.slow_query_sample, selects_only=True)
+    checked = await checked_statements(ctx, statements)
+    await read_only(ctx)
     merged: dict[tuple[int, tuple[str, ...]], Suggestion] = {}
-    for stmt in statements:
-        try:
-            parsed = parse_select(stmt.query)
-        except Rejected:
+    for stmt, parsed, resolution in checked:
+        advised = await _savepoint(ctx, functools.partial(advise_statement, ctx, parsed, resolution))
+        if advised is None:
             continue
-        await ctx.conn.execute(f"SAVEPOINT {TAG} advice", timeout=deadline.remaining())  # a failure skips one statement
-        try:
-            found, _ = await advise_statement(ctx, parsed)
-        except (Rejected, asyncpg.PostgresError) as exc:
-            _log.info("slow statement skipped", extra={"fields": {"db.statement.fingerprint": parsed.fingerprint,
-                                                                  "error.type": type(exc).__name__}})
-            await ctx.conn.execute(f"ROLLBACK {TAG} TO SAVEPOINT advice", timeout=deadline.remaining())
-            await _reset_hypopg(ctx)
-            continue
-        await ctx.conn.execute(f"RELEASE {TAG} SAVEPOINT advice", timeout=deadline.remaining())
+        found, _ = advised
         for s in found:
             s.queries = [stmt.query]
             current = merged.get(s.candidate.key)
@@ -392,9 +539,9 @@ async def suggest(db: Database, runtime: RuntimeSettings, settings: AnalyzerSett
     async with dedicated_connection(runtime) as conn:
         schema, installable = await hypopg_schema(conn)
         ctx = _Context(conn, settings, schema)
-        async with session.read_only(conn, statement_timeout_ms=settings.statement_timeout_ms,
-                                     lock_timeout_ms=settings.lock_timeout_ms):
+        async with session.transaction(conn, settings, as_role=False):
             await conn.execute(f"SET LOCAL {TAG} plan_cache_mode = force_generic_plan", timeout=deadline.remaining())
+            await _reset_hypopg(ctx)  # starts with no hypothetical index, whatever the connection saw
             try:
                 if table is not None:
                     suggestions, scope = await from_table(ctx, table)
@@ -406,7 +553,8 @@ async def suggest(db: Database, runtime: RuntimeSettings, settings: AnalyzerSett
             finally:
                 with contextlib.suppress(asyncpg.InFailedSQLTransactionError):
                     await _reset_hypopg(ctx)
-    suggestions.sort(key=lambda s: (not s.validated, -s.reduction, s.candidate.selectivity, s.candidate.columns))
+    if table is None:  # table mode comes ranked by the cost it saves over the workload
+        suggestions.sort(key=lambda s: (not s.validated, -s.reduction, s.candidate.selectivity, s.candidate.columns))
     suggestions = suggestions[:limit]
     for s in suggestions:
         metrics.INDEX_SUGGESTIONS.labels(str(s.validated).lower()).inc()

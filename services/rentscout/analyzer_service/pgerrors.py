@@ -1,13 +1,16 @@
-"""Errors of a statement under analysis, mapped to statuses without leaking row data.
+"""Errors of a statement under analysis, mapped to statuses that carry no data from the database.
 
-PostgreSQL messages can quote values from the rows a statement read (invalid input syntax for type
-integer: "<a value from the table>", constraint details, RAISE messages of functions). Only
-messages built from the statement text and the catalog (syntax errors and undefined or ambiguous
-names) are echoed; every other error becomes a generic message naming its condition and SQLSTATE.
+PostgreSQL messages can quote values the statement read: a failed cast to regclass or regtype names
+the text it tried ("relation "<a password hash>" does not exist"), constraint details quote rows,
+RAISE messages say anything. So no database message is ever echoed. The answer carries the
+SQLSTATE, its condition name, the kind of object it concerns and the position in the caller's own
+text, with the caller's own token found there. The full error goes to the server log at debug
+level: its catalog names (schema, table, column, type, constraint), never its message or detail.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 
 import asyncpg
@@ -22,25 +25,16 @@ from rentscout.runtime.errors import (
     classify,
 )
 
-# SQLSTATEs whose message only quotes the statement's own text or catalog names.
-ECHO_SAFE = frozenset({
-    "42601",  # syntax_error
-    "42P01",  # undefined_table
-    "42703",  # undefined_column
-    "42883",  # undefined_function
-    "42P02",  # undefined_parameter
-    "42702",  # ambiguous_column
-    "42725",  # ambiguous_function
-    "42803",  # grouping_error
-    "42804",  # datatype_mismatch
-    "42P18",  # indeterminate_datatype
-    "42846",  # cannot_coerce
-    "42P10",  # invalid_column_reference
-    "42P09",  # ambiguous_alias
-    "42P08",  # ambiguous_parameter
-    "42704",  # undefined_object (type names)
-    "3F000",  # invalid_schema_name
-})
+# The kind of object a SQLSTATE is about (class 42 and friends), for the answer.
+OBJECT_KINDS = {
+    "42P01": "relation", "42703": "column", "42883": "function", "42725": "function", "42P02": "parameter",
+    "42702": "column", "42704": "object", "3F000": "schema", "42P09": "alias", "42P08": "parameter",
+    "42P18": "parameter", "42804": "expression", "42846": "cast", "42803": "column", "42P10": "column",
+    "42P13": "function", "42P07": "relation", "42P06": "schema", "42710": "object", "0A000": "feature",
+    "42P19": "recursion",
+}
+_TOKEN = re.compile(r'"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$.]*|\$[0-9]+|[^\s]')
+_log = logging.getLogger(__name__)
 
 
 def condition_name(exc: asyncpg.PostgresError) -> str:
@@ -50,11 +44,11 @@ def condition_name(exc: asyncpg.PostgresError) -> str:
 
 
 def map_statement_error(exc: asyncpg.PostgresError, field: str = "sql", statement_timeout_ms: int | None = None,
-                        offset: int = 0) -> ServiceError:
+                        offset: int = 0, sql: str | None = None) -> ServiceError:
     """The status for an error raised while planning or running the analyzed statement.
 
-    `offset` is where the caller's text starts in what was sent (after `EXPLAIN (...) `), so that
-    positions point into the caller's own statement.
+    `offset` is where the caller's text `sql` starts in what was sent (after `EXPLAIN (...) `), so
+    that positions point into the caller's own statement.
     """
     state = exc.sqlstate or ""
     if state == "57014":  # query_canceled: our statement_timeout (the RPC deadline cancels differently)
@@ -73,13 +67,32 @@ def map_statement_error(exc: asyncpg.PostgresError, field: str = "sql", statemen
         return InvalidArgument(field, f"needs a read-write transaction (SQLSTATE {state})")
     if (transport := classify(exc)) is not None:
         return transport
-    if state in ECHO_SAFE:
-        position = getattr(exc, "position", None)
-        position = int(position) - offset if position and str(position).isdigit() else 0
-        where = f" (position {position})" if position > 0 else ""
-        return InvalidArgument(field, f"{getattr(exc, 'message', None) or condition_name(exc)}{where} (SQLSTATE {state})")
-    return InvalidArgument(field, f"failed with {condition_name(exc)} (SQLSTATE {state}); the database message "
-                                  f"is not shown because it may quote row data")
+    log_withheld(exc)
+    kind = OBJECT_KINDS.get(state)
+    about = f" ({kind})" if kind else ""
+    where = _where(exc, sql, offset)
+    return InvalidArgument(field, f"failed with {condition_name(exc)}{about}{where} (SQLSTATE {state}); the database "
+                                  f"message is not shown because it may quote data")
+
+
+def _where(exc: asyncpg.PostgresError, sql: str | None, offset: int) -> str:
+    """' at position N near <the caller's own token there>', or '' (no position inside `sql`)."""
+    raw = getattr(exc, "position", None)
+    position = int(raw) - offset if raw and str(raw).isdigit() else 0
+    if sql is None or not 0 < position <= len(sql):
+        return ""
+    match = _TOKEN.match(sql, position - 1)
+    return f" at position {position}" + (f" near {match.group(0)[:64]}" if match else "")
+
+
+def log_withheld(exc: asyncpg.PostgresError) -> None:
+    """The error for the server log: what PostgreSQL named from the catalog, never its message."""
+    _log.debug("analyzed statement failed", extra={"fields": {
+        "error.type": type(exc).__name__, "error.code": exc.sqlstate,
+        "db.error.position": getattr(exc, "position", None),
+        **{f"db.error.{name}": getattr(exc, name, None) for name in (
+            "schema_name", "table_name", "column_name", "data_type_name", "constraint_name")
+           if getattr(exc, name, None)}}})
 
 
 def map_role_error(exc: asyncpg.PostgresError, role: str) -> ServiceError:

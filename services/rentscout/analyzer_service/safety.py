@@ -38,6 +38,9 @@ from rentscout.runtime.logs import fingerprint as statement_fingerprint
 
 MAX_SQL_CHARS = 100_000
 MAX_PARAMS = 100
+# Nesting of the parse tree (a subquery is about four levels, `a + b + c` one per operator). Deeper
+# trees are refused before anything walks them recursively (here, PostgreSQL, protobuf).
+MAX_DEPTH = 100
 
 # category -> (exact names, name prefixes); names as the parser normalises them (lower case).
 DENIED_FUNCTIONS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
@@ -131,6 +134,7 @@ class ParsedQuery:
     sql: str
     statement: ast.SelectStmt
     fingerprint: str
+    body: str = ""  # the statement's own text, without surrounding comments or the final semicolon
     functions: frozenset[QualifiedName] = frozenset()
     operators: frozenset[QualifiedName] = frozenset()
     casts: frozenset[QualifiedName] = frozenset()  # target types of explicit casts, outside pg_catalog
@@ -142,17 +146,33 @@ class ParsedQuery:
 
 def walk(node: object) -> Iterator[ast.Node]:
     """Every AST node under `node` (inclusive), depth first."""
-    stack = [node]
+    for current, _ in walk_depth(node):
+        yield current
+
+
+def walk_depth(node: object) -> Iterator[tuple[ast.Node, int]]:
+    """(node, depth) for every AST node under `node`, depth first, without recursion."""
+    stack: list[tuple[object, int]] = [(node, 1)]
     while stack:
-        current = stack.pop()
+        current, depth = stack.pop()
         if isinstance(current, ast.Node):
-            yield current
+            yield current, depth
             for member in current:
                 value = getattr(current, member)
                 if isinstance(value, (ast.Node, tuple, list)):
-                    stack.append(value)
+                    stack.append((value, depth + 1))
         elif isinstance(current, (tuple, list)):
-            stack.extend(reversed(current))
+            stack.extend((item, depth) for item in reversed(current))
+
+
+def nesting_depth(node: object) -> int:
+    """How deep the parse tree under `node` nests (list containers do not count)."""
+    return max((depth for _, depth in walk_depth(node)), default=0)
+
+
+def check_depth(node: object) -> None:
+    if nesting_depth(node) > MAX_DEPTH:
+        raise Rejected("too_deep", f"statement nests deeper than {MAX_DEPTH} levels")
 
 
 def _names(items: tuple[ast.Node, ...] | None) -> list[str]:
@@ -183,17 +203,28 @@ def parse_select(sql: str) -> ParsedQuery:
     if "\x00" in sql:
         raise Rejected("syntax", "contains a NUL character")
     try:
+        # libpg_query's JSON output checks its stack depth; pglast's tree building does not (a chain of
+        # ~50k operators overflows the C stack), so the cheap C pass guards the other.
+        parser.parse_sql_json(sql)
         statements = parse_sql(sql)
     except parser.ParseError as exc:
+        if "stack depth" in str(exc) or "memory exhausted" in str(exc):  # the parser's own nesting limits
+            raise Rejected("too_deep", f"statement nests deeper than {MAX_DEPTH} levels") from None
         raise Rejected("syntax", parse_error_message(exc)) from None
+    except RecursionError:
+        raise Rejected("too_deep", f"statement nests deeper than {MAX_DEPTH} levels") from None
     if not statements:
         raise Rejected("empty", "contains no statement (only comments or semicolons)")
     if len(statements) > 1:
         raise Rejected("multiple_statements", f"must be exactly one statement; found {len(statements)}")
-    stmt = statements[0].stmt
+    raw = statements[0]
+    stmt = raw.stmt
+    check_depth(stmt)
     if not isinstance(stmt, ast.SelectStmt):
         raise Rejected(*_not_select(stmt))
-    parsed = ParsedQuery(sql=sql, statement=stmt, fingerprint=statement_fingerprint(sql))
+    start = raw.stmt_location or 0
+    body = sql[start:start + raw.stmt_len] if raw.stmt_len else sql[start:]
+    parsed = ParsedQuery(sql=sql, statement=stmt, fingerprint=statement_fingerprint(sql), body=body.strip())
     _inspect(parsed)
     return parsed
 
@@ -296,6 +327,7 @@ class FunctionInfo:
     name: str
     volatility: str  # 'i' immutable, 's' stable, 'v' volatile
     language: str
+    definer: bool = False  # SECURITY DEFINER: runs with its owner's privileges
 
 
 def function_verdict(fn: FunctionInfo, trusted_schemas: frozenset[str] = frozenset()) -> str | None:
@@ -304,6 +336,8 @@ def function_verdict(fn: FunctionInfo, trusted_schemas: frozenset[str] = frozens
     if (category := denied_category(fn.name)) is not None:
         return f"{label} is not allowed ({category.replace('_', ' ')})"
     volatile = fn.volatility == "v"
+    if fn.definer and fn.schema not in BUILTIN_SCHEMAS:
+        return f"{label} is SECURITY DEFINER; it would run with its owner's privileges, not the analyzer role's"
     if fn.schema in BUILTIN_SCHEMAS:
         if volatile and fn.name not in HARMLESS_VOLATILE_BUILTINS and not fn.name.startswith(HARMLESS_VOLATILE_PREFIXES):
             return f"{label} is a volatile built-in function that may have side effects"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import grpc
@@ -16,6 +17,7 @@ from rentscout.runtime.errors import InvalidArgument, Violations
 from rentscout.runtime.resources import Resources
 from rentscout.runtime.server import ServiceSpec
 
+_log = logging.getLogger(__name__)
 SERVICE_NAME = "rentscout.analyzer.v1.AnalyzerService"
 ADMIN_METHODS = frozenset(analyzer_pb2.DESCRIPTOR.services_by_name["AnalyzerService"].methods_by_name)
 MAX_PARAMS = 100
@@ -96,6 +98,11 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
 
 def create(resources: Resources, settings: AnalyzerSettings | None = None) -> ServiceSpec:
     """`settings` defaults to the environment (tests pass their own)."""
-    servicer = AnalyzerServicer(resources, settings or load(AnalyzerSettings))
+    settings = settings or load(AnalyzerSettings)
+    if settings.unprivileged_opt_out:
+        _log.warning("UNSAFE: RENTSCOUT_ANALYZER_RUN_AS_SERVICE_USER=true: caller-written statements run with the "
+                     "service's own database privileges, not as a low-privilege role; only the catalog check "
+                     "stands between them and whatever this user may do")
+    servicer = AnalyzerServicer(resources, settings)
     return ServiceSpec(name=SERVICE_NAME, admin_methods=ADMIN_METHODS,
                        register=lambda server: analyzer_pb2_grpc.add_AnalyzerServiceServicer_to_server(servicer, server))

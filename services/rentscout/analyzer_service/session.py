@@ -1,5 +1,10 @@
-"""The one way the analyzer runs anything a caller wrote: a read-only transaction that is always
-rolled back, with statement and lock timeouts no longer than the RPC's own deadline."""
+"""The one way the analyzer runs anything a caller wrote: a transaction that is always rolled back,
+as the low-privilege role, with statement and lock timeouts no longer than the RPC's own deadline.
+
+The transaction starts READ WRITE only so that the catalog check (`catalog_policy.check`) can
+create its probe function in pg_temp; nothing the caller wrote executes before that check has made
+the transaction READ ONLY in the same round trip.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,14 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from rentscout.analyzer_service.pgerrors import map_role_error
+from rentscout.analyzer_service.settings import AnalyzerSettings
 from rentscout.analyzer_service.sqltext import TAG, quote_ident
 from rentscout.runtime import deadline
+from rentscout.runtime.errors import FailedPrecondition
 
 _log = logging.getLogger(__name__)
+
+ROLE_ERRORS = (asyncpg.InvalidParameterValueError, asyncpg.InsufficientPrivilegeError, asyncpg.UndefinedObjectError)
 
 
 def timeout_ms(configured_ms: int) -> int:
@@ -24,25 +33,46 @@ def timeout_ms(configured_ms: int) -> int:
     return max(1, min(configured_ms, int(left * 1000)))
 
 
+def statement_role(settings: AnalyzerSettings) -> str | None:
+    """The role caller-written statements run as; None only with the explicit opt-out."""
+    if settings.unprivileged_opt_out:
+        return None
+    if not settings.explain_role:
+        raise FailedPrecondition(
+            "RENTSCOUT_ANALYZER_EXPLAIN_ROLE is empty: set it to the analyzer's low-privilege role (rentscout_explain, "
+            "created by the migrations), or opt out explicitly with RENTSCOUT_ANALYZER_RUN_AS_SERVICE_USER=true")
+    return settings.explain_role
+
+
+def set_role_sql(role: str | None) -> str:
+    return f"SET LOCAL {TAG} ROLE {quote_ident(role)}" if role else f"SET LOCAL {TAG} ROLE NONE"
+
+
 @contextlib.asynccontextmanager
-async def read_only(conn: asyncpg.Connection, *, statement_timeout_ms: int, lock_timeout_ms: int) -> AsyncIterator[int]:
-    """BEGIN READ ONLY + SET LOCAL timeouts; ROLLBACK on the way out whatever happened.
+async def transaction(conn: asyncpg.Connection, settings: AnalyzerSettings, *, read_only: bool = False,
+                      as_role: bool = True) -> AsyncIterator[int]:
+    """BEGIN + SET LOCAL timeouts (+ SET LOCAL ROLE); ROLLBACK on the way out whatever happened.
 
     Yields the statement_timeout in force (ms). If the rollback itself fails the connection is
     terminated rather than returned to the pool in an unknown state.
     """
-    stmt_ms = timeout_ms(statement_timeout_ms)
-    lock_ms = min(lock_timeout_ms, stmt_ms)
+    role = statement_role(settings) if as_role else None
+    stmt_ms = timeout_ms(settings.statement_timeout_ms)
+    lock_ms = min(settings.lock_timeout_ms, stmt_ms)
+    mode = " READ ONLY" if read_only else ""
     # One round trip; integers formatted by us (SET takes no bind parameters). If it fails half-way,
     # the transaction may be open: the finally below rolls it back either way.
+    setup = (f"BEGIN {TAG} ISOLATION LEVEL REPEATABLE READ{mode}; "
+             f"SET LOCAL {TAG} statement_timeout = {int(stmt_ms)}; "
+             f"SET LOCAL {TAG} lock_timeout = {int(lock_ms)}; "
+             f"SET LOCAL {TAG} idle_in_transaction_session_timeout = {int(stmt_ms) + 5000}; "
+             # the parser that vetted the statement (pglast) assumes standard strings
+             f"SET LOCAL {TAG} standard_conforming_strings = on")
     try:
-        await conn.execute(f"BEGIN {TAG} ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-                           f"SET LOCAL {TAG} statement_timeout = {int(stmt_ms)}; "
-                           f"SET LOCAL {TAG} lock_timeout = {int(lock_ms)}; "
-                           f"SET LOCAL {TAG} idle_in_transaction_session_timeout = {int(stmt_ms) + 5000}; "
-                           # the parser that vetted the statement (pglast) assumes standard strings
-                           f"SET LOCAL {TAG} standard_conforming_strings = on",
-                           timeout=deadline.remaining())
+        try:
+            await conn.execute(setup + (f"; {set_role_sql(role)}" if role else ""), timeout=deadline.remaining())
+        except ROLE_ERRORS as exc:
+            raise map_role_error(exc, role or "") from None
         yield stmt_ms
     finally:
         try:
@@ -54,11 +84,20 @@ async def read_only(conn: asyncpg.Connection, *, statement_timeout_ms: int, lock
             conn.terminate()
 
 
-async def set_role(conn: asyncpg.Connection, role: str) -> None:
-    """SET LOCAL ROLE for the rest of the transaction; FAILED_PRECONDITION when it is not possible."""
-    if not role:
+@contextlib.asynccontextmanager
+async def as_statement_role(conn: asyncpg.Connection, settings: AnalyzerSettings) -> AsyncIterator[None]:
+    """Within a transaction opened with as_role=False: run a block as the statement role, then as the
+    service again (for planning caller-written SQL between the service's own catalog and HypoPG work)."""
+    role = statement_role(settings)
+    if role is None:
+        yield
         return
     try:
-        await conn.execute(f"SET LOCAL {TAG} ROLE {quote_ident(role)}", timeout=deadline.remaining())
-    except (asyncpg.InvalidParameterValueError, asyncpg.InsufficientPrivilegeError, asyncpg.UndefinedObjectError) as exc:
+        await conn.execute(set_role_sql(role), timeout=deadline.remaining())
+    except ROLE_ERRORS as exc:
         raise map_role_error(exc, role) from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(asyncpg.InFailedSQLTransactionError):
+            await conn.execute(set_role_sql(None), timeout=deadline.remaining())

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from rentscout.runtime.config import float_range, int_range, setting
+from rentscout.runtime.config import float_range, int_range, parse_bool, setting
 
 
 def _names(raw: str) -> str:
@@ -28,9 +28,14 @@ class AnalyzerSettings:
         "ANALYZER_LOCK_TIMEOUT_MS", 1_000, "lock_timeout of analyzed statements (they never wait long for locks).",
         int_range(1, 600_000))
     explain_role: str = setting(
-        "ANALYZER_EXPLAIN_ROLE", "",
-        "Low-privilege role analyzed statements run as (SET LOCAL ROLE), e.g. rentscout_explain from migration 0004; "
-        "empty runs them as the service's user.", _role)
+        "ANALYZER_EXPLAIN_ROLE", "rentscout_explain",
+        "NOLOGIN role every caller-written statement runs as (SET LOCAL ROLE): SELECT on the application's tables "
+        "only (migrations 0004-0005). Statement RPCs answer FAILED_PRECONDITION when the service cannot switch to it.",
+        _role)
+    unprivileged_opt_out: bool = setting(
+        "ANALYZER_RUN_AS_SERVICE_USER", False,
+        "Unsafe opt-out: run caller-written statements with the service's own privileges (no SET ROLE). "
+        "Logged as a warning at start; only for databases where the role cannot be created.", parse_bool)
     trusted_function_schemas: str = setting(
         "ANALYZER_TRUSTED_FUNCTION_SCHEMAS", "",
         "Comma-separated schemas whose non-volatile SQL/plpgsql functions analyzed statements may call.", _names)

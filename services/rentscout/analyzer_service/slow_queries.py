@@ -61,7 +61,7 @@ def time_columns(version: tuple[int, ...]) -> dict[str, str]:
 SELECTS_ONLY = r"AND query ~* '^\s*(/\*.*?\*/\s*|--[^\n]*\n\s*)*\(?\s*(select|with|table|values)\M'"
 
 
-def build_query(ext: Extension, order: str, selects_only: bool = False) -> str:
+def build_query(ext: Extension, order: str, selects_only: bool = False, by_id: bool = False) -> str:
     cols = time_columns(ext.version_tuple)
     order_expr = {
         "total_time": cols["total"], "mean_time": cols["mean"], "calls": "calls", "max_time": cols["max"],
@@ -76,6 +76,7 @@ WHERE dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.
   AND strpos(query, '{TAG_TEXT}') = 0
   AND query <> '{HYPOPG_INTERNAL}'
   AND calls >= $1 AND {cols['mean']} >= $2 {SELECTS_ONLY if selects_only else ""}
+  {"AND queryid = ANY ($4::int8[])" if by_id else ""}
 ORDER BY {order_expr} DESC NULLS LAST, queryid
 LIMIT $3""")
 
@@ -105,9 +106,11 @@ def _hit_ratio(hit: int, read: int) -> float:
 
 
 async def fetch(conn: asyncpg.Connection, ext: Extension, *, min_calls: int, min_mean_ms: float, order: str,
-                limit: int, selects_only: bool = False) -> list[SlowQuery]:
+                limit: int, selects_only: bool = False, query_ids: list[int] | None = None) -> list[SlowQuery]:
+    """The top `limit` statements by `order`; with `query_ids`, only those statements."""
+    args: list[object] = [min_calls, min_mean_ms, limit] + ([query_ids] if query_ids is not None else [])
     try:
-        rows = await conn.fetch(build_query(ext, order, selects_only), min_calls, min_mean_ms, limit,
+        rows = await conn.fetch(build_query(ext, order, selects_only, query_ids is not None), *args,
                                 timeout=deadline.remaining())
     except asyncpg.ObjectNotInPrerequisiteStateError:
         raise FailedPrecondition(f"pg_stat_statements is installed but not loaded: {PRELOAD_FIX}") from None

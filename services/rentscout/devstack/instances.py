@@ -88,11 +88,15 @@ class PostgresInstance:
             self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", self.user, "-A", "trust",
                       "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
             conf = self.datadir / "postgresql.conf"
+            # pg_qualstats (where installed) records the predicates SuggestIndexes' table mode reads;
+            # every statement is sampled, as the analyzer's tests expect
+            qualstats = ("pg_qualstats",) if self.has_extension("pg_qualstats") else ()
             with conf.open("a") as f:
                 f.write(
                     "\n# rentscout private instance\n"
                     "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
-                    f"shared_preload_libraries = '{','.join(self.preload)}'\n"
+                    f"shared_preload_libraries = '{','.join(self.preload + qualstats)}'\n"
+                    + ("pg_qualstats.sample_rate = 1\n" if qualstats else "") +
                     "pg_stat_statements.track = all\ncompute_query_id = on\ntrack_io_timing = on\n"
                     "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                     "max_connections = 200\nshared_buffers = 256MB\nwork_mem = 16MB\n"
@@ -106,8 +110,9 @@ class PostgresInstance:
         self._psql_admin(f"SELECT 'CREATE DATABASE {self.database}' WHERE NOT EXISTS "
                          f"(SELECT FROM pg_database WHERE datname = '{self.database}')\\gexec")
         self.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
-        if self.has_extension("hypopg"):
-            self.psql("CREATE EXTENSION IF NOT EXISTS hypopg;")
+        for extension in ("hypopg", "pg_qualstats"):
+            if self.has_extension(extension):
+                self.psql(f"CREATE EXTENSION IF NOT EXISTS {extension};")
         return self
 
     def stop(self, mode: str = "fast") -> None:

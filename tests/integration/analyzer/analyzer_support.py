@@ -74,6 +74,10 @@ CREATE FUNCTION {SCHEMA}.wrap(int) RETURNS {SCHEMA}.wrapped LANGUAGE plpgsql IMM
 BEGIN PERFORM pg_advisory_lock(4245); RETURN ROW($1); END $$;
 CREATE CAST (int AS {SCHEMA}.wrapped) WITH FUNCTION {SCHEMA}.wrap(int);
 CREATE VIEW {SCHEMA}.aggregate_view AS SELECT {SCHEMA}.locking_sum(a) AS s FROM {SCHEMA}.events;
+-- What an operator does for tables beyond the application's own: let the analyzer role read them.
+GRANT USAGE ON SCHEMA {SCHEMA} TO rentscout_explain;
+GRANT SELECT ON ALL TABLES IN SCHEMA {SCHEMA} TO rentscout_explain;
+ALTER DEFAULT PRIVILEGES IN SCHEMA {SCHEMA} GRANT SELECT ON TABLES TO rentscout_explain;
 """
 
 

@@ -59,13 +59,42 @@ async def test_a_suggestion_once_created_is_no_longer_suggested(client: Client, 
     assert not second.suggestions
 
 
-async def test_table_mode_uses_column_statistics(client: Client, hypopg: bool) -> None:
-    reply = await client("SuggestIndexes", pb.SuggestIndexesRequest(table=f"{SCHEMA}.events", limit=3))
+async def _fresh_table(pg_conn: asyncpg.Connection) -> str:
+    """owner: 2,000 values; tag: 1,000; serial: unique; score: 7. Only statements name it (none yet)."""
+    table = f"{SCHEMA}.w_{uuid.uuid4().hex[:6]}"
+    await pg_conn.execute(f"""
+        CREATE TABLE {table} (id int PRIMARY KEY, owner int, tag int, serial int, score int);
+        INSERT INTO {table} SELECT g, g % 2000, g % 1000, g, g % 7 FROM generate_series(1, 40000) g;
+        ANALYZE {table};""")
+    return table
+
+
+async def test_table_mode_builds_candidates_from_the_recorded_workload(client: Client, hypopg: bool,
+                                                                       pg_conn: asyncpg.Connection) -> None:
+    table = await _fresh_table(pg_conn)
+    for value in range(30):  # the workload: owner often, tag a little; serial (as selective) never
+        await pg_conn.fetch(f"SELECT * FROM {table} WHERE owner = $1", value)
+    for value in range(3):
+        await pg_conn.fetch(f"SELECT id FROM {table} WHERE tag = $1 AND score = 2", value)
+    reply = await client("SuggestIndexes", pb.SuggestIndexesRequest(table=table))
+    leading = [s.columns[0] for s in reply.suggestions]
+    assert leading[:2] == ["owner", "tag"], [(list(s.columns), s.reason) for s in reply.suggestions]
+    assert "serial" not in leading and "score" not in leading  # no statement filters them alone
+    first = reply.suggestions[0]
+    assert first.hypopg_validated and first.cost_after < first.cost_before
+    assert any("WHERE owner = $1" in q for q in first.queries)
+    assert "recorded statement" in first.reason and "save planner cost" in first.reason
+
+
+async def test_table_mode_without_workload_falls_back_to_statistics_unvalidated(client: Client, hypopg: bool,
+                                                                               pg_conn: asyncpg.Connection) -> None:
+    table = await _fresh_table(pg_conn)
+    reply = await client("SuggestIndexes", pb.SuggestIndexesRequest(table=table, limit=3))
     cols = [list(s.columns) for s in reply.suggestions]
-    # most selective first; id has its primary key, a its index, b and kind too few distinct values
-    assert cols == [["payload"], ["d"], ["c"]] and all(s.hypopg_validated for s in reply.suggestions)
-    assert not reply.suggestions[0].queries
-    assert all("column statistics" in s.reason for s in reply.suggestions)
+    # most selective first; id has its primary key, score too few distinct values
+    assert cols == [["serial"], ["owner"], ["tag"]], cols
+    assert not any(s.hypopg_validated for s in reply.suggestions) and not reply.suggestions[0].queries
+    assert all("not validated" in s.reason and "column statistics" in s.reason for s in reply.suggestions)
 
 
 async def test_suggestions_from_slow_queries(analyzer_server, hypopg: bool, pg_conn: asyncpg.Connection) -> None:
@@ -88,7 +117,8 @@ async def test_without_hypopg_the_heuristic_says_so(analyzer_server, pg_conn: as
             await other.execute("""
                 CREATE TABLE items (id int PRIMARY KEY, sku int, color int);
                 INSERT INTO items SELECT g, g, g % 3 FROM generate_series(1, 20000) g;
-                ANALYZE items;""")
+                ANALYZE items;
+                GRANT SELECT ON items TO rentscout_explain;""")
         finally:
             await other.close()
         async with analyzer_server(database=database.rsplit("/", 1)[0] + f"/{name}") as host, client_for(host) as c:

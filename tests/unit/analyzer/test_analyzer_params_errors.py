@@ -81,14 +81,20 @@ def test_row_data_in_error_messages_is_not_echoed() -> None:
     assert "bob" not in unique.message
 
 
-def test_errors_about_the_statement_text_are_echoed_with_position() -> None:
-    err = map_statement_error(_error(asyncpg.UndefinedColumnError, 'column "nope" does not exist', position="8"))
+def test_errors_carry_sqlstate_kind_and_the_callers_own_token_never_the_message() -> None:
+    sql = "SELECT nope FROM properties"
+    err = map_statement_error(_error(asyncpg.UndefinedColumnError, 'column "nope" does not exist', position="8"), sql=sql)
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert 'column "nope" does not exist (position 8) (SQLSTATE 42703)' in err.message
-    shifted = map_statement_error(_error(asyncpg.UndefinedColumnError, "x", position="30"), offset=22)
-    assert "(position 8)" in shifted.message
-    inside_prefix = map_statement_error(_error(asyncpg.PostgresSyntaxError, "x", position="3"), offset=22)
+    assert "undefined column (column) at position 8 near nope (SQLSTATE 42703)" in err.message
+    assert "does not exist" not in err.message
+    shifted = map_statement_error(_error(asyncpg.UndefinedColumnError, "x", position="30"), offset=22, sql=sql)
+    assert "at position 8 near nope" in shifted.message
+    inside_prefix = map_statement_error(_error(asyncpg.PostgresSyntaxError, "x", position="3"), offset=22, sql=sql)
     assert "position" not in inside_prefix.message and "42601" in inside_prefix.message
+    # a failed cast to regclass names the text it read: a value from the database, never shown
+    leaked = map_statement_error(_error(asyncpg.UndefinedTableError, 'relation "SCRAM-SHA-256$4096:salt" does not exist'),
+                                 sql="SELECT (SELECT rolpassword FROM pg_authid)::regclass")
+    assert "SCRAM" not in leaked.message and "42P01" in leaked.message and "(relation)" in leaked.message
 
 
 @pytest.mark.parametrize(("cls", "code"), [
