@@ -57,6 +57,13 @@ class NearCache:
         self.epoch += 1
         self._data.clear()
 
+    def forget(self, keys: list[str] | None) -> None:
+        """An invalidation of `keys` (None: everything)."""
+        if keys is None:
+            self.clear()
+        else:
+            self.discard(keys)
+
     def set_enabled(self, enabled: bool) -> None:
         """Turning it off (or on again after an outage) forgets everything: messages may have been missed."""
         if enabled != self.enabled:

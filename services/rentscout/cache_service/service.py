@@ -1,4 +1,4 @@
-"""CacheQueryService: the popular read queries served through QueryCache, plus invalidation and stats.
+"""CacheQueryService: the popular read queries served through the cache engine, plus invalidation and stats.
 
 Query RPCs are generated from the query registry and answer with bytes (see entry.py): their
 handlers have no response serializer, so a hit sends stored bytes with the CacheInfo appended and
@@ -69,9 +69,9 @@ class CacheQueryServicer:
         v.raise_if_any()
         try:
             if request.pattern:
-                deleted = await self.engine.invalidate_pattern(request.pattern)
+                deleted = await self.engine.invalidation.invalidate_pattern(request.pattern)
             else:
-                deleted = await self.engine.invalidate_deferrable(set(request.tags), "tags")
+                deleted = await self.engine.invalidation.invalidate_deferrable(set(request.tags), "tags")
         except RedisUnavailable:
             raise Unavailable("Redis is unavailable: nothing was invalidated now; tag invalidations are retried "
                               "by this replica when Redis returns") from None
@@ -105,7 +105,7 @@ class CacheQueryServicer:
             tags.add(city_tag(previous))
         tags |= {CITIES_TAG, TYPES_TAG}
         try:
-            deleted = await self.engine.invalidate_deferrable(tags, "related")
+            deleted = await self.engine.invalidation.invalidate_deferrable(tags, "related")
         except RedisUnavailable:
             raise Unavailable("Redis is unavailable: nothing was invalidated now; this replica retries when it "
                               "returns") from None
@@ -114,15 +114,15 @@ class CacheQueryServicer:
 
     async def GetCacheStats(self, request: cache_pb2.GetCacheStatsRequest, ctx: grpc.aio.ServicerContext
                             ) -> cache_pb2.GetCacheStatsResponse:
-        return await self.engine.stats()
+        return await self.engine.report()
 
     # -- wiring -------------------------------------------------------------------------------
 
     def _query_handler(self, query: CachedQuery) -> grpc.RpcMethodHandler:
-        engine, params_of = self.engine, query.params
+        get, params_of = self.engine.reader.get, query.params
 
         async def handle(request: Any, ctx: grpc.aio.ServicerContext) -> bytes:
-            return await engine.get(query, params_of(request))
+            return await get(query, params_of(request))
 
         # no response serializer: the handler returns the wire bytes itself
         return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=query.request.FromString)
@@ -153,14 +153,20 @@ class CacheQueryServicer:
         server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
-def create(resources: Resources, settings: CacheSettings | None = None,
-           queries: Mapping[str, CachedQuery] | None = None) -> ServiceSpec:
-    """The cache-query service. Readiness follows PostgreSQL only: without Redis it still answers."""
+def build(resources: Resources, settings: CacheSettings | None = None,
+          queries: Mapping[str, CachedQuery] | None = None) -> tuple[CacheQueryServicer, ServiceSpec]:
+    """The servicer and its ServiceSpec; `settings` default to the environment, `queries` to the
+    registry (tests pass their own, and use the servicer's engine to look inside)."""
     settings = settings or config.load(CacheSettings)
     engine = QueryCache(resources, settings, REGISTRY if queries is None else queries)
     servicer = CacheQueryServicer(engine)
     spec = ServiceSpec(name=SERVICE_NAME, register=servicer.register,
                        admin_methods=frozenset({"Invalidate", "InvalidateRelated"}), needs_redis=False,
                        on_start=[engine.start], on_stop=[engine.stop])
-    spec.engine = engine  # type: ignore[attr-defined]  # for tests and benchmarks
-    return spec
+    return servicer, spec
+
+
+def create(resources: Resources, settings: CacheSettings | None = None,
+           queries: Mapping[str, CachedQuery] | None = None) -> ServiceSpec:
+    """The cache-query service. Readiness follows PostgreSQL only: without Redis it still answers."""
+    return build(resources, settings, queries)[1]

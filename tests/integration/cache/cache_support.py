@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import random
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import asyncpg
@@ -17,10 +17,12 @@ import grpc
 from harness.servers import in_process
 from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
 from rentscout.cache_service.engine import QueryCache
-from rentscout.cache_service.registry import CachedQuery
-from rentscout.cache_service.service import create
+from rentscout.cache_service.registry import REGISTRY, CachedQuery
+from rentscout.cache_service.service import CacheQueryServicer, build
 from rentscout.cache_service.settings import CacheSettings
-from rentscout.runtime.server import ServiceHost
+from rentscout.runtime.database import Database
+from rentscout.runtime.resources import Resources
+from rentscout.runtime.server import ServiceHost, ServiceSpec
 
 T = TypeVar("T")
 OWN_ID_BASE = 10_000_000  # tests that write use ids above the shared seed rows
@@ -31,28 +33,59 @@ def settings(**overrides: Any) -> CacheSettings:
     return replace(CacheSettings(namespace=f"t{uuid.uuid4().hex[:12]}"), **overrides)
 
 
+def counted(queries: Mapping[str, CachedQuery], counts: Counter[str]) -> dict[str, CachedQuery]:
+    """The same queries (same names, versions, keys), each counting its runs against PostgreSQL in `counts`."""
+    def counting(query: CachedQuery) -> CachedQuery:
+        async def fetch(db: Database, **params: Any) -> Any:
+            counts[query.name] += 1
+            return await query.fetch(db, **params)
+
+        return replace(query, fetch=fetch)
+
+    return {name: counting(q) for name, q in queries.items()}
+
+
 @dataclass
 class CacheServer:
     host: ServiceHost
+    servicer: CacheQueryServicer
     stub: cache_pb2_grpc.CacheQueryServiceStub
     channel: grpc.aio.Channel
+    database_queries: Counter[str]  # queries this replica sent to PostgreSQL, by query type
+    breaker_changes: list[tuple[str, str]] = field(default_factory=list)  # (old, new) states of its Redis breaker
 
     @property
     def engine(self) -> QueryCache:
-        return self.host.specs[0].engine  # type: ignore[attr-defined]
+        return self.servicer.engine
+
+    @property
+    def breaker_opened(self) -> int:
+        """Times the Redis breaker opened."""
+        return sum(1 for old, new in self.breaker_changes if new == "open" and old != new)
 
 
 @contextlib.asynccontextmanager
 async def cache_server(env: dict[str, str], cache: CacheSettings | None = None, *,
                        queries: Mapping[str, CachedQuery] | None = None, **runtime: Any) -> AsyncIterator[CacheServer]:
     """An in-process cache-query server (the registry's queries unless `queries` is given)."""
-    factory = functools.partial(create, settings=cache or settings(), queries=queries)
+    cfg = cache or settings()
+    counts: Counter[str] = Counter()
+    changes: list[tuple[str, str]] = []
+    built: list[CacheQueryServicer] = []
+
+    def factory(resources: Resources) -> ServiceSpec:
+        servicer, spec = build(resources, cfg, counted(REGISTRY if queries is None else queries, counts))
+        # before start: no Redis call (hence no transition) has happened yet
+        servicer.engine.breaker.add_listener(lambda change: changes.append((change.old.value, change.new.value)))
+        built.append(servicer)
+        return spec
+
     if "RENTSCOUT_REDIS_TIMEOUT_SECONDS" not in env:  # a loaded test machine must not look like a slow Redis
         runtime.setdefault("redis_timeout_seconds", 2.0)
     async with in_process([factory], env, label="cache-test", **runtime) as host:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
         try:
-            yield CacheServer(host, cache_pb2_grpc.CacheQueryServiceStub(channel), channel)
+            yield CacheServer(host, built[0], cache_pb2_grpc.CacheQueryServiceStub(channel), channel, counts, changes)
         finally:
             await channel.close()
 

@@ -70,7 +70,7 @@ async def test_single_flight_per_replica_sends_one_query(service_env: dict[str, 
         replies = await asyncio.gather(*(srv.stub.PriceStats(request) for _ in range(200)))
         after = await statement_calls(pg_conn, PRICE_STATS_SQL_FRAGMENT)
         stats = await srv.stub.GetCacheStats(cache_pb2.GetCacheStatsRequest())
-        assert srv.engine.database_queries["price_stats"] == 1
+        assert srv.database_queries["price_stats"] == 1
     assert after - before == 1
     assert len({r.count for r in replies}) == 1 and replies[0].count > 0
     from_db = [r for r in replies if r.cache.source == DATABASE]
@@ -85,7 +85,7 @@ async def test_single_flight_across_replicas_sends_one_query(service_env: dict[s
         request = cache_pb2.PriceStatsRequest(city="Novosibirsk")
         replies = await asyncio.gather(*(stub.PriceStats(request) for _ in range(60) for stub in (a.stub, b.stub)))
         after = await statement_calls(pg_conn, PRICE_STATS_SQL_FRAGMENT)
-        queries = a.engine.database_queries["price_stats"] + b.engine.database_queries["price_stats"]
+        queries = a.database_queries["price_stats"] + b.database_queries["price_stats"]
     assert after - before == 1 and queries == 1
     assert len({(r.count, r.mean) for r in replies}) == 1
 

@@ -201,7 +201,7 @@ async def test_a_burst_of_changes_is_one_invalidation(service_env: dict[str, str
             await srv.stub.PriceStats(stats(city))
         await srv.stub.Cities(cache_pb2.CitiesRequest())
         before = (await srv.stub.GetCacheStats(cache_pb2.GetCacheStatsRequest())).invalidations
-        await srv.engine.on_changes([{"op": "UPDATE", "cities": [a], "counts": False},
+        await srv.engine.invalidation.on_changes([{"op": "UPDATE", "cities": [a], "counts": False},
                                      {"op": "UPDATE", "cities": [b], "counts": True}])
         after = (await srv.stub.GetCacheStats(cache_pb2.GetCacheStatsRequest())).invalidations
         assert after - before == 1

@@ -65,7 +65,7 @@ async def test_cache_works_on_a_redis_cluster(service_env: dict[str, str], clust
         assert a.engine.bus.connected and b.engine.bus.connected
         request = cache_pb2.PriceStatsRequest(city="Kazan")
         replies = await asyncio.gather(*(s.stub.PriceStats(request) for _ in range(20) for s in (a, b)))
-        assert a.engine.database_queries["price_stats"] + b.engine.database_queries["price_stats"] == 1
+        assert a.database_queries["price_stats"] + b.database_queries["price_stats"] == 1
         assert len({r.count for r in replies}) == 1
         assert {(await a.stub.PriceStats(request)).cache.source for _ in range(3)} <= {REDIS, NEAR}
         assert (await b.stub.PriceStats(request)).cache.source in (REDIS, NEAR)
@@ -81,4 +81,4 @@ async def test_cache_works_on_a_redis_cluster(service_env: dict[str, str], clust
                                  lambda st: st.misses >= 2 and st.hits >= 1)
         assert stats.breaker_state == cache_pb2.BREAKER_STATE_CLOSED and stats.redis_keys > 0
         assert stats.misses >= 2 and stats.hits >= 1
-        assert a.engine.breaker_opened == 0 and b.engine.breaker_opened == 0
+        assert a.breaker_opened == 0 and b.breaker_opened == 0

@@ -61,7 +61,7 @@ async def test_redis_stopped_answers_keep_coming_breaker_opens_and_recovers(
         more = [await srv.stub.PriceStats(request) for _ in range(20)]
         assert all(r.cache.source == DATABASE and r.count == warm.count for r in more)
         assert redis_errors() - errors_before <= 2
-        assert srv.engine.breaker_opened >= 1
+        assert srv.breaker_opened >= 1
         with pytest.raises(grpc.aio.AioRpcError) as info:  # an invalidation cannot be acknowledged now
             await srv.stub.Invalidate(cache_pb2.InvalidateRequest(tags=["city:Kazan"]))
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "retried" in (info.value.details() or "")
@@ -91,8 +91,8 @@ async def test_frozen_redis_defers_invalidation_and_never_serves_the_old_value(
         assert own_redis.proc is not None
         os.kill(own_redis.proc.pid, signal.SIGSTOP)
         await own_rows.conn.execute("UPDATE properties SET price = 20000 WHERE id = $1", pid)
-        await eventually(lambda: asyncio.sleep(0, srv.engine._pending_tags), bool)
-        assert f"city:{city}" in srv.engine._pending_tags  # the invalidation could not be applied: deferred
+        await eventually(lambda: asyncio.sleep(0, srv.engine.invalidation.deferred.tags), bool)
+        assert f"city:{city}" in srv.engine.invalidation.deferred.tags  # the invalidation could not be applied: deferred
         seen = [(await srv.stub.PriceStats(request)).max for _ in range(5)]
         os.kill(own_redis.proc.pid, signal.SIGCONT)
         for _ in range(40):  # across the recovery: before, during and after the deferred invalidation
