@@ -96,7 +96,8 @@ WITH RECURSIVE tree(body) AS (
 ), refs AS (
     SELECT DISTINCT m[1] AS field, m[2]::oid AS oid FROM tree t, pg_catalog.regexp_matches(t.body, '{_FIELD_PATTERN}', 'g') AS m
 )
-SELECT CASE WHEN $1::bool THEN pg_catalog.set_config('transaction_read_only', 'on', true) END AS read_only,
+SELECT {{read_only}} AS read_only,
+       pg_catalog.set_config('jit', pg_catalog.current_setting('rentscout.jit', true), true) AS jit,
        (SELECT count(*) > 0 FROM tree) AS probed,
        (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(n.nspname, p.proname, p.provolatile, l.lanname, p.prosecdef))
         FROM (SELECT DISTINCT oid FROM refs WHERE field IN ({_FN}) AND oid <> 0) AS f
@@ -113,6 +114,10 @@ SELECT CASE WHEN $1::bool THEN pg_catalog.set_config('transaction_read_only', 'o
         JOIN pg_catalog.pg_class c ON c.oid = t.oid AND c.relkind IN ('r', 'm', 'p')
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace) AS tables
 """)
+
+
+_CLOSURE_READ_ONLY = _CLOSURE_SQL.format(read_only="pg_catalog.set_config('transaction_read_only', 'on', true)")
+_CLOSURE = _CLOSURE_SQL.format(read_only="NULL")
 
 
 @dataclass
@@ -168,7 +173,8 @@ async def check(conn: asyncpg.Connection, parsed: ParsedQuery, parameter_types: 
         raise FailedPrecondition(
             "the analyzer role cannot create the temporary probe function of the catalog check: "
             "GRANT TEMPORARY ON DATABASE <database> TO rentscout_explain (PUBLIC has it by default)") from None
-    row = await conn.fetchrow(_CLOSURE_SQL, then_read_only, timeout=deadline.remaining())
+    # two texts, no parameters: each is planned once per connection (a generic plan asyncpg keeps)
+    row = await conn.fetchrow(_CLOSURE_READ_ONLY if then_read_only else _CLOSURE, timeout=deadline.remaining())
     if row is None or not row["probed"]:
         raise Rejected("function:catalog", "could not be resolved in the catalog")
     if row["unknown_functions"]:

@@ -67,7 +67,11 @@ async def transaction(conn: asyncpg.Connection, settings: AnalyzerSettings, *, r
              f"SET LOCAL {TAG} lock_timeout = {int(lock_ms)}; "
              f"SET LOCAL {TAG} idle_in_transaction_session_timeout = {int(stmt_ms) + 5000}; "
              # the parser that vetted the statement (pglast) assumes standard strings
-             f"SET LOCAL {TAG} standard_conforming_strings = on")
+             f"SET LOCAL {TAG} standard_conforming_strings = on; "
+             # the catalog check's recursive query is estimated costly enough to be JIT-compiled (~60 ms
+             # for a 1 ms query); that check gives the caller's statement the session's own jit back
+             f"SELECT {TAG} pg_catalog.set_config('rentscout.jit', pg_catalog.current_setting('jit'), true); "
+             f"SET LOCAL {TAG} jit = off")
     try:
         try:
             await conn.execute(setup + (f"; {set_role_sql(role)}" if role else ""), timeout=deadline.remaining())
