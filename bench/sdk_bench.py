@@ -123,7 +123,7 @@ async def bench_stack(target: str, calls: int, rounds: int, concurrency: int, bl
     from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
     from rentscout.sdk import CacheQueryClient
     from rentscout.sdk.channel import ChannelConfig, create_channel
-    from rentscout.sdk.invoker import new_correlation_id
+    from rentscout.wire.correlation import new_correlation_id
 
     channel = create_channel(target, ChannelConfig())
     stub = cache_pb2_grpc.CacheQueryServiceStub(channel)

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -16,6 +17,9 @@ import pytest
 from harness.manifests import ROOT, DockerIgnore, dockerfile_stages, tool
 from rentscout.cli.serve import SERVICES
 
+# The source roots the wheel merges into the `rentscout` namespace (core, services, clients, gen).
+SOURCE_ROOTS = tuple(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+                     ["dev-mode-dirs"])
 DOCKERFILES = [ROOT / "Dockerfile", ROOT / "deploy" / "postgres" / "Dockerfile"]
 BUILD_TOOLS = re.compile(r"\b(apt-get|apk|gcc|g\+\+|make|build-essential|pip wheel|python3?-dev)\b")
 
@@ -62,10 +66,10 @@ def test_dockerignore_sends_the_sources_and_nothing_else() -> None:
     ignore = DockerIgnore.load(ROOT / ".dockerignore")
     files = ignore.context_files(ROOT)
     assert "pyproject.toml" in files
-    for root in ("services", "clients", "gen"):
+    for root in SOURCE_ROOTS:
         assert any(f.startswith(f"{root}/rentscout/") for f in files), root
     for f in files:
-        assert f == "pyproject.toml" or f.split("/")[0] in ("services", "clients", "gen"), f
+        assert f == "pyproject.toml" or f.split("/")[0] in SOURCE_ROOTS, f
     for path in ("tests/conftest.py", ".venv/bin/python", ".git/HEAD", "services/rentscout/__pycache__/x.pyc",
                  ".env", "k8s/base/kustomization.yaml", "clients/rentscout/cli/x.pyc"):
         assert ignore.excluded(path), path

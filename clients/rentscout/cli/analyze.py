@@ -23,7 +23,7 @@ from rich.tree import Tree
 
 from rentscout.cli.clientargs import EXIT_OK, add_client_flags, client_options, print_json, run, size_text, stdout_console
 from rentscout.sdk import AnalyzerClient
-from rentscout.sdk.enums import (
+from rentscout.wire.enums import (
     BLOAT_METHOD,
     INDEX_ISSUE_KIND,
     INSIGHT_KIND,

@@ -29,7 +29,7 @@ from rentscout.cli.clientargs import (
     stdout_console,
 )
 from rentscout.sdk import CacheQueryClient
-from rentscout.sdk.enums import BREAKER_STATE, CACHE_SOURCE, PROPERTY_TYPE, name_of
+from rentscout.wire.enums import BREAKER_STATE, CACHE_SOURCE, PROPERTY_TYPE, name_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -10,8 +10,8 @@ from google.protobuf import timestamp_pb2
 
 from rentscout.analyzer.v1 import analyzer_pb2, analyzer_pb2_grpc
 from rentscout.sdk.base import BaseClient, SyncClient
-from rentscout.sdk.enums import SLOW_QUERY_ORDER, enum_value
 from rentscout.sdk.sync import sync_methods
+from rentscout.wire.enums import SLOW_QUERY_ORDER, enum_value
 
 
 def query_param(value: Any) -> analyzer_pb2.QueryParam:

@@ -6,7 +6,8 @@ from typing import Any, ClassVar
 
 import grpc
 
-from rentscout.sdk.breaker import BreakerRegistry, CircuitBreaker
+from rentscout.resilience.breaker import CircuitBreaker
+from rentscout.sdk.breaker import BreakerRegistry
 from rentscout.sdk.invoker import ClientConfig, Invoker
 from rentscout.sdk.sync import LoopThread
 

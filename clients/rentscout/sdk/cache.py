@@ -7,8 +7,8 @@ from typing import Any
 
 from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
 from rentscout.sdk.base import BaseClient, SyncClient
-from rentscout.sdk.enums import ENTITY_TYPE, PROPERTY_TYPE, enum_value
 from rentscout.sdk.sync import sync_methods
+from rentscout.wire.enums import ENTITY_TYPE, PROPERTY_TYPE, enum_value
 
 
 class CacheQueryClient(BaseClient):

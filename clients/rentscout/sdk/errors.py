@@ -16,12 +16,11 @@ from collections.abc import Iterable, Sequence
 
 import grpc
 
-from rentscout.runtime.context import CORRELATION_HEADER
-from rentscout.runtime.errors import bad_request_violations
-from rentscout.sdk.breaker import CircuitOpenError as _BreakerOpen
-from rentscout.sdk.breaker import CircuitState, open_message
+from rentscout.resilience.breaker import CircuitOpenError as _BreakerOpen
+from rentscout.resilience.breaker import CircuitState, open_message
+from rentscout.wire.badrequest import bad_request_violations
+from rentscout.wire.metadata import CORRELATION_HEADER, PUSHBACK_HEADER
 
-PUSHBACK_HEADER = "grpc-retry-pushback-ms"
 Metadata = Sequence[tuple[str, str | bytes]]
 
 

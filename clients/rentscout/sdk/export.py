@@ -30,12 +30,12 @@ from google.protobuf import timestamp_pb2
 
 from rentscout.common.v1 import common_pb2
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
+from rentscout.resilience.retry import RetryPolicy
 from rentscout.sdk import formats
 from rentscout.sdk.base import BaseClient, SyncClient
-from rentscout.sdk.enums import LISTING_SOURCE, PROPERTY_TYPE, enum_value
 from rentscout.sdk.export_stream import DEFAULT_MAX_STALL, DEFAULT_RECONNECT_WAIT, ExportStream
-from rentscout.sdk.retry import RetryPolicy
 from rentscout.sdk.sync import sync_methods
+from rentscout.wire.enums import LISTING_SOURCE, PROPERTY_TYPE, enum_value
 
 _COPY_BLOCK = 1024 * 1024
 

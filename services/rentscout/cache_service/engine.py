@@ -41,12 +41,12 @@ from rentscout.cache_service.registry import CachedQuery, Params
 from rentscout.cache_service.settings import CacheSettings
 from rentscout.cache_service.store import RedisStore, RedisUnavailable
 from rentscout.cache_service.ttl import AdaptiveTtl, jittered
+from rentscout.resilience.breaker import BreakerConfig, CircuitBreaker
+from rentscout.resilience.breaker import CircuitState as BreakerState
 from rentscout.runtime import context, deadline, logs
 from rentscout.runtime import metrics as runtime_metrics
 from rentscout.runtime.errors import DeadlineExceeded
 from rentscout.runtime.resources import Resources
-from rentscout.sdk.breaker import BreakerConfig, CircuitBreaker
-from rentscout.sdk.breaker import CircuitState as BreakerState
 
 _log = logging.getLogger(__name__)
 _events = logging.getLogger("rentscout.events")

@@ -19,9 +19,11 @@ from typing import Any
 import grpc
 from opentelemetry import trace
 
-from rentscout.runtime import context, deadline, logs, metrics, tracing
+from rentscout.runtime import context, deadline, logs, metrics
 from rentscout.runtime.auth import READER, Authenticator
 from rentscout.runtime.errors import ServiceError, classify
+from rentscout.wire import tracing
+from rentscout.wire.metadata import AUTHORIZATION_HEADER
 
 _log = logging.getLogger("rentscout.rpc")
 
@@ -102,7 +104,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         md = tuple(ctx.invocation_metadata() or ())
         echo = [(context.CORRELATION_HEADER, context.correlation_id.get() or ""), *tracing.inject({}).items()]
         await ctx.send_initial_metadata(tuple(echo))
-        authorization = next((v for k, v in md if k == "authorization" and isinstance(v, str)), None)
+        authorization = next((v for k, v in md if k == AUTHORIZATION_HEADER and isinstance(v, str)), None)
         principal = self._auth.authenticate(authorization)
         call.role = principal.role
         context.principal.set(principal)

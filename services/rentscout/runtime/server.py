@@ -20,12 +20,13 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 from grpc_reflection.v1alpha._async import ReflectionServicer
 
-from rentscout.runtime import metrics, tracing
+from rentscout.runtime import metrics
 from rentscout.runtime.auth import Authenticator, load_tokens
 from rentscout.runtime.config import ConfigError, RuntimeSettings
 from rentscout.runtime.health import NOT_SERVING, SERVING, DependencyMonitor
 from rentscout.runtime.interceptors import RuntimeInterceptor
 from rentscout.runtime.resources import Resources
+from rentscout.wire import tracing
 
 _log = logging.getLogger(__name__)
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"

@@ -16,9 +16,9 @@ from harness.servers import in_process
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
 from rentscout.export_service.service import ExportServicer, build
 from rentscout.export_service.settings import ExportSettings
-from rentscout.runtime.errors import bad_request_violations
 from rentscout.runtime.resources import Resources
 from rentscout.runtime.server import ServiceHost, ServiceSpec
+from rentscout.wire.badrequest import bad_request_violations
 
 CSV, JSON, JSONL = export_pb2.EXPORT_FORMAT_CSV, export_pb2.EXPORT_FORMAT_JSON, export_pb2.EXPORT_FORMAT_JSONL
 FORMATS = (CSV, JSON, JSONL)

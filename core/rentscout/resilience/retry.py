@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from rentscout.sdk.clock import SYSTEM_CLOCK, Clock
+from rentscout.resilience.clock import SYSTEM_CLOCK, Clock
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")

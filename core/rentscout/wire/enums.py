@@ -1,4 +1,9 @@
-"""Friendly enum arguments: 'apartment', 'PROPERTY_TYPE_APARTMENT' or the number all mean the same."""
+"""Enum names, one way for everyone: 'apartment', 'PROPERTY_TYPE_APARTMENT' or the number all mean the same.
+
+An enum is named by a spec, `(enum, prefix)`, one of the tuples at the end of this module. The short
+name of a value is its proto name without the prefix, in lower case (what PostgreSQL stores, what
+the CLI prints and accepts).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,12 @@ def enum_value(spec: tuple[Any, str], value: str | int | None) -> int:
 
 def short_name(name: str, prefix: str) -> str:
     return name.removeprefix(prefix).lower()
+
+
+def short_names(spec: tuple[Any, str]) -> dict[int, str]:
+    """{number: short name} of every value but UNSPECIFIED (0)."""
+    enum, prefix = spec
+    return {v.number: short_name(v.name, prefix) for v in enum.DESCRIPTOR.values if v.number != 0}
 
 
 def name_of(spec: tuple[Any, str], number: int) -> str:
