@@ -27,7 +27,7 @@ COPY gen/ gen/
 RUN python -m pip wheel --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/rentscout \
  && python -m pip --python /opt/rentscout/bin/python install --no-index --find-links=/wheels /wheels/*.whl \
- && /opt/rentscout/bin/python -c "import rentscout.cli.main, rentscout.export.v1.export_pb2, rentscout.runtime.server"
+ && /opt/rentscout/bin/python -c "import rentscout.main, rentscout.export.v1.export_pb2, rentscout.runtime.server"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG UID=10001

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.manifests import ROOT, DockerIgnore, dockerfile_stages, tool
-from rentscout.cli.serve import SERVICES
+from rentscout.ops.serve import SERVICES
 
 # The source roots the wheel merges into the `rentscout` namespace (core, services, clients, gen).
 SOURCE_ROOTS = tuple(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
@@ -96,11 +96,12 @@ def test_the_build_context_builds_a_wheel_with_the_whole_namespace(tmp_path: Pat
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         entry_points = next(zf.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert re.search(r"^rentscout = rentscout\.cli\.main:main$", entry_points, re.M)
-    expected = {"rentscout/cli/main.py", "rentscout/cli/health.py", "rentscout/runtime/server.py",
+    assert re.search(r"^rentscout = rentscout\.main:main$", entry_points, re.M)
+    expected = {"rentscout/main.py", "rentscout/ops/serve.py", "rentscout/cli/health.py", "rentscout/runtime/server.py",
+                "rentscout/wire/metadata.py", "rentscout/resilience/breaker.py",
                 "rentscout/export/v1/export_pb2.py", "rentscout/cache/v1/cache_pb2_grpc.py",
                 "rentscout/db/migrations/0001_properties.sql"}
-    expected |= {e.module.replace(".", "/") + ".py" for e in SERVICES.values()}
+    expected |= {e.load().__module__.replace(".", "/") + ".py" for e in SERVICES.values()}
     assert expected <= names, f"missing from the wheel: {expected - names}"
     migrations = {p.name for p in (ROOT / "services" / "rentscout" / "db" / "migrations").glob("*.sql")}
     assert {f"rentscout/db/migrations/{m}" for m in migrations} <= names

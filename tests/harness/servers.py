@@ -63,7 +63,7 @@ class ServerProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rentscout.cli.main", "serve", self.service, "--host", "127.0.0.1",
+            [sys.executable, "-m", "rentscout.main", "serve", self.service, "--host", "127.0.0.1",
              "--port", str(self.port), "--metrics-port", str(self.metrics_port), *self.extra_args],
             env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT)
         if wait:

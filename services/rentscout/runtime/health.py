@@ -7,8 +7,8 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2
-from grpc_health.v1._async import HealthServicer
 
 from rentscout.runtime import metrics, redis_client
 from rentscout.runtime.resources import Resources
@@ -21,7 +21,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class DependencyMonitor:
     """Probes PostgreSQL (and Redis where a service needs it) and sets each service's health."""
 
-    def __init__(self, health: HealthServicer, resources: Resources,
+    def __init__(self, health: grpc_health.aio.HealthServicer, resources: Resources,
                  services: Sequence[tuple[str, bool]], interval: float) -> None:
         self._health = health
         self._resources = resources

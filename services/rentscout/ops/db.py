@@ -7,7 +7,7 @@ import asyncio
 import sys
 import time
 
-from rentscout.cli.serve import add_settings_flags
+from rentscout.ops.serve import add_settings_flags
 from rentscout.runtime.config import ConfigError, RuntimeSettings, load
 
 
