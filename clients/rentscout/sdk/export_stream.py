@@ -301,10 +301,3 @@ class ExportStream:
         if self.summary is not None and self.summary.status == export_pb2.EXPORT_STATUS_FAILED:
             raise errors.InternalError("the server reported the export as failed", method=self._method,
                                        target=self._invoker.config.target, correlation_id=self.correlation_id)
-
-
-async def drain(stream: ExportStream) -> int:
-    """Read a stream to the end, discarding data; returns rows (for benchmarks and tests)."""
-    async for _ in stream.chunks():
-        pass
-    return stream.rows_received

@@ -13,13 +13,10 @@ from dataclasses import dataclass
 TABLE = "properties"
 KEY = "id"
 
-KINDS = ("int", "float", "bool", "time", "text")
-
-
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str  # one of KINDS
+    kind: str  # int | float | bool | time | text
     not_null: bool = False
 
 

@@ -17,7 +17,6 @@ from rentscout.wire.enums import LISTING_SOURCE, PROPERTY_TYPE, short_names
 
 MAX_LIST = 1000
 MAX_CITY_LENGTH = 200
-INT32_MAX = 2**31 - 1
 
 
 PROPERTY_TYPES = short_names(PROPERTY_TYPE)

@@ -78,10 +78,6 @@ class DeadlineExceeded(ServiceError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-class Internal(ServiceError):
-    code = grpc.StatusCode.INTERNAL
-
-
 class Unimplemented(ServiceError):
     code = grpc.StatusCode.UNIMPLEMENTED
 

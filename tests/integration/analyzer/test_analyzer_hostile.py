@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncpg
 import grpc
 import pytest
-from analyzer_support import SCHEMA, Client, client_for, db_state
 
+from harness.analyzer import SCHEMA, Client, client_for, db_state
 from rentscout.analyzer.v1 import analyzer_pb2 as pb
 from rentscout.analyzer_service import session
 from rentscout.analyzer_service.settings import AnalyzerSettings

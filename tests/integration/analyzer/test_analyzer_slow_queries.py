@@ -8,8 +8,8 @@ from pathlib import Path
 import asyncpg
 import grpc
 import pytest
-from analyzer_support import SCHEMA, Client, client_for
 
+from harness.analyzer import SCHEMA, Client, client_for
 from rentscout.analyzer.v1 import analyzer_pb2 as pb
 from rentscout.analyzer_service.slow_queries import HYPOPG_INTERNAL
 from rentscout.devstack.instances import PostgresInstance

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncpg
 import grpc
 import pytest
-from cache_support import cache_server, settings
 from prometheus_client import generate_latest
 
+from harness.cache_server import cache_server, settings
 from harness.logcapture import capture_logs
 from rentscout.cache.v1 import cache_pb2
 from rentscout.common.v1 import common_pb2

@@ -12,7 +12,8 @@ from pathlib import Path
 import asyncpg
 import grpc
 import pytest
-from sdk_fakes import (
+
+from harness.fakes import (
     ANALYZER_SERVICE,
     EXPORT_COLUMNS,
     CannedAnalyzer,
@@ -21,7 +22,6 @@ from sdk_fakes import (
     export_factory,
     factory,
 )
-
 from harness.servers import in_process
 from rentscout.analyzer.v1 import analyzer_pb2_grpc
 from rentscout.devstack.instances import free_port
