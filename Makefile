@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: bootstrap demo up test lint check-stubs check-readme readme codegen pytest bench fmt deploy-config
+.PHONY: bootstrap demo up test lint typecheck check-stubs check-readme readme codegen pytest bench fmt deploy-config
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -30,10 +30,14 @@ lint: bootstrap
 	$(BIN)/ruff check core services clients tests bench scripts
 	$(BIN)/buf lint
 
+# mypy over core/, services/ and clients/ as one namespace (configured in pyproject.toml [tool.mypy])
+typecheck: bootstrap
+	$(BIN)/mypy
+
 pytest: bootstrap
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint check-stubs check-readme pytest
+test: lint typecheck check-stubs check-readme pytest
 
 bench: bootstrap
 	$(PY) bench/run_all.py

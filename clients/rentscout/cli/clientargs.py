@@ -8,7 +8,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -104,7 +104,7 @@ def _setup(args: argparse.Namespace, console: Console) -> str:
     return cid
 
 
-def run(args: argparse.Namespace, work: Callable[[], Awaitable[int | None]], console: Console | None = None) -> int:
+def run(args: argparse.Namespace, work: Callable[[], Coroutine[Any, Any, int | None]], console: Console | None = None) -> int:
     """Run one SDK coroutine; map failures to exit codes and print them (as JSON with --json)."""
     console = console or stderr_console()
     cid = _setup(args, console)

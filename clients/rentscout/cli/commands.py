@@ -11,7 +11,7 @@ import argparse
 from rentscout.cli import analyze, cache, export, health
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add health, export, cache and analyze to the `rentscout` subcommands (in this help order)."""
     health.register(sub)
     export.register(sub)

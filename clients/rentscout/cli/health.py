@@ -10,7 +10,7 @@ import grpc
 from rentscout.wire.health import check_health
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("health", help="check a server's gRPC health (exit 0 when SERVING)")
     p.add_argument("--target", default="127.0.0.1:50051", help="host:port")
     p.add_argument("--service", default="", help="service name; empty checks the whole server")

@@ -62,7 +62,7 @@ class ChannelConfig:
     extra_options: tuple[tuple[str, str | int], ...] = field(default=())
 
     def options(self) -> list[tuple[str, str | int]]:
-        service_config = {"loadBalancingConfig": [{self.load_balancing: {}}]}
+        service_config: dict[str, list[dict[str, dict[str, str]]]] = {"loadBalancingConfig": [{self.load_balancing: {}}]}
         opts: list[tuple[str, str | int]] = [
             ("grpc.enable_retries", 0),
             ("grpc.service_config", json.dumps(service_config)),

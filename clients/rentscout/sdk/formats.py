@@ -36,12 +36,13 @@ FLOAT_COLUMNS = columns_of_kind("float")
 BOOL_COLUMNS = columns_of_kind("bool")
 
 
-def format_value(name: str | int) -> int:
+def format_value(name: str | int) -> export_pb2.ExportFormat:
     """'csv' / 'json' / 'jsonl' (or the enum value) -> ExportFormat."""
     if isinstance(name, int):
-        if name not in EXTENSIONS:
-            raise ValueError(f"unknown export format {name}")
-        return name
+        for fmt in EXTENSIONS:
+            if fmt == name:
+                return fmt
+        raise ValueError(f"unknown export format {name}")
     try:
         return FORMAT_NAMES[name.strip().lower()]
     except KeyError:

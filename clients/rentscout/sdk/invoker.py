@@ -166,7 +166,7 @@ class Invoker:
 
     async def close(self) -> None:
         if self._owns_channel:
-            await self.channel.close()
+            await self.channel.close(None)
 
     # -- metadata ----------------------------------------------------------------------------
 
@@ -231,11 +231,11 @@ class Invoker:
                     wait = self.config.reconnect_wait if per is None else min(per, self.config.reconnect_wait)
                     if not await self.wait_ready(wait):
                         cause = getattr(last_error, "details", "") or ""
-                        err = errors.UnavailableError(
+                        unready: errors.RentScoutError = errors.UnavailableError(
                             f"no connection to {self.config.target} within {wait:.2f}s" + (f" ({cause})" if cause else ""),
                             method=full, target=self.config.target, correlation_id=cid)
-                        self.breaker.on_error(permit, err, None)
-                        raise err
+                        self.breaker.on_error(permit, unready, None)
+                        raise unready
                     per, attempt_bound = self.attempt_timeout(deadline, attempt_timeout)
                 started = self.clock.monotonic()
                 try:

@@ -117,7 +117,8 @@ def _as_predicate(retry_on: Any) -> Callable[[BaseException], bool]:
         types = retry_on
         return lambda exc: isinstance(exc, types)
     if callable(retry_on):
-        return retry_on
+        predicate: Callable[[BaseException], bool] = retry_on
+        return predicate
     raise TypeError("retry_on must be an exception type, a tuple of them, or a predicate")
 
 

@@ -28,7 +28,7 @@ def bad_request_violations(trailing_metadata: Iterable[tuple[str, str | bytes]] 
             status = status_pb2.Status.FromString(value)
     out: list[Violation] = []
     for detail in status.details if status else ():
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+        if detail.TypeName() == error_details_pb2.BadRequest.DESCRIPTOR.full_name:
             br = error_details_pb2.BadRequest()
             detail.Unpack(br)
             out += [(v.field, v.description) for v in br.field_violations]

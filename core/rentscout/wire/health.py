@@ -14,6 +14,7 @@ def check_health(target: str, service: str = "", timeout: float = 3.0, tls_ca: s
     else:
         channel = grpc.insecure_channel(target)
     with channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
-                                                          timeout=timeout)
+        stub = health_pb2_grpc.HealthStub(channel)
+        # types-grpcio-health-checking declares HealthStub without its methods
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)  # type: ignore[attr-defined]
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

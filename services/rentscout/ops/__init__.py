@@ -11,7 +11,7 @@ import argparse
 from rentscout.ops import db, serve, stack
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add serve, db and stack to the `rentscout` subcommands (in this help order)."""
     serve.register(sub)
     db.register(sub)

@@ -11,7 +11,7 @@ from rentscout.ops.serve import add_settings_flags
 from rentscout.runtime.config import ConfigError, RuntimeSettings, load
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("db", help="database schema and demo data")
     dbsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     m = dbsub.add_parser("migrate", help="apply pending migrations (idempotent)")

@@ -53,7 +53,7 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url", help="overrides RENTSCOUT_REDIS_URL")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run a gRPC service (or all three) in this process")
     p.add_argument("service", choices=[*SERVICES, "all"])
     p.add_argument("--host", help="bind address (overrides RENTSCOUT_HOST)")

@@ -24,7 +24,7 @@ from rentscout.wire.health import check_health
 STACK_PORTS = {"export": (50051, 9101), "cache-query": (50052, 9102), "analyzer": (50053, 9103)}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("stack", help="run the whole data plane locally (private PostgreSQL/Redis if none set)")
     ssub = p.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
     for name, helptext in (("up", "start everything and wait for Ctrl-C"),

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Iterable
 
 import grpc
+from google.protobuf.message import Message
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
@@ -25,7 +26,7 @@ class ServiceError(Exception):
         super().__init__(message)
         self.message = message
 
-    def details(self) -> list[object]:
+    def details(self) -> list[Message]:
         return []
 
     def to_status(self) -> grpc.Status:
@@ -46,7 +47,7 @@ class InvalidArgument(ServiceError):
         self.violations = list(violations)
         super().__init__("; ".join(f"{f}: {d}" for f, d in self.violations))
 
-    def details(self) -> list[object]:
+    def details(self) -> list[Message]:
         return [bad_request(self.violations)]
 
 

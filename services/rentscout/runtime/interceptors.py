@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from opentelemetry import trace
@@ -47,28 +47,37 @@ class _Call:
     tokens: list[Any] = field(default_factory=list)
 
 
-class RuntimeInterceptor(grpc.aio.ServerInterceptor):
+if TYPE_CHECKING:  # generic in the stubs only
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
+
+class RuntimeInterceptor(_ServerInterceptor):
     def __init__(self, authenticator: Authenticator, required_roles: Mapping[str, str]) -> None:
         """`required_roles` maps full method names ('/pkg.Service/Method') to a role; default reader."""
         self._auth = authenticator
         self._roles = dict(required_roles)
 
-    async def intercept_service(
+    # The stubs type the result as never None; grpc.aio documents None (unknown method: UNIMPLEMENTED).
+    async def intercept_service(  # type: ignore[override]
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         service, _ = metrics.split_method(method)
         if handler is None or service in OPEN_SERVICES:
             return handler
         if handler.response_streaming:
-            behavior = handler.unary_stream or handler.stream_stream
-            wrapped: Any = self._wrap_stream(method, behavior)
+            stream_behavior = handler.unary_stream or handler.stream_stream
+            assert stream_behavior is not None
+            wrapped: Any = self._wrap_stream(method, stream_behavior)
         else:
-            behavior = handler.unary_unary or handler.stream_unary
-            wrapped = self._wrap_unary(method, behavior)
+            unary_behavior = handler.unary_unary or handler.stream_unary
+            assert unary_behavior is not None
+            wrapped = self._wrap_unary(method, unary_behavior)
         factory = {
             (False, False): grpc.unary_unary_rpc_method_handler,
             (False, True): grpc.unary_stream_rpc_method_handler,
@@ -80,7 +89,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
 
     # -- per-call steps ---------------------------------------------------------------------
 
-    def _start(self, method: str, ctx: grpc.aio.ServicerContext) -> _Call:
+    def _start(self, method: str, ctx: grpc.aio.ServicerContext[Any, Any]) -> _Call:
         """Bind the call's context (correlation id, deadline, span); cannot fail."""
         service, short = metrics.split_method(method)
         call = _Call(method=method, service=service, short_method=short, peer=ctx.peer() or "")
@@ -99,7 +108,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         metrics.RPC_IN_FLIGHT.labels(service, short).inc()
         return call
 
-    async def _admit(self, call: _Call, ctx: grpc.aio.ServicerContext) -> None:
+    async def _admit(self, call: _Call, ctx: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Echo the ids in response metadata, then authenticate and authorize the caller."""
         md = tuple(ctx.invocation_metadata() or ())
         echo = [(context.CORRELATION_HEADER, context.correlation_id.get() or ""), *tracing.inject({}).items()]
@@ -110,13 +119,14 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         context.principal.set(principal)
         self._auth.authorize(principal, self._roles.get(call.method, READER), call.method)
 
-    async def _fail(self, call: _Call, ctx: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    async def _fail(self, call: _Call, ctx: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
         """Record and re-raise as a gRPC status. Always raises."""
         if isinstance(exc, asyncio.CancelledError):
             call.code = grpc.StatusCode.CANCELLED
             raise exc
         if isinstance(exc, grpc.aio.AbortError):  # the handler aborted with its own status
-            call.code = ctx.code() or grpc.StatusCode.UNKNOWN
+            code: grpc.StatusCode | None = ctx.code()  # None when the handler set no code
+            call.code = code or grpc.StatusCode.UNKNOWN
             raise exc
         error = classify(exc)
         if error is None:
@@ -149,7 +159,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
     # -- wrappers ---------------------------------------------------------------------------
 
     def _wrap_unary(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-        async def wrapped(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+        async def wrapped(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             call = self._start(method, ctx)
             try:
                 await self._admit(call, ctx)
@@ -166,7 +176,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         if not inspect.isasyncgenfunction(behavior):  # writes with ctx.write()
             return self._wrap_unary(method, behavior)
 
-        async def wrapped(request: Any, ctx: grpc.aio.ServicerContext) -> None:
+        async def wrapped(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> None:
             """Drive the handler's generator from the RPC's own task, writing each message. When the client
             cancels, the generator is closed right here, in the RPC's context, rather than by a garbage
             collector's finalizer task later (which logged an INTERNAL error and delayed its cleanup)."""

@@ -91,7 +91,8 @@ def _enable_reflection(server: grpc.aio.Server, names: Sequence[str]) -> None:
     """Reflection v1alpha (grpcio-reflection) and v1 (same wire messages, so the same servicer)."""
     all_names = [*names, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1]
     reflection.enable_server_reflection(all_names, server)
-    servicer = reflection.aio.ReflectionServicer(all_names)
+    # the stubs omit the public `aio` alias (grpc_reflection/v1alpha/reflection.py exports it)
+    servicer = reflection.aio.ReflectionServicer(all_names)  # type: ignore[attr-defined]
     handler = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
@@ -113,7 +114,8 @@ class ServiceHost:
         self.version = version
         self._factories = list(factories)
         self.resources = Resources(settings, f"rentscout-{label}")
-        self.health = health.aio.HealthServicer()
+        # the stubs omit the public `aio` alias (grpc_health/v1/health.py: from . import _async as aio)
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.specs: list[ServiceSpec] = []
         self._server: grpc.aio.Server | None = None
         self._monitor_task: asyncio.Task[None] | None = None
