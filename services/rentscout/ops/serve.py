@@ -53,6 +53,15 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url", help="overrides RENTSCOUT_REDIS_URL")
 
 
+def failed(command: str, exc: ConfigError | OSError, unavailable: str = "") -> int:
+    """Report a command's failure on stderr; exit code 2 for configuration, 3 for an unavailable dependency."""
+    if isinstance(exc, ConfigError):
+        print(f"rentscout {command}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    print(f"rentscout {command}: {unavailable}{exc}", file=sys.stderr)
+    return 3
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run a gRPC service (or all three) in this process")
     p.add_argument("service", choices=[*SERVICES, "all"])
@@ -87,10 +96,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         host = build_host(args)
         asyncio.run(host.run_until_signal())
-    except ConfigError as exc:
-        print(f"rentscout serve: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"rentscout serve: {exc}", file=sys.stderr)
-        return 3
+    except (ConfigError, OSError) as exc:
+        return failed("serve", exc)
     return 0
