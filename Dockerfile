@@ -15,9 +15,10 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# The wheel merges services/, clients/ and gen/ into the one `rentscout` namespace (hatchling,
+# The wheel merges core/, services/, clients/ and gen/ into the one `rentscout` namespace (hatchling,
 # see [tool.hatch.build.targets.wheel] in pyproject.toml); nothing else is needed to build it.
 COPY pyproject.toml ./
+COPY core/ core/
 COPY services/ services/
 COPY clients/ clients/
 COPY gen/ gen/
@@ -26,7 +27,7 @@ COPY gen/ gen/
 RUN python -m pip wheel --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/rentscout \
  && python -m pip --python /opt/rentscout/bin/python install --no-index --find-links=/wheels /wheels/*.whl \
- && /opt/rentscout/bin/python -c "import rentscout.cli.main, rentscout.export.v1.export_pb2, rentscout.runtime.server"
+ && /opt/rentscout/bin/python -c "import rentscout.main, rentscout.export.v1.export_pb2, rentscout.runtime.server"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG UID=10001

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: bootstrap demo up test lint check-stubs check-readme readme codegen pytest bench fmt deploy-config
+.PHONY: bootstrap demo up test lint typecheck check-stubs check-readme readme codegen pytest bench fmt deploy-config
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -27,19 +27,23 @@ check-readme: bootstrap
 	$(PY) scripts/readme_config.py --check
 
 lint: bootstrap
-	$(BIN)/ruff check services clients tests bench scripts
+	$(BIN)/ruff check core services clients tests bench scripts
 	$(BIN)/buf lint
+
+# mypy over core/, services/ and clients/ as one namespace (configured in pyproject.toml [tool.mypy])
+typecheck: bootstrap
+	$(BIN)/mypy
 
 pytest: bootstrap
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint check-stubs check-readme pytest
+test: lint typecheck check-stubs check-readme pytest
 
 bench: bootstrap
 	$(PY) bench/run_all.py
 
 fmt: bootstrap
-	$(BIN)/ruff check --fix services clients tests bench scripts
+	$(BIN)/ruff check --fix core services clients tests bench scripts
 
 # Deployment config (.env.example, k8s ConfigMap env, Secret template) from the settings declarations.
 deploy-config: bootstrap

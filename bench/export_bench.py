@@ -84,7 +84,7 @@ class Server:
         env = {**os.environ, "RENTSCOUT_DATABASE_URL": dsn, "RENTSCOUT_LOG_LEVEL": "warning",
                "RENTSCOUT_EXPORT_TOKEN_SECRET": "bench"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rentscout.cli.main", "serve", "export", "--host", "127.0.0.1", "--port",
+            [sys.executable, "-m", "rentscout.main", "serve", "export", "--host", "127.0.0.1", "--port",
              str(self.port), "--metrics-port", "0"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self._wait()
 

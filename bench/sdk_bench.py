@@ -123,7 +123,7 @@ async def bench_stack(target: str, calls: int, rounds: int, concurrency: int, bl
     from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
     from rentscout.sdk import CacheQueryClient
     from rentscout.sdk.channel import ChannelConfig, create_channel
-    from rentscout.sdk.invoker import new_correlation_id
+    from rentscout.wire.correlation import new_correlation_id
 
     channel = create_channel(target, ChannelConfig())
     stub = cache_pb2_grpc.CacheQueryServiceStub(channel)
@@ -219,7 +219,7 @@ def cache_service(rows: int) -> Iterator[str]:
         env = {**os.environ, "RENTSCOUT_DATABASE_URL": pg.dsn, "RENTSCOUT_REDIS_URL": redis.url,
                "RENTSCOUT_LOG_LEVEL": "warning"}
         log = stack.enter_context((Path(tmp) / "cache.log").open("ab"))
-        server = subprocess.Popen([sys.executable, "-m", "rentscout.cli.main", "serve", "cache-query", "--host", "127.0.0.1",
+        server = subprocess.Popen([sys.executable, "-m", "rentscout.main", "serve", "cache-query", "--host", "127.0.0.1",
                                    "--port", str(port), "--metrics-port", "0"], env=env, cwd=ROOT, stdout=log,
                                   stderr=subprocess.STDOUT)
 
@@ -228,7 +228,7 @@ def cache_service(rows: int) -> Iterator[str]:
             server.wait(30)
 
         stack.callback(stop)
-        from rentscout.cli.health import check
+        from rentscout.wire.health import check_health as check
 
         deadline = time.monotonic() + 60
         while True:

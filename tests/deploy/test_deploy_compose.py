@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from harness.manifests import ROOT, dockerfile_stages
-from rentscout.cli.serve import SERVICES
+from rentscout.ops.serve import SERVICES
 from rentscout.runtime.config import RuntimeSettings
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "compose_spec.json").read_text())

@@ -8,14 +8,18 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from harness.manifests import ROOT, DockerIgnore, dockerfile_stages, tool
-from rentscout.cli.serve import SERVICES
+from rentscout.ops.serve import SERVICES
 
+# The source roots the wheel merges into the `rentscout` namespace (core, services, clients, gen).
+SOURCE_ROOTS = tuple(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+                     ["dev-mode-dirs"])
 DOCKERFILES = [ROOT / "Dockerfile", ROOT / "deploy" / "postgres" / "Dockerfile"]
 BUILD_TOOLS = re.compile(r"\b(apt-get|apk|gcc|g\+\+|make|build-essential|pip wheel|python3?-dev)\b")
 
@@ -62,10 +66,10 @@ def test_dockerignore_sends_the_sources_and_nothing_else() -> None:
     ignore = DockerIgnore.load(ROOT / ".dockerignore")
     files = ignore.context_files(ROOT)
     assert "pyproject.toml" in files
-    for root in ("services", "clients", "gen"):
+    for root in SOURCE_ROOTS:
         assert any(f.startswith(f"{root}/rentscout/") for f in files), root
     for f in files:
-        assert f == "pyproject.toml" or f.split("/")[0] in ("services", "clients", "gen"), f
+        assert f == "pyproject.toml" or f.split("/")[0] in SOURCE_ROOTS, f
     for path in ("tests/conftest.py", ".venv/bin/python", ".git/HEAD", "services/rentscout/__pycache__/x.pyc",
                  ".env", "k8s/base/kustomization.yaml", "clients/rentscout/cli/x.pyc"):
         assert ignore.excluded(path), path
@@ -92,11 +96,12 @@ def test_the_build_context_builds_a_wheel_with_the_whole_namespace(tmp_path: Pat
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         entry_points = next(zf.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert re.search(r"^rentscout = rentscout\.cli\.main:main$", entry_points, re.M)
-    expected = {"rentscout/cli/main.py", "rentscout/cli/health.py", "rentscout/runtime/server.py",
+    assert re.search(r"^rentscout = rentscout\.main:main$", entry_points, re.M)
+    expected = {"rentscout/main.py", "rentscout/ops/serve.py", "rentscout/cli/health.py", "rentscout/runtime/server.py",
+                "rentscout/wire/metadata.py", "rentscout/resilience/breaker.py",
                 "rentscout/export/v1/export_pb2.py", "rentscout/cache/v1/cache_pb2_grpc.py",
                 "rentscout/db/migrations/0001_properties.sql"}
-    expected |= {e.module.replace(".", "/") + ".py" for e in SERVICES.values()}
+    expected |= {e.load().__module__.replace(".", "/") + ".py" for e in SERVICES.values()}
     assert expected <= names, f"missing from the wheel: {expected - names}"
     migrations = {p.name for p in (ROOT / "services" / "rentscout" / "db" / "migrations").glob("*.sql")}
     assert {f"rentscout/db/migrations/{m}" for m in migrations} <= names

@@ -23,7 +23,7 @@ from harness.manifests import (
     render_text,
     tool,
 )
-from rentscout.cli.serve import SERVICES
+from rentscout.ops.serve import SERVICES
 from rentscout.runtime.config import RuntimeSettings
 
 # CLI service name -> the proto service its readiness follows (checked against the stubs below).

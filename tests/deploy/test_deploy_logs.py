@@ -90,7 +90,7 @@ def _logged_field_names() -> dict[str, set[str]]:
             if isinstance(key, ast.Constant) and isinstance(key.value, str):
                 found.setdefault(key.value, set()).add(where)
 
-    for path in [*(ROOT / "services").rglob("*.py"), *(ROOT / "clients").rglob("*.py")]:
+    for path in [p for root in ("core", "services", "clients") for p in (ROOT / root).rglob("*.py")]:
         tree = ast.parse(path.read_text(), str(path))
         where = str(path.relative_to(ROOT))
         for node in ast.walk(tree):

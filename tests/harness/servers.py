@@ -27,16 +27,20 @@ def settings_for(env: dict[str, str], **overrides: Any) -> RuntimeSettings:
 
 @contextlib.asynccontextmanager
 async def in_process(factories: Sequence[ServiceFactory], env: dict[str, str], *, label: str = "test",
-                     **overrides: Any) -> AsyncIterator[ServiceHost]:
-    """A ServiceHost on 127.0.0.1:<ephemeral> in this event loop; `host.port` is the bound port."""
+                     port: int = 0, grace: float = 1.0, **overrides: Any) -> AsyncIterator[ServiceHost]:
+    """A ServiceHost on 127.0.0.1 in this event loop; `host.port` is the bound port.
+
+    `port=0` (the default) binds an ephemeral port; a chosen port restarts a server where clients
+    expect it. `grace` is the shutdown grace for RPCs still running when the block ends.
+    """
     overrides.setdefault("health_check_interval_seconds", 0.2)
     settings = settings_for(env, **overrides)
-    host = ServiceHost(factories, settings, label=label, host="127.0.0.1", port=0, metrics_port=None)
+    host = ServiceHost(factories, settings, label=label, host="127.0.0.1", port=port, metrics_port=None)
     await host.start()
     try:
         yield host
     finally:
-        await host.stop(grace=1.0)
+        await host.stop(grace=grace)
 
 
 @dataclass
@@ -63,7 +67,7 @@ class ServerProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rentscout.cli.main", "serve", self.service, "--host", "127.0.0.1",
+            [sys.executable, "-m", "rentscout.main", "serve", self.service, "--host", "127.0.0.1",
              "--port", str(self.port), "--metrics-port", str(self.metrics_port), *self.extra_args],
             env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT)
         if wait:

@@ -17,13 +17,14 @@ import argparse
 import datetime as dt
 from typing import Any
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
 from rentscout.cli.clientargs import EXIT_OK, add_client_flags, client_options, print_json, run, size_text, stdout_console
 from rentscout.sdk import AnalyzerClient
-from rentscout.sdk.enums import (
+from rentscout.wire.enums import (
     BLOAT_METHOD,
     INDEX_ISSUE_KIND,
     INSIGHT_KIND,
@@ -35,7 +36,7 @@ from rentscout.sdk.enums import (
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("analyze", help="EXPLAIN insights, slow queries, index advice, table health (admin)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = p.add_subparsers(dest="analyze_command", required=True, metavar="ACTION")
@@ -254,7 +255,7 @@ def _render_indexes(reply: Any, args: argparse.Namespace) -> None:
         console.print(issues)
 
 
-def _when(ts: Any) -> str:
+def _when(ts: Timestamp) -> str:
     if not ts.seconds and not ts.nanos:
         return "never"
     return ts.ToDatetime(tzinfo=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -29,10 +29,10 @@ from rentscout.cli.clientargs import (
     stdout_console,
 )
 from rentscout.sdk import CacheQueryClient
-from rentscout.sdk.enums import BREAKER_STATE, CACHE_SOURCE, PROPERTY_TYPE, name_of
+from rentscout.wire.enums import BREAKER_STATE, CACHE_SOURCE, PROPERTY_TYPE, name_of
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("cache", help="popular queries served from the cache, invalidation, cache statistics",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")

@@ -8,8 +8,7 @@ import asyncio
 import logging
 import os
 import sys
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -19,12 +18,14 @@ from google.protobuf.message import Message
 from rich.console import Console
 from rich.logging import RichHandler
 
-from rentscout.runtime import __version__, context, tracing
+from rentscout.resilience.retry import RetryPolicy
 from rentscout.sdk import errors
 from rentscout.sdk.channel import ChannelConfig, TlsConfig
-from rentscout.sdk.retry import RetryPolicy
+from rentscout.wire import tracing
+from rentscout.wire.correlation import correlation_id, new_correlation_id
+from rentscout.wire.metadata import TOKEN_ENV
+from rentscout.wire.version import VERSION
 
-TOKEN_ENV = "RENTSCOUT_TOKEN"
 DEFAULT_TARGETS = {"export": "127.0.0.1:50051", "cache": "127.0.0.1:50052", "analyzer": "127.0.0.1:50053"}
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_AUTH, EXIT_DEADLINE, EXIT_PRECONDITION = 0, 1, 2, 3, 4, 5, 6
@@ -97,13 +98,13 @@ def stdout_console() -> Console:
 def _setup(args: argparse.Namespace, console: Console) -> str:
     handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler], force=True)
-    tracing.configure("rentscout-cli", __version__)  # real spans, so a traceparent reaches the servers
-    cid = args.correlation_id or str(uuid.uuid4())
-    context.correlation_id.set(cid)
+    tracing.configure("rentscout-cli", VERSION)  # real spans, so a traceparent reaches the servers
+    cid = args.correlation_id or new_correlation_id()
+    correlation_id.set(cid)
     return cid
 
 
-def run(args: argparse.Namespace, work: Callable[[], Awaitable[int | None]], console: Console | None = None) -> int:
+def run(args: argparse.Namespace, work: Callable[[], Coroutine[Any, Any, int | None]], console: Console | None = None) -> int:
     """Run one SDK coroutine; map failures to exit codes and print them (as JSON with --json)."""
     console = console or stderr_console()
     cid = _setup(args, console)

@@ -44,7 +44,7 @@ from rentscout.cli.clientargs import (
 from rentscout.sdk import DownloadProgress, DownloadResult, ExportClient, export_request
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("export", help="export properties as CSV, JSON or JSONL (resumable, parallel)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--format", default="jsonl", choices=["csv", "json", "jsonl"], help="(default: %(default)s)")

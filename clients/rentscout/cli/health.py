@@ -6,10 +6,11 @@ import argparse
 import sys
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from rentscout.wire.health import check_health
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("health", help="check a server's gRPC health (exit 0 when SERVING)")
     p.add_argument("--target", default="127.0.0.1:50051", help="host:port")
     p.add_argument("--service", default="", help="service name; empty checks the whole server")
@@ -18,21 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def check(target: str, service: str = "", timeout: float = 3.0, tls_ca: str | None = None) -> str:
-    if tls_ca:
-        with open(tls_ca, "rb") as f:
-            channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(f.read()))
-    else:
-        channel = grpc.insecure_channel(target)
-    with channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
-                                                          timeout=timeout)
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
-        status = check(args.target, args.service, args.timeout, args.tls_ca)
+        status = check_health(args.target, args.service, args.timeout, args.tls_ca)
     except grpc.RpcError as exc:
         print(f"{args.target}: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 3

@@ -12,6 +12,7 @@ The resilience pieces (`RetryPolicy`, `retry_advanced`, `CircuitBreaker`, `handl
 plain Python and usable on any function, sync or async.
 """
 
+from rentscout.resilience.retry import Jitter, RetryBudget, RetryEvent, RetryPolicy, RetryStrategy, retry_advanced
 from rentscout.sdk.analyzer import AnalyzerClient, SyncAnalyzerClient
 from rentscout.sdk.breaker import BreakerConfig, BreakerRegistry, CircuitBreaker, CircuitState, Outcome, StateChange
 from rentscout.sdk.cache import CacheQueryClient, SyncCacheQueryClient
@@ -30,7 +31,6 @@ from rentscout.sdk.export import DownloadProgress, DownloadResult, ExportClient,
 from rentscout.sdk.export_stream import ExportStream
 from rentscout.sdk.handle import handle_errors
 from rentscout.sdk.invoker import ClientConfig
-from rentscout.sdk.retry import Jitter, RetryBudget, RetryEvent, RetryPolicy, RetryStrategy, retry_advanced
 
 __all__ = [
     "AnalyzerClient", "BreakerConfig", "BreakerRegistry", "CacheQueryClient", "ChannelConfig", "CircuitBreaker",

@@ -10,8 +10,8 @@ from google.protobuf import timestamp_pb2
 
 from rentscout.analyzer.v1 import analyzer_pb2, analyzer_pb2_grpc
 from rentscout.sdk.base import BaseClient, SyncClient
-from rentscout.sdk.enums import SLOW_QUERY_ORDER, enum_value
 from rentscout.sdk.sync import sync_methods
+from rentscout.wire.enums import SLOW_QUERY_ORDER, enum_value
 
 
 def query_param(value: Any) -> analyzer_pb2.QueryParam:
@@ -42,13 +42,13 @@ class AnalyzerClient(BaseClient):
         """EXPLAIN (ANALYZE executes the statement read-only, so it is not retried on overload)."""
         request = analyzer_pb2.AnalyzeQueryRequest(sql=sql, params=[query_param(p) for p in params], analyze=analyze,
                                                    buffers=buffers)
-        return await self._call("AnalyzeQuery", request, idempotent=not analyze, **call)
+        return await self._call("AnalyzeQuery", request, analyzer_pb2.AnalyzeQueryResponse, idempotent=not analyze, **call)
 
     async def list_slow_queries(self, *, min_mean_ms: float = 0.0, min_calls: int = 0, order_by: str | int = "total_time",
                                 limit: int = 20, **call: Any) -> analyzer_pb2.ListSlowQueriesResponse:
         request = analyzer_pb2.ListSlowQueriesRequest(min_mean_ms=min_mean_ms, min_calls=min_calls, limit=limit,
                                                       order_by=enum_value(SLOW_QUERY_ORDER, order_by))
-        return await self._call("ListSlowQueries", request, **call)
+        return await self._call("ListSlowQueries", request, analyzer_pb2.ListSlowQueriesResponse, **call)
 
     async def suggest_indexes(self, *, table: str | None = None, sql: str | None = None, from_slow_queries: bool = False,
                               limit: int = 10, **call: Any) -> analyzer_pb2.SuggestIndexesResponse:
@@ -62,11 +62,11 @@ class AnalyzerClient(BaseClient):
             request.sql = sql
         else:
             request.from_slow_queries = True
-        return await self._call("SuggestIndexes", request, **call)
+        return await self._call("SuggestIndexes", request, analyzer_pb2.SuggestIndexesResponse, **call)
 
     async def table_stats(self, table: str, *, exact_bloat: bool = False, **call: Any) -> analyzer_pb2.GetTableStatsResponse:
         request = analyzer_pb2.GetTableStatsRequest(table=table, exact_bloat=exact_bloat)
-        return await self._call("GetTableStats", request, **call)
+        return await self._call("GetTableStats", request, analyzer_pb2.GetTableStatsResponse, **call)
 
 
 @sync_methods(AnalyzerClient)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
-from rentscout.sdk.breaker import BreakerRegistry, CircuitBreaker
+from rentscout.resilience.breaker import CircuitBreaker
+from rentscout.sdk.breaker import BreakerRegistry
 from rentscout.sdk.invoker import ClientConfig, Invoker
 from rentscout.sdk.sync import LoopThread
+
+M = TypeVar("M", bound=Message)
 
 
 class BaseClient:
@@ -47,8 +51,13 @@ class BaseClient:
     def channel(self) -> grpc.aio.Channel:
         return self._invoker.channel
 
-    async def _call(self, method: str, request: Any, *, idempotent: bool = True, **call: Any) -> Any:
-        return await self._invoker.unary(method, request, idempotent=idempotent, **call)
+    async def _call(self, method: str, request: Message, response: type[M], *, idempotent: bool = True,
+                    **call: Any) -> M:
+        """One unary RPC through the invoker; `response` is the method's response message type."""
+        reply = await self._invoker.unary(method, request, idempotent=idempotent, **call)
+        if not isinstance(reply, response):  # only a stub of another version of the protos could do this
+            raise TypeError(f"{method} answered {type(reply).__name__}, expected {response.__name__}")
+        return reply
 
     async def close(self) -> None:
         await self._invoker.close()
@@ -75,11 +84,13 @@ class SyncClient:
 
     @property
     def config(self) -> ClientConfig:
-        return self._async.config
+        client: BaseClient = self._async  # typed Any because sync_methods forwards any method by name
+        return client.config
 
     @property
     def breaker(self) -> CircuitBreaker:
-        return self._async.breaker
+        client: BaseClient = self._async
+        return client.breaker
 
     def close(self) -> None:
         self._loop.run(self._async.close())

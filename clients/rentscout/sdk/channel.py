@@ -21,7 +21,7 @@ from pathlib import Path
 
 import grpc
 
-from rentscout.runtime import __version__
+from rentscout.wire.version import VERSION
 
 DEFAULT_MAX_RECEIVE_BYTES = 16 * 1024 * 1024
 
@@ -62,7 +62,7 @@ class ChannelConfig:
     extra_options: tuple[tuple[str, str | int], ...] = field(default=())
 
     def options(self) -> list[tuple[str, str | int]]:
-        service_config = {"loadBalancingConfig": [{self.load_balancing: {}}]}
+        service_config: dict[str, list[dict[str, dict[str, str]]]] = {"loadBalancingConfig": [{self.load_balancing: {}}]}
         opts: list[tuple[str, str | int]] = [
             ("grpc.enable_retries", 0),
             ("grpc.service_config", json.dumps(service_config)),
@@ -74,7 +74,7 @@ class ChannelConfig:
             ("grpc.initial_reconnect_backoff_ms", int(self.initial_reconnect_backoff * 1000)),
             ("grpc.min_reconnect_backoff_ms", int(self.initial_reconnect_backoff * 1000)),
             ("grpc.max_reconnect_backoff_ms", int(self.max_reconnect_backoff * 1000)),
-            ("grpc.primary_user_agent", f"rentscout-sdk/{__version__}"),
+            ("grpc.primary_user_agent", f"rentscout-sdk/{VERSION}"),
         ]
         if self.tls and self.tls.server_name:
             opts.append(("grpc.ssl_target_name_override", self.tls.server_name))

@@ -21,7 +21,7 @@ import asyncio
 
 import grpc
 
-from rentscout.sdk.breaker import CircuitOpenError, Outcome
+from rentscout.resilience.breaker import CircuitOpenError, Outcome
 
 ALWAYS_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
 IDEMPOTENT_RETRYABLE = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED})

@@ -16,12 +16,11 @@ from collections.abc import Iterable, Sequence
 
 import grpc
 
-from rentscout.runtime.context import CORRELATION_HEADER
-from rentscout.runtime.errors import bad_request_violations
-from rentscout.sdk.breaker import CircuitOpenError as _BreakerOpen
-from rentscout.sdk.breaker import CircuitState, open_message
+from rentscout.resilience.breaker import CircuitOpenError as _BreakerOpen
+from rentscout.resilience.breaker import CircuitState, open_message
+from rentscout.wire.badrequest import bad_request_violations
+from rentscout.wire.metadata import CORRELATION_HEADER, PUSHBACK_HEADER
 
-PUSHBACK_HEADER = "grpc-retry-pushback-ms"
 Metadata = Sequence[tuple[str, str | bytes]]
 
 
@@ -157,16 +156,13 @@ def parse_pushback(trailing: Metadata) -> float | None:
 
 
 def _metadata(call_md: object) -> tuple[tuple[str, str | bytes], ...]:
-    try:
-        return tuple(call_md or ())  # type: ignore[call-overload]
-    except TypeError:
-        return ()
+    return tuple(call_md) if isinstance(call_md, Iterable) else ()
 
 
 def from_rpc_error(exc: grpc.RpcError, *, method: str = "", target: str = "",
                    correlation_id: str | None = None) -> RentScoutError:
     """The typed exception for a failed call (sync `grpc.RpcError` or `grpc.aio.AioRpcError`)."""
-    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    code: grpc.StatusCode | None = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     details = (exc.details() if hasattr(exc, "details") else str(exc)) or ""
     trailing = _metadata(exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else ())
     initial = _metadata(exc.initial_metadata() if hasattr(exc, "initial_metadata") else ())

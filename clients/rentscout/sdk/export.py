@@ -30,12 +30,12 @@ from google.protobuf import timestamp_pb2
 
 from rentscout.common.v1 import common_pb2
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
+from rentscout.resilience.retry import RetryPolicy
 from rentscout.sdk import formats
 from rentscout.sdk.base import BaseClient, SyncClient
-from rentscout.sdk.enums import LISTING_SOURCE, PROPERTY_TYPE, enum_value
 from rentscout.sdk.export_stream import DEFAULT_MAX_STALL, DEFAULT_RECONNECT_WAIT, ExportStream
-from rentscout.sdk.retry import RetryPolicy
 from rentscout.sdk.sync import sync_methods
+from rentscout.wire.enums import LISTING_SOURCE, PROPERTY_TYPE, enum_value
 
 _COPY_BLOCK = 1024 * 1024
 
@@ -131,13 +131,14 @@ class ExportClient(BaseClient):
 
     async def plan_export(self, request: export_pb2.ExportPropertiesRequest, partitions: int,
                           **call: Any) -> export_pb2.PlanExportResponse:
-        return await self._call("PlanExport", export_pb2.PlanExportRequest(export=request, partitions=partitions), **call)
+        return await self._call("PlanExport", export_pb2.PlanExportRequest(export=request, partitions=partitions),
+                                export_pb2.PlanExportResponse, **call)
 
     async def statistics(self, since: dt.datetime | None = None, **call: Any) -> export_pb2.GetExportStatisticsResponse:
         request = export_pb2.GetExportStatisticsRequest()
         if since is not None:
             request.since.CopyFrom(_timestamp(since))
-        return await self._call("GetExportStatistics", request, **call)
+        return await self._call("GetExportStatistics", request, export_pb2.GetExportStatisticsResponse, **call)
 
     def partition_streams(self, request: export_pb2.ExportPropertiesRequest, plan: export_pb2.PlanExportResponse,
                           **stream_options: Any) -> list[ExportStream]:
@@ -170,7 +171,7 @@ class ExportClient(BaseClient):
             if progress is not None:
                 progress(state)
 
-        options = {"timeout": timeout, "correlation_id": correlation_id, "on_chunk": on_chunk}
+        options: dict[str, Any] = {"timeout": timeout, "correlation_id": correlation_id, "on_chunk": on_chunk}
         if parallel <= 1:
             streams.append(self.export(request, **options))
         else:

@@ -27,10 +27,11 @@ from typing import Any
 import grpc
 
 from rentscout.export.v1 import export_pb2
+from rentscout.resilience.breaker import CircuitOpenError as BreakerOpen
+from rentscout.resilience.retry import RetryPolicy
 from rentscout.sdk import errors, formats, metrics
-from rentscout.sdk.breaker import CircuitOpenError as BreakerOpen
 from rentscout.sdk.invoker import Invoker
-from rentscout.sdk.retry import RetryPolicy
+from rentscout.wire.metadata import PREVIOUS_ATTEMPTS_HEADER
 
 _log = logging.getLogger("rentscout.sdk.export")
 
@@ -161,7 +162,7 @@ class ExportStream:
                 timeout, failure = await self._prepare(segment, permit, deadline)
             if failure is None:
                 assert permit is not None
-                seg_md = md if segment == 1 else [*md, ("grpc-previous-rpc-attempts", str(segment - 1))]
+                seg_md = md if segment == 1 else [*md, (PREVIOUS_ATTEMPTS_HEADER, str(segment - 1))]
                 call = inv.stub.ExportProperties(request, timeout=timeout, metadata=seg_md)
                 try:
                     async for message in call:
@@ -300,10 +301,3 @@ class ExportStream:
         if self.summary is not None and self.summary.status == export_pb2.EXPORT_STATUS_FAILED:
             raise errors.InternalError("the server reported the export as failed", method=self._method,
                                        target=self._invoker.config.target, correlation_id=self.correlation_id)
-
-
-async def drain(stream: ExportStream) -> int:
-    """Read a stream to the end, discarding data; returns rows (for benchmarks and tests)."""
-    async for _ in stream.chunks():
-        pass
-    return stream.rows_received

@@ -24,23 +24,25 @@ from typing import Any
 import orjson
 
 from rentscout.export.v1 import export_pb2
+from rentscout.wire.schema import columns_of_kind
 
 CSV, JSON, JSONL = export_pb2.EXPORT_FORMAT_CSV, export_pb2.EXPORT_FORMAT_JSON, export_pb2.EXPORT_FORMAT_JSONL
 FORMAT_NAMES = {"csv": CSV, "json": JSON, "jsonl": JSONL}
 EXTENSIONS = {CSV: "csv", JSON: "json", JSONL: "jsonl"}
 _JSON_FRAMING = b" \t\r\n[],"
 
-INT_COLUMNS = frozenset({"id", "price", "rooms", "floor", "views"})
-FLOAT_COLUMNS = frozenset({"area", "lat", "lon"})
-BOOL_COLUMNS = frozenset({"is_active"})
+INT_COLUMNS = columns_of_kind("int")
+FLOAT_COLUMNS = columns_of_kind("float")
+BOOL_COLUMNS = columns_of_kind("bool")
 
 
-def format_value(name: str | int) -> int:
+def format_value(name: str | int) -> export_pb2.ExportFormat:
     """'csv' / 'json' / 'jsonl' (or the enum value) -> ExportFormat."""
     if isinstance(name, int):
-        if name not in EXTENSIONS:
-            raise ValueError(f"unknown export format {name}")
-        return name
+        for fmt in EXTENSIONS:
+            if fmt == name:
+                return fmt
+        raise ValueError(f"unknown export format {name}")
     try:
         return FORMAT_NAMES[name.strip().lower()]
     except KeyError:

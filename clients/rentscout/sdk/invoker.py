@@ -2,7 +2,7 @@
 
 One unary call is: overall deadline -> retry (with the target's retry budget) -> circuit breaker
 -> one attempt with its own timeout. Every attempt of a call carries the same metadata: the
-bearer token, `x-correlation-id` (the caller's, from `rentscout.runtime.context`, else a new one)
+bearer token, `x-correlation-id` (the caller's, from `rentscout.wire.correlation`, else a new one)
 and the W3C `traceparent` of a client span; retries add `grpc-previous-rpc-attempts`.
 Failures come out as the typed exceptions of `rentscout.sdk.errors`.
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Sequence
@@ -25,11 +24,14 @@ from typing import Any
 import grpc
 from opentelemetry import propagate, trace
 
-from rentscout.runtime import context
+from rentscout.resilience.breaker import BreakerConfig, CircuitBreaker
+from rentscout.resilience.retry import RetryBudget, RetryEvent, RetryPolicy
 from rentscout.sdk import codes, errors, metrics
-from rentscout.sdk.breaker import BreakerConfig, BreakerRegistry, CircuitBreaker
+from rentscout.sdk.breaker import BreakerRegistry
 from rentscout.sdk.channel import ChannelConfig, create_channel
-from rentscout.sdk.retry import RetryBudget, RetryEvent, RetryPolicy
+from rentscout.wire.correlation import correlation_id as current_correlation_id
+from rentscout.wire.correlation import new_correlation_id
+from rentscout.wire.metadata import AUTHORIZATION_HEADER, CORRELATION_HEADER, PREVIOUS_ATTEMPTS_HEADER
 
 _log = logging.getLogger("rentscout.sdk")
 _tracer = trace.get_tracer("rentscout.sdk")
@@ -52,15 +54,6 @@ def _tracing_on() -> bool:
         _tracing["checked"] = now
         _tracing["on"] = not isinstance(trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
     return bool(_tracing["on"])
-
-
-def new_correlation_id() -> str:
-    """A random (version 4) UUID string, several times cheaper than str(uuid.uuid4()).
-
-    Correlation ids must be unique, not secret, so the process PRNG (reseeded after fork) will do.
-    """
-    h = f"{random.getrandbits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 class _Default:
@@ -140,7 +133,7 @@ class Invoker:
         self.budget = retry_budget(config.target)
         self._policies = {idem: self._policy(idem) for idem in (True, False)}
         self._static_md: tuple[tuple[str, str], ...] = tuple(config.metadata) + (
-            (("authorization", f"Bearer {config.token}"),) if config.token else ())
+            ((AUTHORIZATION_HEADER, f"Bearer {config.token}"),) if config.token else ())
 
     def _policy(self, idempotent: bool) -> RetryPolicy:
         user_hook = self.config.retry.on_retry
@@ -173,15 +166,15 @@ class Invoker:
 
     async def close(self) -> None:
         if self._owns_channel:
-            await self.channel.close()
+            await self.channel.close(None)
 
     # -- metadata ----------------------------------------------------------------------------
 
     def metadata(self, extra: Sequence[tuple[str, str]] | None = None,
                  correlation_id: str | None = None) -> tuple[list[tuple[str, str]], str]:
         """Outgoing metadata (token, correlation id, traceparent of the current span) and the id used."""
-        cid = correlation_id or context.correlation_id.get() or new_correlation_id()
-        md = [*self._static_md, (context.CORRELATION_HEADER, cid)]
+        cid = correlation_id or current_correlation_id.get() or new_correlation_id()
+        md = [*self._static_md, (CORRELATION_HEADER, cid)]
         if extra:
             md += extra
         if trace.get_current_span().get_span_context().is_valid:  # there is a trace to continue
@@ -233,16 +226,16 @@ class Invoker:
                     raise errors.DeadlineExceededError("the call's deadline expired before the attempt could start",
                                                        method=full, target=self.config.target, correlation_id=cid)
                 permit = self.breaker.acquire()
-                attempt_md = md if attempts == 1 else [*md, ("grpc-previous-rpc-attempts", str(attempts - 1))]
+                attempt_md = md if attempts == 1 else [*md, (PREVIOUS_ATTEMPTS_HEADER, str(attempts - 1))]
                 if attempts > 1:
                     wait = self.config.reconnect_wait if per is None else min(per, self.config.reconnect_wait)
                     if not await self.wait_ready(wait):
                         cause = getattr(last_error, "details", "") or ""
-                        err = errors.UnavailableError(
+                        unready: errors.RentScoutError = errors.UnavailableError(
                             f"no connection to {self.config.target} within {wait:.2f}s" + (f" ({cause})" if cause else ""),
                             method=full, target=self.config.target, correlation_id=cid)
-                        self.breaker.on_error(permit, err, None)
-                        raise err
+                        self.breaker.on_error(permit, unready, None)
+                        raise unready
                     per, attempt_bound = self.attempt_timeout(deadline, attempt_timeout)
                 started = self.clock.monotonic()
                 try:

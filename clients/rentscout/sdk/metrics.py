@@ -15,8 +15,5 @@ BREAKER_CALLS = Counter(
 RETRIES = Counter(
     "rentscout_client_retries_total", "Attempts retried, by target, method and the status that caused them.",
     ["target", "method", "code"])
-RETRY_GIVE_UPS = Counter(
-    "rentscout_client_retry_give_ups_total", "Calls that failed after retrying stopped, by reason.",
-    ["target", "method", "reason"])
 STREAM_RESUMES = Counter(
     "rentscout_client_export_resumes_total", "Export streams resumed from a resume token after a break.", ["target"])

@@ -33,11 +33,11 @@ from rentscout.cache_service.registry import CachedQuery
 from rentscout.cache_service.settings import CacheSettings
 from rentscout.cache_service.stats import CacheStats
 from rentscout.cache_service.store import RedisStore, RedisUnavailable
+from rentscout.resilience.breaker import BreakerConfig, CircuitBreaker
+from rentscout.resilience.breaker import CircuitState as BreakerState
 from rentscout.runtime import metrics as runtime_metrics
 from rentscout.runtime.errors import DeadlineExceeded
 from rentscout.runtime.resources import Resources
-from rentscout.sdk.breaker import BreakerConfig, CircuitBreaker
-from rentscout.sdk.breaker import CircuitState as BreakerState
 
 _log = logging.getLogger(__name__)
 BREAKER_CODES = {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.HALF_OPEN: 2}

@@ -19,9 +19,9 @@ from redis.asyncio.cluster import RedisCluster
 
 from rentscout.cache_service import metrics
 from rentscout.cache_service.keys import KeySpace
+from rentscout.resilience.breaker import CircuitBreaker, CircuitOpenError
 from rentscout.runtime import deadline
 from rentscout.runtime.errors import DeadlineExceeded
-from rentscout.sdk.breaker import CircuitBreaker, CircuitOpenError
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from rentscout.wire.schema import COLUMN_NAMES
+
 # (city, weight, lat, lon, price per m2 multiplier, districts)
 CITIES: list[tuple[str, float, float, float, float, tuple[str, ...]]] = [
     ("Moscow", 30, 55.7558, 37.6173, 2.6, ("Arbat", "Tverskoy", "Khamovniki", "Presnensky", "Basmanny",
@@ -46,9 +48,7 @@ SOURCES = [("avito", 45, "https://www.avito.ru/item/"), ("cian", 30, "https://ww
            ("domclick", 15, "https://domclick.ru/card/rent__"), ("yandex", 10, "https://realty.ya.ru/offer/")]
 STREETS = ("Lenina", "Mira", "Sovetskaya", "Gagarina", "Pushkina", "Tsentralnaya", "Molodezhnaya", "Shkolnaya",
            "Lesnaya", "Sadovaya", "Naberezhnaya", "Kirova", "Pobedy", "Oktyabrskaya", "Zelenaya")
-COLUMNS = ("id", "source", "external_id", "title", "city", "district", "address", "property_type", "price",
-           "currency", "rooms", "area", "floor", "lat", "lon", "url", "views", "is_active", "created_at",
-           "updated_at")
+COLUMNS = COLUMN_NAMES
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 BLOCK = 10_000  # rows per independently seeded block: the output does not depend on batching
 

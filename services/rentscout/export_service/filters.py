@@ -13,19 +13,14 @@ from rentscout.common.v1 import common_pb2
 from rentscout.export_service.sqlgen import ident, literal
 from rentscout.runtime.errors import Violations
 from rentscout.runtime.timestamps import to_datetime
+from rentscout.wire.enums import LISTING_SOURCE, PROPERTY_TYPE, short_names
 
 MAX_LIST = 1000
 MAX_CITY_LENGTH = 200
-INT32_MAX = 2**31 - 1
 
 
-def _enum_names(enum: object, prefix: str) -> dict[int, str]:
-    return {v.number: v.name.removeprefix(prefix).lower()
-            for v in enum.DESCRIPTOR.values if v.number != 0}  # type: ignore[attr-defined]
-
-
-PROPERTY_TYPES = _enum_names(common_pb2.PropertyType, "PROPERTY_TYPE_")
-SOURCES = _enum_names(common_pb2.ListingSource, "LISTING_SOURCE_")
+PROPERTY_TYPES = short_names(PROPERTY_TYPE)
+SOURCES = short_names(LISTING_SOURCE)
 
 
 def timestamp_literal(ts: Timestamp, field: str, v: Violations) -> str | None:

@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from rentscout.export.v1 import export_pb2
@@ -31,7 +31,6 @@ class RunProgress:
     run_id: int
     rows: int = 0
     bytes: int = 0
-    ended: bool = field(default=False)
 
 
 class RunStore:

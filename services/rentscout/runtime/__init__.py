@@ -1,8 +1,5 @@
 """The runtime every RentScout service shares: config, logging, interceptors, pools, health, auth."""
 
-from importlib.metadata import PackageNotFoundError, version
+from rentscout.wire.version import VERSION as __version__
 
-try:
-    __version__ = version("rentscout-dataplane")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0"
+__all__ = ["__version__"]

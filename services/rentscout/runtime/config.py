@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from rentscout.wire.metadata import CLIENT_ENV_VARS
+
 PREFIX = "RENTSCOUT_"
 
 # Modules whose settings classes make up the whole configuration surface (see all_settings()).
@@ -23,10 +25,6 @@ SETTINGS_MODULES = (
     "rentscout.cache_service.settings",
     "rentscout.analyzer_service.settings",
 )
-
-
-# Read by the client CLI, not by servers (so neither in the settings nor in the manifests).
-CLIENT_ENV_VARS = frozenset({"RENTSCOUT_TOKEN"})
 
 
 class ConfigError(ValueError):

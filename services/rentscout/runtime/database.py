@@ -69,7 +69,9 @@ class Database:
         except Exception as exc:
             raise (classify(exc) or exc) from None
         try:
-            yield conn
+            # a pool hands out a PoolConnectionProxy, which forwards every Connection method; the
+            # asyncpg stubs do not model it as a Connection
+            yield conn  # type: ignore[misc]
         finally:
             await self.pool.release(conn)
 
@@ -82,16 +84,19 @@ class Database:
         return result
 
     async def fetch(self, sql: str, *args: Any, timeout: float | None = None) -> list[asyncpg.Record]:
-        return await self._run("fetch", sql, args, timeout)
+        rows: list[asyncpg.Record] = await self._run("fetch", sql, args, timeout)
+        return rows
 
     async def fetchrow(self, sql: str, *args: Any, timeout: float | None = None) -> asyncpg.Record | None:
-        return await self._run("fetchrow", sql, args, timeout)
+        row: asyncpg.Record | None = await self._run("fetchrow", sql, args, timeout)
+        return row
 
     async def fetchval(self, sql: str, *args: Any, timeout: float | None = None) -> Any:
         return await self._run("fetchval", sql, args, timeout)
 
     async def execute(self, sql: str, *args: Any, timeout: float | None = None) -> str:
-        return await self._run("execute", sql, args, timeout)
+        status: str = await self._run("execute", sql, args, timeout)
+        return status
 
     async def ping(self, timeout: float) -> bool:
         try:

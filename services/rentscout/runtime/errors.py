@@ -10,8 +10,11 @@ import asyncio
 from collections.abc import Iterable
 
 import grpc
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.protobuf.message import Message
+from google.rpc import status_pb2
 from grpc_status import rpc_status
+
+from rentscout.wire.badrequest import bad_request
 
 
 class ServiceError(Exception):
@@ -23,7 +26,7 @@ class ServiceError(Exception):
         super().__init__(message)
         self.message = message
 
-    def details(self) -> list[object]:
+    def details(self) -> list[Message]:
         return []
 
     def to_status(self) -> grpc.Status:
@@ -44,9 +47,8 @@ class InvalidArgument(ServiceError):
         self.violations = list(violations)
         super().__init__("; ".join(f"{f}: {d}" for f, d in self.violations))
 
-    def details(self) -> list[object]:
-        return [error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in self.violations])]
+    def details(self) -> list[Message]:
+        return [bad_request(self.violations)]
 
 
 class Unauthenticated(ServiceError):
@@ -75,10 +77,6 @@ class Unavailable(ServiceError):
 
 class DeadlineExceeded(ServiceError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class Internal(ServiceError):
-    code = grpc.StatusCode.INTERNAL
 
 
 class Unimplemented(ServiceError):
@@ -129,24 +127,3 @@ def classify(exc: BaseException) -> ServiceError | None:
         return Unavailable(f"a dependency is unavailable ({type(exc).__name__})")
     return None
 
-
-def status_of(code: int) -> str:
-    return code_pb2.Code.Name(code)
-
-
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
-
-
-def bad_request_violations(trailing_metadata: Iterable[tuple[str, str | bytes]] | None) -> list[tuple[str, str]]:
-    """Client side: the (field, description) pairs of a BadRequest detail in trailing metadata."""
-    status = None
-    for key, value in trailing_metadata or ():
-        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
-            status = status_pb2.Status.FromString(value)
-    out: list[tuple[str, str]] = []
-    for detail in status.details if status else ():
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            br = error_details_pb2.BadRequest()
-            detail.Unpack(br)
-            out += [(v.field, v.description) for v in br.field_violations]
-    return out

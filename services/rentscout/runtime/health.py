@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Protocol
 
 from grpc_health.v1 import health_pb2
-from grpc_health.v1._async import HealthServicer
 
 from rentscout.runtime import metrics, redis_client
 from rentscout.runtime.resources import Resources
@@ -18,10 +18,16 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+class HealthStatuses(Protocol):
+    """What the monitor needs of grpc_health.v1.health.aio.HealthServicer."""
+
+    async def set(self, service: str, status: int) -> None: ...
+
+
 class DependencyMonitor:
     """Probes PostgreSQL (and Redis where a service needs it) and sets each service's health."""
 
-    def __init__(self, health: HealthServicer, resources: Resources,
+    def __init__(self, health: HealthStatuses, resources: Resources,
                  services: Sequence[tuple[str, bool]], interval: float) -> None:
         self._health = health
         self._resources = resources

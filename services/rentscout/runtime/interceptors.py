@@ -19,9 +19,11 @@ from typing import Any
 import grpc
 from opentelemetry import trace
 
-from rentscout.runtime import context, deadline, logs, metrics, tracing
+from rentscout.runtime import context, deadline, logs, metrics
 from rentscout.runtime.auth import READER, Authenticator
 from rentscout.runtime.errors import ServiceError, classify
+from rentscout.wire import tracing
+from rentscout.wire.metadata import AUTHORIZATION_HEADER
 
 _log = logging.getLogger("rentscout.rpc")
 
@@ -51,22 +53,25 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         self._auth = authenticator
         self._roles = dict(required_roles)
 
+    # grpc.aio documents None for an unknown method (UNIMPLEMENTED).
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         service, _ = metrics.split_method(method)
         if handler is None or service in OPEN_SERVICES:
             return handler
         if handler.response_streaming:
-            behavior = handler.unary_stream or handler.stream_stream
-            wrapped: Any = self._wrap_stream(method, behavior)
+            stream_behavior = handler.unary_stream or handler.stream_stream
+            assert stream_behavior is not None
+            wrapped: Any = self._wrap_stream(method, stream_behavior)
         else:
-            behavior = handler.unary_unary or handler.stream_unary
-            wrapped = self._wrap_unary(method, behavior)
+            unary_behavior = handler.unary_unary or handler.stream_unary
+            assert unary_behavior is not None
+            wrapped = self._wrap_unary(method, unary_behavior)
         factory = {
             (False, False): grpc.unary_unary_rpc_method_handler,
             (False, True): grpc.unary_stream_rpc_method_handler,
@@ -78,7 +83,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
 
     # -- per-call steps ---------------------------------------------------------------------
 
-    def _start(self, method: str, ctx: grpc.aio.ServicerContext) -> _Call:
+    def _start(self, method: str, ctx: grpc.aio.ServicerContext[Any, Any]) -> _Call:
         """Bind the call's context (correlation id, deadline, span); cannot fail."""
         service, short = metrics.split_method(method)
         call = _Call(method=method, service=service, short_method=short, peer=ctx.peer() or "")
@@ -97,24 +102,25 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         metrics.RPC_IN_FLIGHT.labels(service, short).inc()
         return call
 
-    async def _admit(self, call: _Call, ctx: grpc.aio.ServicerContext) -> None:
+    async def _admit(self, call: _Call, ctx: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Echo the ids in response metadata, then authenticate and authorize the caller."""
         md = tuple(ctx.invocation_metadata() or ())
         echo = [(context.CORRELATION_HEADER, context.correlation_id.get() or ""), *tracing.inject({}).items()]
         await ctx.send_initial_metadata(tuple(echo))
-        authorization = next((v for k, v in md if k == "authorization" and isinstance(v, str)), None)
+        authorization = next((v for k, v in md if k == AUTHORIZATION_HEADER and isinstance(v, str)), None)
         principal = self._auth.authenticate(authorization)
         call.role = principal.role
         context.principal.set(principal)
         self._auth.authorize(principal, self._roles.get(call.method, READER), call.method)
 
-    async def _fail(self, call: _Call, ctx: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    async def _fail(self, call: _Call, ctx: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
         """Record and re-raise as a gRPC status. Always raises."""
         if isinstance(exc, asyncio.CancelledError):
             call.code = grpc.StatusCode.CANCELLED
             raise exc
         if isinstance(exc, grpc.aio.AbortError):  # the handler aborted with its own status
-            call.code = ctx.code() or grpc.StatusCode.UNKNOWN
+            code: grpc.StatusCode | None = ctx.code()  # None when the handler set no code
+            call.code = code or grpc.StatusCode.UNKNOWN
             raise exc
         error = classify(exc)
         if error is None:
@@ -147,7 +153,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
     # -- wrappers ---------------------------------------------------------------------------
 
     def _wrap_unary(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-        async def wrapped(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+        async def wrapped(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             call = self._start(method, ctx)
             try:
                 await self._admit(call, ctx)
@@ -164,7 +170,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         if not inspect.isasyncgenfunction(behavior):  # writes with ctx.write()
             return self._wrap_unary(method, behavior)
 
-        async def wrapped(request: Any, ctx: grpc.aio.ServicerContext) -> None:
+        async def wrapped(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> None:
             """Drive the handler's generator from the RPC's own task, writing each message. When the client
             cancels, the generator is closed right here, in the RPC's context, rather than by a garbage
             collector's finalizer task later (which logged an INTERNAL error and delayed its cleanup)."""

@@ -15,17 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
-from grpc_reflection.v1alpha._async import ReflectionServicer
 
-from rentscout.runtime import metrics, tracing
+from rentscout.runtime import metrics
 from rentscout.runtime.auth import Authenticator, load_tokens
 from rentscout.runtime.config import ConfigError, RuntimeSettings
 from rentscout.runtime.health import NOT_SERVING, SERVING, DependencyMonitor
 from rentscout.runtime.interceptors import RuntimeInterceptor
 from rentscout.runtime.resources import Resources
+from rentscout.wire import tracing
 
 _log = logging.getLogger(__name__)
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
@@ -90,10 +89,9 @@ def server_credentials(s: RuntimeSettings) -> grpc.ServerCredentials | None:
 
 def _enable_reflection(server: grpc.aio.Server, names: Sequence[str]) -> None:
     """Reflection v1alpha (grpcio-reflection) and v1 (same wire messages, so the same servicer)."""
-    all_names = [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                 reflection.SERVICE_NAME, REFLECTION_V1]
+    all_names = [*names, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1]
     reflection.enable_server_reflection(all_names, server)
-    servicer = ReflectionServicer(all_names)
+    servicer = reflection.aio.ReflectionServicer(all_names)
     handler = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
@@ -115,7 +113,7 @@ class ServiceHost:
         self.version = version
         self._factories = list(factories)
         self.resources = Resources(settings, f"rentscout-{label}")
-        self.health = HealthServicer()
+        self.health = health.aio.HealthServicer()
         self.specs: list[ServiceSpec] = []
         self._server: grpc.aio.Server | None = None
         self._monitor_task: asyncio.Task[None] | None = None

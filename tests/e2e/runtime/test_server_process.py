@@ -45,7 +45,7 @@ def test_list_health_correlation_and_sigterm(service_env: dict[str, str], grpcur
 
 def test_bad_configuration_exits_2_naming_the_variable() -> None:
     env = {**os.environ, "RENTSCOUT_DB_POOL_MAX_SIZE": "lots"}
-    out = subprocess.run([sys.executable, "-m", "rentscout.cli.main", "serve", "export"], env=env,
+    out = subprocess.run([sys.executable, "-m", "rentscout.main", "serve", "export"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "RENTSCOUT_DB_POOL_MAX_SIZE: expected an integer" in out.stderr

@@ -14,7 +14,7 @@ def test_stack_demo_end_to_end(service_env: dict[str, str], tmp_path: Path) -> N
     env = {**os.environ, "RENTSCOUT_DATABASE_URL": service_env["RENTSCOUT_DATABASE_URL"],
            "RENTSCOUT_REDIS_URL": service_env["RENTSCOUT_REDIS_URL"]}
     offset = random.Random().randrange(2000, 8000, 10)  # away from the default ports a developer may use
-    out = subprocess.run([sys.executable, "-m", "rentscout.cli.main", "stack", "demo", "--dir", str(tmp_path),
+    out = subprocess.run([sys.executable, "-m", "rentscout.main", "stack", "demo", "--dir", str(tmp_path),
                           "--port-offset", str(offset)], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout

@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 
 import asyncpg
 import pytest
-from analyzer_support import ADMIN, READER, SCHEMA, SETUP_SQL, Client
 
+from harness.analyzer import ADMIN, READER, SCHEMA, SETUP_SQL, Client
 from harness.servers import in_process
 from rentscout.analyzer_service.service import create
 from rentscout.analyzer_service.settings import AnalyzerSettings

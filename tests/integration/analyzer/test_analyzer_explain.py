@@ -10,9 +10,9 @@ import json
 import asyncpg
 import grpc
 import pytest
-from analyzer_support import ADMIN, READER, SCHEMA, Client, client_for
 from pglast.parser import fingerprint
 
+from harness.analyzer import ADMIN, READER, SCHEMA, Client, client_for
 from rentscout.analyzer.v1 import analyzer_pb2 as pb
 from rentscout.analyzer_service.settings import AnalyzerSettings
 from rentscout.common.v1 import common_pb2

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncpg
 import grpc
 import pytest
-from analyzer_support import SCHEMA, Client, client_for, db_state
 
+from harness.analyzer import SCHEMA, Client, client_for, db_state
 from rentscout.analyzer.v1 import analyzer_pb2 as pb
 from rentscout.analyzer_service import session
 from rentscout.analyzer_service.settings import AnalyzerSettings
-from rentscout.runtime.errors import bad_request_violations
+from rentscout.wire.badrequest import bad_request_violations
 
 HOSTILE = [
     ("", "is empty"),

@@ -8,11 +8,11 @@ import uuid
 import asyncpg
 import grpc
 import pytest
-from analyzer_support import SCHEMA, Client, client_for, wait_for
 
+from harness.analyzer import SCHEMA, Client, client_for, wait_for
 from rentscout.analyzer.v1 import analyzer_pb2 as pb
 from rentscout.analyzer_service.settings import AnalyzerSettings
-from rentscout.runtime.errors import bad_request_violations
+from rentscout.wire.badrequest import bad_request_violations
 
 
 async def no_hypopg_backends(conn: asyncpg.Connection) -> bool:

@@ -8,12 +8,12 @@ from pathlib import Path
 import asyncpg
 import grpc
 import pytest
-from analyzer_support import SCHEMA, Client, client_for
 
+from harness.analyzer import SCHEMA, Client, client_for
 from rentscout.analyzer.v1 import analyzer_pb2 as pb
 from rentscout.analyzer_service.slow_queries import HYPOPG_INTERNAL
 from rentscout.devstack.instances import PostgresInstance
-from rentscout.runtime.errors import bad_request_violations
+from rentscout.wire.badrequest import bad_request_violations
 
 
 async def test_a_slow_statement_is_listed_and_the_analyzer_is_not(client: Client, pg_conn: asyncpg.Connection) -> None:

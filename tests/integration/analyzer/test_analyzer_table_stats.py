@@ -7,8 +7,8 @@ import uuid
 
 import asyncpg
 import pytest
-from analyzer_support import SCHEMA, Client, client_for, wait_for
 
+from harness.analyzer import SCHEMA, Client, client_for, wait_for
 from rentscout.analyzer.v1 import analyzer_pb2 as pb
 from rentscout.analyzer_service.settings import AnalyzerSettings
 from rentscout.common.v1 import common_pb2

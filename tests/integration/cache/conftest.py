@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from cache_support import OwnRows
+
+from harness.cache_server import OwnRows
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ import time
 
 import asyncpg
 import pytest
-from cache_support import PRICE_STATS_SQL_FRAGMENT, cache_server, eventually, settings, statement_calls
 from redis.asyncio import Redis
 
+from harness.cache_server import PRICE_STATS_SQL_FRAGMENT, cache_server, settings, statement_calls
+from harness.polling import eventually
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service.entry import Entry
 from rentscout.cache_service.keys import KeySpace

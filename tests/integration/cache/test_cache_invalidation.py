@@ -7,8 +7,9 @@ import asyncio
 from dataclasses import replace
 
 import asyncpg
-from cache_support import OwnRows, cache_server, eventually, settings, unique_city
 
+from harness.cache_server import OwnRows, cache_server, settings, unique_city
+from harness.polling import eventually
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service.keys import city_tag
 from rentscout.cache_service.queries import price_stats_params

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncpg
 import grpc
 import pytest
-from cache_support import cache_server, settings
 from prometheus_client import generate_latest
 
+from harness.cache_server import cache_server, settings
 from harness.logcapture import capture_logs
 from rentscout.cache.v1 import cache_pb2
 from rentscout.common.v1 import common_pb2
-from rentscout.runtime.errors import bad_request_violations
+from rentscout.wire.badrequest import bad_request_violations
 
 DATABASE, REDIS, NEAR = cache_pb2.CACHE_SOURCE_DATABASE, cache_pb2.CACHE_SOURCE_REDIS, cache_pb2.CACHE_SOURCE_NEAR
 

@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cache_support import cache_server, eventually, settings
 from redis import Redis
 from redis import exceptions as redis_exceptions
 
+from harness.cache_server import cache_server, settings
 from harness.deps import require
+from harness.polling import eventually
 from rentscout.cache.v1 import cache_pb2
 from rentscout.devstack.binaries import MissingBinary, redis_server
 from rentscout.devstack.instances import free_port

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cache_support import OwnRows, cache_server, eventually, settings, unique_city
 from prometheus_client import REGISTRY
 
+from harness.cache_server import OwnRows, cache_server, settings, unique_city
+from harness.polling import eventually
 from rentscout.cache.v1 import cache_pb2
 from rentscout.devstack.instances import RedisInstance
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from export_helpers import TEST_SETTINGS, ExportServer, serve
+
+from harness.export_server import TEST_SETTINGS, ExportServer, serve
 
 
 @pytest.fixture(scope="module")

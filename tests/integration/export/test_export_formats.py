@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from export_helpers import (
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from harness.export_server import (
     COLUMNS,
     CSV,
     FORMATS,
@@ -19,8 +21,6 @@ from export_helpers import (
     parse,
     reference,
 )
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from rentscout.common.v1 import common_pb2
 from rentscout.export.v1 import export_pb2
 

@@ -8,9 +8,10 @@ import dataclasses
 import asyncpg
 import grpc
 import pytest
-from export_helpers import CSV, JSONL, TEST_SETTINGS, collect, eventually, rpc_error, serve, violated_fields
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from harness.export_server import CSV, JSONL, TEST_SETTINGS, collect, rpc_error, serve, violated_fields
+from harness.polling import eventually
 from rentscout.common.v1 import common_pb2
 from rentscout.devstack.instances import free_port
 from rentscout.export.v1 import export_pb2, export_pb2_grpc

@@ -7,8 +7,8 @@ import itertools
 
 import grpc
 import pytest
-from export_helpers import COLUMNS, CSV, FORMATS, JSON, JSONL, collect, parse, reference, rpc_error, violated_fields
 
+from harness.export_server import COLUMNS, CSV, FORMATS, JSON, JSONL, collect, parse, reference, rpc_error, violated_fields
 from rentscout.common.v1 import common_pb2
 from rentscout.export.v1 import export_pb2
 from rentscout.export_service.tokens import ResumeState, TokenCodec, derive_secret

@@ -7,10 +7,11 @@ import dataclasses
 import logging
 
 import pytest
-from export_helpers import CSV, JSON, JSONL, TEST_SETTINGS, collect, eventually, rpc_error, serve
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import REGISTRY
 
+from harness.export_server import CSV, JSON, JSONL, TEST_SETTINGS, collect, rpc_error, serve
+from harness.polling import eventually
 from rentscout.export.v1 import export_pb2
 
 Req = export_pb2.ExportPropertiesRequest

@@ -15,7 +15,7 @@ from harness.logcapture import capture_logs
 from harness.servers import in_process
 from rentscout.devstack.instances import free_port
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
-from rentscout.runtime.errors import bad_request_violations
+from rentscout.wire.badrequest import bad_request_violations
 
 ADMIN, READER = "admin-token-1", "reader-token-1"
 

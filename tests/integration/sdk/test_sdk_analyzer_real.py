@@ -9,7 +9,7 @@ import pytest
 
 from harness.servers import in_process
 from rentscout.analyzer_service.service import create as analyzer_service
-from rentscout.cli.main import main as cli
+from rentscout.main import main as cli
 from rentscout.sdk import AnalyzerClient, InvalidArgumentError
 
 SQL = "SELECT id, price FROM properties WHERE city = $1 ORDER BY price DESC LIMIT 5"

@@ -12,7 +12,8 @@ from pathlib import Path
 import asyncpg
 import grpc
 import pytest
-from sdk_fakes import (
+
+from harness.fakes import (
     ANALYZER_SERVICE,
     EXPORT_COLUMNS,
     CannedAnalyzer,
@@ -21,11 +22,10 @@ from sdk_fakes import (
     export_factory,
     factory,
 )
-
 from harness.servers import in_process
 from rentscout.analyzer.v1 import analyzer_pb2_grpc
-from rentscout.cli.main import main as cli
 from rentscout.devstack.instances import free_port
+from rentscout.main import main as cli
 
 CITY = "Moscow"
 
@@ -85,7 +85,7 @@ async def test_export_to_stdout_keeps_progress_and_summary_on_stderr(service_env
     holder: list[ContractExport] = []
     async with in_process([export_factory(holder)], service_env) as host:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "rentscout.cli.main", "export", "--format", "csv", "--city", CITY, "-o", "-",
+            sys.executable, "-m", "rentscout.main", "export", "--format", "csv", "--city", CITY, "-o", "-",
             "--target", f"127.0.0.1:{host.port}", "--progress", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={**os.environ, "COLUMNS": "120"})
         stdout, stderr = await proc.communicate()

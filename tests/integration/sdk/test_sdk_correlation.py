@@ -9,9 +9,10 @@ from pathlib import Path
 from opentelemetry import trace
 
 from harness.servers import ServerProcess
-from rentscout.runtime import context, tracing
 from rentscout.sdk import ExportClient, RetryPolicy
 from rentscout.sdk.errors import RentScoutError
+from rentscout.wire import correlation as context
+from rentscout.wire import tracing
 
 METHOD = "/rentscout.export.v1.ExportService/GetExportStatistics"
 

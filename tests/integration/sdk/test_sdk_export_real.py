@@ -12,11 +12,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sdk_fakes import CuttingProxy
 
+from harness.fakes import CuttingProxy
 from harness.servers import ServerProcess, in_process
-from rentscout.cli.main import main as cli
 from rentscout.export_service.service import create as export_service
+from rentscout.main import main as cli
 from rentscout.sdk import ExportClient, RetryPolicy, export_request
 from rentscout.sdk.channel import ChannelConfig
 

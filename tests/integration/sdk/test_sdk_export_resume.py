@@ -13,8 +13,8 @@ from pathlib import Path
 import asyncpg
 import grpc
 import pytest
-from sdk_fakes import EXPORT_COLUMNS, ContractExport, CuttingProxy, export_factory, host_on
 
+from harness.fakes import EXPORT_COLUMNS, ContractExport, CuttingProxy, export_factory
 from harness.servers import in_process
 from rentscout.devstack.instances import free_port
 from rentscout.sdk import (
@@ -114,11 +114,11 @@ async def test_a_restarted_server_on_the_same_port_finishes_the_export(
     async with client(f"127.0.0.1:{port}") as c:
         stream = c.export(export_request("csv", cities=[CITY], rows_per_chunk=60))
         pieces = stream.data()
-        async with host_on(port, [export_factory(holder)], service_env, grace=0):
+        async with in_process([export_factory(holder)], service_env, port=port, grace=0):
             holder[0].chunk_delay = 0.05  # so the stream is still open when the server stops
             got = [await anext(pieces), await anext(pieces)]
         # the server stopped with the stream open (no grace); a new one takes its port
-        async with host_on(port, [export_factory(holder)], service_env):
+        async with in_process([export_factory(holder)], service_env, port=port, grace=0.5):
             got += [piece async for piece in pieces]
         assert len(holder) == 2 and holder[1].streams == 1
         same_rows(file_rows("csv", b"".join(got)), city_rows)
@@ -135,7 +135,7 @@ async def test_an_export_waits_out_an_open_breaker_while_the_server_is_down(
     async with client(f"127.0.0.1:{port}", breaker=breaker, resume=resume, reconnect_wait=0.2) as c:
         stream = c.export(export_request("jsonl", cities=[CITY], rows_per_chunk=60))
         pieces = stream.data()
-        async with host_on(port, [export_factory(holder)], service_env, grace=0):
+        async with in_process([export_factory(holder)], service_env, port=port, grace=0):
             holder[0].chunk_delay = 0.05
             got = [await anext(pieces)]
         down, tripped = asyncio.Event(), asyncio.Event()
@@ -143,7 +143,7 @@ async def test_an_export_waits_out_an_open_breaker_while_the_server_is_down(
 
         async def come_back_later() -> None:
             await tripped.wait()  # the client noticed the outage and opened its breaker
-            async with host_on(port, [export_factory(holder)], service_env):
+            async with in_process([export_factory(holder)], service_env, port=port, grace=0.5):
                 await down.wait()
 
         server = asyncio.create_task(come_back_later())

@@ -8,8 +8,8 @@ import dataclasses
 import grpc
 import pytest
 from prometheus_client import REGISTRY
-from sdk_fakes import ScriptedCache, factory, host_on
 
+from harness.fakes import ScriptedCache, factory
 from harness.servers import in_process
 from rentscout.devstack.instances import free_port
 from rentscout.sdk import (
@@ -124,7 +124,7 @@ async def test_breaker_opens_on_a_dead_server_fails_fast_and_recovers_on_the_sam
     c = client(port, breaker=breaker, retry=RetryPolicy(max_attempts=1))
     try:
         servicer = ScriptedCache()
-        async with host_on(port, [factory(servicer)], service_env) as host:
+        async with in_process([factory(servicer)], service_env, port=port, grace=0.5) as host:
             assert host.port == port
             assert (await c.price_stats("Moscow")).count == 42
         # the server is gone: five failures open the breaker
@@ -142,7 +142,7 @@ async def test_breaker_opens_on_a_dead_server_fails_fast_and_recovers_on_the_sam
                                          {"target": target, "outcome": "rejected"}) == rejected_before + 1
         # the server comes back on the same port: after the recovery timeout a probe closes the breaker
         servicer = ScriptedCache()
-        async with host_on(port, [factory(servicer)], service_env):
+        async with in_process([factory(servicer)], service_env, port=port, grace=0.5):
             reply = None
             for _ in range(100):
                 try:

@@ -8,6 +8,7 @@ import threading
 import pytest
 from prometheus_client import REGISTRY
 
+from rentscout.resilience.clock import ManualClock
 from rentscout.sdk import codes
 from rentscout.sdk.breaker import (
     BreakerConfig,
@@ -18,7 +19,6 @@ from rentscout.sdk.breaker import (
     Outcome,
     StateChange,
 )
-from rentscout.sdk.clock import ManualClock
 from rentscout.sdk.errors import CircuitOpenError as SdkCircuitOpenError
 from rentscout.sdk.errors import InvalidArgumentError, UnavailableError
 

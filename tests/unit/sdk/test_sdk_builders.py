@@ -13,8 +13,8 @@ from rentscout.common.v1 import common_pb2
 from rentscout.export.v1 import export_pb2
 from rentscout.sdk import errors, export_request
 from rentscout.sdk.analyzer import query_param
-from rentscout.sdk.enums import PROPERTY_TYPE, enum_value, name_of
 from rentscout.sdk.sync import LoopThread, sync_methods
+from rentscout.wire.enums import PROPERTY_TYPE, enum_value, name_of
 
 
 def test_export_request_from_plain_values() -> None:

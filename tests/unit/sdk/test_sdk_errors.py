@@ -67,7 +67,7 @@ def test_circuit_open_error_is_unavailable_and_readable() -> None:
 def test_new_correlation_ids_are_unique_version_4_uuids() -> None:
     import uuid
 
-    from rentscout.sdk.invoker import new_correlation_id
+    from rentscout.wire.correlation import new_correlation_id
 
     ids = [new_correlation_id() for _ in range(2000)]
     assert len(set(ids)) == 2000

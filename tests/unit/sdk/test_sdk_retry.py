@@ -7,10 +7,10 @@ import random
 import grpc
 import pytest
 
+from rentscout.resilience.clock import ManualClock
+from rentscout.resilience.retry import Jitter, RetryBudget, RetryEvent, RetryPolicy, RetryStrategy, retry_advanced
 from rentscout.sdk import codes
-from rentscout.sdk.clock import ManualClock
 from rentscout.sdk.errors import InvalidArgumentError, ResourceExhaustedError, UnavailableError
-from rentscout.sdk.retry import Jitter, RetryBudget, RetryEvent, RetryPolicy, RetryStrategy, retry_advanced
 
 
 class Flaky:

@@ -8,21 +8,20 @@ import contextlib
 import csv
 import io
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 import orjson
 from google.protobuf import duration_pb2
 
-from harness.servers import settings_for
 from rentscout.analyzer.v1 import analyzer_pb2, analyzer_pb2_grpc
 from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
 from rentscout.common.v1 import common_pb2
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
 from rentscout.runtime.errors import InvalidArgument, Unavailable
 from rentscout.runtime.resources import Resources
-from rentscout.runtime.server import ServiceFactory, ServiceHost, ServiceSpec
+from rentscout.runtime.server import ServiceSpec
 
 CACHE_SERVICE = "rentscout.cache.v1.CacheQueryService"
 
@@ -74,20 +73,6 @@ def factory(servicer: Any, name: str = CACHE_SERVICE,
         return ServiceSpec(name=name, register=lambda server: add(servicer, server), admin_methods=admin_methods)
 
     return create
-
-
-@contextlib.asynccontextmanager
-async def host_on(port: int, factories: Sequence[ServiceFactory], env: dict[str, str], grace: float = 0.5,
-                  **overrides: Any) -> AsyncIterator[ServiceHost]:
-    """Like harness.servers.in_process, but on a chosen port (to restart a server where clients expect it)."""
-    overrides.setdefault("health_check_interval_seconds", 0.2)
-    host = ServiceHost(factories, settings_for(env, **overrides), label="test", host="127.0.0.1", port=port,
-                       metrics_port=None)
-    await host.start()
-    try:
-        yield host
-    finally:
-        await host.stop(grace=grace)
 
 
 # -- an ExportService following the proto contract over real PostgreSQL rows ------------------------

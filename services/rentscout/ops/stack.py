@@ -18,12 +18,13 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from rentscout.cli.serve import SERVICES
+from rentscout.ops.serve import SERVICES
+from rentscout.wire.health import check_health
 
 STACK_PORTS = {"export": (50051, 9101), "cache-query": (50052, 9102), "analyzer": (50053, 9103)}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("stack", help="run the whole data plane locally (private PostgreSQL/Redis if none set)")
     ssub = p.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
     for name, helptext in (("up", "start everything and wait for Ctrl-C"),
@@ -90,7 +91,7 @@ class Stack:
             port, metrics_port = (p + self.offset for p in STACK_PORTS[name])
             log = (logdir / f"{name}.log").open("ab")
             proc = subprocess.Popen(
-                [sys.executable, "-m", "rentscout.cli.main", "serve", name, "--host", "127.0.0.1",
+                [sys.executable, "-m", "rentscout.main", "serve", name, "--host", "127.0.0.1",
                  "--port", str(port), "--metrics-port", str(metrics_port)],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT)
             self.procs[name] = proc
@@ -102,15 +103,13 @@ class Stack:
                      f"log {logdir / (name + '.log')}")
 
     def _wait_serving(self, name: str, timeout: float = 30.0) -> None:
-        from rentscout.cli.health import check
-
         port = STACK_PORTS[name][0] + self.offset
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.procs[name].poll() is not None:
                 raise RuntimeError(f"{name} exited with code {self.procs[name].returncode}; see its log")
             try:
-                if check(f"127.0.0.1:{port}", "", 1.0) == "SERVING":
+                if check_health(f"127.0.0.1:{port}", "", 1.0) == "SERVING":
                     return
             except Exception:
                 pass
@@ -141,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"rentscout stack: {exc}", file=sys.stderr)
             return 3
         if args.demo:
-            from rentscout.cli.demo import run_demo
+            from rentscout.ops.demo import run_demo
 
             return run_demo(stack_obj)
         stack_obj.say("all services SERVING; Ctrl-C stops everything")

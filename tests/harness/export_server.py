@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -16,14 +15,14 @@ from harness.servers import in_process
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
 from rentscout.export_service.service import ExportServicer, build
 from rentscout.export_service.settings import ExportSettings
-from rentscout.runtime.errors import bad_request_violations
 from rentscout.runtime.resources import Resources
 from rentscout.runtime.server import ServiceHost, ServiceSpec
+from rentscout.wire.badrequest import bad_request_violations
+from rentscout.wire.schema import COLUMN_NAMES
 
 CSV, JSON, JSONL = export_pb2.EXPORT_FORMAT_CSV, export_pb2.EXPORT_FORMAT_JSON, export_pb2.EXPORT_FORMAT_JSONL
 FORMATS = (CSV, JSON, JSONL)
-COLUMNS = ("id", "source", "external_id", "title", "city", "district", "address", "property_type", "price",
-           "currency", "rooms", "area", "floor", "lat", "lon", "url", "views", "is_active", "created_at", "updated_at")
+COLUMNS = COLUMN_NAMES
 TRICKY_CITY = "Zz Tricky"
 TEST_SETTINGS = ExportSettings(token_secret="test-secret", heartbeat_seconds=0.2, max_concurrent=4)
 
@@ -188,14 +187,3 @@ async def insert_tricky_rows(conn: asyncpg.Connection, first_id: int = 10_000_00
             None if i % 7 == 0 else -i, None if i % 8 == 0 else -89.999999, 179.5,
             None if i % 9 == 0 else f"https://x.test/{i}?q=\"{i}\"", i * 1000, i % 2 == 0)
     return ids
-
-
-async def eventually(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    """Poll an async predicate (cleanup runs concurrently with the test); fail with its last value."""
-    end = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value is True or asyncio.get_running_loop().time() > end:
-            assert value is True, value
-            return
-        await asyncio.sleep(0.05)

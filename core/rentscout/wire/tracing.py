@@ -28,11 +28,15 @@ def _exporter(name: str) -> SpanExporter | None:
         return ConsoleSpanExporter()
     if name == "otlp":
         try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+            # optional dependency (opentelemetry-exporter-otlp), not installed for the type check
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found]
+                OTLPSpanExporter,
+            )
         except ImportError:
             _log.warning("OTEL_TRACES_EXPORTER=otlp but opentelemetry-exporter-otlp is not installed; not exporting")
             return None
-        return OTLPSpanExporter()
+        exporter: SpanExporter = OTLPSpanExporter()
+        return exporter
     _log.warning("unknown OTEL_TRACES_EXPORTER %r; not exporting", name)
     return None
 

@@ -20,28 +20,21 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-# Each module registers its own subcommands (register(subparsers)); order is the help order.
-COMMAND_MODULES = (
-    "rentscout.cli.serve",
-    "rentscout.cli.db",
-    "rentscout.cli.stack",
-    "rentscout.cli.health",
-    "rentscout.cli.export",
-    "rentscout.cli.cache",
-    "rentscout.cli.analyze",
-)
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_AUTH, EXIT_DEADLINE, EXIT_PRECONDITION = 0, 1, 2, 3, 4, 5, 6
+# The composition root of the command line: operator commands (serve, db, stack) come from
+# rentscout.ops, client commands (health, export, cache, analyze) from rentscout.cli. Nothing imports
+# this module; it is the only one that sees both sides (docs/architecture.md).
+from rentscout.cli import commands as client_commands
+from rentscout.ops import register as register_operator_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rentscout", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    register_operator_commands(sub)
+    client_commands.register(sub)
     return parser
 
 

@@ -4,25 +4,46 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rentscout.runtime import __version__, logs
 from rentscout.runtime.config import ConfigError, RuntimeSettings, load, unknown_env_vars
+from rentscout.runtime.server import ServiceFactory, ServiceHost
+
+# Each service is imported only when it is served: `rentscout serve export` never loads the analyzer.
+
+
+def _export() -> ServiceFactory:
+    from rentscout.export_service.service import create
+
+    return create
+
+
+def _cache_query() -> ServiceFactory:
+    from rentscout.cache_service.service import create
+
+    return create
+
+
+def _analyzer() -> ServiceFactory:
+    from rentscout.analyzer_service.service import create
+
+    return create
 
 
 @dataclass(frozen=True)
 class ServiceEntry:
-    module: str  # exposes create(resources) -> ServiceSpec
+    load: Callable[[], ServiceFactory]  # returns the service's create(resources) -> ServiceSpec
     port: int
     metrics_port: int
 
 
 SERVICES = {
-    "export": ServiceEntry("rentscout.export_service.service", 50051, 9101),
-    "cache-query": ServiceEntry("rentscout.cache_service.service", 50052, 9102),
-    "analyzer": ServiceEntry("rentscout.analyzer_service.service", 50053, 9103),
+    "export": ServiceEntry(_export, 50051, 9101),
+    "cache-query": ServiceEntry(_cache_query, 50052, 9102),
+    "analyzer": ServiceEntry(_analyzer, 50053, 9103),
 }
 ALL_PORT, ALL_METRICS_PORT = 50050, 9100
 
@@ -32,7 +53,16 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url", help="overrides RENTSCOUT_REDIS_URL")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def failed(command: str, exc: ConfigError | OSError, unavailable: str = "") -> int:
+    """Report a command's failure on stderr; exit code 2 for configuration, 3 for an unavailable dependency."""
+    if isinstance(exc, ConfigError):
+        print(f"rentscout {command}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    print(f"rentscout {command}: {unavailable}{exc}", file=sys.stderr)
+    return 3
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run a gRPC service (or all three) in this process")
     p.add_argument("service", choices=[*SERVICES, "all"])
     p.add_argument("--host", help="bind address (overrides RENTSCOUT_HOST)")
@@ -44,9 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def build_host(args: argparse.Namespace):  # -> ServiceHost
-    from rentscout.runtime.server import ServiceHost
-
+def build_host(args: argparse.Namespace) -> ServiceHost:
     settings = load(RuntimeSettings, host=args.host, port=args.port, metrics_port=args.metrics_port,
                     allow_insecure=args.insecure, database_url=args.database_url, redis_url=args.redis_url)
     names = list(SERVICES) if args.service == "all" else [args.service]
@@ -57,7 +85,7 @@ def build_host(args: argparse.Namespace):  # -> ServiceHost
     logs.configure(f"rentscout-{label}", __version__, settings.log_level)
     for var in unknown_env_vars():
         logs.get_logger(__name__).warning("ignoring unknown setting %s (typo?)", var)
-    factories = [importlib.import_module(e.module).create for e in entries]
+    factories = [e.load() for e in entries]
     metrics_port = default_metrics if settings.metrics_port is None else settings.metrics_port
     return ServiceHost(factories, settings, label=label, host=settings.host,
                        port=default_port if settings.port is None else settings.port,
@@ -68,10 +96,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         host = build_host(args)
         asyncio.run(host.run_until_signal())
-    except ConfigError as exc:
-        print(f"rentscout serve: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"rentscout serve: {exc}", file=sys.stderr)
-        return 3
+    except (ConfigError, OSError) as exc:
+        return failed("serve", exc)
     return 0

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from rentscout.sdk.clock import SYSTEM_CLOCK, Clock
+from rentscout.resilience.clock import SYSTEM_CLOCK, Clock
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -117,7 +117,8 @@ def _as_predicate(retry_on: Any) -> Callable[[BaseException], bool]:
         types = retry_on
         return lambda exc: isinstance(exc, types)
     if callable(retry_on):
-        return retry_on
+        predicate: Callable[[BaseException], bool] = retry_on
+        return predicate
     raise TypeError("retry_on must be an exception type, a tuple of them, or a predicate")
 
 

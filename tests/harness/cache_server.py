@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -15,7 +14,7 @@ import asyncpg
 import grpc
 
 from harness.servers import in_process
-from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
+from rentscout.cache.v1 import cache_pb2_grpc
 from rentscout.cache_service.engine import QueryCache
 from rentscout.cache_service.registry import REGISTRY, CachedQuery
 from rentscout.cache_service.service import CacheQueryServicer, build
@@ -98,21 +97,7 @@ async def statement_calls(conn: asyncpg.Connection, fragment: str) -> int:
         fragment))
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float = 10.0) -> T:
-    """Poll `probe` until `ok(result)`; returns the last result (the caller asserts on it)."""
-    end = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await probe()
-        if ok(result) or asyncio.get_running_loop().time() > end:
-            return result
-        await asyncio.sleep(0.05)
-
-
 PRICE_STATS_SQL_FRAGMENT = "WITHIN GROUP (ORDER BY price)"  # constants are normalized away
-
-
-def source_name(value: int) -> str:
-    return cache_pb2.CacheSource.Name(value)
 
 
 def unique_city(label: str = "Testgrad") -> str:

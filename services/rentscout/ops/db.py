@@ -7,11 +7,11 @@ import asyncio
 import sys
 import time
 
-from rentscout.cli.serve import add_settings_flags
+from rentscout.ops.serve import add_settings_flags, failed
 from rentscout.runtime.config import ConfigError, RuntimeSettings, load
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("db", help="database schema and demo data")
     dbsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     m = dbsub.add_parser("migrate", help="apply pending migrations (idempotent)")
@@ -34,12 +34,8 @@ def migrate(args: argparse.Namespace) -> int:
 
     try:
         applied = asyncio.run(run_migrations(_dsn(args)))
-    except ConfigError as exc:
-        print(f"rentscout db migrate: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"rentscout db migrate: database unavailable: {exc}", file=sys.stderr)
-        return 3
+    except (ConfigError, OSError) as exc:
+        return failed("db migrate", exc, "database unavailable: ")
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else " (up to date)"))
     return 0
 
@@ -53,12 +49,8 @@ def seed(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         first, last = asyncio.run(run_seed(_dsn(args), args.rows, seed_value=args.seed, reset=args.reset))
-    except ConfigError as exc:
-        print(f"rentscout db seed: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"rentscout db seed: database unavailable: {exc}", file=sys.stderr)
-        return 3
+    except (ConfigError, OSError) as exc:
+        return failed("db seed", exc, "database unavailable: ")
     elapsed = time.perf_counter() - started
     print(f"seeded {args.rows} rows (ids {first}..{last}) in {elapsed:.1f}s ({args.rows / max(elapsed, 1e-9):,.0f} rows/s)")
     return 0
