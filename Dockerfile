@@ -15,9 +15,10 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# The wheel merges services/, clients/ and gen/ into the one `rentscout` namespace (hatchling,
+# The wheel merges core/, services/, clients/ and gen/ into the one `rentscout` namespace (hatchling,
 # see [tool.hatch.build.targets.wheel] in pyproject.toml); nothing else is needed to build it.
 COPY pyproject.toml ./
+COPY core/ core/
 COPY services/ services/
 COPY clients/ clients/
 COPY gen/ gen/

@@ -27,7 +27,7 @@ check-readme: bootstrap
 	$(PY) scripts/readme_config.py --check
 
 lint: bootstrap
-	$(BIN)/ruff check services clients tests bench scripts
+	$(BIN)/ruff check core services clients tests bench scripts
 	$(BIN)/buf lint
 
 pytest: bootstrap
@@ -39,7 +39,7 @@ bench: bootstrap
 	$(PY) bench/run_all.py
 
 fmt: bootstrap
-	$(BIN)/ruff check --fix services clients tests bench scripts
+	$(BIN)/ruff check --fix core services clients tests bench scripts
 
 # Deployment config (.env.example, k8s ConfigMap env, Secret template) from the settings declarations.
 deploy-config: bootstrap

@@ -62,10 +62,10 @@ def test_dockerignore_sends_the_sources_and_nothing_else() -> None:
     ignore = DockerIgnore.load(ROOT / ".dockerignore")
     files = ignore.context_files(ROOT)
     assert "pyproject.toml" in files
-    for root in ("services", "clients", "gen"):
+    for root in ("core", "services", "clients", "gen"):
         assert any(f.startswith(f"{root}/rentscout/") for f in files), root
     for f in files:
-        assert f == "pyproject.toml" or f.split("/")[0] in ("services", "clients", "gen"), f
+        assert f == "pyproject.toml" or f.split("/")[0] in ("core", "services", "clients", "gen"), f
     for path in ("tests/conftest.py", ".venv/bin/python", ".git/HEAD", "services/rentscout/__pycache__/x.pyc",
                  ".env", "k8s/base/kustomization.yaml", "clients/rentscout/cli/x.pyc"):
         assert ignore.excluded(path), path
