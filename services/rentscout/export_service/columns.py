@@ -1,34 +1,15 @@
 """The exportable columns of `properties`, read from the catalog (so a new migration's column is exportable
-without a code change), with the JSON kind that decides how PostgreSQL renders each one."""
+without a code change), each with the kind (rentscout.wire.schema) that decides how formats render it."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 
 from rentscout.runtime.database import Database
+from rentscout.wire.schema import TABLE, Column, kind_of
 
-TABLE = "properties"
-KEY = "id"
 CATALOG_TTL_SECONDS = 60.0
-
-# pg_type.typname -> JSON kind (see sqlgen): numbers and booleans are emitted bare, times as ISO strings,
-# anything else as the string of its text representation.
-_KINDS = {
-    "int2": "int", "int4": "int", "int8": "int", "oid": "int",
-    "float4": "float", "float8": "float", "numeric": "float",
-    "bool": "bool",
-    "timestamptz": "time", "timestamp": "time", "date": "time",
-}
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    kind: str  # int | float | bool | time | text
-    not_null: bool = False
-
 
 _SQL = """
 SELECT a.attname AS name, t.typname AS typname, a.attnotnull AS not_null
@@ -52,6 +33,6 @@ class Catalog:
         async with self._lock:
             if not self._columns or time.monotonic() - self._loaded_at >= CATALOG_TTL_SECONDS:
                 rows = await self._db.fetch(_SQL, TABLE)
-                self._columns = tuple(Column(r["name"], _KINDS.get(r["typname"], "text"), r["not_null"]) for r in rows)
+                self._columns = tuple(Column(r["name"], kind_of(r["typname"]), r["not_null"]) for r in rows)
                 self._loaded_at = time.monotonic()
         return self._columns

@@ -10,9 +10,9 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from rentscout.common.v1 import common_pb2
-from rentscout.export_service.sqlgen import ident, literal
 from rentscout.runtime.errors import Violations
 from rentscout.runtime.timestamps import to_datetime
+from rentscout.wire.sql import ident, literal
 
 MAX_LIST = 1000
 MAX_CITY_LENGTH = 200

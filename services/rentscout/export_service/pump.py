@@ -9,6 +9,7 @@ PostgreSQL produces only as fast as the client consumes, and at most `QUEUE_BLOC
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -40,11 +41,8 @@ class CopyJob:
     select_list: list[str]
     where: str
     window: Window
-    csv: bool  # FORMAT csv, else text with '"' as delimiter (sqlgen's JSON trick)
+    copy_options: Mapping[str, str]  # the format's (asyncpg copy_from_query options)
     statement_timeout_ms: int
-
-    def copy_options(self) -> dict[str, str]:
-        return {"format": "csv"} if self.csv else {"format": "text", "delimiter": sqlgen.JSON_DELIMITER}
 
 
 class CopyPump:
@@ -91,7 +89,7 @@ class CopyPump:
                     plan = await conn.fetchval(sqlgen.explain_sql(job.where, job.window), timeout=deadline.remaining())
                     await put(int(orjson.loads(plan)[0]["Plan"]["Plan Rows"]))
                     await conn.copy_from_query(sqlgen.select_sql(job.select_list, job.where, job.window),
-                                               output=self._sink, timeout=deadline.remaining(), **job.copy_options())
+                                               output=self._sink, timeout=deadline.remaining(), **job.copy_options)
             await put(END)
         except asyncio.CancelledError:
             raise

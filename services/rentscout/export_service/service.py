@@ -1,6 +1,6 @@
 """ExportService: streaming exports of `properties` (CSV, JSON array, JSON Lines), resumable and back-pressured.
 
-Design notes (see also sqlgen, framing, pump, stream):
+Design notes (see also sqlgen, framing, pump, stream, and the formats in rentscout.wire.formats):
 - PostgreSQL renders every byte with COPY, ordered by id; the server slices at row boundaries, so chunks
   are whole rows and concatenated chunks are one valid file. Keyset windows (id > last sent), never OFFSET.
 - A resume token continues after the last row of its chunk. CSV's header and JSON's '[' open only a
@@ -23,7 +23,7 @@ import grpc
 
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
 from rentscout.export_service import sqlgen, telemetry
-from rentscout.export_service.columns import KEY, TABLE, Catalog
+from rentscout.export_service.columns import Catalog
 from rentscout.export_service.pump import CopyPump
 from rentscout.export_service.request import build_spec, check_static, resolve_columns
 from rentscout.export_service.runs import RunStore
@@ -73,7 +73,7 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
             telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
             raise
         try:
-            progress = await self.runs.start_run(start.state.export_id, start.spec.format_name, start.resumed,
+            progress = await self.runs.start_run(start.state.export_id, start.spec.format.name, start.resumed,
                                                  context.correlation_id.get())
             job = copy_job(start.spec, start.state, self.settings.statement_timeout_ms)
             pump = None if start.state.done else CopyPump(self.db, job)
@@ -122,12 +122,7 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         columns = resolve_columns(req.columns, await self.catalog.columns(), v, prefix="export.")
         v.raise_if_any()
         spec = build_spec(req, where, columns, self.settings)
-        key = sqlgen.ident(KEY)
-        rows = await self.db.fetch(
-            f"SELECT k, min({key}) AS first_id, max({key}) AS last_id, count(*) AS n "
-            f"FROM (SELECT {key}, ntile({int(request.partitions)}) OVER (ORDER BY {key}) AS k "
-            f"FROM (SELECT {key} FROM {sqlgen.ident(TABLE)} WHERE {spec.where or 'TRUE'} ORDER BY {key} "
-            f"LIMIT {int(spec.effective_limit)}) s) t GROUP BY k ORDER BY k")
+        rows = await self.db.fetch(sqlgen.plan_sql(spec.where, spec.effective_limit, request.partitions))
         export_id = uuid.uuid4()
         out = export_pb2.PlanExportResponse(export_id=str(export_id))
         total = sum(r["n"] for r in rows)
