@@ -1,8 +1,9 @@
 """PropertyFilter -> a SQL predicate of literals (COPY takes no bind parameters).
 
 Every value is validated first: enums against their known names, numbers rendered by int(), strings as
-standard-conforming literals (the stream's session forces standard_conforming_strings = on) with NUL
-rejected, timestamps as ISO literals. Problems are collected as field violations, all at once.
+standard-conforming literals (the stream's session forces standard_conforming_strings = on), city names by
+the shared rule (rentscout.wire.validation: length, no control characters such as NUL), timestamps as ISO
+literals. Problems are collected as field violations, all at once.
 """
 
 from __future__ import annotations
@@ -12,20 +13,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from rentscout.common.v1 import common_pb2
 from rentscout.runtime.errors import Violations
 from rentscout.runtime.timestamps import to_datetime
+from rentscout.wire.enums import short_names
 from rentscout.wire.sql import ident, literal
+from rentscout.wire.validation import city_problem
 
 MAX_LIST = 1000
-MAX_CITY_LENGTH = 200
-INT32_MAX = 2**31 - 1
 
-
-def _enum_names(enum: object, prefix: str) -> dict[int, str]:
-    return {v.number: v.name.removeprefix(prefix).lower()
-            for v in enum.DESCRIPTOR.values if v.number != 0}  # type: ignore[attr-defined]
-
-
-PROPERTY_TYPES = _enum_names(common_pb2.PropertyType, "PROPERTY_TYPE_")
-SOURCES = _enum_names(common_pb2.ListingSource, "LISTING_SOURCE_")
+PROPERTY_TYPES = short_names(common_pb2.PropertyType)
+SOURCES = short_names(common_pb2.ListingSource)
 
 
 def timestamp_literal(ts: Timestamp, field: str, v: Violations) -> str | None:
@@ -83,9 +78,9 @@ def filter_sql(f: common_pb2.PropertyFilter, v: Violations, prefix: str = "filte
             v.add(f"{prefix}cities", f"at most {MAX_LIST} values")
         else:
             ok = True
-            for i, city in enumerate(cities):
-                if not city or "\x00" in city or len(city) > MAX_CITY_LENGTH:
-                    v.add(f"{prefix}cities[{i}]", f"must be 1 to {MAX_CITY_LENGTH} characters without NUL")
+            for i, city in enumerate(cities):  # exact names: not trimmed
+                if (problem := city_problem(city)) is not None:
+                    v.add(f"{prefix}cities[{i}]", problem)
                     ok = False
             if ok:
                 parts.append(_in_list("city", sorted(set(cities))))

@@ -1,11 +1,12 @@
-"""The one table of export formats of the wire layer."""
+"""The one table of export formats, the shared enum names and validation rules of the wire layer."""
 
 from __future__ import annotations
 
 import pytest
 
+from rentscout.common.v1 import common_pb2
 from rentscout.export.v1 import export_pb2
-from rentscout.wire import formats
+from rentscout.wire import enums, formats, validation
 from rentscout.wire.formats import Format
 
 
@@ -27,3 +28,24 @@ def test_unknown_formats_are_value_errors() -> None:
     for number in (export_pb2.EXPORT_FORMAT_UNSPECIFIED, 99):
         with pytest.raises(ValueError, match="unknown export format"):
             formats.by_enum(number)
+
+
+def test_enum_short_names() -> None:
+    assert enums.prefix(common_pb2.PropertyType) == "PROPERTY_TYPE_"
+    assert enums.short_name(common_pb2.PropertyType, common_pb2.PROPERTY_TYPE_STUDIO) == "studio"
+    assert enums.value_of(common_pb2.ListingSource, "avito") == common_pb2.LISTING_SOURCE_AVITO
+    assert 0 not in enums.short_names(common_pb2.PropertyType)
+    assert enums.short_names(common_pb2.ListingSource)[common_pb2.LISTING_SOURCE_CIAN] == "cian"
+    with pytest.raises(ValueError):
+        enums.short_name(common_pb2.PropertyType, 99)
+    with pytest.raises(ValueError):
+        enums.value_of(common_pb2.PropertyType, "castle")
+
+
+def test_city_rule() -> None:
+    assert validation.city_problem("Санкт-Петербург") is None
+    assert validation.city_problem("x" * validation.MAX_CITY_LENGTH) is None
+    assert validation.city_problem("") == "must not be empty"
+    assert "at most" in (validation.city_problem("x" * (validation.MAX_CITY_LENGTH + 1)) or "")
+    for bad in ("a\x00b", "Mos\ncow", "Mos\u200bcow"):
+        assert validation.city_problem(bad) == "must not contain control or unassigned characters"
