@@ -53,7 +53,6 @@ class CopyPump:
         self.job = job
         self.queue: asyncio.Queue[int | bytes | Failure | _End] = asyncio.Queue(QUEUE_BLOCKS)
         self.task: asyncio.Task[None] | None = None
-        self.bytes_read = 0  # from PostgreSQL, for tests of back-pressure
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run(), name="export-copy")
@@ -69,8 +68,8 @@ class CopyPump:
         self.cancel()
         await asyncio.wait({self.task})
 
-    async def _sink(self, block: bytes) -> None:
-        self.bytes_read += len(block)
+    async def deliver(self, block: bytes) -> None:
+        """COPY's output callback: hands one socket read to the RPC, waiting while it is behind."""
         await self.queue.put(block)
         if len(block) < SMALL_BLOCK:
             # PostgreSQL writes 8 KiB at a time and we read faster: let the socket buffer fill a little,
@@ -89,7 +88,7 @@ class CopyPump:
                     plan = await conn.fetchval(sqlgen.explain_sql(job.where, job.window), timeout=deadline.remaining())
                     await put(int(orjson.loads(plan)[0]["Plan"]["Plan Rows"]))
                     await conn.copy_from_query(sqlgen.select_sql(job.select_list, job.where, job.window),
-                                               output=self._sink, timeout=deadline.remaining(), **job.copy_options)
+                                               output=self.deliver, timeout=deadline.remaining(), **job.copy_options)
             await put(END)
         except asyncio.CancelledError:
             raise

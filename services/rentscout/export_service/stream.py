@@ -89,8 +89,6 @@ class ExportRun:
         fmt = self.spec.format.name
         telemetry.EXPORTS_TOTAL.labels(fmt, status).inc()
         telemetry.EXPORT_DURATION.labels(fmt, status).observe(elapsed)
-        if code is not None:
-            telemetry.EXPORT_ERRORS.labels(code).inc()
         fields: dict[str, object] = {
             "export.id": self.export_id, "export.format": fmt, "export.status": status,
             "export.rows": self.progress.rows, "export.bytes": self.progress.bytes, "export.rows_sent": self.rows_sent,
