@@ -82,6 +82,14 @@ def _nth_line_end(data: bytes | bytearray, k: int, total: int) -> int:
     return data.rindex(b"\n", 0, pos) + 1 if pos and data[pos - 1] != 0x0A else pos
 
 
+def key_at(data: bytes | bytearray, pos: int) -> int:
+    """The integer at `pos`: the key a record starts with (found there in each format's own way)."""
+    m = INT.match(data, pos)
+    if m is None:
+        raise FramingError("no id at the start of the last row")
+    return int(m[0])
+
+
 def join(parts: list[Segment]) -> bytes:
     if len(parts) == 1:
         data = parts[0].data

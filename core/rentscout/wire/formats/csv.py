@@ -18,14 +18,13 @@ from typing import Any
 
 from rentscout.export.v1 import export_pb2
 from rentscout.wire.formats.base import (
-    INT,
     ChunkWriter,
     Format,
-    FramingError,
     RecordSplitter,
     Segment,
     Stitcher,
     join,
+    key_at,
     strip_lines,
 )
 from rentscout.wire.schema import BY_NAME, KEY, Column
@@ -84,10 +83,7 @@ class CsvWriter(ChunkWriter):
 
     def last_key(self, parts: list[Segment]) -> int:
         last = parts[-1]
-        m = INT.match(last.data, last.last_start())
-        if m is None:
-            raise FramingError("no id at the start of the last row")
-        return int(m[0])
+        return key_at(last.data, last.last_start())
 
     def render(self, parts: list[Segment], rows_before: int) -> bytes:
         data = b"".join([self._strip(p) for p in parts]) if self.hidden_key else join(parts)

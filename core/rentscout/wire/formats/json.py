@@ -28,14 +28,13 @@ import orjson
 
 from rentscout.export.v1 import export_pb2
 from rentscout.wire.formats.base import (
-    INT,
     ChunkWriter,
     Format,
-    FramingError,
     RecordSplitter,
     Segment,
     Stitcher,
     join,
+    key_at,
     strip_lines,
 )
 from rentscout.wire.schema import KEY, Column
@@ -135,10 +134,7 @@ class JsonWriter(ChunkWriter):
     def last_key(self, parts: list[Segment]) -> int:
         last = parts[-1]
         start = last.last_start()
-        m = INT.match(last.data, start if self.hidden_key else start + 6)  # after '{"id":' (markers for quotes)
-        if m is None:
-            raise FramingError("no id at the start of the last row")
-        return int(m[0])
+        return key_at(last.data, start if self.hidden_key else start + 6)  # after '{"id":' (markers for quotes)
 
     def render(self, parts: list[Segment], rows_before: int) -> bytes:
         data = join(parts)
