@@ -13,6 +13,7 @@ import grpc
 
 from harness.servers import in_process
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
+from rentscout.export_service.pump import CopyPump
 from rentscout.export_service.service import ExportServicer, build
 from rentscout.export_service.settings import ExportSettings
 from rentscout.runtime.resources import Resources
@@ -27,21 +28,46 @@ TRICKY_CITY = "Zz Tricky"
 TEST_SETTINGS = ExportSettings(token_secret="test-secret", heartbeat_seconds=0.2, max_concurrent=4)
 
 
+class MeteredPump(CopyPump):
+    """A CopyPump that counts the bytes the server read from PostgreSQL (for back-pressure tests)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.bytes_read = 0
+
+    async def deliver(self, block: bytes) -> None:
+        self.bytes_read += len(block)
+        await super().deliver(block)
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+
 @dataclass
 class ExportServer:
     host: ServiceHost
     servicer: ExportServicer
     channel: grpc.aio.Channel
     stub: export_pb2_grpc.ExportServiceStub
+    pumps: list[MeteredPump] = field(default_factory=list)  # of every stream, in order
+
+    def running_pumps(self) -> list[MeteredPump]:
+        return [p for p in self.pumps if p.running]
 
 
 @contextlib.asynccontextmanager
 async def serve(env: dict[str, str], settings: ExportSettings) -> AsyncIterator[ExportServer]:
     """An in-process export server with these settings, and a channel to it."""
     holder: dict[str, ExportServicer] = {}
+    pumps: list[MeteredPump] = []
+
+    def pump(*args: Any) -> MeteredPump:
+        pumps.append(MeteredPump(*args))
+        return pumps[-1]
 
     def factory(resources: Resources) -> ServiceSpec:
-        servicer, spec = build(resources, settings)
+        servicer, spec = build(resources, settings, pump)
         holder["servicer"] = servicer
         return spec
 
@@ -49,7 +75,7 @@ async def serve(env: dict[str, str], settings: ExportSettings) -> AsyncIterator[
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}",
                                             options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
         try:
-            yield ExportServer(host, holder["servicer"], channel, export_pb2_grpc.ExportServiceStub(channel))
+            yield ExportServer(host, holder["servicer"], channel, export_pb2_grpc.ExportServiceStub(channel), pumps)
         finally:
             await channel.close()
 

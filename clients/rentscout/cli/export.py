@@ -42,12 +42,13 @@ from rentscout.cli.clientargs import (
     stderr_console,
 )
 from rentscout.sdk import DownloadProgress, DownloadResult, ExportClient, export_request
+from rentscout.wire import formats
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("export", help="export properties as CSV, JSON or JSONL (resumable, parallel)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--format", default="jsonl", choices=["csv", "json", "jsonl"], help="(default: %(default)s)")
+    p.add_argument("--format", default="jsonl", choices=formats.names(), help="(default: %(default)s)")
     p.add_argument("-o", "--output", default="-", metavar="PATH", help="file to write, or - for stdout (default)")
     f = p.add_argument_group("filter")
     f.add_argument("--city", action="append", default=[], help="exact city name (repeatable: any of)")
@@ -138,7 +139,8 @@ async def _download(client: ExportClient, request: Any, args: argparse.Namespace
     options = {"parallel": args.parallel, "progress": on_progress, "timeout": args.timeout}
     if args.split:
         out = Path(args.output)
-        stem, ext = (out.name[: -len(out.suffix)], out.suffix) if out.suffix else (out.name, f".{args.format}")
+        default_ext = "." + formats.by_name(args.format).extension
+        stem, ext = (out.name[: -len(out.suffix)], out.suffix) if out.suffix else (out.name, default_ext)
         return await client.download(request, split=lambda i: out.with_name(f"{stem}.part-{i:03d}{ext}"), **options)
     if args.output == "-":
         return await client.download(request, sys.stdout.buffer, **options)

@@ -210,7 +210,7 @@ class ExportClient(BaseClient):
             return sink.written
 
         if not streams:  # an empty export still yields one (empty but valid) file
-            stitcher = formats.Stitcher(request.format, request.columns)
+            stitcher = formats.stitcher(request.format, request.columns)
             path = split(0)
             files.append(str(path))
             path.write_bytes(stitcher.finish())
@@ -219,7 +219,7 @@ class ExportClient(BaseClient):
 
     async def _write_merged(self, request: export_pb2.ExportPropertiesRequest, streams: list[ExportStream],
                             sink: _Counting, spool_dir: str | None) -> None:
-        merged = formats.Stitcher(request.format, request.columns)
+        merged = formats.stitcher(request.format, request.columns)
         if not streams:
             sink.write(merged.finish())
             return

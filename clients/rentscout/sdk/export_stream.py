@@ -10,7 +10,7 @@ checked against what was received, and any contradiction raises `ExportIntegrity
 silently producing a wrong file.
 
 A stream can be read once, in one of three shapes: `chunks()` (ExportChunk messages), `data()`
-(bytes forming one valid file, see `formats.Stitcher`), or `rows()` (dicts; also `async for`).
+(bytes forming one valid file, see the format's `Stitcher`), or `rows()` (dicts; also `async for`).
 Breaks that made progress always resume; `resume.max_attempts` bounds consecutive attempts without
 a single new chunk and `max_stall` the time without one. The target's breaker and retry budget are
 shared with unary calls: an open breaker is waited out (until its next probe), an exhausted budget
@@ -103,10 +103,10 @@ class ExportStream:
 
     async def data(self) -> AsyncIterator[bytes]:
         """Bytes that concatenate to one valid file of the export's format."""
-        stitcher = formats.Stitcher(self.request.format, self.columns)
+        stitcher: formats.Stitcher | None = None  # made once the first header says the format
         async for event in self.events():
+            stitcher = stitcher or formats.stitcher(self.format, self.columns)
             if isinstance(event, SegmentStart):
-                stitcher.fmt = self.format
                 owed = stitcher.start_segment(event.header.columns)
                 if owed:
                     yield owed
@@ -114,7 +114,7 @@ class ExportStream:
                 out = stitcher.feed(event.data)
                 if out:
                     yield out
-        tail = stitcher.finish()
+        tail = (stitcher or formats.stitcher(self.format, self.columns)).finish()
         if tail:
             yield tail
 

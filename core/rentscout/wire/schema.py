@@ -1,57 +1,25 @@
-"""The `properties` table as both sides see it: column names in table order and the kind of each value.
+"""The `properties` table as both sides of the wire know it: column names, PostgreSQL types, and the kind of
+value each type is (which decides how an export spells it and how a client parses it back).
 
-The migrations (services/rentscout/db/migrations) create the table; this is the one place the code knows
-its columns. Kinds: `int`, `float`, `bool`, `time` (timestamptz) and `text`. The export server reads the
-columns it streams from the catalog (so a new column is exportable without a code change) and maps
-PostgreSQL types to the same kinds with `kind_of_pg_type`.
+The export server reads the live catalog (a new migration's column is exportable without a code change) and
+classifies each type with `kind_of`; clients and tests use `PROPERTIES`, which a test checks against the
+migrated table.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 TABLE = "properties"
 KEY = "id"
 
-@dataclass(frozen=True)
-class Column:
-    name: str
-    kind: str  # int | float | bool | time | text
-    not_null: bool = False
+Kind = Literal["int", "float", "bool", "time", "text"]
 
-
-PROPERTY_COLUMNS: tuple[Column, ...] = (
-    Column("id", "int", True),
-    Column("source", "text", True),
-    Column("external_id", "text", True),
-    Column("title", "text", True),
-    Column("city", "text", True),
-    Column("district", "text"),
-    Column("address", "text"),
-    Column("property_type", "text", True),
-    Column("price", "int", True),
-    Column("currency", "text", True),
-    Column("rooms", "int"),
-    Column("area", "float"),
-    Column("floor", "int"),
-    Column("lat", "float"),
-    Column("lon", "float"),
-    Column("url", "text"),
-    Column("views", "int", True),
-    Column("is_active", "bool", True),
-    Column("created_at", "time", True),
-    Column("updated_at", "time", True),
-)
-COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in PROPERTY_COLUMNS)
-
-
-def columns_of_kind(kind: str) -> frozenset[str]:
-    return frozenset(c.name for c in PROPERTY_COLUMNS if c.kind == kind)
-
-
-# pg_type.typname -> kind: numbers and booleans are emitted bare in JSON, times as ISO strings,
-# anything else as the string of its text representation.
-_PG_KINDS = {
+# pg_type.typname -> kind: numbers and booleans are JSON numbers/booleans, times ISO 8601 strings, anything
+# else the string of its text representation.
+KINDS: Mapping[str, Kind] = {
     "int2": "int", "int4": "int", "int8": "int", "oid": "int",
     "float4": "float", "float8": "float", "numeric": "float",
     "bool": "bool",
@@ -59,5 +27,34 @@ _PG_KINDS = {
 }
 
 
-def kind_of_pg_type(typname: str) -> str:
-    return _PG_KINDS.get(typname, "text")
+def kind_of(typname: str) -> Kind:
+    return KINDS.get(typname, "text")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    not_null: bool = False
+
+
+def _column(name: str, typname: str, not_null: bool) -> Column:
+    return Column(name, kind_of(typname), not_null)
+
+
+# (name, pg_type.typname, NOT NULL) in table order, as migration 0001 creates them.
+PROPERTY_TYPES: tuple[tuple[str, str, bool], ...] = (
+    ("id", "int8", True), ("source", "text", True), ("external_id", "text", True), ("title", "text", True),
+    ("city", "text", True), ("district", "text", False), ("address", "text", False),
+    ("property_type", "text", True), ("price", "int8", True), ("currency", "bpchar", True),
+    ("rooms", "int2", False), ("area", "float8", False), ("floor", "int2", False), ("lat", "float8", False),
+    ("lon", "float8", False), ("url", "text", False), ("views", "int8", True), ("is_active", "bool", True),
+    ("created_at", "timestamptz", True), ("updated_at", "timestamptz", True),
+)
+PROPERTIES: tuple[Column, ...] = tuple(_column(*spec) for spec in PROPERTY_TYPES)
+BY_NAME: Mapping[str, Column] = {c.name: c for c in PROPERTIES}
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in PROPERTIES)
+
+
+def columns_of_kind(kind: Kind) -> frozenset[str]:
+    return frozenset(c.name for c in PROPERTIES if c.kind == kind)

@@ -6,7 +6,6 @@ flight, invalidation, metrics and the RPC handler come with the declaration.
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 import asyncpg
@@ -17,24 +16,21 @@ from rentscout.cache_service.registry import Params, cached_query
 from rentscout.common.v1 import common_pb2
 from rentscout.runtime.database import Database
 from rentscout.runtime.errors import Violations
+from rentscout.wire import schema
+from rentscout.wire.enums import LISTING_SOURCE, PROPERTY_TYPE, enum_value, name_of
+from rentscout.wire.validation import city_problem
 
-MAX_CITY_LENGTH = 100
 DEFAULT_LIMIT, MAX_LIMIT = 10, 100
-TYPE_PREFIX, SOURCE_PREFIX = "PROPERTY_TYPE_", "LISTING_SOURCE_"
 
 
 # -- input checks -----------------------------------------------------------------------------
 
 
 def check_city(v: Violations, field: str, raw: str) -> str:
-    """A city name: trimmed, 1..100 characters, no control characters. Unknown cities are fine."""
+    """A city name, trimmed, by the shared rule (rentscout.wire.validation). Unknown cities are fine."""
     city = raw.strip()
-    if not city:
-        v.add(field, "must not be empty")
-    elif len(city) > MAX_CITY_LENGTH:
-        v.add(field, f"must be at most {MAX_CITY_LENGTH} characters (got {len(city)})")
-    elif any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in city):
-        v.add(field, "must not contain control or unassigned characters")
+    if (problem := city_problem(city)) is not None:
+        v.add(field, problem)
     return city
 
 
@@ -42,11 +38,7 @@ def property_type_name(value: int) -> str | None:
     """`PROPERTY_TYPE_STUDIO` -> 'studio'; None for unspecified; raises ValueError for unknown numbers."""
     if value == common_pb2.PROPERTY_TYPE_UNSPECIFIED:
         return None
-    return common_pb2.PropertyType.Name(value).removeprefix(TYPE_PREFIX).lower()
-
-
-def _type_value(name: str) -> int:
-    return common_pb2.PropertyType.Value(TYPE_PREFIX + name.upper())
+    return name_of(PROPERTY_TYPE, enum_value(PROPERTY_TYPE, value))
 
 
 def popular_params(req: cache_pb2.PopularPropertiesRequest) -> Params:
@@ -76,16 +68,15 @@ def no_params(_req: Any) -> Params:
 
 # -- rows to messages -------------------------------------------------------------------------
 
-PROPERTY_COLUMNS = ("id, source, external_id, title, city, district, address, property_type, price, currency, rooms, "
-                    "area, floor, lat, lon, url, views, is_active, created_at, updated_at")
+PROPERTY_COLUMNS = ", ".join(c.name for c in schema.PROPERTIES)
 
 
 def to_property(row: asyncpg.Record) -> common_pb2.Property:
     fields = {k: row[k] for k in ("id", "external_id", "title", "city", "district", "address", "price", "currency",
                                   "rooms", "area", "floor", "lat", "lon", "url", "views", "is_active")
               if row[k] is not None}
-    prop = common_pb2.Property(source=common_pb2.ListingSource.Value(SOURCE_PREFIX + row["source"].upper()),
-                               property_type=_type_value(row["property_type"]), **fields)
+    prop = common_pb2.Property(source=enum_value(LISTING_SOURCE, row["source"]),
+                               property_type=enum_value(PROPERTY_TYPE, row["property_type"]), **fields)
     prop.created_at.FromDatetime(row["created_at"])
     prop.updated_at.FromDatetime(row["updated_at"])
     return prop
@@ -134,4 +125,5 @@ async def property_types(db: Database) -> cache_pb2.PropertyTypesResponse:
     rows = await db.fetch("SELECT property_type, count(*) AS n FROM properties WHERE is_active "
                           "GROUP BY property_type ORDER BY n DESC, property_type")
     return cache_pb2.PropertyTypesResponse(property_types=[
-        cache_pb2.PropertyTypeCount(property_type=_type_value(r["property_type"]), count=r["n"]) for r in rows])
+        cache_pb2.PropertyTypeCount(property_type=enum_value(PROPERTY_TYPE, r["property_type"]), count=r["n"])
+        for r in rows])

@@ -8,7 +8,6 @@ never re-serializes the response. Clients see ordinary messages.
 from __future__ import annotations
 
 import logging
-import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,15 +26,12 @@ from rentscout.runtime.context import annotate
 from rentscout.runtime.errors import NotFound, Unavailable, Violations
 from rentscout.runtime.resources import Resources
 from rentscout.runtime.server import ServiceSpec
+from rentscout.wire.validation import has_control_chars
 
 SERVICE_NAME = "rentscout.cache.v1.CacheQueryService"
 _log = logging.getLogger(__name__)
 MAX_PATTERN_LENGTH, MAX_TAGS, MAX_TAG_LENGTH = 512, 100, 200
 _SERVICE = cache_pb2.DESCRIPTOR.services_by_name["CacheQueryService"]
-
-
-def _has_control(text: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in text)
 
 
 class CacheQueryServicer:
@@ -53,7 +49,7 @@ class CacheQueryServicer:
         if request.pattern:
             if len(request.pattern) > MAX_PATTERN_LENGTH:
                 v.add("pattern", f"must be at most {MAX_PATTERN_LENGTH} characters")
-            elif _has_control(request.pattern):
+            elif has_control_chars(request.pattern):
                 v.add("pattern", "must not contain control characters")
             elif not request.pattern.startswith(prefix):
                 v.add("pattern", f"must start with the cache namespace {prefix!r}")
@@ -64,7 +60,7 @@ class CacheQueryServicer:
                 v.add(f"tags[{i}]", "must not be empty")
             elif len(tag) > MAX_TAG_LENGTH:
                 v.add(f"tags[{i}]", f"must be at most {MAX_TAG_LENGTH} characters")
-            elif _has_control(tag):
+            elif has_control_chars(tag):
                 v.add(f"tags[{i}]", "must not contain control characters")
         v.raise_if_any()
         try:

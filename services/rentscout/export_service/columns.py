@@ -1,5 +1,5 @@
 """The exportable columns of `properties`, read from the catalog (so a new migration's column is exportable
-without a code change), with the kind (`rentscout.wire.schema`) that decides how PostgreSQL renders each one."""
+without a code change), each with the kind (rentscout.wire.schema) that decides how formats render it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import asyncio
 import time
 
 from rentscout.runtime.database import Database
-from rentscout.wire.schema import KEY, TABLE, Column, kind_of_pg_type
+from rentscout.wire.schema import TABLE, Column, kind_of
 
-__all__ = ["KEY", "TABLE", "Catalog", "Column"]
 CATALOG_TTL_SECONDS = 60.0
 
 _SQL = """
@@ -34,6 +33,6 @@ class Catalog:
         async with self._lock:
             if not self._columns or time.monotonic() - self._loaded_at >= CATALOG_TTL_SECONDS:
                 rows = await self._db.fetch(_SQL, TABLE)
-                self._columns = tuple(Column(r["name"], kind_of_pg_type(r["typname"]), r["not_null"]) for r in rows)
+                self._columns = tuple(Column(r["name"], kind_of(r["typname"]), r["not_null"]) for r in rows)
                 self._loaded_at = time.monotonic()
         return self._columns

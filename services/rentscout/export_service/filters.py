@@ -1,8 +1,9 @@
 """PropertyFilter -> a SQL predicate of literals (COPY takes no bind parameters).
 
 Every value is validated first: enums against their known names, numbers rendered by int(), strings as
-standard-conforming literals (the stream's session forces standard_conforming_strings = on) with NUL
-rejected, timestamps as ISO literals. Problems are collected as field violations, all at once.
+standard-conforming literals (the stream's session forces standard_conforming_strings = on), city names by
+the shared rule (rentscout.wire.validation: length, no control characters such as NUL), timestamps as ISO
+literals. Problems are collected as field violations, all at once.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from rentscout.common.v1 import common_pb2
-from rentscout.export_service.sqlgen import ident, literal
 from rentscout.runtime.errors import Violations
 from rentscout.runtime.timestamps import to_datetime
 from rentscout.wire.enums import LISTING_SOURCE, PROPERTY_TYPE, short_names
+from rentscout.wire.sql import ident, literal
+from rentscout.wire.validation import city_problem
 
 MAX_LIST = 1000
-MAX_CITY_LENGTH = 200
-
 
 PROPERTY_TYPES = short_names(PROPERTY_TYPE)
 SOURCES = short_names(LISTING_SOURCE)
@@ -78,9 +78,9 @@ def filter_sql(f: common_pb2.PropertyFilter, v: Violations, prefix: str = "filte
             v.add(f"{prefix}cities", f"at most {MAX_LIST} values")
         else:
             ok = True
-            for i, city in enumerate(cities):
-                if not city or "\x00" in city or len(city) > MAX_CITY_LENGTH:
-                    v.add(f"{prefix}cities[{i}]", f"must be 1 to {MAX_CITY_LENGTH} characters without NUL")
+            for i, city in enumerate(cities):  # exact names: not trimmed
+                if (problem := city_problem(city)) is not None:
+                    v.add(f"{prefix}cities[{i}]", problem)
                     ok = False
             if ok:
                 parts.append(_in_list("city", sorted(set(cities))))

@@ -9,6 +9,7 @@ PostgreSQL produces only as fast as the client consumes, and at most `QUEUE_BLOC
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -40,11 +41,8 @@ class CopyJob:
     select_list: list[str]
     where: str
     window: Window
-    csv: bool  # FORMAT csv, else text with '"' as delimiter (sqlgen's JSON trick)
+    copy_options: Mapping[str, str]  # the format's (asyncpg copy_from_query options)
     statement_timeout_ms: int
-
-    def copy_options(self) -> dict[str, str]:
-        return {"format": "csv"} if self.csv else {"format": "text", "delimiter": sqlgen.JSON_DELIMITER}
 
 
 class CopyPump:
@@ -55,7 +53,6 @@ class CopyPump:
         self.job = job
         self.queue: asyncio.Queue[int | bytes | Failure | _End] = asyncio.Queue(QUEUE_BLOCKS)
         self.task: asyncio.Task[None] | None = None
-        self.bytes_read = 0  # from PostgreSQL, for tests of back-pressure
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run(), name="export-copy")
@@ -71,8 +68,8 @@ class CopyPump:
         self.cancel()
         await asyncio.wait({self.task})
 
-    async def _sink(self, block: bytes) -> None:
-        self.bytes_read += len(block)
+    async def deliver(self, block: bytes) -> None:
+        """COPY's output callback: hands one socket read to the RPC, waiting while it is behind."""
         await self.queue.put(block)
         if len(block) < SMALL_BLOCK:
             # PostgreSQL writes 8 KiB at a time and we read faster: let the socket buffer fill a little,
@@ -91,7 +88,7 @@ class CopyPump:
                     plan = await conn.fetchval(sqlgen.explain_sql(job.where, job.window), timeout=deadline.remaining())
                     await put(int(orjson.loads(plan)[0]["Plan"]["Plan Rows"]))
                     await conn.copy_from_query(sqlgen.select_sql(job.select_list, job.where, job.window),
-                                               output=self._sink, timeout=deadline.remaining(), **job.copy_options())
+                                               output=self.deliver, timeout=deadline.remaining(), **job.copy_options)
             await put(END)
         except asyncio.CancelledError:
             raise

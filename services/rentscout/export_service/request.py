@@ -7,21 +7,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rentscout.export.v1 import export_pb2
-from rentscout.export_service.columns import KEY, Column
 from rentscout.export_service.filters import filter_sql
 from rentscout.export_service.settings import ExportSettings
 from rentscout.runtime.errors import Violations
+from rentscout.wire import formats
+from rentscout.wire.formats import Format
+from rentscout.wire.schema import KEY, Column
 
 DEFAULT_ROWS_PER_CHUNK = 1000
 MIN_BYTES_PER_CHUNK = 1024
-FORMAT_NAMES = {export_pb2.EXPORT_FORMAT_CSV: "csv", export_pb2.EXPORT_FORMAT_JSON: "json",
-                export_pb2.EXPORT_FORMAT_JSONL: "jsonl"}
 MAX_COLUMNS = 200
 
 
 @dataclass(frozen=True)
 class ExportSpec:
-    format: int  # ExportFormat value
+    format: Format
     columns: tuple[Column, ...]
     where: str  # filter predicate of literals ('' = none)
     limit: int  # as requested (0 = none)
@@ -31,10 +31,6 @@ class ExportSpec:
     fingerprint: bytes
 
     @property
-    def format_name(self) -> str:
-        return FORMAT_NAMES[self.format]
-
-    @property
     def hidden_key(self) -> bool:
         """True when the stream selects the id in front (for resume tokens) and strips it per row."""
         return self.columns[0].name != KEY
@@ -42,9 +38,11 @@ class ExportSpec:
 
 def check_static(req: export_pb2.ExportPropertiesRequest, s: ExportSettings, v: Violations, prefix: str = "") -> str:
     """The checks that need no database; returns the filter predicate."""
-    if req.format not in FORMAT_NAMES:
-        v.add(f"{prefix}format", f"must be one of {', '.join(export_pb2.ExportFormat.Name(f) for f in FORMAT_NAMES)}"
-                                 f" (got {req.format})")
+    try:
+        formats.by_enum(req.format)
+    except ValueError:
+        known = ", ".join(export_pb2.ExportFormat.Name(f.enum) for f in formats.FORMATS)
+        v.add(f"{prefix}format", f"must be one of {known} (got {req.format})")
     if req.limit < 0:
         v.add(f"{prefix}limit", "must not be negative (0 means no limit)")
     elif req.limit > s.max_limit:
@@ -88,7 +86,7 @@ def fingerprint(req: export_pb2.ExportPropertiesRequest, columns: Sequence[Colum
 def build_spec(req: export_pb2.ExportPropertiesRequest, where: str, columns: tuple[Column, ...],
                s: ExportSettings) -> ExportSpec:
     return ExportSpec(
-        format=req.format, columns=columns, where=where, limit=req.limit,
+        format=formats.by_enum(req.format), columns=columns, where=where, limit=req.limit,
         effective_limit=req.limit or s.max_limit,
         rows_per_chunk=req.rows_per_chunk or DEFAULT_ROWS_PER_CHUNK,
         bytes_per_chunk=req.bytes_per_chunk or min(s.default_bytes_per_chunk, s.max_bytes_per_chunk),

@@ -18,12 +18,11 @@ from datetime import datetime
 
 from rentscout.export.v1 import export_pb2
 from rentscout.runtime.database import Database
+from rentscout.wire import formats
 
 _log = logging.getLogger(__name__)
 END_TIMEOUT_SECONDS = 5.0
 REPLICA = f"{socket.gethostname()}:{os.getpid()}"
-FORMATS = {"csv": export_pb2.EXPORT_FORMAT_CSV, "json": export_pb2.EXPORT_FORMAT_JSON,
-           "jsonl": export_pb2.EXPORT_FORMAT_JSONL}
 
 
 @dataclass
@@ -144,6 +143,6 @@ class RunStore:
             out.rows_exported += r["rows"]
             out.bytes_exported += r["bytes"]
             seconds = r["done_seconds"]
-            out.by_format.add(format=FORMATS[r["format"]], exports=r["started"], rows=r["rows"], bytes=r["bytes"],
+            out.by_format.add(format=formats.by_name(r["format"]).enum, exports=r["started"], rows=r["rows"], bytes=r["bytes"],
                               mean_rows_per_second=r["done_rows"] / seconds if seconds > 0 else 0.0)
         return out

@@ -1,6 +1,6 @@
 """ExportService: streaming exports of `properties` (CSV, JSON array, JSON Lines), resumable and back-pressured.
 
-Design notes (see also sqlgen, framing, pump, stream):
+Design notes (see also sqlgen, framing, pump, stream, and the formats in rentscout.wire.formats):
 - PostgreSQL renders every byte with COPY, ordered by id; the server slices at row boundaries, so chunks
   are whole rows and concatenated chunks are one valid file. Keyset windows (id > last sent), never OFFSET.
 - A resume token continues after the last row of its chunk. CSV's header and JSON's '[' open only a
@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
 from rentscout.export_service import sqlgen, telemetry
-from rentscout.export_service.columns import KEY, TABLE, Catalog
-from rentscout.export_service.pump import CopyPump
+from rentscout.export_service.columns import Catalog
+from rentscout.export_service.pump import CopyJob, CopyPump
 from rentscout.export_service.request import build_spec, check_static, resolve_columns
 from rentscout.export_service.runs import RunStore
 from rentscout.export_service.settings import ExportSettings
@@ -32,26 +32,30 @@ from rentscout.export_service.stream import ExportRun, Slots, StreamStart, copy_
 from rentscout.export_service.tokens import ResumeState, TokenCodec, derive_secret
 from rentscout.runtime import context
 from rentscout.runtime.config import load
+from rentscout.runtime.database import Database
 from rentscout.runtime.errors import InvalidArgument, Violations
 from rentscout.runtime.resources import Resources
 from rentscout.runtime.server import ServiceSpec
 from rentscout.runtime.timestamps import to_datetime
 
-SERVICE_NAME = "rentscout.export.v1.ExportService"
+SERVICE_NAME = telemetry.SERVICE_NAME
 MAX_PARTITIONS = 64
 _log = logging.getLogger(__name__)
 
+PumpFactory = Callable[[Database, CopyJob], CopyPump]
+
 
 class ExportServicer(export_pb2_grpc.ExportServiceServicer):
-    def __init__(self, resources: Resources, settings: ExportSettings) -> None:
+    def __init__(self, resources: Resources, settings: ExportSettings, pump: PumpFactory = CopyPump) -> None:
+        """`pump` makes each stream's PostgreSQL side (a seam for tests that watch the COPY)."""
         self.resources = resources
+        self.pump = pump
         self.db = resources.db
         self.settings = settings
         self.catalog = Catalog(resources.db)
         self.codec = TokenCodec(derive_secret(settings.token_secret, resources.settings.database_url))
         self.runs = RunStore(resources.db, settings.heartbeat_seconds, settings.runs_retention_days)
         self.slots = Slots(settings.max_concurrent)
-        self.active: dict[int, ExportRun] = {}  # run id -> run, for introspection (tests, debugging)
 
     async def _start(self, request: export_pb2.ExportPropertiesRequest) -> StreamStart:
         v = Violations()
@@ -66,24 +70,17 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
 
     async def ExportProperties(self, request: export_pb2.ExportPropertiesRequest,
                                context_: grpc.aio.ServicerContext) -> AsyncIterator[export_pb2.ExportPropertiesResponse]:
+        start = await self._start(request)
+        self.slots.take()
         try:
-            start = await self._start(request)
-            self.slots.take()
-        except Exception as exc:
-            telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
-            raise
-        try:
-            progress = await self.runs.start_run(start.state.export_id, start.spec.format_name, start.resumed,
+            progress = await self.runs.start_run(start.state.export_id, start.spec.format.name, start.resumed,
                                                  context.correlation_id.get())
             job = copy_job(start.spec, start.state, self.settings.statement_timeout_ms)
-            pump = None if start.state.done else CopyPump(self.db, job)
+            pump = None if start.state.done else self.pump(self.db, job)
             run = ExportRun(start, self.codec, self.runs, self.slots, pump, progress)
-        except BaseException as exc:
+        except BaseException:
             self.slots.release()
-            if isinstance(exc, Exception):
-                telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
             raise
-        self.active[progress.run_id] = run
         context_.add_done_callback(run.interrupted)  # stops the COPY at once, whatever ends the call
         run.log_start()
         try:
@@ -98,19 +95,11 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
             run.close("failed", telemetry.code_of(exc))
             raise
         finally:
-            self.active.pop(progress.run_id, None)
             if pump is not None:
                 await pump.stop()
 
     async def PlanExport(self, request: export_pb2.PlanExportRequest,
                          context_: grpc.aio.ServicerContext) -> export_pb2.PlanExportResponse:
-        try:
-            return await self._plan(request)
-        except Exception as exc:
-            telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
-            raise
-
-    async def _plan(self, request: export_pb2.PlanExportRequest) -> export_pb2.PlanExportResponse:
         v = Violations()
         req = request.export
         where = check_static(req, self.settings, v, prefix="export.")
@@ -122,12 +111,7 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         columns = resolve_columns(req.columns, await self.catalog.columns(), v, prefix="export.")
         v.raise_if_any()
         spec = build_spec(req, where, columns, self.settings)
-        key = sqlgen.ident(KEY)
-        rows = await self.db.fetch(
-            f"SELECT k, min({key}) AS first_id, max({key}) AS last_id, count(*) AS n "
-            f"FROM (SELECT {key}, ntile({int(request.partitions)}) OVER (ORDER BY {key}) AS k "
-            f"FROM (SELECT {key} FROM {sqlgen.ident(TABLE)} WHERE {spec.where or 'TRUE'} ORDER BY {key} "
-            f"LIMIT {int(spec.effective_limit)}) s) t GROUP BY k ORDER BY k")
+        rows = await self.db.fetch(sqlgen.plan_sql(spec.where, spec.effective_limit, request.partitions))
         export_id = uuid.uuid4()
         out = export_pb2.PlanExportResponse(export_id=str(export_id))
         total = sum(r["n"] for r in rows)
@@ -150,26 +134,23 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
 
     async def GetExportStatistics(self, request: export_pb2.GetExportStatisticsRequest,
                                   context_: grpc.aio.ServicerContext) -> export_pb2.GetExportStatisticsResponse:
-        try:
-            since = None
-            if request.HasField("since"):
-                try:
-                    since = to_datetime(request.since)
-                except ValueError as exc:
-                    raise InvalidArgument("since", str(exc)) from None
-            return await self.runs.statistics(since)
-        except Exception as exc:
-            telemetry.EXPORT_ERRORS.labels(telemetry.code_of(exc)).inc()
-            raise
+        since = None
+        if request.HasField("since"):
+            try:
+                since = to_datetime(request.since)
+            except ValueError as exc:
+                raise InvalidArgument("since", str(exc)) from None
+        return await self.runs.statistics(since)
 
 
-def build(resources: Resources, settings: ExportSettings | None = None) -> tuple[ExportServicer, ServiceSpec]:
-    """The servicer and its ServiceSpec (tests use the servicer to look inside)."""
+def build(resources: Resources, settings: ExportSettings | None = None,
+          pump: PumpFactory = CopyPump) -> tuple[ExportServicer, ServiceSpec]:
+    """The servicer and its ServiceSpec (tests use the servicer to look inside, and may give the pump)."""
     settings = settings or load(ExportSettings)
     if not settings.token_secret:
         _log.warning("RENTSCOUT_EXPORT_TOKEN_SECRET is unset: resume tokens are signed with a key derived from the "
                      "database URL; set one secret on every replica if their database URLs differ")
-    servicer = ExportServicer(resources, settings)
+    servicer = ExportServicer(resources, settings, pump)
     spec = ServiceSpec(name=SERVICE_NAME,
                        register=lambda server: export_pb2_grpc.add_ExportServiceServicer_to_server(servicer, server),
                        on_start=[servicer.runs.start], on_stop=[servicer.runs.stop])

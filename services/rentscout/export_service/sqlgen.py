@@ -1,17 +1,9 @@
-"""SQL of one export stream: PostgreSQL renders every byte, the server only slices at row boundaries.
+"""The SQL of the export service: the statements around a stream's SELECT list, and PlanExport's ranges.
 
-CSV is `COPY (SELECT ...) TO STDOUT (FORMAT csv)` as is.
-
-JSON rows use a trick that makes COPY itself do the JSON string escaping: COPY in *text* format with `"`
-as the column delimiter. Text format backslash-escapes the delimiter (`"` -> `\\"`), backslashes
-(`\\` -> `\\\\`) and \\b \\f \\n \\r \\t, exactly as JSON does. String values are bare columns, so the
-delimiters around them are their JSON quotes; between two strings one constant column holds the
-punctuation and the next key, whose own quotes are spelled with MARKER (a control byte, which COPY
-leaves raw); numbers and booleans are glued into those constant columns. The server turns MARKER into
-`"` with one bytes.translate, after checking (by counting control bytes) that no value holds a raw
-control byte itself. The result is byte-identical to `row_to_json`, and PostgreSQL spends ~25% less time
-on it (fewer, cheaper columns than one constant column per key and per piece of punctuation). The
-server also fixes what JSON spells differently (framing.fix_json): NULL strings, \\v, raw control bytes.
+PostgreSQL renders every byte with COPY; what each format selects, and the COPY options it renders with,
+are the format's (rentscout.wire.formats). Here: the session a stream runs in, its keyset window
+(`id > after [AND id <= upper] ORDER BY id LIMIT n`, never OFFSET), the EXPLAIN that estimates its rows, and
+PlanExport's cut of the id sequence into ranges of equal row counts.
 """
 
 from __future__ import annotations
@@ -19,74 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rentscout.export_service.columns import KEY, TABLE, Column
+from rentscout.wire.schema import KEY, TABLE
+from rentscout.wire.sql import ident
 
-JSON_DELIMITER = '"'
-MARKER = "\x1e"  # stands for a structural '"' inside constant columns
 # Session settings every export stream runs with, so output never depends on the pool's defaults.
 SESSION_SETUP = ("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; "
                  "SET extra_float_digits = 1; SET standard_conforming_strings = on; SET statement_timeout = {timeout}")
-
-
-def literal(value: str) -> str:
-    """A standard-conforming string literal (callers reject NUL, which PostgreSQL text cannot hold)."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _concat(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else "(" + " || ".join(parts) + ")"
-
-
-def _bare(col: Column) -> str:
-    """A number or boolean as JSON text; NULL (and NaN/Infinity, which JSON cannot hold) as null."""
-    c = ident(col.name)
-    if col.kind == "int":
-        return f"{c}::text" if col.not_null else f"coalesce({c}::text, 'null')"
-    if col.kind == "float":
-        return f"CASE WHEN {c} > '-Infinity' AND {c} < 'Infinity' THEN {c}::text ELSE 'null' END"
-    if col.not_null:
-        return f"CASE WHEN {c} THEN 'true' ELSE 'false' END"
-    return f"CASE WHEN {c} THEN 'true' WHEN NOT {c} THEN 'false' ELSE 'null' END"
-
-
-def _string(col: Column) -> str:
-    """The bare string value of a column (its own COPY field; NULL stays NULL)."""
-    if col.kind == "time":
-        return f"(to_json({ident(col.name)}) #>> '{{}}')"  # ISO 8601 like row_to_json, incl. infinity/BC
-    return ident(col.name)
-
-
-def json_fields(columns: Sequence[Column]) -> list[str]:
-    """The SELECT list whose quote-delimited text COPY is one JSON object per row (MARKER for key quotes).
-
-    Columns alternate: constant (punctuation, keys, numbers), string value, constant, ... so constants
-    are at even positions; `markers_per_row` of them per row."""
-    fields: list[str] = []
-    cur: list[str] = []
-    text = "{"
-    for i, col in enumerate(columns):
-        if i:
-            text += ","
-        text += MARKER + col.name + MARKER + ":"
-        cur.append(literal(text))
-        text = ""
-        if col.kind in ("int", "float", "bool"):
-            cur.append(_bare(col))
-        else:
-            fields.append(_concat(cur))
-            cur = []
-            fields.append(_string(col))
-    cur.append(literal(text + "}"))
-    fields.append(_concat(cur))
-    return fields
-
-
-def markers_per_row(columns: Sequence[Column]) -> int:
-    return 2 * len(columns)
 
 
 @dataclass(frozen=True)
@@ -116,13 +46,15 @@ def select_sql(select_list: Sequence[str], base_where: str, window: Window) -> s
     return sql
 
 
-def csv_select_list(columns: Sequence[Column], hidden_key: bool) -> list[str]:
-    return ([ident(KEY)] if hidden_key else []) + [ident(c.name) for c in columns]
-
-
-def json_select_list(columns: Sequence[Column], hidden_key: bool) -> list[str]:
-    return ([f"{ident(KEY)}::text AS hidden_key"] if hidden_key else []) + json_fields(columns)
-
-
 def explain_sql(base_where: str, window: Window) -> str:
     return "EXPLAIN (FORMAT JSON) " + select_sql([ident(KEY)], base_where, window)
+
+
+def plan_sql(base_where: str, limit: int, partitions: int) -> str:
+    """PlanExport: the filtered, limited id sequence cut into `partitions` ranges of equal row counts
+    (ntile, one pass): per range k its first and last id and row count n, in order."""
+    key = ident(KEY)
+    return (f"SELECT k, min({key}) AS first_id, max({key}) AS last_id, count(*) AS n "
+            f"FROM (SELECT {key}, ntile({int(partitions)}) OVER (ORDER BY {key}) AS k "
+            f"FROM (SELECT {key} FROM {ident(TABLE)} WHERE {base_where or 'TRUE'} ORDER BY {key} "
+            f"LIMIT {int(limit)}) s) t GROUP BY k ORDER BY k")

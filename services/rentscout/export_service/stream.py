@@ -18,13 +18,14 @@ from google.protobuf.duration_pb2 import Duration
 
 from rentscout.export.v1 import export_pb2
 from rentscout.export_service import sqlgen, telemetry
-from rentscout.export_service.framing import ChunkAssembler, CsvWriter, JsonWriter, RecordSplitter, Segment
+from rentscout.export_service.framing import ChunkAssembler
 from rentscout.export_service.pump import END, CopyJob, CopyPump, Failure
 from rentscout.export_service.request import ExportSpec
 from rentscout.export_service.runs import RunProgress, RunStore
 from rentscout.export_service.tokens import ResumeState, TokenCodec
 from rentscout.runtime import context, logs
 from rentscout.runtime.errors import ResourceExhausted
+from rentscout.wire.formats import Segment
 
 STATUS = {"completed": export_pb2.EXPORT_STATUS_COMPLETED, "failed": export_pb2.EXPORT_STATUS_FAILED,
           "cancelled": export_pb2.EXPORT_STATUS_CANCELLED}
@@ -72,13 +73,7 @@ class ExportRun:
         self.rows_sent = start.state.rows_sent
         self.started = time.perf_counter()
         self.closed = False
-        columns = [c.name for c in self.spec.columns]
-        fmt = self.spec.format
-        self.markers = 0 if fmt == export_pb2.EXPORT_FORMAT_CSV else sqlgen.markers_per_row(self.spec.columns)
-        if fmt == export_pb2.EXPORT_FORMAT_CSV:
-            self.writer: CsvWriter | JsonWriter = CsvWriter(columns, self.spec.hidden_key)
-        else:
-            self.writer = JsonWriter(self.spec.hidden_key, fmt == export_pb2.EXPORT_FORMAT_JSON, self.markers)
+        self.writer = self.spec.format.writer(self.spec.columns, self.spec.hidden_key)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -91,11 +86,9 @@ class ExportRun:
             self.pump.cancel()
         self.slots.release()
         elapsed = time.perf_counter() - self.started
-        fmt = self.spec.format_name
+        fmt = self.spec.format.name
         telemetry.EXPORTS_TOTAL.labels(fmt, status).inc()
         telemetry.EXPORT_DURATION.labels(fmt, status).observe(elapsed)
-        if code is not None:
-            telemetry.EXPORT_ERRORS.labels(code).inc()
         fields: dict[str, object] = {
             "export.id": self.export_id, "export.format": fmt, "export.status": status,
             "export.rows": self.progress.rows, "export.bytes": self.progress.bytes, "export.rows_sent": self.rows_sent,
@@ -122,14 +115,14 @@ class ExportRun:
 
     def header(self, estimate: int) -> export_pb2.ExportPropertiesResponse:
         return export_pb2.ExportPropertiesResponse(header=export_pb2.ExportHeader(
-            format=self.spec.format, columns=[c.name for c in self.spec.columns], estimated_total_rows=estimate,
+            format=self.spec.format.enum, columns=[c.name for c in self.spec.columns], estimated_total_rows=estimate,
             export_id=self.export_id, resumed=self.start.resumed, rows_already_sent=self.start.state.rows_sent))
 
     def _chunk(self, data: bytes, rows: int, state: ResumeState) -> export_pb2.ExportPropertiesResponse:
         self.rows_sent = state.rows_sent
         self.progress.rows += rows
         self.progress.bytes += len(data)
-        fmt = self.spec.format_name
+        fmt = self.spec.format.name
         telemetry.EXPORT_ROWS.labels(fmt).inc(rows)
         telemetry.EXPORT_BYTES.labels(fmt).inc(len(data))
         msg = export_pb2.ExportPropertiesResponse()
@@ -157,7 +150,7 @@ class ExportRun:
     def log_start(self) -> None:
         st = self.start.state
         telemetry.log_start({
-            "export.id": self.export_id, "export.format": self.spec.format_name, "export.resumed": self.start.resumed,
+            "export.id": self.export_id, "export.format": self.spec.format.name, "export.resumed": self.start.resumed,
             "export.rows_already_sent": st.rows_sent, "export.columns": len(self.spec.columns),
             "export.limit": self.spec.limit, "export.after_id": st.after_id, "export.upper_id": st.upper_id})
 
@@ -172,7 +165,7 @@ class ExportRun:
             if isinstance(first, Failure):
                 raise first.error
             yield self.header(int(first))  # type: ignore[arg-type]
-            splitter = RecordSplitter(self.spec.format == export_pb2.EXPORT_FORMAT_CSV, self.markers)
+            splitter = self.spec.format.splitter(self.spec.columns)
             assembler = ChunkAssembler(self.spec.rows_per_chunk, self.spec.bytes_per_chunk)
             while True:
                 item = await queue.get()
@@ -185,8 +178,8 @@ class ExportRun:
                     for parts in assembler.add(seg):
                         yield self.data_chunk(parts)
             splitter.finish()
-            if (parts := assembler.flush()) is not None:
-                yield self.data_chunk(parts)
+            if (rest := assembler.flush()) is not None:
+                yield self.data_chunk(rest)
             closing = self.writer.trailer(st.rows_sent, self.rows_sent)
             if closing is not None:
                 yield self._chunk(closing, 0, ResumeState(st.export_id, None, None, self.rows_sent, done=True))
@@ -198,8 +191,5 @@ class ExportRun:
 def copy_job(spec: ExportSpec, state: ResumeState, statement_timeout_ms: int) -> CopyJob:
     remaining = max(spec.effective_limit - state.rows_sent, 0)
     window = sqlgen.Window(state.after_id, state.upper_id, remaining)
-    if spec.format == export_pb2.EXPORT_FORMAT_CSV:
-        select_list = sqlgen.csv_select_list(spec.columns, spec.hidden_key)
-    else:
-        select_list = sqlgen.json_select_list(spec.columns, spec.hidden_key)
-    return CopyJob(select_list, spec.where, window, spec.format == export_pb2.EXPORT_FORMAT_CSV, statement_timeout_ms)
+    return CopyJob(spec.format.select_list(spec.columns, spec.hidden_key), spec.where, window, spec.format.copy_options,
+                   statement_timeout_ms)

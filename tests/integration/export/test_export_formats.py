@@ -23,6 +23,7 @@ from harness.export_server import (
 )
 from rentscout.common.v1 import common_pb2
 from rentscout.export.v1 import export_pb2
+from rentscout.wire import schema
 
 Req = export_pb2.ExportPropertiesRequest
 
@@ -141,3 +142,9 @@ async def test_chunks_respect_row_and_byte_bounds(export_server, pg_conn) -> Non
     assert all(len(c.data) <= 4096 + 16 or c.rows == 1 for c in by_bytes.chunks)  # '[\n' / ',\n' per chunk
     assert len(by_bytes.chunks) > 20 and by_bytes.rows == 300
     assert parse(JSON, by_bytes.data) == await reference(pg_conn, JSON, limit=300)
+
+
+async def test_the_wire_schema_is_the_migrated_table(export_server) -> None:
+    """Clients parse by rentscout.wire.schema; the server reads the catalog: both must agree."""
+    assert await export_server.servicer.catalog.columns() == schema.PROPERTIES
+    assert tuple(c.name for c in schema.PROPERTIES) == COLUMNS

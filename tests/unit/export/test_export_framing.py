@@ -11,15 +11,10 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rentscout.export_service.framing import (
-    ChunkAssembler,
-    CsvWriter,
-    JsonWriter,
-    RecordSplitter,
-    Segment,
-    fix_controls,
-    fix_escapes,
-)
+from rentscout.export_service.framing import ChunkAssembler
+from rentscout.wire.formats import RecordSplitter, Segment
+from rentscout.wire.formats.csv import CsvSplitter, CsvWriter
+from rentscout.wire.formats.json import JsonSplitter, JsonWriter, fix_controls, fix_escapes
 
 
 def pg_csv(value: str) -> str:
@@ -33,7 +28,7 @@ def csv_rows(values: list[tuple[int, str]]) -> bytes:
 
 def frame(data: bytes, cuts: list[int], csv_mode: bool, rows: int, nbytes: int) -> list[list[Segment]]:
     """Feed `data` split at `cuts`, return the chunks."""
-    splitter = RecordSplitter(csv=csv_mode)
+    splitter: RecordSplitter = CsvSplitter() if csv_mode else JsonSplitter()
     asm = ChunkAssembler(rows, nbytes)
     chunks: list[list[Segment]] = []
     bounds = [0, *sorted(set(cuts)), len(data)]
@@ -143,8 +138,8 @@ def test_json_fixups_turn_copy_text_escapes_into_json() -> None:
 def test_json_segments_with_raw_control_bytes_in_values_are_flagged() -> None:
     clean = b'{\x1ea\x1e:"x"}\n{\x1ea\x1e:"y"}\n{\x1ea'
     dirty = b'{\x1ea\x1e:"x\x1e"}\n'
-    assert RecordSplitter(False, markers_per_row=2).feed(clean).controls is False
-    assert RecordSplitter(False, markers_per_row=2).feed(dirty).controls is True
+    assert JsonSplitter(markers_per_row=2).feed(clean).controls is False
+    assert JsonSplitter(markers_per_row=2).feed(dirty).controls is True
 
 
 def test_a_row_larger_than_the_byte_budget_travels_alone() -> None:

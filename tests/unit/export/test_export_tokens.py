@@ -9,13 +9,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from rentscout.common.v1 import common_pb2
 from rentscout.export.v1 import export_pb2
-from rentscout.export_service.columns import Column
 from rentscout.export_service.filters import filter_sql
 from rentscout.export_service.request import check_static, fingerprint, resolve_columns
 from rentscout.export_service.settings import ExportSettings
-from rentscout.export_service.sqlgen import json_fields, markers_per_row
 from rentscout.export_service.tokens import ResumeState, TokenCodec, derive_secret
 from rentscout.runtime.errors import InvalidArgument, Violations
+from rentscout.wire.formats.json import json_fields, markers_per_row
+from rentscout.wire.schema import Column
 
 FP = b"f" * 16
 STATE = ResumeState(export_id=b"e" * 16, after_id=41, upper_id=None, rows_sent=7)

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from rentscout.sdk import formats
-from rentscout.sdk.formats import CSV, JSON, JSONL, Stitcher, merge_files, parse_rows
+from rentscout.sdk.formats import CSV, JSON, JSONL, merge_files, parse_rows, stitcher
 
 COLUMNS = ["id", "title", "price", "area", "is_active"]
 ROWS = [{"id": i, "title": t, "price": 1000 * i, "area": 10.5 * i, "is_active": i % 2 == 0}
@@ -52,7 +52,7 @@ def json_segments(style: str, breaks: list[int], resume_style: str) -> list[list
 
 
 def stitch(fmt: int, segments: list[list[bytes]], columns: list[str] = COLUMNS) -> bytes:
-    s = Stitcher(fmt, columns)
+    s = stitcher(fmt, columns)
     out = []
     for seg in segments:
         out.append(s.start_segment(columns))
