@@ -18,6 +18,7 @@ import orjson
 
 from rentscout.analyzer_service.insights import TableHealth
 from rentscout.analyzer_service.safety import FunctionInfo, ParsedQuery, Rejected, function_verdict
+from rentscout.analyzer_service.session import RESTORE_SETTINGS_SQL
 from rentscout.analyzer_service.sqltext import TAG, quote_ident, tagged
 from rentscout.runtime import deadline
 from rentscout.runtime.errors import FailedPrecondition
@@ -52,24 +53,25 @@ PROBE = "rentscout_probe"
 FUNCTION_FIELDS = ("funcid", "opfuncid", "aggfnoid", "winfnoid", "hashfuncid", "negfuncid")
 OPERATOR_FIELDS = ("opno", "eqop", "sortop")
 TYPE_FIELDS = ("resulttype", "minmaxtype", "refcontainertype", "consttype", "paramtype")
-_FIELD_PATTERN = f":({'|'.join(FUNCTION_FIELDS + OPERATOR_FIELDS + TYPE_FIELDS)}|relid) ([0-9]+)"
+_FIELD_PATTERN = (f":(?:({'|'.join(FUNCTION_FIELDS + OPERATOR_FIELDS + TYPE_FIELDS)}|relid) ([0-9]+)"
+                  r"|opnos \(o ([0-9 ]+)\))")
 _FN = ", ".join(f"'{f}'" for f in FUNCTION_FIELDS)
 _OP = ", ".join(f"'{f}'" for f in OPERATOR_FIELDS)
 _TY = ", ".join(f"'{f}'" for f in TYPE_FIELDS)
 
+# One pass of the pattern over a node tree: (field, oid) rows; RowCompareExpr lists `:opnos (o 96 97)`.
+_REFS = (f"SELECT coalesce(m[1], 'opno') AS field, "
+         f"pg_catalog.unnest(pg_catalog.string_to_array(coalesce(m[2], pg_catalog.btrim(m[3])), ' '))::oid AS oid "
+         f"FROM pg_catalog.regexp_matches({{body}}, '{_FIELD_PATTERN}', 'g') AS m")
+
 _CLOSURE_SQL = tagged(f"""
-WITH RECURSIVE tree(body) AS (
-    SELECT p.prosqlbody::text FROM pg_catalog.pg_proc p
+WITH RECURSIVE refs(field, oid) AS (
+    SELECT r.field, r.oid
+    FROM pg_catalog.pg_proc p CROSS JOIN LATERAL ({_REFS.format(body="p.prosqlbody::text")}) AS r
     WHERE p.proname = '{PROBE}' AND p.pronamespace = pg_catalog.pg_my_temp_schema()
   UNION
-    SELECT nxt.body
-    FROM tree t
-    CROSS JOIN LATERAL (
-        SELECT m[1] AS field, m[2]::oid AS oid FROM pg_catalog.regexp_matches(t.body, '{_FIELD_PATTERN}', 'g') AS m
-      UNION ALL  -- RowCompareExpr: `:opnos (o 96 97)`
-        SELECT 'opno', pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.btrim(m[1]), ' '))::oid
-        FROM pg_catalog.regexp_matches(t.body, ':opnos \\(o ([0-9 ]+)\\)', 'g') AS m
-    ) AS r
+    SELECT more.field, more.oid
+    FROM refs r
     CROSS JOIN LATERAL (
         SELECT p.proargdefaults::text AS body FROM pg_catalog.pg_proc p WHERE r.field IN ({_FN}) AND p.oid = r.oid
       UNION ALL
@@ -92,20 +94,20 @@ WITH RECURSIVE tree(body) AS (
         FROM pg_catalog.pg_type ty
         WHERE r.field IN ({_TY}) AND ty.oid = r.oid AND ty.typnamespace <> 'pg_catalog'::pg_catalog.regnamespace
     ) AS nxt
+    CROSS JOIN LATERAL ({_REFS.format(body="nxt.body")}) AS more
     WHERE nxt.body IS NOT NULL
-), refs AS (
-    SELECT DISTINCT m[1] AS field, m[2]::oid AS oid FROM tree t, pg_catalog.regexp_matches(t.body, '{_FIELD_PATTERN}', 'g') AS m
 )
 SELECT {{read_only}} AS read_only,
-       pg_catalog.set_config('jit', pg_catalog.current_setting('rentscout.jit', true), true) AS jit,
-       (SELECT count(*) > 0 FROM tree) AS probed,
-       (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(n.nspname, p.proname, p.provolatile, l.lanname, p.prosecdef))
+       {RESTORE_SETTINGS_SQL},
+       (SELECT count(*) > 0 FROM pg_catalog.pg_proc p
+        WHERE p.proname = '{PROBE}' AND p.pronamespace = pg_catalog.pg_my_temp_schema()) AS probed,
+       (SELECT pg_catalog.array_agg(DISTINCT oid) FROM refs WHERE field IN ({_FN}) AND oid <> 0) AS function_oids,
+       (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(
+                   p.oid::int8, n.nspname, p.proname, p.provolatile, l.lanname, p.prosecdef))
         FROM (SELECT DISTINCT oid FROM refs WHERE field IN ({_FN}) AND oid <> 0) AS f
         JOIN pg_catalog.pg_proc p ON p.oid = f.oid
         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
         JOIN pg_catalog.pg_language l ON l.oid = p.prolang) AS functions,
-       (SELECT count(*) FROM (SELECT DISTINCT oid FROM refs WHERE field IN ({_FN}) AND oid <> 0) AS f
-        WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.oid = f.oid)) AS unknown_functions,
        (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(
                    n.nspname, c.relname, c.reltuples::float8, c.relpages::int8,
                    pg_catalog.pg_stat_get_live_tuples(c.oid), pg_catalog.pg_stat_get_mod_since_analyze(c.oid),
@@ -177,12 +179,12 @@ async def check(conn: asyncpg.Connection, parsed: ParsedQuery, parameter_types: 
     row = await conn.fetchrow(_CLOSURE_READ_ONLY if then_read_only else _CLOSURE, timeout=deadline.remaining())
     if row is None or not row["probed"]:
         raise Rejected("function:catalog", "could not be resolved in the catalog")
-    if row["unknown_functions"]:
-        raise Rejected("function:catalog", "would call a function that is not in the catalog")
     if then_read_only and row["read_only"] != "on":
         raise Rejected("read_only", "could not be run in a read-only transaction")
-    infos = {FunctionInfo(schema, name, volatility, language, definer)
-             for schema, name, volatility, language, definer in orjson.loads(row["functions"] or "[]")}
+    found = orjson.loads(row["functions"] or "[]")
+    if set(row["function_oids"] or ()) - {oid for oid, *_ in found}:
+        raise Rejected("function:catalog", "would call a function that is not in the catalog")
+    infos = {FunctionInfo(*info) for _, *info in found}
     for info in sorted(infos, key=lambda i: (i.schema, i.name)):
         if (problem := function_verdict(info, trusted_schemas)) is not None:
             raise Rejected("function:catalog", f"would call {problem}")

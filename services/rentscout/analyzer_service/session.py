@@ -19,10 +19,25 @@ from rentscout.analyzer_service.settings import AnalyzerSettings
 from rentscout.analyzer_service.sqltext import TAG, quote_ident
 from rentscout.runtime import deadline
 from rentscout.runtime.errors import FailedPrecondition
+from rentscout.wire.sql import literal
 
 _log = logging.getLogger(__name__)
 
 ROLE_ERRORS = (asyncpg.InvalidParameterValueError, asyncpg.InsufficientPrivilegeError, asyncpg.UndefinedObjectError)
+
+
+# The catalog check's recursive query is estimated at millions of rows (PostgreSQL guesses 10 per
+# regexp match): with the session's settings it is JIT-compiled (~60 ms) and sizes its hash tables
+# to work_mem (~30 ms of zeroing), for a query that runs in about 1 ms. So the transaction starts
+# with `jit = off` and a small work_mem, the session's own values stashed in `rentscout.*`
+# placeholders, and the check itself restores them before the caller's statement is planned.
+CHECK_SETTINGS = {"jit": "off", "work_mem": "64kB"}
+STASH_SETTINGS_SQL = ", ".join(
+    f"pg_catalog.set_config('rentscout.{name}', pg_catalog.current_setting('{name}'), true), "
+    f"pg_catalog.set_config('{name}', '{value}', true)" for name, value in CHECK_SETTINGS.items())
+RESTORE_SETTINGS_SQL = ", ".join(
+    f"pg_catalog.set_config('{name}', pg_catalog.current_setting('rentscout.{name}'), true) AS restored_{name}"
+    for name in CHECK_SETTINGS)
 
 
 def timeout_ms(configured_ms: int) -> int:
@@ -44,6 +59,26 @@ def statement_role(settings: AnalyzerSettings) -> str | None:
     return settings.explain_role
 
 
+# Server pids of connections whose session already has its temporary schema (see below).
+_TEMP_SCHEMA_READY: set[int] = set()
+
+
+async def ensure_temp_schema(conn: asyncpg.Connection) -> None:
+    """Give the session its pg_temp schema once, in a committed transaction of its own.
+
+    The catalog check creates its probe in pg_temp inside a transaction that always rolls back; were the
+    schema created there too, every request would create and drop a namespace, which resets all of
+    the backend's cached plans (a pg_namespace change invalidates every plan) and doubles the cost of
+    the check and of the caller's statement. An empty temporary schema is all that stays.
+    """
+    pid = conn.get_server_pid()
+    if pid in _TEMP_SCHEMA_READY:
+        return
+    await conn.execute(f"BEGIN {TAG}; CREATE TEMP TABLE rentscout_temp_schema () ON COMMIT DROP; COMMIT",
+                       timeout=deadline.remaining())
+    _TEMP_SCHEMA_READY.add(pid)
+
+
 def set_role_sql(role: str | None) -> str:
     return f"SET LOCAL {TAG} ROLE {quote_ident(role)}" if role else f"SET LOCAL {TAG} ROLE NONE"
 
@@ -60,21 +95,21 @@ async def transaction(conn: asyncpg.Connection, settings: AnalyzerSettings, *, r
     stmt_ms = timeout_ms(settings.statement_timeout_ms)
     lock_ms = min(settings.lock_timeout_ms, stmt_ms)
     mode = " READ ONLY" if read_only else ""
-    # One round trip; integers formatted by us (SET takes no bind parameters). If it fails half-way,
-    # the transaction may be open: the finally below rolls it back either way.
-    setup = (f"BEGIN {TAG} ISOLATION LEVEL REPEATABLE READ{mode}; "
-             f"SET LOCAL {TAG} statement_timeout = {int(stmt_ms)}; "
-             f"SET LOCAL {TAG} lock_timeout = {int(lock_ms)}; "
-             f"SET LOCAL {TAG} idle_in_transaction_session_timeout = {int(stmt_ms) + 5000}; "
+    # One round trip: BEGIN and one SELECT of set_config(..., is_local => true), the same as SET LOCAL
+    # (the values are ours: integers we format, names we quote). If it fails half-way, the transaction
+    # may be open: the finally below rolls it back either way.
+    local = {"statement_timeout": str(int(stmt_ms)), "lock_timeout": str(int(lock_ms)),
+             "idle_in_transaction_session_timeout": str(int(stmt_ms) + 5000),
              # the parser that vetted the statement (pglast) assumes standard strings
-             f"SET LOCAL {TAG} standard_conforming_strings = on; "
-             # the catalog check's recursive query is estimated costly enough to be JIT-compiled (~60 ms
-             # for a 1 ms query); that check gives the caller's statement the session's own jit back
-             f"SELECT {TAG} pg_catalog.set_config('rentscout.jit', pg_catalog.current_setting('jit'), true); "
-             f"SET LOCAL {TAG} jit = off")
+             "standard_conforming_strings": "on"}
+    if role:
+        local["role"] = role
+    assignments = ", ".join(f"pg_catalog.set_config('{name}', {literal(value)}, true)" for name, value in local.items())
+    setup = f"BEGIN {TAG} ISOLATION LEVEL REPEATABLE READ{mode}; SELECT {TAG} {assignments}, {STASH_SETTINGS_SQL}"
+    await ensure_temp_schema(conn)
     try:
         try:
-            await conn.execute(setup + (f"; {set_role_sql(role)}" if role else ""), timeout=deadline.remaining())
+            await conn.execute(setup, timeout=deadline.remaining())
         except ROLE_ERRORS as exc:
             raise map_role_error(exc, role or "") from None
         yield stmt_ms
