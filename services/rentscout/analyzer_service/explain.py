@@ -85,7 +85,7 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
             result = parse_explain(raw)
             tables = plan_tables(result, resolution.tables)
             work_mem = ""
-            if any(_memory_bound(n) for n in result.nodes()):  # only spill and lossy insights quote it
+            if any(_memory_bound(n, result.analyzed) for n in result.nodes()):  # only these insights quote it
                 work_mem = await conn.fetchval(f"SHOW {TAG} work_mem", timeout=deadline.remaining())
     except InvalidArgument:
         metrics.ANALYSES.labels(mode, "rejected").inc()
@@ -108,7 +108,9 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
     return Analysis(result=result, insights=insights, fingerprint=parsed.fingerprint)
 
 
-def _memory_bound(node: Node) -> bool:
+def _memory_bound(node: Node, analyzed: bool) -> bool:
+    if not analyzed:  # a plan only: an estimated sort may not fit
+        return node.node_type in ("Sort", "Incremental Sort")
     return (node.sort_space_type == "Disk" or node.hash_batches > 1 or node.hashagg_batches > 1
             or node.disk_usage_kb > 0 or node.lossy_heap_blocks > 0)
 

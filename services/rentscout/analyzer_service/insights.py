@@ -28,6 +28,8 @@ STALE_MIN_MODIFICATIONS = 1000
 STALE_FRACTION = 0.2
 NEVER_ANALYZED_MIN_ROWS = 1000
 BLOCK_BYTES = 8192
+NESTED_LOOP_MIN_OUTER_ROWS = 100  # plan only: fewer outer rows rescan a small inner side cheaply
+SORT_TUPLE_OVERHEAD_BYTES = 24  # per row in a sort's memory beside its data (tuple header and slot)
 
 
 @dataclass
@@ -94,6 +96,10 @@ def analyze_plan(result: ExplainResult, *, offsets: Sequence[OffsetRef] = (), pa
         found += lossy_bitmaps(result.nodes(), work_mem)
         found += dominant_node(result)
         found += workers_not_launched(result.nodes())
+    else:  # EXPLAIN without ANALYZE: what the estimates alone show
+        found += estimated_seq_scan_filters(result.nodes(), tables or {})
+        found += nested_loops_rescanning(result.nodes())
+        found += estimated_sorts_over_work_mem(result.nodes(), work_mem)
     found += large_offsets(result, offsets, params)
     found += stale_statistics(result, tables or {})
     order = {CRITICAL: 0, WARNING: 1, INFO: 2}
@@ -144,6 +150,81 @@ def seq_scan_filters(nodes: Iterable[Node]) -> list[Insight]:
                            node.label, {"rows_removed_by_filter": _fmt(removed), "rows_returned": _fmt(kept),
                                         "removed_percent": f"{100 * fraction:.2f}", "filter": node.filter,
                                         "relation": node.relation_name}))
+    return out
+
+
+def estimated_seq_scan_filters(nodes: Iterable[Node], tables: Mapping[str, TableHealth]) -> list[Insight]:
+    """Plan only: a sequential scan whose filter the planner expects to keep a small share of the table."""
+    out = []
+    for node in nodes:
+        health = tables.get(node.relation_name)
+        if "Seq Scan" not in node.node_type or not node.filter or health is None:
+            continue
+        scanned = max(health.reltuples, float(health.n_live_tup or 0))
+        kept = node.plan_rows * node.processes  # a parallel scan's estimate is per process
+        if scanned - kept < SEQ_SCAN_MIN_REMOVED or kept / scanned > 1 - SEQ_SCAN_REMOVED_FRACTION:
+            continue
+        fraction = 1 - kept / scanned
+        out.append(Insight("SEQ_SCAN_FILTER", WARNING,
+                           f"{node.label} is estimated to read about {_fmt(scanned)} rows and keep {_fmt(kept)} "
+                           f"({100 * fraction:.1f}% discarded by its filter); an index on the filtered columns would "
+                           f"read only those", node.label,
+                           {"estimated": "true", "estimated_rows_scanned": _fmt(scanned),
+                            "estimated_rows_returned": _fmt(kept), "removed_percent": f"{100 * fraction:.2f}",
+                            "filter": node.filter, "relation": node.relation_name}))
+    return out
+
+
+def _scanned_relation(node: Node) -> Node | None:
+    """The Seq Scan under a join's inner side (directly or through Materialize)."""
+    while node.node_type == "Materialize" and node.children:
+        node = node.children[0]
+    return node if "Seq Scan" in node.node_type else None
+
+
+def nested_loops_rescanning(nodes: Iterable[Node]) -> list[Insight]:
+    """Plan only: a nested loop that scans its inner table once per outer row, for want of an index."""
+    out = []
+    for node in nodes:
+        if node.node_type != "Nested Loop" or len(node.children) != 2:
+            continue
+        outer, inner = node.children
+        scan = _scanned_relation(inner)
+        if scan is None or outer.plan_rows < NESTED_LOOP_MIN_OUTER_ROWS:
+            continue
+        out.append(Insight("MISSING_JOIN_INDEX", WARNING,
+                           f"{node.label} is planned to scan {scan.relation_name or 'its inner side'} sequentially "
+                           f"for each of about {_fmt(outer.plan_rows)} outer rows; an index on the join columns of "
+                           f"{scan.relation_name or 'the inner table'} lets each loop look its rows up",
+                           node.label, {"estimated": "true", "estimated_outer_rows": _fmt(outer.plan_rows),
+                                        "inner": scan.label, "join_filter": node.filter or scan.filter}))
+    return out
+
+
+def work_mem_kb(text: str) -> int | None:
+    """'4MB' -> 4096 (SHOW work_mem); None when it cannot be read."""
+    units = {"kB": 1, "MB": 1024, "GB": 1024 ** 2, "TB": 1024 ** 3}
+    for unit, factor in units.items():
+        if text.endswith(unit) and text[: -len(unit)].strip().isdigit():
+            return int(text[: -len(unit)]) * factor
+    return None
+
+
+def estimated_sorts_over_work_mem(nodes: Iterable[Node], work_mem: str) -> list[Insight]:
+    """Plan only: a sort whose estimated input exceeds work_mem, so it will likely sort on disk."""
+    limit_kb = work_mem_kb(work_mem)
+    out = []
+    for node in nodes:
+        if node.node_type not in ("Sort", "Incremental Sort") or limit_kb is None:
+            continue
+        size_kb = node.plan_rows * node.processes * (node.plan_width + SORT_TUPLE_OVERHEAD_BYTES) / 1024
+        if size_kb <= limit_kb:
+            continue
+        out.append(Insight("DISK_SPILL", WARNING,
+                           f"{node.label} is estimated to sort about {_fmt(size_kb / 1024)} MB, more than work_mem "
+                           f"({work_mem}): it will likely sort on disk; raise work_mem for this query or sort fewer rows",
+                           node.label, {"estimated": "true", "estimated_sort_kb": f"{size_kb:.0f}", "work_mem": work_mem,
+                                        "estimated_rows": _fmt(node.plan_rows * node.processes)}))
     return out
 
 

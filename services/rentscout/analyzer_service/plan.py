@@ -62,6 +62,7 @@ class Node:
     startup_cost: float = 0.0
     total_cost: float = 0.0
     plan_rows: float = 0.0
+    plan_width: int = 0
     actual_rows: float = 0.0
     actual_loops: int = 0
     actual_total_time: float = 0.0
@@ -156,7 +157,7 @@ def parse_node(data: dict[str, Any]) -> Node:
         alias=_str(data, "Alias"), index_name=_str(data, "Index Name"), join_type=_str(data, "Join Type"),
         parent_relationship=_str(data, "Parent Relationship"), subplan_name=_str(data, "Subplan Name"),
         startup_cost=_float(data, "Startup Cost"), total_cost=_float(data, "Total Cost"),
-        plan_rows=_float(data, "Plan Rows"), actual_rows=_float(data, "Actual Rows"),
+        plan_rows=_float(data, "Plan Rows"), plan_width=_int(data, "Plan Width"), actual_rows=_float(data, "Actual Rows"),
         actual_loops=_int(data, "Actual Loops"), actual_total_time=_float(data, "Actual Total Time"),
         analyzed="Actual Loops" in data,
         filter=_str(data, "Filter") or _str(data, "Join Filter"),

@@ -201,3 +201,25 @@ async def test_the_callers_deadline_bounds_the_statement(client: Client, pg_conn
         await asyncio.sleep(0.1)
     assert not await still_running()
     assert (await client("AnalyzeQuery", req("SELECT 1"))).actual_rows == 1
+
+
+async def test_plan_only_insights_come_from_the_estimates(client: Client, analyzer_server) -> None:
+    """Without `analyze`, the insights that need only estimates still appear, marked as estimated."""
+    reply = await client("AnalyzeQuery", req(f"SELECT * FROM {SCHEMA}.events WHERE c = 42", analyze=False))
+    scan = insights_of(reply, K.INSIGHT_KIND_SEQ_SCAN_FILTER)
+    assert scan and scan[0].evidence["estimated"] == "true" and scan[0].node == "Seq Scan on events"
+    assert float(scan[0].evidence["removed_percent"]) > 99 and reply.execution_time_ms == 0
+    async with analyzer_server(work_mem="64kB", enable_hashjoin="off", enable_mergejoin="off") as host, \
+            client_for(host) as c:
+        joined = await c("AnalyzeQuery", req(
+            f"SELECT * FROM {SCHEMA}.events e JOIN {SCHEMA}.stale s ON s.v = e.c WHERE e.a < 50", analyze=False))
+        sorted_ = await c("AnalyzeQuery", req(f"SELECT * FROM {SCHEMA}.events ORDER BY payload", analyze=False))
+    join = insights_of(joined, K.INSIGHT_KIND_MISSING_JOIN_INDEX)
+    assert join and join[0].evidence["estimated"] == "true" and "stale" in join[0].evidence["inner"], \
+        [(i.kind, i.message) for i in joined.insights]
+    spill = insights_of(sorted_, K.INSIGHT_KIND_DISK_SPILL)
+    assert spill and spill[0].evidence["estimated"] == "true" and spill[0].evidence["work_mem"] == "64kB"
+    assert float(spill[0].evidence["estimated_sort_kb"]) > 64
+    # the same statements, analyzed, report what happened instead (no estimated evidence)
+    analyzed = await client("AnalyzeQuery", req(f"SELECT * FROM {SCHEMA}.events WHERE c = 42"))
+    assert all("estimated" not in i.evidence for i in analyzed.insights)

@@ -129,3 +129,10 @@ def test_plain_explain_only_gets_static_insights() -> None:
     found = analyze_plan(parse_explain(doc(plan)), offsets=[OffsetRef(20000, None)],
                          tables={"t": health(n_mod_since_analyze=50000)})
     assert sorted(kinds(found)) == ["LARGE_OFFSET", "STALE_STATISTICS"]
+
+
+def test_work_mem_as_show_prints_it() -> None:
+    from rentscout.analyzer_service.insights import work_mem_kb
+
+    assert work_mem_kb("64kB") == 64 and work_mem_kb("4MB") == 4096 and work_mem_kb("1GB") == 1024 ** 2
+    assert work_mem_kb("") is None and work_mem_kb("lots") is None

@@ -22,6 +22,7 @@ class InsightKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INSIGHT_KIND_LARGE_OFFSET: _ClassVar[InsightKind]
     INSIGHT_KIND_STALE_STATISTICS: _ClassVar[InsightKind]
     INSIGHT_KIND_WORKERS_NOT_LAUNCHED: _ClassVar[InsightKind]
+    INSIGHT_KIND_MISSING_JOIN_INDEX: _ClassVar[InsightKind]
 
 class SlowQueryOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -60,6 +61,7 @@ INSIGHT_KIND_DOMINANT_NODE: InsightKind
 INSIGHT_KIND_LARGE_OFFSET: InsightKind
 INSIGHT_KIND_STALE_STATISTICS: InsightKind
 INSIGHT_KIND_WORKERS_NOT_LAUNCHED: InsightKind
+INSIGHT_KIND_MISSING_JOIN_INDEX: InsightKind
 SLOW_QUERY_ORDER_UNSPECIFIED: SlowQueryOrder
 SLOW_QUERY_ORDER_TOTAL_TIME: SlowQueryOrder
 SLOW_QUERY_ORDER_MEAN_TIME: SlowQueryOrder
