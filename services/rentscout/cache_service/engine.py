@@ -37,6 +37,7 @@ from rentscout.resilience.breaker import BreakerConfig, CircuitBreaker
 from rentscout.resilience.breaker import CircuitState as BreakerState
 from rentscout.runtime import metrics as runtime_metrics
 from rentscout.runtime.errors import DeadlineExceeded
+from rentscout.runtime.replicas import CommitWatermark
 from rentscout.runtime.resources import Resources
 
 _log = logging.getLogger(__name__)
@@ -61,9 +62,11 @@ class QueryCache:
                                 window_ms=settings.access_window_seconds * 1000)
         self.near = NearCache(settings.near_max_entries, settings.near_max_age_seconds)
         self.stats = CacheStats(self.store, self.queries)
-        self.fills = Fills(self.db, self.store, self.near, self.stats, settings, self.queries.values(),
+        # fills read from standbys, once they have replayed every change this replica heard of
+        self.watermark = CommitWatermark(resources.reads)
+        self.fills = Fills(self.watermark.view, self.store, self.near, self.stats, settings, self.queries.values(),
                            redis_usable=lambda: self.breaker.state is not BreakerState.OPEN)
-        self.invalidation = Invalidation(self.store, self.stats, (self.near, self.fills))
+        self.invalidation = Invalidation(self.store, self.stats, (self.near, self.fills), self.watermark)
         self.reader = Reader(enabled=settings.enabled, near_min_accesses=settings.near_min_accesses, keys=self.keys,
                              near=self.near, store=self.store, fills=self.fills, stats=self.stats,
                              deferred=self.invalidation.deferred)

@@ -36,8 +36,8 @@ from rentscout.cache_service.stats import CacheStats
 from rentscout.cache_service.store import RedisStore, RedisUnavailable
 from rentscout.cache_service.ttl import AdaptiveTtl, jittered
 from rentscout.runtime import context, deadline
-from rentscout.runtime.database import Database
 from rentscout.runtime.errors import DeadlineExceeded
+from rentscout.runtime.replicas import Reads
 
 _log = logging.getLogger(__name__)
 MAX_FILL_ATTEMPTS = 3
@@ -72,10 +72,10 @@ def tag_set_ttl(settings: CacheSettings, policy: AdaptiveTtl, queries: Iterable[
 
 
 class Fills:
-    def __init__(self, db: Database, store: RedisStore, near: NearCache, stats: CacheStats, settings: CacheSettings,
+    def __init__(self, reads: Callable[[], Reads], store: RedisStore, near: NearCache, stats: CacheStats, settings: CacheSettings,
                  queries: Iterable[CachedQuery], redis_usable: Callable[[], bool]) -> None:
         """`redis_usable` says whether a refresh could be stored now (the Redis breaker is not open)."""
-        self._db = db
+        self._reads = reads  # where a fill reads from now (a standby that replayed every change heard of)
         self._store = store
         self._near = near
         self._stats = stats
@@ -236,7 +236,7 @@ class Fills:
         created = time.time()
         t0 = time.perf_counter()
         metrics.FILLS.labels(q.name).inc()
-        message = await q(self._db, **params)
+        message = await q(self._reads(), **params)
         delta = time.perf_counter() - t0
         metrics.FILL_SECONDS.labels(q.name).observe(delta)
         if "cache" in message.DESCRIPTOR.fields_by_name:

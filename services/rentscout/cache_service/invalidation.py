@@ -27,6 +27,7 @@ from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, city_tag, glob_r
 from rentscout.cache_service.stats import CacheStats
 from rentscout.cache_service.store import RedisStore, RedisUnavailable
 from rentscout.runtime.errors import DeadlineExceeded
+from rentscout.runtime.replicas import CommitWatermark
 
 _log = logging.getLogger(__name__)
 HEARTBEAT_TTL_MS = 3000  # a listener refreshes it every second while connected
@@ -67,8 +68,10 @@ def changed_tags(changes: Iterable[Mapping[str, Any]]) -> set[str] | None:
 
 
 class Invalidation:
-    def __init__(self, store: RedisStore, stats: CacheStats, local: Sequence[LocalCopy]) -> None:
+    def __init__(self, store: RedisStore, stats: CacheStats, local: Sequence[LocalCopy],
+                 watermark: CommitWatermark | None = None) -> None:
         self._store = store
+        self._watermark = watermark
         self._keys = store.keys
         self._stats = stats
         self._local = tuple(local)
@@ -168,6 +171,8 @@ class Invalidation:
         tags = changed_tags(changes)
         if tags is not None and not tags:
             return
+        if self._watermark is not None:  # before dropping: no fill after this may read an older standby
+            await self._watermark.advance()
         with contextlib.suppress(RedisUnavailable):
             await self.invalidate_deferrable(tags, "notify")
 
@@ -183,6 +188,8 @@ class Invalidation:
             reason = "no other replica was listening for changes"
         else:
             reason = "this replica's listener reconnected"
+        if self._watermark is not None:  # whatever was missed is older than this
+            await self._watermark.advance()
         _log.warning("dropping every cache entry: %s (changes may have been missed)", reason)
         with contextlib.suppress(RedisUnavailable):
             await self.invalidate_deferrable(None, "listener_gap")

@@ -14,8 +14,8 @@ from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, city_tag, popular_tag
 from rentscout.cache_service.registry import Params, cached_query
 from rentscout.common.v1 import common_pb2
-from rentscout.runtime.database import Database
 from rentscout.runtime.errors import Violations
+from rentscout.runtime.replicas import Reads
 from rentscout.wire import schema
 from rentscout.wire.enums import LISTING_SOURCE, PROPERTY_TYPE, enum_value, name_of
 from rentscout.wire.validation import city_problem
@@ -87,7 +87,7 @@ def to_property(row: asyncpg.Record) -> common_pb2.Property:
 
 @cached_query("popular_properties", rpc="PopularProperties", request=cache_pb2.PopularPropertiesRequest,
               params=popular_params, tags=lambda p: [city_tag(p["city"]), popular_tag(p["city"])])
-async def popular_properties(db: Database, *, city: str, limit: int) -> cache_pb2.PopularPropertiesResponse:
+async def popular_properties(db: Reads, *, city: str, limit: int) -> cache_pb2.PopularPropertiesResponse:
     """Most viewed active listings of a city (index properties_city_views_active_idx)."""
     rows = await db.fetch(
         f"SELECT {PROPERTY_COLUMNS} FROM properties WHERE is_active AND city = $1 ORDER BY views DESC, id LIMIT $2",
@@ -97,7 +97,7 @@ async def popular_properties(db: Database, *, city: str, limit: int) -> cache_pb
 
 @cached_query("price_stats", rpc="PriceStats", request=cache_pb2.PriceStatsRequest,
               params=price_stats_params, tags=lambda p: [city_tag(p["city"])])
-async def price_stats(db: Database, *, city: str, property_type: str | None) -> cache_pb2.PriceStatsResponse:
+async def price_stats(db: Reads, *, city: str, property_type: str | None) -> cache_pb2.PriceStatsResponse:
     """Price distribution of a city's active listings; price per m2 is the mean of each listing's price/area."""
     row = await db.fetchrow(
         """SELECT count(*) AS n, min(price) AS lo, max(price) AS hi, avg(price)::float8 AS mean,
@@ -114,14 +114,14 @@ async def price_stats(db: Database, *, city: str, property_type: str | None) -> 
 
 
 @cached_query("cities", rpc="Cities", request=cache_pb2.CitiesRequest, params=no_params, tags=lambda p: [CITIES_TAG])
-async def cities(db: Database) -> cache_pb2.CitiesResponse:
+async def cities(db: Reads) -> cache_pb2.CitiesResponse:
     rows = await db.fetch("SELECT city, count(*) AS n FROM properties WHERE is_active GROUP BY city ORDER BY n DESC, city")
     return cache_pb2.CitiesResponse(cities=[cache_pb2.CityCount(city=r["city"], count=r["n"]) for r in rows])
 
 
 @cached_query("property_types", rpc="PropertyTypes", request=cache_pb2.PropertyTypesRequest, params=no_params,
               tags=lambda p: [TYPES_TAG])
-async def property_types(db: Database) -> cache_pb2.PropertyTypesResponse:
+async def property_types(db: Reads) -> cache_pb2.PropertyTypesResponse:
     rows = await db.fetch("SELECT property_type, count(*) AS n FROM properties WHERE is_active "
                           "GROUP BY property_type ORDER BY n DESC, property_type")
     return cache_pb2.PropertyTypesResponse(property_types=[

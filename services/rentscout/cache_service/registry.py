@@ -2,7 +2,7 @@
 
     @cached_query("price_stats", rpc="PriceStats", request=PriceStatsRequest, params=price_stats_params,
                   tags=lambda p: [city_tag(p["city"])])
-    async def price_stats(db: Database, *, city: str, property_type: str | None) -> PriceStatsResponse:
+    async def price_stats(db: Reads, *, city: str, property_type: str | None) -> PriceStatsResponse:
         ...
 
 `params` validates the request (raising InvalidArgument) and returns the JSON-able parameters that
@@ -20,7 +20,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from rentscout.cache_service.ttl import TtlPolicy
-from rentscout.runtime.database import Database
+from rentscout.runtime.replicas import Reads
 
 Params = dict[str, Any]
 Fetch = Callable[..., Awaitable[Message]]
@@ -37,7 +37,7 @@ class CachedQuery:
     version: int = 1  # bump when the result shape or meaning changes: old entries are never read
     ttl: TtlPolicy | None = None  # None: the service's adaptive policy
 
-    async def __call__(self, db: Database, **params: Any) -> Message:
+    async def __call__(self, db: Reads, **params: Any) -> Message:
         return await self.fetch(db, **params)
 
 

@@ -107,6 +107,8 @@ class PostgresInstance:
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", f"-p {self.port}",
                   "-l", str(self.datadir / "server.log"), "-w", "-t", str(int(timeout)), "start")
         _wait_port(self.port, timeout)
+        if self.is_standby:  # read-only: everything below came with the base backup
+            return self
         self._psql_admin(f"SELECT 'CREATE DATABASE {self.database}' WHERE NOT EXISTS "
                          f"(SELECT FROM pg_database WHERE datname = '{self.database}')\\gexec")
         self.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
@@ -114,6 +116,26 @@ class PostgresInstance:
             if self.has_extension(extension):
                 self.psql(f"CREATE EXTENSION IF NOT EXISTS {extension};")
         return self
+
+    @property
+    def is_standby(self) -> bool:
+        return (self.datadir / "standby.signal").exists()
+
+    def standby(self, root: Path) -> PostgresInstance:
+        """A streaming standby of this running instance, on its own port: `pg_basebackup -R` copies the
+        cluster and writes the replication settings (primary_conninfo, standby.signal). Not started."""
+        replica = PostgresInstance(root, database=self.database, user=self.user, preload=self.preload,
+                                   bindir=self.bindir)
+        replica._place_datadir()
+        self._run(str(self.bindir / "pg_basebackup"), "-D", str(replica.datadir), "-h", "127.0.0.1",
+                  "-p", str(self.port), "-U", self.user, "-R", "-X", "stream", "--no-sync", "-c", "fast")
+        return replica
+
+    def pause_replay(self) -> None:
+        self._psql(self.dsn, "SELECT pg_wal_replay_pause();")
+
+    def resume_replay(self) -> None:
+        self._psql(self.dsn, "SELECT pg_wal_replay_resume();")
 
     def stop(self, mode: str = "fast") -> None:
         if (self.datadir / "postmaster.pid").exists():

@@ -17,7 +17,7 @@ import orjson
 from rentscout.export_service import sqlgen
 from rentscout.export_service.sqlgen import Window
 from rentscout.runtime import deadline
-from rentscout.runtime.database import Database
+from rentscout.runtime.replicas import NODE_LSN_SQL, ReadRouter, parse_lsn
 
 SMALL_BLOCK = 64 * 1024
 COALESCE_SECONDS = 0.0005
@@ -43,15 +43,25 @@ class CopyJob:
     window: Window
     copy_options: Mapping[str, str]  # the format's (asyncpg copy_from_query options)
     statement_timeout_ms: int
+    min_lsn: int = 0  # the WAL position the node read must have replayed (a resumed stream's)
+
+
+@dataclass(frozen=True)
+class Started:
+    """The pump's first item: the planner's row estimate and the node that serves the COPY."""
+
+    estimate: int
+    node: str
+    lsn: int  # that node's WAL position (replayed, on a standby) when the stream began
 
 
 class CopyPump:
-    """Queue items: first the planner's row estimate (int), then bytes blocks, then END or a Failure."""
+    """Queue items: first Started (or a Failure), then bytes blocks, then END or a Failure."""
 
-    def __init__(self, db: Database, job: CopyJob) -> None:
-        self.db = db
+    def __init__(self, reads: ReadRouter, job: CopyJob) -> None:
+        self.reads = reads
         self.job = job
-        self.queue: asyncio.Queue[int | bytes | Failure | _End] = asyncio.Queue(QUEUE_BLOCKS)
+        self.queue: asyncio.Queue[Started | bytes | Failure | _End] = asyncio.Queue(QUEUE_BLOCKS)
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -79,14 +89,15 @@ class CopyPump:
     async def _run(self) -> None:
         job, put = self.job, self.queue.put
         try:
-            async with self.db.connection() as conn:
+            async with self.reads.connection(job.min_lsn) as (conn, node):
                 await conn.execute(sqlgen.SESSION_SETUP.format(timeout=int(job.statement_timeout_ms)),
                                    timeout=deadline.remaining())
+                lsn = parse_lsn(await conn.fetchval(NODE_LSN_SQL, timeout=deadline.remaining()))
                 if job.window.limit == 0:
-                    await put(0)
+                    await put(Started(0, node, lsn))
                 else:
                     plan = await conn.fetchval(sqlgen.explain_sql(job.where, job.window), timeout=deadline.remaining())
-                    await put(int(orjson.loads(plan)[0]["Plan"]["Plan Rows"]))
+                    await put(Started(int(orjson.loads(plan)[0]["Plan"]["Plan Rows"]), node, lsn))
                     await conn.copy_from_query(sqlgen.select_sql(job.select_list, job.where, job.window),
                                                output=self.deliver, timeout=deadline.remaining(), **job.copy_options)
             await put(END)

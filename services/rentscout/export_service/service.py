@@ -32,8 +32,8 @@ from rentscout.export_service.stream import ExportRun, Slots, StreamStart, copy_
 from rentscout.export_service.tokens import ResumeState, TokenCodec, derive_secret
 from rentscout.runtime import context
 from rentscout.runtime.config import load
-from rentscout.runtime.database import Database
 from rentscout.runtime.errors import InvalidArgument, Violations
+from rentscout.runtime.replicas import ReadRouter
 from rentscout.runtime.resources import Resources
 from rentscout.runtime.server import ServiceSpec
 from rentscout.runtime.timestamps import to_datetime
@@ -42,7 +42,7 @@ SERVICE_NAME = telemetry.SERVICE_NAME
 MAX_PARTITIONS = 64
 _log = logging.getLogger(__name__)
 
-PumpFactory = Callable[[Database, CopyJob], CopyPump]
+PumpFactory = Callable[[ReadRouter, CopyJob], CopyPump]
 
 
 class ExportServicer(export_pb2_grpc.ExportServiceServicer):
@@ -51,6 +51,7 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         self.resources = resources
         self.pump = pump
         self.db = resources.db
+        self.reads = resources.reads  # streams and PlanExport read from standbys when there are any
         self.settings = settings
         self.catalog = Catalog(resources.db)
         self.codec = TokenCodec(derive_secret(settings.token_secret, resources.settings.database_url))
@@ -76,7 +77,7 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
             progress = await self.runs.start_run(start.state.export_id, start.spec.format.name, start.resumed,
                                                  context.correlation_id.get())
             job = copy_job(start.spec, start.state, self.settings.statement_timeout_ms)
-            pump = None if start.state.done else self.pump(self.db, job)
+            pump = None if start.state.done else self.pump(self.reads, job)
             run = ExportRun(start, self.codec, self.runs, self.slots, pump, progress)
         except BaseException:
             self.slots.release()
@@ -111,7 +112,7 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         columns = resolve_columns(req.columns, await self.catalog.columns(), v, prefix="export.")
         v.raise_if_any()
         spec = build_spec(req, where, columns, self.settings)
-        rows = await self.db.fetch(sqlgen.plan_sql(spec.where, spec.effective_limit, request.partitions))
+        rows = await self.reads.fetch(sqlgen.plan_sql(spec.where, spec.effective_limit, request.partitions))
         export_id = uuid.uuid4()
         out = export_pb2.PlanExportResponse(export_id=str(export_id))
         total = sum(r["n"] for r in rows)

@@ -19,7 +19,7 @@ from google.protobuf.duration_pb2 import Duration
 from rentscout.export.v1 import export_pb2
 from rentscout.export_service import sqlgen, telemetry
 from rentscout.export_service.framing import ChunkAssembler
-from rentscout.export_service.pump import END, CopyJob, CopyPump, Failure
+from rentscout.export_service.pump import END, CopyJob, CopyPump, Failure, Started
 from rentscout.export_service.request import ExportSpec
 from rentscout.export_service.runs import RunProgress, RunStore
 from rentscout.export_service.tokens import ResumeState, TokenCodec
@@ -74,6 +74,7 @@ class ExportRun:
         self.started = time.perf_counter()
         self.closed = False
         self.writer = self.spec.format.writer(self.spec.columns, self.spec.hidden_key)
+        self.lsn = start.state.lsn  # of the node serving this stream, once it has started
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -138,7 +139,7 @@ class ExportRun:
         last_id = self.writer.last_key(parts)
         data = self.writer.render(parts, self.rows_sent)
         st = self.start.state
-        return self._chunk(data, rows, ResumeState(st.export_id, last_id, st.upper_id, self.rows_sent + rows))
+        return self._chunk(data, rows, ResumeState(st.export_id, last_id, st.upper_id, self.rows_sent + rows, lsn=self.lsn))
 
     def summary(self, status: str) -> export_pb2.ExportPropertiesResponse:
         duration = Duration()
@@ -164,7 +165,10 @@ class ExportRun:
             first = await queue.get()
             if isinstance(first, Failure):
                 raise first.error
-            yield self.header(int(first))  # type: ignore[arg-type]
+            assert isinstance(first, Started)
+            self.lsn = max(first.lsn, st.lsn)
+            context.annotate(**{"db.node": first.node})
+            yield self.header(first.estimate)
             splitter = self.spec.format.splitter(self.spec.columns)
             assembler = ChunkAssembler(self.spec.rows_per_chunk, self.spec.bytes_per_chunk)
             while True:
@@ -182,7 +186,8 @@ class ExportRun:
                 yield self.data_chunk(rest)
             closing = self.writer.trailer(st.rows_sent, self.rows_sent)
             if closing is not None:
-                yield self._chunk(closing, 0, ResumeState(st.export_id, None, None, self.rows_sent, done=True))
+                yield self._chunk(closing, 0, ResumeState(st.export_id, None, None, self.rows_sent, done=True,
+                                                          lsn=self.lsn))
         self.close("completed", None, record_later=False)
         await self.store.end_run(self.progress, "completed", None)
         yield self.summary("completed")
@@ -192,4 +197,4 @@ def copy_job(spec: ExportSpec, state: ResumeState, statement_timeout_ms: int) ->
     remaining = max(spec.effective_limit - state.rows_sent, 0)
     window = sqlgen.Window(state.after_id, state.upper_id, remaining)
     return CopyJob(spec.format.select_list(spec.columns, spec.hidden_key), spec.where, window, spec.format.copy_options,
-                   statement_timeout_ms)
+                   statement_timeout_ms, min_lsn=state.lsn)

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 from rentscout.runtime.errors import InvalidArgument
 
-VERSION = 1
-_LAYOUT = struct.Struct(">BB16s16sqqq")  # version, flags, fingerprint, export id, after, upper, rows sent
+VERSION = 2
+# version, flags, fingerprint, export id, after, upper, rows sent (version 1 stops here), WAL position
+_LAYOUTS = {1: struct.Struct(">BB16s16sqqq"), 2: struct.Struct(">BB16s16sqqqQ")}
+_LAYOUT = _LAYOUTS[VERSION]
 _TAG = 16
 HAS_AFTER, HAS_UPPER, DONE = 1, 2, 4
 FIELD = "resume_token"
@@ -31,6 +33,9 @@ class ResumeState:
     upper_id: int | None  # ... and at most this (None: to the end)
     rows_sent: int  # rows delivered by earlier streams of this export (or partition)
     done: bool = False  # everything, closing bytes included, was delivered
+    # WAL position of the node the stream read (0: unknown): a resumed stream reads a node that has
+    # replayed at least this far, so no row the earlier stream would have delivered is missing
+    lsn: int = 0
 
 
 def derive_secret(configured: str, database_url: str) -> bytes:
@@ -51,7 +56,7 @@ class TokenCodec:
         flags = ((HAS_AFTER if state.after_id is not None else 0) | (HAS_UPPER if state.upper_id is not None else 0)
                  | (DONE if state.done else 0))
         payload = _LAYOUT.pack(VERSION, flags, fingerprint, state.export_id, state.after_id or 0,
-                               state.upper_id or 0, state.rows_sent)
+                               state.upper_id or 0, state.rows_sent, state.lsn)
         return base64.urlsafe_b64encode(payload + self._tag(payload)).rstrip(b"=").decode()
 
     def decode(self, token: str, fingerprint: bytes) -> ResumeState:
@@ -64,17 +69,19 @@ class TokenCodec:
             raise InvalidArgument(FIELD, "is malformed (not base64url)") from None
         if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:  # one spelling per token
             raise InvalidArgument(FIELD, "is malformed (not canonical base64url)")
-        if len(raw) != _LAYOUT.size + _TAG:
+        layout = next((lay for lay in _LAYOUTS.values() if len(raw) == lay.size + _TAG), None)
+        if layout is None:
             raise InvalidArgument(FIELD, "is malformed (wrong length)")
-        payload, tag = raw[:_LAYOUT.size], raw[_LAYOUT.size:]
+        payload, tag = raw[:layout.size], raw[layout.size:]
         if not hmac.compare_digest(tag, self._tag(payload)):
             raise InvalidArgument(FIELD, "is forged, corrupted or from a server with another secret")
-        version, flags, fp, export_id, after, upper, rows_sent = _LAYOUT.unpack(payload)
-        if version != VERSION:
+        version, flags, fp, export_id, after, upper, rows_sent, *rest = layout.unpack(payload)
+        if _LAYOUTS.get(version) is not layout:
             raise InvalidArgument(FIELD, f"has unsupported version {version}")
         if not hmac.compare_digest(fp, fingerprint):
             raise InvalidArgument(FIELD, "does not match this request's format, filter, columns and limit")
         if rows_sent < 0:
             raise InvalidArgument(FIELD, "is malformed (negative row count)")
         return ResumeState(export_id=export_id, after_id=after if flags & HAS_AFTER else None,
-                           upper_id=upper if flags & HAS_UPPER else None, rows_sent=rows_sent, done=bool(flags & DONE))
+                           upper_id=upper if flags & HAS_UPPER else None, rows_sent=rows_sent, done=bool(flags & DONE),
+                           lsn=rest[0] if rest else 0)

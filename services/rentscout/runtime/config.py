@@ -103,6 +103,16 @@ def dsn(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def dsn_list(*schemes: str) -> Callable[[str], str]:
+    """Comma-separated DSNs, each checked like `dsn`; empty means none."""
+    one = dsn(*schemes)
+
+    def parse(raw: str) -> str:
+        return ",".join(one(part) for part in raw.split(",") if part.strip())
+
+    return parse
+
+
 def optional_port(raw: str) -> int | None:
     return None if raw.strip() == "" else int_range(0, 65535)(raw)
 
@@ -115,6 +125,18 @@ class RuntimeSettings:
     database_url: str = setting(
         "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/rentscout",
         "PostgreSQL DSN (asyncpg/libpq URL).", dsn("postgresql", "postgres"), secret=True)
+    database_read_url: str = setting(
+        "DATABASE_READ_URL", "",
+        "Comma-separated DSNs of streaming standbys, used round-robin for reads that tolerate replication "
+        "(export streams, PlanExport, cache fills); empty reads from DATABASE_URL.",
+        dsn_list("postgresql", "postgres"), secret=True)
+    database_max_replica_lag: float = setting(
+        "DATABASE_MAX_REPLICA_LAG", 10.0, "Seconds of replay lag beyond which a standby is not read from.",
+        float_range(0, 86400))
+    database_replica_wait_ms: int = setting(
+        "DATABASE_REPLICA_WAIT_MS", 200,
+        "How long a read that must see a given commit (a cache fill after an invalidation, a resumed export) "
+        "waits for a standby to replay it before reading from the primary.", int_range(0, 60_000))
     redis_url: str = setting(
         "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL (redis://, rediss:// or unix://).",
         dsn("redis", "rediss", "unix"), secret=True)

@@ -21,9 +21,10 @@ _log = logging.getLogger(__name__)
 class Database:
     """A pool that starts even when PostgreSQL is down; calls then fail fast with UNAVAILABLE."""
 
-    def __init__(self, settings: RuntimeSettings, application_name: str) -> None:
+    def __init__(self, settings: RuntimeSettings, application_name: str, dsn: str | None = None) -> None:
         self.settings = settings
         self.application_name = application_name
+        self.dsn = dsn or settings.database_url
         self._pool: asyncpg.Pool | None = None
 
     @property
@@ -35,7 +36,7 @@ class Database:
     async def start(self) -> None:
         s = self.settings
         kwargs: dict[str, Any] = dict(
-            dsn=s.database_url, max_size=s.db_pool_max_size, timeout=s.db_connect_timeout_seconds,
+            dsn=self.dsn, max_size=s.db_pool_max_size, timeout=s.db_connect_timeout_seconds,
             max_inactive_connection_lifetime=300.0,
             server_settings={"application_name": self.application_name,
                              "statement_timeout": str(s.db_statement_timeout_ms)},

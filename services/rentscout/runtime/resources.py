@@ -10,12 +10,14 @@ from redis.asyncio.cluster import RedisCluster
 from rentscout.runtime.config import RuntimeSettings
 from rentscout.runtime.database import Database
 from rentscout.runtime.redis_client import create_redis
+from rentscout.runtime.replicas import ReadRouter
 
 
 class Resources:
     def __init__(self, settings: RuntimeSettings, application_name: str) -> None:
         self.settings = settings
-        self.db = Database(settings, application_name)
+        self.db = Database(settings, application_name)  # the primary: writes, LISTEN, bookkeeping
+        self.reads = ReadRouter(settings, self.db, application_name)  # reads that tolerate replication
         self._redis_created = False
 
     @cached_property
@@ -26,8 +28,10 @@ class Resources:
 
     async def start(self) -> None:
         await self.db.start()
+        await self.reads.start()
 
     async def close(self) -> None:
+        await self.reads.close()
         await self.db.close()
         if self._redis_created:
             await self.redis.aclose()

@@ -1,0 +1,215 @@
+"""Reads from a real streaming standby: exports, PlanExport and cache fills go there, writes and LISTEN
+stay on the primary; paused replay never lets a stale value into the cache; a killed standby degrades
+reads to the primary, and they fail back when it returns; resume tokens stay exact across nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
+
+from harness.cache_server import OwnRows, cache_server, settings, unique_city
+from harness.export_server import TEST_SETTINGS, collect, parse_csv, serve
+from harness.polling import eventually
+from harness.replication import replayed
+from rentscout.cache.v1 import cache_pb2
+from rentscout.devstack.instances import PostgresInstance
+from rentscout.export.v1 import export_pb2
+from rentscout.runtime.replicas import node_name
+
+pytestmark = pytest.mark.integration
+Req = export_pb2.ExportPropertiesRequest
+CSV = export_pb2.EXPORT_FORMAT_CSV
+
+
+def fallbacks(reason: str) -> float:
+    return REGISTRY.get_sample_value("rentscout_db_read_fallbacks_total", {"reason": reason}) or 0.0
+
+
+def replica_up(replica: PostgresInstance) -> float | None:
+    return REGISTRY.get_sample_value("rentscout_db_replica_up", {"node": node_name(replica.dsn)})
+
+
+def env_with(service_env: dict[str, str], replica: PostgresInstance, **extra: str) -> dict[str, str]:
+    return {**service_env, "RENTSCOUT_DATABASE_READ_URL": replica.dsn, **extra}
+
+
+@contextlib.asynccontextmanager
+async def paused(replica: PostgresInstance) -> AsyncIterator[None]:
+    replica.pause_replay()
+    try:
+        yield
+    finally:
+        replica.resume_replay()
+
+
+def ids_of(data: bytes) -> list[int]:
+    """The ids in CSV bytes of the `id` column (a header line, where there is one, is skipped)."""
+    return [int(r[0]) for r in parse_csv(data) if r and r[0] and r[0].isdigit()]
+
+
+async def test_export_streams_from_the_standby(service_env: dict[str, str], standby: PostgresInstance,
+                                               database: str) -> None:
+    primary = await asyncpg.connect(database)
+    rows = OwnRows(primary)
+    try:
+        await replayed(primary, standby)
+        async with paused(standby):
+            await rows.add(unique_city("Replicagrad"), 1)  # on the primary only, while replay is paused
+            before = fallbacks("no_healthy_standby")
+            async with serve(env_with(service_env, standby), TEST_SETTINGS) as srv:
+                stream = await collect(srv.stub, Req(format=CSV, columns=["id"]))
+        exported = set(ids_of(stream.data))
+        assert rows.ids[0] not in exported  # the standby served it: it had not replayed the new row yet
+        assert len(exported) == await primary.fetchval("SELECT count(*) FROM properties") - 1
+        assert fallbacks("no_healthy_standby") == before
+    finally:
+        await rows.delete_all()
+        await primary.close()
+
+
+async def test_plan_export_partitions_on_the_standby_cover_the_table_once(service_env: dict[str, str],
+                                                                          standby: PostgresInstance,
+                                                                          database: str) -> None:
+    primary = await asyncpg.connect(database)
+    try:
+        await replayed(primary, standby)
+        total = await primary.fetchval("SELECT count(*) FROM properties")
+        async with serve(env_with(service_env, standby), TEST_SETTINGS) as srv:
+            plan = await srv.stub.PlanExport(export_pb2.PlanExportRequest(export=Req(format=CSV, columns=["id"]),
+                                                                          partitions=3))
+            seen: list[int] = []
+            for part in plan.partitions:
+                stream = await collect(srv.stub, Req(format=CSV, columns=["id"], resume_token=part.resume_token))
+                seen += ids_of(stream.data)
+        assert len(plan.partitions) == 3 and len(seen) == len(set(seen)) == total
+    finally:
+        await primary.close()
+
+
+async def test_a_fill_after_an_invalidation_never_caches_what_a_paused_standby_still_shows(
+        service_env: dict[str, str], standby: PostgresInstance, database: str) -> None:
+    primary = await asyncpg.connect(database)
+    rows = OwnRows(primary)
+    city = unique_city("Lagburg")
+    request = cache_pb2.PriceStatsRequest(city=city)
+    try:
+        await rows.add(city, 10_000)
+        await replayed(primary, standby)
+        async with cache_server(env_with(service_env, standby), settings(),
+                                database_replica_wait_ms=100) as srv:
+            first = await srv.stub.PriceStats(request)
+            assert first.count == 1 and first.max == 10_000
+            assert srv.database_queries["price_stats"] == 1
+            async with paused(standby):
+                behind = fallbacks("replay_behind")
+                await rows.add(city, 90_000)  # NOTIFY -> invalidation carrying the primary's position
+                fresh = await eventually(lambda: srv.stub.PriceStats(request), lambda r: r.count == 2)
+                assert fresh.max == 90_000  # read from the primary: the paused standby still has one row
+                assert fallbacks("replay_behind") > behind
+                again = await srv.stub.PriceStats(request)
+                assert again.cache.hit and again.count == 2  # what was cached is the fresh value
+            await replayed(primary, standby)
+            replica = await asyncpg.connect(standby.dsn)
+            try:  # the standby itself shows the change once replay resumed
+                assert await replica.fetchval("SELECT count(*) FROM properties WHERE city = $1", city) == 2
+            finally:
+                await replica.close()
+    finally:
+        await rows.delete_all()
+        await primary.close()
+
+
+async def test_resume_tokens_stay_exact_when_the_stream_moves_between_nodes(service_env: dict[str, str],
+                                                                            standby: PostgresInstance,
+                                                                            database: str) -> None:
+    primary = await asyncpg.connect(database)
+    rows = OwnRows(primary)
+    try:
+        await replayed(primary, standby)
+        total = await primary.fetchval("SELECT count(*) FROM properties")
+        req = Req(format=CSV, columns=["id"], rows_per_chunk=500)
+        # a stream begun on the primary after a change the standby has not replayed, resumed on a server that
+        # reads from the standby: it must not read the standby, which lacks what the first stream saw
+        async with paused(standby):
+            await rows.add(unique_city("Behind"), 1)
+            total += 1
+            async with serve(service_env, TEST_SETTINGS) as on_primary:
+                head = await collect(on_primary.stub, req, stop_after_chunks=3)
+            before = fallbacks("replay_behind")
+            async with serve(env_with(service_env, standby, RENTSCOUT_DATABASE_REPLICA_WAIT_MS="100"),
+                             TEST_SETTINGS) as on_standby:
+                tail = await collect(on_standby.stub, Req(format=CSV, columns=["id"], rows_per_chunk=500,
+                                                          resume_token=head.chunks[-1].resume_token))
+            assert fallbacks("replay_behind") > before
+        ids = ids_of(head.data) + ids_of(tail.data)
+        assert len(ids) == len(set(ids)) == total and rows.ids[0] in ids
+        # and the other way: begun on the standby (caught up), resumed on the primary
+        await replayed(primary, standby)
+        async with serve(env_with(service_env, standby), TEST_SETTINGS) as on_standby:
+            head = await collect(on_standby.stub, req, stop_after_chunks=2)
+        async with serve(service_env, TEST_SETTINGS) as on_primary:
+            tail = await collect(on_primary.stub, Req(format=CSV, columns=["id"], rows_per_chunk=500,
+                                                      resume_token=head.chunks[-1].resume_token))
+        ids = ids_of(head.data) + ids_of(tail.data)
+        assert len(ids) == len(set(ids)) == total
+    finally:
+        await rows.delete_all()
+        await primary.close()
+
+
+async def test_a_killed_standby_degrades_reads_to_the_primary_and_they_fail_back(
+        service_env: dict[str, str], standby: PostgresInstance, database: str) -> None:
+    primary = await asyncpg.connect(database)
+    try:
+        await replayed(primary, standby)
+        total = await primary.fetchval("SELECT count(*) FROM properties")
+        async with serve(env_with(service_env, standby, RENTSCOUT_DB_CONNECT_TIMEOUT_SECONDS="1"),
+                         TEST_SETTINGS) as srv:
+            assert replica_up(standby) == 1
+            standby.kill()
+            try:
+                await eventually(lambda: asyncio.sleep(0, replica_up(standby)), lambda up: up == 0, timeout=20)
+                before = fallbacks("no_healthy_standby")
+                stream = await collect(srv.stub, Req(format=CSV, columns=["id"]))
+                assert len(ids_of(stream.data)) == total  # the primary served it, whole
+                assert fallbacks("no_healthy_standby") > before
+                health = health_pb2_grpc.HealthStub(srv.channel)
+                reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING  # the primary is up
+            finally:
+                standby.start()
+            await eventually(lambda: asyncio.sleep(0, replica_up(standby)), lambda up: up == 1, timeout=30)
+            before = fallbacks("no_healthy_standby")
+            stream = await collect(srv.stub, Req(format=CSV, columns=["id"]))
+            assert len(ids_of(stream.data)) == total and fallbacks("no_healthy_standby") == before
+    finally:
+        await primary.close()
+
+
+async def test_a_standby_lagging_beyond_the_limit_is_skipped(service_env: dict[str, str], standby: PostgresInstance,
+                                                             database: str) -> None:
+    primary = await asyncpg.connect(database)
+    rows = OwnRows(primary)
+    try:
+        await replayed(primary, standby)
+        async with serve(env_with(service_env, standby, RENTSCOUT_DATABASE_MAX_REPLICA_LAG="0.5"),
+                         TEST_SETTINGS) as srv:
+            assert replica_up(standby) == 1
+            async with paused(standby):
+                await rows.add(unique_city("Slowtown"), 1)
+                await asyncio.sleep(1.0)
+                await rows.add(unique_city("Slowtown"), 2)  # received, not replayed: the lag grows
+                await eventually(lambda: asyncio.sleep(0, replica_up(standby)), lambda up: up == 0, timeout=20)
+                stream = await collect(srv.stub, Req(format=CSV, columns=["id"]))
+                assert set(rows.ids) <= set(ids_of(stream.data))  # the primary served it
+            await replayed(primary, standby)
+            await eventually(lambda: asyncio.sleep(0, replica_up(standby)), lambda up: up == 1, timeout=20)
+    finally:
+        await rows.delete_all()
+        await primary.close()
