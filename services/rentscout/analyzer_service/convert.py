@@ -14,6 +14,7 @@ from rentscout.analyzer_service.plan import Buffers, Node
 from rentscout.analyzer_service.slow_queries import SlowQuery
 from rentscout.analyzer_service.table_stats import TableStats
 from rentscout.common.v1 import common_pb2
+from rentscout.runtime.replicas import PRIMARY
 
 
 def severity(name: str) -> int:
@@ -58,11 +59,12 @@ def analysis(a: Analysis) -> analyzer_pb2.AnalyzeQueryResponse:
         planning_time_ms=r.planning_time_ms, execution_time_ms=r.execution_time_ms, total_cost=r.root.total_cost,
         estimated_rows=r.root.plan_rows, actual_rows=r.root.total_rows if r.analyzed else 0.0,
         buffers=buffers(r.buffers), planning_buffers=buffers(r.planning_buffers), plan=plan_node(r.root),
-        raw_json=r.raw_json, insights=[insight(i) for i in a.insights], fingerprint=a.fingerprint)
+        raw_json=r.raw_json, insights=[insight(i) for i in a.insights], fingerprint=a.fingerprint,
+        node=a.node)
 
 
-def slow_queries(version: str, rows: list[SlowQuery]) -> analyzer_pb2.ListSlowQueriesResponse:
-    return analyzer_pb2.ListSlowQueriesResponse(extension_version=version, queries=[analyzer_pb2.SlowQuery(
+def slow_queries(version: str, rows: list[SlowQuery], node: str) -> analyzer_pb2.ListSlowQueriesResponse:
+    return analyzer_pb2.ListSlowQueriesResponse(extension_version=version, node=node, queries=[analyzer_pb2.SlowQuery(
         query_id=q.query_id, query=q.query, calls=q.calls, total_time_ms=q.total_time_ms, mean_time_ms=q.mean_time_ms,
         max_time_ms=q.max_time_ms, rows=q.rows, cache_hit_ratio=q.cache_hit_ratio, temp_blks_read=q.temp_blks_read,
         temp_blks_written=q.temp_blks_written, stddev_time_ms=q.stddev_time_ms) for q in rows])
@@ -70,7 +72,7 @@ def slow_queries(version: str, rows: list[SlowQuery]) -> analyzer_pb2.ListSlowQu
 
 def advice(a: Advice) -> analyzer_pb2.SuggestIndexesResponse:
     return analyzer_pb2.SuggestIndexesResponse(
-        hypopg_available=a.hypopg_available, method=a.method,
+        hypopg_available=a.hypopg_available, method=a.method, node=PRIMARY,
         suggestions=[analyzer_pb2.IndexSuggestion(
             table=s.candidate.relation.display, columns=list(s.candidate.columns),
             create_statement=s.candidate.create_statement(), reason=s.reason, estimated_size_bytes=s.size_bytes,

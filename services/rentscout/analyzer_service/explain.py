@@ -22,6 +22,7 @@ from rentscout.runtime import deadline, logs
 from rentscout.runtime.context import annotate
 from rentscout.runtime.database import Database
 from rentscout.runtime.errors import InvalidArgument
+from rentscout.runtime.replicas import FLUSHED_LSN_SQL, PRIMARY, ReadRouter, parse_lsn
 
 _log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class Analysis:
     result: ExplainResult
     insights: list[Insight]
     fingerprint: str
+    node: str = PRIMARY  # the node that ran the statement
 
 
 def vet(sql: str, field: str = "sql") -> ParsedQuery:
@@ -62,38 +64,43 @@ def parameter_types(stmt: asyncpg.prepared_stmt.PreparedStatement) -> list[str]:
 
 
 async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, params: Sequence[Any], *,
-                        analyze: bool, buffers: bool) -> Analysis:
+                        analyze: bool, buffers: bool, reads: ReadRouter | None = None) -> Analysis:
+    """With `reads` (a router with standbys): checked on the primary, run on a standby that has replayed
+    the primary's position at the check (the catalog is the same there), else on the primary."""
     mode = "analyze" if analyze else "plan"
     started = time.perf_counter()
+    node = PRIMARY
+    prefix = f"EXPLAIN {TAG} ({explain_options(analyze, buffers)}) "
     try:
         parsed = vet(sql)
         if parsed.param_count != len(params):
             raise InvalidArgument("params", f"the statement uses {parsed.param_count} placeholder(s) ($1..$n) "
                                             f"but {len(params)} parameter(s) were given")
+        on_standby = reads is not None and bool(reads.standbys)
         async with db.connection() as conn, session.transaction(conn, settings) as stmt_timeout_ms:
-            prefix = f"EXPLAIN {TAG} ({explain_options(analyze, buffers)}) "
             stmt = await _prepare(conn, prefix, sql, stmt_timeout_ms)
-            try:
-                resolution = await catalog_policy.check(conn, parsed, parameter_types(stmt), settings.trusted_schemas,
-                                                        then_read_only=True)
-            except Rejected as exc:
-                metrics.REJECTED.labels(exc.reason).inc()
-                raise InvalidArgument("sql", exc.message) from None
-            except asyncpg.PostgresError as exc:
-                raise map_statement_error(exc, "sql", stmt_timeout_ms) from None
-            raw = await _run_explain(stmt, prefix, sql, params, stmt_timeout_ms)
-            result = parse_explain(raw)
-            tables = plan_tables(result, resolution.tables)
-            work_mem = ""
-            if any(_memory_bound(n, result.analyzed) for n in result.nodes()):  # only these insights quote it
-                work_mem = await conn.fetchval(f"SHOW {TAG} work_mem", timeout=deadline.remaining())
+            if on_standby:  # the committed catalog the check sees (the flush position: aborted probes of
+                # earlier requests may sit unflushed past it, and no standby would ever wait for them)
+                checked_at = parse_lsn(await conn.fetchval(FLUSHED_LSN_SQL, timeout=deadline.remaining()))
+            resolution = await _check(conn, parsed, stmt, settings, stmt_timeout_ms, then_read_only=not on_standby)
+            if not on_standby:
+                result = parse_explain(await _run_explain(stmt, prefix, sql, params, stmt_timeout_ms))
+                work_mem = await _work_mem(conn, result)
+        if on_standby:
+            assert reads is not None
+            async with reads.connection(checked_at) as (replica, node), \
+                    session.transaction(replica, settings, read_only=True, checking=False) as stmt_timeout_ms:
+                stmt = await _prepare(replica, prefix, sql, stmt_timeout_ms)
+                result = parse_explain(await _run_explain(stmt, prefix, sql, params, stmt_timeout_ms))
+                work_mem = await _work_mem(replica, result)
+        tables = plan_tables(result, resolution.tables)
     except InvalidArgument:
         metrics.ANALYSES.labels(mode, "rejected").inc()
         raise
     except BaseException:
         metrics.ANALYSES.labels(mode, "error").inc()
         raise
-    insights = analyze_plan(result, offsets=parsed.offsets, params=params, tables=tables, work_mem=work_mem or "")
+    insights = analyze_plan(result, offsets=parsed.offsets, params=params, tables=tables, work_mem=work_mem)
     elapsed = time.perf_counter() - started
     metrics.ANALYSES.labels(mode, "ok").inc()
     metrics.ANALYSIS_DURATION.labels(mode).observe(elapsed)
@@ -105,7 +112,7 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
         "db.statement.fingerprint": parsed.fingerprint, "analyzer.mode": mode,
         "analyzer.execution_time_ms": result.execution_time_ms, "analyzer.total_cost": result.root.total_cost,
         "analyzer.insights": [i.kind for i in insights], "event.duration": logs.ns(elapsed)}})
-    return Analysis(result=result, insights=insights, fingerprint=parsed.fingerprint)
+    return Analysis(result=result, insights=insights, fingerprint=parsed.fingerprint, node=node)
 
 
 def _memory_bound(node: Node, analyzed: bool) -> bool:
@@ -113,6 +120,26 @@ def _memory_bound(node: Node, analyzed: bool) -> bool:
         return node.node_type in ("Sort", "Incremental Sort")
     return (node.sort_space_type == "Disk" or node.hash_batches > 1 or node.hashagg_batches > 1
             or node.disk_usage_kb > 0 or node.lossy_heap_blocks > 0)
+
+
+async def _check(conn: asyncpg.Connection, parsed: ParsedQuery, stmt: asyncpg.prepared_stmt.PreparedStatement,
+                 settings: AnalyzerSettings, stmt_timeout_ms: int, *, then_read_only: bool) -> catalog_policy.Resolution:
+    """Layer 2 (catalog_policy) with its refusals as INVALID_ARGUMENT on `sql`."""
+    try:
+        return await catalog_policy.check(conn, parsed, parameter_types(stmt), settings.trusted_schemas,
+                                          then_read_only=then_read_only)
+    except Rejected as exc:
+        metrics.REJECTED.labels(exc.reason).inc()
+        raise InvalidArgument("sql", exc.message) from None
+    except asyncpg.PostgresError as exc:
+        raise map_statement_error(exc, "sql", stmt_timeout_ms) from None
+
+
+async def _work_mem(conn: asyncpg.Connection, result: ExplainResult) -> str:
+    """work_mem, when a node of the plan makes an insight quote it (one more round trip only then)."""
+    if any(_memory_bound(n, result.analyzed) for n in result.nodes()):
+        return str(await conn.fetchval(f"SHOW {TAG} work_mem", timeout=deadline.remaining()))
+    return ""
 
 
 async def _prepare(conn: asyncpg.Connection, prefix: str, sql: str, stmt_timeout_ms: int

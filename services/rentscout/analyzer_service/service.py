@@ -52,7 +52,8 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
         except ParamError as exc:
             raise InvalidArgument("params", str(exc)) from None
         result = await explain.analyze_query(self.resources.db, self.settings, request.sql, params,
-                                             analyze=request.analyze, buffers=request.buffers)
+                                             analyze=request.analyze, buffers=request.buffers,
+                                             reads=self.resources.reads if request.on_standby else None)
         return convert.analysis(result)
 
     async def ListSlowQueries(self, request: analyzer_pb2.ListSlowQueriesRequest,
@@ -65,13 +66,14 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
         v.check(order is not None, "order_by", "is not a known SlowQueryOrder")
         limit = _limit(v, request.limit, SLOW_LIMIT_DEFAULT, SLOW_LIMIT_MAX)
         v.raise_if_any()
-        async with self.resources.db.connection() as conn:
+        # each node keeps its own pg_stat_statements: the primary's, or a standby's when asked
+        async with self.resources.reads.connection(standby=request.on_standby) as (conn, node):
             ext, rows = await slow_queries.list_slow_queries(
                 conn, min_calls=request.min_calls, min_mean_ms=request.min_mean_ms, order=order or "total_time",
                 limit=limit)
         metrics.SLOW_QUERIES.set(len(rows))
         annotate(**{"analyzer.slow_queries": len(rows)})
-        return convert.slow_queries(ext.version, rows)
+        return convert.slow_queries(ext.version, rows, node)
 
     async def SuggestIndexes(self, request: analyzer_pb2.SuggestIndexesRequest,
                              context: grpc.aio.ServicerContext) -> analyzer_pb2.SuggestIndexesResponse:

@@ -85,8 +85,11 @@ def set_role_sql(role: str | None) -> str:
 
 @contextlib.asynccontextmanager
 async def transaction(conn: asyncpg.Connection, settings: AnalyzerSettings, *, read_only: bool = False,
-                      as_role: bool = True) -> AsyncIterator[int]:
+                      as_role: bool = True, checking: bool = True) -> AsyncIterator[int]:
     """BEGIN + SET LOCAL timeouts (+ SET LOCAL ROLE); ROLLBACK on the way out whatever happened.
+
+    `checking=False` (a statement the primary already checked, run on a standby): no catalog check
+    follows, so no temporary schema and none of its settings.
 
     Yields the statement_timeout in force (ms). If the rollback itself fails the connection is
     terminated rather than returned to the pool in an unknown state.
@@ -105,8 +108,10 @@ async def transaction(conn: asyncpg.Connection, settings: AnalyzerSettings, *, r
     if role:
         local["role"] = role
     assignments = ", ".join(f"pg_catalog.set_config('{name}', {literal(value)}, true)" for name, value in local.items())
-    setup = f"BEGIN {TAG} ISOLATION LEVEL REPEATABLE READ{mode}; SELECT {TAG} {assignments}, {STASH_SETTINGS_SQL}"
-    await ensure_temp_schema(conn)
+    stash = f", {STASH_SETTINGS_SQL}" if checking else ""
+    setup = f"BEGIN {TAG} ISOLATION LEVEL REPEATABLE READ{mode}; SELECT {TAG} {assignments}{stash}"
+    if checking:
+        await ensure_temp_schema(conn)
     try:
         try:
             await conn.execute(setup, timeout=deadline.remaining())

@@ -53,6 +53,8 @@ NODE_LSN_SQL = ("SELECT (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalo
                 "ELSE pg_catalog.pg_current_wal_insert_lsn() END)::text")
 # the insert position: with synchronous_commit = off a commit record may not be written yet, and it counts
 CURRENT_LSN_SQL = "SELECT pg_catalog.pg_current_wal_insert_lsn()::text"
+# what a standby can have received: the flush position (committed catalog changes, with synchronous_commit)
+FLUSHED_LSN_SQL = "SELECT pg_catalog.pg_current_wal_flush_lsn()::text"
 POLL_SECONDS = 0.01
 
 
@@ -200,10 +202,12 @@ class ReadRouter:
         return reason
 
     @contextlib.asynccontextmanager
-    async def connection(self, min_lsn: int = 0) -> AsyncIterator[tuple[asyncpg.Connection, str]]:
-        """(connection, node name) for one read; `min_lsn`: the commit the read must see (0: any)."""
+    async def connection(self, min_lsn: int = 0, *, standby: bool = True
+                         ) -> AsyncIterator[tuple[asyncpg.Connection, str]]:
+        """(connection, node name) for one read; `min_lsn`: the commit the read must see (0: any);
+        `standby=False`: the primary's (for what each node keeps for itself, like pg_stat_statements)."""
         async with contextlib.AsyncExitStack() as stack:
-            if self.standbys:
+            if self.standbys and standby:
                 found = await self._standby_connection(stack, min_lsn)
                 if not isinstance(found, str):
                     yield found

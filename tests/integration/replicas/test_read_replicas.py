@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
@@ -17,6 +18,9 @@ from harness.cache_server import OwnRows, cache_server, settings, unique_city
 from harness.export_server import TEST_SETTINGS, collect, parse_csv, serve
 from harness.polling import eventually
 from harness.replication import replayed
+from harness.servers import in_process
+from rentscout.analyzer.v1 import analyzer_pb2, analyzer_pb2_grpc
+from rentscout.analyzer_service.service import create as analyzer_create
 from rentscout.cache.v1 import cache_pb2
 from rentscout.devstack.instances import PostgresInstance
 from rentscout.export.v1 import export_pb2
@@ -212,4 +216,47 @@ async def test_a_standby_lagging_beyond_the_limit_is_skipped(service_env: dict[s
             await eventually(lambda: asyncio.sleep(0, replica_up(standby)), lambda up: up == 1, timeout=20)
     finally:
         await rows.delete_all()
+        await primary.close()
+
+
+async def test_the_analyzer_runs_on_a_standby_only_when_asked_and_says_which_node(
+        service_env: dict[str, str], standby: PostgresInstance, database: str) -> None:
+    primary = await asyncpg.connect(database)
+    try:
+        await replayed(primary, standby)
+        env = {**env_with(service_env, standby), "RENTSCOUT_AUTH_TOKENS": "an-admin:admin"}
+        meta = [("authorization", "Bearer an-admin")]
+        async with in_process([analyzer_create], env, label="analyzer-replica") as host, \
+                grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+            stub = analyzer_pb2_grpc.AnalyzerServiceStub(channel)
+            marker = "SELECT count(*) FROM properties WHERE views > 123456"
+            default = await stub.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(sql=marker, analyze=True), metadata=meta)
+            there = await stub.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(sql=marker, analyze=True, on_standby=True),
+                                            metadata=meta)
+            assert default.node == "primary" and there.node == node_name(standby.dsn)
+            assert there.actual_rows == default.actual_rows and there.plan.node_type
+            # the catalog check still applies (it ran on the primary)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(
+                    sql="SELECT pg_terminate_backend(1)", on_standby=True), metadata=meta)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            replica = await asyncpg.connect(standby.dsn)
+            try:  # a statement only the standby has run
+                await replica.fetchval("SELECT count(*) FROM properties WHERE views > $1 AND rooms = 77", 1)
+            finally:
+                await replica.close()
+            slow = await stub.ListSlowQueries(analyzer_pb2.ListSlowQueriesRequest(on_standby=True, limit=500),
+                                              metadata=meta)
+            assert slow.node == node_name(standby.dsn)
+            assert any("rooms = $2" in q.query for q in slow.queries)  # the standby's own pg_stat_statements
+            mine = await stub.ListSlowQueries(analyzer_pb2.ListSlowQueriesRequest(limit=500), metadata=meta)
+            assert not any("rooms = $2" in q.query for q in mine.queries)
+            assert mine.node == "primary"
+            async with paused(standby):  # behind the primary: the primary answers, and says so
+                await primary.execute("SET synchronous_commit = on")  # flushed at commit: a standby could have it
+                await primary.execute("CREATE TABLE rs_replica_probe (); DROP TABLE rs_replica_probe")
+                behind = await stub.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(sql=marker, on_standby=True),
+                                                 metadata=meta)
+            assert behind.node == "primary"
+    finally:
         await primary.close()

@@ -97,16 +97,18 @@ class QueryParam(_message.Message):
     def __init__(self, string_value: _Optional[str] = ..., int_value: _Optional[int] = ..., double_value: _Optional[float] = ..., bool_value: _Optional[bool] = ..., null_value: _Optional[bool] = ..., timestamp_value: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AnalyzeQueryRequest(_message.Message):
-    __slots__ = ("sql", "params", "analyze", "buffers")
+    __slots__ = ("sql", "params", "analyze", "buffers", "on_standby")
     SQL_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     ANALYZE_FIELD_NUMBER: _ClassVar[int]
     BUFFERS_FIELD_NUMBER: _ClassVar[int]
+    ON_STANDBY_FIELD_NUMBER: _ClassVar[int]
     sql: str
     params: _containers.RepeatedCompositeFieldContainer[QueryParam]
     analyze: bool
     buffers: bool
-    def __init__(self, sql: _Optional[str] = ..., params: _Optional[_Iterable[_Union[QueryParam, _Mapping]]] = ..., analyze: _Optional[bool] = ..., buffers: _Optional[bool] = ...) -> None: ...
+    on_standby: bool
+    def __init__(self, sql: _Optional[str] = ..., params: _Optional[_Iterable[_Union[QueryParam, _Mapping]]] = ..., analyze: _Optional[bool] = ..., buffers: _Optional[bool] = ..., on_standby: _Optional[bool] = ...) -> None: ...
 
 class BufferStats(_message.Message):
     __slots__ = ("shared_hit", "shared_read", "shared_dirtied", "shared_written", "local_hit", "local_read", "local_dirtied", "local_written", "temp_read", "temp_written")
@@ -210,7 +212,7 @@ class Insight(_message.Message):
     def __init__(self, kind: _Optional[_Union[InsightKind, str]] = ..., severity: _Optional[_Union[_common_pb2.Severity, str]] = ..., message: _Optional[str] = ..., node: _Optional[str] = ..., evidence: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class AnalyzeQueryResponse(_message.Message):
-    __slots__ = ("planning_time_ms", "execution_time_ms", "total_cost", "estimated_rows", "actual_rows", "buffers", "planning_buffers", "plan", "raw_json", "insights", "fingerprint")
+    __slots__ = ("planning_time_ms", "execution_time_ms", "total_cost", "estimated_rows", "actual_rows", "buffers", "planning_buffers", "plan", "raw_json", "insights", "fingerprint", "node")
     PLANNING_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_COST_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +224,7 @@ class AnalyzeQueryResponse(_message.Message):
     RAW_JSON_FIELD_NUMBER: _ClassVar[int]
     INSIGHTS_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
     planning_time_ms: float
     execution_time_ms: float
     total_cost: float
@@ -233,19 +236,22 @@ class AnalyzeQueryResponse(_message.Message):
     raw_json: str
     insights: _containers.RepeatedCompositeFieldContainer[Insight]
     fingerprint: str
-    def __init__(self, planning_time_ms: _Optional[float] = ..., execution_time_ms: _Optional[float] = ..., total_cost: _Optional[float] = ..., estimated_rows: _Optional[float] = ..., actual_rows: _Optional[float] = ..., buffers: _Optional[_Union[BufferStats, _Mapping]] = ..., planning_buffers: _Optional[_Union[BufferStats, _Mapping]] = ..., plan: _Optional[_Union[PlanNode, _Mapping]] = ..., raw_json: _Optional[str] = ..., insights: _Optional[_Iterable[_Union[Insight, _Mapping]]] = ..., fingerprint: _Optional[str] = ...) -> None: ...
+    node: str
+    def __init__(self, planning_time_ms: _Optional[float] = ..., execution_time_ms: _Optional[float] = ..., total_cost: _Optional[float] = ..., estimated_rows: _Optional[float] = ..., actual_rows: _Optional[float] = ..., buffers: _Optional[_Union[BufferStats, _Mapping]] = ..., planning_buffers: _Optional[_Union[BufferStats, _Mapping]] = ..., plan: _Optional[_Union[PlanNode, _Mapping]] = ..., raw_json: _Optional[str] = ..., insights: _Optional[_Iterable[_Union[Insight, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
 
 class ListSlowQueriesRequest(_message.Message):
-    __slots__ = ("min_mean_ms", "min_calls", "order_by", "limit")
+    __slots__ = ("min_mean_ms", "min_calls", "order_by", "limit", "on_standby")
     MIN_MEAN_MS_FIELD_NUMBER: _ClassVar[int]
     MIN_CALLS_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ON_STANDBY_FIELD_NUMBER: _ClassVar[int]
     min_mean_ms: float
     min_calls: int
     order_by: SlowQueryOrder
     limit: int
-    def __init__(self, min_mean_ms: _Optional[float] = ..., min_calls: _Optional[int] = ..., order_by: _Optional[_Union[SlowQueryOrder, str]] = ..., limit: _Optional[int] = ...) -> None: ...
+    on_standby: bool
+    def __init__(self, min_mean_ms: _Optional[float] = ..., min_calls: _Optional[int] = ..., order_by: _Optional[_Union[SlowQueryOrder, str]] = ..., limit: _Optional[int] = ..., on_standby: _Optional[bool] = ...) -> None: ...
 
 class SlowQuery(_message.Message):
     __slots__ = ("query_id", "query", "calls", "total_time_ms", "mean_time_ms", "max_time_ms", "rows", "cache_hit_ratio", "temp_blks_read", "temp_blks_written", "stddev_time_ms")
@@ -274,12 +280,14 @@ class SlowQuery(_message.Message):
     def __init__(self, query_id: _Optional[str] = ..., query: _Optional[str] = ..., calls: _Optional[int] = ..., total_time_ms: _Optional[float] = ..., mean_time_ms: _Optional[float] = ..., max_time_ms: _Optional[float] = ..., rows: _Optional[int] = ..., cache_hit_ratio: _Optional[float] = ..., temp_blks_read: _Optional[int] = ..., temp_blks_written: _Optional[int] = ..., stddev_time_ms: _Optional[float] = ...) -> None: ...
 
 class ListSlowQueriesResponse(_message.Message):
-    __slots__ = ("queries", "extension_version")
+    __slots__ = ("queries", "extension_version", "node")
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     EXTENSION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
     queries: _containers.RepeatedCompositeFieldContainer[SlowQuery]
     extension_version: str
-    def __init__(self, queries: _Optional[_Iterable[_Union[SlowQuery, _Mapping]]] = ..., extension_version: _Optional[str] = ...) -> None: ...
+    node: str
+    def __init__(self, queries: _Optional[_Iterable[_Union[SlowQuery, _Mapping]]] = ..., extension_version: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
 
 class SuggestIndexesRequest(_message.Message):
     __slots__ = ("table", "sql", "from_slow_queries", "limit")
@@ -332,16 +340,18 @@ class IndexIssue(_message.Message):
     def __init__(self, kind: _Optional[_Union[IndexIssueKind, str]] = ..., index_name: _Optional[str] = ..., table: _Optional[str] = ..., definition: _Optional[str] = ..., size_bytes: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class SuggestIndexesResponse(_message.Message):
-    __slots__ = ("suggestions", "hypopg_available", "method", "index_issues")
+    __slots__ = ("suggestions", "hypopg_available", "method", "index_issues", "node")
     SUGGESTIONS_FIELD_NUMBER: _ClassVar[int]
     HYPOPG_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     INDEX_ISSUES_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
     suggestions: _containers.RepeatedCompositeFieldContainer[IndexSuggestion]
     hypopg_available: bool
     method: str
     index_issues: _containers.RepeatedCompositeFieldContainer[IndexIssue]
-    def __init__(self, suggestions: _Optional[_Iterable[_Union[IndexSuggestion, _Mapping]]] = ..., hypopg_available: _Optional[bool] = ..., method: _Optional[str] = ..., index_issues: _Optional[_Iterable[_Union[IndexIssue, _Mapping]]] = ...) -> None: ...
+    node: str
+    def __init__(self, suggestions: _Optional[_Iterable[_Union[IndexSuggestion, _Mapping]]] = ..., hypopg_available: _Optional[bool] = ..., method: _Optional[str] = ..., index_issues: _Optional[_Iterable[_Union[IndexIssue, _Mapping]]] = ..., node: _Optional[str] = ...) -> None: ...
 
 class GetTableStatsRequest(_message.Message):
     __slots__ = ("table", "exact_bloat")
