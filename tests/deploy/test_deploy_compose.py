@@ -134,7 +134,7 @@ def test_elk_profile_adds_elasticsearch_kibana_and_filebeat_only_on_request() ->
     services = COMPOSE["services"]
     for name in ELK:
         assert services[name]["profiles"] == ["elk"], name
-    for name in set(services) - ELK:
+    for name in set(services) - ELK - {"postgres-standby"}:
         assert "profiles" not in services[name], f"{name} must start without a profile"
     filebeat = services["filebeat"]
     mounts = {m.split(":")[1]: m.split(":")[0] for m in filebeat["volumes"]}
@@ -165,3 +165,17 @@ def test_every_rentscout_container_is_labelled_for_log_shipping() -> None:
     for name in [*SERVICES, "migrate"]:
         assert COMPOSE["services"][name]["labels"][label] == value, name
         assert COMPOSE["services"][name]["logging"]["driver"] == "json-file"
+
+
+def test_replica_profile_adds_a_streaming_standby_the_services_can_read_from() -> None:
+    services = COMPOSE["services"]
+    standby = services["postgres-standby"]
+    assert standby["profiles"] == ["replica"]
+    script = "\n".join(standby["command"])
+    assert "pg_basebackup" in script and " -R " in script and "-h postgres" in script
+    assert standby["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "pgstandby" in COMPOSE["volumes"]
+    for name in ("export", "cache-query", "analyzer"):  # off unless DATABASE_READ_URL names the standby
+        assert services[name]["environment"]["RENTSCOUT_DATABASE_READ_URL"] == "${DATABASE_READ_URL:-}", name
+    hba = (ROOT / "deploy/postgres/initdb/20-replication.sh").read_text()
+    assert "host replication all all scram-sha-256" in hba

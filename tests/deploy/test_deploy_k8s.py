@@ -32,7 +32,7 @@ PROTO_SERVICES = {
     "cache-query": "rentscout.cache.v1.CacheQueryService",
     "analyzer": "rentscout.analyzer.v1.AnalyzerService",
 }
-NAMESPACES = {"dev": "rentscout-dev", "prod": "rentscout"}
+NAMESPACES = {"dev": "rentscout-dev", "prod": "rentscout", "read-replicas": "rentscout"}
 Obj = dict[str, Any]
 
 
@@ -338,3 +338,14 @@ def test_pods_run_as_the_image_user(overlay: str) -> None:
     workloads = [*service_deployments(objects).values(), by_kind(objects, "Job")["rentscout-migrate"]]
     for workload in workloads:
         assert pod_spec(workload)["securityContext"]["runAsUser"] == uid, workload["metadata"]["name"]
+
+
+def test_read_replicas_overlay_reads_standbys_from_a_secret_of_their_own() -> None:
+    deployments = service_deployments(render("overlays/read-replicas"))
+    assert set(deployments) == set(SERVICES)
+    for name, deployment in deployments.items():
+        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        ref = env["RENTSCOUT_DATABASE_READ_URL"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "rentscout-read-replicas", "key": "url"}, name
+    config = next(o for o in render("overlays/read-replicas") if o["kind"] == "ConfigMap")
+    assert config["data"]["RENTSCOUT_DATABASE_MAX_REPLICA_LAG"] == "5"

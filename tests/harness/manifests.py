@@ -19,7 +19,7 @@ from harness.deps import require
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
-OVERLAYS = ("dev", "prod")
+OVERLAYS = ("dev", "prod", "read-replicas")
 KUBERNETES_VERSION = "1.30.0"  # oldest release the manifests target (native preStop sleep, gRPC probes)
 RENTSCOUT_VAR = re.compile(r"\bRENTSCOUT_[A-Z0-9_]+\b")
 
