@@ -23,7 +23,7 @@ from rentscout.sdk import errors
 from rentscout.sdk.channel import ChannelConfig, TlsConfig
 from rentscout.wire import tracing
 from rentscout.wire.correlation import correlation_id, new_correlation_id
-from rentscout.wire.metadata import TOKEN_ENV
+from rentscout.wire.metadata import ADMIN_TOKEN_ENV, TARGET_ENV, TOKEN_ENV
 from rentscout.wire.version import VERSION
 
 DEFAULT_TARGETS = {"export": "127.0.0.1:50051", "cache": "127.0.0.1:50052", "analyzer": "127.0.0.1:50053"}
@@ -50,8 +50,9 @@ def exit_code(exc: errors.RentScoutError) -> int:
 
 def add_client_flags(parser: argparse.ArgumentParser, service: str, timeout: float | None = 30.0) -> None:
     g = parser.add_argument_group("connection")
-    g.add_argument("--target", default=DEFAULT_TARGETS[service],
-                   help="host:port or dns:///host:port (round-robin over every address) (default: %(default)s)")
+    g.add_argument("--target", default=os.environ.get(TARGET_ENV[service]) or DEFAULT_TARGETS[service],
+                   help="host:port or dns:///host:port (round-robin over every address) "
+                        f"(default: ${TARGET_ENV[service]}, else {DEFAULT_TARGETS[service]})")
     g.add_argument("--token", default=None, help=f"bearer token (default: ${TOKEN_ENV})")
     g.add_argument("--timeout", type=float, default=timeout, metavar="SECONDS",
                    help="overall deadline of the call, retries included" + (" (default: %(default)s)" if timeout
@@ -149,7 +150,7 @@ def hint_for(args: argparse.Namespace, exc: errors.RentScoutError) -> str | None
     if exc.code is grpc.StatusCode.UNAUTHENTICATED:
         return f"pass --token or set {TOKEN_ENV} (`make up` prints the local stack's tokens, kept in .stack/tokens)"
     if exc.code is grpc.StatusCode.PERMISSION_DENIED:
-        return "this call needs a token with the admin role"
+        return (f'this call needs a token with the admin role (the local stack prints it: --token "${ADMIN_TOKEN_ENV}")')
     return None
 
 
