@@ -43,6 +43,7 @@ from rentscout.cli.clientargs import (
     size_text,
     stderr_console,
 )
+from rentscout.cli.hints import city_hint, known_cities, notice
 from rentscout.sdk import DownloadProgress, DownloadResult, ExportClient, export_request
 from rentscout.sdk.export_stream import DEFAULT_MAX_STALL
 from rentscout.wire import formats
@@ -133,11 +134,14 @@ def main(args: argparse.Namespace) -> int:
             total = max(state.estimated_total_rows, state.rows) or None
             progress.update(task, completed=state.rows, total=total, bytes=state.bytes)
 
-        async with ExportClient(args.target, max_stall=args.resume_timeout, **client_options(args)) as client:
+        options = client_options(args)
+        async with ExportClient(args.target, max_stall=args.resume_timeout, **options) as client:
             with progress:
                 result = await _download(client, request, args, on_progress)
                 progress.update(task, completed=result.rows, total=max(result.rows, 1))
         _report(args, result, console)
+        if result.rows == 0:
+            await _say_empty(args, console, options["token"])
         return EXIT_OK
 
     return run(args, work, console)
@@ -164,6 +168,17 @@ async def _download(client: ExportClient, request: Any, args: argparse.Namespace
         raise
     result.files = [str(final)]
     return result
+
+
+async def _say_empty(args: argparse.Namespace, console: Any, token: str | None) -> None:
+    if args.city:
+        hint = city_hint(args.city, await known_cities(None, args, token))
+    elif any((args.types, args.sources, args.active_only, args.updated_since, args.min_price, args.max_price,
+              args.min_rooms, args.max_rooms)):
+        hint = "nothing matched the filter; widen it"
+    else:
+        hint = "the properties table is empty: `rentscout db seed` loads demo listings"
+    notice(args, console, "the export matched no rows", hint)
 
 
 def _report(args: argparse.Namespace, result: DownloadResult, console: Any) -> None:
