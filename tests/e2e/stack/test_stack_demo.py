@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness import ecs
+
 
 def test_stack_demo_end_to_end(service_env: dict[str, str], tmp_path: Path) -> None:
     env = {**os.environ, "RENTSCOUT_DATABASE_URL": service_env["RENTSCOUT_DATABASE_URL"],
@@ -32,5 +34,6 @@ def test_stack_demo_end_to_end(service_env: dict[str, str], tmp_path: Path) -> N
     lines = (tmp_path / "demo-export.jsonl").read_text().splitlines()
     assert lines and all('"city":"Moscow"' in line for line in lines)
     for name in ("export", "cache-query", "analyzer"):
+        ecs.register(tmp_path / "logs" / f"{name}.log")
         last = (tmp_path / "logs" / f"{name}.log").read_text().strip().splitlines()[-1]
         assert json.loads(last)["message"] == "stopped"  # each service shut down gracefully

@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness import ecs
 from harness.deps import require
 from harness.grpcurl import grpcurl_path
 from rentscout.devstack.instances import PostgresInstance
@@ -70,6 +71,8 @@ class RunningStack:
         return procs
 
     def stop(self) -> None:
+        for log in sorted((self.root / "logs").glob("*.log")):
+            ecs.register(log)
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
