@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: bootstrap demo up test lint typecheck check-stubs check-readme readme codegen pytest bench fmt deploy-config
+.PHONY: bootstrap demo up clean test lint typecheck check-stubs check-readme readme codegen pytest bench fmt deploy-config
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -13,6 +13,10 @@ demo: bootstrap
 
 up: bootstrap
 	$(BIN)/rentscout stack up
+
+# Delete the local stack's state (.stack: private PostgreSQL and Redis data, tokens, logs); refuses while it runs.
+clean:
+	@if [ -x $(BIN)/rentscout ]; then $(BIN)/rentscout stack clean --dir .stack; else rm -rf .stack; fi
 
 codegen: bootstrap
 	$(PY) scripts/codegen.py

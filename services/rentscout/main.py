@@ -1,6 +1,7 @@
 """`rentscout`: run services, manage the database, bring up a local stack, call the services.
 
-Client commands (export, cache, analyze) take --target, --token (default $RENTSCOUT_TOKEN),
+Client commands (export, cache, analyze) take --target (default $RENTSCOUT_EXPORT_TARGET,
+$RENTSCOUT_CACHE_TARGET, $RENTSCOUT_ANALYZER_TARGET), --token (default $RENTSCOUT_TOKEN),
 --timeout, --json (machine-readable output; errors as JSON on stderr) and TLS flags; they retry
 and resume through the SDK (rentscout.sdk).
 
@@ -14,6 +15,8 @@ Exit codes:
   5    the deadline (--timeout) expired (DEADLINE_EXCEEDED)
   6    the server cannot do this in its current state (FAILED_PRECONDITION, e.g. an extension is
        missing; UNIMPLEMENTED)
+  7    serve/stack: a port is already in use
+  8    stack: a stack is already running in the state directory (--dir)
   130  interrupted (Ctrl-C);  141  stdout closed by its reader (e.g. `| head`)
 """
 

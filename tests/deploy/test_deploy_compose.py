@@ -139,6 +139,7 @@ def test_elk_profile_adds_elasticsearch_kibana_and_filebeat_only_on_request() ->
     filebeat = services["filebeat"]
     mounts = {m.split(":")[1]: m.split(":")[0] for m in filebeat["volumes"]}
     assert mounts["/usr/share/filebeat/filebeat.yml"] == "./deploy/filebeat/filebeat.yml"
+    assert mounts["/usr/share/filebeat/rentscout-index-template.json"] == "./deploy/elasticsearch/index-template.json"
     assert "/var/lib/docker/containers" in mounts and "/var/run/docker.sock" in mounts
     versions = {services[n]["image"].rsplit(":", 1)[1] for n in ("elasticsearch", "kibana", "filebeat")}
     assert len(versions) == 1, f"the Elastic stack must share one version: {versions}"

@@ -4,6 +4,7 @@ fields intact, and the lines the runtime writes are what that configuration expe
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import logging
 import re
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 import yaml
 from opentelemetry.sdk.trace import TracerProvider
 
+from harness import ecs
 from harness.manifests import ROOT
 from rentscout.runtime import context
 from rentscout.runtime.logs import EcsJsonFormatter
@@ -46,14 +48,41 @@ def test_filebeat_reads_container_stdout_and_decodes_json_into_the_event_root() 
     assert options["overwrite_keys"] is True  # our @timestamp and message win over Filebeat's
     assert options["expand_keys"] is True  # "log.level" -> log: {level}, merging with Filebeat's log.*
     assert options["add_error_key"] is True  # a non-JSON line is kept and flagged, not dropped
-    appended = {f["name"]: f["type"] for f in FILEBEAT["setup.template.append_fields"]}
-    assert appended["correlation.id"] == "keyword"
     assert FILEBEAT["output.elasticsearch"]["hosts"]
 
 
-def test_kibana_data_view_covers_filebeat_indices_by_timestamp() -> None:
+def test_filebeat_loads_the_shipped_index_template_for_its_data_stream() -> None:
+    index = FILEBEAT["output.elasticsearch"]["index"]
+    assert FILEBEAT["setup.template.json.enabled"] is True and FILEBEAT["setup.template.json.data_stream"] is True
+    assert FILEBEAT["setup.template.json.path"] == "/usr/share/filebeat/rentscout-index-template.json"  # compose mount
+    assert FILEBEAT["setup.template.json.name"] == FILEBEAT["setup.template.name"] == index
+    assert FILEBEAT["setup.ilm.enabled"] is False  # a data stream with our template, not Filebeat's ILM alias
+    template = ecs.template()
+    assert "data_stream" in template and any(fnmatch.fnmatch(index, p) for p in template["index_patterns"])
+    assert template["priority"] > 100  # above the built-in logs-*-* templates
+    assert ecs.mapped_fields()["correlation.id"] == "keyword"
+    assert fnmatch.fnmatch(index, FILEBEAT["setup.template.pattern"])
+
+
+def test_kibana_data_view_covers_the_data_stream_by_timestamp() -> None:
     view = json.loads((ROOT / "deploy" / "kibana" / "data-view.json").read_text())["data_view"]
-    assert view["title"] == "filebeat-*" and view["timeFieldName"] == "@timestamp"
+    assert fnmatch.fnmatch(FILEBEAT["output.elasticsearch"]["index"], view["title"])
+    assert view["timeFieldName"] == "@timestamp"
+
+
+def test_every_field_the_code_logs_is_mapped_by_the_template_with_ecs_types() -> None:
+    """By name, over the code (lines the e2e run never emits included); the e2e check adds values."""
+    names = set(_logged_field_names()) | set(_line(exc_info=None)) | FILEBEAT_FIELDS | {
+        "correlation.id", "trace.id", "span.id", "error.message", "error.stack_trace", "client.ip", "client.port",
+        "client.address"}
+    unmapped = sorted(n for n in names if n not in ecs.mapped_fields())
+    assert not unmapped, f"logged but not in deploy/elasticsearch/index-template.json: {unmapped}"
+    for name, mapped in ecs.mapped_fields().items():
+        spec = ecs.ecs().get(name)
+        assert spec is None or spec["type"] == mapped, f"{name}: template {mapped}, ECS {spec and spec['type']}"
+    custom_in_ecs_sets = sorted(n for n in names - FILEBEAT_FIELDS
+                                if n not in ecs.ecs() and n.split(".")[0] in ecs.ecs_field_sets())
+    assert not custom_in_ecs_sets, f"not ECS fields, but in ECS field sets: {custom_in_ecs_sets}"
 
 
 def _line(**record_kwargs: object) -> dict:

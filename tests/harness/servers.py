@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import orjson
 
+from harness import ecs
 from rentscout.devstack.instances import free_port
 from rentscout.runtime.config import RuntimeSettings, load
 from rentscout.runtime.server import ServiceFactory, ServiceHost
@@ -65,6 +66,7 @@ class ServerProcess:
 
     def start(self, wait: bool = True, timeout: float = 30.0) -> ServerProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        ecs.register(self.log_path)  # the e2e session checks every line against the index template
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rentscout.main", "serve", self.service, "--host", "127.0.0.1",

@@ -26,8 +26,10 @@ from rentscout.cli.clientargs import (
     print_json,
     run,
     size_text,
+    stderr_console,
     stdout_console,
 )
+from rentscout.cli.hints import city_hint, known_cities, notice
 from rentscout.sdk import CacheQueryClient
 from rentscout.wire.enums import BREAKER_STATE, CACHE_SOURCE, PROPERTY_TYPE, name_of
 
@@ -69,13 +71,24 @@ def main(args: argparse.Namespace) -> int:
     async def work() -> int:
         async with CacheQueryClient(args.target, **client_options(args)) as client:
             reply = await args.call(client, args)
-        if args.json:
-            print_json(reply)
-        else:
-            _render(args, reply)
+            if args.json:
+                print_json(reply)
+            else:
+                _render(args, reply)
+            if _empty(args, reply):
+                what = "no active listings" if args.cache_command == "popular" else "no active listings to price"
+                hint = city_hint([args.city], await known_cities(client, args, None))
+                notice(args, stderr_console(), f"{what} in {args.city!r}", hint)
         return EXIT_OK
 
     return run(args, work)
+
+
+def _empty(args: argparse.Namespace, reply: Any) -> bool:
+    """A city query that matched nothing (it still exits 0: an empty answer is an answer)."""
+    if args.cache_command == "popular":
+        return len(reply.properties) == 0
+    return args.cache_command == "price-stats" and int(reply.count) == 0
 
 
 async def _popular(client: CacheQueryClient, args: argparse.Namespace) -> Any:

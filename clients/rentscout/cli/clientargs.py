@@ -23,7 +23,7 @@ from rentscout.sdk import errors
 from rentscout.sdk.channel import ChannelConfig, TlsConfig
 from rentscout.wire import tracing
 from rentscout.wire.correlation import correlation_id, new_correlation_id
-from rentscout.wire.metadata import TOKEN_ENV
+from rentscout.wire.metadata import ADMIN_TOKEN_ENV, TARGET_ENV, TOKEN_ENV
 from rentscout.wire.version import VERSION
 
 DEFAULT_TARGETS = {"export": "127.0.0.1:50051", "cache": "127.0.0.1:50052", "analyzer": "127.0.0.1:50053"}
@@ -50,8 +50,9 @@ def exit_code(exc: errors.RentScoutError) -> int:
 
 def add_client_flags(parser: argparse.ArgumentParser, service: str, timeout: float | None = 30.0) -> None:
     g = parser.add_argument_group("connection")
-    g.add_argument("--target", default=DEFAULT_TARGETS[service],
-                   help="host:port or dns:///host:port (round-robin over every address) (default: %(default)s)")
+    g.add_argument("--target", default=os.environ.get(TARGET_ENV[service]) or DEFAULT_TARGETS[service],
+                   help="host:port or dns:///host:port (round-robin over every address) "
+                        f"(default: ${TARGET_ENV[service]}, else {DEFAULT_TARGETS[service]})")
     g.add_argument("--token", default=None, help=f"bearer token (default: ${TOKEN_ENV})")
     g.add_argument("--timeout", type=float, default=timeout, metavar="SECONDS",
                    help="overall deadline of the call, retries included" + (" (default: %(default)s)" if timeout
@@ -63,7 +64,8 @@ def add_client_flags(parser: argparse.ArgumentParser, service: str, timeout: flo
     g.add_argument("--tls-server-name", metavar="NAME", help="expected server name when it differs from the target host")
     g.add_argument("--correlation-id", help="correlation id for the server logs (default: a new UUID)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log retries and reconnects on stderr")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log retries, reconnects and warnings on stderr (default: errors only)")
 
 
 def client_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -86,7 +88,12 @@ class UsageError(Exception):
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    """Messages on stderr: wrapped to the terminal's width on a terminal, one line each otherwise
+    (a log file or a CI job must not get a message folded at 80 columns mid-phrase)."""
+    console = Console(stderr=True, highlight=False)
+    if not console.is_terminal:
+        console.soft_wrap = True
+    return console
 
 
 def stdout_console() -> Console:
@@ -96,8 +103,16 @@ def stdout_console() -> Console:
 
 
 def _setup(args: argparse.Namespace, console: Console) -> str:
-    handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler], force=True)
+    """Logging on stderr: with -v, retries, reconnects and warnings; without it, nothing but errors
+    (the command reports its own failure once, see `fail`)."""
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))  # the handler shows the level itself
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("rentscout: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, handlers=[handler], force=True)
     tracing.configure("rentscout-cli", VERSION)  # real spans, so a traceparent reaches the servers
     cid = args.correlation_id or new_correlation_id()
     correlation_id.set(cid)
@@ -114,9 +129,9 @@ def run(args: argparse.Namespace, work: Callable[[], Coroutine[Any, Any, int | N
         return fail(args, console, EXIT_USAGE, "USAGE", str(exc), None)
     except errors.RentScoutError as exc:
         if isinstance(exc, errors.CircuitOpenError):
-            return fail(args, console, EXIT_UNAVAILABLE, "UNAVAILABLE", str(exc), cid)
+            return fail(args, console, EXIT_UNAVAILABLE, "UNAVAILABLE", str(exc), cid, hint=hint_for(args, exc))
         return fail(args, console, exit_code(exc), exc.code.name, exc.details, exc.correlation_id or cid,
-                    violations=exc.violations, notes=getattr(exc, "__notes__", []))
+                    violations=exc.violations, notes=getattr(exc, "__notes__", []), hint=hint_for(args, exc))
     except (ValueError, TypeError) as exc:  # bad flag values caught by the SDK's request builders
         return fail(args, console, EXIT_USAGE, "USAGE", str(exc), None)
     except BrokenPipeError:
@@ -126,11 +141,27 @@ def run(args: argparse.Namespace, work: Callable[[], Coroutine[Any, Any, int | N
         return fail(args, console, EXIT_FAILED, "IO", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), cid)
 
 
+def hint_for(args: argparse.Namespace, exc: errors.RentScoutError) -> str | None:
+    """What to try next, for the failures a newcomer meets first."""
+    target = getattr(args, "target", "") or exc.target
+    if exc.code is grpc.StatusCode.UNAVAILABLE:
+        return (f"is the service running at {target}? `make up` starts the local stack; "
+                "--target picks another address")
+    if exc.code is grpc.StatusCode.UNAUTHENTICATED:
+        return f"pass --token or set {TOKEN_ENV} (`make up` prints the local stack's tokens, kept in .stack/tokens)"
+    if exc.code is grpc.StatusCode.PERMISSION_DENIED:
+        return (f'this call needs a token with the admin role (the local stack prints it: --token "${ADMIN_TOKEN_ENV}")')
+    return None
+
+
 def fail(args: argparse.Namespace, console: Console, code: int, status: str, message: str, cid: str | None,
-         violations: list[tuple[str, str]] | None = None, notes: list[str] | None = None) -> int:
+         violations: list[tuple[str, str]] | None = None, notes: list[str] | None = None,
+         hint: str | None = None) -> int:
+    """Report a failure once: one line (and its details below it), or one JSON object with --json."""
     if getattr(args, "json", False):
         doc = {"error": {"status": status, "message": message, "exit_code": code, "correlation_id": cid,
-                         "violations": [{"field": f, "description": d} for f, d in violations or []]}}
+                         "violations": [{"field": f, "description": d} for f, d in violations or []],
+                         "notes": list(notes or []), "hint": hint}}
         sys.stderr.write(orjson.dumps(doc).decode() + "\n")
         return code
     console.print(f"[bold red]error[/]: {status}: {message}", markup=True, highlight=False)
@@ -138,6 +169,8 @@ def fail(args: argparse.Namespace, console: Console, code: int, status: str, mes
         console.print(f"  - {field}: {description}", markup=False)
     for note in notes or []:
         console.print(f"  ({note})", markup=False)
+    if hint:
+        console.print(f"  hint: {hint}", markup=False)
     if cid:
         console.print(f"  correlation id: {cid}", style="dim", markup=False)
     return code

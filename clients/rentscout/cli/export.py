@@ -5,9 +5,11 @@
     rentscout export --format json --parallel 4 -o all.json                   # 4 PlanExport partitions, one file
     rentscout export --format jsonl --parallel 4 --split -o all.jsonl         # all.part-000.jsonl ... (one per partition)
 
-A broken stream (server restart, network cut, UNAVAILABLE) is resumed from the last chunk's
-resume token: the file gets every row exactly once. The progress bar (stderr, when it is a
-terminal) shows rows, rows/s and an ETA from the server's estimated row count.
+A stream that broke after it started (server restart, network cut, UNAVAILABLE) is resumed from
+the last chunk's resume token: the file gets every row exactly once. Resuming gives up after
+--resume-timeout seconds without a new chunk. A target that cannot be reached before the export
+starts fails within about 10 s (a few attempts, as for any other command), naming the address.
+The progress bar (stderr, when it is a terminal) shows rows, rows/s and an ETA from the server's estimated row count.
 
 `--parallel N` asks PlanExport for up to N key-range partitions and reads them at once. Without
 `--split` the result is ONE valid file in primary-key order (partition 0 streams straight into it,
@@ -41,7 +43,9 @@ from rentscout.cli.clientargs import (
     size_text,
     stderr_console,
 )
+from rentscout.cli.hints import city_hint, known_cities, notice
 from rentscout.sdk import DownloadProgress, DownloadResult, ExportClient, export_request
+from rentscout.sdk.export_stream import DEFAULT_MAX_STALL
 from rentscout.wire import formats
 
 
@@ -66,6 +70,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--rows-per-chunk", type=int, default=0, help="rows per streamed chunk (default: server's)")
     p.add_argument("--parallel", type=int, default=1, metavar="N", help="read N PlanExport partitions at once")
     p.add_argument("--split", action="store_true", help="with --parallel: one file per partition instead of one file")
+    p.add_argument("--resume-timeout", type=float, default=DEFAULT_MAX_STALL, metavar="SECONDS",
+                   help="once the export has started, how long to keep resuming a broken stream without "
+                        "receiving a chunk (default: %(default)s)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     add_client_flags(p, "export", timeout=None)
@@ -104,6 +111,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--split needs --parallel N (N >= 2) and a file --output")
     if args.limit < 0:
         raise UsageError("--limit must be >= 0")
+    if args.resume_timeout <= 0:
+        raise UsageError("--resume-timeout must be positive")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -125,11 +134,14 @@ def main(args: argparse.Namespace) -> int:
             total = max(state.estimated_total_rows, state.rows) or None
             progress.update(task, completed=state.rows, total=total, bytes=state.bytes)
 
-        async with ExportClient(args.target, **client_options(args)) as client:
+        options = client_options(args)
+        async with ExportClient(args.target, max_stall=args.resume_timeout, **options) as client:
             with progress:
                 result = await _download(client, request, args, on_progress)
                 progress.update(task, completed=result.rows, total=max(result.rows, 1))
         _report(args, result, console)
+        if result.rows == 0:
+            await _say_empty(args, console, options["token"])
         return EXIT_OK
 
     return run(args, work, console)
@@ -156,6 +168,17 @@ async def _download(client: ExportClient, request: Any, args: argparse.Namespace
         raise
     result.files = [str(final)]
     return result
+
+
+async def _say_empty(args: argparse.Namespace, console: Any, token: str | None) -> None:
+    if args.city:
+        hint = city_hint(args.city, await known_cities(None, args, token))
+    elif any((args.types, args.sources, args.active_only, args.updated_since, args.min_price, args.max_price,
+              args.min_rooms, args.max_rooms)):
+        hint = "nothing matched the filter; widen it"
+    else:
+        hint = "the properties table is empty: `rentscout db seed` loads demo listings"
+    notice(args, console, "the export matched no rows", hint)
 
 
 def _report(args: argparse.Namespace, result: DownloadResult, console: Any) -> None:

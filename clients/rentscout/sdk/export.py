@@ -33,7 +33,12 @@ from rentscout.export.v1 import export_pb2, export_pb2_grpc
 from rentscout.resilience.retry import RetryPolicy
 from rentscout.sdk import formats
 from rentscout.sdk.base import BaseClient, SyncClient
-from rentscout.sdk.export_stream import DEFAULT_MAX_STALL, DEFAULT_RECONNECT_WAIT, ExportStream
+from rentscout.sdk.export_stream import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_STALL,
+    DEFAULT_RECONNECT_WAIT,
+    ExportStream,
+)
 from rentscout.sdk.sync import sync_methods
 from rentscout.wire.enums import LISTING_SOURCE, PROPERTY_TYPE, enum_value
 
@@ -105,12 +110,14 @@ class ExportClient(BaseClient):
 
     def __init__(self, target: str | None = None, *, resume: RetryPolicy | None = None,
                  max_stall: float = DEFAULT_MAX_STALL, reconnect_wait: float = DEFAULT_RECONNECT_WAIT,
-                 **kwargs: Any) -> None:
-        """`resume` paces resuming broken streams; see `export_stream` for `max_stall`, `reconnect_wait`."""
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, **kwargs: Any) -> None:
+        """`resume` paces resuming broken streams; see `export_stream` for `max_stall`, `reconnect_wait`
+        and `connect_timeout` (how long starting an export may take before it fails)."""
         super().__init__(target, **kwargs)
         self.resume_policy = resume
         self.max_stall = max_stall
         self.reconnect_wait = reconnect_wait
+        self.connect_timeout = connect_timeout
 
     def export(self, request: export_pb2.ExportPropertiesRequest | None = None, *, timeout: float | None = None,
                metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
@@ -127,7 +134,7 @@ class ExportClient(BaseClient):
             raise TypeError("pass either a request or request fields, not both")
         return ExportStream(self._invoker, request, resume=self.resume_policy, timeout=timeout, metadata=metadata,
                             correlation_id=correlation_id, on_chunk=on_chunk, max_stall=self.max_stall,
-                            reconnect_wait=self.reconnect_wait)
+                            reconnect_wait=self.reconnect_wait, connect_timeout=self.connect_timeout)
 
     async def plan_export(self, request: export_pb2.ExportPropertiesRequest, partitions: int,
                           **call: Any) -> export_pb2.PlanExportResponse:

@@ -11,8 +11,12 @@ silently producing a wrong file.
 
 A stream can be read once, in one of three shapes: `chunks()` (ExportChunk messages), `data()`
 (bytes forming one valid file, see the format's `Stitcher`), or `rows()` (dicts; also `async for`).
-Breaks that made progress always resume; `resume.max_attempts` bounds consecutive attempts without
-a single new chunk and `max_stall` the time without one. The target's breaker and retry budget are
+Resuming starts once a stream has started (its header arrived). Before that, the export is
+one call like any other: the client's retry policy (`ClientConfig.retry`, `reconnect_wait`) and
+`connect_timeout` (10 s) bound it, so a target that cannot be reached fails in seconds, naming the
+address, instead of waiting out the resume budget. Breaks that made progress always resume;
+`resume.max_attempts` bounds consecutive attempts without a single new chunk and `max_stall`
+(the CLI's `--resume-timeout`) the time without one. The target's breaker and retry budget are
 shared with unary calls: an open breaker is waited out (until its next probe), an exhausted budget
 slows resuming to the policy's `max_delay` instead of abandoning a long export.
 """
@@ -45,6 +49,8 @@ RESUMABLE_MID_STREAM = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKN
 DEFAULT_MAX_STALL = 300.0
 # Before re-opening a broken stream, wait up to this long for the channel to reconnect.
 DEFAULT_RECONNECT_WAIT = 10.0
+# Longest time the attempts to *start* an export may take (no header yet) before it fails.
+DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
 def default_resume_policy() -> RetryPolicy:
@@ -66,9 +72,11 @@ class ExportStream:
                  resume: RetryPolicy | None = None, timeout: float | None = None,
                  metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
                  on_chunk: Callable[[ExportStream, export_pb2.ExportChunk], object] | None = None,
-                 max_stall: float = DEFAULT_MAX_STALL, reconnect_wait: float = DEFAULT_RECONNECT_WAIT) -> None:
+                 max_stall: float = DEFAULT_MAX_STALL, reconnect_wait: float = DEFAULT_RECONNECT_WAIT,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
         self._invoker = invoker
         self.max_stall = max_stall
+        self.connect_timeout = connect_timeout
         self.reconnect_wait = reconnect_wait
         self.request = request
         self._resume = resume or default_resume_policy()
@@ -85,6 +93,8 @@ class ExportStream:
         self.resumes = 0
         self.resume_token = request.resume_token
         self._base = 0  # rows the server had sent before this stream's first segment (resume token given)
+        self._first_failure: errors.RentScoutError | None = None  # the most telling error while starting
+        self._opened = 0.0  # when the first attempt started
 
     @property
     def format(self) -> int:
@@ -143,7 +153,7 @@ class ExportStream:
         deadline = None if self._timeout is None else clock.monotonic() + self._timeout
         md, self.correlation_id = inv.metadata(self._metadata, self.correlation_id)
         stuck = 0  # consecutive segments that delivered no chunk
-        stalled_since = clock.monotonic()  # last time a chunk arrived
+        stalled_since = self._opened = clock.monotonic()  # last time a chunk arrived
         segment = 0
         while True:
             segment += 1
@@ -207,6 +217,12 @@ class ExportStream:
                 stuck, stalled_since = 0, clock.monotonic()
             elif not isinstance(failure, BreakerOpen):  # a refused permit is not an attempt
                 stuck += 1
+            if self.header is None:
+                delay = self._start_delay(failure, stuck, deadline)
+                _log.info("export did not start (%s); retrying in %.2fs", failure, delay,
+                          extra={"fields": {"retry.attempt": stuck, "server.address": inv.config.target}})
+                await clock.async_sleep(delay)
+                continue
             delay = self._resume_delay(failure, stuck, deadline, stalled_since)
             self.resumes += 1
             metrics.STREAM_RESUMES.labels(inv.config.target).inc()
@@ -228,7 +244,12 @@ class ExportStream:
                                                method=self._method, correlation_id=self.correlation_id)
         if segment == 1:
             return timeout, None
-        wait = self.reconnect_wait if timeout is None else min(timeout, self.reconnect_wait)
+        if self.header is None:  # still starting: a short wait, within what connect_timeout leaves
+            left = self.connect_timeout - (inv.clock.monotonic() - self._opened)
+            wait = max(0.0, min(inv.config.reconnect_wait, left))
+        else:
+            wait = self.reconnect_wait
+        wait = wait if timeout is None else min(timeout, wait)
         if await inv.wait_ready(wait):
             return (None if deadline is None else deadline - inv.clock.monotonic()), None
         failure = errors.UnavailableError(f"no connection to {inv.config.target} within {wait:.1f}s",
@@ -243,6 +264,46 @@ class ExportStream:
 
     def _resumable(self, failure: errors.RentScoutError, got_message: bool) -> bool:
         return failure.code in RESUMABLE or (got_message and failure.code in RESUMABLE_MID_STREAM)
+
+    def _start_delay(self, failure: BaseException, attempts: int, deadline: float | None) -> float:
+        """Backoff before another attempt to start the export; raises when starting must stop.
+
+        Only a transient refusal (UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED, an open breaker) gets
+        here. An unreachable target gets the client's retry policy (its attempts, like any unary
+        call); a server that answered "busy" is waited for with the resume policy's backoff.
+        `connect_timeout` and the deadline bound both. The error raised is the first one (the real
+        cause, e.g. "Connection refused"), with the target's address and what was tried.
+        """
+        inv = self._invoker
+        if self._first_failure is None and isinstance(failure, errors.RentScoutError):
+            self._first_failure = failure
+        unreachable = isinstance(failure, errors.UnavailableError)  # includes an open breaker
+        policy = inv.config.retry if unreachable else self._resume
+        if isinstance(failure, BreakerOpen):
+            delay = max(failure.retry_after, 0.001)
+        else:
+            pushback = getattr(failure, "retry_pushback", None)
+            inv.budget.record_failure()
+            delay = pushback if pushback is not None and pushback >= 0 else policy.delay(max(attempts, 1))
+        now = inv.clock.monotonic()
+        spent = now - self._opened
+        reason = None
+        if unreachable and attempts >= policy.max_attempts:
+            reason = f"{attempts} attempt(s) in {spent:.1f}s"
+        elif spent + delay > self.connect_timeout:
+            reason = f"no stream within {self.connect_timeout:.0f}s ({attempts} attempt(s))"
+        elif deadline is not None and now + delay >= deadline:
+            reason = f"the deadline left no time for another attempt after {attempts}"
+        if reason is None:
+            return delay
+        cause = self._first_failure or failure
+        if not isinstance(cause, errors.RentScoutError):
+            raise cause
+        raised = errors.error_class(cause.code)(
+            f"cannot start the export on {inv.config.target}: {cause.details}", code=cause.code, method=self._method,
+            target=inv.config.target, correlation_id=cause.correlation_id or self.correlation_id)
+        raised.add_note(f"gave up: {reason}")
+        raise raised from cause
 
     def _resume_delay(self, failure: BaseException, stuck: int, deadline: float | None, stalled_since: float) -> float:
         """Backoff before the next segment; raises `failure` when resuming must stop.

@@ -111,7 +111,8 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
     _log.info("statement analyzed", extra={"fields": {
         "db.statement.fingerprint": parsed.fingerprint, "analyzer.mode": mode,
         "analyzer.execution_time_ms": result.execution_time_ms, "analyzer.total_cost": result.root.total_cost,
-        "analyzer.insights": [i.kind for i in insights], "event.duration": logs.ns(elapsed)}})
+        "analyzer.insights": len(insights), "analyzer.insight_kinds": [i.kind for i in insights],
+        "db.node": node, "event.duration": logs.ns(elapsed)}})
     return Analysis(result=result, insights=insights, fingerprint=parsed.fingerprint, node=node)
 
 

@@ -89,7 +89,7 @@ def log_withheld(exc: asyncpg.PostgresError) -> None:
     """The error for the server log: what PostgreSQL named from the catalog, never its message."""
     _log.debug("analyzed statement failed", extra={"fields": {
         "error.type": type(exc).__name__, "error.code": exc.sqlstate,
-        "db.error.position": getattr(exc, "position", None),
+        "db.error.position": int(raw) if (raw := getattr(exc, "position", None)) and str(raw).isdigit() else None,
         **{f"db.error.{name}": getattr(exc, name, None) for name in (
             "schema_name", "table_name", "column_name", "data_type_name", "constraint_name")
            if getattr(exc, name, None)}}})

@@ -19,6 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from rentscout.cache_service import metrics
 from rentscout.cache_service.store import REDIS_ERRORS, RedisStore
+from rentscout.runtime import logs
 
 _log = logging.getLogger(__name__)
 PING_INTERVAL = 5.0
@@ -53,7 +54,8 @@ class InvalidationBus:
             metrics.INVALIDATION_BUS_UP.set(1 if connected else 0)
             _log.log(logging.INFO if connected else logging.WARNING, "invalidation channel %s",
                      "subscribed: near cache on" if connected else "lost: near cache off until resubscribed",
-                     extra={"fields": {"event.category": "cache", "cache.bus.up": connected}})
+                     extra={"fields": {**logs.ecs_event("database", "info" if connected else "error"),
+                                       "cache.bus.up": connected}})
             self._on_state(connected)
 
     async def run(self) -> None:

@@ -35,6 +35,7 @@ from rentscout.cache_service.stats import CacheStats
 from rentscout.cache_service.store import RedisStore, RedisUnavailable
 from rentscout.resilience.breaker import BreakerConfig, CircuitBreaker
 from rentscout.resilience.breaker import CircuitState as BreakerState
+from rentscout.runtime import logs
 from rentscout.runtime import metrics as runtime_metrics
 from rentscout.runtime.errors import DeadlineExceeded
 from rentscout.runtime.replicas import CommitWatermark
@@ -142,7 +143,7 @@ class QueryCache:
         runtime_metrics.DEPENDENCY_UP.labels("redis").set(1 if up else 0)
         if old is not new:
             level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
-            fields: dict[str, Any] = {"event.category": "cache", "cache.breaker.state": new.value}
+            fields: dict[str, Any] = {**logs.ecs_event("database", "change"), "cache.breaker.state": new.value}
             if new is BreakerState.OPEN:
                 fields["error.message"] = self.store.last_error
             _log.log(level, "Redis circuit breaker %s -> %s%s", old.value, new.value,

@@ -26,6 +26,7 @@ from rentscout.cache_service import bus
 from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, city_tag, glob_regex, popular_tag
 from rentscout.cache_service.stats import CacheStats
 from rentscout.cache_service.store import RedisStore, RedisUnavailable
+from rentscout.runtime import logs
 from rentscout.runtime.errors import DeadlineExceeded
 from rentscout.runtime.replicas import CommitWatermark
 
@@ -121,7 +122,8 @@ class Invalidation:
                 self.deferred.tags |= tags
             self.forget_local(None)
             _log.warning("Redis unreachable: invalidation deferred; serving from PostgreSQL until it is applied",
-                         extra={"fields": {"cache.tags": sorted(tags) if tags else "*", "cache.trigger": trigger}})
+                         extra={"fields": {**logs.ecs_event("database", "change"), "cache.tags": sorted(tags) if tags else ["*"],
+                                           "cache.trigger": trigger}})
             raise
 
     async def apply_deferred(self) -> None:
@@ -146,8 +148,9 @@ class Invalidation:
         """Forget the keys here at once, then tell every replica (None: everything)."""
         self.forget_local(keys)
         _log.debug("cache invalidated", extra={"fields": {
-            "event.category": "cache", "event.action": "invalidate", "cache.trigger": trigger,
-            "cache.keys_deleted": deleted, "cache.keys": len(keys) if keys is not None else "*"}})
+            **logs.ecs_event("database", "change"), "event.action": "cache-invalidate", "cache.trigger": trigger,
+            "cache.keys_deleted": deleted, "cache.keys": len(keys) if keys is not None else None,
+            "cache.all_keys": keys is None}})
         if count:
             self._stats.invalidated(trigger, deleted)
         if keys is None or keys:

@@ -108,7 +108,8 @@ class ChangeListener:
                 if isinstance(change, dict):
                     changes.append(change)
                 else:
-                    _log.warning("ignoring a malformed change notification", extra={"fields": {"payload": payload[:200]}})
+                    _log.warning("ignoring a malformed change notification",
+                                 extra={"fields": {"cache.listener.payload": payload[:200]}})
             if not changes:
                 continue
             try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -106,21 +106,30 @@ def lines(seed: int, first_id: int, rows: int) -> Iterator[str]:
         pid = block_end
 
 
-async def _chunks(seed: int, first_id: int, rows: int, size: int = 1 << 20) -> AsyncIterator[bytes]:
+async def _chunks(seed: int, first_id: int, rows: int, size: int = 1 << 20,
+                  progress: Callable[[int], object] | None = None) -> AsyncIterator[bytes]:
     buf: list[str] = []
-    length = 0
+    length = done = 0
     for line in lines(seed, first_id, rows):
         buf.append(line)
         length += len(line)
         if length >= size:
             yield "".join(buf).encode()
+            done += len(buf)
+            if progress is not None:
+                progress(done)
             buf, length = [], 0
     if buf:
         yield "".join(buf).encode()
+        if progress is not None:
+            progress(done + len(buf))
 
 
-async def seed(dsn: str, rows: int, *, seed_value: int = 42, reset: bool = False) -> tuple[int, int]:
-    """Append `rows` demo listings (after the highest id), or replace all with `reset`. Returns (first, last) id."""
+async def seed(dsn: str, rows: int, *, seed_value: int = 42, reset: bool = False,
+               progress: Callable[[int], object] | None = None) -> tuple[int, int]:
+    """Append `rows` demo listings (after the highest id), or replace all with `reset`. Returns (first, last) id.
+
+    `progress(rows_sent)` is called after each block handed to COPY (about 1 MiB)."""
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
         async with conn.transaction():
@@ -128,7 +137,7 @@ async def seed(dsn: str, rows: int, *, seed_value: int = 42, reset: bool = False
                 await conn.execute("TRUNCATE properties RESTART IDENTITY")
             first = (await conn.fetchval("SELECT coalesce(max(id), 0) FROM properties")) + 1
             if rows > 0:
-                await conn.copy_to_table("properties", source=_chunks(seed_value, first, rows),
+                await conn.copy_to_table("properties", source=_chunks(seed_value, first, rows, progress=progress),
                                          columns=list(COLUMNS), format="csv")
             await conn.execute(
                 "SELECT setval(pg_get_serial_sequence('properties', 'id'), greatest(1, (SELECT max(id) FROM properties)))")

@@ -7,7 +7,8 @@ import asyncio
 import sys
 import time
 
-from rentscout.ops.serve import add_settings_flags, failed
+from rentscout.ops.failures import failed
+from rentscout.ops.serve import add_settings_flags
 from rentscout.runtime.config import ConfigError, RuntimeSettings, load
 
 

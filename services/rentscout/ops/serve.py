@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rentscout.ops.failures import ensure_ports_free, failed, grpc_bind_failure
 from rentscout.runtime import __version__, logs
 from rentscout.runtime.config import ConfigError, RuntimeSettings, load, unknown_env_vars
 from rentscout.runtime.server import ServiceFactory, ServiceHost
@@ -53,15 +53,6 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url", help="overrides RENTSCOUT_REDIS_URL")
 
 
-def failed(command: str, exc: ConfigError | OSError, unavailable: str = "") -> int:
-    """Report a command's failure on stderr; exit code 2 for configuration, 3 for an unavailable dependency."""
-    if isinstance(exc, ConfigError):
-        print(f"rentscout {command}: configuration error: {exc}", file=sys.stderr)
-        return 2
-    print(f"rentscout {command}: {unavailable}{exc}", file=sys.stderr)
-    return 3
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run a gRPC service (or all three) in this process")
     p.add_argument("service", choices=[*SERVICES, "all"])
@@ -95,7 +86,17 @@ def build_host(args: argparse.Namespace) -> ServiceHost:
 def run(args: argparse.Namespace) -> int:
     try:
         host = build_host(args)
+        # before anything starts (pools, a C-core bind error on stderr): a busy port is one line, exit 7
+        ensure_ports_free(host.host, [(host.port, "gRPC"), (host.metrics_port, "metrics")])
+    except (ConfigError, OSError) as exc:
+        return failed("serve", exc)
+    try:
         asyncio.run(host.run_until_signal())
+    except RuntimeError as exc:  # gRPC could not bind after all (the port was taken meanwhile)
+        busy = grpc_bind_failure(exc, host.host, host.port)
+        if busy is None:
+            raise
+        return failed("serve", busy)
     except (ConfigError, OSError) as exc:
         return failed("serve", exc)
     return 0

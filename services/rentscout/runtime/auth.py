@@ -18,8 +18,9 @@ ROLE_RANK = {READER: 1, ADMIN: 2}
 def parse_tokens(spec: str, source: str) -> dict[str, str]:
     """`tok1:admin,tok2:reader` (or one pair per line) -> {token: role}."""
     tokens: dict[str, str] = {}
-    for n, item in enumerate(spec.replace("\n", ",").split(","), 1):
-        item = item.split("#", 1)[0].strip()
+    uncommented = ",".join(line.split("#", 1)[0] for line in spec.splitlines())  # a comment may hold commas
+    for n, item in enumerate(uncommented.split(","), 1):
+        item = item.strip()
         if not item:
             continue
         token, sep, role = item.rpartition(":")

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from grpc_health.v1 import health_pb2
 
-from rentscout.runtime import metrics, redis_client
+from rentscout.runtime import logs, metrics, redis_client
 from rentscout.runtime.resources import Resources
 
 _log = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ class DependencyMonitor:
             if self._last.get(dep) != ok:
                 level = logging.INFO if ok else logging.WARNING
                 _log.log(level, "%s is %s", dep, "up" if ok else "down",
-                         extra={"fields": {"event.category": "health", "dependency.name": dep, "dependency.up": ok}})
+                         extra={"fields": {**logs.ecs_event("database", "info" if ok else "error"), "dependency.name": dep,
+                                           "dependency.up": ok}})
             self._last[dep] = ok
         for name, needs_redis in self._services:
             ok = db_ok and (states.get("redis", True) or not needs_redis)

@@ -95,18 +95,49 @@ def fingerprint(sql: str) -> str:
 _events = logging.getLogger("rentscout.events")
 
 
+def ecs_event(category: str, *types: str) -> dict[str, list[str]]:
+    """`event.category` and `event.type` as ECS wants them: arrays of its allowed values.
+
+    PostgreSQL and Redis (cache reads, invalidations, breaker, health of either) are `database`
+    (types access, change, info, error); an RPC is `api` (access, denied ...). The index template
+    (deploy/elasticsearch/index-template.json) and its test hold every line to this.
+    """
+    return {"event.category": [category], "event.type": list(types)}
+
+
 def log_db_query(sql: str, duration_s: float, rows: int | None = None, level: int = logging.DEBUG, **extra: Any) -> None:
     """A database statement: fingerprint (never parameters), duration, rows."""
     _events.log(level, "database query", extra={"fields": {
-        "event.category": "database", "event.duration": ns(duration_s), "db.statement.fingerprint": fingerprint(sql),
-        "db.rows": rows, **extra}})
+        **ecs_event("database", "access"), "event.duration": ns(duration_s),
+        "db.statement.fingerprint": fingerprint(sql), "db.rows": rows, **extra}})
 
 
 def log_cache_op(operation: str, key: str, hit: bool | None, duration_s: float, **extra: Any) -> None:
     """A cache operation: key, hit or miss, duration."""
     _events.debug("cache %s", operation, extra={"fields": {
-        "event.category": "cache", "event.action": operation, "cache.key": key, "cache.hit": hit,
+        **ecs_event("database", "access"), "event.action": f"cache-{operation}", "cache.key": key, "cache.hit": hit,
         "event.duration": ns(duration_s), **extra}})
+
+
+def peer_fields(peer: str) -> dict[str, str | int]:
+    """`client.ip`/`client.port` (and `client.address`) from a gRPC peer: `ipv4:127.0.0.1:35884`,
+    `ipv6:[::1]:5000`, `unix:/path`; nothing for a peer it cannot read."""
+    kind, _, rest = peer.partition(":")
+    if kind == "unix":
+        return {"client.address": rest} if rest else {}
+    if kind not in ("ipv4", "ipv6"):
+        return {}
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not host:
+        return {}
+    fields: dict[str, str | int] = {"client.address": host, "client.ip": host}
+    if port.isdigit():
+        fields["client.port"] = int(port)
+    return fields
+
+
+_DENIED = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
 
 
 def log_rpc(method: str, code: str, duration_s: float, peer: str, role: str | None, **extra: Any) -> None:
@@ -115,10 +146,10 @@ def log_rpc(method: str, code: str, duration_s: float, peer: str, role: str | No
     if code in ("INTERNAL", "UNKNOWN", "DATA_LOSS"):
         level = logging.ERROR
     _events.log(level, "rpc %s %s", method, code, extra={"fields": {
-        "event.kind": "event", "event.category": "web", "event.dataset": "rentscout.access",
-        "event.outcome": "success" if code == "OK" else "failure",
+        "event.kind": "event", **ecs_event("api", "access", *(("denied",) if code in _DENIED else ())),
+        "event.dataset": "rentscout.access", "event.outcome": "success" if code == "OK" else "failure",
         "rpc.system": "grpc", "rpc.method": method, "rpc.grpc.status_code": code,
-        "event.duration": ns(duration_s), "client.address": peer, "user.roles": [role] if role else [], **extra}})
+        "event.duration": ns(duration_s), **peer_fields(peer), "user.roles": [role] if role else [], **extra}})
 
 
 class Stopwatch:

@@ -7,6 +7,7 @@ one process (one service per Kubernetes Deployment, or all three for local use).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import signal
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
@@ -28,6 +30,7 @@ from rentscout.wire import tracing
 
 _log = logging.getLogger(__name__)
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+_REFLECTION_V1_FILE = "grpc/reflection/v1/reflection.proto"
 LOOPBACK = "127.0.0.1"
 
 
@@ -87,8 +90,36 @@ def server_credentials(s: RuntimeSettings) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
 
 
+def _register_reflection_v1() -> None:
+    """Put grpc/reflection/v1/reflection.proto into the default descriptor pool (once).
+
+    grpcio-reflection ships only the v1alpha file; v1 is the same file under another package. The
+    servicer answers from the default pool, so without this a client could list
+    grpc.reflection.v1.ServerReflection but not describe it ("Symbol not found").
+    """
+    pool = descriptor_pool.Default()
+    with contextlib.suppress(KeyError):
+        pool.FindFileByName(_REFLECTION_V1_FILE)
+        return
+    proto = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(proto)
+    alpha = proto.package
+    proto.name, proto.package = _REFLECTION_V1_FILE, REFLECTION_V1.rsplit(".", 1)[0]
+    for message in proto.message_type:
+        for fld in message.field:
+            if fld.type_name.startswith(f".{alpha}."):
+                fld.type_name = f".{proto.package}." + fld.type_name[len(alpha) + 2:]
+    for service in proto.service:
+        for method in service.method:
+            method.input_type = method.input_type.replace(f".{alpha}.", f".{proto.package}.", 1)
+            method.output_type = method.output_type.replace(f".{alpha}.", f".{proto.package}.", 1)
+    proto.options.Clear()  # v1alpha's java/objc options name the v1alpha package
+    pool.Add(proto)
+
+
 def _enable_reflection(server: grpc.aio.Server, names: Sequence[str]) -> None:
     """Reflection v1alpha (grpcio-reflection) and v1 (same wire messages, so the same servicer)."""
+    _register_reflection_v1()
     all_names = [*names, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1]
     reflection.enable_server_reflection(all_names, server)
     servicer = reflection.aio.ReflectionServicer(all_names)

@@ -23,6 +23,19 @@ def test_list_health_correlation_and_sigterm(service_env: dict[str, str], grpcur
                                               "grpc.reflection.v1.ServerReflection",
                                               "grpc.reflection.v1alpha.ServerReflection"}
         described = grpcurl(server.target, "describe rentscout.export.v1.ExportService")
+        for version in ("v1", "v1alpha"):  # both reflection services describe themselves, messages included
+            service = grpcurl(server.target, f"describe grpc.reflection.{version}.ServerReflection")
+            assert service.returncode == 0, service.stderr
+            assert (f"rpc ServerReflectionInfo ( stream .grpc.reflection.{version}.ServerReflectionRequest ) "
+                    f"returns ( stream .grpc.reflection.{version}.ServerReflectionResponse )") in service.stdout
+            message = grpcurl(server.target, f"describe grpc.reflection.{version}.ServerReflectionResponse")
+            assert message.returncode == 0 and "file_descriptor_response" in message.stdout, message.stderr
+            # and the service itself answers over the wire (grpcurl 1.8 reflects over v1alpha, then calls v1)
+            info = grpcurl(server.target, f"grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+                           {"list_services": ""})
+            assert info.returncode == 0, info.stderr
+            answered = {s["name"] for s in info.json()["list_services_response"]["service"]}
+            assert {*SERVICES, f"grpc.reflection.{version}.ServerReflection"} <= answered
         assert "rpc ExportProperties" in described.stdout and "stream" in described.stdout
         assert grpcurl(server.target, "grpc.health.v1.Health/Check").json() == {"status": "SERVING"}
         for name in SERVICES:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness import ecs
+
 
 def test_stack_demo_end_to_end(service_env: dict[str, str], tmp_path: Path) -> None:
     env = {**os.environ, "RENTSCOUT_DATABASE_URL": service_env["RENTSCOUT_DATABASE_URL"],
@@ -21,8 +23,17 @@ def test_stack_demo_end_to_end(service_env: dict[str, str], tmp_path: Path) -> N
     assert "exported" in text and "JSONL" in text
     assert "second call, cache hit" in text
     assert "EXPLAIN ANALYZE popular query" in text and "demo finished" in text
+    # auth on by default: the demo called with the generated tokens, and says how to call the stack yourself
+    assert "auth is on" in text and (tmp_path / "tokens").stat().st_mode & 0o077 == 0
+    assert "export RENTSCOUT_TOKEN=" in text and "grpcurl -plaintext -H \"authorization: Bearer $RENTSCOUT_TOKEN\"" in text
+    # never silent for long: each step announces itself before it runs
+    assert [line for line in text.splitlines() if line.startswith("[stack] demo: ")][:3] == [
+        "[stack] demo: exporting up to 20,000 Moscow listings as JSONL ...",
+        "[stack] demo: the most viewed Moscow listings, twice (the second call is a cache hit) ...",
+        "[stack] demo: table statistics and EXPLAIN ANALYZE of the popular query (admin) ..."]
     lines = (tmp_path / "demo-export.jsonl").read_text().splitlines()
     assert lines and all('"city":"Moscow"' in line for line in lines)
     for name in ("export", "cache-query", "analyzer"):
+        ecs.register(tmp_path / "logs" / f"{name}.log")
         last = (tmp_path / "logs" / f"{name}.log").read_text().strip().splitlines()[-1]
         assert json.loads(last)["message"] == "stopped"  # each service shut down gracefully

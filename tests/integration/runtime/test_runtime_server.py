@@ -74,7 +74,8 @@ async def test_correlation_id_is_echoed_and_logged(host) -> None:
     access = [r for r in mine if r.get("event.dataset") == "rentscout.access"]
     assert len(access) == 1
     assert access[0]["rpc.grpc.status_code"] == "OK" and access[0]["db.rows"] == reply.exports_started
-    assert access[0]["event.duration"] > 0 and access[0]["client.address"].startswith("ipv")
+    assert access[0]["event.duration"] > 0 and access[0]["client.ip"] == "127.0.0.1"
+    assert isinstance(access[0]["client.port"], int) and access[0]["event.category"] == ["api"]
     assert new_id != cid and len(new_id) == 36
     for r in mine:
         assert r["@timestamp"].endswith("Z") and r["service.name"] and r["log.level"]

@@ -225,3 +225,40 @@ async def test_sync_export_client_iterates_rows(service_env: dict[str, str], cit
 
         ids, resumes = await asyncio.to_thread(blocking)
     assert ids == [r["id"] for r in city_rows] and resumes == 1
+
+
+async def test_an_unreachable_target_fails_at_once_naming_it_and_is_not_resumed() -> None:
+    target = f"127.0.0.1:{free_port()}"  # nothing listens there
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with client(target, resume=RetryPolicy(max_attempts=1000, initial_delay=0.5, max_delay=10.0)) as c:
+        stream = c.export(export_request("jsonl", cities=[CITY]))
+        with pytest.raises(UnavailableError) as info:
+            async for _ in stream:
+                pass
+    assert loop.time() - started < 20  # the client's retry policy (3 attempts), not the resume budget
+    assert f"cannot start the export on {target}" in info.value.details
+    assert "Connection refused" in info.value.details  # the first, telling cause
+    assert any(note.startswith("gave up: 3 attempt(s)") for note in info.value.__notes__)
+    assert stream.resumes == 0 and stream.header is None
+
+
+async def test_once_started_resuming_is_bounded_by_the_stall_limit(
+        service_env: dict[str, str], city_rows: list[dict]) -> None:
+    port = free_port()
+    holder: list[ContractExport] = []
+    resume = RetryPolicy(max_attempts=1000, initial_delay=0.05, max_delay=0.2)
+    async with client(f"127.0.0.1:{port}", resume=resume, max_stall=1.5, reconnect_wait=0.2) as c:
+        stream = c.export(export_request("jsonl", cities=[CITY], rows_per_chunk=60))
+        chunks = stream.chunks()
+        async with in_process([export_factory(holder)], service_env, port=port, grace=0):
+            holder[0].chunk_delay = 0.05
+            await anext(chunks)
+        loop = asyncio.get_running_loop()
+        stopped = loop.time()
+        with pytest.raises(UnavailableError) as info:  # the server never comes back
+            async for _ in chunks:
+                pass
+        assert loop.time() - stopped < 30
+        assert stream.resumes >= 1
+        assert any("no progress for" in note and "max_stall 2s" in note for note in info.value.__notes__)

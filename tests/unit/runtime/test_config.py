@@ -63,6 +63,9 @@ def test_registry_covers_every_service_and_flags_secrets() -> None:
 def test_token_parsing() -> None:
     assert parse_tokens("alpha-123:admin, beta-4567:Reader\n# comment", "X") == {
         "alpha-123": "admin", "beta-4567": "reader"}
+    # a comment is everything after # on its line, commas and colons included
+    assert parse_tokens("# generated, one token:role per line\nalpha-123:admin # the admin, for now\n", "X") == {
+        "alpha-123": "admin"}
     for bad, problem in (("alpha-123", "not `token:role`"), ("alpha-123:root", "unknown role"),
                          ("short:admin", "shorter than 8")):
         with pytest.raises(ConfigError, match=problem):
