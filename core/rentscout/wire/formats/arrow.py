@@ -58,7 +58,11 @@ _U32, _I32, _U16, _I64 = struct.Struct("<I"), struct.Struct("<i"), struct.Struct
 HIDDEN_KEY = "\x00key"  # name of the hidden key column while parsing (never a real column name)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-BATCH_METADATA_BYTES = 4096  # a record batch message's flatbuffer and buffer padding, with room to spare
+
+def metadata_bytes(columns: int) -> int:
+    """Room for a chunk's messages beyond their buffers: the schema message (~80 bytes a field), the record
+    batch's flatbuffer (a field node and up to 3 buffer entries per column) and 8-byte buffer padding."""
+    return 512 + 192 * columns
 
 
 def require() -> None:
@@ -405,10 +409,10 @@ class ArrowFormat(Format):
     def chunk_limits(self, columns: Sequence[Column], rows: int, nbytes: int) -> tuple[int, int]:
         """Rows and CSV bytes per chunk such that the batch (CSV text + a fixed width per row) fits `nbytes`;
         without a requested row count, chunks are as large as the bytes allow."""
-        per_row = row_overhead(columns)
-        max_rows = max(1, (nbytes - BATCH_METADATA_BYTES) // (3 * per_row))  # 1/3 for fixed widths, 2/3 for text
+        per_row, room = row_overhead(columns), nbytes - metadata_bytes(len(columns))
+        max_rows = max(1, room // (3 * per_row))  # 1/3 for fixed widths, 2/3 for text
         rows = min(rows, max_rows) if rows else max_rows
-        return rows, max(1, nbytes - BATCH_METADATA_BYTES - rows * per_row)
+        return rows, max(1, room - rows * per_row)
 
     def select_list(self, columns: Sequence[Column], hidden_key: bool) -> list[str]:
         return ([ident(KEY)] if hidden_key else []) + [ident(c.name) for c in columns]
