@@ -20,6 +20,7 @@ from rentscout.export.v1 import export_pb2
 from rentscout.export_service import sqlgen, telemetry
 from rentscout.export_service.framing import ChunkAssembler
 from rentscout.export_service.pump import END, CopyJob, CopyPump, Failure
+from rentscout.export_service.render import AheadRenderer
 from rentscout.export_service.request import ExportSpec
 from rentscout.export_service.runs import RunProgress, RunStore
 from rentscout.export_service.tokens import ResumeState, TokenCodec
@@ -167,19 +168,32 @@ class ExportRun:
             yield self.header(int(first))  # type: ignore[arg-type]
             splitter = self.spec.format.splitter(self.spec.columns)
             assembler = ChunkAssembler(self.spec.rows_per_chunk, self.spec.bytes_per_chunk)
-            while True:
-                item = await queue.get()
-                if item is END:
-                    break
-                if isinstance(item, Failure):
-                    raise item.error
-                seg = splitter.feed(item)  # type: ignore[arg-type]
-                if seg is not None:
-                    for parts in assembler.add(seg):
-                        yield self.data_chunk(parts)
-            splitter.finish()
-            if (rest := assembler.flush()) is not None:
-                yield self.data_chunk(rest)
+            ahead = AheadRenderer(self.writer, self._chunk, st) if self.writer.threaded else None
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is END:
+                        break
+                    if isinstance(item, Failure):
+                        raise item.error
+                    seg = splitter.feed(item)  # type: ignore[arg-type]
+                    if seg is not None:
+                        for parts in assembler.add(seg):
+                            if ahead is None:
+                                yield self.data_chunk(parts)
+                            elif (rendered := await ahead.submit(parts)) is not None:
+                                yield rendered
+                splitter.finish()
+                if (rest := assembler.flush()) is not None:
+                    if ahead is None:
+                        yield self.data_chunk(rest)
+                    elif (rendered := await ahead.submit(rest)) is not None:
+                        yield rendered
+                if ahead is not None and (rendered := await ahead.drain()) is not None:
+                    yield rendered
+            finally:
+                if ahead is not None:
+                    ahead.abandon()
             closing = self.writer.trailer(st.rows_sent, self.rows_sent)
             if closing is not None:
                 yield self._chunk(closing, 0, ResumeState(st.export_id, None, None, self.rows_sent, done=True))

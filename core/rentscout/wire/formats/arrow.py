@@ -240,7 +240,10 @@ class CsvDecoder:
 
 
 class ArrowWriter(ChunkWriter):
-    """Chunks of CSV records -> IPC messages: the schema opens the stream, the end-of-stream marker closes it."""
+    """Chunks of CSV records -> IPC messages: the schema opens the stream, the end-of-stream marker closes it.
+    Arrow's CSV reader releases the GIL, so the server renders in a worker thread (`threaded`)."""
+
+    threaded = True
 
     def __init__(self, columns: Sequence[Column], hidden_key: bool) -> None:
         self.decoder = CsvDecoder(columns, hidden_key)

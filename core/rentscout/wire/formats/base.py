@@ -145,6 +145,8 @@ class RecordSplitter(ABC):
 class ChunkWriter(ABC):
     """The bytes of one chunk of whole records, and the key of its last record (for its resume token)."""
 
+    threaded = False  # True: `render` is real work that releases the GIL; the server runs it in a worker thread
+
     @abstractmethod
     def last_key(self, parts: list[Segment]) -> int: ...
 
