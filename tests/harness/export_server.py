@@ -115,6 +115,21 @@ async def collect(stub: export_pb2_grpc.ExportServiceStub, req: export_pb2.Expor
     return out
 
 
+async def read_partitions(stub: export_pb2_grpc.ExportServiceStub, plan: export_pb2.PlanExportResponse,
+                          req: export_pb2.ExportPropertiesRequest) -> list[bytes]:
+    """The data of each PlanExport partition's stream (each a complete file), checked complete and as planned."""
+    out = []
+    for part in plan.partitions:
+        p = export_pb2.ExportPropertiesRequest()
+        p.CopyFrom(req)
+        p.resume_token = part.resume_token
+        stream = await collect(stub, p)
+        assert stream.summary is not None and stream.summary.status == export_pb2.EXPORT_STATUS_COMPLETED
+        assert stream.rows == part.estimated_rows
+        out.append(stream.data)
+    return out
+
+
 async def rpc_error(coro_or_call: Any) -> grpc.aio.AioRpcError:
     """The error an RPC (unary awaitable or stream) ends with; fails if it succeeds."""
     try:

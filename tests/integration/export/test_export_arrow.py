@@ -21,6 +21,7 @@ from harness.export_server import (
     arrow_values,
     collect,
     insert_edge_rows,
+    read_partitions,
 )
 from rentscout.common.v1 import common_pb2
 from rentscout.export.v1 import export_pb2
@@ -154,14 +155,7 @@ async def test_plan_partitions_are_whole_streams_that_tile_the_export(export_ser
     whole = read_stream((await collect(stub, req)).data)
     plan = await stub.PlanExport(export_pb2.PlanExportRequest(export=req, partitions=4))
     assert len(plan.partitions) == 4
-    tables = []
-    for part in plan.partitions:
-        part_req = Req()
-        part_req.CopyFrom(req)
-        part_req.resume_token = part.resume_token
-        stream = await collect(stub, part_req)
-        assert stream.rows == part.estimated_rows
-        tables.append(read_stream(stream.data))  # each partition is a complete IPC stream
+    tables = [read_stream(data) for data in await read_partitions(stub, plan, req)]  # each a complete IPC stream
     assert pa.concat_tables(tables).equals(whole)
 
 
