@@ -46,6 +46,8 @@ class AheadRenderer:
         state = ResumeState(st.export_id, self.writer.last_key(parts), st.upper_id, self.rows_before + rows)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(None, self.writer.render, parts, self.rows_before)
+        # a stream that ends early never awaits its last future: mark its error retrieved (awaiting still raises it)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.rows_before += rows
         previous, self._pending = self._pending, _Pending(future, rows, state)
         return await self._finish(previous) if previous is not None else None
@@ -57,9 +59,3 @@ class AheadRenderer:
 
     async def _finish(self, pending: _Pending) -> Message:
         return self.make_chunk(await pending.data, pending.rows, pending.state)
-
-    def abandon(self) -> None:
-        """The stream ended early: let a rendering chunk finish unobserved (its error, if any, is dropped)."""
-        if self._pending is not None:
-            self._pending.data.add_done_callback(lambda f: f.cancelled() or f.exception())
-            self._pending = None

@@ -141,6 +141,10 @@ class ExportRun:
         st = self.start.state
         return self._chunk(data, rows, ResumeState(st.export_id, last_id, st.upper_id, self.rows_sent + rows))
 
+    async def _render(self, parts: list[Segment], ahead: AheadRenderer | None) -> export_pb2.ExportPropertiesResponse | None:
+        """The chunk of `parts`, or (rendering in a worker thread, one ahead) the previous chunk's, if any."""
+        return self.data_chunk(parts) if ahead is None else await ahead.submit(parts)
+
     def summary(self, status: str) -> export_pb2.ExportPropertiesResponse:
         duration = Duration()
         duration.FromNanoseconds(int((time.perf_counter() - self.started) * 1e9))
@@ -169,31 +173,22 @@ class ExportRun:
             splitter = self.spec.format.splitter(self.spec.columns)
             assembler = ChunkAssembler(self.spec.rows_per_chunk, self.spec.bytes_per_chunk)
             ahead = AheadRenderer(self.writer, self._chunk, st) if self.writer.threaded else None
-            try:
-                while True:
-                    item = await queue.get()
-                    if item is END:
-                        break
-                    if isinstance(item, Failure):
-                        raise item.error
-                    seg = splitter.feed(item)  # type: ignore[arg-type]
-                    if seg is not None:
-                        for parts in assembler.add(seg):
-                            if ahead is None:
-                                yield self.data_chunk(parts)
-                            elif (rendered := await ahead.submit(parts)) is not None:
-                                yield rendered
-                splitter.finish()
-                if (rest := assembler.flush()) is not None:
-                    if ahead is None:
-                        yield self.data_chunk(rest)
-                    elif (rendered := await ahead.submit(rest)) is not None:
-                        yield rendered
-                if ahead is not None and (rendered := await ahead.drain()) is not None:
-                    yield rendered
-            finally:
-                if ahead is not None:
-                    ahead.abandon()
+            while True:
+                item = await queue.get()
+                if item is END:
+                    break
+                if isinstance(item, Failure):
+                    raise item.error
+                seg = splitter.feed(item)  # type: ignore[arg-type]
+                if seg is not None:
+                    for parts in assembler.add(seg):
+                        if (message := await self._render(parts, ahead)) is not None:
+                            yield message
+            splitter.finish()
+            if (rest := assembler.flush()) is not None and (message := await self._render(rest, ahead)) is not None:
+                yield message
+            if ahead is not None and (message := await ahead.drain()) is not None:
+                yield message
             closing = self.writer.trailer(st.rows_sent, self.rows_sent)
             if closing is not None:
                 yield self._chunk(closing, 0, ResumeState(st.export_id, None, None, self.rows_sent, done=True))
