@@ -24,10 +24,11 @@ COPY clients/ clients/
 COPY gen/ gen/
 # Every dependency ships manylinux wheels (x86_64 and aarch64), so no compiler is needed;
 # `pip wheel` fetches hatchling into an isolated build environment for the project's own wheel.
-RUN python -m pip wheel --wheel-dir /wheels . \
+# The `server` extra is what the services need beyond the SDK (pyarrow, for Arrow exports).
+RUN python -m pip wheel --wheel-dir /wheels ".[server]" \
  && python -m venv --without-pip /opt/rentscout \
- && python -m pip --python /opt/rentscout/bin/python install --no-index --find-links=/wheels /wheels/*.whl \
- && /opt/rentscout/bin/python -c "import rentscout.main, rentscout.export.v1.export_pb2, rentscout.runtime.server"
+ && python -m pip --python /opt/rentscout/bin/python install --no-index --find-links=/wheels "rentscout-dataplane[server]" \
+ && /opt/rentscout/bin/python -c "import rentscout.main, rentscout.export.v1.export_pb2, rentscout.runtime.server, pyarrow.csv"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG UID=10001

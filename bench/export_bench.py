@@ -6,11 +6,15 @@ Starts a private PostgreSQL (rentscout.devstack) with --rows seeded listings, th
 and best of --repeat:
   psql-csv   psql -c "\\copy (SELECT * FROM properties ORDER BY id) TO STDOUT CSV"      (CSV baseline)
   pg-json    psql -c "COPY (SELECT row_to_json(p) FROM properties p ORDER BY id) TO STDOUT" (JSONL baseline)
+  adbc       the ADBC PostgreSQL driver's fetch_arrow_table() of "SELECT * FROM properties ORDER BY id"
+             in its own process (connect included)                                         (Arrow baseline)
   grpc-*     `rentscout serve export` as its own process, a client in another process reading the stream
-             and discarding the bytes, for CSV, JSONL and JSON
+             and discarding the bytes, for CSV, JSONL and JSON; for Arrow the client decodes every chunk
+             into pyarrow RecordBatches (as ADBC's result is Arrow data)
 and prints rows/s and ratios. Then it reads the export server's peak RSS (VmHWM) after exporting all
 --rows in every format, grows the table to --rss-rows and does the same with a fresh server process.
-Goals: CSV >= 0.8x psql-csv; JSONL >= 1.0x pg-json; peak RSS < 150 MB and within 10% from 1M to 5M rows.
+Goals: CSV >= 0.8x psql-csv; JSONL >= 1.0x pg-json; Arrow >= 1.0x adbc; peak RSS < 200 MB and within 10%
+from 1M to 5M rows.
 On a shared 2-core machine the absolute figures are noisy; the ratios are measured in the same run.
 """
 
@@ -28,7 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-FORMATS = {"csv": 1, "json": 2, "jsonl": 3}
+FORMATS = {"csv": 1, "json": 2, "jsonl": 3, "arrow": 4}
+ADBC_SQL = "SELECT * FROM properties ORDER BY id"
 CSV_SQL = "\\copy (SELECT * FROM properties ORDER BY id) TO STDOUT CSV"
 JSON_SQL = "COPY (SELECT row_to_json(p) FROM properties p ORDER BY id) TO STDOUT"
 
@@ -42,14 +47,42 @@ def client_main(target: str, fmt: str) -> None:
     with grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)]) as ch:
         stub = export_pb2_grpc.ExportServiceStub(ch)
         grpc.channel_ready_future(ch).result(timeout=10)
+        decode = None
+        if fmt == "arrow":
+            from rentscout.wire.formats.arrow import ArrowDecoder
+
+            decode = ArrowDecoder().feed
         started = time.perf_counter()
         rows = nbytes = 0
         for msg in stub.ExportProperties(export_pb2.ExportPropertiesRequest(format=FORMATS[fmt])):
             if msg.HasField("chunk"):
-                rows += msg.chunk.rows
+                if decode is None:
+                    rows += msg.chunk.rows
+                else:
+                    rows += sum(batch.num_rows for batch in decode(msg.chunk.data))
                 nbytes += len(msg.chunk.data)
         elapsed = time.perf_counter() - started
     print(json.dumps({"rows": rows, "bytes": nbytes, "seconds": elapsed}))
+
+
+def adbc_main(dsn: str) -> None:
+    """The ADBC PostgreSQL driver reading the table into Arrow (COPY BINARY, decoded in C++)."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    started = time.perf_counter()
+    with adbc.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(ADBC_SQL)
+        table = cur.fetch_arrow_table()
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"rows": table.num_rows, "bytes": table.nbytes, "seconds": elapsed}))
+
+
+def run_adbc(dsn: str, expect_rows: int) -> float:
+    out = subprocess.run([sys.executable, __file__, "--adbc", dsn], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    if result["rows"] != expect_rows:
+        raise RuntimeError(f"adbc read {result['rows']} rows, expected {expect_rows}")
+    return float(result["seconds"])
 
 
 def psql_exe() -> str:
@@ -152,7 +185,7 @@ def peak_rss(dsn: str, workdir: Path, rows: int) -> tuple[int, int]:
     server = Server(dsn, workdir)
     try:
         idle = server.status_kb("VmRSS")
-        for fmt in ("csv", "jsonl", "json"):
+        for fmt in FORMATS:
             run_client(server.target, fmt, rows)
         return server.status_kb("VmHWM"), idle
     finally:
@@ -167,9 +200,13 @@ def main() -> None:
     p.add_argument("--no-large", action="store_true", help="skip the peak RSS check at --rss-rows")
     p.add_argument("--dsn", help="use this database (its properties table is grown to --rows) instead of a private one")
     p.add_argument("--client", nargs=2, metavar=("TARGET", "FORMAT"), help=argparse.SUPPRESS)
+    p.add_argument("--adbc", metavar="DSN", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.client:
         client_main(*args.client)
+        return
+    if args.adbc:
+        adbc_main(args.adbc)
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="export-bench-"))
@@ -195,6 +232,8 @@ def main() -> None:
                     ("pg-json", lambda: run_psql(dsn, JSON_SQL)),
                     ("grpc-jsonl", lambda: run_client(server.target, "jsonl", rows)),
                     ("grpc-json", lambda: run_client(server.target, "json", rows)),
+                    ("adbc", lambda: run_adbc(dsn, rows)),
+                    ("grpc-arrow", lambda: run_client(server.target, "arrow", rows)),
                 ):
                     seconds = fn()
                     best[name] = min(best.get(name, seconds), seconds)
@@ -205,19 +244,20 @@ def main() -> None:
         print(f"\n{rows:,} rows, best of {args.repeat} (rows/s; speed ratio to its baseline: of the best times, "
               f"and the median of the ratios within each round)")
         for name, base in (("psql-csv", None), ("grpc-csv", "psql-csv"), ("pg-json", None),
-                           ("grpc-jsonl", "pg-json"), ("grpc-json", "pg-json")):
+                           ("grpc-jsonl", "pg-json"), ("grpc-json", "pg-json"), ("adbc", None),
+                           ("grpc-arrow", "adbc")):
             ratio = "baseline"
             if base:
                 paired = statistics.median(r[base] / r[name] for r in rounds)
                 ratio = f"{best[base] / best[name]:.2f}x {base} (median per round {paired:.2f}x)"
             print(f"  {name:11s} {best[name]:6.2f}s {rows / best[name]:>12,.0f} rows/s   {ratio}")
         peak1, idle1 = peak_rss(dsn, workdir, rows)
-        print(f"\nexport server peak RSS after exporting {rows:,} rows x3 formats: {peak1 / 1024:.1f} MB "
+        print(f"\nexport server peak RSS after exporting {rows:,} rows x{len(FORMATS)} formats: {peak1 / 1024:.1f} MB "
               f"(idle at start {idle1 / 1024:.1f} MB)")
         if not args.no_large and args.rss_rows > rows:
             seed_to(dsn, args.rss_rows)
             peak5, idle5 = peak_rss(dsn, workdir, args.rss_rows)
-            print(f"export server peak RSS after exporting {args.rss_rows:,} rows x3 formats: {peak5 / 1024:.1f} MB "
+            print(f"export server peak RSS after exporting {args.rss_rows:,} rows x{len(FORMATS)} formats: {peak5 / 1024:.1f} MB "
                   f"(idle at start {idle5 / 1024:.1f} MB); growth {100 * (peak5 - peak1) / peak1:+.1f}%")
     finally:
         if pg is not None:

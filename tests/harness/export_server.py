@@ -22,7 +22,8 @@ from rentscout.wire.badrequest import bad_request_violations
 from rentscout.wire.schema import COLUMN_NAMES
 
 CSV, JSON, JSONL = export_pb2.EXPORT_FORMAT_CSV, export_pb2.EXPORT_FORMAT_JSON, export_pb2.EXPORT_FORMAT_JSONL
-FORMATS = (CSV, JSON, JSONL)
+FORMATS = (CSV, JSON, JSONL)  # the text formats (Arrow has tests of its own)
+ARROW = export_pb2.EXPORT_FORMAT_ARROW
 COLUMNS = COLUMN_NAMES
 TRICKY_CITY = "Zz Tricky"
 TEST_SETTINGS = ExportSettings(token_secret="test-secret", heartbeat_seconds=0.2, max_concurrent=4)
@@ -111,6 +112,21 @@ async def collect(stub: export_pb2_grpc.ExportServiceStub, req: export_pb2.Expor
                 break
         else:
             out.summary = msg.summary
+    return out
+
+
+async def read_partitions(stub: export_pb2_grpc.ExportServiceStub, plan: export_pb2.PlanExportResponse,
+                          req: export_pb2.ExportPropertiesRequest) -> list[bytes]:
+    """The data of each PlanExport partition's stream (each a complete file), checked complete and as planned."""
+    out = []
+    for part in plan.partitions:
+        p = export_pb2.ExportPropertiesRequest()
+        p.CopyFrom(req)
+        p.resume_token = part.resume_token
+        stream = await collect(stub, p)
+        assert stream.summary is not None and stream.summary.status == export_pb2.EXPORT_STATUS_COMPLETED
+        assert stream.rows == part.estimated_rows
+        out.append(stream.data)
     return out
 
 
@@ -212,4 +228,67 @@ async def insert_tricky_rows(conn: asyncpg.Connection, first_id: int = 10_000_00
             "A  " if i % 4 == 0 else "RUB", None if i % 5 == 0 else i, None if i % 6 == 0 else 1e-7 + i,
             None if i % 7 == 0 else -i, None if i % 8 == 0 else -89.999999, 179.5,
             None if i % 9 == 0 else f"https://x.test/{i}?q=\"{i}\"", i * 1000, i % 2 == 0)
+    return ids
+
+
+# -- Arrow -----------------------------------------------------------------------------------------
+
+EDGE_CITY = "Zz Arrow Edge"
+INT64_MAX = 2**63 - 1
+
+
+def adbc_table(dsn: str, sql: str) -> Any:
+    """`sql` read into a pyarrow Table by the ADBC PostgreSQL driver (COPY BINARY, its own decoder), in UTC."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    with adbc.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SET TimeZone = 'UTC'")
+        cur.execute(sql)
+        return cur.fetch_arrow_table()
+
+
+def arrow_values(table: Any) -> dict[str, list[Any]]:
+    """Column name -> values, times as integers (microseconds or days: no datetime range limits)."""
+    import pyarrow as pa
+
+    out = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        typ = column.type
+        if pa.types.is_timestamp(typ):
+            column = column.cast(pa.int64())
+        elif pa.types.is_date32(typ):
+            column = column.cast(pa.int32())
+        out[name] = column.to_pylist()
+    return out
+
+
+# (title, area, created_at, updated_at, price): NULLs, NaN/Infinity, BC, infinite and far-future times,
+# unicode and escaping, the largest bigint.
+EDGE_ROWS: list[tuple[str, float | None, str, str, int]] = [
+    ("nulls everywhere they are allowed", None, "2024-02-29 23:59:59.999999+00", "2024-03-01 00:00:00+00", 0),
+    ("not a number", float("nan"), "0044-03-15 12:00:00.5+00 BC", "4713-01-01 00:00:00+00 BC", INT64_MAX),
+    ("infinite area", float("inf"), "infinity", "-infinity", INT64_MAX - 1),
+    ("unicode ünïcødé 日本 🏠 and \"quotes\", commas", 1e-300, "10000-01-01 00:00:00+00", "0001-01-01 00:00:00+00", 1),
+    ("new\nline and \\N and \t tab", 1.7976931348623157e308, "1969-12-31 23:59:59.000001+00",
+     "1970-01-01 00:00:00+00", 9_007_199_254_740_993),
+    ("", 5e-324, "2000-01-01 00:00:00+00", "294246-12-31 23:59:59.999999+00", 42),
+]
+
+
+async def insert_edge_rows(conn: asyncpg.Connection, first_id: int = 20_000_001) -> list[int]:
+    """EDGE_ROWS as properties of EDGE_CITY with ids from `first_id` (the caller deletes them)."""
+    ids = []
+    for i, (title, area, created, updated, price) in enumerate(EDGE_ROWS):
+        pid = first_id + i
+        ids.append(pid)
+        nulls = i == 0
+        await conn.execute(
+            "INSERT INTO properties (id, source, external_id, title, city, district, address, property_type, price, "
+            "currency, rooms, area, floor, lat, lon, url, views, is_active, created_at, updated_at) VALUES "
+            "($1, 'yandex', $2, $3, $4, $5, $6, 'house', $7, 'EUR', $8, $9, $10, $11, $12, $13, $14, $15, "
+            "$16::text::timestamptz, $17::text::timestamptz)",
+            pid, f"zz-arrow-edge-{i}", title, EDGE_CITY, None if nulls else "Район №1", None if nulls else "",
+            price, None if nulls else 32767, area, None if nulls else -32768, None if nulls else -90.0,
+            None if nulls else 180.0, None if nulls else "https://x.test/ü", INT64_MAX if i == 1 else i, i % 2 == 0,
+            created, updated)
     return ids

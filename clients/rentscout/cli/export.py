@@ -4,12 +4,16 @@
     rentscout export --format csv --active-only -o - | gzip > all.csv.gz      # data on stdout, progress on stderr
     rentscout export --format json --parallel 4 -o all.json                   # 4 PlanExport partitions, one file
     rentscout export --format jsonl --parallel 4 --split -o all.jsonl         # all.part-000.jsonl ... (one per partition)
+    rentscout export --format arrow -o - | python -c "import pyarrow, sys; print(pyarrow.ipc.open_stream(sys.stdin.buffer))"
+    rentscout export --format parquet --parallel 4 -o all.parquet             # Parquet, one row group at a time
 
 A stream that broke after it started (server restart, network cut, UNAVAILABLE) is resumed from
 the last chunk's resume token: the file gets every row exactly once. Resuming gives up after
 --resume-timeout seconds without a new chunk. A target that cannot be reached before the export
 starts fails within about 10 s (a few attempts, as for any other command), naming the address.
-The progress bar (stderr, when it is a terminal) shows rows, rows/s and an ETA from the server's estimated row count.
+`--format arrow` writes an Arrow IPC stream; `--format parquet` converts that stream to Parquet as
+it arrives (both need the `arrow` extra, pyarrow). The progress bar (stderr, when it is a terminal)
+shows rows, rows/s and an ETA from the server's estimated row count.
 
 `--parallel N` asks PlanExport for up to N key-range partitions and reads them at once. Without
 `--split` the result is ONE valid file in primary-key order (partition 0 streams straight into it,
@@ -33,6 +37,7 @@ import orjson
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from rentscout.cli import parquet
 from rentscout.cli.clientargs import (
     EXIT_OK,
     UsageError,
@@ -50,9 +55,9 @@ from rentscout.wire import formats
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("export", help="export properties as CSV, JSON or JSONL (resumable, parallel)",
+    p = sub.add_parser("export", help="export properties as CSV, JSON, JSONL, Arrow or Parquet (resumable, parallel)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--format", default="jsonl", choices=formats.names(), help="(default: %(default)s)")
+    p.add_argument("--format", default="jsonl", choices=[*formats.names(), parquet.NAME], help="(default: %(default)s)")
     p.add_argument("-o", "--output", default="-", metavar="PATH", help="file to write, or - for stdout (default)")
     f = p.add_argument_group("filter")
     f.add_argument("--city", action="append", default=[], help="exact city name (repeatable: any of)")
@@ -75,6 +80,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "receiving a chunk (default: %(default)s)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
+    parquet.add_flags(p)
     add_client_flags(p, "export", timeout=None)
     p.set_defaults(func=main)
 
@@ -113,6 +119,7 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--limit must be >= 0")
     if args.resume_timeout <= 0:
         raise UsageError("--resume-timeout must be positive")
+    parquet.check(args)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -120,8 +127,9 @@ def main(args: argparse.Namespace) -> int:
 
     async def work() -> int:
         _check(args)
+        server_format = parquet.SERVER_FORMAT if args.format == parquet.NAME else args.format
         request = export_request(
-            args.format, cities=args.city, property_types=args.types, sources=args.sources, min_price=args.min_price,
+            server_format, cities=args.city, property_types=args.types, sources=args.sources, min_price=args.min_price,
             max_price=args.max_price, min_rooms=args.min_rooms, max_rooms=args.max_rooms,
             active_only=args.active_only, updated_since=args.updated_since, columns=args.columns, limit=args.limit,
             rows_per_chunk=args.rows_per_chunk)
@@ -155,12 +163,17 @@ async def _download(client: ExportClient, request: Any, args: argparse.Namespace
         stem, ext = (out.name[: -len(out.suffix)], out.suffix) if out.suffix else (out.name, default_ext)
         return await client.download(request, split=lambda i: out.with_name(f"{stem}.part-{i:03d}{ext}"), **options)
     if args.output == "-":
+        if args.format == parquet.NAME:
+            return await parquet.download(client, request, sys.stdout.buffer, args, **options)
         return await client.download(request, sys.stdout.buffer, **options)
     final = Path(args.output)
     partial = final.with_name(final.name + ".partial")
     try:
         with partial.open("wb") as f:
-            result = await client.download(request, f, spool_dir=str(final.parent), **options)
+            if args.format == parquet.NAME:
+                result = await parquet.download(client, request, f, args, spool_dir=str(final.parent), **options)
+            else:
+                result = await client.download(request, f, spool_dir=str(final.parent), **options)
         os.replace(partial, final)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -14,6 +14,7 @@ plain Python and usable on any function, sync or async.
 
 from rentscout.resilience.retry import Jitter, RetryBudget, RetryEvent, RetryPolicy, RetryStrategy, retry_advanced
 from rentscout.sdk.analyzer import AnalyzerClient, SyncAnalyzerClient
+from rentscout.sdk.arrow import ArrowStream, ParquetSink
 from rentscout.sdk.breaker import BreakerConfig, BreakerRegistry, CircuitBreaker, CircuitState, Outcome, StateChange
 from rentscout.sdk.cache import CacheQueryClient, SyncCacheQueryClient
 from rentscout.sdk.channel import ChannelConfig, TlsConfig
@@ -33,10 +34,10 @@ from rentscout.sdk.handle import handle_errors
 from rentscout.sdk.invoker import ClientConfig
 
 __all__ = [
-    "AnalyzerClient", "BreakerConfig", "BreakerRegistry", "CacheQueryClient", "ChannelConfig", "CircuitBreaker",
+    "AnalyzerClient", "ArrowStream", "BreakerConfig", "BreakerRegistry", "CacheQueryClient", "ChannelConfig", "CircuitBreaker",
     "CircuitOpenError", "CircuitState", "ClientConfig", "DeadlineExceededError", "DownloadProgress", "DownloadResult",
     "ExportClient", "ExportIntegrityError", "ExportStream", "InvalidArgumentError", "Jitter", "Outcome",
-    "PermissionDeniedError", "RentScoutError", "RetryBudget", "RetryEvent", "RetryPolicy", "RetryStrategy",
+    "ParquetSink", "PermissionDeniedError", "RentScoutError", "RetryBudget", "RetryEvent", "RetryPolicy", "RetryStrategy",
     "StateChange", "SyncAnalyzerClient", "SyncCacheQueryClient", "SyncExportClient", "TlsConfig",
     "UnauthenticatedError", "UnavailableError", "export_request", "handle_errors", "retry_advanced",
 ]

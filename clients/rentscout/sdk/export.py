@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from google.protobuf import timestamp_pb2
 
@@ -32,6 +32,7 @@ from rentscout.common.v1 import common_pb2
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
 from rentscout.resilience.retry import RetryPolicy
 from rentscout.sdk import formats
+from rentscout.sdk.arrow import ArrowStream, batch_reader
 from rentscout.sdk.base import BaseClient, SyncClient
 from rentscout.sdk.export_stream import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -41,6 +42,9 @@ from rentscout.sdk.export_stream import (
 )
 from rentscout.sdk.sync import sync_methods
 from rentscout.wire.enums import LISTING_SOURCE, PROPERTY_TYPE, enum_value
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _COPY_BLOCK = 1024 * 1024
 
@@ -92,10 +96,16 @@ class DownloadResult:
     files: list[str] = field(default_factory=list)
 
 
+class BinarySink(Protocol):
+    """Where `download` writes: a binary file, or anything with its `write` (e.g. `arrow.ParquetSink`)."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 class _Counting:
     """Wraps a binary sink to count bytes written."""
 
-    def __init__(self, sink: IO[bytes]) -> None:
+    def __init__(self, sink: BinarySink) -> None:
         self.sink = sink
         self.written = 0
 
@@ -136,6 +146,20 @@ class ExportClient(BaseClient):
                             correlation_id=correlation_id, on_chunk=on_chunk, max_stall=self.max_stall,
                             reconnect_wait=self.reconnect_wait, connect_timeout=self.connect_timeout)
 
+    def export_arrow(self, request: export_pb2.ExportPropertiesRequest | None = None, *, timeout: float | None = None,
+                     metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
+                     **request_fields: Any) -> ArrowStream:
+        """The record batches of an Arrow export (`async for batch in ...`: pyarrow.RecordBatch), resumable, every
+        row exactly once. Pass an EXPORT_FORMAT_ARROW request or `export_request` keyword arguments (the format
+        defaults to arrow). Needs the `arrow` extra (pyarrow)."""
+        if request is None:
+            request = export_request(**{"format": "arrow", **request_fields})
+        elif request_fields:
+            raise TypeError("pass either a request or request fields, not both")
+        if request.format != formats.ARROW:
+            raise ValueError("export_arrow reads EXPORT_FORMAT_ARROW exports; use export() for the text formats")
+        return ArrowStream(self.export(request, timeout=timeout, metadata=metadata, correlation_id=correlation_id))
+
     async def plan_export(self, request: export_pb2.ExportPropertiesRequest, partitions: int,
                           **call: Any) -> export_pb2.PlanExportResponse:
         return await self._call("PlanExport", export_pb2.PlanExportRequest(export=request, partitions=partitions),
@@ -158,7 +182,7 @@ class ExportClient(BaseClient):
             streams.append(self.export(part, **stream_options))
         return streams
 
-    async def download(self, request: export_pb2.ExportPropertiesRequest, out: IO[bytes] | None = None, *,
+    async def download(self, request: export_pb2.ExportPropertiesRequest, out: BinarySink | None = None, *,
                        parallel: int = 1, split: Callable[[int], Path] | None = None,
                        progress: Callable[[DownloadProgress], object] | None = None, spool_dir: str | None = None,
                        timeout: float | None = None, correlation_id: str | None = None) -> DownloadResult:
@@ -309,3 +333,13 @@ class SyncExportClient(SyncClient):
 
     def export(self, request: export_pb2.ExportPropertiesRequest | None = None, **kwargs: Any) -> SyncExportStream:
         return SyncExportStream(self._loop, self._async.export(request, **kwargs))
+
+    def export_arrow(self, request: export_pb2.ExportPropertiesRequest | None = None, **kwargs: Any) -> pa.RecordBatchReader:
+        """A pyarrow.RecordBatchReader over an Arrow export (resumable, every row exactly once); DuckDB, polars and
+        pandas read it as it streams. Arguments as for `ExportClient.export_arrow`."""
+        stream = self._async.export_arrow(request, **kwargs)
+        batches = self._loop.iterate(stream.batches())
+        first = next(batches, None)  # the first chunk carries the schema
+        if stream.schema is None:
+            raise ValueError("the Arrow export ended without a schema")
+        return batch_reader(stream.schema, first, batches)

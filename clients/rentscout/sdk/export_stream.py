@@ -129,9 +129,11 @@ class ExportStream:
             yield tail
 
     async def rows(self) -> AsyncIterator[dict[str, Any]]:
+        decode: formats.RowDecoder | None = None  # made once the first header says the format and columns
         async for event in self.events():
             if isinstance(event, export_pb2.ExportChunk):
-                parsed = formats.parse_rows(self.format, event.data, self.columns)
+                decode = decode or formats.row_decoder(self.format, self.columns)
+                parsed = decode(event.data)
                 if len(parsed) != event.rows:
                     raise errors.ExportIntegrityError(
                         f"a chunk announced {event.rows} rows but holds {len(parsed)}", target=self._invoker.config.target)

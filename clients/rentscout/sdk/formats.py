@@ -14,15 +14,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rentscout.export.v1 import export_pb2
-from rentscout.wire.formats import Stitcher, by_enum, by_name
+from rentscout.wire.formats import RowDecoder, Stitcher, by_enum, by_name
 
-__all__ = ["CSV", "JSON", "JSONL", "Stitcher", "format_value", "merge_files", "parse_rows", "stitcher"]
+__all__ = ["ARROW", "CSV", "JSON", "JSONL", "RowDecoder", "Stitcher", "format_value", "merge_files", "parse_rows",
+           "row_decoder", "stitcher"]
 
 CSV, JSON, JSONL = export_pb2.EXPORT_FORMAT_CSV, export_pb2.EXPORT_FORMAT_JSON, export_pb2.EXPORT_FORMAT_JSONL
+ARROW = export_pb2.EXPORT_FORMAT_ARROW
 
 
 def format_value(name: str | int) -> export_pb2.ExportFormat:
-    """'csv' / 'json' / 'jsonl' (or the enum value) -> ExportFormat."""
+    """'csv' / 'json' / 'jsonl' / 'arrow' (or the enum value) -> ExportFormat."""
     return (by_enum(name) if isinstance(name, int) else by_name(name)).enum
 
 
@@ -35,6 +37,11 @@ def stitcher(fmt: int, columns: Sequence[str] = ()) -> Stitcher:
 def parse_rows(fmt: int, data: bytes, columns: Sequence[str]) -> list[dict[str, Any]]:
     """The rows of one chunk (chunks hold whole rows). CSV header lines are skipped."""
     return by_enum(fmt).parse_rows(data, columns)
+
+
+def row_decoder(fmt: int, columns: Sequence[str]) -> RowDecoder:
+    """Parses the chunks of one stream in order (an Arrow chunk needs the schema of the stream's first)."""
+    return by_enum(fmt).row_decoder(columns)
 
 
 def merge_files(fmt: int, columns: Sequence[str], parts: Iterable[Iterable[bytes]]) -> Iterable[bytes]:

@@ -36,10 +36,11 @@ class Column:
     name: str
     kind: Kind
     not_null: bool = False
+    typname: str = ""  # pg_type.typname ('' when unknown: formats then go by `kind`)
 
 
 def _column(name: str, typname: str, not_null: bool) -> Column:
-    return Column(name, kind_of(typname), not_null)
+    return Column(name, kind_of(typname), not_null, typname)
 
 
 # (name, pg_type.typname, NOT NULL) in table order, as migration 0001 creates them.

@@ -33,6 +33,6 @@ class Catalog:
         async with self._lock:
             if not self._columns or time.monotonic() - self._loaded_at >= CATALOG_TTL_SECONDS:
                 rows = await self._db.fetch(_SQL, TABLE)
-                self._columns = tuple(Column(r["name"], kind_of(r["typname"]), r["not_null"]) for r in rows)
+                self._columns = tuple(Column(r["name"], kind_of(r["typname"]), r["not_null"], r["typname"]) for r in rows)
                 self._loaded_at = time.monotonic()
         return self._columns

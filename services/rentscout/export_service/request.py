@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from rentscout.export.v1 import export_pb2
 from rentscout.export_service.filters import filter_sql
 from rentscout.export_service.settings import ExportSettings
-from rentscout.runtime.errors import Violations
+from rentscout.runtime.errors import Unimplemented, Violations
 from rentscout.wire import formats
 from rentscout.wire.formats import Format
 from rentscout.wire.schema import KEY, Column
@@ -39,10 +39,13 @@ class ExportSpec:
 def check_static(req: export_pb2.ExportPropertiesRequest, s: ExportSettings, v: Violations, prefix: str = "") -> str:
     """The checks that need no database; returns the filter predicate."""
     try:
-        formats.by_enum(req.format)
+        missing = formats.by_enum(req.format).available()
     except ValueError:
         known = ", ".join(export_pb2.ExportFormat.Name(f.enum) for f in formats.FORMATS)
         v.add(f"{prefix}format", f"must be one of {known} (got {req.format})")
+    else:
+        if missing:
+            raise Unimplemented(f"this server cannot export {export_pb2.ExportFormat.Name(req.format)}: {missing}")
     if req.limit < 0:
         v.add(f"{prefix}limit", "must not be negative (0 means no limit)")
     elif req.limit > s.max_limit:
@@ -85,9 +88,12 @@ def fingerprint(req: export_pb2.ExportPropertiesRequest, columns: Sequence[Colum
 
 def build_spec(req: export_pb2.ExportPropertiesRequest, where: str, columns: tuple[Column, ...],
                s: ExportSettings) -> ExportSpec:
+    fmt = formats.by_enum(req.format)
+    rows, nbytes = fmt.chunk_limits(columns, req.rows_per_chunk,
+                                    req.bytes_per_chunk or min(s.default_bytes_per_chunk, s.max_bytes_per_chunk))
     return ExportSpec(
-        format=formats.by_enum(req.format), columns=columns, where=where, limit=req.limit,
+        format=fmt, columns=columns, where=where, limit=req.limit,
         effective_limit=req.limit or s.max_limit,
-        rows_per_chunk=req.rows_per_chunk or DEFAULT_ROWS_PER_CHUNK,
-        bytes_per_chunk=req.bytes_per_chunk or min(s.default_bytes_per_chunk, s.max_bytes_per_chunk),
+        rows_per_chunk=rows or DEFAULT_ROWS_PER_CHUNK,
+        bytes_per_chunk=nbytes,
         fingerprint=fingerprint(req, columns))

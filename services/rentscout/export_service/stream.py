@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
@@ -20,6 +20,7 @@ from rentscout.export.v1 import export_pb2
 from rentscout.export_service import sqlgen, telemetry
 from rentscout.export_service.framing import ChunkAssembler
 from rentscout.export_service.pump import END, CopyJob, CopyPump, Failure, Started
+from rentscout.export_service.render import AheadRenderer
 from rentscout.export_service.request import ExportSpec
 from rentscout.export_service.runs import RunProgress, RunStore
 from rentscout.export_service.tokens import ResumeState, TokenCodec
@@ -141,6 +142,10 @@ class ExportRun:
         st = self.start.state
         return self._chunk(data, rows, ResumeState(st.export_id, last_id, st.upper_id, self.rows_sent + rows, lsn=self.lsn))
 
+    async def _render(self, parts: list[Segment], ahead: AheadRenderer | None) -> export_pb2.ExportPropertiesResponse | None:
+        """The chunk of `parts`, or (rendering in a worker thread, one ahead) the previous chunk's, if any."""
+        return self.data_chunk(parts) if ahead is None else await ahead.submit(parts)
+
     def summary(self, status: str) -> export_pb2.ExportPropertiesResponse:
         duration = Duration()
         duration.FromNanoseconds(int((time.perf_counter() - self.started) * 1e9))
@@ -171,6 +176,7 @@ class ExportRun:
             yield self.header(first.estimate)
             splitter = self.spec.format.splitter(self.spec.columns)
             assembler = ChunkAssembler(self.spec.rows_per_chunk, self.spec.bytes_per_chunk)
+            ahead = AheadRenderer(self.writer, self._chunk, replace(st, lsn=self.lsn)) if self.writer.threaded else None
             while True:
                 item = await queue.get()
                 if item is END:
@@ -180,10 +186,13 @@ class ExportRun:
                 seg = splitter.feed(item)  # type: ignore[arg-type]
                 if seg is not None:
                     for parts in assembler.add(seg):
-                        yield self.data_chunk(parts)
+                        if (message := await self._render(parts, ahead)) is not None:
+                            yield message
             splitter.finish()
-            if (rest := assembler.flush()) is not None:
-                yield self.data_chunk(rest)
+            if (rest := assembler.flush()) is not None and (message := await self._render(rest, ahead)) is not None:
+                yield message
+            if ahead is not None and (message := await ahead.drain()) is not None:
+                yield message
             closing = self.writer.trailer(st.rows_sent, self.rows_sent)
             if closing is not None:
                 yield self._chunk(closing, 0, ResumeState(st.export_id, None, None, self.rows_sent, done=True,

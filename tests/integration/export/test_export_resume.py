@@ -8,7 +8,19 @@ import itertools
 import grpc
 import pytest
 
-from harness.export_server import COLUMNS, CSV, FORMATS, JSON, JSONL, collect, parse, reference, rpc_error, violated_fields
+from harness.export_server import (
+    COLUMNS,
+    CSV,
+    FORMATS,
+    JSON,
+    JSONL,
+    collect,
+    parse,
+    read_partitions,
+    reference,
+    rpc_error,
+    violated_fields,
+)
 from rentscout.common.v1 import common_pb2
 from rentscout.export.v1 import export_pb2
 from rentscout.export_service.tokens import ResumeState, TokenCodec, derive_secret
@@ -104,19 +116,6 @@ async def test_a_token_signed_with_another_secret_is_rejected(export_server) -> 
     forged = TokenCodec(derive_secret("attacker", "")).encode(fingerprint, ResumeState(b"x" * 16, None, None, 0))
     err = await rpc_error(stub.ExportProperties(request(CSV, resume_token=forged)))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "forged" in err.details()
-
-
-async def read_partitions(stub, plan: export_pb2.PlanExportResponse, req: Req) -> list[bytes]:  # type: ignore[no-untyped-def]
-    out = []
-    for part in plan.partitions:
-        p = Req()
-        p.CopyFrom(req)
-        p.resume_token = part.resume_token
-        stream = await collect(stub, p)
-        assert stream.summary.status == export_pb2.EXPORT_STATUS_COMPLETED
-        assert stream.rows == part.estimated_rows
-        out.append(stream.data)
-    return out
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -242,7 +242,8 @@ async def test_the_analyzer_runs_on_a_standby_only_when_asked_and_says_which_nod
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             replica = await asyncpg.connect(standby.dsn)
             try:  # a statement only the standby has run
-                await replica.fetchval("SELECT count(*) FROM properties WHERE views > $1 AND rooms = 77 AND lat IS NULL AND floor < -3", 1)
+                await replica.fetchval(
+                    "SELECT count(*) FROM properties WHERE views > $1 AND rooms = 77 AND lat IS NULL AND floor < -3", 1)
             finally:
                 await replica.close()
             slow = await stub.ListSlowQueries(analyzer_pb2.ListSlowQueriesRequest(on_standby=True, limit=500),

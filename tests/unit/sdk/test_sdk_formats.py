@@ -154,5 +154,5 @@ def test_parse_rows_of_each_format() -> None:
 
 def test_format_names() -> None:
     assert formats.format_value("JSONL") == JSONL and formats.format_value(CSV) == CSV
-    with pytest.raises(ValueError, match="expected csv, json or jsonl"):
+    with pytest.raises(ValueError, match="expected csv, json, jsonl or arrow"):
         formats.format_value("xml")

@@ -4,16 +4,17 @@ the SDK and the CLI all use. A new format is a new module (a `Format` subclass, 
 
 from __future__ import annotations
 
-from rentscout.wire.formats import csv, json, jsonl
-from rentscout.wire.formats.base import ChunkWriter, Format, FramingError, RecordSplitter, Segment, Stitcher
+from rentscout.wire.formats import arrow, csv, json, jsonl
+from rentscout.wire.formats.base import ChunkWriter, Format, FramingError, RecordSplitter, RowDecoder, Segment, Stitcher
 
-__all__ = ["FORMATS", "ChunkWriter", "Format", "FramingError", "RecordSplitter", "Segment", "Stitcher", "by_enum",
-           "by_name", "names"]
+__all__ = ["FORMATS", "ChunkWriter", "Format", "FramingError", "RecordSplitter", "RowDecoder", "Segment", "Stitcher",
+           "by_enum", "by_name", "names"]
 
 FORMATS: tuple[Format, ...] = (
     csv.FORMAT,
     json.FORMAT,
     jsonl.FORMAT,
+    arrow.FORMAT,
 )
 _BY_ENUM: dict[int, Format] = {f.enum: f for f in FORMATS}
 _BY_NAME: dict[str, Format] = {f.name: f for f in FORMATS}

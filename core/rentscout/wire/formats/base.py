@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from rentscout.export.v1 import export_pb2
 from rentscout.wire.schema import Column
 
 INT = re.compile(rb"-?[0-9]+")
+RowDecoder = Callable[[bytes], list[dict[str, Any]]]  # one stream's chunks, in order -> their rows
 
 
 class FramingError(Exception):
@@ -144,6 +145,8 @@ class RecordSplitter(ABC):
 class ChunkWriter(ABC):
     """The bytes of one chunk of whole records, and the key of its last record (for its resume token)."""
 
+    threaded = False  # True: `render` is real work that releases the GIL; the server runs it in a worker thread
+
     @abstractmethod
     def last_key(self, parts: list[Segment]) -> int: ...
 
@@ -199,6 +202,15 @@ class Format(ABC):
 
     # -- server --------------------------------------------------------------------------------
 
+    def available(self) -> str | None:
+        """Why this process cannot serve or read the format (a library is missing), or None."""
+        return None
+
+    def chunk_limits(self, columns: Sequence[Column], rows: int, nbytes: int) -> tuple[int, int]:
+        """(rows, bytes of COPY output) per chunk for a request's rows_per_chunk (0: the default) and byte
+        budget; a format whose chunk bytes outgrow its COPY output narrows them here."""
+        return rows, nbytes
+
     @abstractmethod
     def select_list(self, columns: Sequence[Column], hidden_key: bool) -> list[str]:
         """The SELECT list COPY renders (with the key in front, for resume tokens, when `hidden_key`)."""
@@ -217,6 +229,10 @@ class Format(ABC):
     @abstractmethod
     def parse_rows(self, data: bytes, columns: Sequence[str]) -> list[dict[str, Any]]:
         """The rows of one chunk (chunks hold whole rows)."""
+
+    def row_decoder(self, columns: Sequence[str]) -> RowDecoder:
+        """Parses the chunks of one stream in order (a format whose chunks depend on earlier ones keeps state)."""
+        return lambda data: self.parse_rows(data, columns)
 
     def __repr__(self) -> str:
         return f"<export format {self.name}>"

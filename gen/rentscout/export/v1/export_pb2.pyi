@@ -18,6 +18,7 @@ class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPORT_FORMAT_CSV: _ClassVar[ExportFormat]
     EXPORT_FORMAT_JSON: _ClassVar[ExportFormat]
     EXPORT_FORMAT_JSONL: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_ARROW: _ClassVar[ExportFormat]
 
 class ExportStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -29,6 +30,7 @@ EXPORT_FORMAT_UNSPECIFIED: ExportFormat
 EXPORT_FORMAT_CSV: ExportFormat
 EXPORT_FORMAT_JSON: ExportFormat
 EXPORT_FORMAT_JSONL: ExportFormat
+EXPORT_FORMAT_ARROW: ExportFormat
 EXPORT_STATUS_UNSPECIFIED: ExportStatus
 EXPORT_STATUS_COMPLETED: ExportStatus
 EXPORT_STATUS_FAILED: ExportStatus
