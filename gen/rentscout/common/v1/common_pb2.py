@@ -25,21 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n rentscout/common/v1/common.proto\x12\x13rentscout.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x03\n\x08Property\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x32\n\x06source\x18\x02 \x01(\x0e\x32\".rentscout.common.v1.ListingSource\x12\x13\n\x0b\x65xternal_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0c\n\x04\x63ity\x18\x05 \x01(\t\x12\x10\n\x08\x64istrict\x18\x06 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x07 \x01(\t\x12\x38\n\rproperty_type\x18\x08 \x01(\x0e\x32!.rentscout.common.v1.PropertyType\x12\r\n\x05price\x18\t \x01(\x03\x12\x10\n\x08\x63urrency\x18\n \x01(\t\x12\r\n\x05rooms\x18\x0b \x01(\x05\x12\x0c\n\x04\x61rea\x18\x0c \x01(\x01\x12\r\n\x05\x66loor\x18\r \x01(\x05\x12\x0b\n\x03lat\x18\x0e \x01(\x01\x12\x0b\n\x03lon\x18\x0f \x01(\x01\x12\x0b\n\x03url\x18\x10 \x01(\t\x12\r\n\x05views\x18\x11 \x01(\x03\x12\x11\n\tis_active\x18\x12 \x01(\x08\x12.\n\ncreated_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf0\x02\n\x0ePropertyFilter\x12\x0e\n\x06\x63ities\x18\x01 \x03(\t\x12\x39\n\x0eproperty_types\x18\x02 \x03(\x0e\x32!.rentscout.common.v1.PropertyType\x12\x16\n\tmin_price\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x16\n\tmax_price\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x16\n\tmin_rooms\x18\x05 \x01(\x05H\x02\x88\x01\x01\x12\x16\n\tmax_rooms\x18\x06 \x01(\x05H\x03\x88\x01\x01\x12\x13\n\x0b\x61\x63tive_only\x18\x07 \x01(\x08\x12\x31\n\rupdated_since\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x07sources\x18\t \x03(\x0e\x32\".rentscout.common.v1.ListingSourceB\x0c\n\n_min_priceB\x0c\n\n_max_priceB\x0c\n\n_min_roomsB\x0c\n\n_max_rooms*\x9a\x01\n\rListingSource\x12\x1e\n\x1aLISTING_SOURCE_UNSPECIFIED\x10\x00\x12\x18\n\x14LISTING_SOURCE_AVITO\x10\x01\x12\x17\n\x13LISTING_SOURCE_CIAN\x10\x02\x12\x1b\n\x17LISTING_SOURCE_DOMCLICK\x10\x03\x12\x19\n\x15LISTING_SOURCE_YANDEX\x10\x04*\xd0\x01\n\x0cPropertyType\x12\x1d\n\x19PROPERTY_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17PROPERTY_TYPE_APARTMENT\x10\x01\x12\x16\n\x12PROPERTY_TYPE_ROOM\x10\x02\x12\x18\n\x14PROPERTY_TYPE_STUDIO\x10\x03\x12\x17\n\x13PROPERTY_TYPE_HOUSE\x10\x04\x12\x1b\n\x17PROPERTY_TYPE_TOWNHOUSE\x10\x05\x12\x1c\n\x18PROPERTY_TYPE_COMMERCIAL\x10\x06*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n rentscout/common/v1/common.proto\x12\x13rentscout.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"V\n\x0eOutOfRangeTime\x12/\n\x08infinity\x18\x01 \x01(\x0e\x32\x1d.rentscout.common.v1.Infinity\x12\x13\n\x0bunix_micros\x18\x02 \x01(\x03\"\xd1\x05\n\x08Property\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x32\n\x06source\x18\x02 \x01(\x0e\x32\".rentscout.common.v1.ListingSource\x12\x13\n\x0b\x65xternal_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0c\n\x04\x63ity\x18\x05 \x01(\t\x12\x15\n\x08\x64istrict\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07\x61\x64\x64ress\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x38\n\rproperty_type\x18\x08 \x01(\x0e\x32!.rentscout.common.v1.PropertyType\x12\r\n\x05price\x18\t \x01(\x03\x12\x10\n\x08\x63urrency\x18\n \x01(\t\x12\x12\n\x05rooms\x18\x0b \x01(\x05H\x02\x88\x01\x01\x12\x11\n\x04\x61rea\x18\x0c \x01(\x01H\x03\x88\x01\x01\x12\x12\n\x05\x66loor\x18\r \x01(\x05H\x04\x88\x01\x01\x12\x10\n\x03lat\x18\x0e \x01(\x01H\x05\x88\x01\x01\x12\x10\n\x03lon\x18\x0f \x01(\x01H\x06\x88\x01\x01\x12\x10\n\x03url\x18\x10 \x01(\tH\x07\x88\x01\x01\x12\r\n\x05views\x18\x11 \x01(\x03\x12\x11\n\tis_active\x18\x12 \x01(\x08\x12.\n\ncreated_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x44\n\x17\x63reated_at_out_of_range\x18\x15 \x01(\x0b\x32#.rentscout.common.v1.OutOfRangeTime\x12\x44\n\x17updated_at_out_of_range\x18\x16 \x01(\x0b\x32#.rentscout.common.v1.OutOfRangeTimeB\x0b\n\t_districtB\n\n\x08_addressB\x08\n\x06_roomsB\x07\n\x05_areaB\x08\n\x06_floorB\x06\n\x04_latB\x06\n\x04_lonB\x06\n\x04_url\"\xf0\x02\n\x0ePropertyFilter\x12\x0e\n\x06\x63ities\x18\x01 \x03(\t\x12\x39\n\x0eproperty_types\x18\x02 \x03(\x0e\x32!.rentscout.common.v1.PropertyType\x12\x16\n\tmin_price\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x16\n\tmax_price\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x16\n\tmin_rooms\x18\x05 \x01(\x05H\x02\x88\x01\x01\x12\x16\n\tmax_rooms\x18\x06 \x01(\x05H\x03\x88\x01\x01\x12\x13\n\x0b\x61\x63tive_only\x18\x07 \x01(\x08\x12\x31\n\rupdated_since\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x07sources\x18\t \x03(\x0e\x32\".rentscout.common.v1.ListingSourceB\x0c\n\n_min_priceB\x0c\n\n_max_priceB\x0c\n\n_min_roomsB\x0c\n\n_max_rooms*\x9a\x01\n\rListingSource\x12\x1e\n\x1aLISTING_SOURCE_UNSPECIFIED\x10\x00\x12\x18\n\x14LISTING_SOURCE_AVITO\x10\x01\x12\x17\n\x13LISTING_SOURCE_CIAN\x10\x02\x12\x1b\n\x17LISTING_SOURCE_DOMCLICK\x10\x03\x12\x19\n\x15LISTING_SOURCE_YANDEX\x10\x04*\xd0\x01\n\x0cPropertyType\x12\x1d\n\x19PROPERTY_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17PROPERTY_TYPE_APARTMENT\x10\x01\x12\x16\n\x12PROPERTY_TYPE_ROOM\x10\x02\x12\x18\n\x14PROPERTY_TYPE_STUDIO\x10\x03\x12\x17\n\x13PROPERTY_TYPE_HOUSE\x10\x04\x12\x1b\n\x17PROPERTY_TYPE_TOWNHOUSE\x10\x05\x12\x1c\n\x18PROPERTY_TYPE_COMMERCIAL\x10\x06*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03*R\n\x08Infinity\x12\x18\n\x14INFINITY_UNSPECIFIED\x10\x00\x12\x15\n\x11INFINITY_NEGATIVE\x10\x01\x12\x15\n\x11INFINITY_POSITIVE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rentscout.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTINGSOURCE']._serialized_start=928
-  _globals['_LISTINGSOURCE']._serialized_end=1082
-  _globals['_PROPERTYTYPE']._serialized_start=1085
-  _globals['_PROPERTYTYPE']._serialized_end=1293
-  _globals['_SEVERITY']._serialized_start=1295
-  _globals['_SEVERITY']._serialized_end=1395
-  _globals['_PROPERTY']._serialized_start=91
-  _globals['_PROPERTY']._serialized_end=554
-  _globals['_PROPERTYFILTER']._serialized_start=557
-  _globals['_PROPERTYFILTER']._serialized_end=925
+  _globals['_LISTINGSOURCE']._serialized_start=1274
+  _globals['_LISTINGSOURCE']._serialized_end=1428
+  _globals['_PROPERTYTYPE']._serialized_start=1431
+  _globals['_PROPERTYTYPE']._serialized_end=1639
+  _globals['_SEVERITY']._serialized_start=1641
+  _globals['_SEVERITY']._serialized_end=1741
+  _globals['_INFINITY']._serialized_start=1743
+  _globals['_INFINITY']._serialized_end=1825
+  _globals['_OUTOFRANGETIME']._serialized_start=90
+  _globals['_OUTOFRANGETIME']._serialized_end=176
+  _globals['_PROPERTY']._serialized_start=179
+  _globals['_PROPERTY']._serialized_end=900
+  _globals['_PROPERTYFILTER']._serialized_start=903
+  _globals['_PROPERTYFILTER']._serialized_end=1271
 # @@protoc_insertion_point(module_scope)
