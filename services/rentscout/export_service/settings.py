@@ -18,9 +18,13 @@ class ExportSettings:
         int_range(0, 86_400_000))
     token_secret: str = setting(
         "EXPORT_TOKEN_SECRET", "",
-        "HMAC key of resume tokens. Every replica must share it (tokens minted by one are resumed on another); "
-        "unset, it is derived from RENTSCOUT_DATABASE_URL, so replicas with the same database URL agree.",
-        secret=True)
+        "Secret that signs resume tokens (HMAC); every replica must share it so any one resumes any token. "
+        "Unset, each process signs with a random key of its own: resume then works on the same replica only "
+        "(a warning is logged).", secret=True)
+    token_secret_previous: str = setting(
+        "EXPORT_TOKEN_SECRET_PREVIOUS", "",
+        "The secret before the last rotation: tokens it signed are still accepted; new ones use "
+        "RENTSCOUT_EXPORT_TOKEN_SECRET. Remove it once the old tokens are no longer needed.", secret=True)
     default_bytes_per_chunk: int = setting(
         "EXPORT_DEFAULT_BYTES_PER_CHUNK", MIB, "Bytes per data chunk when a request says 0.", int_range(4096, 2 * MIB))
     max_bytes_per_chunk: int = setting(
