@@ -68,11 +68,11 @@ def no_params(_req: Any) -> Params:
 
 # -- rows to messages -------------------------------------------------------------------------
 
-# Timestamps are read as exact epoch microseconds (see rentscout.wire.times): a BC date or an infinity
+# Timestamps are read as exact numeric epochs (see rentscout.wire.times): a BC date or an infinity
 # is a value to send, not a datetime to fail on.
 TIME_COLUMNS = ("created_at", "updated_at")
 PROPERTY_COLUMNS = ", ".join(
-    f"{times.epoch_micros_sql(c.name)} AS {c.name}" if c.name in TIME_COLUMNS else c.name for c in schema.PROPERTIES)
+    f"{times.epoch_sql(c.name)} AS {c.name}" if c.name in TIME_COLUMNS else c.name for c in schema.PROPERTIES)
 # NULL-able columns are `optional` fields: a NULL stays absent (never "" or 0).
 VALUE_FIELDS = ("id", "external_id", "title", "city", "district", "address", "price", "currency", "rooms", "area",
                 "floor", "lat", "lon", "url", "views", "is_active")

@@ -61,12 +61,14 @@ INFINITY_NEGATIVE: Infinity
 INFINITY_POSITIVE: Infinity
 
 class OutOfRangeTime(_message.Message):
-    __slots__ = ("infinity", "unix_micros")
+    __slots__ = ("infinity", "seconds", "nanos")
     INFINITY_FIELD_NUMBER: _ClassVar[int]
-    UNIX_MICROS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NANOS_FIELD_NUMBER: _ClassVar[int]
     infinity: Infinity
-    unix_micros: int
-    def __init__(self, infinity: _Optional[_Union[Infinity, str]] = ..., unix_micros: _Optional[int] = ...) -> None: ...
+    seconds: int
+    nanos: int
+    def __init__(self, infinity: _Optional[_Union[Infinity, str]] = ..., seconds: _Optional[int] = ..., nanos: _Optional[int] = ...) -> None: ...
 
 class Property(_message.Message):
     __slots__ = ("id", "source", "external_id", "title", "city", "district", "address", "property_type", "price", "currency", "rooms", "area", "floor", "lat", "lon", "url", "views", "is_active", "created_at", "updated_at", "created_at_out_of_range", "updated_at_out_of_range")
