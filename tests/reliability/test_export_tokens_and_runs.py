@@ -104,7 +104,7 @@ async def test_runs_of_a_dead_replica_are_closed_as_abandoned(service_env: dict[
 
             end = time.monotonic() + 20
             while not await beating():  # the doomed replica recorded some progress
-                assert time.monotonic() < end, "no heartbeat progress recorded"
+                assert time.monotonic() < end, f"no heartbeat progress recorded:\n{doomed.log_text()[-3000:]}"
                 await asyncio.sleep(0.1)
             doomed.kill()  # SIGKILL: its run can never be closed by itself
         run = await pg_conn.fetchrow("SELECT run_id, replica FROM export_runs WHERE started_at >= $1", since)

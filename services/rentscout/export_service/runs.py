@@ -2,9 +2,10 @@
 
 A run is inserted when a stream starts and closed when it ends. Each replica's heartbeat task refreshes
 the progress of its open runs; an open run whose heartbeat is older than three intervals belongs to a
-replica that died. Every replica's heartbeat also closes such runs as `abandoned` (ended at their last
-heartbeat, with the rows and bytes it recorded), so they never stay `running`; statistics count them as
-abandoned (never in flight) even before the sweep reaches them.
+replica that died (or is badly stalled): statistics count it as abandoned, never in flight. Once it
+has been silent for ten intervals, every replica's heartbeat closes it as `abandoned` for good (ended
+at its last heartbeat, with the rows and bytes it recorded), so no run stays `running` forever. The
+wider margin keeps a replica that was merely slow for a few beats from having its live runs closed.
 
 Bookkeeping never outlives the server's bound (RENTSCOUT_DEPENDENCY_TIMEOUT_SECONDS) and never waits
 on the caller's deadline: writes made after a stream ended run without it.
@@ -28,7 +29,8 @@ from rentscout.wire import formats
 
 _log = logging.getLogger(__name__)
 END_TIMEOUT_SECONDS = 5.0
-STALE_BEATS = 3  # an open run silent for this many heartbeat intervals was abandoned
+STALE_BEATS = 3  # an open run silent for this many heartbeat intervals is not in flight (statistics)
+SWEEP_BEATS = 10  # ... and after this many it is closed as abandoned
 SWEEP_SQL = """
 UPDATE export_runs SET status = 'abandoned', ended_at = heartbeat_at, error_code = 'ABANDONED'
  WHERE ended_at IS NULL AND heartbeat_at < clock_timestamp() - make_interval(secs => $1)"""
@@ -97,8 +99,8 @@ class RunStore:
                 timeout=max(self.heartbeat_seconds * 2, 1.0))
 
     async def sweep(self) -> int:
-        """Close the runs of replicas that died (heartbeat silent for STALE_BEATS intervals) as abandoned."""
-        status = await self._write(SWEEP_SQL, self.heartbeat_seconds * STALE_BEATS,
+        """Close the runs of replicas that died (heartbeat silent for SWEEP_BEATS intervals) as abandoned."""
+        status = await self._write(SWEEP_SQL, self.heartbeat_seconds * SWEEP_BEATS,
                                    timeout=max(self.heartbeat_seconds * 2, 1.0))
         swept = int(status.rsplit(" ", 1)[-1]) if status.startswith("UPDATE") else 0
         if swept:

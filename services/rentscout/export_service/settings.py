@@ -36,7 +36,7 @@ class ExportSettings:
     heartbeat_seconds: float = setting(
         "EXPORT_HEARTBEAT_SECONDS", 5.0,
         "How often a replica records the progress of its running exports; runs silent for 3 intervals count as "
-        "abandoned (failed) and not in flight.", float_range(0.05, 3600))
+        "abandoned (not in flight), and after 10 any replica closes them as abandoned.", float_range(0.05, 3600))
     runs_retention_days: int = setting(
         "EXPORT_RUNS_RETENTION_DAYS", 30, "Export run records older than this are deleted (0: kept forever).",
         int_range(0, 36500))
