@@ -196,8 +196,10 @@ def echo_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def cache_service(rows: int) -> Iterator[str]:
-    """The real cache-query service (`rentscout serve cache-query`) over a private PostgreSQL and Redis."""
+def cache_service(rows: int, service: str = "cache-query", extra_env: dict[str, str] | None = None,
+                  pid: list[int] | None = None) -> Iterator[str]:
+    """A real service process (`rentscout serve <service>`, cache-query by default) over a private PostgreSQL
+    and Redis; its pid is appended to `pid` when given (for memory sampling)."""
     from rentscout.db.migrate import migrate
     from rentscout.db.seed import seed
     from rentscout.devstack.instances import PostgresInstance, RedisInstance, free_port
@@ -217,9 +219,9 @@ def cache_service(rows: int) -> Iterator[str]:
         asyncio.run(prepare())
         port = free_port()
         env = {**os.environ, "RENTSCOUT_DATABASE_URL": pg.dsn, "RENTSCOUT_REDIS_URL": redis.url,
-               "RENTSCOUT_LOG_LEVEL": "warning"}
+               "RENTSCOUT_LOG_LEVEL": "warning", **(extra_env or {})}
         log = stack.enter_context((Path(tmp) / "cache.log").open("ab"))
-        server = subprocess.Popen([sys.executable, "-m", "rentscout.main", "serve", "cache-query", "--host", "127.0.0.1",
+        server = subprocess.Popen([sys.executable, "-m", "rentscout.main", "serve", service, "--host", "127.0.0.1",
                                    "--port", str(port), "--metrics-port", "0"], env=env, cwd=ROOT, stdout=log,
                                   stderr=subprocess.STDOUT)
 
@@ -228,6 +230,8 @@ def cache_service(rows: int) -> Iterator[str]:
             server.wait(30)
 
         stack.callback(stop)
+        if pid is not None:
+            pid.append(server.pid)
         from rentscout.wire.health import check_health as check
 
         deadline = time.monotonic() + 60

@@ -45,6 +45,8 @@ K8S_SECRET_VALUES: dict[str, str] = {
     "RENTSCOUT_DATABASE_URL": f"postgresql://rentscout:{PLACEHOLDER}@postgres:5432/rentscout",
     "RENTSCOUT_REDIS_URL": "redis://redis:6379/0",
     "RENTSCOUT_AUTH_TOKENS": f"{PLACEHOLDER}_ADMIN_TOKEN:admin,{PLACEHOLDER}_READER_TOKEN:reader",
+    # one secret for every export replica, so any of them resumes any token (unset: per-process keys)
+    "RENTSCOUT_EXPORT_TOKEN_SECRET": f"{PLACEHOLDER}_EXPORT_TOKEN_SECRET",
 }
 # Kubernetes ConfigMap: values that differ from the defaults for every cluster.
 K8S_CONFIG_VALUES: dict[str, str] = {

@@ -68,8 +68,10 @@ async def database(pg_instance: PostgresInstance) -> str:
 
 @pytest.fixture(scope="session")
 def service_env(database: str, redis_instance: RedisInstance) -> dict[str, str]:
-    """Environment for servers under test: the private PostgreSQL and Redis, no auth, fast probes."""
+    """Environment for servers under test: the private PostgreSQL and Redis, no auth, fast probes, and one
+    resume-token secret shared by every export process (as a deployment sets it: tokens resume anywhere)."""
     return {
+        "RENTSCOUT_EXPORT_TOKEN_SECRET": "test-export-token-secret",
         "RENTSCOUT_DATABASE_URL": database,
         "RENTSCOUT_REDIS_URL": redis_instance.url,
         "RENTSCOUT_HEALTH_CHECK_INTERVAL_SECONDS": "0.2",

@@ -121,8 +121,25 @@ def test_secret_template_carries_every_secret_setting_as_a_placeholder() -> None
     _, secret = _rendered_env("dev")
     assert set(secret) == SECRET
     assert any(GEN.PLACEHOLDER in value for value in secret.values())
-    for key in ("RENTSCOUT_AUTH_TOKENS",):
+    for key in ("RENTSCOUT_AUTH_TOKENS", "RENTSCOUT_EXPORT_TOKEN_SECRET"):
         assert GEN.PLACEHOLDER in secret[key], f"{key} must be a placeholder, never a usable token"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_resume_token_secret_comes_from_the_secret_only(overlay: str) -> None:
+    """Every export replica reads RENTSCOUT_EXPORT_TOKEN_SECRET from the Secret (envFrom secretRef), never
+    from the ConfigMap or an inline value, so replicas share one key and no manifest holds it."""
+    data, _ = _rendered_env(overlay)
+    assert "RENTSCOUT_EXPORT_TOKEN_SECRET" not in data and "RENTSCOUT_EXPORT_TOKEN_SECRET_PREVIOUS" not in data
+    exports = [d for d in by_kind(render(f"overlays/{overlay}"), "Deployment").values()
+               if "export" in d["metadata"]["name"]]
+    assert exports, "no export Deployment rendered"
+    for deployment in exports:
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            refs = {e.get("secretRef", {}).get("name") for e in container.get("envFrom", [])}
+            assert "rentscout-secrets" in refs
+            inline = {e["name"] for e in container.get("env", [])}
+            assert not inline & {"RENTSCOUT_EXPORT_TOKEN_SECRET", "RENTSCOUT_EXPORT_TOKEN_SECRET_PREVIOUS"}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -131,13 +148,17 @@ def test_each_service_container_loads_its_settings(overlay: str) -> None:
     data, secret = _rendered_env(overlay)
     if not secret:  # prod: the Secret is created out of band; use the template's keys
         _, secret = _rendered_env("dev")
+    seen = []
     for deployment in by_kind(render(f"overlays/{overlay}"), "Deployment").values():
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             if not any("configMapRef" in e for e in container.get("envFrom", [])):
                 continue
+            seen.append(f"{deployment['metadata']['name']}/{container['name']}")
             env = {**data, **secret, **{e["name"]: e["value"] for e in container.get("env", []) if "value" in e}}
             try:
                 for cls in all_settings():
                     load(cls, environ=env)
             except ConfigError as exc:
                 pytest.fail(f"{deployment['metadata']['name']}/{container['name']}: {exc}")
+    # the three services' containers were checked (a rename of the ConfigMap ref must not skip them all)
+    assert len(seen) >= 3, seen

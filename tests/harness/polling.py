@@ -25,3 +25,16 @@ async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], Any] |
                 assert result is True, result
             return result
         await asyncio.sleep(0.05)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> bool:
+    """Blocking twin of `eventually` for threads and sync tests: True once `predicate()` is truthy."""
+    import time
+
+    end = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > end:
+            return False
+        time.sleep(interval)

@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import grpc
 
+from harness.polling import wait_until
 from harness.servers import ServerProcess
 from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
 from rentscout.devstack.instances import RedisInstance
@@ -29,15 +30,6 @@ async def _expected(dsn: str) -> dict[str, list[int]]:
 
 def _breaker(stub: cache_pb2_grpc.CacheQueryServiceStub) -> int:
     return stub.GetCacheStats(cache_pb2.GetCacheStatsRequest(), timeout=5).breaker_state
-
-
-def _wait(predicate, seconds: float = 20) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 async def test_redis_outage_under_traffic(service_env: dict[str, str], database: str, tmp_path: Path) -> None:
@@ -70,16 +62,16 @@ async def test_redis_outage_under_traffic(service_env: dict[str, str], database:
     try:
         with grpc.insecure_channel(server.target) as ch:
             stub = cache_pb2_grpc.CacheQueryServiceStub(ch)
-            assert _wait(lambda: calls[0] > 50)
+            assert wait_until(lambda: calls[0] > 50)
             assert _breaker(stub) == cache_pb2.BREAKER_STATE_CLOSED
             redis.kill()
-            assert _wait(lambda: _breaker(stub) == cache_pb2.BREAKER_STATE_OPEN), "breaker never opened"
+            assert wait_until(lambda: _breaker(stub) == cache_pb2.BREAKER_STATE_OPEN), "breaker never opened"
             during = calls[0]
-            assert _wait(lambda: calls[0] > during + 50)  # answers keep coming from PostgreSQL
+            assert wait_until(lambda: calls[0] > during + 50)  # answers keep coming from PostgreSQL
             redis.start()  # same port
-            assert _wait(lambda: _breaker(stub) == cache_pb2.BREAKER_STATE_CLOSED, 60), "breaker never closed"
+            assert wait_until(lambda: _breaker(stub) == cache_pb2.BREAKER_STATE_CLOSED, 60), "breaker never closed"
             after = calls[0]
-            assert _wait(lambda: calls[0] > after + 50)
+            assert wait_until(lambda: calls[0] > after + 50)
     finally:
         stop.set()
         worker.join(30)

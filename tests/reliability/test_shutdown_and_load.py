@@ -1,8 +1,10 @@
-"""SIGTERM with exports in flight, and a bounded mixed load from a separate process."""
+"""SIGTERM with exports in flight, and a bounded mixed load from a separate process.
+
+Behaviour only: the figures of the load (requests, throughput, latency, memory growth) are printed by
+bench/load_bench.py, never asserted here."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -21,8 +23,11 @@ from rentscout.export.v1 import export_pb2, export_pb2_grpc
 LOADGEN = Path(__file__).resolve().parents[1] / "harness" / "loadgen.py"
 
 
-def _connections(pg: PostgresInstance, app: str) -> int:
-    return int(pg.psql(f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'").strip())
+def _busy_connections(pg: PostgresInstance, app: str) -> list[str]:
+    """Connections of `app` doing anything but waiting idle in a pool."""
+    out = pg.psql(f"SELECT state || ': ' || left(query, 60) FROM pg_stat_activity WHERE application_name = '{app}' "
+                  "AND state <> 'idle'").strip()
+    return out.splitlines() if out else []
 
 
 def test_sigterm_with_exports_in_flight(service_env: dict[str, str], pg_instance: PostgresInstance,
@@ -51,21 +56,25 @@ def test_sigterm_with_exports_in_flight(service_env: dict[str, str], pg_instance
             watcher = threading.Thread(target=follow)
             watcher.start()
             stream = export_pb2_grpc.ExportServiceStub(ch).ExportProperties(request, timeout=60)
+            signalled = False
             try:
                 for i, message in enumerate(stream):
                     if message.HasField("chunk"):
                         received.append(bytes(message.chunk.data))
                         token = message.chunk.resume_token
                     if i == 3:
-                        sent_at = time.monotonic()
                         doomed.signal()
+                        signalled = True
                     if i >= 3:
                         time.sleep(0.05)  # a slow consumer: it cannot finish within the 2 s grace
                 code = grpc.StatusCode.OK
             except grpc.RpcError as exc:
                 code = exc.code()
+            stream_ended = time.monotonic()
             watcher.join(10)
-            assert flipped and flipped[0] - sent_at < 1.0, "health did not flip to NOT_SERVING at once"
+            assert signalled
+            # at once: while the in-flight stream was still being served (no figure: an ordering)
+            assert flipped and flipped[0] < stream_ended, "health did not flip to NOT_SERVING before the stream ended"
         assert doomed.proc.wait(30) == 0
         assert code != grpc.StatusCode.OK, "a slow 20k-row stream cannot finish within the grace period"
         # the client continues elsewhere with the last resume token it received
@@ -75,14 +84,18 @@ def test_sigterm_with_exports_in_flight(service_env: dict[str, str], pg_instance
             for message in export_pb2_grpc.ExportServiceStub(ch).ExportProperties(rest, timeout=60):
                 if message.HasField("chunk"):
                     received.append(bytes(message.chunk.data))
+        # leaks, checked while the spare still runs (an exited process' sockets prove nothing): its
+        # connections are back in its pool, idle
+        assert _busy_connections(pg_instance, "rentscout-export") == []
     finally:
         doomed.stop()
         spare.stop()
-    ids = [json.loads(line)["id"] for line in b"".join(received).splitlines()]
+    # every chunk is whole lines (each ends with a newline, each line one JSON object)
+    assert received and all(chunk.endswith(b"\n") for chunk in received)
+    ids = [json.loads(line)["id"] for chunk in received for line in chunk.splitlines()]
     expected = [int(x) for x in pg_instance.psql("SELECT id FROM properties ORDER BY id").split()]
     assert ids == expected  # every row exactly once, in order
-    assert hashlib.sha256(b"".join(received)).hexdigest()  # bytes are whole lines
-    assert _connections(pg_instance, "rentscout-export") == 0  # nothing leaked by either process
+    assert any(r.get("message") == "stopped" for r in doomed.log_records())  # it closed its pools itself
 
 
 def test_bounded_mixed_load(service_env: dict[str, str], tmp_path: Path) -> None:
@@ -101,11 +114,12 @@ def test_bounded_mixed_load(service_env: dict[str, str], tmp_path: Path) -> None
         assert server.proc.poll() is None
     finally:
         server.stop()
-    print(f"\nload: {result['requests']} requests, {result['rps']} rps, p50 {result['p50_ms']} ms, "
-          f"p99 {result['p99_ms']} ms, errors {result['errors']}, rows exported {result['rows_exported']}, "
-          f"RSS {samples[len(samples) // 4]:.0f} -> {samples[-1]:.0f} MiB (max {max(samples):.0f})")
     assert load.returncode == 0
     assert result["errors"] == 0, result["codes"]
-    assert result["requests"] > 1000 and result["rows_exported"] > 0
-    warm = samples[len(samples) // 4]  # after warm-up (caches filled, pools open)
-    assert samples[-1] - warm < 40, f"memory grew from {warm:.0f} to {samples[-1]:.0f} MiB"
+    assert result["requests"] > 0 and result["rows_exported"] > 0
+    assert all(v["n"] > 0 for v in result["by_rpc"].values()) and len(result["by_rpc"]) > 1  # every kind of call ran
+    # Memory is bounded: after warm-up (caches filled, pools open) the process holds its steady state, so
+    # the end may not exceed twice it. Generous on purpose: allocator and gRPC buffer growth stay far below
+    # that, while a leak per request (thousands of calls here) would pass it; the figure is bench's to print.
+    warm = samples[len(samples) // 4]
+    assert samples[-1] <= 2 * warm, f"memory grew from {warm:.0f} to {samples[-1]:.0f} MiB"

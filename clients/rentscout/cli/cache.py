@@ -13,6 +13,8 @@ refreshed), the cache key, its age and TTL.
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from typing import Any
 
 from rich.table import Table
@@ -125,20 +127,19 @@ def _render(args: argparse.Namespace, reply: Any) -> None:
         for name, justify in (("id", "right"), ("views", "right"), ("price", "right"), ("type", "left"),
                               ("rooms", "right"), ("m²", "right"), ("district", "left"), ("title", "left")):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
-        for p in reply.properties:
+        for p in reply.properties:  # a NULL column (an absent field) is a blank cell, never 0 or ""
             table.add_row(str(p.id), f"{p.views:,}", f"{p.price:,} {p.currency}", name_of(PROPERTY_TYPE, p.property_type),
-                          str(p.rooms), f"{p.area:.0f}", p.district, p.title)
+                          present(p, "rooms", str), present(p, "area", _area), present(p, "district", str), p.title)
         console.print(table)
     elif command == "price-stats":
         table = Table(title=f"prices in {args.city}" + (f" ({args.property_type})" if args.property_type else ""),
                       show_header=False)
         table.add_column("", style="bold")
         table.add_column("", justify="right")
-        for label, value in (("listings", f"{reply.count:,}"), ("min", f"{reply.min:,.0f}"), ("p25", f"{reply.p25:,.0f}"),
-                             ("median", f"{reply.median:,.0f}"), ("mean", f"{reply.mean:,.0f}"),
-                             ("p75", f"{reply.p75:,.0f}"), ("max", f"{reply.max:,.0f}"),
-                             ("mean per m²", f"{reply.mean_price_per_sqm:,.0f}")):
-            table.add_row(label, value)
+        table.add_row("listings", f"{reply.count:,}")
+        for label, name in (("min", "min"), ("p25", "p25"), ("median", "median"), ("mean", "mean"), ("p75", "p75"),
+                            ("max", "max"), ("mean per m²", "mean_price_per_sqm")):
+            table.add_row(label, present(reply, name, _amount))  # absent (no listings, no areas): blank
         console.print(table)
     elif command == "cities":
         _counts(console, "cities", "city", [(c.city, c.count) for c in reply.cities])
@@ -153,6 +154,20 @@ def _render(args: argparse.Namespace, reply: Any) -> None:
         _stats_tables(console, reply)
         return
     _cache_line(console, reply.cache)
+
+
+def present(message: Any, field: str, text: Callable[[Any], str]) -> str:
+    """`text(value)` of an optional field, or "" when it is absent."""
+    return text(getattr(message, field)) if message.HasField(field) else ""
+
+
+def _amount(value: float) -> str:
+    return f"{value:,.0f}" if math.isfinite(value) else str(value)  # inf, -inf, nan as they are
+
+
+def _area(value: float) -> str:
+    return f"{value:.0f}" if math.isfinite(value) and value >= 1 else (str(value) if not math.isfinite(value)
+                                                                         else f"{value:.3g}")
 
 
 def _counts(console: Any, title: str, label: str, rows: list[tuple[str, int]]) -> None:

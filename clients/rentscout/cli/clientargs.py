@@ -186,7 +186,27 @@ def _silence_stdout() -> None:
 
 
 def message_json(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    """The message as proto3 JSON, except that an absent `optional` field is a null (not a missing key),
+    so a NULL column reads as null next to its present neighbours."""
+    doc = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    _absent_as_null(message, doc)
+    return doc
+
+
+def _absent_as_null(message: Message, doc: dict[str, Any]) -> None:
+    for field in message.DESCRIPTOR.fields:
+        if field.message_type is not None:
+            value = getattr(message, field.name)
+            if field.is_repeated:
+                if field.message_type.GetOptions().map_entry:
+                    continue
+                for item, item_doc in zip(value, doc.get(field.name, []), strict=False):
+                    _absent_as_null(item, item_doc)
+            elif message.HasField(field.name) and isinstance(doc.get(field.name), dict):
+                _absent_as_null(value, doc[field.name])
+        elif field.containing_oneof is not None and field.containing_oneof.name == f"_{field.name}" \
+                and not message.HasField(field.name):
+            doc[field.name] = None  # a proto3 `optional` scalar that is absent
 
 
 def print_json(value: Message | dict[str, Any] | list[Any], stream: Any = None) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rentscout.cache_service import bus
-from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, city_tag, glob_regex, popular_tag
+from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, city_tag, parse_glob, popular_tag
 from rentscout.cache_service.stats import CacheStats
 from rentscout.cache_service.store import RedisStore, RedisUnavailable
 from rentscout.runtime import logs
@@ -93,12 +93,20 @@ class Invalidation:
         return deleted
 
     async def invalidate_pattern(self, pattern: str, trigger: str = "pattern") -> int:
-        """Drop entries whose key matches a Redis glob: SCAN, never KEYS; in-flight fills included."""
-        keys = {k for k in await self._store.scan(pattern) if self._keys.is_entry(k)}
-        match = glob_regex(pattern)
-        for lease in await self._store.scan(self._keys.all_leases_pattern):
+        """Drop entries whose key matches a Redis glob: SCAN, never KEYS; in-flight fills included.
+
+        Redis is asked only for the pattern's literal prefix (SCAN MATCH `prefix*`, linear in Redis);
+        the glob itself is matched here by `Glob.matches`, in bounded time per key, batch by batch,
+        so neither Redis nor this event loop ever runs a backtracking match. Raises GlobError."""
+        glob = parse_glob(pattern)
+        keys = {k for k in await self._store.scan(glob.scan_pattern, glob.matches) if self._keys.is_entry(k)}
+        def lease_matches(lease: str) -> bool:
             entry_key = self._keys.entry_of_lease(lease)
-            if entry_key and match.fullmatch(entry_key):
+            return entry_key is not None and glob.matches(entry_key)
+
+        for lease in await self._store.scan(self._keys.all_leases_pattern, lease_matches):
+            entry_key = self._keys.entry_of_lease(lease)
+            if entry_key:
                 keys.add(entry_key)
         ordered = sorted(keys)
         deleted = await self._store.invalidate_keys(ordered)

@@ -113,32 +113,127 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
+class GlobError(ValueError):
+    """A malformed glob; the message names the problem and its position (1-based)."""
+
+
+@dataclass(frozen=True)
+class Glob:
+    """A Redis glob (`*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\\x`) matched in bounded time, without backtracking.
+
+    The pattern is cut at its stars into segments of single-character atoms, each compiled to a
+    regular expression with no quantifier at all, so a segment test costs at most (key length x
+    segment length) steps. A key matches when the first segment matches at its start, the last one at
+    its end, and every middle one leftmost in between: with fixed-width segments the leftmost place is
+    always a right choice, so no position is ever revisited. The whole match is O(key x pattern),
+    whatever the stars (the classic backtracking translation `.*a.*a.*...` is exponential).
+    """
+
+    pattern: str
+    segments: tuple[re.Pattern[str], ...]
+    widths: tuple[int, ...]
+    starred: bool  # at least one `*`: segments[0] is anchored at the start, segments[-1] at the end
+    literal_prefix: str  # the pattern's leading literal characters (what Redis' SCAN MATCH may narrow by)
+
+    def matches(self, key: str) -> bool:
+        segs, widths, n = self.segments, self.widths, len(key)
+        if not self.starred:
+            return n == widths[0] and segs[0].fullmatch(key) is not None
+        first, last = widths[0], widths[-1]
+        if first + last > n or segs[0].match(key) is None or segs[-1].fullmatch(key, n - last) is None:
+            return False
+        pos, end = first, n - last
+        for seg, width in zip(segs[1:-1], widths[1:-1], strict=True):
+            found = seg.search(key, pos, end)
+            if found is None:
+                return False
+            pos = found.start() + width
+        return True
+
+    @property
+    def scan_pattern(self) -> str:
+        """What to hand SCAN MATCH: the literal prefix and a star, which Redis matches in linear time."""
+        return glob_escape(self.literal_prefix) + "*"
+
+
+def _class_atom(pattern: str, i: int) -> tuple[str, int]:
+    """The regex of the `[...]` starting at pattern[i]; returns (regex, index after the `]`)."""
+    start, n = i, len(pattern)
+    i += 1
+    negate = i < n and pattern[i] == "^"
+    if negate:
+        i += 1
+    items: list[str] = []
+    while True:
+        if i >= n:
+            raise GlobError(f"unterminated character class: '[' at position {start + 1} has no closing ']'")
+        c = pattern[i]
+        if c == "]":
+            break
+        if c == "\\":
+            if i + 1 >= n:
+                raise GlobError(f"dangling escape: '\\' at position {i + 1} ends the pattern")
+            c = pattern[i + 1]
+            i += 1
+        if i + 2 < n and pattern[i + 1] == "-" and pattern[i + 2] != "]":
+            hi_at = i + 2
+            hi = pattern[hi_at]
+            if hi == "\\":
+                if hi_at + 1 >= n:
+                    raise GlobError(f"dangling escape: '\\' at position {hi_at + 1} ends the pattern")
+                hi_at += 1
+                hi = pattern[hi_at]
+            if hi < c:
+                raise GlobError(f"reversed range '{c}-{hi}' in the character class at position {start + 1}")
+            items.append(f"{re.escape(c)}-{re.escape(hi)}")
+            i = hi_at + 1
+            continue
+        items.append(re.escape(c))
+        i += 1
+    if not items:
+        raise GlobError(f"empty character class '[{'^' if negate else ''}]' at position {start + 1} matches nothing")
+    return f"[{'^' if negate else ''}{''.join(items)}]", i + 1
+
+
 @lru_cache(maxsize=256)
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """Redis' glob (`*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\\x`) as a regex, to test keys SCAN cannot reach."""
-    out, i, n = [], 0, len(pattern)
+def parse_glob(pattern: str) -> Glob:
+    """Parse a Redis glob strictly; raises GlobError naming the problem (Redis itself guesses instead)."""
+    segments: list[list[str]] = [[]]
+    prefix: list[str] = []
+    literal_so_far = True
+    i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
-        if c == "\\" and i + 1 < n:
-            out.append(re.escape(pattern[i + 1]))
+        if c == "\\":
+            if i + 1 >= n:
+                raise GlobError(f"dangling escape: '\\' at position {i + 1} ends the pattern")
+            segments[-1].append(re.escape(pattern[i + 1]))
+            if literal_so_far:
+                prefix.append(pattern[i + 1])
             i += 2
             continue
         if c == "*":
-            out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif c == "[":
-            j = pattern.find("]", i + 1)
-            if j == -1:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1:j]
-                negate = body.startswith("^")
-                body = body[1:] if negate else body
-                body = body.replace("\\", "\\\\")
-                out.append(f"[{'^' if negate else ''}{body}]")
-                i = j
-        else:
-            out.append(re.escape(c))
+            literal_so_far = False
+            if segments[-1] or len(segments) == 1:
+                segments.append([])
+            i += 1
+            continue
+        if c == "?":
+            literal_so_far = False
+            segments[-1].append(".")
+            i += 1
+            continue
+        if c == "[":
+            literal_so_far = False
+            atom, i = _class_atom(pattern, i)
+            segments[-1].append(atom)
+            continue
+        if c == "]":
+            raise GlobError(f"unmatched ']' at position {i + 1} (escape it as '\\]')")
+        segments[-1].append(re.escape(c))
+        if literal_so_far:
+            prefix.append(c)
         i += 1
-    return re.compile("".join(out), re.DOTALL)
+    starred = len(segments) > 1
+    return Glob(pattern, tuple(re.compile("".join(seg), re.DOTALL) for seg in segments),
+                tuple(len(seg) for seg in segments), starred, "".join(prefix))

@@ -4,7 +4,9 @@ Migration 0003 makes every statement that changes `properties` NOTIFY `rentscout
 with the cities and types it touched. Notifications sent while no connection listens are lost, so
 `on_connect(first)` runs once LISTEN is active and the service decides what to drop (everything
 after a reconnection). A `SELECT 1` every `check_interval` detects a connection that died
-silently, then `on_alive` runs (the service keeps a heartbeat in Redis with it). Notifications that
+silently, then `on_alive` runs (the service keeps a heartbeat in Redis with it). Every wait (connect,
+LISTEN, the check) is bounded by `connect_timeout`, so a frozen PostgreSQL means a reconnection loop,
+never a listener stuck on a dead socket. Notifications that
 queue up while one is handled are handled together, so a burst of writes costs one invalidation.
 """
 
@@ -68,7 +70,8 @@ class ChangeListener:
                 if self._stopped:
                     break
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())
-                await conn.add_listener(CHANNEL, self._notified)
+                # LISTEN is a statement too: a server that accepted the connection and froze must not hold us
+                await asyncio.wait_for(conn.add_listener(CHANNEL, self._notified), self._connect_timeout)
                 self.connections += 1
                 await self._on_connect(self.connections == 1)
                 self.connected.set()

@@ -16,7 +16,7 @@ from rentscout.cache_service.registry import Params, cached_query
 from rentscout.common.v1 import common_pb2
 from rentscout.runtime.errors import Violations
 from rentscout.runtime.replicas import Reads
-from rentscout.wire import schema
+from rentscout.wire import schema, times
 from rentscout.wire.enums import LISTING_SOURCE, PROPERTY_TYPE, enum_value, name_of
 from rentscout.wire.validation import city_problem
 
@@ -68,17 +68,22 @@ def no_params(_req: Any) -> Params:
 
 # -- rows to messages -------------------------------------------------------------------------
 
-PROPERTY_COLUMNS = ", ".join(c.name for c in schema.PROPERTIES)
+# Timestamps are read as exact numeric epochs (see rentscout.wire.times): a BC date or an infinity
+# is a value to send, not a datetime to fail on.
+TIME_COLUMNS = ("created_at", "updated_at")
+PROPERTY_COLUMNS = ", ".join(
+    f"{times.epoch_sql(c.name)} AS {c.name}" if c.name in TIME_COLUMNS else c.name for c in schema.PROPERTIES)
+# NULL-able columns are `optional` fields: a NULL stays absent (never "" or 0).
+VALUE_FIELDS = ("id", "external_id", "title", "city", "district", "address", "price", "currency", "rooms", "area",
+                "floor", "lat", "lon", "url", "views", "is_active")
 
 
 def to_property(row: asyncpg.Record) -> common_pb2.Property:
-    fields = {k: row[k] for k in ("id", "external_id", "title", "city", "district", "address", "price", "currency",
-                                  "rooms", "area", "floor", "lat", "lon", "url", "views", "is_active")
-              if row[k] is not None}
+    fields = {k: row[k] for k in VALUE_FIELDS if row[k] is not None}
     prop = common_pb2.Property(source=enum_value(LISTING_SOURCE, row["source"]),
                                property_type=enum_value(PROPERTY_TYPE, row["property_type"]), **fields)
-    prop.created_at.FromDatetime(row["created_at"])
-    prop.updated_at.FromDatetime(row["updated_at"])
+    for name in TIME_COLUMNS:
+        times.set_time(prop, name, row[name])
     return prop
 
 
@@ -86,7 +91,7 @@ def to_property(row: asyncpg.Record) -> common_pb2.Property:
 
 
 @cached_query("popular_properties", rpc="PopularProperties", request=cache_pb2.PopularPropertiesRequest,
-              params=popular_params, tags=lambda p: [city_tag(p["city"]), popular_tag(p["city"])])
+              params=popular_params, tags=lambda p: [city_tag(p["city"]), popular_tag(p["city"])], version=2)
 async def popular_properties(db: Reads, *, city: str, limit: int) -> cache_pb2.PopularPropertiesResponse:
     """Most viewed active listings of a city (index properties_city_views_active_idx)."""
     rows = await db.fetch(
@@ -96,21 +101,27 @@ async def popular_properties(db: Reads, *, city: str, limit: int) -> cache_pb2.P
 
 
 @cached_query("price_stats", rpc="PriceStats", request=cache_pb2.PriceStatsRequest,
-              params=price_stats_params, tags=lambda p: [city_tag(p["city"])])
+              params=price_stats_params, tags=lambda p: [city_tag(p["city"])], version=2)
 async def price_stats(db: Reads, *, city: str, property_type: str | None) -> cache_pb2.PriceStatsResponse:
-    """Price distribution of a city's active listings; price per m2 is the mean of each listing's price/area."""
+    """Price distribution of a city's active listings; price per m2 is the mean of each listing's price/area.
+
+    price/area is computed in numeric: in double precision a denormal area overflows (an error in
+    PostgreSQL); in numeric it is a huge number, which becomes Infinity as a double. NaN stays NaN."""
     row = await db.fetchrow(
         """SELECT count(*) AS n, min(price) AS lo, max(price) AS hi, avg(price)::float8 AS mean,
                   percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY price) AS q,
-                  avg(price / area) FILTER (WHERE area > 0) AS per_sqm
+                  avg(price::numeric / area::numeric) FILTER (WHERE area > 0) AS per_sqm
              FROM properties
             WHERE is_active AND city = $1 AND ($2::text IS NULL OR property_type = $2)""",
         city, property_type)
     if row is None or not row["n"]:
         return cache_pb2.PriceStatsResponse()
     p25, median, p75 = row["q"]
-    return cache_pb2.PriceStatsResponse(count=row["n"], min=row["lo"], max=row["hi"], mean=row["mean"], median=median,
-                                        p25=p25, p75=p75, mean_price_per_sqm=row["per_sqm"] or 0.0)
+    out = cache_pb2.PriceStatsResponse(count=row["n"], min=row["lo"], max=row["hi"], mean=row["mean"], median=median,
+                                       p25=p25, p75=p75)
+    if row["per_sqm"] is not None:  # absent when no listing has an area
+        out.mean_price_per_sqm = float(row["per_sqm"])  # a Decimal: beyond double's range it is +-Infinity
+    return out
 
 
 @cached_query("cities", rpc="Cities", request=cache_pb2.CitiesRequest, params=no_params, tags=lambda p: [CITIES_TAG])

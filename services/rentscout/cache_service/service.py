@@ -16,7 +16,7 @@ import grpc
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service import queries as _queries  # noqa: F401  (registers the queries)
 from rentscout.cache_service.engine import QueryCache
-from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, city_tag
+from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, GlobError, city_tag, parse_glob
 from rentscout.cache_service.queries import check_city
 from rentscout.cache_service.registry import REGISTRY, CachedQuery
 from rentscout.cache_service.settings import CacheSettings
@@ -53,6 +53,11 @@ class CacheQueryServicer:
                 v.add("pattern", "must not contain control characters")
             elif not request.pattern.startswith(prefix):
                 v.add("pattern", f"must start with the cache namespace {prefix!r}")
+            else:
+                try:
+                    parse_glob(request.pattern)
+                except GlobError as exc:
+                    v.add("pattern", f"is not a valid glob: {exc}")
         if len(request.tags) > MAX_TAGS:
             v.add("tags", f"at most {MAX_TAGS} tags per call")
         for i, tag in enumerate(request.tags[:MAX_TAGS]):

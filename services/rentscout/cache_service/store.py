@@ -224,10 +224,15 @@ class RedisStore:
 
         return await self.call("invalidate", run, self.bulk_timeout)
 
-    async def scan(self, pattern: str) -> list[str]:
+    async def scan(self, pattern: str, keep: Callable[[str], bool] | None = None) -> list[str]:
+        """Keys matching `pattern` (SCAN MATCH, batches of 1000), filtered by `keep` between batches."""
         async def run() -> list[str]:
-            return [k.decode() if isinstance(k, bytes) else k
-                    async for k in self.client.scan_iter(match=pattern, count=1000)]
+            out = []
+            async for raw in self.client.scan_iter(match=pattern, count=1000):
+                key = raw.decode() if isinstance(raw, bytes) else raw
+                if keep is None or keep(key):
+                    out.append(key)
+            return out
 
         return await self.call("scan", run, self.bulk_timeout)
 

@@ -4,6 +4,11 @@ asyncpg pauses reading the socket while the COPY output callback awaits, and the
 `queue.put`, which waits while the consumer (the RPC, itself waiting for gRPC to send) is behind: so
 PostgreSQL produces only as fast as the client consumes, and at most `QUEUE_BLOCKS` socket reads
 (~256 KiB each) wait here. Cancelling the task cancels the query and returns the connection.
+
+Inactivity: a COPY may rightly run for hours, so it is not bounded as a whole, only by the call's own
+deadline. What is bounded is PostgreSQL's silence: while the pump waits on PostgreSQL (not on the
+client), the next block must come within the server's bound (RENTSCOUT_DEPENDENCY_TIMEOUT_SECONDS),
+or the stream fails with UNAVAILABLE and the stuck connection is terminated, never reused.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from rentscout.export_service import sqlgen
 from rentscout.export_service.sqlgen import Window
 from rentscout.runtime import deadline
+from rentscout.runtime.errors import Unavailable
 from rentscout.runtime.replicas import NODE_LSN_SQL, ReadRouter, parse_lsn
 
 SMALL_BLOCK = 64 * 1024
@@ -63,6 +70,7 @@ class CopyPump:
         self.job = job
         self.queue: asyncio.Queue[Started | bytes | Failure | _End] = asyncio.Queue(QUEUE_BLOCKS)
         self.task: asyncio.Task[None] | None = None
+        self._silence: asyncio.Timeout | None = None  # PostgreSQL's silence, rescheduled at every block
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run(), name="export-copy")
@@ -80,11 +88,32 @@ class CopyPump:
 
     async def deliver(self, block: bytes) -> None:
         """COPY's output callback: hands one socket read to the RPC, waiting while it is behind."""
+        silence = self._silence
+        if silence is not None:
+            silence.reschedule(None)  # waiting on the client is not PostgreSQL's silence
         await self.queue.put(block)
+        if silence is not None:
+            silence.reschedule(asyncio.get_running_loop().time() + deadline.bound())
         if len(block) < SMALL_BLOCK:
             # PostgreSQL writes 8 KiB at a time and we read faster: let the socket buffer fill a little,
             # so the per-read costs (asyncio, asyncpg, framing) are paid per ~100 KiB, not per 8 KiB.
             await asyncio.sleep(COALESCE_SECONDS)
+
+    async def _copy(self, conn: Any, job: CopyJob) -> None:
+        bound = deadline.bound()
+        try:
+            async with asyncio.timeout(bound) as silence:
+                self._silence = silence
+                await conn.copy_from_query(sqlgen.select_sql(job.select_list, job.where, job.window),
+                                           output=self.deliver, timeout=deadline.call_remaining(), **job.copy_options)
+        except TimeoutError:
+            if self._silence is not None and self._silence.expired() and not deadline.expired():
+                conn.terminate()  # stuck mid-COPY: never back into the pool (TimeoutError does not reach it)
+                raise Unavailable(f"PostgreSQL sent nothing for {bound:g}s during the export "
+                                  "(RENTSCOUT_DEPENDENCY_TIMEOUT_SECONDS)") from None
+            raise
+        finally:
+            self._silence = None
 
     async def _run(self) -> None:
         job, put = self.job, self.queue.put
@@ -98,8 +127,7 @@ class CopyPump:
                 else:
                     plan = await conn.fetchval(sqlgen.explain_sql(job.where, job.window), timeout=deadline.remaining())
                     await put(Started(int(orjson.loads(plan)[0]["Plan"]["Plan Rows"]), node, lsn))
-                    await conn.copy_from_query(sqlgen.select_sql(job.select_list, job.where, job.window),
-                                               output=self.deliver, timeout=deadline.remaining(), **job.copy_options)
+                    await self._copy(conn, job)
             await put(END)
         except asyncio.CancelledError:
             raise

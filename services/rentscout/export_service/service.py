@@ -29,7 +29,7 @@ from rentscout.export_service.request import build_spec, check_static, resolve_c
 from rentscout.export_service.runs import RunStore
 from rentscout.export_service.settings import ExportSettings
 from rentscout.export_service.stream import ExportRun, Slots, StreamStart, copy_job
-from rentscout.export_service.tokens import ResumeState, TokenCodec, derive_secret
+from rentscout.export_service.tokens import ResumeState, TokenCodec, signing_keys
 from rentscout.runtime import context
 from rentscout.runtime.config import load
 from rentscout.runtime.errors import InvalidArgument, Violations
@@ -54,7 +54,7 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         self.reads = resources.reads  # streams and PlanExport read from standbys when there are any
         self.settings = settings
         self.catalog = Catalog(resources.db)
-        self.codec = TokenCodec(derive_secret(settings.token_secret, resources.settings.database_url))
+        self.codec = TokenCodec(*signing_keys(settings.token_secret, settings.token_secret_previous))
         self.runs = RunStore(resources.db, settings.heartbeat_seconds, settings.runs_retention_days)
         self.slots = Slots(settings.max_concurrent)
 
@@ -149,8 +149,9 @@ def build(resources: Resources, settings: ExportSettings | None = None,
     """The servicer and its ServiceSpec (tests use the servicer to look inside, and may give the pump)."""
     settings = settings or load(ExportSettings)
     if not settings.token_secret:
-        _log.warning("RENTSCOUT_EXPORT_TOKEN_SECRET is unset: resume tokens are signed with a key derived from the "
-                     "database URL; set one secret on every replica if their database URLs differ")
+        _log.warning("RENTSCOUT_EXPORT_TOKEN_SECRET is unset: resume tokens are signed with a random key of this "
+                     "process, so an export resumes on this replica only (and not after a restart); set one secret "
+                     "on every replica", extra={"fields": {"event.category": "configuration"}})
     servicer = ExportServicer(resources, settings, pump)
     spec = ServiceSpec(name=SERVICE_NAME,
                        register=lambda server: export_pb2_grpc.add_ExportServiceServicer_to_server(servicer, server),

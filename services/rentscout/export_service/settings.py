@@ -18,9 +18,13 @@ class ExportSettings:
         int_range(0, 86_400_000))
     token_secret: str = setting(
         "EXPORT_TOKEN_SECRET", "",
-        "HMAC key of resume tokens. Every replica must share it (tokens minted by one are resumed on another); "
-        "unset, it is derived from RENTSCOUT_DATABASE_URL, so replicas with the same database URL agree.",
-        secret=True)
+        "Secret that signs resume tokens (HMAC); every replica must share it so any one resumes any token. "
+        "Unset, each process signs with a random key of its own: resume then works on the same replica only "
+        "(a warning is logged).", secret=True)
+    token_secret_previous: str = setting(
+        "EXPORT_TOKEN_SECRET_PREVIOUS", "",
+        "The secret before the last rotation: tokens it signed are still accepted; new ones use "
+        "RENTSCOUT_EXPORT_TOKEN_SECRET. Remove it once the old tokens are no longer needed.", secret=True)
     default_bytes_per_chunk: int = setting(
         "EXPORT_DEFAULT_BYTES_PER_CHUNK", MIB, "Bytes per data chunk when a request says 0.", int_range(4096, 2 * MIB))
     max_bytes_per_chunk: int = setting(
@@ -32,7 +36,7 @@ class ExportSettings:
     heartbeat_seconds: float = setting(
         "EXPORT_HEARTBEAT_SECONDS", 5.0,
         "How often a replica records the progress of its running exports; runs silent for 3 intervals count as "
-        "abandoned (failed) and not in flight.", float_range(0.05, 3600))
+        "abandoned (not in flight), and after 10 any replica closes them as abandoned.", float_range(0.05, 3600))
     runs_retention_days: int = setting(
         "EXPORT_RUNS_RETENTION_DAYS", 30, "Export run records older than this are deleted (0: kept forever).",
         int_range(0, 36500))

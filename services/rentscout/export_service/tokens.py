@@ -3,6 +3,12 @@
 A token binds the request fingerprint (format, filter, columns, limit), the export id, the keyset window
 still to deliver (ids > after_id, <= upper_id) and the rows already delivered. Any replica holding the
 same secret can resume it; a forged, truncated or mismatched token is INVALID_ARGUMENT on resume_token.
+
+Keys: never derived from configuration a caller may know. With RENTSCOUT_EXPORT_TOKEN_SECRET set, the
+key comes from it (every replica sharing it can resume every token); a second, previous secret
+(RENTSCOUT_EXPORT_TOKEN_SECRET_PREVIOUS) still verifies tokens during a rotation, while new tokens are
+signed with the current one. Without a secret the key is random per process: resume works on the
+replica that minted the token only, and the service logs a warning at start.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import secrets
 import struct
 from dataclasses import dataclass
 
@@ -38,19 +45,33 @@ class ResumeState:
     lsn: int = 0
 
 
-def derive_secret(configured: str, database_url: str) -> bytes:
-    """The configured secret, else one derived from the database URL (equal on replicas sharing it)."""
-    if configured:
-        return hashlib.sha256(b"rentscout-export-token\0" + configured.encode()).digest()
-    return hashlib.sha256(b"rentscout-export-token-derived\0" + database_url.encode()).digest()
+def key_from_secret(configured: str) -> bytes:
+    """The HMAC key of a configured secret."""
+    return hashlib.sha256(b"rentscout-export-token\0" + configured.encode()).digest()
+
+
+def signing_keys(current: str, previous: str = "") -> tuple[bytes, list[bytes]]:
+    """(the key new tokens are signed with, every key a token may verify against, current first).
+
+    Without a current secret: a random key of this process (a previous secret alone is ignored: it
+    could only verify tokens that no replica would sign any more)."""
+    if not current:
+        key = secrets.token_bytes(32)
+        return key, [key]
+    keys = [key_from_secret(current)]
+    if previous and previous != current:
+        keys.append(key_from_secret(previous))
+    return keys[0], keys
 
 
 class TokenCodec:
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, verify: list[bytes] | None = None) -> None:
+        """`secret` signs; `verify` (default: just `secret`) are the keys a token may carry a tag of."""
         self._secret = secret
+        self._verify = list(verify) if verify else [secret]
 
-    def _tag(self, payload: bytes) -> bytes:
-        return hmac.new(self._secret, payload, hashlib.sha256).digest()[:_TAG]
+    def _tag(self, payload: bytes, key: bytes | None = None) -> bytes:
+        return hmac.new(self._secret if key is None else key, payload, hashlib.sha256).digest()[:_TAG]
 
     def encode(self, fingerprint: bytes, state: ResumeState) -> str:
         flags = ((HAS_AFTER if state.after_id is not None else 0) | (HAS_UPPER if state.upper_id is not None else 0)
@@ -73,7 +94,7 @@ class TokenCodec:
         if layout is None:
             raise InvalidArgument(FIELD, "is malformed (wrong length)")
         payload, tag = raw[:layout.size], raw[layout.size:]
-        if not hmac.compare_digest(tag, self._tag(payload)):
+        if not any(hmac.compare_digest(tag, self._tag(payload, key)) for key in self._verify):
             raise InvalidArgument(FIELD, "is forged, corrupted or from a server with another secret")
         version, flags, fp, export_id, after, upper, rows_sent, *rest = layout.unpack(payload)
         if _LAYOUTS.get(version) is not layout:

@@ -146,6 +146,8 @@ class RuntimeSettings:
     metrics_port: int | None = setting(
         "METRICS_PORT", None, "Prometheus /metrics HTTP port; unset means the default (9101-9103), 0 disables.",
         optional_port)
+    metrics_host: str = setting(
+        "METRICS_HOST", "", "Address /metrics binds; unset means the address the gRPC server binds.")
     auth_tokens: str = setting(
         "AUTH_TOKENS", "", "Comma-separated `token:role` pairs (roles: reader, admin).", secret=True)
     auth_tokens_file: str = setting("AUTH_TOKENS_FILE", "", "File with one `token:role` per line (# comments).")
@@ -164,6 +166,12 @@ class RuntimeSettings:
         "DB_CONNECT_TIMEOUT_SECONDS", 3.0, "Timeout to open a PostgreSQL connection.", float_range(0.1, 120))
     db_statement_timeout_ms: int = setting(
         "DB_STATEMENT_TIMEOUT_MS", 30000, "Server-side statement_timeout for every connection.", int_range(0, 86_400_000))
+    dependency_timeout_seconds: float = setting(
+        "DEPENDENCY_TIMEOUT_SECONDS", 30.0,
+        "Longest the server waits on PostgreSQL or Redis at any one step, whatever the client's deadline: a pooled "
+        "connection, one statement's answer, the next block of an export's COPY, the change listener's LISTEN. "
+        "A frozen dependency then gives UNAVAILABLE within it. Keep statement timeouts below it.",
+        float_range(0.1, 300))
     redis_timeout_seconds: float = setting(
         "REDIS_TIMEOUT_SECONDS", 0.25, "Connect and socket timeout for Redis commands.", float_range(0.01, 60))
     max_receive_message_bytes: int = setting(
@@ -171,7 +179,13 @@ class RuntimeSettings:
     max_send_message_bytes: int = setting(
         "MAX_SEND_MESSAGE_BYTES", 4 * 1024 * 1024, "Largest response message sent.", int_range(1024, 64 * 1024 * 1024))
     max_concurrent_rpcs: int = setting(
-        "MAX_CONCURRENT_RPCS", 1000, "RPCs served at once per process; more get RESOURCE_EXHAUSTED.", int_range(1, 100_000))
+        "MAX_CONCURRENT_RPCS", 1000,
+        "RPCs served at once per process (health checks and reflection not counted); more get RESOURCE_EXHAUSTED, "
+        "each logged and counted in rentscout_rpc_rejected_total.", int_range(1, 100_000))
+    max_concurrent_streams: int = setting(
+        "MAX_CONCURRENT_STREAMS", 256,
+        "HTTP/2 streams (calls) one client connection may have open at once; clients queue calls beyond it.",
+        int_range(1, 100_000))
     keepalive_time_seconds: float = setting(
         "KEEPALIVE_TIME_SECONDS", 30.0, "Server keepalive ping interval.", float_range(1, 86400))
     keepalive_timeout_seconds: float = setting(

@@ -18,6 +18,16 @@ from rentscout.runtime.errors import DeadlineExceeded, Unavailable, classify
 _log = logging.getLogger(__name__)
 
 
+def _release_done(task: asyncio.Future[None]) -> None:
+    """Retrieve a release's outcome so that nothing is left for "Task exception was never retrieved"."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        _log.debug("a database connection could not be reset in time and was closed",
+                   extra={"fields": {"error.type": type(exc).__name__}})
+
+
 class Database:
     """A pool that starts even when PostgreSQL is down; calls then fail fast with UNAVAILABLE."""
 
@@ -58,13 +68,16 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection, acquired within the RPC deadline and the connect timeout."""
+        """A pooled connection, acquired within the RPC deadline, the connect timeout and the server's bound.
+
+        Whatever ends the block, the connection goes back within the bound: released when PostgreSQL
+        answers its reset in time, else terminated (a frozen server never holds a task)."""
         cap = self.settings.db_connect_timeout_seconds
         timeout = deadline.remaining(cap)
         try:
             conn = await self.pool.acquire(timeout=timeout)
         except TimeoutError:
-            if timeout is not None and timeout < cap:
+            if deadline.expired():
                 raise DeadlineExceeded("the deadline expired while waiting for a database connection") from None
             raise Unavailable("no database connection could be obtained in time") from None
         except Exception as exc:
@@ -73,8 +86,23 @@ class Database:
             # a pool hands out a PoolConnectionProxy, which forwards every Connection method; the
             # asyncpg stubs do not model it as a Connection
             yield conn  # type: ignore[misc]
+        except TimeoutError:
+            if not deadline.expired():  # the server's bound, not the caller's deadline: PostgreSQL is stuck
+                conn.terminate()  # a reset would wait on it too
+            raise
         finally:
-            await self.pool.release(conn)
+            await self.give_back(conn)
+
+    async def give_back(self, conn: Any) -> None:
+        """Return a pooled connection within the bound, in a task of its own that cannot be left with an
+        unretrieved exception: if this task is cancelled meanwhile, the release still finishes (or
+        terminates the connection) and its outcome is logged, never dropped."""
+        release = asyncio.ensure_future(self.pool.release(conn, timeout=deadline.bound()))
+        release.add_done_callback(_release_done)
+        try:
+            await asyncio.shield(release)
+        except Exception:  # _release_done logged it; asyncpg terminated the connection
+            return
 
     async def _run(self, kind: str, sql: str, args: tuple[Any, ...], timeout: float | None) -> Any:
         started = time.perf_counter()
@@ -100,13 +128,17 @@ class Database:
         return status
 
     async def ping(self, timeout: float) -> bool:
+        """One `SELECT 1` within `timeout`; a connection that did not answer is terminated, not reused."""
         try:
-            async with asyncio.timeout(timeout):
-                conn = await self.pool.acquire(timeout=timeout)
-                try:
-                    await conn.fetchval("SELECT 1", timeout=timeout)
-                finally:
-                    await self.pool.release(conn)
-            return True
+            conn = await self.pool.acquire(timeout=timeout)
         except Exception:
             return False
+        ok = False
+        try:
+            await conn.fetchval("SELECT 1", timeout=timeout)
+            ok = True
+        except Exception:
+            conn.terminate()
+        finally:
+            await self.give_back(conn)
+        return ok

@@ -122,7 +122,13 @@ def classify(exc: BaseException) -> ServiceError | None:
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return Unavailable("redis is unavailable")
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-        return DeadlineExceeded("the deadline expired before the work finished")
+        from rentscout.runtime import deadline
+
+        if deadline.expired():
+            return DeadlineExceeded("the deadline expired before the work finished")
+        # the call still had time: the server's own bound on the wait ended it (a frozen dependency)
+        return Unavailable(f"a dependency did not answer within the server's bound of {deadline.bound():g}s "
+                           "(RENTSCOUT_DEPENDENCY_TIMEOUT_SECONDS)")
     if isinstance(exc, (ConnectionError, OSError)):
         return Unavailable(f"a dependency is unavailable ({type(exc).__name__})")
     return None

@@ -1,9 +1,17 @@
 """The server interceptor every service runs behind.
 
 For each RPC it: binds the correlation id (echoed in response metadata) and the deadline, opens a
-server span from the incoming `traceparent`, authenticates and authorizes the caller, maps any
-failure to a precise status (no traceback reaches the client), and emits one access-log line and
-the RPC metrics. Health and reflection stay open and quiet (probes would drown the access log).
+server span from the incoming `traceparent`, admits the call under the concurrency limit
+(RESOURCE_EXHAUSTED past it, logged and counted), authenticates and authorizes the caller, refuses a
+request that could not be decoded (INVALID_ARGUMENT naming the request type), maps any failure to a
+precise status (no traceback reaches the client), and emits one access-log line and the RPC metrics.
+Health and reflection stay open, quiet (probes would drown the access log) and outside the limit
+(probes must answer under overload), but their undecodable requests get INVALID_ARGUMENT too.
+
+Decoding: grpc calls a handler's request deserializer before any handler code runs, and reports its
+exception as UNKNOWN naming an internal class. Every handler is therefore returned with its
+deserializer wrapped: a request that cannot be decoded (not a valid message, or a string field that
+is not valid UTF-8) becomes an `Undecodable` marker, which the wrapped behavior turns into the status.
 """
 
 from __future__ import annotations
@@ -17,11 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from opentelemetry import trace
 
 from rentscout.runtime import context, deadline, logs, metrics
 from rentscout.runtime.auth import READER, Authenticator
-from rentscout.runtime.errors import ServiceError, classify
+from rentscout.runtime.errors import InvalidArgument, ResourceExhausted, ServiceError, classify
 from rentscout.wire import tracing
 from rentscout.wire.metadata import AUTHORIZATION_HEADER
 
@@ -32,6 +41,119 @@ OPEN_SERVICES = frozenset({
     "grpc.reflection.v1alpha.ServerReflection",
     "grpc.reflection.v1.ServerReflection",
 })
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """Stands for a request message whose bytes could not be decoded."""
+
+    type_name: str
+    reason: str = "malformed protobuf, or a string field that is not valid UTF-8"
+
+    def error(self) -> InvalidArgument:
+        return InvalidArgument("request", f"cannot be decoded as a {self.type_name} message ({self.reason})")
+
+
+def _type_name(deserializer: Any, method: str) -> str:
+    message_class = getattr(deserializer, "__self__", None)  # Message.FromString is a classmethod
+    descriptor = getattr(message_class, "DESCRIPTOR", None)
+    return str(getattr(descriptor, "full_name", "")) or f"request of {method}"
+
+
+def safe_deserializer(deserializer: Callable[[bytes], Any] | None, method: str) -> Callable[[bytes], Any] | None:
+    """`deserializer` that returns an Undecodable marker instead of raising."""
+    if deserializer is None:
+        return None
+    type_name = _type_name(deserializer, method)
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:  # "Error parsing message with type 'x': String field had bad UTF-8"
+            reason = str(exc).rpartition("': ")[2].strip()
+            return Undecodable(type_name, reason[:200]) if reason and "<" not in reason else Undecodable(type_name)
+        except Exception:  # anything a custom deserializer raises: its text is not the caller's business
+            return Undecodable(type_name)
+
+    return deserialize
+
+
+async def _checked(requests: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    """A request stream that aborts with INVALID_ARGUMENT at the first undecodable message."""
+    async for request in requests:
+        if isinstance(request, Undecodable):
+            status = request.error().to_status()
+            await ctx.abort(status.code, status.details, status.trailing_metadata)
+        yield request
+
+
+def _rebuild(handler: grpc.RpcMethodHandler[Any, Any], wrapped: Any, method: str) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler` with behavior `wrapped` and its request deserializer made safe (see Undecodable)."""
+    factory: Callable[..., grpc.RpcMethodHandler[Any, Any]] = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[(handler.request_streaming, handler.response_streaming)]
+    return factory(wrapped, request_deserializer=safe_deserializer(handler.request_deserializer, method),
+                   response_serializer=handler.response_serializer)
+
+
+def _check_stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
+    """A request-streaming behavior whose request stream aborts at an undecodable message; of the same kind
+    (grpc.aio tells async generators from coroutines by their function)."""
+    if inspect.isasyncgenfunction(behavior):
+        async def generator(requests: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            async for item in behavior(_checked(requests, ctx), ctx):
+                yield item
+
+        return generator
+
+    async def coroutine(requests: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        result = behavior(_checked(requests, ctx), ctx)
+        return await result if inspect.isawaitable(result) else result
+
+    return coroutine
+
+
+def _behavior(handler: grpc.RpcMethodHandler[Any, Any]) -> Callable[..., Any]:
+    behavior = (handler.unary_stream or handler.stream_stream) if handler.response_streaming else \
+        (handler.unary_unary or handler.stream_unary)
+    assert behavior is not None
+    return behavior
+
+
+def _guard_open(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """Health and reflection: only the undecodable-request check, nothing else."""
+    behavior = _behavior(handler)
+
+    async def refuse(request: Undecodable, ctx: grpc.aio.ServicerContext[Any, Any]) -> None:
+        status = request.error().to_status()
+        await ctx.abort(status.code, status.details, status.trailing_metadata)
+
+    if handler.request_streaming:
+        wrapped: Any = _check_stream(behavior)
+    elif handler.response_streaming:
+        async def unary_stream(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if isinstance(request, Undecodable):
+                await refuse(request, ctx)
+            result = behavior(request, ctx)
+            if inspect.isasyncgen(result):
+                async for item in result:
+                    await ctx.write(item)
+            elif inspect.isawaitable(result):
+                await result
+
+        wrapped = unary_stream
+    else:
+        async def unary(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if isinstance(request, Undecodable):
+                await refuse(request, ctx)
+            result = behavior(request, ctx)
+            return await result if inspect.isawaitable(result) else result
+
+        wrapped = unary
+    return _rebuild(handler, wrapped, method)
 
 
 @dataclass
@@ -45,13 +167,18 @@ class _Call:
     role: str | None = None
     span: trace.Span | None = None
     tokens: list[Any] = field(default_factory=list)
+    counted: bool = False  # in the interceptor's in-flight count
 
 
 class RuntimeInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator, required_roles: Mapping[str, str]) -> None:
-        """`required_roles` maps full method names ('/pkg.Service/Method') to a role; default reader."""
+    def __init__(self, authenticator: Authenticator, required_roles: Mapping[str, str],
+                 max_concurrent_rpcs: int | None = None) -> None:
+        """`required_roles` maps full method names ('/pkg.Service/Method') to a role; default reader.
+        `max_concurrent_rpcs` bounds the RPCs handled at once (health and reflection not counted)."""
         self._auth = authenticator
         self._roles = dict(required_roles)
+        self._max_concurrent = max_concurrent_rpcs
+        self.in_flight = 0
 
     # grpc.aio documents None for an unknown method (UNIMPLEMENTED).
     async def intercept_service(
@@ -62,24 +189,16 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         service, _ = metrics.split_method(method)
-        if handler is None or service in OPEN_SERVICES:
+        if handler is None:
             return handler
-        if handler.response_streaming:
-            stream_behavior = handler.unary_stream or handler.stream_stream
-            assert stream_behavior is not None
-            wrapped: Any = self._wrap_stream(method, stream_behavior)
-        else:
-            unary_behavior = handler.unary_unary or handler.stream_unary
-            assert unary_behavior is not None
-            wrapped = self._wrap_unary(method, unary_behavior)
-        factory = {
-            (False, False): grpc.unary_unary_rpc_method_handler,
-            (False, True): grpc.unary_stream_rpc_method_handler,
-            (True, False): grpc.stream_unary_rpc_method_handler,
-            (True, True): grpc.stream_stream_rpc_method_handler,
-        }[(handler.request_streaming, handler.response_streaming)]
-        return factory(wrapped, request_deserializer=handler.request_deserializer,
-                       response_serializer=handler.response_serializer)
+        if service in OPEN_SERVICES:
+            return _guard_open(method, handler)
+        behavior = _behavior(handler)
+        if handler.request_streaming:
+            behavior = _check_stream(behavior)
+        wrapped: Any = (self._wrap_stream(method, behavior) if handler.response_streaming
+                        else self._wrap_unary(method, behavior))
+        return _rebuild(handler, wrapped, method)
 
     # -- per-call steps ---------------------------------------------------------------------
 
@@ -102,8 +221,28 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         metrics.RPC_IN_FLIGHT.labels(service, short).inc()
         return call
 
-    async def _admit(self, call: _Call, ctx: grpc.aio.ServicerContext[Any, Any]) -> None:
-        """Echo the ids in response metadata, then authenticate and authorize the caller."""
+    def _enter(self, call: _Call) -> None:
+        """Count the call in flight, or refuse it over the limit (logged and counted, once per rejection)."""
+        if self._max_concurrent is not None and self.in_flight >= self._max_concurrent:
+            metrics.RPC_REJECTED.labels(call.service, call.short_method, "concurrency").inc()
+            _log.warning("rejected %s: %d RPCs in flight, the limit (RENTSCOUT_MAX_CONCURRENT_RPCS) is %d",
+                         call.method, self.in_flight, self._max_concurrent,
+                         extra={"fields": {"event.category": "overload", "event.action": "rpc_rejected",
+                                           "rpc.in_flight": self.in_flight, "rpc.limit": self._max_concurrent}})
+            raise ResourceExhausted(f"the server is at its limit of {self._max_concurrent} concurrent calls; "
+                                    "retry with backoff")
+        self.in_flight += 1
+        call.counted = True
+
+    def _leave(self, call: _Call) -> None:
+        if call.counted:
+            call.counted = False
+            self.in_flight -= 1
+
+    async def _admit(self, call: _Call, ctx: grpc.aio.ServicerContext[Any, Any], request: Any = None) -> None:
+        """Admit the call under the limit, echo the ids in response metadata, authenticate and authorize
+        the caller, then refuse an undecodable request."""
+        self._enter(call)
         md = tuple(ctx.invocation_metadata() or ())
         echo = [(context.CORRELATION_HEADER, context.correlation_id.get() or ""), *tracing.inject({}).items()]
         await ctx.send_initial_metadata(tuple(echo))
@@ -112,6 +251,8 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         call.role = principal.role
         context.principal.set(principal)
         self._auth.authorize(principal, self._roles.get(call.method, READER), call.method)
+        if isinstance(request, Undecodable):
+            raise request.error()
 
     async def _fail(self, call: _Call, ctx: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
         """Record and re-raise as a gRPC status. Always raises."""
@@ -137,6 +278,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         await ctx.abort(status.code, status.details, status.trailing_metadata)
 
     def _finish(self, call: _Call) -> None:
+        self._leave(call)
         elapsed = time.perf_counter() - call.started
         code = call.code.name
         metrics.RPC_IN_FLIGHT.labels(call.service, call.short_method).dec()
@@ -156,7 +298,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             call = self._start(method, ctx)
             try:
-                await self._admit(call, ctx)
+                await self._admit(call, ctx, request)
                 result = behavior(request, ctx)
                 return await result if inspect.isawaitable(result) else result
             except BaseException as exc:
@@ -178,7 +320,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
             stream: Any = None
             destroyed = False
             try:
-                await self._admit(call, ctx)
+                await self._admit(call, ctx, request)
                 stream = behavior(request, ctx)
                 async for item in stream:
                     try:

@@ -17,6 +17,9 @@ RPC_DURATION = Histogram(
     "rentscout_rpc_duration_seconds", "RPC latency, by method and gRPC status code.",
     ["grpc_service", "grpc_method", "grpc_code"], buckets=LATENCY_BUCKETS)
 RPC_IN_FLIGHT = Gauge("rentscout_rpc_in_flight", "RPCs being handled now.", ["grpc_service", "grpc_method"])
+RPC_REJECTED = Counter(
+    "rentscout_rpc_rejected_total", "RPCs refused before any work because the server was at a limit, by reason.",
+    ["grpc_service", "grpc_method", "reason"])
 DEPENDENCY_UP = Gauge("rentscout_dependency_up", "1 when the dependency answered its last probe.", ["dependency"])
 
 
@@ -26,13 +29,15 @@ def split_method(full_method: str) -> tuple[str, str]:
     return service, method
 
 
-def serve(port: int | None, host: str = "0.0.0.0") -> int | None:
-    """Start the /metrics endpoint in a daemon thread; returns the bound port (None when disabled)."""
-    if not port and port != 0:
-        return None
-    if port == 0:
+def serve(port: int | None, host: str) -> int | None:
+    """Start the /metrics endpoint on `host` in a daemon thread; returns the bound port (None when disabled).
+
+    `host` is RENTSCOUT_METRICS_HOST, else the address the gRPC server binds: a server kept on loopback
+    never exposes its metrics on every interface."""
+    if not port:
         return None
     server, _thread = start_http_server(port, addr=host)
     bound = server.server_address[1]
-    _log.info("metrics listening", extra={"fields": {"url.port": bound, "url.path": "/metrics"}})
+    _log.info("metrics listening on %s:%d", host, bound,
+              extra={"fields": {"server.address": host, "url.port": bound, "url.path": "/metrics"}})
     return int(bound)

@@ -20,7 +20,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from rentscout.runtime import metrics
+from rentscout.runtime import deadline, metrics
 from rentscout.runtime.auth import Authenticator, load_tokens
 from rentscout.runtime.config import ConfigError, RuntimeSettings
 from rentscout.runtime.health import NOT_SERVING, SERVING, DependencyMonitor
@@ -63,6 +63,12 @@ def server_options(s: RuntimeSettings) -> list[tuple[str, int]]:
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
         ("grpc.http2.max_ping_strikes", 2),
         ("grpc.so_reuseport", 0),
+        # Overload: a connection carries at most max_concurrent_streams calls; beyond, its client queues
+        # them (HTTP/2 flow). grpc core's own overload protection is off: it cancels or refuses (RST_STREAM,
+        # seen by clients as CANCELLED or UNAVAILABLE, logged nowhere) calls of a burst. The interceptor
+        # refuses what exceeds RENTSCOUT_MAX_CONCURRENT_RPCS with RESOURCE_EXHAUSTED, a log line and a metric.
+        ("grpc.max_concurrent_streams", s.max_concurrent_streams),
+        ("grpc.http.overload_protection", 0),
     ]
     if s.max_connection_age_seconds > 0:
         opts += [("grpc.max_connection_age_ms", int(s.max_connection_age_seconds * 1000)),
@@ -147,6 +153,9 @@ class ServiceHost:
         self.health = health.aio.HealthServicer()
         self.specs: list[ServiceSpec] = []
         self._server: grpc.aio.Server | None = None
+        self.interceptor: RuntimeInterceptor | None = None
+        self.metrics_host = ""
+        self.metrics_bound: int | None = None
         self._monitor_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -164,6 +173,7 @@ class ServiceHost:
     async def start(self) -> int:
         """Start serving; returns the bound gRPC port."""
         tracing.configure(f"rentscout-{self.label}", self.version)
+        deadline.configure(self.settings.dependency_timeout_seconds)
         auth = Authenticator(load_tokens(self.settings.auth_tokens, self.settings.auth_tokens_file))
         credentials = server_credentials(self.settings)
         host = self._bind_host(auth)
@@ -174,9 +184,9 @@ class ServiceHost:
         roles: dict[str, str] = {}
         for spec in self.specs:
             roles.update(spec.required_roles())
-        server = grpc.aio.server(
-            interceptors=[RuntimeInterceptor(auth, roles)], options=server_options(self.settings),
-            maximum_concurrent_rpcs=self.settings.max_concurrent_rpcs)
+        # the interceptor enforces the concurrency limit (grpc's own would refuse silently, health included)
+        self.interceptor = RuntimeInterceptor(auth, roles, self.settings.max_concurrent_rpcs)
+        server = grpc.aio.server(interceptors=[self.interceptor], options=server_options(self.settings))
         for spec in self.specs:
             spec.register(server)
             await self.health.set(spec.name, NOT_SERVING)
@@ -197,7 +207,8 @@ class ServiceHost:
                                     self.settings.health_check_interval_seconds)
         await monitor.probe_once()
         self._monitor_task = asyncio.create_task(monitor.run(), name="health-monitor")
-        metrics.serve(self.metrics_port)
+        self.metrics_host = self.settings.metrics_host or host
+        self.metrics_bound = metrics.serve(self.metrics_port, self.metrics_host)
         _log.info("serving %s on %s:%d%s", ", ".join(s.name for s in self.specs), host, bound,
                   " (TLS)" if credentials else "", extra={"fields": {"server.address": host, "server.port": bound}})
         return bound

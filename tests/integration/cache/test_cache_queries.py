@@ -101,7 +101,7 @@ async def test_cache_metadata_miss_then_redis_then_near(service_env: dict[str, s
     assert (redis_hit.hit, redis_hit.source) == (True, REDIS)
     assert (near_hit.hit, near_hit.source) == (True, NEAR)
     assert miss.key == redis_hit.key == near_hit.key
-    assert miss.key.startswith(f"{cfg.namespace}:v1.1:price_stats:{{") and miss.key.endswith("}")
+    assert miss.key.startswith(f"{cfg.namespace}:v1.2:price_stats:{{") and miss.key.endswith("}")
     assert near_hit.age.ToNanoseconds() >= redis_hit.age.ToNanoseconds() > 0
     assert near_hit.ttl == redis_hit.ttl == miss.ttl
 

@@ -59,7 +59,8 @@ async def test_statistics_count_every_outcome_across_replicas(export_server, ser
 
         await eventually(settled)
         s = await stats_since(stub, since)
-        assert (s.exports_started, s.exports_completed, s.exports_failed, s.exports_cancelled) == (5, 1, 2, 2)
+        assert (s.exports_started, s.exports_completed, s.exports_failed, s.exports_cancelled) == (5, 1, 1, 2)
+        assert s.exports_abandoned == 1  # the dead replica's run: neither failed nor in flight
         assert s.rows_exported >= done.rows + cut.rows + 10
         assert s.bytes_exported >= len(done.data) + len(cut.data)
         by_format = {f.format: f for f in s.by_format}

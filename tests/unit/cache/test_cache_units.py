@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service.entry import REDIS, Entry
-from rentscout.cache_service.keys import KeySpace, glob_escape, glob_regex, params_digest
+from rentscout.cache_service.keys import GlobError, KeySpace, glob_escape, params_digest, parse_glob
 from rentscout.cache_service.near import NearCache
 from rentscout.cache_service.queries import popular_params, price_stats_params
 from rentscout.cache_service.registry import cached_query
@@ -41,9 +42,43 @@ def test_keys_are_canonical_versioned_and_share_a_cluster_hash_tag() -> None:
     (r"rs:v1.1:cities:\{abc\}", "rs:v1.1:cities:{abc}", True),
     (glob_escape("rs*:") + "*", "rs*:x", True),
     (glob_escape("rs*:") + "*", "rsX:x", False),
+    ("rs:*a*a*a*b", "rs:xaxaxab", True),
+    ("rs:*a*a*a*b", "rs:xaxaxa", False),
+    ("rs:**", "rs:", True),
+    ("rs:[a-c-]x", "rs:-x", True),
 ])
-def test_redis_glob_translation(pattern: str, key: str, matches: bool) -> None:
-    assert (glob_regex(pattern).fullmatch(key) is not None) is matches
+def test_redis_glob_matching(pattern: str, key: str, matches: bool) -> None:
+    assert parse_glob(pattern).matches(key) is matches
+
+
+def test_glob_matching_agrees_with_a_reference_on_every_small_case() -> None:
+    """Exhaustive over short patterns and keys: the segment matcher equals the (backtracking) regex meaning."""
+    import itertools
+    import re
+
+    def words(alphabet: str, n: int) -> list[str]:
+        return ["".join(w) for k in range(n + 1) for w in itertools.product(alphabet, repeat=k)]
+
+    keys = words("ab", 5)
+    for pattern in words("ab*?", 4):
+        reference = re.compile("".join(".*" if c == "*" else "." if c == "?" else c for c in pattern), re.S)
+        glob = parse_glob(pattern)
+        for key in keys:
+            assert glob.matches(key) is (reference.fullmatch(key) is not None), (pattern, key)
+
+
+@pytest.mark.parametrize(("pattern", "problem"), [
+    ("rs:[]", "empty character class"), ("rs:[^]x", "empty character class"), ("rs:[z-a]", "reversed range 'z-a'"),
+    ("rs:[abc", "unterminated character class"), ("rs:x\\", "dangling escape"), ("rs:a]", "unmatched ']'"),
+])
+def test_malformed_globs_are_refused_naming_the_problem(pattern: str, problem: str) -> None:
+    with pytest.raises(GlobError, match=re.escape(problem)):
+        parse_glob(pattern)
+
+
+def test_scan_asks_redis_for_the_literal_prefix_only() -> None:
+    assert parse_glob("rs:v1.*:cities:*").scan_pattern == "rs:v1.*"
+    assert parse_glob(r"rs\*:x?*").scan_pattern == r"rs\*:x*"
 
 
 def test_adaptive_ttl_tiers_churn_and_jitter() -> None:

@@ -12,7 +12,7 @@ from rentscout.export.v1 import export_pb2
 from rentscout.export_service.filters import filter_sql
 from rentscout.export_service.request import check_static, fingerprint, resolve_columns
 from rentscout.export_service.settings import ExportSettings
-from rentscout.export_service.tokens import ResumeState, TokenCodec, derive_secret
+from rentscout.export_service.tokens import ResumeState, TokenCodec, key_from_secret, signing_keys
 from rentscout.runtime.errors import InvalidArgument, Violations
 from rentscout.wire.formats.json import json_fields, markers_per_row
 from rentscout.wire.schema import Column
@@ -22,7 +22,7 @@ STATE = ResumeState(export_id=b"e" * 16, after_id=41, upper_id=None, rows_sent=7
 
 
 def test_token_round_trip_and_opacity() -> None:
-    codec = TokenCodec(derive_secret("s3cret", ""))
+    codec = TokenCodec(key_from_secret("s3cret"))
     token = codec.encode(FP, STATE)
     assert codec.decode(token, FP) == STATE
     assert "41" not in token and len(token) < 120  # 82 bytes: fits a header, a log line, a URL
@@ -39,7 +39,7 @@ def test_tokens_of_the_previous_version_still_resume() -> None:
     import hmac
     import struct
 
-    secret = derive_secret("s3cret", "")
+    secret = key_from_secret("s3cret")
     payload = struct.pack(">BB16s16sqqq", 1, 1, FP, b"e" * 16, 41, 0, 7)
     tag = hmac.new(secret, payload, hashlib.sha256).digest()[:16]
     token = base64.urlsafe_b64encode(payload + tag).rstrip(b"=").decode()
@@ -55,14 +55,14 @@ def test_tokens_of_the_previous_version_still_resume() -> None:
     lambda t: "x" * 300,  # too long
 ])
 def test_tampered_tokens_are_rejected_naming_the_field(mutate) -> None:  # type: ignore[no-untyped-def]
-    codec = TokenCodec(derive_secret("s3cret", ""))
+    codec = TokenCodec(key_from_secret("s3cret"))
     with pytest.raises(InvalidArgument) as err:
         codec.decode(mutate(codec.encode(FP, STATE)), FP)
     assert err.value.violations[0][0] == "resume_token"
 
 
 def test_a_forged_payload_with_the_wrong_key_or_request_is_rejected() -> None:
-    mine, theirs = TokenCodec(derive_secret("one", "")), TokenCodec(derive_secret("two", ""))
+    mine, theirs = TokenCodec(key_from_secret("one")), TokenCodec(key_from_secret("two"))
     with pytest.raises(InvalidArgument, match="forged"):
         mine.decode(theirs.encode(FP, STATE), FP)
     with pytest.raises(InvalidArgument, match="does not match"):
@@ -71,10 +71,23 @@ def test_a_forged_payload_with_the_wrong_key_or_request_is_rejected() -> None:
     assert len(raw) == 82  # compact: 66-byte payload (WAL position included) + 16-byte tag
 
 
-def test_derived_secret_is_shared_by_replicas_with_the_same_database_url() -> None:
-    assert derive_secret("", "postgresql://db/x") == derive_secret("", "postgresql://db/x")
-    assert derive_secret("", "postgresql://db/x") != derive_secret("", "postgresql://db/y")
-    assert derive_secret("k", "postgresql://db/x") == derive_secret("k", "postgresql://other/y")
+def test_without_a_secret_each_process_signs_with_a_random_key() -> None:
+    one, two = TokenCodec(*signing_keys("")), TokenCodec(*signing_keys(""))
+    with pytest.raises(InvalidArgument, match="forged"):
+        two.decode(one.encode(FP, STATE), FP)
+    assert one.decode(one.encode(FP, STATE), FP) == STATE  # the same replica still resumes its own tokens
+
+
+def test_rotation_verifies_the_previous_secret_and_signs_with_the_current() -> None:
+    old = TokenCodec(*signing_keys("old"))
+    rotated = TokenCodec(*signing_keys("new", "old"))
+    assert rotated.decode(old.encode(FP, STATE), FP) == STATE  # tokens minted before the rotation still resume
+    fresh = rotated.encode(FP, STATE)
+    assert TokenCodec(*signing_keys("new")).decode(fresh, FP) == STATE  # new tokens need only the new secret
+    with pytest.raises(InvalidArgument, match="forged"):
+        old.decode(fresh, FP)
+    with pytest.raises(InvalidArgument, match="forged"):  # once the previous secret is dropped, so are its tokens
+        TokenCodec(*signing_keys("new")).decode(old.encode(FP, STATE), FP)
 
 
 def test_fingerprint_binds_format_filter_columns_and_limit() -> None:

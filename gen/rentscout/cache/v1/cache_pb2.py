@@ -26,19 +26,19 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from rentscout.common.v1 import common_pb2 as rentscout_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1erentscout/cache/v1/cache.proto\x12\x12rentscout.cache.v1\x1a\x1egoogle/protobuf/duration.proto\x1a rentscout/common/v1/common.proto\"\xa6\x01\n\tCacheInfo\x12\x0b\n\x03hit\x18\x01 \x01(\x08\x12\x0b\n\x03key\x18\x02 \x01(\t\x12&\n\x03\x61ge\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x06source\x18\x05 \x01(\x0e\x32\x1f.rentscout.cache.v1.CacheSource\"7\n\x18PopularPropertiesRequest\x12\x0c\n\x04\x63ity\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"|\n\x19PopularPropertiesResponse\x12\x31\n\nproperties\x18\x01 \x03(\x0b\x32\x1d.rentscout.common.v1.Property\x12,\n\x05\x63\x61\x63he\x18\x0f \x01(\x0b\x32\x1d.rentscout.cache.v1.CacheInfo\"[\n\x11PriceStatsRequest\x12\x0c\n\x04\x63ity\x18\x01 \x01(\t\x12\x38\n\rproperty_type\x18\x02 \x01(\x0e\x32!.rentscout.common.v1.PropertyType\"\xbf\x01\n\x12PriceStatsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\x0b\n\x03min\x18\x02 \x01(\x01\x12\x0b\n\x03max\x18\x03 \x01(\x01\x12\x0c\n\x04mean\x18\x04 \x01(\x01\x12\x0e\n\x06median\x18\x05 \x01(\x01\x12\x0b\n\x03p25\x18\x06 \x01(\x01\x12\x0b\n\x03p75\x18\x07 \x01(\x01\x12\x1a\n\x12mean_price_per_sqm\x18\x08 \x01(\x01\x12,\n\x05\x63\x61\x63he\x18\x0f \x01(\x0b\x32\x1d.rentscout.cache.v1.CacheInfo\"\x0f\n\rCitiesRequest\"(\n\tCityCount\x12\x0c\n\x04\x63ity\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"m\n\x0e\x43itiesResponse\x12-\n\x06\x63ities\x18\x01 \x03(\x0b\x32\x1d.rentscout.cache.v1.CityCount\x12,\n\x05\x63\x61\x63he\x18\x0f \x01(\x0b\x32\x1d.rentscout.cache.v1.CacheInfo\"\x16\n\x14PropertyTypesRequest\"\\\n\x11PropertyTypeCount\x12\x38\n\rproperty_type\x18\x01 \x01(\x0e\x32!.rentscout.common.v1.PropertyType\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\x84\x01\n\x15PropertyTypesResponse\x12=\n\x0eproperty_types\x18\x01 \x03(\x0b\x32%.rentscout.cache.v1.PropertyTypeCount\x12,\n\x05\x63\x61\x63he\x18\x0f \x01(\x0b\x32\x1d.rentscout.cache.v1.CacheInfo\"2\n\x11InvalidateRequest\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\"*\n\x12InvalidateResponse\x12\x14\n\x0ckeys_deleted\x18\x01 \x01(\x03\"m\n\x18InvalidateRelatedRequest\x12.\n\x06\x65ntity\x18\x01 \x01(\x0e\x32\x1e.rentscout.cache.v1.EntityType\x12\n\n\x02id\x18\x02 \x01(\t\x12\x15\n\rprevious_city\x18\x03 \x01(\t\"?\n\x19InvalidateRelatedResponse\x12\x14\n\x0ckeys_deleted\x18\x01 \x01(\x03\x12\x0c\n\x04tags\x18\x02 \x03(\t\"\x16\n\x14GetCacheStatsRequest\"U\n\x0eQueryTypeStats\x12\x12\n\nquery_type\x18\x01 \x01(\t\x12\x0c\n\x04hits\x18\x02 \x01(\x03\x12\x0e\n\x06misses\x18\x03 \x01(\x03\x12\x11\n\thit_ratio\x18\x04 \x01(\x01\"\xbc\x02\n\x15GetCacheStatsResponse\x12\x39\n\rby_query_type\x18\x01 \x03(\x0b\x32\".rentscout.cache.v1.QueryTypeStats\x12\x0c\n\x04hits\x18\x02 \x01(\x03\x12\x0e\n\x06misses\x18\x03 \x01(\x03\x12\x11\n\thit_ratio\x18\x04 \x01(\x01\x12\x1b\n\x13stampedes_prevented\x18\x05 \x01(\x03\x12\x15\n\rinvalidations\x18\x06 \x01(\x03\x12\x12\n\nredis_keys\x18\x07 \x01(\x03\x12\x1a\n\x12redis_memory_bytes\x18\x08 \x01(\x03\x12\x37\n\rbreaker_state\x18\t \x01(\x0e\x32 .rentscout.cache.v1.BreakerState\x12\x1a\n\x12near_cache_entries\x18\n \x01(\x03*\x8d\x01\n\x0b\x43\x61\x63heSource\x12\x1c\n\x18\x43\x41\x43HE_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43\x41\x43HE_SOURCE_NEAR\x10\x01\x12\x16\n\x12\x43\x41\x43HE_SOURCE_REDIS\x10\x02\x12\x19\n\x15\x43\x41\x43HE_SOURCE_DATABASE\x10\x03\x12\x16\n\x12\x43\x41\x43HE_SOURCE_STALE\x10\x04*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03*Y\n\nEntityType\x12\x1b\n\x17\x45NTITY_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45NTITY_TYPE_PROPERTY\x10\x01\x12\x14\n\x10\x45NTITY_TYPE_CITY\x10\x02\x32\xce\x05\n\x11\x43\x61\x63heQueryService\x12p\n\x11PopularProperties\x12,.rentscout.cache.v1.PopularPropertiesRequest\x1a-.rentscout.cache.v1.PopularPropertiesResponse\x12[\n\nPriceStats\x12%.rentscout.cache.v1.PriceStatsRequest\x1a&.rentscout.cache.v1.PriceStatsResponse\x12O\n\x06\x43ities\x12!.rentscout.cache.v1.CitiesRequest\x1a\".rentscout.cache.v1.CitiesResponse\x12\x64\n\rPropertyTypes\x12(.rentscout.cache.v1.PropertyTypesRequest\x1a).rentscout.cache.v1.PropertyTypesResponse\x12[\n\nInvalidate\x12%.rentscout.cache.v1.InvalidateRequest\x1a&.rentscout.cache.v1.InvalidateResponse\x12p\n\x11InvalidateRelated\x12,.rentscout.cache.v1.InvalidateRelatedRequest\x1a-.rentscout.cache.v1.InvalidateRelatedResponse\x12\x64\n\rGetCacheStats\x12(.rentscout.cache.v1.GetCacheStatsRequest\x1a).rentscout.cache.v1.GetCacheStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1erentscout/cache/v1/cache.proto\x12\x12rentscout.cache.v1\x1a\x1egoogle/protobuf/duration.proto\x1a rentscout/common/v1/common.proto\"\xa6\x01\n\tCacheInfo\x12\x0b\n\x03hit\x18\x01 \x01(\x08\x12\x0b\n\x03key\x18\x02 \x01(\t\x12&\n\x03\x61ge\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x06source\x18\x05 \x01(\x0e\x32\x1f.rentscout.cache.v1.CacheSource\"7\n\x18PopularPropertiesRequest\x12\x0c\n\x04\x63ity\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"|\n\x19PopularPropertiesResponse\x12\x31\n\nproperties\x18\x01 \x03(\x0b\x32\x1d.rentscout.common.v1.Property\x12,\n\x05\x63\x61\x63he\x18\x0f \x01(\x0b\x32\x1d.rentscout.cache.v1.CacheInfo\"[\n\x11PriceStatsRequest\x12\x0c\n\x04\x63ity\x18\x01 \x01(\t\x12\x38\n\rproperty_type\x18\x02 \x01(\x0e\x32!.rentscout.common.v1.PropertyType\"\xad\x02\n\x12PriceStatsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\x10\n\x03min\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x11\n\x04mean\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x13\n\x06median\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x10\n\x03p25\x18\x06 \x01(\x01H\x04\x88\x01\x01\x12\x10\n\x03p75\x18\x07 \x01(\x01H\x05\x88\x01\x01\x12\x1f\n\x12mean_price_per_sqm\x18\x08 \x01(\x01H\x06\x88\x01\x01\x12,\n\x05\x63\x61\x63he\x18\x0f \x01(\x0b\x32\x1d.rentscout.cache.v1.CacheInfoB\x06\n\x04_minB\x06\n\x04_maxB\x07\n\x05_meanB\t\n\x07_medianB\x06\n\x04_p25B\x06\n\x04_p75B\x15\n\x13_mean_price_per_sqm\"\x0f\n\rCitiesRequest\"(\n\tCityCount\x12\x0c\n\x04\x63ity\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"m\n\x0e\x43itiesResponse\x12-\n\x06\x63ities\x18\x01 \x03(\x0b\x32\x1d.rentscout.cache.v1.CityCount\x12,\n\x05\x63\x61\x63he\x18\x0f \x01(\x0b\x32\x1d.rentscout.cache.v1.CacheInfo\"\x16\n\x14PropertyTypesRequest\"\\\n\x11PropertyTypeCount\x12\x38\n\rproperty_type\x18\x01 \x01(\x0e\x32!.rentscout.common.v1.PropertyType\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\x84\x01\n\x15PropertyTypesResponse\x12=\n\x0eproperty_types\x18\x01 \x03(\x0b\x32%.rentscout.cache.v1.PropertyTypeCount\x12,\n\x05\x63\x61\x63he\x18\x0f \x01(\x0b\x32\x1d.rentscout.cache.v1.CacheInfo\"2\n\x11InvalidateRequest\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\"*\n\x12InvalidateResponse\x12\x14\n\x0ckeys_deleted\x18\x01 \x01(\x03\"m\n\x18InvalidateRelatedRequest\x12.\n\x06\x65ntity\x18\x01 \x01(\x0e\x32\x1e.rentscout.cache.v1.EntityType\x12\n\n\x02id\x18\x02 \x01(\t\x12\x15\n\rprevious_city\x18\x03 \x01(\t\"?\n\x19InvalidateRelatedResponse\x12\x14\n\x0ckeys_deleted\x18\x01 \x01(\x03\x12\x0c\n\x04tags\x18\x02 \x03(\t\"\x16\n\x14GetCacheStatsRequest\"U\n\x0eQueryTypeStats\x12\x12\n\nquery_type\x18\x01 \x01(\t\x12\x0c\n\x04hits\x18\x02 \x01(\x03\x12\x0e\n\x06misses\x18\x03 \x01(\x03\x12\x11\n\thit_ratio\x18\x04 \x01(\x01\"\xbc\x02\n\x15GetCacheStatsResponse\x12\x39\n\rby_query_type\x18\x01 \x03(\x0b\x32\".rentscout.cache.v1.QueryTypeStats\x12\x0c\n\x04hits\x18\x02 \x01(\x03\x12\x0e\n\x06misses\x18\x03 \x01(\x03\x12\x11\n\thit_ratio\x18\x04 \x01(\x01\x12\x1b\n\x13stampedes_prevented\x18\x05 \x01(\x03\x12\x15\n\rinvalidations\x18\x06 \x01(\x03\x12\x12\n\nredis_keys\x18\x07 \x01(\x03\x12\x1a\n\x12redis_memory_bytes\x18\x08 \x01(\x03\x12\x37\n\rbreaker_state\x18\t \x01(\x0e\x32 .rentscout.cache.v1.BreakerState\x12\x1a\n\x12near_cache_entries\x18\n \x01(\x03*\x8d\x01\n\x0b\x43\x61\x63heSource\x12\x1c\n\x18\x43\x41\x43HE_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43\x41\x43HE_SOURCE_NEAR\x10\x01\x12\x16\n\x12\x43\x41\x43HE_SOURCE_REDIS\x10\x02\x12\x19\n\x15\x43\x41\x43HE_SOURCE_DATABASE\x10\x03\x12\x16\n\x12\x43\x41\x43HE_SOURCE_STALE\x10\x04*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03*Y\n\nEntityType\x12\x1b\n\x17\x45NTITY_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45NTITY_TYPE_PROPERTY\x10\x01\x12\x14\n\x10\x45NTITY_TYPE_CITY\x10\x02\x32\xce\x05\n\x11\x43\x61\x63heQueryService\x12p\n\x11PopularProperties\x12,.rentscout.cache.v1.PopularPropertiesRequest\x1a-.rentscout.cache.v1.PopularPropertiesResponse\x12[\n\nPriceStats\x12%.rentscout.cache.v1.PriceStatsRequest\x1a&.rentscout.cache.v1.PriceStatsResponse\x12O\n\x06\x43ities\x12!.rentscout.cache.v1.CitiesRequest\x1a\".rentscout.cache.v1.CitiesResponse\x12\x64\n\rPropertyTypes\x12(.rentscout.cache.v1.PropertyTypesRequest\x1a).rentscout.cache.v1.PropertyTypesResponse\x12[\n\nInvalidate\x12%.rentscout.cache.v1.InvalidateRequest\x1a&.rentscout.cache.v1.InvalidateResponse\x12p\n\x11InvalidateRelated\x12,.rentscout.cache.v1.InvalidateRelatedRequest\x1a-.rentscout.cache.v1.InvalidateRelatedResponse\x12\x64\n\rGetCacheStats\x12(.rentscout.cache.v1.GetCacheStatsRequest\x1a).rentscout.cache.v1.GetCacheStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rentscout.cache.v1.cache_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CACHESOURCE']._serialized_start=1885
-  _globals['_CACHESOURCE']._serialized_end=2026
-  _globals['_BREAKERSTATE']._serialized_start=2028
-  _globals['_BREAKERSTATE']._serialized_end=2152
-  _globals['_ENTITYTYPE']._serialized_start=2154
-  _globals['_ENTITYTYPE']._serialized_end=2243
+  _globals['_CACHESOURCE']._serialized_start=1995
+  _globals['_CACHESOURCE']._serialized_end=2136
+  _globals['_BREAKERSTATE']._serialized_start=2138
+  _globals['_BREAKERSTATE']._serialized_end=2262
+  _globals['_ENTITYTYPE']._serialized_start=2264
+  _globals['_ENTITYTYPE']._serialized_end=2353
   _globals['_CACHEINFO']._serialized_start=121
   _globals['_CACHEINFO']._serialized_end=287
   _globals['_POPULARPROPERTIESREQUEST']._serialized_start=289
@@ -48,33 +48,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRICESTATSREQUEST']._serialized_start=472
   _globals['_PRICESTATSREQUEST']._serialized_end=563
   _globals['_PRICESTATSRESPONSE']._serialized_start=566
-  _globals['_PRICESTATSRESPONSE']._serialized_end=757
-  _globals['_CITIESREQUEST']._serialized_start=759
-  _globals['_CITIESREQUEST']._serialized_end=774
-  _globals['_CITYCOUNT']._serialized_start=776
-  _globals['_CITYCOUNT']._serialized_end=816
-  _globals['_CITIESRESPONSE']._serialized_start=818
-  _globals['_CITIESRESPONSE']._serialized_end=927
-  _globals['_PROPERTYTYPESREQUEST']._serialized_start=929
-  _globals['_PROPERTYTYPESREQUEST']._serialized_end=951
-  _globals['_PROPERTYTYPECOUNT']._serialized_start=953
-  _globals['_PROPERTYTYPECOUNT']._serialized_end=1045
-  _globals['_PROPERTYTYPESRESPONSE']._serialized_start=1048
-  _globals['_PROPERTYTYPESRESPONSE']._serialized_end=1180
-  _globals['_INVALIDATEREQUEST']._serialized_start=1182
-  _globals['_INVALIDATEREQUEST']._serialized_end=1232
-  _globals['_INVALIDATERESPONSE']._serialized_start=1234
-  _globals['_INVALIDATERESPONSE']._serialized_end=1276
-  _globals['_INVALIDATERELATEDREQUEST']._serialized_start=1278
-  _globals['_INVALIDATERELATEDREQUEST']._serialized_end=1387
-  _globals['_INVALIDATERELATEDRESPONSE']._serialized_start=1389
-  _globals['_INVALIDATERELATEDRESPONSE']._serialized_end=1452
-  _globals['_GETCACHESTATSREQUEST']._serialized_start=1454
-  _globals['_GETCACHESTATSREQUEST']._serialized_end=1476
-  _globals['_QUERYTYPESTATS']._serialized_start=1478
-  _globals['_QUERYTYPESTATS']._serialized_end=1563
-  _globals['_GETCACHESTATSRESPONSE']._serialized_start=1566
-  _globals['_GETCACHESTATSRESPONSE']._serialized_end=1882
-  _globals['_CACHEQUERYSERVICE']._serialized_start=2246
-  _globals['_CACHEQUERYSERVICE']._serialized_end=2964
+  _globals['_PRICESTATSRESPONSE']._serialized_end=867
+  _globals['_CITIESREQUEST']._serialized_start=869
+  _globals['_CITIESREQUEST']._serialized_end=884
+  _globals['_CITYCOUNT']._serialized_start=886
+  _globals['_CITYCOUNT']._serialized_end=926
+  _globals['_CITIESRESPONSE']._serialized_start=928
+  _globals['_CITIESRESPONSE']._serialized_end=1037
+  _globals['_PROPERTYTYPESREQUEST']._serialized_start=1039
+  _globals['_PROPERTYTYPESREQUEST']._serialized_end=1061
+  _globals['_PROPERTYTYPECOUNT']._serialized_start=1063
+  _globals['_PROPERTYTYPECOUNT']._serialized_end=1155
+  _globals['_PROPERTYTYPESRESPONSE']._serialized_start=1158
+  _globals['_PROPERTYTYPESRESPONSE']._serialized_end=1290
+  _globals['_INVALIDATEREQUEST']._serialized_start=1292
+  _globals['_INVALIDATEREQUEST']._serialized_end=1342
+  _globals['_INVALIDATERESPONSE']._serialized_start=1344
+  _globals['_INVALIDATERESPONSE']._serialized_end=1386
+  _globals['_INVALIDATERELATEDREQUEST']._serialized_start=1388
+  _globals['_INVALIDATERELATEDREQUEST']._serialized_end=1497
+  _globals['_INVALIDATERELATEDRESPONSE']._serialized_start=1499
+  _globals['_INVALIDATERELATEDRESPONSE']._serialized_end=1562
+  _globals['_GETCACHESTATSREQUEST']._serialized_start=1564
+  _globals['_GETCACHESTATSREQUEST']._serialized_end=1586
+  _globals['_QUERYTYPESTATS']._serialized_start=1588
+  _globals['_QUERYTYPESTATS']._serialized_end=1673
+  _globals['_GETCACHESTATSRESPONSE']._serialized_start=1676
+  _globals['_GETCACHESTATSRESPONSE']._serialized_end=1992
+  _globals['_CACHEQUERYSERVICE']._serialized_start=2356
+  _globals['_CACHEQUERYSERVICE']._serialized_end=3074
 # @@protoc_insertion_point(module_scope)

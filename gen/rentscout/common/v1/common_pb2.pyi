@@ -34,6 +34,12 @@ class Severity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SEVERITY_INFO: _ClassVar[Severity]
     SEVERITY_WARNING: _ClassVar[Severity]
     SEVERITY_CRITICAL: _ClassVar[Severity]
+
+class Infinity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INFINITY_UNSPECIFIED: _ClassVar[Infinity]
+    INFINITY_NEGATIVE: _ClassVar[Infinity]
+    INFINITY_POSITIVE: _ClassVar[Infinity]
 LISTING_SOURCE_UNSPECIFIED: ListingSource
 LISTING_SOURCE_AVITO: ListingSource
 LISTING_SOURCE_CIAN: ListingSource
@@ -50,9 +56,22 @@ SEVERITY_UNSPECIFIED: Severity
 SEVERITY_INFO: Severity
 SEVERITY_WARNING: Severity
 SEVERITY_CRITICAL: Severity
+INFINITY_UNSPECIFIED: Infinity
+INFINITY_NEGATIVE: Infinity
+INFINITY_POSITIVE: Infinity
+
+class OutOfRangeTime(_message.Message):
+    __slots__ = ("infinity", "seconds", "nanos")
+    INFINITY_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NANOS_FIELD_NUMBER: _ClassVar[int]
+    infinity: Infinity
+    seconds: int
+    nanos: int
+    def __init__(self, infinity: _Optional[_Union[Infinity, str]] = ..., seconds: _Optional[int] = ..., nanos: _Optional[int] = ...) -> None: ...
 
 class Property(_message.Message):
-    __slots__ = ("id", "source", "external_id", "title", "city", "district", "address", "property_type", "price", "currency", "rooms", "area", "floor", "lat", "lon", "url", "views", "is_active", "created_at", "updated_at")
+    __slots__ = ("id", "source", "external_id", "title", "city", "district", "address", "property_type", "price", "currency", "rooms", "area", "floor", "lat", "lon", "url", "views", "is_active", "created_at", "updated_at", "created_at_out_of_range", "updated_at_out_of_range")
     ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +92,8 @@ class Property(_message.Message):
     IS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_OUT_OF_RANGE_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_OUT_OF_RANGE_FIELD_NUMBER: _ClassVar[int]
     id: int
     source: ListingSource
     external_id: str
@@ -93,7 +114,9 @@ class Property(_message.Message):
     is_active: bool
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[int] = ..., source: _Optional[_Union[ListingSource, str]] = ..., external_id: _Optional[str] = ..., title: _Optional[str] = ..., city: _Optional[str] = ..., district: _Optional[str] = ..., address: _Optional[str] = ..., property_type: _Optional[_Union[PropertyType, str]] = ..., price: _Optional[int] = ..., currency: _Optional[str] = ..., rooms: _Optional[int] = ..., area: _Optional[float] = ..., floor: _Optional[int] = ..., lat: _Optional[float] = ..., lon: _Optional[float] = ..., url: _Optional[str] = ..., views: _Optional[int] = ..., is_active: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    created_at_out_of_range: OutOfRangeTime
+    updated_at_out_of_range: OutOfRangeTime
+    def __init__(self, id: _Optional[int] = ..., source: _Optional[_Union[ListingSource, str]] = ..., external_id: _Optional[str] = ..., title: _Optional[str] = ..., city: _Optional[str] = ..., district: _Optional[str] = ..., address: _Optional[str] = ..., property_type: _Optional[_Union[PropertyType, str]] = ..., price: _Optional[int] = ..., currency: _Optional[str] = ..., rooms: _Optional[int] = ..., area: _Optional[float] = ..., floor: _Optional[int] = ..., lat: _Optional[float] = ..., lon: _Optional[float] = ..., url: _Optional[str] = ..., views: _Optional[int] = ..., is_active: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at_out_of_range: _Optional[_Union[OutOfRangeTime, _Mapping]] = ..., updated_at_out_of_range: _Optional[_Union[OutOfRangeTime, _Mapping]] = ...) -> None: ...
 
 class PropertyFilter(_message.Message):
     __slots__ = ("cities", "property_types", "min_price", "max_price", "min_rooms", "max_rooms", "active_only", "updated_since", "sources")

@@ -159,7 +159,7 @@ class FormatStatistics(_message.Message):
     def __init__(self, format: _Optional[_Union[ExportFormat, str]] = ..., exports: _Optional[int] = ..., rows: _Optional[int] = ..., bytes: _Optional[int] = ..., mean_rows_per_second: _Optional[float] = ...) -> None: ...
 
 class GetExportStatisticsResponse(_message.Message):
-    __slots__ = ("exports_started", "exports_completed", "exports_failed", "exports_cancelled", "rows_exported", "bytes_exported", "exports_in_flight", "by_format")
+    __slots__ = ("exports_started", "exports_completed", "exports_failed", "exports_cancelled", "rows_exported", "bytes_exported", "exports_in_flight", "by_format", "exports_abandoned")
     EXPORTS_STARTED_FIELD_NUMBER: _ClassVar[int]
     EXPORTS_COMPLETED_FIELD_NUMBER: _ClassVar[int]
     EXPORTS_FAILED_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,7 @@ class GetExportStatisticsResponse(_message.Message):
     BYTES_EXPORTED_FIELD_NUMBER: _ClassVar[int]
     EXPORTS_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     BY_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    EXPORTS_ABANDONED_FIELD_NUMBER: _ClassVar[int]
     exports_started: int
     exports_completed: int
     exports_failed: int
@@ -176,4 +177,5 @@ class GetExportStatisticsResponse(_message.Message):
     bytes_exported: int
     exports_in_flight: int
     by_format: _containers.RepeatedCompositeFieldContainer[FormatStatistics]
-    def __init__(self, exports_started: _Optional[int] = ..., exports_completed: _Optional[int] = ..., exports_failed: _Optional[int] = ..., exports_cancelled: _Optional[int] = ..., rows_exported: _Optional[int] = ..., bytes_exported: _Optional[int] = ..., exports_in_flight: _Optional[int] = ..., by_format: _Optional[_Iterable[_Union[FormatStatistics, _Mapping]]] = ...) -> None: ...
+    exports_abandoned: int
+    def __init__(self, exports_started: _Optional[int] = ..., exports_completed: _Optional[int] = ..., exports_failed: _Optional[int] = ..., exports_cancelled: _Optional[int] = ..., rows_exported: _Optional[int] = ..., bytes_exported: _Optional[int] = ..., exports_in_flight: _Optional[int] = ..., by_format: _Optional[_Iterable[_Union[FormatStatistics, _Mapping]]] = ..., exports_abandoned: _Optional[int] = ...) -> None: ...
