@@ -15,10 +15,11 @@ from rentscout.analyzer_service.slow_queries import SlowQuery
 from rentscout.analyzer_service.table_stats import TableStats
 from rentscout.common.v1 import common_pb2
 from rentscout.runtime.replicas import PRIMARY
+from rentscout.wire.enums import BLOAT_METHOD, INDEX_ISSUE_KIND, INSIGHT_KIND, RECOMMENDATION_ACTION, SEVERITY, enum_value
 
 
-def severity(name: str) -> int:
-    return common_pb2.Severity.Value(f"SEVERITY_{name}")
+def severity(name: str) -> common_pb2.Severity:
+    return enum_value(SEVERITY, f"SEVERITY_{name}")
 
 
 def buffers(b: Buffers) -> analyzer_pb2.BufferStats:
@@ -49,7 +50,7 @@ def plan_node(node: Node) -> analyzer_pb2.PlanNode:
 
 
 def insight(i: Insight) -> analyzer_pb2.Insight:
-    return analyzer_pb2.Insight(kind=analyzer_pb2.InsightKind.Value(f"INSIGHT_KIND_{i.kind}"),
+    return analyzer_pb2.Insight(kind=enum_value(INSIGHT_KIND, f"INSIGHT_KIND_{i.kind}"),
                                 severity=severity(i.severity), message=i.message, node=i.node, evidence=i.evidence)
 
 
@@ -79,7 +80,7 @@ def advice(a: Advice) -> analyzer_pb2.SuggestIndexesResponse:
             hypopg_validated=s.validated, cost_before=s.cost_before, cost_after=s.cost_after, queries=s.queries)
             for s in a.suggestions],
         index_issues=[analyzer_pb2.IndexIssue(
-            kind=analyzer_pb2.IndexIssueKind.Value(f"INDEX_ISSUE_KIND_{i.kind}"), index_name=i.index.display,
+            kind=enum_value(INDEX_ISSUE_KIND, f"INDEX_ISSUE_KIND_{i.kind}"), index_name=i.index.display,
             table=i.index.table, definition=i.index.definition, size_bytes=i.index.size_bytes, detail=i.detail)
             for i in a.issues])
 
@@ -88,10 +89,10 @@ def table_stats(s: TableStats) -> analyzer_pb2.GetTableStatsResponse:
     return analyzer_pb2.GetTableStatsResponse(
         table=s.table, live_rows=s.live_rows, dead_rows=s.dead_rows, dead_ratio=s.dead_ratio, table_bytes=s.table_bytes,
         index_bytes=s.index_bytes, toast_bytes=s.toast_bytes, total_bytes=s.total_bytes, bloat_bytes=s.bloat_bytes,
-        bloat_ratio=s.bloat_ratio, bloat_method=analyzer_pb2.BloatMethod.Value(f"BLOAT_METHOD_{s.bloat_method}"),
+        bloat_ratio=s.bloat_ratio, bloat_method=enum_value(BLOAT_METHOD, f"BLOAT_METHOD_{s.bloat_method}"),
         seq_scans=s.seq_scans, idx_scans=s.idx_scans, last_vacuum=timestamp(s.last_vacuum),
         last_autovacuum=timestamp(s.last_autovacuum), last_analyze=timestamp(s.last_analyze),
         last_autoanalyze=timestamp(s.last_autoanalyze), modifications_since_analyze=s.modifications_since_analyze,
         recommendations=[analyzer_pb2.Recommendation(
-            action=analyzer_pb2.RecommendationAction.Value(f"RECOMMENDATION_ACTION_{r.action}"),
+            action=enum_value(RECOMMENDATION_ACTION, f"RECOMMENDATION_ACTION_{r.action}"),
             severity=severity(r.severity), reason=r.reason, statement=r.statement) for r in s.recommendations])

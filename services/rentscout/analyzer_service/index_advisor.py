@@ -225,6 +225,7 @@ async def _measure(ctx: _Context, sql: str, param_count: int, candidate: Candida
     schema = quote_ident(ctx.hypopg_schema or "public")
     row = await ctx.conn.fetchrow(f"SELECT {TAG} indexrelid FROM {schema}.hypopg_create_index($1)",
                                   candidate.hypothetical_statement(), timeout=deadline.remaining())
+    assert row is not None  # hypopg_create_index returns one row per index created, and this creates one
     oid = row["indexrelid"]
     try:
         cost, raw = await plan_as_role(ctx, sql, param_count)
@@ -542,6 +543,8 @@ async def suggest(db: Database, runtime: RuntimeSettings, settings: AnalyzerSett
         async with session.transaction(conn, settings, as_role=False):
             await conn.execute(f"SET LOCAL {TAG} plan_cache_mode = force_generic_plan", timeout=deadline.remaining())
             await _reset_hypopg(ctx)  # starts with no hypothetical index, whatever the connection saw
+            suggestions: list[Suggestion]
+            scope: list[int] | None  # the tables whose indexes to review; None: every table
             try:
                 if table is not None:
                     suggestions, scope = await from_table(ctx, table)

@@ -153,12 +153,13 @@ def _from_items(node: object, resolve: Mapping[tuple[str | None, str], Relation]
         for item in node:
             _from_items(item, resolve, ctes, scope)
     elif isinstance(node, ast.RangeVar):
-        if node.schemaname is None and node.relname in ctes:
-            return
+        if node.relname is None or (node.schemaname is None and node.relname in ctes):
+            return  # a CTE (a nameless RangeVar cannot occur, and would not resolve)
         rel = resolve.get((node.schemaname, node.relname))
         if rel is None:
             return
-        scope.items[node.alias.aliasname if node.alias is not None else node.relname] = rel
+        alias = node.alias.aliasname if node.alias is not None else None
+        scope.items[alias if alias is not None else node.relname] = rel
         scope.relations.append(rel)
     elif isinstance(node, ast.JoinExpr):
         _from_items(node.larg, resolve, ctes, scope)
@@ -181,7 +182,7 @@ def _conjuncts(node: ast.Node | None) -> list[ast.Node]:
     if node is None:
         return []
     if isinstance(node, ast.BoolExpr) and getattr(node.boolop, "name", "") == "AND_EXPR":
-        return [part for arg in node.args for part in _conjuncts(arg)]
+        return [part for arg in node.args or () for part in _conjuncts(arg)]
     return [node]
 
 
@@ -206,8 +207,9 @@ def _is_value(node: object) -> bool:
 def _column(node: object, scope: _Scope, columns_of: Mapping[int, frozenset[str]]) -> tuple[Relation, str] | None:
     if not isinstance(node, ast.ColumnRef):
         return None
-    parts = [f.sval for f in node.fields if isinstance(f, ast.String)]
-    if len(parts) != len(node.fields) or not parts:
+    fields = node.fields or ()
+    parts = [f.sval for f in fields if isinstance(f, ast.String) and f.sval is not None]
+    if len(parts) != len(fields) or not parts:
         return None  # `t.*`
     column = parts[-1]
     if len(parts) >= 2:

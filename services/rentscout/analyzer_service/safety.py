@@ -176,7 +176,12 @@ def check_depth(node: object) -> None:
 
 
 def _names(items: tuple[ast.Node, ...] | None) -> list[str]:
-    return [item.sval for item in items or () if isinstance(item, ast.String)]
+    names: list[str] = []
+    for item in items or ():
+        if isinstance(item, ast.String):
+            assert item.sval is not None  # the parser always names the parts of a qualified name
+            names.append(item.sval)
+    return names
 
 
 def denied_category(name: str) -> str | None:
@@ -229,7 +234,7 @@ def parse_select(sql: str) -> ParsedQuery:
     return parsed
 
 
-def _not_select(stmt: ast.Node) -> tuple[str, str]:
+def _not_select(stmt: ast.Node | None) -> tuple[str, str]:
     kind = type(stmt).__name__
     if kind in _WRITE_STATEMENTS:
         return "write", f"must be a SELECT; {_WRITE_STATEMENTS[kind]} modifies data"
@@ -266,6 +271,7 @@ def _inspect(parsed: ParsedQuery) -> None:
             if node.limitOffset is not None:
                 offsets.append(_offset(node.limitOffset))
         elif isinstance(node, ast.CommonTableExpr):
+            assert node.ctename is not None  # WITH always names its queries
             ctes.add(node.ctename)
             if not isinstance(node.ctequery, ast.SelectStmt):
                 label = _WRITE_STATEMENTS.get(type(node.ctequery).__name__, type(node.ctequery).__name__)
@@ -288,9 +294,11 @@ def _inspect(parsed: ParsedQuery) -> None:
             if target.schema != "pg_catalog" and target.name:
                 casts.add(target)
         elif isinstance(node, ast.ParamRef):
+            assert node.number is not None  # the parser numbers every $n
             max_param = max(max_param, node.number)
         elif isinstance(node, ast.RangeVar):
             alias = node.alias.aliasname if node.alias is not None else None
+            assert node.relname is not None  # a table reference always has a name
             relations.append(RelationRef(node.schemaname, node.relname, alias))
     if max_param > MAX_PARAMS:
         raise Rejected("too_many_params", f"uses ${max_param}; at most {MAX_PARAMS} parameters are supported")
@@ -309,8 +317,9 @@ def _qualified(parts: list[str]) -> QualifiedName:
     return QualifiedName(None, parts[0] if parts else "")
 
 
-def _offset(node: ast.Node) -> OffsetRef:
+def _offset(node: ast.Node | None) -> OffsetRef:
     if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer):
+        assert node.val.ival is not None  # an integer constant always has its value
         return OffsetRef(int(node.val.ival), None)
     if isinstance(node, ast.ParamRef):
         return OffsetRef(None, node.number)

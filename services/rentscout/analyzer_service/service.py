@@ -43,8 +43,10 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
         self.resources = resources
         self.settings = settings
 
-    async def AnalyzeQuery(self, request: analyzer_pb2.AnalyzeQueryRequest,
-                           context: grpc.aio.ServicerContext) -> analyzer_pb2.AnalyzeQueryResponse:
+    async def AnalyzeQuery(
+            self, request: analyzer_pb2.AnalyzeQueryRequest,
+            context: grpc.aio.ServicerContext[analyzer_pb2.AnalyzeQueryRequest, analyzer_pb2.AnalyzeQueryResponse],
+    ) -> analyzer_pb2.AnalyzeQueryResponse:
         if len(request.params) > MAX_PARAMS:
             raise InvalidArgument("params", f"at most {MAX_PARAMS} parameters are supported")
         try:
@@ -56,8 +58,10 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
                                              reads=self.resources.reads if request.on_standby else None)
         return convert.analysis(result)
 
-    async def ListSlowQueries(self, request: analyzer_pb2.ListSlowQueriesRequest,
-                              context: grpc.aio.ServicerContext) -> analyzer_pb2.ListSlowQueriesResponse:
+    async def ListSlowQueries(
+            self, request: analyzer_pb2.ListSlowQueriesRequest,
+            context: grpc.aio.ServicerContext[analyzer_pb2.ListSlowQueriesRequest, analyzer_pb2.ListSlowQueriesResponse],
+    ) -> analyzer_pb2.ListSlowQueriesResponse:
         v = Violations()
         v.check(math.isfinite(request.min_mean_ms) and request.min_mean_ms >= 0, "min_mean_ms",
                 "must be a number >= 0")
@@ -75,8 +79,10 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
         annotate(**{"analyzer.slow_queries": len(rows)})
         return convert.slow_queries(ext.version, rows, node)
 
-    async def SuggestIndexes(self, request: analyzer_pb2.SuggestIndexesRequest,
-                             context: grpc.aio.ServicerContext) -> analyzer_pb2.SuggestIndexesResponse:
+    async def SuggestIndexes(
+            self, request: analyzer_pb2.SuggestIndexesRequest,
+            context: grpc.aio.ServicerContext[analyzer_pb2.SuggestIndexesRequest, analyzer_pb2.SuggestIndexesResponse],
+    ) -> analyzer_pb2.SuggestIndexesResponse:
         v = Violations()
         source = request.WhichOneof("source")
         v.check(source is not None, "source", "set one of table, sql or from_slow_queries")
@@ -91,8 +97,10 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
         annotate(**{"analyzer.index_suggestions": len(result.suggestions), "analyzer.index_issues": len(result.issues)})
         return convert.advice(result)
 
-    async def GetTableStats(self, request: analyzer_pb2.GetTableStatsRequest,
-                            context: grpc.aio.ServicerContext) -> analyzer_pb2.GetTableStatsResponse:
+    async def GetTableStats(
+            self, request: analyzer_pb2.GetTableStatsRequest,
+            context: grpc.aio.ServicerContext[analyzer_pb2.GetTableStatsRequest, analyzer_pb2.GetTableStatsResponse],
+    ) -> analyzer_pb2.GetTableStatsResponse:
         stats = await table_stats.get_table_stats(self.resources.db, self.settings, request.table, request.exact_bloat)
         annotate(**{"analyzer.table": stats.table, "analyzer.recommendations": len(stats.recommendations)})
         return convert.table_stats(stats)

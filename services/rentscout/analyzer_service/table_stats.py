@@ -156,9 +156,10 @@ async def _estimate(conn: asyncpg.Connection, oid: int) -> tuple[int, float, boo
 
 
 async def _pgstattuple_schema(conn: asyncpg.Connection) -> str | None:
-    return await conn.fetchval(tagged(
+    schema: str | None = await conn.fetchval(tagged(
         "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
         "WHERE e.extname = 'pgstattuple'"), timeout=deadline.remaining())
+    return schema
 
 
 async def _exact(conn: asyncpg.Connection, oid: int, fillfactor: int) -> tuple[int, float] | None:
@@ -172,6 +173,7 @@ async def _exact(conn: asyncpg.Connection, oid: int, fillfactor: int) -> tuple[i
                                       timeout=deadline.remaining())
     except (asyncpg.InsufficientPrivilegeError, asyncpg.FeatureNotSupportedError, asyncpg.WrongObjectTypeError):
         return None
+    assert row is not None  # pgstattuple_approx returns exactly one row
     table_len = float(row["table_len"])
     reserved = table_len * (100 - fillfactor) / 100.0
     bloat = max(0.0, float(row["dead_tuple_len"]) + float(row["approx_free_space"]) - reserved)
@@ -182,6 +184,7 @@ async def get_table_stats(db: Database, settings: AnalyzerSettings, raw_table: s
     async with db.connection() as conn:
         rel, relkind = await resolve_table(conn, raw_table)
         row = await conn.fetchrow(_STATS_SQL, rel.oid, timeout=deadline.remaining())
+        assert row is not None  # resolve_table just found this oid in pg_class (only a concurrent DROP loses it)
         stats = TableStats(
             table=rel.display, live_rows=row["n_live_tup"], dead_rows=row["n_dead_tup"],
             table_bytes=row["table_bytes"], index_bytes=row["index_bytes"], toast_bytes=row["toast_bytes"],

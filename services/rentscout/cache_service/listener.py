@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import orjson
@@ -41,15 +41,18 @@ class ChangeListener:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self.connected = asyncio.Event()
         self.connections = 0  # successful LISTENs so far (reconnections = connections - 1)
-        self._stopped = False
+        # set by stop(), which may run during any await below: an Event, whose checks the type checker
+        # does not narrow away the way it would a bool attribute's
+        self._stop = asyncio.Event()
         self._wake = asyncio.Event()  # set when the connection is lost or stop() is called
 
     def stop(self) -> None:
-        self._stopped = True
+        self._stop.set()
         self._wake.set()
 
-    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self._queue.put_nowait(payload)
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        # asyncpg passes the NOTIFY payload as str; its stubs type the listener's payload as object
+        self._queue.put_nowait(cast(str, payload))
 
     async def run(self) -> None:
         consumer = asyncio.create_task(self._consume(), name="cache-change-consumer")
@@ -61,13 +64,13 @@ class ChangeListener:
 
     async def _listen_forever(self) -> None:
         backoff = 0.2
-        while not self._stopped:
+        while not self._stop.is_set():
             conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout,
                                              server_settings={"application_name": "rentscout-cache-listener"})
                 self._wake = lost = asyncio.Event()
-                if self._stopped:
+                if self._stop.is_set():
                     break
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())
                 # LISTEN is a statement too: a server that accepted the connection and froze must not hold us
@@ -83,7 +86,7 @@ class ChangeListener:
                         await asyncio.wait_for(lost.wait(), self._check_interval)
                     if not lost.is_set():
                         await conn.fetchval("SELECT 1", timeout=self._connect_timeout)
-                if not self._stopped:
+                if not self._stop.is_set():
                     _log.warning("change listener connection lost; reconnecting")
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 _log.warning("change listener: %s; reconnecting in %.1fs", type(exc).__name__, backoff,
@@ -93,12 +96,12 @@ class ChangeListener:
                 metrics.LISTENER_UP.set(0)
                 if conn is not None:
                     conn.terminate()
-            if not self._stopped:
+            if not self._stop.is_set():
                 await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
     async def _consume(self) -> None:
-        while not self._stopped:
+        while not self._stop.is_set():
             payloads = [await self._queue.get()]
             while not self._queue.empty() and len(payloads) < MAX_BATCH:
                 payloads.append(self._queue.get_nowait())

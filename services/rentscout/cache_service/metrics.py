@@ -53,7 +53,7 @@ class _Source(Protocol):
     def near_size(self) -> int: ...
 
 
-_sources: weakref.WeakSet[_Source] = weakref.WeakSet()  # type: ignore[type-arg]
+_sources: weakref.WeakSet[_Source] = weakref.WeakSet()
 
 
 class _ScrapeTimeCollector(Collector):

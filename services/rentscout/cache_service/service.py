@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service import queries as _queries  # noqa: F401  (registers the queries)
@@ -40,8 +41,10 @@ class CacheQueryServicer:
 
     # -- admin and stats ----------------------------------------------------------------------
 
-    async def Invalidate(self, request: cache_pb2.InvalidateRequest, ctx: grpc.aio.ServicerContext
-                         ) -> cache_pb2.InvalidateResponse:
+    async def Invalidate(
+            self, request: cache_pb2.InvalidateRequest,
+            ctx: grpc.aio.ServicerContext[cache_pb2.InvalidateRequest, cache_pb2.InvalidateResponse],
+    ) -> cache_pb2.InvalidateResponse:
         v = Violations()
         prefix = self.engine.keys.namespace + ":"
         if bool(request.pattern) == bool(request.tags):
@@ -79,8 +82,10 @@ class CacheQueryServicer:
         annotate(**{"cache.keys_deleted": deleted})
         return cache_pb2.InvalidateResponse(keys_deleted=deleted)
 
-    async def InvalidateRelated(self, request: cache_pb2.InvalidateRelatedRequest, ctx: grpc.aio.ServicerContext
-                                ) -> cache_pb2.InvalidateRelatedResponse:
+    async def InvalidateRelated(
+            self, request: cache_pb2.InvalidateRelatedRequest,
+            ctx: grpc.aio.ServicerContext[cache_pb2.InvalidateRelatedRequest, cache_pb2.InvalidateRelatedResponse],
+    ) -> cache_pb2.InvalidateRelatedResponse:
         v = Violations()
         previous = check_city(v, "previous_city", request.previous_city) if request.previous_city else ""
         tags: set[str] = set()
@@ -113,23 +118,26 @@ class CacheQueryServicer:
         annotate(**{"cache.keys_deleted": deleted})
         return cache_pb2.InvalidateRelatedResponse(keys_deleted=deleted, tags=sorted(tags))
 
-    async def GetCacheStats(self, request: cache_pb2.GetCacheStatsRequest, ctx: grpc.aio.ServicerContext
-                            ) -> cache_pb2.GetCacheStatsResponse:
+    async def GetCacheStats(
+            self, request: cache_pb2.GetCacheStatsRequest,
+            ctx: grpc.aio.ServicerContext[cache_pb2.GetCacheStatsRequest, cache_pb2.GetCacheStatsResponse],
+    ) -> cache_pb2.GetCacheStatsResponse:
         return await self.engine.report()
 
     # -- wiring -------------------------------------------------------------------------------
 
-    def _query_handler(self, query: CachedQuery) -> grpc.RpcMethodHandler:
+    def _query_handler(self, query: CachedQuery) -> grpc.RpcMethodHandler[Message, bytes]:
         get, params_of = self.engine.reader.get, query.params
 
-        async def handle(request: Any, ctx: grpc.aio.ServicerContext) -> bytes:
+        async def handle(request: Message, ctx: grpc.aio.ServicerContext[Message, bytes]) -> bytes:
             return await get(query, params_of(request))
 
         # no response serializer: the handler returns the wire bytes itself
         return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=query.request.FromString)
 
-    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
-        handlers: dict[str, grpc.RpcMethodHandler] = {}
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler[Message, Any]]:
+        # responses are bytes (cached queries, no serializer) or messages (the admin and stats RPCs)
+        handlers: dict[str, grpc.RpcMethodHandler[Message, Any]] = {}
         for query in self.engine.queries.values():
             if query.rpc not in _SERVICE.methods_by_name:
                 raise ValueError(f"query {query.name!r} names rpc {query.rpc!r}, which {SERVICE_NAME} does not have")

@@ -290,10 +290,9 @@ class RedisStore:
     async def usage(self) -> tuple[int, int]:
         """(keys in the Redis database(s), bytes of memory used)."""
         async def run() -> tuple[int, int]:
-            keys = await self.client.dbsize()
+            keys = await self.client.dbsize()  # on a cluster, redis-py sums the primaries' counts
             info = await self.client.info("memory")
             if self.is_cluster:  # {node: info} per primary
-                keys = sum(keys.values()) if isinstance(keys, dict) else keys
                 memory = sum(int(i.get("used_memory", 0)) for i in info.values()) if isinstance(info, dict) and \
                     all(isinstance(v, dict) for v in info.values()) else int(info.get("used_memory", 0))
             else:

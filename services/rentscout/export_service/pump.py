@@ -63,12 +63,12 @@ class Started:
 
 
 class CopyPump:
-    """Queue items: first Started (or a Failure), then bytes blocks, then END or a Failure."""
+    """Queue items: first Started (or a Failure), then blocks (asyncpg's bytearrays), then END or a Failure."""
 
     def __init__(self, reads: ReadRouter, job: CopyJob) -> None:
         self.reads = reads
         self.job = job
-        self.queue: asyncio.Queue[Started | bytes | Failure | _End] = asyncio.Queue(QUEUE_BLOCKS)
+        self.queue: asyncio.Queue[Started | bytes | bytearray | Failure | _End] = asyncio.Queue(QUEUE_BLOCKS)
         self.task: asyncio.Task[None] | None = None
         self._silence: asyncio.Timeout | None = None  # PostgreSQL's silence, rescheduled at every block
 
@@ -86,7 +86,7 @@ class CopyPump:
         self.cancel()
         await asyncio.wait({self.task})
 
-    async def deliver(self, block: bytes) -> None:
+    async def deliver(self, block: bytes | bytearray) -> None:
         """COPY's output callback: hands one socket read to the RPC, waiting while it is behind."""
         silence = self._silence
         if silence is not None:

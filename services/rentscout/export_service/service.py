@@ -69,8 +69,10 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
             return StreamStart(spec, self.codec.decode(request.resume_token, spec.fingerprint), resumed=True)
         return StreamStart(spec, ResumeState(uuid.uuid4().bytes, None, None, 0), resumed=False)
 
-    async def ExportProperties(self, request: export_pb2.ExportPropertiesRequest,
-                               context_: grpc.aio.ServicerContext) -> AsyncIterator[export_pb2.ExportPropertiesResponse]:
+    async def ExportProperties(
+            self, request: export_pb2.ExportPropertiesRequest,
+            context_: grpc.aio.ServicerContext[export_pb2.ExportPropertiesRequest, export_pb2.ExportPropertiesResponse],
+    ) -> AsyncIterator[export_pb2.ExportPropertiesResponse]:
         start = await self._start(request)
         self.slots.take()
         try:
@@ -82,7 +84,9 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         except BaseException:
             self.slots.release()
             raise
-        context_.add_done_callback(run.interrupted)  # stops the COPY at once, whatever ends the call
+        # stops the COPY at once, whatever ends the call (the ignore: types-grpcio declares the callback
+        # type, _DoneCallback, as a plain class rather than a Protocol, so no function can match it)
+        context_.add_done_callback(run.interrupted)  # type: ignore[arg-type]
         run.log_start()
         try:
             if pump is not None:
@@ -99,8 +103,10 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
             if pump is not None:
                 await pump.stop()
 
-    async def PlanExport(self, request: export_pb2.PlanExportRequest,
-                         context_: grpc.aio.ServicerContext) -> export_pb2.PlanExportResponse:
+    async def PlanExport(
+            self, request: export_pb2.PlanExportRequest,
+            context_: grpc.aio.ServicerContext[export_pb2.PlanExportRequest, export_pb2.PlanExportResponse],
+    ) -> export_pb2.PlanExportResponse:
         v = Violations()
         req = request.export
         where = check_static(req, self.settings, v, prefix="export.")
@@ -133,8 +139,10 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         context.annotate(**{"export.id": str(export_id), "export.partitions": len(out.partitions)})
         return out
 
-    async def GetExportStatistics(self, request: export_pb2.GetExportStatisticsRequest,
-                                  context_: grpc.aio.ServicerContext) -> export_pb2.GetExportStatisticsResponse:
+    async def GetExportStatistics(
+            self, request: export_pb2.GetExportStatisticsRequest,
+            context_: grpc.aio.ServicerContext[export_pb2.GetExportStatisticsRequest, export_pb2.GetExportStatisticsResponse],
+    ) -> export_pb2.GetExportStatisticsResponse:
         since = None
         if request.HasField("since"):
             try:

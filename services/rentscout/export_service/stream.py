@@ -105,7 +105,9 @@ class ExportRun:
         if record_later:
             self.store.end_run_later(self.progress, status, code)
 
-    def interrupted(self, ctx: grpc.aio.ServicerContext) -> None:
+    def interrupted(
+            self, ctx: grpc.aio.ServicerContext[export_pb2.ExportPropertiesRequest, export_pb2.ExportPropertiesResponse],
+    ) -> None:
         """The call ended before the stream did: its deadline passed (failed) or the client left (cancelled)."""
         left = ctx.time_remaining()
         if left is not None and left <= 0:
@@ -183,7 +185,8 @@ class ExportRun:
                     break
                 if isinstance(item, Failure):
                     raise item.error
-                seg = splitter.feed(item)  # type: ignore[arg-type]
+                assert isinstance(item, (bytes, bytearray))  # only the first item is Started
+                seg = splitter.feed(item)
                 if seg is not None:
                     for parts in assembler.add(seg):
                         if (message := await self._render(parts, ahead)) is not None:
