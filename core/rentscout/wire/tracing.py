@@ -3,6 +3,11 @@
 A real TracerProvider always runs so that trace and span ids exist for logs and propagation; spans
 are exported only when `OTEL_TRACES_EXPORTER` asks for it (`console`, or `otlp` when the OTLP
 exporter package is installed). The default, like the SDK's unset variable here, is `none`.
+
+While nothing exports (the provider installed here, with no exporter), `start_server_span` makes a
+non-recording span that still has its own span id in the caller's trace (or a new trace), sampled
+as the SDK's default parent-based sampler would: logs and the `traceparent` sent back carry the same
+ids a recorded span would have, at a fraction of its cost.
 """
 
 from __future__ import annotations
@@ -10,15 +15,20 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 _log = logging.getLogger(__name__)
 _configured = False
+_quiet: TracerProvider | None = None  # the provider installed here, when it exports nothing
+_tracer: tuple[object, trace.Tracer] | None = None  # (provider, its tracer)
+_fields: tuple[TextMapPropagator, frozenset[str]] | None = None  # (global propagator, the headers it reads)
 
 
 def _exporter(name: str) -> SpanExporter | None:
@@ -43,7 +53,7 @@ def _exporter(name: str) -> SpanExporter | None:
 
 def configure(service_name: str, service_version: str) -> None:
     """Install the tracer provider once per process."""
-    global _configured
+    global _configured, _quiet
     if _configured:
         return
     _configured = True
@@ -53,11 +63,43 @@ def configure(service_name: str, service_version: str) -> None:
     exporter = _exporter(os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower())
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
+    else:
+        _quiet = provider
     trace.set_tracer_provider(provider)
 
 
 def tracer() -> trace.Tracer:
-    return trace.get_tracer("rentscout")
+    """The project's tracer of the current global provider (made once per provider)."""
+    global _tracer
+    provider = trace.get_tracer_provider()
+    if _tracer is None or _tracer[0] is not provider:
+        _tracer = (provider, trace.get_tracer("rentscout"))
+    return _tracer[1]
+
+
+def propagation_fields() -> frozenset[str]:
+    """The metadata keys the global propagator reads (`traceparent`, `tracestate`, `baggage` by default)."""
+    global _fields
+    textmap = propagate.get_global_textmap()
+    if _fields is None or _fields[0] is not textmap:
+        _fields = (textmap, frozenset(textmap.fields))
+    return _fields[1]
+
+
+def start_server_span(name: str, parent: Context | None, attributes: Mapping[str, Any]) -> trace.Span:
+    """The span of an RPC this server handles, child of `parent` (the extracted caller context; None:
+    the current context). Recorded when something may export it, else non-recording with real ids."""
+    provider = trace.get_tracer_provider()
+    if provider is not _quiet or _quiet is None:
+        return tracer().start_span(name, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes)
+    ids = _quiet.id_generator
+    up = trace.get_current_span(parent).get_span_context()
+    if up.is_valid:  # the caller's trace; sampled as the caller decided (parent-based sampling)
+        span_context = trace.SpanContext(up.trace_id, ids.generate_span_id(), False, up.trace_flags, up.trace_state)
+    else:  # a new trace, sampled (the default sampler's root decision)
+        span_context = trace.SpanContext(ids.generate_trace_id(), ids.generate_span_id(), False,
+                                         trace.TraceFlags(trace.TraceFlags.SAMPLED))
+    return trace.NonRecordingSpan(span_context)
 
 
 def extract(metadata: Iterable[tuple[str, str | bytes]] | None) -> Context:
