@@ -15,6 +15,9 @@ and prints rows/s and ratios. Then it reads the export server's peak RSS (VmHWM)
 --rows in every format, grows the table to --rss-rows and does the same with a fresh server process.
 Goals: CSV >= 0.8x psql-csv; JSONL >= 1.0x pg-json; Arrow >= 1.0x adbc; peak RSS < 200 MB and within 10%
 from 1M to 5M rows.
+With a private PostgreSQL it also starts a streaming standby of it (pg_basebackup -R) and a second export
+server reading from it (RENTSCOUT_DATABASE_READ_URL): grpc-csv-standby against grpc-csv on the primary,
+same rows (checked), as a ratio (--no-standby skips it).
 On a shared 2-core machine the absolute figures are noisy; the ratios are measured in the same run.
 """
 
@@ -109,13 +112,13 @@ def run_client(target: str, fmt: str, expect_rows: int) -> float:
 class Server:
     """`rentscout serve export` in its own process; peak RSS from /proc/<pid>/status (VmHWM)."""
 
-    def __init__(self, dsn: str, workdir: Path) -> None:
+    def __init__(self, dsn: str, workdir: Path, read_url: str = "") -> None:
         from rentscout.devstack.instances import free_port
 
         self.port = free_port()
         self.log = (workdir / f"export-{self.port}.log").open("wb")
         env = {**os.environ, "RENTSCOUT_DATABASE_URL": dsn, "RENTSCOUT_LOG_LEVEL": "warning",
-               "RENTSCOUT_EXPORT_TOKEN_SECRET": "bench"}
+               "RENTSCOUT_EXPORT_TOKEN_SECRET": "bench", "RENTSCOUT_DATABASE_READ_URL": read_url}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rentscout.main", "serve", "export", "--host", "127.0.0.1", "--port",
              str(self.port), "--metrics-port", "0"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -159,6 +162,26 @@ class Server:
         self.log.close()
 
 
+def wait_replayed(primary: str, replica: str, timeout: float = 120) -> None:
+    """Until the standby has replayed everything the primary wrote (the seed)."""
+    import asyncpg
+
+    async def wait() -> None:
+        p, r = await asyncpg.connect(primary), await asyncpg.connect(replica)
+        try:
+            target = await p.fetchval("SELECT pg_current_wal_insert_lsn()")
+            end = time.monotonic() + timeout
+            while not await r.fetchval("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", target):
+                if time.monotonic() > end:
+                    raise TimeoutError("the standby did not catch up")
+                await asyncio.sleep(0.2)
+        finally:
+            await p.close()
+            await r.close()
+
+    asyncio.run(wait())
+
+
 def table_rows(dsn: str) -> int:
     out = subprocess.run([psql_exe(), dsn, "-X", "-At", "-c", "SELECT count(*) FROM properties"],
                          capture_output=True, text=True, check=True)
@@ -198,6 +221,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3, help="interleaved rounds; the best time of each is kept")
     p.add_argument("--rss-rows", type=int, default=5_000_000, help="second table size for the peak RSS check")
     p.add_argument("--no-large", action="store_true", help="skip the peak RSS check at --rss-rows")
+    p.add_argument("--no-standby", action="store_true", help="skip the streaming-standby comparison")
     p.add_argument("--dsn", help="use this database (its properties table is grown to --rows) instead of a private one")
     p.add_argument("--client", nargs=2, metavar=("TARGET", "FORMAT"), help=argparse.SUPPRESS)
     p.add_argument("--adbc", metavar="DSN", help=argparse.SUPPRESS)
@@ -211,6 +235,7 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="export-bench-"))
     pg = None
+    standby = None
     dsn = args.dsn
     if dsn is None:
         from rentscout.devstack.instances import PostgresInstance
@@ -220,37 +245,50 @@ def main() -> None:
     try:
         seed_to(dsn, args.rows)
         rows = args.rows
+        if pg is not None and not args.no_standby:
+            standby = pg.standby(workdir / "standby").start()
+            wait_replayed(dsn, standby.dsn)
         server = Server(dsn, workdir)
+        replica_server = Server(dsn, workdir, read_url=standby.dsn) if standby is not None else None
+        measures = [
+            ("psql-csv", lambda: run_psql(dsn, CSV_SQL)),
+            ("grpc-csv", lambda: run_client(server.target, "csv", rows)),
+            ("pg-json", lambda: run_psql(dsn, JSON_SQL)),
+            ("grpc-jsonl", lambda: run_client(server.target, "jsonl", rows)),
+            ("grpc-json", lambda: run_client(server.target, "json", rows)),
+            ("adbc", lambda: run_adbc(dsn, rows)),
+            ("grpc-arrow", lambda: run_client(server.target, "arrow", rows)),
+        ]
+        if replica_server is not None:
+            measures.append(("grpc-csv-standby", lambda: run_client(replica_server.target, "csv", rows)))
         best: dict[str, float] = {}
         rounds: list[dict[str, float]] = []
         try:
             for r in range(args.repeat):
                 rounds.append({})
-                for name, fn in (
-                    ("psql-csv", lambda: run_psql(dsn, CSV_SQL)),
-                    ("grpc-csv", lambda: run_client(server.target, "csv", rows)),
-                    ("pg-json", lambda: run_psql(dsn, JSON_SQL)),
-                    ("grpc-jsonl", lambda: run_client(server.target, "jsonl", rows)),
-                    ("grpc-json", lambda: run_client(server.target, "json", rows)),
-                    ("adbc", lambda: run_adbc(dsn, rows)),
-                    ("grpc-arrow", lambda: run_client(server.target, "arrow", rows)),
-                ):
+                for name, fn in measures:
                     seconds = fn()
                     best[name] = min(best.get(name, seconds), seconds)
                     rounds[-1][name] = seconds
-                    print(f"round {r + 1}: {name:11s} {seconds:6.2f}s", flush=True)
+                    print(f"round {r + 1}: {name:16s} {seconds:6.2f}s", flush=True)
         finally:
             server.stop()
+            if replica_server is not None:
+                replica_server.stop()
+            if standby is not None:  # not needed for the memory check below
+                standby.destroy()
+                standby = None
         print(f"\n{rows:,} rows, best of {args.repeat} (rows/s; speed ratio to its baseline: of the best times, "
               f"and the median of the ratios within each round)")
         for name, base in (("psql-csv", None), ("grpc-csv", "psql-csv"), ("pg-json", None),
                            ("grpc-jsonl", "pg-json"), ("grpc-json", "pg-json"), ("adbc", None),
-                           ("grpc-arrow", "adbc")):
+                           ("grpc-arrow", "adbc"),
+                           *((("grpc-csv-standby", "grpc-csv"),) if replica_server is not None else ())):
             ratio = "baseline"
             if base:
                 paired = statistics.median(r[base] / r[name] for r in rounds)
                 ratio = f"{best[base] / best[name]:.2f}x {base} (median per round {paired:.2f}x)"
-            print(f"  {name:11s} {best[name]:6.2f}s {rows / best[name]:>12,.0f} rows/s   {ratio}")
+            print(f"  {name:16s} {best[name]:6.2f}s {rows / best[name]:>12,.0f} rows/s   {ratio}")
         peak1, idle1 = peak_rss(dsn, workdir, rows)
         print(f"\nexport server peak RSS after exporting {rows:,} rows x{len(FORMATS)} formats: {peak1 / 1024:.1f} MB "
               f"(idle at start {idle1 / 1024:.1f} MB)")
@@ -260,6 +298,8 @@ def main() -> None:
             print(f"export server peak RSS after exporting {args.rss_rows:,} rows x{len(FORMATS)} formats: {peak5 / 1024:.1f} MB "
                   f"(idle at start {idle5 / 1024:.1f} MB); growth {100 * (peak5 - peak1) / peak1:+.1f}%")
     finally:
+        if standby is not None:
+            standby.destroy()
         if pg is not None:
             pg.destroy()
         shutil.rmtree(workdir, ignore_errors=True)
