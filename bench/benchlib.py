@@ -33,6 +33,11 @@ class Figures:
     latencies: list[float] = field(default_factory=list)
     calls: int = 0
     seconds: float = 0.0
+    server_cpu: float = 0.0  # CPU seconds the serving process used during the timed sequential calls
+
+    @property
+    def cpu_per_call(self) -> float:
+        return self.server_cpu / len(self.latencies) if self.latencies else 0.0
 
     @property
     def p50(self) -> float:
@@ -75,11 +80,19 @@ async def throughput(call: Call, n: int, concurrency: int) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) process `pid` has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def interleaved(calls: dict[str, Call], figures: dict[str, Figures], n: int, block: int,
-                      concurrency: int = 0) -> None:
+                      concurrency: int = 0, servers: dict[str, int] | None = None) -> None:
     """`n` calls of each RPC in blocks of `block`, the RPCs taking turns (rotating which goes first), so
-    that drift and noise hit every RPC alike. concurrency 0: timed sequential calls; else throughput."""
+    that drift and noise hit every RPC alike. concurrency 0: timed sequential calls (and the CPU time of
+    the process serving each RPC, by pid in `servers`); else throughput."""
     names = list(calls)
+    servers = servers or {}
     for b in range(max(1, n // block)):
         for name in names[b % len(names):] + names[:b % len(names)]:
             if concurrency:
@@ -87,7 +100,11 @@ async def interleaved(calls: dict[str, Call], figures: dict[str, Figures], n: in
                 figures[name].calls += done
                 figures[name].seconds += secs
             else:
+                pid = servers.get(name)
+                cpu = process_cpu(pid) if pid else 0.0
                 figures[name].latencies += await latencies(calls[name], block)
+                if pid:
+                    figures[name].server_cpu += process_cpu(pid) - cpu
 
 
 def fmt(seconds: float) -> str:

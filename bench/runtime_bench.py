@@ -174,6 +174,7 @@ async def run(args: argparse.Namespace) -> int:
                 "PriceStats Redis hit": lambda: stub_b.PriceStats(request),
             }
             miss_name = "PriceStats miss (cache off)"
+            pids = {name: (b if "Redis" in name else a).proc.pid for name in fast} | {miss_name: c.proc.pid}
             for _ in range(30):  # connect, fill the cache, admit the key to A's near cache
                 for call in (*fast.values(), lambda: stub_c.PriceStats(request)):
                     await call()
@@ -189,9 +190,9 @@ async def run(args: argparse.Namespace) -> int:
             print(f"measuring ({load_note()}) ...", flush=True)
             seq = {name: Figures() for name in [*fast, miss_name]}
             for r in range(args.rounds):
-                await interleaved(fast, seq, args.calls // args.rounds, args.block)
+                await interleaved(fast, seq, args.calls // args.rounds, args.block, servers=pids)
                 await interleaved({miss_name: lambda: stub_c.PriceStats(request)}, seq, args.miss_calls // args.rounds,
-                                  max(1, args.miss_calls // args.rounds))
+                                  max(1, args.miss_calls // args.rounds), servers=pids)
                 print(f"sequential round {r + 1}/{args.rounds} done", flush=True)
             parallel = {"Health/Check (baseline)": fast["Health/Check (baseline)"],
                         "PriceStats near-cache hit": fast["PriceStats near-cache hit"]}
@@ -205,9 +206,11 @@ async def run(args: argparse.Namespace) -> int:
             await bare_channel.close()
 
     base = seq["Health/Check (baseline)"]
-    print(f"\n{'RPC (sequential, one caller)':<34} {'p50':>12} {'p99':>12} {'p50 / base':>11} {'p99 / base':>11}")
+    print(f"\n{'RPC (sequential, one caller)':<34} {'p50':>12} {'p99':>12} {'p50 / base':>11} {'p99 / base':>11}"
+          f" {'server CPU/call':>16}")
     for name, f in seq.items():
-        print(f"{name:<34} {fmt(f.p50)} {fmt(f.p99)} {f.p50 / base.p50:10.2f}x {f.p99 / base.p99:10.2f}x")
+        print(f"{name:<34} {fmt(f.p50)} {fmt(f.p99)} {f.p50 / base.p50:10.2f}x {f.p99 / base.p99:10.2f}x"
+              f" {fmt(f.cpu_per_call):>16}")
     print(f"(calls per RPC: {len(base.latencies)}, miss: {len(seq[miss_name].latencies)}; {args.rows:,} rows)")
     print(f"\n{'throughput (one channel)':<34} {'1 caller':>12} {'16 callers':>12} {'64 callers':>12}")
     for name in parallel:

@@ -42,33 +42,43 @@ def timestamp(created: float) -> str:
     return f"{_second[1]}{int((created - second) * 1000):03d}Z"
 
 
+def ecs_document(created: float, level: str, message: str, logger: str, fields: dict[str, Any] | None,
+                 exc_info: Any = None) -> dict[str, Any]:
+    """One line's fields: the record's, the current RPC's ids (correlation, trace, span, method), then `fields`."""
+    doc: dict[str, Any] = {
+        "@timestamp": timestamp(created),
+        "log.level": level.lower(),
+        "message": message,
+        "ecs.version": ECS_VERSION,
+        **_SERVICE,
+        "log.logger": logger,
+    }
+    if cid := context.correlation_id.get():
+        doc["correlation.id"] = cid
+    span_ctx = trace.get_current_span().get_span_context()
+    if span_ctx.is_valid:
+        doc["trace.id"] = format(span_ctx.trace_id, "032x")
+        doc["span.id"] = format(span_ctx.span_id, "016x")
+    if method := context.rpc_method.get():
+        doc.setdefault("rpc.method", method)
+    if fields:
+        doc.update(fields)
+    if exc_info and exc_info[0] is not None:
+        exc_type, exc, tb = exc_info
+        doc["error.type"] = exc_type.__name__
+        doc["error.message"] = str(exc)
+        doc["error.stack_trace"] = "".join(traceback.format_exception(exc_type, exc, tb))
+    return doc
+
+
+def ecs_line(doc: dict[str, Any]) -> str:
+    return orjson.dumps(doc, default=str).decode()
+
+
 class EcsJsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "@timestamp": timestamp(record.created),
-            "log.level": record.levelname.lower(),
-            "message": record.getMessage(),
-            "ecs.version": ECS_VERSION,
-            **_SERVICE,
-            "log.logger": record.name,
-        }
-        if cid := context.correlation_id.get():
-            doc["correlation.id"] = cid
-        span_ctx = trace.get_current_span().get_span_context()
-        if span_ctx.is_valid:
-            doc["trace.id"] = format(span_ctx.trace_id, "032x")
-            doc["span.id"] = format(span_ctx.span_id, "016x")
-        if method := context.rpc_method.get():
-            doc.setdefault("rpc.method", method)
-        fields = getattr(record, "fields", None)
-        if fields:
-            doc.update(fields)
-        if record.exc_info and record.exc_info[0] is not None:
-            exc_type, exc, tb = record.exc_info
-            doc["error.type"] = exc_type.__name__
-            doc["error.message"] = str(exc)
-            doc["error.stack_trace"] = "".join(traceback.format_exception(exc_type, exc, tb))
-        return orjson.dumps(doc, default=str).decode()
+        return ecs_line(ecs_document(record.created, record.levelname, record.getMessage(), record.name,
+                                     getattr(record, "fields", None), record.exc_info))
 
 
 class LineHandler(logging.StreamHandler[TextIO]):
@@ -81,22 +91,26 @@ class LineHandler(logging.StreamHandler[TextIO]):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.stream.write(self.format(record) + self.terminator)
-            pending = self._flush_on
-            if pending is not None and pending.is_running():
-                return  # that loop's flush will take this line too
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._flush_on = None
-                self.flush()
-                return
-            self._flush_on = loop
-            loop.call_soon(self._scheduled_flush)
+            self.write_line(self.format(record))
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+
+    def write_line(self, line: str) -> None:
+        """Write one formatted line (the caller holds the lock), flushing as the class says."""
+        self.stream.write(line + self.terminator)
+        pending = self._flush_on
+        if pending is not None and pending.is_running():
+            return  # that loop's flush will take this line too
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._flush_on = None
+            self.flush()
+            return
+        self._flush_on = loop
+        loop.call_soon(self._scheduled_flush)
 
     def _scheduled_flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
@@ -203,15 +217,39 @@ def _peer(peer: str) -> dict[str, str | int]:
     return found
 
 
+def _only_handler(logger: logging.Logger, level: int) -> LineHandler | None:
+    """The LineHandler that is the one place a record of `logger` at `level` would go (no filter on the way,
+    no other handler, nothing disabled), else None: then records must go through logging."""
+    current: logging.Logger | None = logger
+    found: LineHandler | None = None
+    while current is not None:
+        if current.filters or current.disabled:
+            return None
+        for handler in current.handlers:
+            if found is not None or not isinstance(handler, LineHandler) or handler.filters or level < handler.level:
+                return None
+            found = handler
+        if not current.propagate:
+            break
+        current = current.parent
+    return found
+
+
 class AccessLine:
     """The access-log line of one method ending with one status code: its level, message and constant
-    fields built once; `emit` adds the call's duration, peer, role and business fields."""
+    fields built once; `emit` adds the call's duration, peer, role and business fields.
 
-    __slots__ = ("fields", "level", "message")
+    When the process's LineHandler is the only place the line would go (as in a server), `emit` formats it
+    and writes it there itself: the same ECS line as through logging, without a LogRecord and the
+    logging machinery's per-record steps. Anything else attached (a capture in a test, a filter) gets
+    records as usual."""
+
+    __slots__ = ("fields", "level", "level_name", "message")
 
     def __init__(self, method: str, code: str) -> None:
         level = logging.INFO if code in ("OK", "CANCELLED", "NOT_FOUND", "INVALID_ARGUMENT") else logging.WARNING
         self.level = logging.ERROR if code in ("INTERNAL", "UNKNOWN", "DATA_LOSS") else level
+        self.level_name = logging.getLevelName(self.level)
         self.message = f"rpc {method} {code}"
         self.fields: dict[str, Any] = {
             "event.kind": "event", **ecs_event("api", "access", *(("denied",) if code in _DENIED else ())),
@@ -224,7 +262,16 @@ class AccessLine:
         fields = {**self.fields, "event.duration": ns(duration_s), **_peer(peer), "user.roles": [role] if role else []}
         if extra:
             fields.update(extra)
-        _events.log(self.level, self.message, extra={"fields": fields})
+        handler = _only_handler(_events, self.level)
+        if handler is None:
+            _events.log(self.level, self.message, extra={"fields": fields})
+            return
+        try:
+            line = ecs_line(ecs_document(time.time(), self.level_name, self.message, _events.name, fields))
+            with handler.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+                handler.write_line(line)
+        except Exception:  # as logging does: a line that cannot be written never fails the call
+            handler.handleError(logging.makeLogRecord({"name": _events.name, "msg": self.message}))
 
 
 @lru_cache(maxsize=4096)
