@@ -36,7 +36,7 @@ from pathlib import Path
 import grpc
 from benchlib import Call, Figures, fmt, interleaved, load_note, stack
 
-ECHO_SERVICE, ECHO_METHOD = "rentscout.bench.v1.Echo", "Echo"
+ECHO_SERVICE, ECHO_METHOD, ECHO_IDS_METHOD = "rentscout.bench.v1.Echo", "Echo", "EchoIds"
 ECHO_REPLY = b"\x08\x01"  # a tiny message: the RPC costs only what the server and transport add
 HOT_CITY = "Moscow"
 
@@ -45,11 +45,22 @@ HOT_CITY = "Moscow"
 
 
 def echo_handlers() -> grpc.GenericRpcHandler:
+    """Echo (bytes in, bytes out: no (de)serializers), and EchoIds, which first sends a fresh correlation id
+    and traceparent in initial metadata as the runtime does (grpc.aio sends them in a batch of their own)."""
+    from rentscout.wire.correlation import new_correlation_id
+
     async def echo(request: bytes, ctx: grpc.aio.ServicerContext) -> bytes:
         return ECHO_REPLY
 
-    handler = grpc.unary_unary_rpc_method_handler(echo)  # no (de)serializers: bytes in, bytes out
-    return grpc.method_handlers_generic_handler(ECHO_SERVICE, {ECHO_METHOD: handler})
+    async def echo_ids(request: bytes, ctx: grpc.aio.ServicerContext) -> bytes:
+        trace_id = new_correlation_id().replace("-", "")
+        await ctx.send_initial_metadata((("x-correlation-id", new_correlation_id()),
+                                         ("traceparent", f"00-{trace_id}-{trace_id[:16]}-01")))
+        return ECHO_REPLY
+
+    return grpc.method_handlers_generic_handler(ECHO_SERVICE, {
+        ECHO_METHOD: grpc.unary_unary_rpc_method_handler(echo),
+        ECHO_IDS_METHOD: grpc.unary_unary_rpc_method_handler(echo_ids)})
 
 
 def serve(port: int, bare_port: int) -> None:
@@ -164,12 +175,14 @@ async def run(args: argparse.Namespace) -> int:
             stub_a, stub_b, stub_c = (cache_pb2_grpc.CacheQueryServiceStub(s.channel) for s in (a, b, c))
             echo_a = a.channel.unary_unary(f"/{ECHO_SERVICE}/{ECHO_METHOD}")
             echo_bare = bare_channel.unary_unary(f"/{ECHO_SERVICE}/{ECHO_METHOD}")
+            echo_ids = bare_channel.unary_unary(f"/{ECHO_SERVICE}/{ECHO_IDS_METHOD}")
             request = cache_pb2.PriceStatsRequest(city=HOT_CITY)
             body = request.SerializeToString()
             fast: dict[str, Call] = {
                 "Health/Check (baseline)": lambda: health.Check(check),
                 "echo, runtime interceptor": lambda: echo_a(body),
                 "echo, no interceptor": lambda: echo_bare(body),
+                "echo, no interceptor, ids echoed": lambda: echo_ids(body),
                 "PriceStats near-cache hit": lambda: stub_a.PriceStats(request),
                 "PriceStats Redis hit": lambda: stub_b.PriceStats(request),
             }
@@ -231,6 +244,10 @@ async def run(args: argparse.Namespace) -> int:
     print(f"near hit / Health/Check, p99:       {p99_ratio:6.2f}x  (goal <= 1.5x)   {verdict(p99_ratio <= 1.5)}")
     print(f"interceptor's share of echo p50:    {added:+6.1%}   (goal <= +15%)  {verdict(added <= 0.15)}"
           f"   (p99 {echo.p99 / bare.p99 - 1:+.1%})")
+    ids = seq["echo, no interceptor, ids echoed"]
+    print(f"  of which the ids' own metadata batch: {ids.p50 / bare.p50 - 1:+6.1%}"
+          f" (server CPU {fmt(ids.cpu_per_call - bare.cpu_per_call).strip()} of"
+          f" {fmt(echo.cpu_per_call - bare.cpu_per_call).strip()} per call)")
     print(f"near hit / Health/Check, 64 callers: {tp64:5.2f}x  (goal >= 0.8x)   {verdict(tp64 >= 0.8)}")
     return 0
 

@@ -29,6 +29,10 @@ _configured = False
 _quiet: TracerProvider | None = None  # the provider installed here, when it exports nothing
 _tracer: tuple[object, trace.Tracer] | None = None  # (provider, its tracer)
 _fields: tuple[TextMapPropagator, frozenset[str]] | None = None  # (global propagator, the headers it reads)
+# The propagator OpenTelemetry installed from OTEL_PROPAGATORS, when that is its default (W3C trace
+# context, then baggage): while it is the global one, `response_headers` may write traceparent itself.
+_W3C_TEXTMAP = propagate.get_global_textmap() if os.environ.get(
+    "OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "") == "tracecontext,baggage" else None
 
 
 def _exporter(name: str) -> SpanExporter | None:
@@ -106,6 +110,19 @@ def extract(metadata: Iterable[tuple[str, str | bytes]] | None) -> Context:
     """Parent context from incoming metadata (`traceparent`, `tracestate`)."""
     carrier = {k: v for k, v in metadata or () if isinstance(v, str)}
     return propagate.extract(carrier)
+
+
+def response_headers(span: trace.Span, baggage: bool) -> tuple[tuple[str, str], ...]:
+    """What `inject` adds for `span`, the current span, as metadata pairs. Written directly (the W3C
+    `traceparent`, and `tracestate` when set) while the default propagators are in use and the context
+    holds no baggage (`baggage`: whether the caller sent any); else through the propagators."""
+    if baggage or _W3C_TEXTMAP is None or propagate.get_global_textmap() is not _W3C_TEXTMAP:
+        return tuple(inject({}).items())
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return ()
+    parent = (("traceparent", f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"),)
+    return (*parent, ("tracestate", ctx.trace_state.to_header())) if ctx.trace_state else parent
 
 
 def inject(carrier: dict[str, str] | None = None) -> Mapping[str, str]:

@@ -188,7 +188,8 @@ class _Method:
 
 
 class _Call:
-    __slots__ = ("authorization", "code", "correlation_id", "counted", "m", "peer", "role", "span", "started", "token")
+    __slots__ = ("authorization", "baggage", "code", "correlation_id", "counted", "m", "peer", "role", "span", "started",
+                 "token")
 
     def __init__(self, m: _Method, peer: str) -> None:
         self.started = time.perf_counter()
@@ -201,6 +202,7 @@ class _Call:
         self.counted = False  # in the interceptor's in-flight count
         self.correlation_id = ""
         self.authorization: str | None = None
+        self.baggage = False  # the caller sent baggage (it goes back with the trace headers)
 
 
 _NO_PARENT = otel_context.Context()  # no traceparent: the server span starts a new trace
@@ -272,6 +274,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         context.rpc_fields.set({})
         remaining = ctx.time_remaining()
         deadline.set_from_time_remaining(remaining if remaining is not None and remaining < 1e9 else None)
+        call.baggage = "baggage" in carrier
         parent = propagate.extract(carrier) if carrier else _NO_PARENT
         call.span = tracing.start_server_span(m.span_name, parent, m.attributes)
         call.token = otel_context.attach(trace.set_span_in_context(call.span))
@@ -301,7 +304,8 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         """Admit the call under the limit, echo the ids in response metadata, authenticate and authorize
         the caller, then refuse an undecodable request."""
         self._enter(call)
-        await ctx.send_initial_metadata(((CORRELATION_HEADER, call.correlation_id), *tracing.inject({}).items()))
+        trace_headers = tracing.response_headers(call.span, call.baggage) if call.span is not None else ()
+        await ctx.send_initial_metadata(((CORRELATION_HEADER, call.correlation_id), *trace_headers))
         principal = self._auth.authenticate(call.authorization)
         call.role = principal.role
         context.principal.set(principal)
