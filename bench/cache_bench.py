@@ -1,14 +1,15 @@
-"""Cache-query benchmark: a cache hit against a bare echo RPC of the same runtime, and against the
-same query uncached on a 1M-row table; then 200 concurrent cold requests for one key.
+"""Cache-query benchmark: a cache hit against the same server's grpc.health.v1.Health/Check (a bare
+RPC), and against the same query uncached on a 1M-row table; then 200 concurrent cold requests for one key.
 
 Standalone: starts a private PostgreSQL (seeded with --rows listings) and Redis, and three server
 processes of the real runtime (ServiceHost, interceptors, access log at info level to a file):
-  A  cache-query with near cache + Redis, and an extra echo service registered via a generic handler
+  A  cache-query with near cache + Redis
   B  cache-query with the near cache off (every hit is a Redis round trip)
   C  cache-query with the cache disabled (every call runs the SQL)
-Measurements of A, B and the echo are interleaved in rounds so that machine noise hits them alike.
-Figures are client-observed (grpc.aio client in this process). Goals: a hit costs <= 1.2x the echo;
-a hit is >= 20x faster than uncached price stats; 200 cold requests cause exactly one query.
+Measurements of A's Health/Check, A and B are interleaved in rounds so that machine noise hits them
+alike. Figures are client-observed (grpc.aio client in this process). Goals: a near hit costs <= 1.2x
+the health check; a hit is >= 20x faster than uncached price stats; 200 cold requests cause exactly
+one query. bench/runtime_bench.py breaks the per-call cost of the runtime down further.
 
     .venv/bin/python bench/cache_bench.py [--rows 1000000] [--calls 2000] [--rounds 4]
 """
@@ -17,23 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import shutil
-import signal
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 
-import grpc
+from benchlib import Figures, fmt, latencies, stack, throughput
 
-ECHO_SERVICE, ECHO_METHOD = "rentscout.bench.v1.Echo", "Echo"
 COLD_CITY, HOT_CITY = "Saint Petersburg", "Moscow"
 PRICE_SQL = "WITHIN GROUP (ORDER BY price)"  # the price-stats statement, as pg_stat_statements stores it
 
@@ -41,23 +31,7 @@ PRICE_SQL = "WITHIN GROUP (ORDER BY price)"  # the price-stats statement, as pg_
 # -- server side (a subprocess running this file with --serve) ----------------------------------
 
 
-def echo_factory(payload_size: int):  # type: ignore[no-untyped-def]
-    """An extra service on the same ServiceHost: returns a fixed payload the size of a hit's answer."""
-    from rentscout.runtime.server import ServiceSpec
-
-    payload = b"\x08\x01" + b"x" * max(0, payload_size - 2)
-
-    async def echo(request: bytes, ctx: grpc.aio.ServicerContext) -> bytes:
-        return payload
-
-    def register(server: grpc.aio.Server) -> None:
-        handler = grpc.unary_unary_rpc_method_handler(echo)  # bytes in, bytes out: no (de)serialization
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(ECHO_SERVICE, {ECHO_METHOD: handler}),))
-
-    return lambda resources: ServiceSpec(name=ECHO_SERVICE, register=register)
-
-
-def serve(port: int, echo_bytes: int) -> None:
+def serve(port: int) -> None:
     from rentscout.cache_service.service import create
     from rentscout.runtime import logs
     from rentscout.runtime.config import RuntimeSettings, load
@@ -65,93 +39,11 @@ def serve(port: int, echo_bytes: int) -> None:
 
     settings = load(RuntimeSettings)
     logs.configure("rentscout-cache-bench", "bench", settings.log_level)
-    factories = [create, *([echo_factory(echo_bytes)] if echo_bytes else [])]
-    host = ServiceHost(factories, settings, label="bench", host="127.0.0.1", port=port, metrics_port=None)
+    host = ServiceHost([create], settings, label="bench", host="127.0.0.1", port=port, metrics_port=None)
     asyncio.run(host.run_until_signal())
 
 
 # -- client side --------------------------------------------------------------------------------
-
-
-@dataclass
-class Figures:
-    latencies: list[float]
-    calls: int = 0
-    seconds: float = 0.0
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.latencies)
-
-    @property
-    def p99(self) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-
-    @property
-    def rps(self) -> float:
-        return self.calls / self.seconds if self.seconds else 0.0
-
-
-async def latencies(call: Callable[[], Awaitable[object]], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        await call()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-async def throughput(call: Callable[[], Awaitable[object]], n: int, concurrency: int) -> tuple[int, float]:
-    left = n
-
-    async def worker() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            await call()
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return n, time.perf_counter() - t0
-
-
-class Server:
-    def __init__(self, name: str, env: dict[str, str], workdir: Path, echo_bytes: int = 0) -> None:
-        from rentscout.devstack.instances import free_port
-
-        self.name, self.port = name, free_port()
-        self.log = (workdir / f"server-{name}.log").open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", "--port", str(self.port), "--echo-bytes", str(echo_bytes)],
-            env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT)
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.port}")
-
-    async def wait_ready(self, timeout: float = 60) -> None:
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        stub = health_pb2_grpc.HealthStub(self.channel)
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server {self.name} exited with {self.proc.returncode}")
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service="rentscout.cache.v1.CacheQueryService"),
-                                         timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            await asyncio.sleep(0.2)
-        raise TimeoutError(f"server {self.name} not serving")
-
-    async def close(self) -> None:
-        await self.channel.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
 
 
 def assembly_costs(message: object, n: int = 2000) -> tuple[float, float, int]:
@@ -179,55 +71,26 @@ def assembly_costs(message: object, n: int = 2000) -> tuple[float, float, int]:
     return stored, (time.perf_counter() - t0) / n, len(entry.payload)
 
 
-def fmt(seconds: float) -> str:
-    return f"{seconds * 1e6:9.0f} us" if seconds < 0.01 else f"{seconds * 1e3:9.1f} ms"
-
-
 async def run(args: argparse.Namespace) -> int:
     import asyncpg
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
     from rentscout.common.v1 import common_pb2
-    from rentscout.db.migrate import migrate
-    from rentscout.db.seed import seed
-    from rentscout.devstack.instances import PostgresInstance, RedisInstance
 
-    root = Path(tempfile.mkdtemp(prefix="rentscout-cache-bench-"))
-    pg = PostgresInstance(root / "pg")
-    redis = RedisInstance(root / "redis")
-    servers: list[Server] = []
-    try:
-        t0 = time.perf_counter()
-        pg.start()
-        redis.start()
-        await migrate(pg.dsn)
-        print(f"seeding {args.rows:,} listings ...", flush=True)
-        await seed(pg.dsn, args.rows)
-        print(f"PostgreSQL and Redis ready in {time.perf_counter() - t0:.0f}s (data in {root})", flush=True)
-        env = {"RENTSCOUT_DATABASE_URL": pg.dsn, "RENTSCOUT_REDIS_URL": redis.url, "RENTSCOUT_LOG_LEVEL": "info",
-               "RENTSCOUT_CACHE_NAMESPACE": f"bench{uuid.uuid4().hex[:6]}", "OTEL_TRACES_EXPORTER": "none"}
-        request = cache_pb2.PriceStatsRequest(city=HOT_CITY)
-        hit_bytes = 0
-        # the echo answers with as many bytes as a hit does: measure one first
-        probe = Server("probe", env, root)
-        servers.append(probe)
-        await probe.wait_ready()
-        hit_bytes = len((await cache_pb2_grpc.CacheQueryServiceStub(probe.channel).PriceStats(request)).SerializeToString())
-        await probe.close()
-        servers.remove(probe)
-
-        a = Server("A-near", env, root, echo_bytes=hit_bytes)
-        b = Server("B-redis", {**env, "RENTSCOUT_CACHE_NEAR_MAX_ENTRIES": "0"}, root)
-        c = Server("C-uncached", {**env, "RENTSCOUT_CACHE_ENABLED": "false"}, root)
-        servers += [a, b, c]
-        for s in servers:
+    async with stack(args.rows, "rentscout-cache-bench-") as st:
+        a = st.server(__file__, "A-near", st.env())
+        b = st.server(__file__, "B-redis", st.env(RENTSCOUT_CACHE_NEAR_MAX_ENTRIES="0"))
+        c = st.server(__file__, "C-uncached", st.env(RENTSCOUT_CACHE_ENABLED="false"))
+        for s in st.servers:
             await s.wait_ready()
         stub_a, stub_b, stub_c = (cache_pb2_grpc.CacheQueryServiceStub(s.channel) for s in (a, b, c))
-        echo_rpc = a.channel.unary_unary(f"/{ECHO_SERVICE}/{ECHO_METHOD}")
-        echo_body = request.SerializeToString()
+        health = health_pb2_grpc.HealthStub(a.channel)
+        check = health_pb2.HealthCheckRequest()
+        request = cache_pb2.PriceStatsRequest(city=HOT_CITY)
 
         calls: dict[str, Callable[[], Awaitable[object]]] = {
-            "echo (same runtime)": lambda: echo_rpc(echo_body),
+            "Health/Check (same server)": lambda: health.Check(check),
             "hit, near cache": lambda: stub_a.PriceStats(request),
             "hit, Redis": lambda: stub_b.PriceStats(request),
         }
@@ -251,7 +114,7 @@ async def run(args: argparse.Namespace) -> int:
         uncached.calls, uncached.seconds = await throughput(lambda: stub_c.PriceStats(request), args.uncached_calls, 4)
         figures[f"uncached PriceStats ({first.count:,} rows of {args.rows:,})"] = uncached
 
-        conn = await asyncpg.connect(pg.dsn)
+        conn = await asyncpg.connect(st.database_url)
         try:
             async def price_queries() -> int:
                 return int(await conn.fetchval(
@@ -273,36 +136,30 @@ async def run(args: argparse.Namespace) -> int:
         big = await stub_a.PopularProperties(cache_pb2.PopularPropertiesRequest(city=HOT_CITY, limit=100))
         assembly = {name: assembly_costs(message) for name, message in (("PriceStats", first), ("PopularProperties(100)", big))}
 
-        print(f"\n{'RPC':<48} {'p50':>12} {'p99':>12} {'throughput':>14}")
-        for name, f in figures.items():
-            print(f"{name:<48} {fmt(f.p50)} {fmt(f.p99)} {f.rps:10.0f} rps")
-        echo, near, redis_hit = (figures[n] for n in calls)
-        print(f"\n(sequential calls: {len(echo.latencies)} per RPC; throughput: {args.concurrency} concurrent callers;"
-              f" uncached: {args.uncached_calls} calls)")
-        ratio_echo = near.p50 / echo.p50
-        ratio_uncached = uncached.p50 / near.p50
-        print(f"hit (near) / echo, p50:          {ratio_echo:6.2f}x   (goal <= 1.2x)  "
-              f"{'MET' if ratio_echo <= 1.2 else 'NOT MET'}")
-        print(f"hit (near) / echo, p99:          {near.p99 / echo.p99:6.2f}x")
-        print(f"hit (near) / echo, throughput:   {near.rps / echo.rps:6.2f}x")
-        print(f"hit (Redis) / echo, p50:         {redis_hit.p50 / echo.p50:6.2f}x")
-        print(f"uncached / hit (near), p50:      {ratio_uncached:6.0f}x   (goal >= 20x)   "
-              f"{'MET' if ratio_uncached >= 20 else 'NOT MET'}")
-        print(f"uncached / hit (Redis), p50:     {uncached.p50 / redis_hit.p50:6.0f}x")
-        print(f"200 concurrent cold requests:    {cold_queries} database quer{'y' if cold_queries == 1 else 'ies'} "
-              f"in {cold_seconds * 1e3:.0f} ms, sources {cold_sources}   (goal: exactly 1)  "
-              f"{'MET' if cold_queries == 1 else 'NOT MET'}")
-        print("\nbuilding a hit's answer in the server (per call):")
-        for name, (stored, reserialized, size) in assembly.items():
-            print(f"  {name:<24} {size:>6} bytes: stored bytes + CacheInfo {stored * 1e6:6.1f} us, "
-                  f"parse + set cache + serialize {reserialized * 1e6:6.1f} us ({reserialized / stored:.1f}x)")
-        return 0
-    finally:
-        for s in servers:
-            await s.close()
-        redis.stop()
-        pg.destroy()
-        shutil.rmtree(root, ignore_errors=True)
+    print(f"\n{'RPC':<48} {'p50':>12} {'p99':>12} {'throughput':>14}")
+    for name, f in figures.items():
+        print(f"{name:<48} {fmt(f.p50)} {fmt(f.p99)} {f.rps:10.0f} rps")
+    base, near, redis_hit = (figures[n] for n in calls)
+    print(f"\n(sequential calls: {len(base.latencies)} per RPC; throughput: {args.concurrency} concurrent callers;"
+          f" uncached: {args.uncached_calls} calls)")
+    ratio_base = near.p50 / base.p50
+    ratio_uncached = uncached.p50 / near.p50
+    print(f"hit (near) / Health/Check, p50:        {ratio_base:6.2f}x   (goal <= 1.2x)  "
+          f"{'MET' if ratio_base <= 1.2 else 'NOT MET'}")
+    print(f"hit (near) / Health/Check, p99:        {near.p99 / base.p99:6.2f}x")
+    print(f"hit (near) / Health/Check, throughput: {near.rps / base.rps:6.2f}x")
+    print(f"hit (Redis) / Health/Check, p50:       {redis_hit.p50 / base.p50:6.2f}x")
+    print(f"uncached / hit (near), p50:            {ratio_uncached:6.0f}x   (goal >= 20x)   "
+          f"{'MET' if ratio_uncached >= 20 else 'NOT MET'}")
+    print(f"uncached / hit (Redis), p50:           {uncached.p50 / redis_hit.p50:6.0f}x")
+    print(f"200 concurrent cold requests:          {cold_queries} database quer{'y' if cold_queries == 1 else 'ies'} "
+          f"in {cold_seconds * 1e3:.0f} ms, sources {cold_sources}   (goal: exactly 1)  "
+          f"{'MET' if cold_queries == 1 else 'NOT MET'}")
+    print("\nbuilding a hit's answer in the server (per call):")
+    for name, (stored, reserialized, size) in assembly.items():
+        print(f"  {name:<24} {size:>6} bytes: stored bytes + CacheInfo {stored * 1e6:6.1f} us, "
+              f"parse + set cache + serialize {reserialized * 1e6:6.1f} us ({reserialized / stored:.1f}x)")
+    return 0
 
 
 def main() -> int:
@@ -314,10 +171,9 @@ def main() -> int:
     parser.add_argument("--uncached-calls", type=int, default=20, help="calls of the uncached query")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--echo-bytes", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.port, args.echo_bytes)
+        serve(args.port)
         return 0
     return asyncio.run(run(args))
 

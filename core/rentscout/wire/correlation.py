@@ -39,8 +39,13 @@ def correlation_id_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> s
     for key, value in metadata or ():
         if key in (CORRELATION_HEADER, REQUEST_ID_HEADER) and isinstance(value, str):
             found.setdefault(key, value)
-    for key in (CORRELATION_HEADER, REQUEST_ID_HEADER):
-        if key in found and (clean := _clean(found[key])):
+    return choose_correlation_id(found.get(CORRELATION_HEADER), found.get(REQUEST_ID_HEADER))
+
+
+def choose_correlation_id(correlation: str | None, request_id: str | None) -> str:
+    """The first usable of the two header values (`x-correlation-id`, then `x-request-id`), else a new id."""
+    for value in (correlation, request_id):
+        if value is not None and (clean := _clean(value)):
             return clean
     return new_correlation_id()
 

@@ -3,6 +3,11 @@
 A real TracerProvider always runs so that trace and span ids exist for logs and propagation; spans
 are exported only when `OTEL_TRACES_EXPORTER` asks for it (`console`, or `otlp` when the OTLP
 exporter package is installed). The default, like the SDK's unset variable here, is `none`.
+
+While nothing exports (the provider installed here, with no exporter), `start_server_span` makes a
+non-recording span that still has its own span id in the caller's trace (or a new trace), sampled
+as the SDK's default parent-based sampler would: logs and the `traceparent` sent back carry the same
+ids a recorded span would have, at a fraction of its cost.
 """
 
 from __future__ import annotations
@@ -10,15 +15,24 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 _log = logging.getLogger(__name__)
 _configured = False
+_quiet: TracerProvider | None = None  # the provider installed here, when it exports nothing
+_tracer: tuple[object, trace.Tracer] | None = None  # (provider, its tracer)
+_fields: tuple[TextMapPropagator, frozenset[str]] | None = None  # (global propagator, the headers it reads)
+# The propagator OpenTelemetry installed from OTEL_PROPAGATORS, when that is its default (W3C trace
+# context, then baggage): while it is the global one, `response_headers` may write traceparent itself.
+_W3C_TEXTMAP = propagate.get_global_textmap() if os.environ.get(
+    "OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "") == "tracecontext,baggage" else None
 
 
 def _exporter(name: str) -> SpanExporter | None:
@@ -43,7 +57,7 @@ def _exporter(name: str) -> SpanExporter | None:
 
 def configure(service_name: str, service_version: str) -> None:
     """Install the tracer provider once per process."""
-    global _configured
+    global _configured, _quiet
     if _configured:
         return
     _configured = True
@@ -53,17 +67,62 @@ def configure(service_name: str, service_version: str) -> None:
     exporter = _exporter(os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower())
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
+    else:
+        _quiet = provider
     trace.set_tracer_provider(provider)
 
 
 def tracer() -> trace.Tracer:
-    return trace.get_tracer("rentscout")
+    """The project's tracer of the current global provider (made once per provider)."""
+    global _tracer
+    provider = trace.get_tracer_provider()
+    if _tracer is None or _tracer[0] is not provider:
+        _tracer = (provider, trace.get_tracer("rentscout"))
+    return _tracer[1]
+
+
+def propagation_fields() -> frozenset[str]:
+    """The metadata keys the global propagator reads (`traceparent`, `tracestate`, `baggage` by default)."""
+    global _fields
+    textmap = propagate.get_global_textmap()
+    if _fields is None or _fields[0] is not textmap:
+        _fields = (textmap, frozenset(textmap.fields))
+    return _fields[1]
+
+
+def start_server_span(name: str, parent: Context | None, attributes: Mapping[str, Any]) -> trace.Span:
+    """The span of an RPC this server handles, child of `parent` (the extracted caller context; None:
+    the current context). Recorded when something may export it, else non-recording with real ids."""
+    provider = trace.get_tracer_provider()
+    if provider is not _quiet or _quiet is None:
+        return tracer().start_span(name, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes)
+    ids = _quiet.id_generator
+    up = trace.get_current_span(parent).get_span_context()
+    if up.is_valid:  # the caller's trace; sampled as the caller decided (parent-based sampling)
+        span_context = trace.SpanContext(up.trace_id, ids.generate_span_id(), False, up.trace_flags, up.trace_state)
+    else:  # a new trace, sampled (the default sampler's root decision)
+        span_context = trace.SpanContext(ids.generate_trace_id(), ids.generate_span_id(), False,
+                                         trace.TraceFlags(trace.TraceFlags.SAMPLED))
+    return trace.NonRecordingSpan(span_context)
 
 
 def extract(metadata: Iterable[tuple[str, str | bytes]] | None) -> Context:
     """Parent context from incoming metadata (`traceparent`, `tracestate`)."""
     carrier = {k: v for k, v in metadata or () if isinstance(v, str)}
     return propagate.extract(carrier)
+
+
+def response_headers(span: trace.Span, baggage: bool) -> tuple[tuple[str, str], ...]:
+    """What `inject` adds for `span`, the current span, as metadata pairs. Written directly (the W3C
+    `traceparent`, and `tracestate` when set) while the default propagators are in use and the context
+    holds no baggage (`baggage`: whether the caller sent any); else through the propagators."""
+    if baggage or _W3C_TEXTMAP is None or propagate.get_global_textmap() is not _W3C_TEXTMAP:
+        return tuple(inject({}).items())
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return ()
+    parent = (("traceparent", f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"),)
+    return (*parent, ("tracestate", ctx.trace_state.to_header())) if ctx.trace_state else parent
 
 
 def inject(carrier: dict[str, str] | None = None) -> Mapping[str, str]:

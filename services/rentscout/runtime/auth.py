@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rentscout.runtime.config import ConfigError
@@ -51,17 +51,27 @@ def token_label(token: str) -> str:
     return "tok-" + hashlib.sha256(token.encode()).hexdigest()[:8]
 
 
+ANONYMOUS = Principal(role=ADMIN, name="anonymous (auth disabled)")
+
+
 @dataclass
 class Authenticator:
     tokens: dict[str, str]
+    _principals: dict[str, Principal] = field(default_factory=dict, init=False, repr=False)  # by known token
 
     @property
     def enabled(self) -> bool:
         return bool(self.tokens)
 
+    def _principal(self, known: str, role: str) -> Principal:
+        found = self._principals.get(known)
+        if found is None or found.role != role:
+            found = self._principals[known] = Principal(role=role, name=token_label(known))
+        return found
+
     def authenticate(self, authorization: str | None) -> Principal:
-        if not self.enabled:
-            return Principal(role=ADMIN, name="anonymous (auth disabled)")
+        if not self.tokens:
+            return ANONYMOUS
         if not authorization:
             raise Unauthenticated("missing credentials: send metadata `authorization: Bearer <token>`")
         scheme, _, token = authorization.strip().partition(" ")
@@ -70,7 +80,7 @@ class Authenticator:
         token = token.strip()
         for known, role in self.tokens.items():
             if hmac.compare_digest(known.encode(), token.encode()):
-                return Principal(role=role, name=token_label(known))
+                return self._principal(known, role)
         raise Unauthenticated("invalid bearer token")
 
     @staticmethod

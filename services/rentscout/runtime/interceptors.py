@@ -8,6 +8,10 @@ precise status (no traceback reaches the client), and emits one access-log line 
 Health and reflection stay open, quiet (probes would drown the access log) and outside the limit
 (probes must answer under overload), but their undecodable requests get INVALID_ARGUMENT too.
 
+Cost: the wrapped handler of a method is built at its first call and reused; what every call of a
+method shares (names, role, metric children, access-log fields) is built once with it. A call reads
+its metadata once and, while nothing exports spans, opens a non-recording span (see wire.tracing).
+
 Decoding: grpc calls a handler's request deserializer before any handler code runs, and reports its
 exception as UNKNOWN naming an internal class. Every handler is therefore returned with its
 deserializer wrapped: a request that cannot be decoded (not a valid message, or a string field that
@@ -21,18 +25,21 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from contextvars import Token
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
-from opentelemetry import trace
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
 
 from rentscout.runtime import context, deadline, logs, metrics
 from rentscout.runtime.auth import READER, Authenticator
 from rentscout.runtime.errors import InvalidArgument, ResourceExhausted, ServiceError, classify
 from rentscout.wire import tracing
-from rentscout.wire.metadata import AUTHORIZATION_HEADER
+from rentscout.wire.correlation import choose_correlation_id
+from rentscout.wire.metadata import AUTHORIZATION_HEADER, CORRELATION_HEADER, REQUEST_ID_HEADER
 
 _log = logging.getLogger("rentscout.rpc")
 
@@ -156,18 +163,50 @@ def _guard_open(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.R
     return _rebuild(handler, wrapped, method)
 
 
-@dataclass
+class _Method:
+    """What every call of one method shares, built at its first call: names, required role, span name and
+    attributes, metric children and access-log lines (per status code)."""
+
+    __slots__ = ("_outcomes", "attributes", "in_flight", "name", "role", "service", "short", "span_name")
+
+    def __init__(self, name: str, role: str) -> None:
+        self.name, self.role = name, role
+        self.service, self.short = metrics.split_method(name)
+        self.span_name = name.lstrip("/")
+        self.attributes = {"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": self.short}
+        self.in_flight = metrics.RPC_IN_FLIGHT.labels(self.service, self.short)
+        self._outcomes: dict[grpc.StatusCode, tuple[Any, Any, logs.AccessLine]] = {}
+
+    def outcome(self, code: grpc.StatusCode) -> tuple[Any, Any, logs.AccessLine]:
+        """(requests counter, duration histogram, access-log line) for calls ending with `code`."""
+        found = self._outcomes.get(code)
+        if found is None:
+            found = self._outcomes[code] = (metrics.RPC_TOTAL.labels(self.service, self.short, code.name),
+                                            metrics.RPC_DURATION.labels(self.service, self.short, code.name),
+                                            logs.access_line(self.name, code.name))
+        return found
+
+
 class _Call:
-    method: str
-    service: str
-    short_method: str
-    peer: str
-    started: float = field(default_factory=time.perf_counter)
-    code: grpc.StatusCode = grpc.StatusCode.OK
-    role: str | None = None
-    span: trace.Span | None = None
-    tokens: list[Any] = field(default_factory=list)
-    counted: bool = False  # in the interceptor's in-flight count
+    __slots__ = ("authorization", "baggage", "code", "correlation_id", "counted", "m", "peer", "role", "span", "started",
+                 "token")
+
+    def __init__(self, m: _Method, peer: str) -> None:
+        self.started = time.perf_counter()
+        self.m = m
+        self.peer = peer
+        self.code = grpc.StatusCode.OK
+        self.role: str | None = None
+        self.span: trace.Span | None = None
+        self.token: Token[otel_context.Context] | None = None
+        self.counted = False  # in the interceptor's in-flight count
+        self.correlation_id = ""
+        self.authorization: str | None = None
+        self.baggage = False  # the caller sent baggage (it goes back with the trace headers)
+
+
+_NO_PARENT = otel_context.Context()  # no traceparent: the server span starts a new trace
+_MAX_CACHED_METHODS = 1024  # the services' methods are a fixed set; this only bounds what callers could make
 
 
 class RuntimeInterceptor(grpc.aio.ServerInterceptor):
@@ -179,6 +218,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         self._roles = dict(required_roles)
         self._max_concurrent = max_concurrent_rpcs
         self.in_flight = 0
+        self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}  # method -> wrapped handler, built once
 
     # grpc.aio documents None for an unknown method (UNIMPLEMENTED).
     async def intercept_service(
@@ -186,47 +226,68 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        service, _ = metrics.split_method(method)
+        wrapped = self._handlers.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(handler_call_details)
         if handler is None:
             return handler
+        wrapped = self._wrap(method, handler)
+        if len(self._handlers) < _MAX_CACHED_METHODS:
+            self._handlers[method] = wrapped
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+        service, _ = metrics.split_method(method)
         if service in OPEN_SERVICES:
             return _guard_open(method, handler)
         behavior = _behavior(handler)
         if handler.request_streaming:
             behavior = _check_stream(behavior)
-        wrapped: Any = (self._wrap_stream(method, behavior) if handler.response_streaming
-                        else self._wrap_unary(method, behavior))
+        m = _Method(method, self._roles.get(method, READER))
+        wrapped: Any = self._wrap_stream(m, behavior) if handler.response_streaming else self._wrap_unary(m, behavior)
         return _rebuild(handler, wrapped, method)
 
     # -- per-call steps ---------------------------------------------------------------------
 
-    def _start(self, method: str, ctx: grpc.aio.ServicerContext[Any, Any]) -> _Call:
+    def _start(self, m: _Method, ctx: grpc.aio.ServicerContext[Any, Any]) -> _Call:
         """Bind the call's context (correlation id, deadline, span); cannot fail."""
-        service, short = metrics.split_method(method)
-        call = _Call(method=method, service=service, short_method=short, peer=ctx.peer() or "")
-        md = tuple(ctx.invocation_metadata() or ())
-        cid = context.correlation_id_from(md)
-        context.correlation_id.set(cid)
-        context.rpc_method.set(method)
+        call = _Call(m, ctx.peer() or "")
+        carrier: dict[str, str] = {}
+        correlation = request_id = None
+        trace_fields = tracing.propagation_fields()
+        for key, value in ctx.invocation_metadata() or ():  # one pass over the metadata
+            if not isinstance(value, str):
+                continue
+            if key in trace_fields:
+                carrier[key] = value
+            elif key == CORRELATION_HEADER:
+                correlation = value if correlation is None else correlation
+            elif key == REQUEST_ID_HEADER:
+                request_id = value if request_id is None else request_id
+            elif key == AUTHORIZATION_HEADER and call.authorization is None:
+                call.authorization = value
+        call.correlation_id = choose_correlation_id(correlation, request_id)
+        context.correlation_id.set(call.correlation_id)
+        context.rpc_method.set(m.name)
         context.rpc_fields.set({})
         remaining = ctx.time_remaining()
         deadline.set_from_time_remaining(remaining if remaining is not None and remaining < 1e9 else None)
-        call.span = tracing.tracer().start_span(
-            method.lstrip("/"), context=tracing.extract(md), kind=trace.SpanKind.SERVER,
-            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": short})
-        call.tokens.append(trace.use_span(call.span, end_on_exit=False))
-        call.tokens[-1].__enter__()
-        metrics.RPC_IN_FLIGHT.labels(service, short).inc()
+        call.baggage = "baggage" in carrier
+        parent = propagate.extract(carrier) if carrier else _NO_PARENT
+        call.span = tracing.start_server_span(m.span_name, parent, m.attributes)
+        call.token = otel_context.attach(trace.set_span_in_context(call.span))
+        m.in_flight.inc()
         return call
 
     def _enter(self, call: _Call) -> None:
         """Count the call in flight, or refuse it over the limit (logged and counted, once per rejection)."""
         if self._max_concurrent is not None and self.in_flight >= self._max_concurrent:
-            metrics.RPC_REJECTED.labels(call.service, call.short_method, "concurrency").inc()
+            m = call.m
+            metrics.RPC_REJECTED.labels(m.service, m.short, "concurrency").inc()
             _log.warning("rejected %s: %d RPCs in flight, the limit (RENTSCOUT_MAX_CONCURRENT_RPCS) is %d",
-                         call.method, self.in_flight, self._max_concurrent,
+                         m.name, self.in_flight, self._max_concurrent,
                          extra={"fields": {"event.category": "overload", "event.action": "rpc_rejected",
                                            "rpc.in_flight": self.in_flight, "rpc.limit": self._max_concurrent}})
             raise ResourceExhausted(f"the server is at its limit of {self._max_concurrent} concurrent calls; "
@@ -243,14 +304,12 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         """Admit the call under the limit, echo the ids in response metadata, authenticate and authorize
         the caller, then refuse an undecodable request."""
         self._enter(call)
-        md = tuple(ctx.invocation_metadata() or ())
-        echo = [(context.CORRELATION_HEADER, context.correlation_id.get() or ""), *tracing.inject({}).items()]
-        await ctx.send_initial_metadata(tuple(echo))
-        authorization = next((v for k, v in md if k == AUTHORIZATION_HEADER and isinstance(v, str)), None)
-        principal = self._auth.authenticate(authorization)
+        trace_headers = tracing.response_headers(call.span, call.baggage) if call.span is not None else ()
+        await ctx.send_initial_metadata(((CORRELATION_HEADER, call.correlation_id), *trace_headers))
+        principal = self._auth.authenticate(call.authorization)
         call.role = principal.role
         context.principal.set(principal)
-        self._auth.authorize(principal, self._roles.get(call.method, READER), call.method)
+        self._auth.authorize(principal, call.m.role, call.m.name)
         if isinstance(request, Undecodable):
             raise request.error()
 
@@ -266,7 +325,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         error = classify(exc)
         if error is None:
             cid = context.correlation_id.get()
-            _log.error("unhandled error in %s", call.method, exc_info=exc)
+            _log.error("unhandled error in %s", call.m.name, exc_info=exc)
             error = ServiceError(f"internal error (correlation id {cid})")
         elif error.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and error is not exc:
             _log.warning("%s: %s", error.code.name, error.message,
@@ -280,23 +339,37 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
     def _finish(self, call: _Call) -> None:
         self._leave(call)
         elapsed = time.perf_counter() - call.started
-        code = call.code.name
-        metrics.RPC_IN_FLIGHT.labels(call.service, call.short_method).dec()
-        metrics.RPC_TOTAL.labels(call.service, call.short_method, code).inc()
-        metrics.RPC_DURATION.labels(call.service, call.short_method, code).observe(elapsed)
-        if call.span is not None:
-            call.span.set_attribute("rpc.grpc.status_code", call.code.value[0])
-        logs.log_rpc(call.method, code, elapsed, call.peer, call.role, **(context.rpc_fields.get() or {}))
-        for token in reversed(call.tokens):
-            token.__exit__(None, None, None)
-        if call.span is not None:
-            call.span.end()
+        total, duration, access = call.m.outcome(call.code)
+        call.m.in_flight.dec()
+        total.inc()
+        duration.observe(elapsed)
+        span = call.span
+        if span is not None:
+            span.set_attribute("rpc.grpc.status_code", call.code.value[0])
+        access.emit(elapsed, call.peer, call.role, context.rpc_fields.get())
+        if call.token is not None:
+            otel_context.detach(call.token)
+        if span is not None:
+            span.end()
 
-    # -- wrappers ---------------------------------------------------------------------------
+    # -- wrappers (built once per method) ---------------------------------------------------
 
-    def _wrap_unary(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    def _wrap_unary(self, m: _Method, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+        if inspect.iscoroutinefunction(behavior):
+            async def direct(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                call = self._start(m, ctx)
+                try:
+                    await self._admit(call, ctx, request)
+                    return await behavior(request, ctx)
+                except BaseException as exc:
+                    await self._fail(call, ctx, exc)
+                finally:
+                    self._finish(call)
+
+            return direct
+
         async def wrapped(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            call = self._start(method, ctx)
+            call = self._start(m, ctx)
             try:
                 await self._admit(call, ctx, request)
                 result = behavior(request, ctx)
@@ -308,15 +381,15 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
 
         return wrapped
 
-    def _wrap_stream(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap_stream(self, m: _Method, behavior: Callable[..., Any]) -> Callable[..., Any]:
         if not inspect.isasyncgenfunction(behavior):  # writes with ctx.write()
-            return self._wrap_unary(method, behavior)
+            return self._wrap_unary(m, behavior)
 
         async def wrapped(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> None:
             """Drive the handler's generator from the RPC's own task, writing each message. When the client
             cancels, the generator is closed right here, in the RPC's context, rather than by a garbage
             collector's finalizer task later (which logged an INTERNAL error and delayed its cleanup)."""
-            call = self._start(method, ctx)
+            call = self._start(m, ctx)
             stream: Any = None
             destroyed = False
             try:

@@ -1,0 +1,73 @@
+"""The access line written directly to the server's LineHandler is the line logging would have written."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import orjson
+from opentelemetry.sdk.trace import TracerProvider
+
+from rentscout.runtime import context, logs
+
+
+@contextmanager
+def only_handler(*handlers: logging.Handler) -> Iterator[None]:
+    """The root logger with exactly `handlers` (pytest's own capture handlers set aside)."""
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    root.handlers[:] = list(handlers)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved
+        root.setLevel(level)
+
+
+def emit_twice() -> tuple[dict, dict, bool]:
+    """The same access line through the direct path and through logging (a second handler attached)."""
+    direct_out, logged_out = io.StringIO(), io.StringIO()
+    line = logs.access_line("/rentscout.cache.v1.CacheQueryService/PriceStats", "OK")
+    tracer = TracerProvider().get_tracer("unit")
+    token = context.correlation_id.set("cid-access-1")
+    method = context.rpc_method.set("/rentscout.cache.v1.CacheQueryService/PriceStats")
+    try:
+        with tracer.start_as_current_span("rpc"):
+            direct = logs.LineHandler(direct_out)
+            direct.setFormatter(logs.EcsJsonFormatter())
+            with only_handler(direct):
+                took_direct = logs._only_handler(logging.getLogger("rentscout.events"), logging.INFO) is direct
+                line.emit(0.0012, "ipv4:127.0.0.1:5000", "reader", {"cache.hit": True, "cache.source": "near"})
+            logged = logs.LineHandler(logged_out)
+            logged.setFormatter(logs.EcsJsonFormatter())
+            with only_handler(logged, logging.NullHandler()):
+                line.emit(0.0012, "ipv4:127.0.0.1:5000", "reader", {"cache.hit": True, "cache.source": "near"})
+    finally:
+        context.rpc_method.reset(method)
+        context.correlation_id.reset(token)
+    return orjson.loads(direct_out.getvalue()), orjson.loads(logged_out.getvalue()), took_direct
+
+
+def test_the_direct_line_has_the_fields_of_the_logged_line_in_the_same_order() -> None:
+    direct, logged, took_direct = emit_twice()
+    assert took_direct
+    assert direct.pop("@timestamp")[-1] == logged.pop("@timestamp")[-1] == "Z"
+    assert list(direct.items()) == list(logged.items())
+    assert direct["correlation.id"] == "cid-access-1" and len(direct["trace.id"]) == 32
+    assert direct["event.dataset"] == "rentscout.access" and direct["client.port"] == 5000
+    assert direct["user.roles"] == ["reader"] and direct["cache.source"] == "near"
+
+
+def test_a_filter_or_another_handler_sends_the_line_through_logging() -> None:
+    handler = logs.LineHandler(io.StringIO())
+    events = logging.getLogger("rentscout.events")
+    with only_handler(handler):
+        assert logs._only_handler(events, logging.INFO) is handler
+        handler.setLevel(logging.WARNING)
+        assert logs._only_handler(events, logging.INFO) is None  # below the handler's level
+        assert logs._only_handler(events, logging.WARNING) is handler
+        handler.addFilter(lambda record: True)
+        assert logs._only_handler(events, logging.WARNING) is None
