@@ -45,7 +45,7 @@ from rentscout.analyzer_service.index_candidates import (
     heuristic_keep,
     index_issues,
 )
-from rentscout.analyzer_service.pgerrors import map_role_error, map_statement_error
+from rentscout.analyzer_service.pgerrors import map_statement_error
 from rentscout.analyzer_service.safety import ParsedQuery, Rejected, parse_select
 from rentscout.analyzer_service.settings import AnalyzerSettings
 from rentscout.analyzer_service.sqltext import TAG, quote_ident, tagged
@@ -248,11 +248,7 @@ async def check_statement(ctx: _Context, parsed: ParsedQuery, field: str | None 
     With `field`, its problems are the caller's (INVALID_ARGUMENT on that field); without, they
     propagate as Rejected / PostgresError for the caller to skip the statement.
     """
-    role = session.statement_role(ctx.settings)
-    try:
-        await ctx.conn.execute(f"SAVEPOINT {TAG} probe; {session.set_role_sql(role)}", timeout=deadline.remaining())
-    except session.ROLE_ERRORS as exc:
-        raise map_role_error(exc, role or "") from None
+    await session.switch_role(ctx.conn, session.statement_role(ctx.settings), before=f"SAVEPOINT {TAG} probe; ")
     try:
         stmt = await ctx.conn.prepare(parsed.sql, timeout=deadline.remaining())
         return await catalog_policy.check(ctx.conn, parsed, parameter_types(stmt), ctx.settings.trusted_schemas,

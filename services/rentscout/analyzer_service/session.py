@@ -126,6 +126,15 @@ async def transaction(conn: asyncpg.Connection, settings: AnalyzerSettings, *, r
             conn.terminate()
 
 
+async def switch_role(conn: asyncpg.Connection, role: str | None, before: str = "") -> None:
+    """`before` (statements of ours) then SET LOCAL ROLE, in one round trip; FAILED_PRECONDITION
+    with the fix when the service cannot switch to the role."""
+    try:
+        await conn.execute(before + set_role_sql(role), timeout=deadline.remaining())
+    except ROLE_ERRORS as exc:
+        raise map_role_error(exc, role or "") from None
+
+
 @contextlib.asynccontextmanager
 async def as_statement_role(conn: asyncpg.Connection, settings: AnalyzerSettings) -> AsyncIterator[None]:
     """Within a transaction opened with as_role=False: run a block as the statement role, then as the
@@ -134,10 +143,7 @@ async def as_statement_role(conn: asyncpg.Connection, settings: AnalyzerSettings
     if role is None:
         yield
         return
-    try:
-        await conn.execute(set_role_sql(role), timeout=deadline.remaining())
-    except ROLE_ERRORS as exc:
-        raise map_role_error(exc, role) from None
+    await switch_role(conn, role)
     try:
         yield
     finally:

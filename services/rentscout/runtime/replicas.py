@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from prometheus_client import Counter, Gauge
 
-from rentscout.runtime import deadline
+from rentscout.runtime import deadline, logs
 from rentscout.runtime.config import RuntimeSettings
 from rentscout.runtime.database import Database
 from rentscout.runtime.errors import ServiceError
@@ -219,17 +219,25 @@ class ReadRouter:
     def at(self, min_lsn: int) -> ReadView:
         return ReadView(self, min_lsn)
 
+    async def _run(self, kind: str, sql: str, args: tuple[Any, ...], min_lsn: int) -> Any:
+        """One statement on the node `connection` picks, logged like Database's own (plus the node)."""
+        started = time.perf_counter()
+        async with self.connection(min_lsn) as (conn, node):
+            result = await getattr(conn, kind)(sql, *args, timeout=deadline.remaining())
+        rows = len(result) if isinstance(result, list) else None
+        logs.log_db_query(sql, time.perf_counter() - started, rows, logging.DEBUG, **{"db.node": node})
+        return result
+
     async def fetch(self, sql: str, *args: Any, min_lsn: int = 0) -> list[asyncpg.Record]:
-        async with self.connection(min_lsn) as (conn, _):
-            return list(await conn.fetch(sql, *args, timeout=deadline.remaining(self.settings.db_statement_timeout_ms / 1000)))
+        rows: list[asyncpg.Record] = await self._run("fetch", sql, args, min_lsn)
+        return rows
 
     async def fetchrow(self, sql: str, *args: Any, min_lsn: int = 0) -> asyncpg.Record | None:
-        async with self.connection(min_lsn) as (conn, _):
-            return await conn.fetchrow(sql, *args, timeout=deadline.remaining(self.settings.db_statement_timeout_ms / 1000))
+        row: asyncpg.Record | None = await self._run("fetchrow", sql, args, min_lsn)
+        return row
 
     async def fetchval(self, sql: str, *args: Any, min_lsn: int = 0) -> Any:
-        async with self.connection(min_lsn) as (conn, _):
-            return await conn.fetchval(sql, *args, timeout=deadline.remaining(self.settings.db_statement_timeout_ms / 1000))
+        return await self._run("fetchval", sql, args, min_lsn)
 
 
 class Reads(Protocol):
