@@ -31,12 +31,6 @@ _AGGREGATE_SUPPORT = """
                                     g.aggmtransfn, g.aggminvtransfn, g.aggmfinalfn]::oid[]) AS s(fn)
     WHERE g.aggfnoid = {fn} AND s.fn <> 0"""
 
-_RELATIONS_SQL = tagged("""
-SELECT r.i AS i, c.oid, c.relkind::text AS relkind
-FROM unnest($1::text[]) WITH ORDINALITY AS r(name, i)
-JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(r.name)
-""")
-
 PROBE = "rentscout_probe"
 
 # Everything a statement runs, as PostgreSQL resolved it. The probe is a SQL-standard function whose
@@ -114,7 +108,10 @@ SELECT {{read_only}} AS read_only,
                    pg_catalog.pg_stat_get_last_analyze_time(c.oid), pg_catalog.pg_stat_get_last_autoanalyze_time(c.oid)))
         FROM (SELECT DISTINCT oid FROM refs WHERE field = 'relid') AS t
         JOIN pg_catalog.pg_class c ON c.oid = t.oid AND c.relkind IN ('r', 'm', 'p')
-        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace) AS tables
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace) AS tables,
+       (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(r.i, c.oid::int8))
+        FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS r(name, i)
+        JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(r.name)) AS relations
 """)
 
 
@@ -129,16 +126,14 @@ class Resolution:
 
     relation_oids: dict[tuple[str | None, str], int] = field(default_factory=dict)
     tables: dict[str, TableHealth] = field(default_factory=dict)
+    work_mem: str = ""  # the session's work_mem, which the statement runs with (restored by the check)
 
 
-async def resolve_relations(conn: asyncpg.Connection, parsed: ParsedQuery) -> dict[tuple[str | None, str], tuple[int, str]]:
-    """(schema or None, name) as written -> (oid, relkind) of what it resolves to."""
+def relation_names(parsed: ParsedQuery) -> tuple[list[tuple[str | None, str]], list[str]]:
+    """The relations the statement names, as written: (schema or None, name) keys and their quoted texts
+    (the closure resolves them with to_regclass, so a name it cannot see resolves to nothing)."""
     keys = sorted({(r.schema, r.name) for r in parsed.relations}, key=lambda k: (k[0] or "", k[1]))
-    if not keys:
-        return {}
-    names = [f"{quote_ident(s)}.{quote_ident(n)}" if s else quote_ident(n) for s, n in keys]
-    rows = await conn.fetch(_RELATIONS_SQL, names, timeout=deadline.remaining())
-    return {keys[r["i"] - 1]: (r["oid"], r["relkind"]) for r in rows}
+    return keys, [f"{quote_ident(s)}.{quote_ident(n)}" if s else quote_ident(n) for s, n in keys]
 
 
 def probe_sql(parsed: ParsedQuery, parameter_types: Sequence[str]) -> str:
@@ -175,8 +170,9 @@ async def check(conn: asyncpg.Connection, parsed: ParsedQuery, parameter_types: 
         raise FailedPrecondition(
             "the analyzer role cannot create the temporary probe function of the catalog check: "
             "GRANT TEMPORARY ON DATABASE <database> TO rentscout_explain (PUBLIC has it by default)") from None
-    # two texts, no parameters: each is planned once per connection (a generic plan asyncpg keeps)
-    row = await conn.fetchrow(_CLOSURE_READ_ONLY if then_read_only else _CLOSURE, timeout=deadline.remaining())
+    # two texts, prepared once per connection (asyncpg's statement cache); $1: the relations as written
+    keys, names = relation_names(parsed)
+    row = await conn.fetchrow(_CLOSURE_READ_ONLY if then_read_only else _CLOSURE, names, timeout=deadline.remaining())
     if row is None or not row["probed"]:
         raise Rejected("function:catalog", "could not be resolved in the catalog")
     if then_read_only and row["read_only"] != "on":
@@ -192,5 +188,5 @@ async def check(conn: asyncpg.Connection, parsed: ParsedQuery, parameter_types: 
     for table in orjson.loads(row["tables"] or "[]"):
         health = _health(table)
         tables.setdefault(health.name, health)
-    resolved = await resolve_relations(conn, parsed) if parsed.relations else {}
-    return Resolution(relation_oids={key: oid for key, (oid, _) in resolved.items()}, tables=tables)
+    relation_oids = {keys[i - 1]: oid for i, oid in orjson.loads(row["relations"] or "[]")}
+    return Resolution(relation_oids=relation_oids, tables=tables, work_mem=str(row["restored_work_mem"]))

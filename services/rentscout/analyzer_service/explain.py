@@ -20,7 +20,7 @@ from rentscout.analyzer_service.settings import AnalyzerSettings
 from rentscout.analyzer_service.sqltext import TAG, quote_ident
 from rentscout.runtime import deadline, logs
 from rentscout.runtime.context import annotate
-from rentscout.runtime.database import Database
+from rentscout.runtime.database import Database, Releases
 from rentscout.runtime.errors import InvalidArgument
 from rentscout.runtime.replicas import FLUSHED_LSN_SQL, PRIMARY, ReadRouter, parse_lsn
 
@@ -77,30 +77,36 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
             raise InvalidArgument("params", f"the statement uses {parsed.param_count} placeholder(s) ($1..$n) "
                                             f"but {len(params)} parameter(s) were given")
         on_standby = reads is not None and bool(reads.standbys)
-        async with db.connection() as conn, session.transaction(conn, settings) as stmt_timeout_ms:
-            stmt = await _prepare(conn, prefix, sql, stmt_timeout_ms)
-            if on_standby:  # the committed catalog the check sees (the flush position: aborted probes of
-                # earlier requests may sit unflushed past it, and no standby would ever wait for them)
-                checked_at = parse_lsn(await conn.fetchval(FLUSHED_LSN_SQL, timeout=deadline.remaining()))
-            resolution = await _check(conn, parsed, stmt, settings, stmt_timeout_ms, then_read_only=not on_standby)
-            if not on_standby:
-                result = parse_explain(await _run_explain(stmt, prefix, sql, params, stmt_timeout_ms))
-                work_mem = await _work_mem(conn, result)
-        if on_standby:
-            assert reads is not None
-            async with reads.connection(checked_at) as (replica, node), \
-                    session.transaction(replica, settings, read_only=True, checking=False) as stmt_timeout_ms:
-                stmt = await _prepare(replica, prefix, sql, stmt_timeout_ms)
-                result = parse_explain(await _run_explain(stmt, prefix, sql, params, stmt_timeout_ms))
-                work_mem = await _work_mem(replica, result)
-        tables = plan_tables(result, resolution.tables)
+        # the primary's connection is reset while the plan is parsed and read (Releases)
+        async with Releases() as later:
+            async with db.connection(later) as conn, \
+                    session.transaction(conn, settings, released=True) as stmt_timeout_ms:
+                stmt = await _prepare(conn, prefix, sql, stmt_timeout_ms)
+                if on_standby:  # the committed catalog the check sees (the flush position: aborted probes of
+                    # earlier requests may sit unflushed past it, and no standby would ever wait for them)
+                    checked_at = parse_lsn(await conn.fetchval(FLUSHED_LSN_SQL, timeout=deadline.remaining()))
+                resolution = await _check(conn, parsed, stmt, settings, stmt_timeout_ms, then_read_only=not on_standby)
+                if not on_standby:
+                    raw = await _run_explain(stmt, prefix, sql, params, stmt_timeout_ms)
+            if on_standby:
+                assert reads is not None
+                async with reads.connection(checked_at) as (replica, node), \
+                        session.transaction(replica, settings, read_only=True, checking=False,
+                                            released=True) as stmt_timeout_ms:
+                    stmt = await _prepare(replica, prefix, sql, stmt_timeout_ms)
+                    result = parse_explain(await _run_explain(stmt, prefix, sql, params, stmt_timeout_ms))
+                    work_mem = await _work_mem(replica, result)
+            else:
+                result = parse_explain(raw)
+                work_mem = resolution.work_mem  # the check restored it: the value the statement ran with
+            tables = plan_tables(result, resolution.tables)
+            insights = analyze_plan(result, offsets=parsed.offsets, params=params, tables=tables, work_mem=work_mem)
     except InvalidArgument:
         metrics.ANALYSES.labels(mode, "rejected").inc()
         raise
     except BaseException:
         metrics.ANALYSES.labels(mode, "error").inc()
         raise
-    insights = analyze_plan(result, offsets=parsed.offsets, params=params, tables=tables, work_mem=work_mem)
     elapsed = time.perf_counter() - started
     metrics.ANALYSES.labels(mode, "ok").inc()
     metrics.ANALYSIS_DURATION.labels(mode).observe(elapsed)

@@ -27,11 +27,14 @@ ROLE_ERRORS = (asyncpg.InvalidParameterValueError, asyncpg.InsufficientPrivilege
 
 
 # The catalog check's recursive query is estimated at millions of rows (PostgreSQL guesses 10 per
-# regexp match): with the session's settings it is JIT-compiled (~60 ms) and sizes its hash tables
-# to work_mem (~30 ms of zeroing), for a query that runs in about 1 ms. So the transaction starts
-# with `jit = off` and a small work_mem, the session's own values stashed in `rentscout.*`
-# placeholders, and the check itself restores them before the caller's statement is planned.
-CHECK_SETTINGS = {"jit": "off", "work_mem": "64kB"}
+# regexp match): with the session's settings it is JIT-compiled (~60 ms), sizes its hash tables
+# to work_mem (~30 ms of zeroing) and hashes whole catalogs (a seq scan of pg_proc, ~0.5 ms) to join
+# the dozen rows it really finds, for a query that runs in under 1 ms by index. So the transaction
+# starts with `jit = off`, a small work_mem and nested loops only (index lookups), the session's own
+# values stashed in `rentscout.*` placeholders, and the check itself restores them before the
+# caller's statement is planned.
+CHECK_SETTINGS = {"jit": "off", "work_mem": "64kB", "enable_hashjoin": "off", "enable_mergejoin": "off",
+                  "enable_hashagg": "off"}
 STASH_SETTINGS_SQL = ", ".join(
     f"pg_catalog.set_config('rentscout.{name}', pg_catalog.current_setting('{name}'), true), "
     f"pg_catalog.set_config('{name}', '{value}', true)" for name, value in CHECK_SETTINGS.items())
@@ -83,11 +86,14 @@ def set_role_sql(role: str | None) -> str:
 
 @contextlib.asynccontextmanager
 async def transaction(conn: asyncpg.Connection, settings: AnalyzerSettings, *, read_only: bool = False,
-                      as_role: bool = True, checking: bool = True) -> AsyncIterator[int]:
+                      as_role: bool = True, checking: bool = True, released: bool = False) -> AsyncIterator[int]:
     """BEGIN + SET LOCAL timeouts (+ SET LOCAL ROLE); ROLLBACK on the way out whatever happened.
 
     `checking=False` (a statement the primary already checked, run on a standby): no catalog check
     follows, so no temporary schema and none of its settings.
+
+    `released=True`: `conn` is a pooled connection released right after this block, and the release
+    (`Database.connection`) sends the ROLLBACK in the round trip of its reset; nothing is sent here.
 
     Yields the statement_timeout in force (ms). If the rollback itself fails the connection is
     terminated rather than returned to the pool in an unknown state.
@@ -118,7 +124,7 @@ async def transaction(conn: asyncpg.Connection, settings: AnalyzerSettings, *, r
         yield stmt_ms
     finally:
         try:
-            if not conn.is_closed():
+            if not conn.is_closed() and not released:
                 await conn.execute(f"ROLLBACK {TAG}", timeout=5)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, OSError) as exc:
             _log.warning("rollback of an analysis transaction failed; dropping the connection",

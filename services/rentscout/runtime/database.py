@@ -28,6 +28,26 @@ def _release_done(task: asyncio.Future[None]) -> None:
                    extra={"fields": {"error.type": type(exc).__name__}})
 
 
+class Releases:
+    """Connection releases that run while the caller goes on with work of its own (parsing what it read),
+    all finished when the block ends: `async with Releases() as later: ... db.connection(later=later)`.
+    The reset's round trip then overlaps that work, and nothing is left running after the block."""
+
+    def __init__(self) -> None:
+        self._pending: list[asyncio.Future[None]] = []
+
+    def add(self, release: asyncio.Future[None]) -> None:
+        self._pending.append(release)
+
+    async def __aenter__(self) -> Releases:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pending, self._pending = self._pending, []
+        for release in pending:
+            await asyncio.shield(release)
+
+
 class Database:
     """A pool that starts even when PostgreSQL is down; calls then fail fast with UNAVAILABLE."""
 
@@ -36,6 +56,7 @@ class Database:
         self.application_name = application_name
         self.dsn = dsn or settings.database_url
         self._pool: asyncpg.Pool | None = None
+        self._reset_done: set[int] = set()  # server pids of connections give_back has just reset
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -47,7 +68,7 @@ class Database:
         s = self.settings
         kwargs: dict[str, Any] = dict(
             dsn=self.dsn, max_size=s.db_pool_max_size, timeout=s.db_connect_timeout_seconds,
-            max_inactive_connection_lifetime=300.0,
+            max_inactive_connection_lifetime=300.0, reset=self._pool_reset,
             server_settings={"application_name": self.application_name,
                              "statement_timeout": str(s.db_statement_timeout_ms)},
         )
@@ -67,11 +88,12 @@ class Database:
             self._pool = None
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(self, later: Releases | None = None) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection, acquired within the RPC deadline, the connect timeout and the server's bound.
 
         Whatever ends the block, the connection goes back within the bound: released when PostgreSQL
-        answers its reset in time, else terminated (a frozen server never holds a task)."""
+        answers its reset in time, else terminated (a frozen server never holds a task). With `later`,
+        the block ends as soon as the release has started, and `later` waits for it."""
         cap = self.settings.db_connect_timeout_seconds
         timeout = deadline.remaining(cap)
         try:
@@ -91,18 +113,46 @@ class Database:
                 conn.terminate()  # a reset would wait on it too
             raise
         finally:
-            await self.give_back(conn)
+            if later is None:
+                await self.give_back(conn)
+            else:
+                later.add(asyncio.ensure_future(self.give_back(conn)))
 
     async def give_back(self, conn: Any) -> None:
         """Return a pooled connection within the bound, in a task of its own that cannot be left with an
         unretrieved exception: if this task is cancelled meanwhile, the release still finishes (or
         terminates the connection) and its outcome is logged, never dropped."""
-        release = asyncio.ensure_future(self.pool.release(conn, timeout=deadline.bound()))
+        release = asyncio.ensure_future(self._release(conn))
         release.add_done_callback(_release_done)
         try:
             await asyncio.shield(release)
-        except Exception:  # _release_done logged it; asyncpg terminated the connection
+        except Exception:  # _release_done logged it; the connection was terminated
             return
+
+    async def _release(self, conn: Any) -> None:
+        """Reset, then release: one round trip, even for a caller that left its transaction open for the
+        release to roll back (the analyzer's, which only ever rolls back); asyncpg's own release would
+        spend a round trip on that ROLLBACK. A connection whose reset fails or times out is terminated."""
+        pid = conn.get_server_pid()
+        try:
+            if not conn.is_closed():
+                rollback = "ROLLBACK; " if conn.is_in_transaction() else ""
+                await conn.execute(rollback + conn.get_reset_query(), timeout=deadline.bound())
+                self._reset_done.add(pid)
+        except BaseException:
+            conn.terminate()
+            raise
+        finally:
+            try:
+                await self.pool.release(conn, timeout=deadline.bound())
+            finally:
+                self._reset_done.discard(pid)
+
+    async def _pool_reset(self, conn: asyncpg.Connection) -> None:
+        """The pool's reset: nothing more for a connection `_release` has just reset (pids are unique among
+        one server's live connections, and the mark lasts only for that release)."""
+        if conn.get_server_pid() not in self._reset_done:
+            await conn.reset()
 
     async def _run(self, kind: str, sql: str, args: tuple[Any, ...], timeout: float | None) -> Any:
         started = time.perf_counter()
