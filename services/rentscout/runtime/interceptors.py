@@ -188,8 +188,8 @@ class _Method:
 
 
 class _Call:
-    __slots__ = ("authorization", "baggage", "code", "correlation_id", "counted", "m", "peer", "role", "span", "started",
-                 "token")
+    __slots__ = ("authorization", "baggage", "code", "correlation_id", "counted", "ids", "m", "peer", "role", "span",
+                 "started", "token")
 
     def __init__(self, m: _Method, peer: str) -> None:
         self.started = time.perf_counter()
@@ -203,6 +203,7 @@ class _Call:
         self.correlation_id = ""
         self.authorization: str | None = None
         self.baggage = False  # the caller sent baggage (it goes back with the trace headers)
+        self.ids: tuple[tuple[str, str], ...] = ()  # correlation id and trace headers echoed to the caller
 
 
 _NO_PARENT = otel_context.Context()  # no traceparent: the server span starts a new trace
@@ -300,12 +301,21 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
             call.counted = False
             self.in_flight -= 1
 
-    async def _admit(self, call: _Call, ctx: grpc.aio.ServicerContext[Any, Any], request: Any = None) -> None:
-        """Admit the call under the limit, echo the ids in response metadata, authenticate and authorize
-        the caller, then refuse an undecodable request."""
-        self._enter(call)
+    async def _admit(self, call: _Call, ctx: grpc.aio.ServicerContext[Any, Any], request: Any = None,
+                     streaming: bool = False) -> None:
+        """Echo the ids in response metadata, admit the call under the limit, authenticate and authorize
+        the caller, then refuse an undecodable request.
+
+        A stream sends the ids in its headers at once (a consumer of a long export sees them before any
+        data); a unary call carries them in its trailers, which travel with the response and the status
+        in one batch (grpc.aio sends explicit headers in a batch of their own: +14% on a trivial call)."""
         trace_headers = tracing.response_headers(call.span, call.baggage) if call.span is not None else ()
-        await ctx.send_initial_metadata(((CORRELATION_HEADER, call.correlation_id), *trace_headers))
+        call.ids = ((CORRELATION_HEADER, call.correlation_id), *trace_headers)
+        if streaming:
+            await ctx.send_initial_metadata(call.ids)
+        else:
+            ctx.set_trailing_metadata(call.ids)
+        self._enter(call)
         principal = self._auth.authenticate(call.authorization)
         call.role = principal.role
         context.principal.set(principal)
@@ -334,7 +344,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         if call.span is not None:
             call.span.set_status(trace.Status(trace.StatusCode.ERROR, error.code.name))
         status = error.to_status()
-        await ctx.abort(status.code, status.details, status.trailing_metadata)
+        await ctx.abort(status.code, status.details, (*call.ids, *status.trailing_metadata))
 
     def _finish(self, call: _Call) -> None:
         self._leave(call)
@@ -354,12 +364,14 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
 
     # -- wrappers (built once per method) ---------------------------------------------------
 
-    def _wrap_unary(self, m: _Method, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    def _wrap_unary(self, m: _Method, behavior: Callable[..., Any], streaming: bool = False
+                    ) -> Callable[..., Awaitable[Any]]:
+        """A unary handler, or (`streaming`) a response-streaming one that writes with ctx.write()."""
         if inspect.iscoroutinefunction(behavior):
             async def direct(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 call = self._start(m, ctx)
                 try:
-                    await self._admit(call, ctx, request)
+                    await self._admit(call, ctx, request, streaming)
                     return await behavior(request, ctx)
                 except BaseException as exc:
                     await self._fail(call, ctx, exc)
@@ -371,7 +383,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             call = self._start(m, ctx)
             try:
-                await self._admit(call, ctx, request)
+                await self._admit(call, ctx, request, streaming)
                 result = behavior(request, ctx)
                 return await result if inspect.isawaitable(result) else result
             except BaseException as exc:
@@ -383,7 +395,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_stream(self, m: _Method, behavior: Callable[..., Any]) -> Callable[..., Any]:
         if not inspect.isasyncgenfunction(behavior):  # writes with ctx.write()
-            return self._wrap_unary(m, behavior)
+            return self._wrap_unary(m, behavior, streaming=True)
 
         async def wrapped(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> None:
             """Drive the handler's generator from the RPC's own task, writing each message. When the client
@@ -393,7 +405,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
             stream: Any = None
             destroyed = False
             try:
-                await self._admit(call, ctx, request)
+                await self._admit(call, ctx, request, streaming=True)
                 stream = behavior(request, ctx)
                 async for item in stream:
                     try:

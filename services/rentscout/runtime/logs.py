@@ -244,7 +244,7 @@ class AccessLine:
     logging machinery's per-record steps. Anything else attached (a capture in a test, a filter) gets
     records as usual."""
 
-    __slots__ = ("fields", "level", "level_name", "message")
+    __slots__ = ("_tail", "_tail_of", "fields", "level", "level_name", "message")
 
     def __init__(self, method: str, code: str) -> None:
         level = logging.INFO if code in ("OK", "CANCELLED", "NOT_FOUND", "INVALID_ARGUMENT") else logging.WARNING
@@ -255,23 +255,56 @@ class AccessLine:
             "event.kind": "event", **ecs_event("api", "access", *(("denied",) if code in _DENIED else ())),
             "event.dataset": "rentscout.access", "event.outcome": "success" if code == "OK" else "failure",
             "rpc.system": "grpc", "rpc.method": method, "rpc.grpc.status_code": code}
+        self._tail = b""  # the line's constant members, encoded once (for the service configured: _tail_of)
+        self._tail_of: tuple[str, ...] = ()
+
+    def _constant_tail(self) -> bytes:
+        """`,"log.level":..,"message":..,<service>,<the constant fields>}`: what every line of this method and
+        code repeats, as JSON text; rebuilt when `configure` names another service."""
+        service = (_SERVICE["service.name"], _SERVICE["service.version"])
+        if self._tail_of != service:
+            constant = {"log.level": self.level_name.lower(), "message": self.message, "ecs.version": ECS_VERSION,
+                        **_SERVICE, "log.logger": _events.name, **self.fields}
+            self._tail, self._tail_of = b"," + orjson.dumps(constant)[1:], service
+        return self._tail
+
+    def line(self, created: float, variable: dict[str, Any]) -> str:
+        """The ECS line: the call's own members (time, ids, duration, peer, business fields) and the
+        constant ones; the same document `ecs_document` makes, with the constant part encoded once."""
+        doc: dict[str, Any] = {"@timestamp": timestamp(created)}
+        if cid := context.correlation_id.get():
+            doc["correlation.id"] = cid
+        span_ctx = trace.get_current_span().get_span_context()
+        if span_ctx.is_valid:
+            doc["trace.id"] = format(span_ctx.trace_id, "032x")
+            doc["span.id"] = format(span_ctx.span_id, "016x")
+        doc.update(variable)
+        return (orjson.dumps(doc, default=str)[:-1] + self._constant_tail()).decode()
 
     def emit(self, duration_s: float, peer: str, role: str | None, extra: dict[str, Any] | None = None) -> None:
         if not _events.isEnabledFor(self.level):
             return
-        fields = {**self.fields, "event.duration": ns(duration_s), **_peer(peer), "user.roles": [role] if role else []}
+        variable = {"event.duration": ns(duration_s), **_peer(peer), "user.roles": [role] if role else []}
         if extra:
-            fields.update(extra)
+            variable.update(extra)
         handler = _only_handler(_events, self.level)
-        if handler is None:
-            _events.log(self.level, self.message, extra={"fields": fields})
+        if handler is None or (extra and not _ACCESS_CONSTANT_KEYS.isdisjoint(extra)):
+            _events.log(self.level, self.message, extra={"fields": {**self.fields, **variable}})
             return
         try:
-            line = ecs_line(ecs_document(time.time(), self.level_name, self.message, _events.name, fields))
+            line = self.line(time.time(), variable)
             with handler.lock:  # type: ignore[union-attr]  # created by Handler.__init__
                 handler.write_line(line)
         except Exception:  # as logging does: a line that cannot be written never fails the call
             handler.handleError(logging.makeLogRecord({"name": _events.name, "msg": self.message}))
+
+
+# what the constant part of an access line holds besides `AccessLine.fields`: a business field of that name
+# makes the line go through logging (one member each, as Elasticsearch wants; `fields` win as in ecs_document)
+_ACCESS_CONSTANT_KEYS = frozenset({"log.level", "message", "ecs.version", "service.name", "service.version",
+                                   "log.logger", "event.kind", "event.category", "event.type", "event.dataset",
+                                   "event.outcome", "rpc.system", "rpc.method", "rpc.grpc.status_code",
+                                   "@timestamp", "correlation.id", "trace.id", "span.id"})
 
 
 @lru_cache(maxsize=4096)

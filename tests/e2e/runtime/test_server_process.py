@@ -42,7 +42,9 @@ def test_list_health_correlation_and_sigterm(service_env: dict[str, str], grpcur
             assert grpcurl(server.target, "grpc.health.v1.Health/Check", {"service": name}).json() == {"status": "SERVING"}
         call = grpcurl(server.target, "rentscout.cache.v1.CacheQueryService/Cities", {},
                        headers={"x-correlation-id": "abc"}, verbose=True)
-        assert "x-correlation-id: abc" in call.stdout  # echoed in response headers
+        # a unary call echoes it in its response trailers (grpcurl -v prints them after the message)
+        trailers = call.stdout.split("Response trailers received:", 1)
+        assert len(trailers) == 2 and "x-correlation-id: abc" in trailers[1], call.stdout
         server.signal()
         assert server.proc.wait(30) == 0
     finally:

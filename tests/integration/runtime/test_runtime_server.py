@@ -65,10 +65,10 @@ async def test_correlation_id_is_echoed_and_logged(host) -> None:
             call = s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(),
                                          metadata=md(x_correlation_id=cid, x_test_action="db"))
             reply = await call
-            echoed = dict(await call.initial_metadata())
+            echoed = dict(await call.trailing_metadata())  # a unary call: with the response and the status
             generated = s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(), metadata=md())
             await generated
-            new_id = dict(await generated.initial_metadata())["x-correlation-id"]
+            new_id = dict(await generated.trailing_metadata())["x-correlation-id"]
     assert reply.exports_started > 0
     assert echoed["x-correlation-id"] == cid
     mine = [r for r in logs.records() if r.get("correlation.id") == cid]
@@ -82,6 +82,17 @@ async def test_correlation_id_is_echoed_and_logged(host) -> None:
         assert r["@timestamp"].endswith("Z") and r["service.name"] and r["log.level"]
 
 
+async def test_a_stream_echoes_the_ids_in_its_headers_before_any_message(host) -> None:
+    channel, s = stub(host.port)
+    async with channel:
+        stream = s.ExportProperties(export_pb2.ExportPropertiesRequest(limit=10, rows_per_chunk=100),
+                                    metadata=md(x_correlation_id="stream-1"))
+        headers = dict(await stream.initial_metadata())
+        assert headers["x-correlation-id"] == "stream-1" and headers["traceparent"].startswith("00-")
+        assert [m async for m in stream]  # the stream itself still runs to its end
+        assert await stream.code() == grpc.StatusCode.OK
+
+
 async def test_traceparent_propagates_both_ways(host) -> None:
     trace_id = uuid.uuid4().hex
     parent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
@@ -90,7 +101,7 @@ async def test_traceparent_propagates_both_ways(host) -> None:
         async with channel:
             call = s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(), metadata=md(traceparent=parent))
             await call
-            headers = dict(await call.initial_metadata())
+            headers = dict(await call.trailing_metadata())
     assert headers["traceparent"].split("-")[1] == trace_id  # same trace, the server's own span
     assert headers["traceparent"] != parent
     access = [r for r in logs.records() if r.get("event.dataset") == "rentscout.access"]
@@ -106,6 +117,11 @@ async def test_error_mapping(host) -> None:
         assert bad_request_violations(err.value.trailing_metadata()) == [
             ("since", "must not be in the future"), ("since.nanos", "out of range")]
         assert "since: must not be in the future" in err.value.details()
+        with pytest.raises(grpc.aio.AioRpcError) as err:  # refused before the handler: the id comes back too
+            await s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(),
+                                        metadata=md("wrong-token", x_correlation_id="denied-1"))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert dict(err.value.trailing_metadata())["x-correlation-id"] == "denied-1"
         with capture_logs() as logs, pytest.raises(grpc.aio.AioRpcError) as err:
             await s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(),
                                         metadata=md(x_test_action="boom", x_correlation_id="boom-1"))

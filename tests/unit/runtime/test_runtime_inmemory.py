@@ -34,12 +34,14 @@ def test_success_echoes_the_callers_correlation_id(resources: Resources) -> None
     reply = probe(resources).unary(STATS, export_pb2.GetExportStatisticsRequest(),
                                    metadata=[(CORRELATION_HEADER, "cid-unit-1")])
     assert reply.code is grpc.StatusCode.OK and reply.response.exports_started == 1
-    assert (CORRELATION_HEADER, "cid-unit-1") in reply.initial_metadata
+    # a unary call echoes the ids in its trailers (they travel with the response and the status)
+    assert (CORRELATION_HEADER, "cid-unit-1") in reply.trailing_metadata
+    assert CORRELATION_HEADER not in dict(reply.initial_metadata)
 
 
 def test_a_new_correlation_id_when_the_caller_sends_none(resources: Resources) -> None:
     reply = probe(resources).unary(STATS, export_pb2.GetExportStatisticsRequest())
-    echoed = dict(reply.initial_metadata)[CORRELATION_HEADER]
+    echoed = dict(reply.trailing_metadata)[CORRELATION_HEADER]
     assert len(echoed) == 36 and echoed.count("-") == 4
 
 
