@@ -42,6 +42,16 @@ def timestamp(created: float) -> str:
     return f"{_second[1]}{int((created - second) * 1000):03d}Z"
 
 
+def add_call_ids(doc: dict[str, Any]) -> None:
+    """The current call's correlation id and trace ids, when there are."""
+    if cid := context.correlation_id.get():
+        doc["correlation.id"] = cid
+    span_ctx = trace.get_current_span().get_span_context()
+    if span_ctx.is_valid:
+        doc["trace.id"] = format(span_ctx.trace_id, "032x")
+        doc["span.id"] = format(span_ctx.span_id, "016x")
+
+
 def ecs_document(created: float, level: str, message: str, logger: str, fields: dict[str, Any] | None,
                  exc_info: Any = None) -> dict[str, Any]:
     """One line's fields: the record's, the current RPC's ids (correlation, trace, span, method), then `fields`."""
@@ -53,12 +63,7 @@ def ecs_document(created: float, level: str, message: str, logger: str, fields: 
         **_SERVICE,
         "log.logger": logger,
     }
-    if cid := context.correlation_id.get():
-        doc["correlation.id"] = cid
-    span_ctx = trace.get_current_span().get_span_context()
-    if span_ctx.is_valid:
-        doc["trace.id"] = format(span_ctx.trace_id, "032x")
-        doc["span.id"] = format(span_ctx.span_id, "016x")
+    add_call_ids(doc)
     if method := context.rpc_method.get():
         doc.setdefault("rpc.method", method)
     if fields:
@@ -272,12 +277,7 @@ class AccessLine:
         """The ECS line: the call's own members (time, ids, duration, peer, business fields) and the
         constant ones; the same document `ecs_document` makes, with the constant part encoded once."""
         doc: dict[str, Any] = {"@timestamp": timestamp(created)}
-        if cid := context.correlation_id.get():
-            doc["correlation.id"] = cid
-        span_ctx = trace.get_current_span().get_span_context()
-        if span_ctx.is_valid:
-            doc["trace.id"] = format(span_ctx.trace_id, "032x")
-            doc["span.id"] = format(span_ctx.span_id, "016x")
+        add_call_ids(doc)
         doc.update(variable)
         return (orjson.dumps(doc, default=str)[:-1] + self._constant_tail()).decode()
 
