@@ -11,7 +11,8 @@ and best of --repeat:
   grpc-*     `rentscout serve export` as its own process, a client in another process reading the stream
              and discarding the bytes, for CSV, JSONL and JSON; for Arrow the client decodes every chunk
              into pyarrow RecordBatches (as ADBC's result is Arrow data)
-and prints rows/s and ratios. Then it reads the export server's peak RSS (VmHWM) after exporting all
+and prints rows/s and ratios, and the CPU seconds each run took in PostgreSQL, the export server and the
+client: their sum over the machine's cores bounds the wall time from below. Then it reads the export server's peak RSS (VmHWM) after exporting all
 --rows in every format, grows the table to --rss-rows and does the same with a fresh server process.
 Goals: CSV >= 0.8x psql-csv; JSONL >= 1.0x pg-json; Arrow >= 1.0x adbc; peak RSS < 200 MB and within 10%
 from 1M to 5M rows.
@@ -27,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -182,6 +184,34 @@ def wait_replayed(primary: str, replica: str, timeout: float = 120) -> None:
     asyncio.run(wait())
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int, reaped: bool = False) -> float:
+    """User + system CPU seconds of a live process (0 once it is gone); `reaped`: plus those of its children
+    that have exited (the postmaster's: backends of connections that closed)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15 if reaped else 13]) / _TICK
+
+
+def cpu_now(server_pids: list[int]) -> tuple[float, float, float]:
+    """(every postgres process on this machine, the export servers, this process's finished children: the
+    clients, psql and ADBC runs), in CPU seconds: where a run's work went, whatever the wall clock says."""
+    postgres = 0.0
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "comm").read_text().strip() == "postgres":
+                    postgres += process_cpu(int(proc.name), reaped=True)
+            except OSError:
+                continue
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return postgres, sum(process_cpu(p) for p in server_pids), children.ru_utime + children.ru_stime
+
+
 def table_rows(dsn: str) -> int:
     out = subprocess.run([psql_exe(), dsn, "-X", "-At", "-c", "SELECT count(*) FROM properties"],
                          capture_output=True, text=True, check=True)
@@ -263,11 +293,15 @@ def main() -> None:
             measures.append(("grpc-csv-standby", lambda: run_client(replica_server.target, "csv", rows)))
         best: dict[str, float] = {}
         rounds: list[dict[str, float]] = []
+        cpu: dict[str, list[tuple[float, float, float]]] = {}
+        pids = [server.proc.pid] + ([replica_server.proc.pid] if replica_server is not None else [])
         try:
             for r in range(args.repeat):
                 rounds.append({})
                 for name, fn in measures:
+                    before = cpu_now(pids)
                     seconds = fn()
+                    cpu.setdefault(name, []).append(tuple(b - a for a, b in zip(before, cpu_now(pids), strict=True)))
                     best[name] = min(best.get(name, seconds), seconds)
                     rounds[-1][name] = seconds
                     print(f"round {r + 1}: {name:16s} {seconds:6.2f}s", flush=True)
@@ -289,6 +323,13 @@ def main() -> None:
                 paired = statistics.median(r[base] / r[name] for r in rounds)
                 ratio = f"{best[base] / best[name]:.2f}x {base} (median per round {paired:.2f}x)"
             print(f"  {name:16s} {best[name]:6.2f}s {rows / best[name]:>12,.0f} rows/s   {ratio}")
+        cores = os.cpu_count() or 1
+        print(f"\nCPU seconds of one run (median): PostgreSQL, export server, client (psql/ADBC/gRPC client); "
+              f"their sum / {cores} cores is the least wall time this machine allows")
+        for name, _ in measures:
+            pg_s, srv_s, cli_s = (statistics.median(c[i] for c in cpu[name]) for i in range(3))
+            print(f"  {name:16s} postgres {pg_s:5.2f}  server {srv_s:5.2f}  client {cli_s:5.2f}  "
+                  f"-> >= {(pg_s + srv_s + cli_s) / cores:4.2f}s wall (best {best[name]:.2f}s)")
         peak1, idle1 = peak_rss(dsn, workdir, rows)
         print(f"\nexport server peak RSS after exporting {rows:,} rows x{len(FORMATS)} formats: {peak1 / 1024:.1f} MB "
               f"(idle at start {idle1 / 1024:.1f} MB)")
