@@ -12,8 +12,9 @@ and best of --repeat:
              and discarding the bytes, for CSV, JSONL and JSON; for Arrow the client decodes every chunk
              into pyarrow RecordBatches (as ADBC's result is Arrow data)
 and prints rows/s and ratios, and the CPU seconds each run took in PostgreSQL, the export server and the
-client: their sum over the machine's cores bounds the wall time from below. Then it reads the export server's peak RSS (VmHWM) after exporting all
---rows in every format, grows the table to --rss-rows and does the same with a fresh server process.
+client: their sum over the machine's cores bounds the wall time from below. Then it reads the export
+server's peak RSS (VmHWM) after exporting all --rows in every format, grows the table to --rss-rows and
+does the same with a fresh server process.
 Goals: CSV >= 0.8x psql-csv; JSONL >= 1.0x pg-json; Arrow >= 1.0x adbc; peak RSS < 200 MB and within 10%
 from 1M to 5M rows.
 With a private PostgreSQL it also starts a streaming standby of it (pg_basebackup -R) and a second export
