@@ -240,6 +240,11 @@ def _only_handler(logger: logging.Logger, level: int) -> LineHandler | None:
     return found
 
 
+# the members every ECS line has besides its fields: the record's and the call's ids (see ecs_document)
+_DOCUMENT_KEYS = frozenset({"@timestamp", "log.level", "message", "ecs.version", *_SERVICE, "log.logger",
+                            "correlation.id", "trace.id", "span.id"})
+
+
 class AccessLine:
     """The access-log line of one method ending with one status code: its level, message and constant
     fields built once; `emit` adds the call's duration, peer, role and business fields.
@@ -249,7 +254,7 @@ class AccessLine:
     logging machinery's per-record steps. Anything else attached (a capture in a test, a filter) gets
     records as usual."""
 
-    __slots__ = ("_tail", "_tail_of", "fields", "level", "level_name", "message")
+    __slots__ = ("_reserved", "_tail", "_tail_of", "fields", "level", "level_name", "message")
 
     def __init__(self, method: str, code: str) -> None:
         level = logging.INFO if code in ("OK", "CANCELLED", "NOT_FOUND", "INVALID_ARGUMENT") else logging.WARNING
@@ -260,6 +265,9 @@ class AccessLine:
             "event.kind": "event", **ecs_event("api", "access", *(("denied",) if code in _DENIED else ())),
             "event.dataset": "rentscout.access", "event.outcome": "success" if code == "OK" else "failure",
             "rpc.system": "grpc", "rpc.method": method, "rpc.grpc.status_code": code}
+        # a business field of one of these names sends the line through logging (one member each, as
+        # Elasticsearch wants; there, the fields win as in ecs_document)
+        self._reserved = frozenset(self.fields) | _DOCUMENT_KEYS
         self._tail = b""  # the line's constant members, encoded once (for the service configured: _tail_of)
         self._tail_of: tuple[str, ...] = ()
 
@@ -288,7 +296,7 @@ class AccessLine:
         if extra:
             variable.update(extra)
         handler = _only_handler(_events, self.level)
-        if handler is None or (extra and not _ACCESS_CONSTANT_KEYS.isdisjoint(extra)):
+        if handler is None or (extra and not self._reserved.isdisjoint(extra)):
             _events.log(self.level, self.message, extra={"fields": {**self.fields, **variable}})
             return
         try:
@@ -297,14 +305,6 @@ class AccessLine:
                 handler.write_line(line)
         except Exception:  # as logging does: a line that cannot be written never fails the call
             handler.handleError(logging.makeLogRecord({"name": _events.name, "msg": self.message}))
-
-
-# what the constant part of an access line holds besides `AccessLine.fields`: a business field of that name
-# makes the line go through logging (one member each, as Elasticsearch wants; `fields` win as in ecs_document)
-_ACCESS_CONSTANT_KEYS = frozenset({"log.level", "message", "ecs.version", "service.name", "service.version",
-                                   "log.logger", "event.kind", "event.category", "event.type", "event.dataset",
-                                   "event.outcome", "rpc.system", "rpc.method", "rpc.grpc.status_code",
-                                   "@timestamp", "correlation.id", "trace.id", "span.id"})
 
 
 @lru_cache(maxsize=4096)
