@@ -353,7 +353,10 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         self._leave(call)
         call.m.in_flight.dec()
         elapsed = time.perf_counter() - call.started
-        asyncio.get_running_loop().call_soon(self._record, call, elapsed)  # copies the context, span attached
+        try:
+            asyncio.get_running_loop().call_soon(self._record, call, elapsed)  # copies the context, span attached
+        except RuntimeError:  # no loop (cannot happen under grpc.aio): record at once
+            self._record(call, elapsed)
         if call.token is not None:
             otel_context.detach(call.token)
 
