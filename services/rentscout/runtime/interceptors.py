@@ -347,28 +347,18 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         await ctx.abort(status.code, status.details, (*call.ids, *status.trailing_metadata))
 
     def _finish(self, call: _Call) -> None:
-        """The call is over: its duration is taken now, and the rest (counts, the access line, the span's
-        end) is recorded right after gRPC has the response, in the next turn of the loop, in a copy of the
-        call's context: the caller's latency does not include formatting the line."""
         self._leave(call)
-        call.m.in_flight.dec()
         elapsed = time.perf_counter() - call.started
-        try:
-            asyncio.get_running_loop().call_soon(self._record, call, elapsed)  # copies the context, span attached
-        except RuntimeError:  # no loop (cannot happen under grpc.aio): record at once
-            self._record(call, elapsed)
-        if call.token is not None:
-            otel_context.detach(call.token)
-
-    @staticmethod
-    def _record(call: _Call, elapsed: float) -> None:
         total, duration, access = call.m.outcome(call.code)
+        call.m.in_flight.dec()
         total.inc()
         duration.observe(elapsed)
         span = call.span
         if span is not None:
             span.set_attribute("rpc.grpc.status_code", call.code.value[0])
         access.emit(elapsed, call.peer, call.role, context.rpc_fields.get())
+        if call.token is not None:
+            otel_context.detach(call.token)
         if span is not None:
             span.end()
 
