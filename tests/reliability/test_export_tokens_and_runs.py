@@ -93,7 +93,9 @@ async def test_runs_of_a_dead_replica_are_closed_as_abandoned(service_env: dict[
     doomed = ServerProcess("export", env, tmp_path / "doomed").start()
     survivor: ServerProcess | None = None
     try:
-        with grpc.insecure_channel(doomed.target) as ch:
+        # Without BDP probing the client's HTTP/2 window stays small, so the unread export stays running
+        # (with it, the whole 4.8 MB export can finish into the window before a heartbeat records progress).
+        with grpc.insecure_channel(doomed.target, options=[("grpc.http2.bdp_probe", 0)]) as ch:
             stream = export_pb2_grpc.ExportServiceStub(ch).ExportProperties(
                 export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_CSV, rows_per_chunk=10), timeout=60)
             assert next(stream).HasField("header") and next(stream).HasField("chunk")
