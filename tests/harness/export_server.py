@@ -27,6 +27,10 @@ ARROW = export_pb2.EXPORT_FORMAT_ARROW
 COLUMNS = COLUMN_NAMES
 TRICKY_CITY = "Zz Tricky"
 TEST_SETTINGS = ExportSettings(token_secret="test-secret", heartbeat_seconds=0.2, max_concurrent=4)
+# Channel options for a client that holds an export unread: without BDP probing the client's HTTP/2
+# window stays small (~64 KiB), so the export stays running; with it, a whole test table (several MB)
+# can finish into the window before the test looks.
+SMALL_WINDOW: tuple[tuple[str, int], ...] = (("grpc.http2.bdp_probe", 0),)
 
 
 class MeteredPump(CopyPump):

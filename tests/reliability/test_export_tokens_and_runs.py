@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import grpc
 
+from harness.export_server import SMALL_WINDOW
 from harness.polling import wait_until
 from harness.servers import ServerProcess
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
@@ -93,9 +94,7 @@ async def test_runs_of_a_dead_replica_are_closed_as_abandoned(service_env: dict[
     doomed = ServerProcess("export", env, tmp_path / "doomed").start()
     survivor: ServerProcess | None = None
     try:
-        # Without BDP probing the client's HTTP/2 window stays small, so the unread export stays running
-        # (with it, the whole 4.8 MB export can finish into the window before a heartbeat records progress).
-        with grpc.insecure_channel(doomed.target, options=[("grpc.http2.bdp_probe", 0)]) as ch:
+        with grpc.insecure_channel(doomed.target, options=SMALL_WINDOW) as ch:  # the unread export stays running
             stream = export_pb2_grpc.ExportServiceStub(ch).ExportProperties(
                 export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_CSV, rows_per_chunk=10), timeout=60)
             assert next(stream).HasField("header") and next(stream).HasField("chunk")

@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import grpc
 
+from harness.export_server import SMALL_WINDOW
 from harness.polling import eventually
 from harness.servers import ServerProcess
 from rentscout.db.migrate import migrate
@@ -108,7 +109,7 @@ async def test_concurrency_limit_and_sdk_backoff(service_env: dict[str, str], da
     request = export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_CSV, rows_per_chunk=100)
     release = threading.Event()
     try:
-        with grpc.insecure_channel(server.target) as ch:
+        with grpc.insecure_channel(server.target, options=SMALL_WINDOW) as ch:  # held exports stay running
             stub = export_pb2_grpc.ExportServiceStub(ch)
             held = [stub.ExportProperties(request, timeout=60) for _ in range(2)]
             for stream in held:

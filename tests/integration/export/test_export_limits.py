@@ -10,7 +10,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from harness.export_server import CSV, JSONL, TEST_SETTINGS, collect, rpc_error, serve, violated_fields
+from harness.export_server import CSV, JSONL, SMALL_WINDOW, TEST_SETTINGS, collect, rpc_error, serve, violated_fields
 from harness.polling import eventually
 from rentscout.common.v1 import common_pb2
 from rentscout.devstack.instances import free_port
@@ -47,9 +47,8 @@ def no_running_pump(server) -> object:  # type: ignore[no-untyped-def]
 
 
 async def test_postgres_is_read_only_as_fast_as_the_client_consumes(export_server, pg_conn) -> None:
-    # Without BDP probing the client's HTTP/2 window stays small, so buffering downstream is ~100 KiB.
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{export_server.host.port}",
-                                         options=[("grpc.http2.bdp_probe", 0)]) as ch:
+    # A small client window: buffering downstream is ~100 KiB.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{export_server.host.port}", options=SMALL_WINDOW) as ch:
         call = export_pb2_grpc.ExportServiceStub(ch).ExportProperties(Req(format=JSONL, rows_per_chunk=100))
         stream = call.__aiter__()
         assert (await stream.__anext__()).HasField("header")

@@ -6,13 +6,14 @@ import asyncio
 import dataclasses
 import logging
 
+import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import REGISTRY
 
-from harness.export_server import CSV, JSON, JSONL, TEST_SETTINGS, collect, rpc_error, serve
+from harness.export_server import CSV, JSON, JSONL, SMALL_WINDOW, TEST_SETTINGS, collect, rpc_error, serve
 from harness.polling import eventually
-from rentscout.export.v1 import export_pb2
+from rentscout.export.v1 import export_pb2, export_pb2_grpc
 
 Req = export_pb2.ExportPropertiesRequest
 
@@ -32,8 +33,9 @@ async def test_statistics_count_every_outcome_across_replicas(export_server, ser
     await pg_conn.execute(  # a run whose replica died: open, but its heartbeat stopped an hour ago
         "INSERT INTO export_runs (export_id, format, replica, heartbeat_at) "
         "VALUES (gen_random_uuid(), 'jsonl', 'dead:1', clock_timestamp() - interval '1 hour')")
-    try:
-        held = stub.ExportProperties(Req(format=CSV, rows_per_chunk=10))
+    held_channel = grpc.aio.insecure_channel(f"127.0.0.1:{export_server.host.port}", options=SMALL_WINDOW)
+    try:  # the held export stays running on its small window
+        held = export_pb2_grpc.ExportServiceStub(held_channel).ExportProperties(Req(format=CSV, rows_per_chunk=10))
         held_stream = held.__aiter__()
         await held_stream.__anext__()
         await held_stream.__anext__()
@@ -70,6 +72,7 @@ async def test_statistics_count_every_outcome_across_replicas(export_server, ser
         everything = await stub.GetExportStatistics(export_pb2.GetExportStatisticsRequest())
         assert everything.exports_started >= s.exports_started  # without `since`: all recorded runs
     finally:
+        await held_channel.close()
         await pg_conn.execute("DELETE FROM export_runs WHERE replica = 'dead:1'")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from harness.export_server import SMALL_WINDOW
 from harness.fakes import CuttingProxy
 from harness.servers import ServerProcess, in_process
 from rentscout.export_service.service import create as export_service
@@ -22,10 +23,8 @@ from rentscout.sdk.channel import ChannelConfig
 
 COLUMNS = ["id", "city", "price", "rooms", "area", "is_active", "title"]
 RESUME = RetryPolicy(max_attempts=20, initial_delay=0.05, max_delay=0.5)
-# No BDP probing: HTTP/2 flow-control windows stay small, so a cut always leaves rows on the server
-# (the whole table is several MB, far more than what sockets and windows can hold in flight).
-CHANNEL = ChannelConfig(initial_reconnect_backoff=0.1, max_reconnect_backoff=0.5,
-                        extra_options=(("grpc.http2.bdp_probe", 0),))
+# Small windows: a cut always leaves rows on the server (the table is far more than sockets and windows hold).
+CHANNEL = ChannelConfig(initial_reconnect_backoff=0.1, max_reconnect_backoff=0.5, extra_options=SMALL_WINDOW)
 
 
 @pytest.fixture
