@@ -38,13 +38,7 @@ class ErrorsByCode(Collector):
         yield CounterMetricFamily("rentscout_export_errors", self.HELP, labels=["code"])
 
     def collect(self) -> Iterator[Metric]:
-        totals: dict[str, float] = {}
-        for family in metrics.RPC_TOTAL.collect():
-            for sample in family.samples:
-                code = sample.labels.get("grpc_code", "")
-                if (sample.name.endswith("_total") and sample.labels.get("grpc_service") == SERVICE_NAME
-                        and code not in self.NOT_ERRORS):
-                    totals[code] = totals.get(code, 0.0) + sample.value
+        totals = {code: n for code, n in metrics.RPCS.calls_by_code(SERVICE_NAME).items() if code not in self.NOT_ERRORS}
         errors = CounterMetricFamily("rentscout_export_errors", self.HELP, labels=["code"])
         for code, value in sorted(totals.items()):
             errors.add_metric([code], value)
