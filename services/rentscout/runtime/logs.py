@@ -87,12 +87,14 @@ class EcsJsonFormatter(logging.Formatter):
 
 
 class LineHandler(logging.StreamHandler[TextIO]):
-    """Writes each line to the stream at once; flushes at once off an event loop, and on one at the end of
-    the loop iteration (one write for every line of the iteration, after its responses were sent)."""
+    """Writes each line to the stream at once off an event loop; on one, collects the lines of the loop
+    iteration and writes and flushes them together at its end (one write for every line of the
+    iteration, after its responses were handed to gRPC). `flush` writes what is collected."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         self._flush_on: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
+        self._lines: list[str] = []  # written on that loop, not yet on the stream
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -104,23 +106,38 @@ class LineHandler(logging.StreamHandler[TextIO]):
 
     def write_line(self, line: str) -> None:
         """Write one formatted line (the caller holds the lock), flushing as the class says."""
-        self.stream.write(line + self.terminator)
-        pending = self._flush_on
-        if pending is not None and pending.is_running():
-            return  # that loop's flush will take this line too
+        self.write_text(line + self.terminator)
+
+    def write_text(self, text: str) -> None:
+        """Write text that ends with its line's terminator (the caller holds the lock), flushing as the
+        class says."""
+        scheduled = self._flush_on
+        if scheduled is not None and scheduled.is_running():
+            self._lines.append(text)  # that loop's flush takes this line too
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self._flush_on = None
+            self._lines.append(text)
             self.flush()
             return
         self._flush_on = loop
+        self._lines.append(text)
         loop.call_soon(self._scheduled_flush)
 
-    def _scheduled_flush(self) -> None:
+    def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+            if self._lines:
+                text = "".join(self._lines)
+                self._lines.clear()
+                self.stream.write(text)
+            super().flush()
+
+    def _scheduled_flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
             self._flush_on = None
-        self.flush()
+            self.flush()
 
 
 def configure(service_name: str, service_version: str, level: str = "info") -> None:
@@ -210,16 +227,45 @@ def peer_fields(peer: str) -> dict[str, str | int]:
 
 
 _DENIED = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
-_peers: dict[str, dict[str, str | int]] = {}  # peer -> its fields (a connection makes many calls)
+_peers: dict[str, str] = {}  # peer -> its members as JSON text (a connection makes many calls)
+_roles: dict[str | None, str] = {}  # role -> its `user.roles` member as JSON text
 
 
-def _peer(peer: str) -> dict[str, str | int]:
+def _peer_json(peer: str) -> str:
+    """`,"client.address":..,"client.ip":..,"client.port":..` for `peer` (empty for a peer it cannot read)."""
     found = _peers.get(peer)
     if found is None:
         if len(_peers) >= 4096:
             _peers.clear()
-        found = _peers[peer] = peer_fields(peer)
+        fields = peer_fields(peer)
+        found = _peers[peer] = "," + orjson.dumps(fields).decode()[1:-1] if fields else ""
     return found
+
+
+def _role_json(role: str | None) -> str:
+    found = _roles.get(role)
+    if found is None:
+        found = _roles[role] = ',"user.roles":' + orjson.dumps([role] if role else []).decode()
+    return found
+
+
+def call_ids_json(correlation_id: str, trace_id: str, span_id: str) -> str:
+    """`"correlation.id":..,"trace.id":..,"span.id":..,` (trace and span ids as hex; empty: absent): the
+    members of a call's ids as an access line starts with them."""
+    if not correlation_id:
+        cid = ""
+    elif '"' in correlation_id or "\\" in correlation_id or not correlation_id.isprintable():  # JSON escapes
+        cid = f'"correlation.id":{orjson.dumps(correlation_id).decode()},'
+    else:
+        cid = f'"correlation.id":"{correlation_id}",'
+    return f'{cid}"trace.id":"{trace_id}","span.id":"{span_id}",' if trace_id else cid
+
+
+def _current_ids_json() -> str:
+    span_ctx = trace.get_current_span().get_span_context()
+    valid = span_ctx.is_valid
+    return call_ids_json(context.correlation_id.get() or "", format(span_ctx.trace_id, "032x") if valid else "",
+                         format(span_ctx.span_id, "016x") if valid else "")
 
 
 def _only_handler(logger: logging.Logger, level: int) -> LineHandler | None:
@@ -243,16 +289,18 @@ def _only_handler(logger: logging.Logger, level: int) -> LineHandler | None:
 # the members every ECS line has besides its fields: the record's and the call's ids (see ecs_document)
 _DOCUMENT_KEYS = frozenset({"@timestamp", "log.level", "message", "ecs.version", *_SERVICE, "log.logger",
                             "correlation.id", "trace.id", "span.id"})
+# the members of an access line that vary per call (see AccessLine.line)
+_CALL_KEYS = frozenset({"event.duration", "client.address", "client.ip", "client.port", "user.roles"})
 
 
 class AccessLine:
     """The access-log line of one method ending with one status code: its level, message and constant
     fields built once; `emit` adds the call's duration, peer, role and business fields.
 
-    When the process's LineHandler is the only place the line would go (as in a server), `emit` formats it
-    and writes it there itself: the same ECS line as through logging, without a LogRecord and the
-    logging machinery's per-record steps. Anything else attached (a capture in a test, a filter) gets
-    records as usual."""
+    When the process's LineHandler is the only place the line would go (as in a server), `emit` writes it
+    there itself: the same ECS line as through logging, assembled from JSON text made once (the constant
+    members, each peer's and each role's) and the call's own members, without a LogRecord or a document
+    to encode. Anything else attached (a capture in a test, a filter) gets records as usual."""
 
     __slots__ = ("_reserved", "_tail", "_tail_of", "fields", "level", "level_name", "message")
 
@@ -267,42 +315,44 @@ class AccessLine:
             "rpc.system": "grpc", "rpc.method": method, "rpc.grpc.status_code": code}
         # a business field of one of these names sends the line through logging (one member each, as
         # Elasticsearch wants; there, the fields win as in ecs_document)
-        self._reserved = frozenset(self.fields) | _DOCUMENT_KEYS
-        self._tail = b""  # the line's constant members, encoded once (for the service configured: _tail_of)
+        self._reserved = frozenset(self.fields) | _DOCUMENT_KEYS | _CALL_KEYS
+        self._tail = ""  # the line's constant members as JSON text (for the service configured: _tail_of)
         self._tail_of: tuple[str, ...] = ()
 
-    def _constant_tail(self) -> bytes:
-        """`,"log.level":..,"message":..,<service>,<the constant fields>}`: what every line of this method and
-        code repeats, as JSON text; rebuilt when `configure` names another service."""
+    def _constant_tail(self) -> str:
+        """`,"log.level":..,"message":..,<service>,<the constant fields>}\n`: what every line of this method
+        and code repeats; rebuilt when `configure` names another service."""
         service = (_SERVICE["service.name"], _SERVICE["service.version"])
         if self._tail_of != service:
             constant = {"log.level": self.level_name.lower(), "message": self.message, "ecs.version": ECS_VERSION,
                         **_SERVICE, "log.logger": _events.name, **self.fields}
-            self._tail, self._tail_of = b"," + orjson.dumps(constant)[1:], service
+            self._tail, self._tail_of = "," + orjson.dumps(constant).decode()[1:] + "\n", service
         return self._tail
 
-    def line(self, created: float, variable: dict[str, Any]) -> str:
-        """The ECS line: the call's own members (time, ids, duration, peer, business fields) and the
-        constant ones; the same document `ecs_document` makes, with the constant part encoded once."""
-        doc: dict[str, Any] = {"@timestamp": timestamp(created)}
-        add_call_ids(doc)
-        doc.update(variable)
-        return (orjson.dumps(doc, default=str)[:-1] + self._constant_tail()).decode()
+    def line(self, created: float, duration_s: float, peer: str, role: str | None,
+             extra: dict[str, Any] | None = None, ids: str | None = None) -> str:
+        """The ECS line, newline included: the call's own members (time, ids, duration, peer, role, business
+        fields) and the constant ones; the document `ecs_document` makes. `ids`: the call's ids as
+        `call_ids_json` writes them (default: the current context's)."""
+        head = (f'{{"@timestamp":"{timestamp(created)}",{_current_ids_json() if ids is None else ids}'
+                f'"event.duration":{int(duration_s * 1_000_000_000)}{_peer_json(peer)}{_role_json(role)}')
+        if extra:
+            head += "," + orjson.dumps(extra, default=str).decode()[1:-1]
+        return head + self._constant_tail()
 
-    def emit(self, duration_s: float, peer: str, role: str | None, extra: dict[str, Any] | None = None) -> None:
+    def emit(self, duration_s: float, peer: str, role: str | None, extra: dict[str, Any] | None = None,
+             ids: str | None = None) -> None:
         if not _events.isEnabledFor(self.level):
             return
-        variable = {"event.duration": ns(duration_s), **_peer(peer), "user.roles": [role] if role else []}
-        if extra:
-            variable.update(extra)
         handler = _only_handler(_events, self.level)
         if handler is None or (extra and not self._reserved.isdisjoint(extra)):
-            _events.log(self.level, self.message, extra={"fields": {**self.fields, **variable}})
+            variable = {"event.duration": ns(duration_s), **peer_fields(peer), "user.roles": [role] if role else []}
+            _events.log(self.level, self.message, extra={"fields": {**self.fields, **variable, **(extra or {})}})
             return
         try:
-            line = self.line(time.time(), variable)
+            line = self.line(time.time(), duration_s, peer, role, extra, ids)
             with handler.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-                handler.write_line(line)
+                handler.write_text(line)
         except Exception:  # as logging does: a line that cannot be written never fails the call
             handler.handleError(logging.makeLogRecord({"name": _events.name, "msg": self.message}))
 

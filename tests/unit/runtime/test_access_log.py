@@ -107,6 +107,6 @@ def test_the_constant_part_follows_the_configured_service() -> None:
     try:
         for name in ("svc-one", "svc-two"):
             logs._SERVICE["service.name"] = name
-            assert orjson.loads(line.line(0.0, {}))["service.name"] == name
+            assert orjson.loads(line.line(0.0, 0.001, "ipv4:127.0.0.1:5000", None))["service.name"] == name
     finally:
         logs._SERVICE.update(saved)
