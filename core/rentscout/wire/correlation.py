@@ -6,6 +6,8 @@ Servers bind the caller's id (`from_metadata`) for an RPC; clients forward the c
 
 from __future__ import annotations
 
+import itertools
+import os
 import random
 from collections.abc import Iterable
 from contextvars import ContextVar
@@ -17,13 +19,33 @@ MAX_CORRELATION_ID_LENGTH = 128
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 
-def new_correlation_id() -> str:
-    """A random (version 4) UUID string, several times cheaper than str(uuid.uuid4()).
+class _Ids:
+    """Version 4 UUID strings: a random prefix (74 bits, drawn per process and again after a fork) and a
+    48-bit counter that starts at a random value. About a tenth of the cost of formatting 128 fresh
+    random bits, which a server pays on every call that arrives without an id."""
 
-    Correlation ids must be unique, not secret, so the process PRNG (reseeded after fork) will do.
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        h = f"{random.SystemRandom().getrandbits(80):020x}"
+        self.prefix = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-"
+        self.counter = itertools.count(random.SystemRandom().getrandbits(48))
+
+    def new(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFF_FFFF_FFFF:012x}"
+
+
+_ids = _Ids()
+
+
+def new_correlation_id() -> str:
+    """A version 4 UUID string, unique per process and across processes (see _Ids).
+
+    Correlation ids must be unique, not secret: they are not random past their per-process prefix.
     """
-    h = f"{random.getrandbits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    return _ids.new()
 
 
 def _clean(value: str) -> str | None:

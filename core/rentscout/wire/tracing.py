@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
+from random import getrandbits
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -90,20 +91,22 @@ def propagation_fields() -> frozenset[str]:
     return _fields[1]
 
 
+_SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+
+
 def start_server_span(name: str, parent: Context | None, attributes: Mapping[str, Any]) -> trace.Span:
-    """The span of an RPC this server handles, child of `parent` (the extracted caller context; None:
-    the current context). Recorded when something may export it, else non-recording with real ids."""
+    """The span of an RPC this server handles, child of `parent` (the extracted caller context, empty
+    when the caller sent none; None: the current context). Recorded when something may export it, else
+    non-recording with real ids (random, as the SDK's default id generator makes them)."""
     provider = trace.get_tracer_provider()
     if provider is not _quiet or _quiet is None:
         return tracer().start_span(name, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes)
-    ids = _quiet.id_generator
-    up = trace.get_current_span(parent).get_span_context()
-    if up.is_valid:  # the caller's trace; sampled as the caller decided (parent-based sampling)
-        span_context = trace.SpanContext(up.trace_id, ids.generate_span_id(), False, up.trace_flags, up.trace_state)
-    else:  # a new trace, sampled (the default sampler's root decision)
-        span_context = trace.SpanContext(ids.generate_trace_id(), ids.generate_span_id(), False,
-                                         trace.TraceFlags(trace.TraceFlags.SAMPLED))
-    return trace.NonRecordingSpan(span_context)
+    span_id = getrandbits(64) or 1
+    up = trace.get_current_span(parent).get_span_context() if parent is None or parent else None
+    if up is not None and up.is_valid:  # the caller's trace; sampled as the caller decided (parent-based)
+        return trace.NonRecordingSpan(trace.SpanContext(up.trace_id, span_id, False, up.trace_flags, up.trace_state))
+    # a new trace, sampled (the default sampler's root decision)
+    return trace.NonRecordingSpan(trace.SpanContext(getrandbits(128) or 1, span_id, False, _SAMPLED))
 
 
 def extract(metadata: Iterable[tuple[str, str | bytes]] | None) -> Context:
@@ -112,16 +115,25 @@ def extract(metadata: Iterable[tuple[str, str | bytes]] | None) -> Context:
     return propagate.extract(carrier)
 
 
-def response_headers(span: trace.Span, baggage: bool) -> tuple[tuple[str, str], ...]:
+def hex_ids(span: trace.Span) -> tuple[str, str]:
+    """`span`'s trace and span ids as the 32 and 16 hex digits logs and `traceparent` write ("" when invalid)."""
+    ctx = span.get_span_context()
+    return (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}") if ctx.is_valid else ("", "")
+
+
+def response_headers(span: trace.Span, baggage: bool, ids: tuple[str, str] | None = None
+                     ) -> tuple[tuple[str, str], ...]:
     """What `inject` adds for `span`, the current span, as metadata pairs. Written directly (the W3C
     `traceparent`, and `tracestate` when set) while the default propagators are in use and the context
-    holds no baggage (`baggage`: whether the caller sent any); else through the propagators."""
+    holds no baggage (`baggage`: whether the caller sent any); else through the propagators. `ids`:
+    `hex_ids(span)`, when the caller has them already."""
     if baggage or _W3C_TEXTMAP is None or propagate.get_global_textmap() is not _W3C_TEXTMAP:
         return tuple(inject({}).items())
-    ctx = span.get_span_context()
-    if not ctx.is_valid:
+    trace_id, span_id = hex_ids(span) if ids is None else ids
+    if not trace_id:
         return ()
-    parent = (("traceparent", f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"),)
+    ctx = span.get_span_context()
+    parent = (("traceparent", f"00-{trace_id}-{span_id}-{ctx.trace_flags:02x}"),)
     return (*parent, ("tracestate", ctx.trace_state.to_header())) if ctx.trace_state else parent
 
 

@@ -167,29 +167,27 @@ class _Method:
     """What every call of one method shares, built at its first call: names, required role, span name and
     attributes, metric children and access-log lines (per status code)."""
 
-    __slots__ = ("_outcomes", "attributes", "in_flight", "name", "role", "service", "short", "span_name")
+    __slots__ = ("_outcomes", "attributes", "counts", "name", "role", "service", "short", "span_name")
 
     def __init__(self, name: str, role: str) -> None:
         self.name, self.role = name, role
         self.service, self.short = metrics.split_method(name)
         self.span_name = name.lstrip("/")
         self.attributes = {"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": self.short}
-        self.in_flight = metrics.RPC_IN_FLIGHT.labels(self.service, self.short)
-        self._outcomes: dict[grpc.StatusCode, tuple[Any, Any, logs.AccessLine]] = {}
+        self.counts = metrics.RPCS.method(self.service, self.short)
+        self._outcomes: dict[grpc.StatusCode, tuple[metrics.Outcome, logs.AccessLine]] = {}
 
-    def outcome(self, code: grpc.StatusCode) -> tuple[Any, Any, logs.AccessLine]:
-        """(requests counter, duration histogram, access-log line) for calls ending with `code`."""
+    def outcome(self, code: grpc.StatusCode) -> tuple[metrics.Outcome, logs.AccessLine]:
+        """(the metrics' numbers, the access-log line) of calls ending with `code`."""
         found = self._outcomes.get(code)
         if found is None:
-            found = self._outcomes[code] = (metrics.RPC_TOTAL.labels(self.service, self.short, code.name),
-                                            metrics.RPC_DURATION.labels(self.service, self.short, code.name),
-                                            logs.access_line(self.name, code.name))
+            found = self._outcomes[code] = (self.counts.outcome(code.name), logs.access_line(self.name, code.name))
         return found
 
 
 class _Call:
-    __slots__ = ("authorization", "baggage", "code", "correlation_id", "counted", "ids", "m", "peer", "role", "span",
-                 "started", "token")
+    __slots__ = ("authorization", "baggage", "code", "correlation_id", "counted", "hex_ids", "ids", "m", "peer", "role",
+                 "span", "started", "token")
 
     def __init__(self, m: _Method, peer: str) -> None:
         self.started = time.perf_counter()
@@ -198,6 +196,7 @@ class _Call:
         self.code = grpc.StatusCode.OK
         self.role: str | None = None
         self.span: trace.Span | None = None
+        self.hex_ids = ("", "")  # the span's trace and span ids in hex (for the trace headers and the access line)
         self.token: Token[otel_context.Context] | None = None
         self.counted = False  # in the interceptor's in-flight count
         self.correlation_id = ""
@@ -278,8 +277,9 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         call.baggage = "baggage" in carrier
         parent = propagate.extract(carrier) if carrier else _NO_PARENT
         call.span = tracing.start_server_span(m.span_name, parent, m.attributes)
+        call.hex_ids = tracing.hex_ids(call.span)
         call.token = otel_context.attach(trace.set_span_in_context(call.span))
-        m.in_flight.inc()
+        m.counts.in_flight += 1
         return call
 
     def _enter(self, call: _Call) -> None:
@@ -301,20 +301,19 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
             call.counted = False
             self.in_flight -= 1
 
-    async def _admit(self, call: _Call, ctx: grpc.aio.ServicerContext[Any, Any], request: Any = None,
-                     streaming: bool = False) -> None:
-        """Echo the ids in response metadata, admit the call under the limit, authenticate and authorize
-        the caller, then refuse an undecodable request.
-
-        A stream sends the ids in its headers at once (a consumer of a long export sees them before any
-        data); a unary call carries them in its trailers, which travel with the response and the status
-        in one batch (grpc.aio sends explicit headers in a batch of their own: +14% on a trivial call)."""
-        trace_headers = tracing.response_headers(call.span, call.baggage) if call.span is not None else ()
+    @staticmethod
+    def _ids(call: _Call) -> tuple[tuple[str, str], ...]:
+        """The ids echoed in response metadata. A stream sends them in its headers at once (a consumer of a
+        long export sees them before any data); a unary call carries them in its trailers, which travel
+        with the response and the status in one batch (grpc.aio sends explicit headers in a batch of
+        their own: +14% on a trivial call)."""
+        trace_headers = tracing.response_headers(call.span, call.baggage, call.hex_ids) if call.span is not None else ()
         call.ids = ((CORRELATION_HEADER, call.correlation_id), *trace_headers)
-        if streaming:
-            await ctx.send_initial_metadata(call.ids)
-        else:
-            ctx.set_trailing_metadata(call.ids)
+        return call.ids
+
+    def _admit(self, call: _Call, request: Any = None) -> None:
+        """Admit the call under the limit, authenticate and authorize the caller, then refuse an
+        undecodable request."""
         self._enter(call)
         principal = self._auth.authenticate(call.authorization)
         call.role = principal.role
@@ -349,14 +348,14 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
     def _finish(self, call: _Call) -> None:
         self._leave(call)
         elapsed = time.perf_counter() - call.started
-        total, duration, access = call.m.outcome(call.code)
-        call.m.in_flight.dec()
-        total.inc()
-        duration.observe(elapsed)
+        counts, access = call.m.outcome(call.code)
+        call.m.counts.in_flight -= 1
+        counts.observe(elapsed)
         span = call.span
         if span is not None:
             span.set_attribute("rpc.grpc.status_code", call.code.value[0])
-        access.emit(elapsed, call.peer, call.role, context.rpc_fields.get())
+        access.emit(elapsed, call.peer, call.role, context.rpc_fields.get(), logs.call_ids_json(call.correlation_id,
+                                                                                              *call.hex_ids))
         if call.token is not None:
             otel_context.detach(call.token)
         if span is not None:
@@ -371,7 +370,11 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
             async def direct(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 call = self._start(m, ctx)
                 try:
-                    await self._admit(call, ctx, request, streaming)
+                    if streaming:
+                        await ctx.send_initial_metadata(self._ids(call))
+                    else:
+                        ctx.set_trailing_metadata(self._ids(call))
+                    self._admit(call, request)
                     return await behavior(request, ctx)
                 except BaseException as exc:
                     await self._fail(call, ctx, exc)
@@ -383,7 +386,11 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             call = self._start(m, ctx)
             try:
-                await self._admit(call, ctx, request, streaming)
+                if streaming:
+                    await ctx.send_initial_metadata(self._ids(call))
+                else:
+                    ctx.set_trailing_metadata(self._ids(call))
+                self._admit(call, request)
                 result = behavior(request, ctx)
                 return await result if inspect.isawaitable(result) else result
             except BaseException as exc:
@@ -405,7 +412,8 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
             stream: Any = None
             destroyed = False
             try:
-                await self._admit(call, ctx, request, streaming=True)
+                await ctx.send_initial_metadata(self._ids(call))
+                self._admit(call, request)
                 stream = behavior(request, ctx)
                 async for item in stream:
                     try:
