@@ -354,8 +354,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         span = call.span
         if span is not None:
             span.set_attribute("rpc.grpc.status_code", call.code.value[0])
-        access.emit(elapsed, call.peer, call.role, context.rpc_fields.get(), logs.call_ids_json(call.correlation_id,
-                                                                                              *call.hex_ids))
+        access.emit(elapsed, call.peer, call.role, context.rpc_fields.get(), (call.correlation_id, *call.hex_ids))
         if call.token is not None:
             otel_context.detach(call.token)
         if span is not None:

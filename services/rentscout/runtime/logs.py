@@ -25,6 +25,7 @@ import orjson
 from opentelemetry import trace
 
 from rentscout.runtime import context
+from rentscout.wire import tracing
 
 ECS_VERSION = "8.11.0"
 _SERVICE: dict[str, str] = {"service.name": "rentscout", "service.version": "0.0.0"}
@@ -46,10 +47,9 @@ def add_call_ids(doc: dict[str, Any]) -> None:
     """The current call's correlation id and trace ids, when there are."""
     if cid := context.correlation_id.get():
         doc["correlation.id"] = cid
-    span_ctx = trace.get_current_span().get_span_context()
-    if span_ctx.is_valid:
-        doc["trace.id"] = format(span_ctx.trace_id, "032x")
-        doc["span.id"] = format(span_ctx.span_id, "016x")
+    trace_id, span_id = tracing.hex_ids(trace.get_current_span())
+    if trace_id:
+        doc["trace.id"], doc["span.id"] = trace_id, span_id
 
 
 def ecs_document(created: float, level: str, message: str, logger: str, fields: dict[str, Any] | None,
@@ -261,11 +261,9 @@ def call_ids_json(correlation_id: str, trace_id: str, span_id: str) -> str:
     return f'{cid}"trace.id":"{trace_id}","span.id":"{span_id}",' if trace_id else cid
 
 
-def _current_ids_json() -> str:
-    span_ctx = trace.get_current_span().get_span_context()
-    valid = span_ctx.is_valid
-    return call_ids_json(context.correlation_id.get() or "", format(span_ctx.trace_id, "032x") if valid else "",
-                         format(span_ctx.span_id, "016x") if valid else "")
+def _current_ids() -> tuple[str, str, str]:
+    """The current context's correlation id and trace and span ids in hex (see call_ids_json)."""
+    return (context.correlation_id.get() or "", *tracing.hex_ids(trace.get_current_span()))
 
 
 def _only_handler(logger: logging.Logger, level: int) -> LineHandler | None:
@@ -330,18 +328,18 @@ class AccessLine:
         return self._tail
 
     def line(self, created: float, duration_s: float, peer: str, role: str | None,
-             extra: dict[str, Any] | None = None, ids: str | None = None) -> str:
+             extra: dict[str, Any] | None = None, ids: tuple[str, str, str] | None = None) -> str:
         """The ECS line, newline included: the call's own members (time, ids, duration, peer, role, business
-        fields) and the constant ones; the document `ecs_document` makes. `ids`: the call's ids as
-        `call_ids_json` writes them (default: the current context's)."""
-        head = (f'{{"@timestamp":"{timestamp(created)}",{_current_ids_json() if ids is None else ids}'
+        fields) and the constant ones; the document `ecs_document` makes. `ids`: the call's correlation,
+        trace and span ids, as `call_ids_json` takes them (default: the current context's)."""
+        head = (f'{{"@timestamp":"{timestamp(created)}",{call_ids_json(*(_current_ids() if ids is None else ids))}'
                 f'"event.duration":{int(duration_s * 1_000_000_000)}{_peer_json(peer)}{_role_json(role)}')
         if extra:
             head += "," + orjson.dumps(extra, default=str).decode()[1:-1]
         return head + self._constant_tail()
 
     def emit(self, duration_s: float, peer: str, role: str | None, extra: dict[str, Any] | None = None,
-             ids: str | None = None) -> None:
+             ids: tuple[str, str, str] | None = None) -> None:
         if not _events.isEnabledFor(self.level):
             return
         handler = _only_handler(_events, self.level)

@@ -36,16 +36,18 @@ class MethodCounts:
 
 
 class Outcome:
-    __slots__ = ("buckets", "count", "sum")
+    __slots__ = ("buckets", "sum")
 
     def __init__(self) -> None:
-        self.count = 0
         self.sum = 0.0
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
 
+    @property
+    def count(self) -> int:
+        return sum(self.buckets)
+
     def observe(self, seconds: float) -> None:
         """Count one call that took `seconds`."""
-        self.count += 1
         self.sum += seconds
         self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
 
