@@ -198,6 +198,9 @@ class ServiceHost:
         if not bound:
             raise OSError(f"cannot bind {address}")
         self.port = bound
+        # /metrics is bound before the server starts answering, so whoever sees SERVING can scrape it
+        self.metrics_host = self.settings.metrics_host or host
+        self.metrics_bound = metrics.serve(self.metrics_port, self.metrics_host)
         await server.start()
         self._server = server
         for spec in self.specs:
@@ -207,8 +210,6 @@ class ServiceHost:
                                     self.settings.health_check_interval_seconds)
         await monitor.probe_once()
         self._monitor_task = asyncio.create_task(monitor.run(), name="health-monitor")
-        self.metrics_host = self.settings.metrics_host or host
-        self.metrics_bound = metrics.serve(self.metrics_port, self.metrics_host)
         _log.info("serving %s on %s:%d%s", ", ".join(s.name for s in self.specs), host, bound,
                   " (TLS)" if credentials else "", extra={"fields": {"server.address": host, "server.port": bound}})
         return bound
