@@ -34,10 +34,17 @@ class Figures:
     calls: int = 0
     seconds: float = 0.0
     server_cpu: float = 0.0  # CPU seconds the serving process used during the timed sequential calls
+    busy_server_cpu: float = 0.0  # ... and during the throughput runs
+    busy_client_cpu: float = 0.0  # CPU seconds this (the calling) process used during the throughput runs
 
     @property
     def cpu_per_call(self) -> float:
         return self.server_cpu / len(self.latencies) if self.latencies else 0.0
+
+    @property
+    def busy_cpu_per_call(self) -> tuple[float, float]:
+        """(server, client) CPU seconds per call under concurrency: which side bounds the throughput."""
+        return (self.busy_server_cpu / self.calls, self.busy_client_cpu / self.calls) if self.calls else (0.0, 0.0)
 
     @property
     def p50(self) -> float:
@@ -95,13 +102,17 @@ async def interleaved(calls: dict[str, Call], figures: dict[str, Figures], n: in
     servers = servers or {}
     for b in range(max(1, n // block)):
         for name in names[b % len(names):] + names[:b % len(names)]:
+            pid = servers.get(name)
+            cpu = process_cpu(pid) if pid else 0.0
             if concurrency:
+                own = time.process_time()
                 done, secs = await throughput(calls[name], block, concurrency)
                 figures[name].calls += done
                 figures[name].seconds += secs
+                figures[name].busy_client_cpu += time.process_time() - own
+                if pid:
+                    figures[name].busy_server_cpu += process_cpu(pid) - cpu
             else:
-                pid = servers.get(name)
-                cpu = process_cpu(pid) if pid else 0.0
                 figures[name].latencies += await latencies(calls[name], block)
                 if pid:
                     figures[name].server_cpu += process_cpu(pid) - cpu

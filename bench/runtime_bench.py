@@ -212,7 +212,8 @@ async def run(args: argparse.Namespace) -> int:
             rates: dict[int, dict[str, Figures]] = {}
             for conc in (1, 16, 64):
                 rates[conc] = {name: Figures() for name in parallel}
-                await interleaved(parallel, rates[conc], args.throughput_calls, max(conc * 10, 160), concurrency=conc)
+                await interleaved(parallel, rates[conc], args.throughput_calls, max(conc * 10, 160), concurrency=conc,
+                                  servers=pids)
             still_near = (await stub_a.PriceStats(request)).cache.source == cache_pb2.CACHE_SOURCE_NEAR
             print(f"done ({load_note()}); A still answers from the near cache: {still_near}")
         finally:
@@ -228,6 +229,9 @@ async def run(args: argparse.Namespace) -> int:
     print(f"\n{'throughput (one channel)':<34} {'1 caller':>12} {'16 callers':>12} {'64 callers':>12}")
     for name in parallel:
         print(f"{name:<34} " + " ".join(f"{rates[c][name].rps:8.0f} rps" for c in rates))
+    for name in parallel:
+        print(f"{'  server CPU/call, ' + name.split(' (')[0]:<34} "
+              + " ".join(f"{fmt(rates[c][name].busy_cpu_per_call[0])}" for c in rates))
     print(f"{'near hit / Health/Check':<34} " + " ".join(
         f"{rates[c]['PriceStats near-cache hit'].rps / rates[c]['Health/Check (baseline)'].rps:11.2f}x" for c in rates))
 

@@ -5,6 +5,8 @@
     reply = server.unary("GetExportStatistics", request, metadata=[("authorization", "Bearer t")])
     reply.code, reply.response, reply.trailing_metadata
 
+Requests and responses cross as on the wire: the handler gets the request's bytes through its own
+deserializer (or the bytes themselves), and bytes it answers with are decoded as the method's response.
 The servicers are grpc.aio coroutines; grpc_testing drives sync servicers from its own threads, so
 each call runs its coroutine there (`asyncio.run`) with a context that maps the grpc.aio
 ServicerContext calls the runtime makes onto grpc_testing's. Unary methods only.
@@ -20,6 +22,7 @@ from typing import Any
 import grpc
 import grpc_testing
 from google.protobuf import descriptor_pool
+from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.message import Message
 
 from rentscout.runtime.auth import Authenticator
@@ -116,13 +119,19 @@ class InMemoryServer:
 
     def _method(self, name: str) -> Callable[[Message, Any], Message | None]:
         full = f"/{self.spec.name}/{name}"
+        output = GetMessageClass(self._service.methods_by_name[name].output_type)
 
         def call(request: Message, ctx: Any) -> Message | None:
             async def run() -> Any:
                 aio_ctx = _AioContext(ctx)
                 handler = await self._interceptor.intercept_service(
                     self._continuation, _CallDetails(full, tuple(ctx.invocation_metadata())))
-                return await handler.unary_unary(request, aio_ctx)
+                wire = request.SerializeToString()  # what the handler gets off the wire
+                decode = handler.request_deserializer
+                response = await handler.unary_unary(decode(wire) if decode else wire, aio_ctx)
+                if isinstance(response, bytes):  # a handler that answers with wire bytes
+                    return output.FromString(response)
+                return response
 
             try:
                 return asyncio.run(run())  # type: ignore[no-any-return]

@@ -41,10 +41,12 @@ class Reader:
         self._stats = stats
         self._deferred = deferred
 
-    async def get(self, q: CachedQuery, params: Params) -> bytes:
-        """The serialized response for `params`, with its CacheInfo."""
+    async def get(self, q: CachedQuery, params: Params, key: str | None = None) -> bytes:
+        """The serialized response for `params` (whose entry is `key`, when the caller knows it), with its
+        CacheInfo."""
         started = time.perf_counter()
-        key = self._keys.entry(q.name, q.version, params)
+        if key is None:
+            key = self._keys.entry(q.name, q.version, params)
         if not self._enabled:
             return self._answer(q, Outcome(await self._fills.compute(q, params, key, 0.0), False, DATABASE), started)
         pending = bool(self._deferred)

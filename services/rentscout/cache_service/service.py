@@ -1,8 +1,9 @@
 """CacheQueryService: the popular read queries served through the cache engine, plus invalidation and stats.
 
-Query RPCs are generated from the query registry and answer with bytes (see entry.py): their
-handlers have no response serializer, so a hit sends stored bytes with the CacheInfo appended and
-never re-serializes the response. Clients see ordinary messages.
+Query RPCs are generated from the query registry and work on bytes both ways: a request's bytes
+name its entry (decoded once per distinct request, see requests.py), and a hit sends stored bytes
+with the CacheInfo appended, never re-serializing the response (see entry.py). Clients see ordinary
+messages.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message
 
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service import queries as _queries  # noqa: F401  (registers the queries)
@@ -20,6 +20,7 @@ from rentscout.cache_service.engine import QueryCache
 from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, GlobError, city_tag, parse_glob
 from rentscout.cache_service.queries import check_city
 from rentscout.cache_service.registry import REGISTRY, CachedQuery
+from rentscout.cache_service.requests import RequestKeys
 from rentscout.cache_service.settings import CacheSettings
 from rentscout.cache_service.store import RedisUnavailable
 from rentscout.runtime import config
@@ -126,18 +127,21 @@ class CacheQueryServicer:
 
     # -- wiring -------------------------------------------------------------------------------
 
-    def _query_handler(self, query: CachedQuery) -> grpc.RpcMethodHandler[Message, bytes]:
-        get, params_of = self.engine.reader.get, query.params
+    def _query_handler(self, query: CachedQuery) -> grpc.RpcMethodHandler[bytes, bytes]:
+        get = self.engine.reader.get
+        resolve = RequestKeys(query, self.engine.keys, f"/{SERVICE_NAME}/{query.rpc}").resolve
 
-        async def handle(request: Message, ctx: grpc.aio.ServicerContext[Message, bytes]) -> bytes:
-            return await get(query, params_of(request))
+        async def handle(raw: bytes, ctx: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            params, key = resolve(raw)
+            return await get(query, params, key)
 
-        # no response serializer: the handler returns the wire bytes itself
-        return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=query.request.FromString)
+        # neither (de)serializer: the handler takes the request's wire bytes (see requests.py) and returns
+        # the response's (see entry.py)
+        return grpc.unary_unary_rpc_method_handler(handle)
 
-    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler[Message, Any]]:
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         # responses are bytes (cached queries, no serializer) or messages (the admin and stats RPCs)
-        handlers: dict[str, grpc.RpcMethodHandler[Message, Any]] = {}
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         for query in self.engine.queries.values():
             if query.rpc not in _SERVICE.methods_by_name:
                 raise ValueError(f"query {query.name!r} names rpc {query.rpc!r}, which {SERVICE_NAME} does not have")

@@ -1,0 +1,50 @@
+"""A query RPC's request bytes to its parameters and entry key, remembered by those bytes.
+
+A near-cache hit should cost about as much as a bare RPC. A popular request arrives as the same few
+bytes again and again, so decoding it, validating it and hashing its parameters into the entry key
+happen once per distinct request, not once per call: a near hit does no protobuf work at all.
+Only valid, small requests are remembered (least recently used out first): an invalid one is refused
+on every call, and large ones (up to the server's receive limit) cannot make the memo big.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from rentscout.cache_service.keys import KeySpace
+from rentscout.cache_service.registry import CachedQuery, Params
+from rentscout.runtime.interceptors import Undecodable, safe_deserializer
+
+MAX_REMEMBERED = 4096
+MAX_REMEMBERED_BYTES = 256  # a query's request is a few fields; a bigger one is decoded every time
+
+
+class RequestKeys:
+    def __init__(self, query: CachedQuery, keys: KeySpace, method: str, max_entries: int = MAX_REMEMBERED) -> None:
+        self._query = query
+        self._keys = keys
+        self._parse = safe_deserializer(query.request.FromString, method)
+        self._max_entries = max_entries
+        self._memo: OrderedDict[bytes, tuple[Params, str]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+    def resolve(self, raw: bytes) -> tuple[Params, str]:
+        """(parameters, entry key) of the request `raw`; InvalidArgument when it cannot be decoded or
+        its fields are invalid (the query's `params` says which)."""
+        found = self._memo.get(raw)
+        if found is not None:
+            self._memo.move_to_end(raw)
+            return found
+        request = self._parse(raw) if self._parse is not None else None
+        if isinstance(request, Undecodable):
+            raise request.error()
+        q = self._query
+        params = q.params(request)
+        found = (params, self._keys.entry(q.name, q.version, params))
+        if len(raw) <= MAX_REMEMBERED_BYTES and self._max_entries > 0:
+            self._memo[raw] = found  # its parameters are shared by later calls: nothing may change them
+            if len(self._memo) > self._max_entries:
+                self._memo.popitem(last=False)
+        return found
