@@ -230,7 +230,7 @@ async def run(args: argparse.Namespace) -> int:
     for name in parallel:
         print(f"{name:<34} " + " ".join(f"{rates[c][name].rps:8.0f} rps" for c in rates))
     for name in parallel:
-        print(f"{'  server CPU/call, ' + name.split(' (')[0]:<34} "
+        print(f"{'  server CPU/call, ' + name.split(' (')[0].replace('PriceStats ', ''):<34} "
               + " ".join(f"{fmt(rates[c][name].busy_cpu_per_call[0])}" for c in rates))
     print(f"{'near hit / Health/Check':<34} " + " ".join(
         f"{rates[c]['PriceStats near-cache hit'].rps / rates[c]['Health/Check (baseline)'].rps:11.2f}x" for c in rates))

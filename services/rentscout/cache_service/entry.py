@@ -68,10 +68,12 @@ class Entry:
     delta: float  # seconds the computation took (XFetch)
     _key_field: bytes = field(default=b"", repr=False)
     _ttl_field: bytes = field(default=b"", repr=False)
+    _near_tail: bytes = field(default=b"", repr=False)  # what follows the age in a near hit's CacheInfo
 
     def __post_init__(self) -> None:
         self._key_field = _len_field(0x12, self.key.encode())
         self._ttl_field = _len_field(0x22, _duration(self.ttl)) if self.ttl else b""
+        self._near_tail = self._ttl_field + b"\x28" + varint(NEAR)
 
     @property
     def expires(self) -> float:
@@ -90,8 +92,17 @@ class Entry:
 
     def response(self, hit: bool, source: int, now: float) -> bytes:
         """The full response: payload + field 15 (CacheInfo), fields in number order like protobuf."""
+        if hit and source == NEAR:
+            return self.near_response(now)
         info = (b"\x08\x01" + self._key_field) if hit else self._key_field
         if hit and now > self.created:
             info += _len_field(0x1A, _duration(now - self.created))
         info += self._ttl_field + b"\x28" + varint(source)
         return self.payload + b"\x7a" + varint(len(info)) + info
+
+    def near_response(self, now: float) -> bytes:
+        """`response(True, NEAR, now)`: of a hit's CacheInfo, only the age is made per call."""
+        age = _duration(now - self.created) if now > self.created else b""
+        info = b"".join((b"\x08\x01", self._key_field, *((b"\x1a", _SMALL[len(age)], age) if age else ()),
+                         self._near_tail))
+        return b"".join((self.payload, b"\x7a", varint(len(info)), info))

@@ -16,7 +16,7 @@ import logging
 import time
 
 from rentscout.cache_service import metrics
-from rentscout.cache_service.entry import DATABASE, NEAR, REDIS, SOURCE_NAMES, STALE, Entry
+from rentscout.cache_service.entry import DATABASE, REDIS, SOURCE_NAMES, STALE, Entry
 from rentscout.cache_service.fill import Fills, Outcome
 from rentscout.cache_service.invalidation import DeferredInvalidations
 from rentscout.cache_service.keys import KeySpace
@@ -54,9 +54,7 @@ class Reader:
         if self._near.enabled and not pending:
             entry = self._near.get(key, now)
             if entry is not None:
-                self._stats.near_read(key)
-                self._fills.refresh_if_due(q, params, key, entry, now)
-                return self._answer(q, Outcome(entry, True, NEAR), started, now)
+                return self._near_hit(q, params, key, entry, now, started)
         use_redis = not pending
         if pending:
             metrics.REDIS_BYPASSED.labels("pending_invalidation").inc()
@@ -77,6 +75,18 @@ class Reader:
                 self._fills.refresh(q, params, key, entry, "stale")
                 return self._answer(q, Outcome(entry, True, STALE), started, now)
         return self._answer(q, await self._fills.miss(q, params, key, use_redis), started)
+
+    def _near_hit(self, q: CachedQuery, params: Params, key: str, entry: Entry, now: float, started: float) -> bytes:
+        """`_answer` for a near-cache hit, in fewer steps: the path a hot key takes on every call."""
+        self._stats.near_hit(q.name, key)
+        self._fills.refresh_if_due(q, params, key, entry, now)
+        fields = context.rpc_fields.get()
+        if fields is not None:
+            fields["cache.hit"], fields["cache.key"], fields["cache.source"] = True, key, "near"
+        if _events.isEnabledFor(logging.DEBUG):
+            logs.log_cache_op("get", key, True, time.perf_counter() - started,
+                              **{"cache.source": "near", "cache.query_type": q.name})
+        return entry.near_response(now)
 
     def _answer(self, q: CachedQuery, out: Outcome, started: float, now: float | None = None) -> bytes:
         self._stats.answered(q.name, out.hit, out.source)

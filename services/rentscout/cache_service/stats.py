@@ -41,6 +41,7 @@ class CacheStats:
         self._hit_children = {(q, s): metrics.HITS.labels(q, SOURCE_NAMES[s]) for q in self._query_types
                               for s in (NEAR, REDIS, STALE)}
         self._miss_children = {q: metrics.MISSES.labels(q) for q in self._query_types}
+        self._hit_fields: dict[str, str] = {}  # query type -> its "hits:<type>" field
 
     def _add(self, field: str, n: int = 1) -> None:
         self.total[field] += n
@@ -58,6 +59,14 @@ class CacheStats:
 
     def near_read(self, key: str) -> None:
         self._near_reads[key] += 1
+
+    def near_hit(self, query_type: str, key: str) -> None:
+        """`answered(query_type, True, NEAR)` and `near_read(key)`: what a near-cache hit counts."""
+        self._near_reads[key] += 1
+        self._hit_children[(query_type, NEAR)].inc()
+        field = self._hit_fields.get(query_type) or self._hit_fields.setdefault(query_type, "hits:" + query_type)
+        self.total[field] += 1
+        self._unflushed[field] += 1
 
     def stampede_prevented(self, query_type: str, scope: str) -> None:
         metrics.STAMPEDES_PREVENTED.labels(query_type, scope).inc()

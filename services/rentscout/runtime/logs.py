@@ -89,12 +89,15 @@ class EcsJsonFormatter(logging.Formatter):
 class LineHandler(logging.StreamHandler[TextIO]):
     """Writes each line to the stream at once off an event loop; on one, collects the lines of the loop
     iteration and writes and flushes them together at its end (one write for every line of the
-    iteration, after its responses were handed to gRPC). `flush` writes what is collected."""
+    iteration, after its responses were handed to gRPC). `flush` writes what is collected.
+
+    A collected line may still be a `Deferred` one: text made only when it is written, so that an RPC's
+    access line is assembled after its response is on its way, not before."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         self._flush_on: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
-        self._lines: list[str] = []  # written on that loop, not yet on the stream
+        self._lines: list[str | Deferred] = []  # written on that loop, not yet on the stream
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -108,9 +111,9 @@ class LineHandler(logging.StreamHandler[TextIO]):
         """Write one formatted line (the caller holds the lock), flushing as the class says."""
         self.write_text(line + self.terminator)
 
-    def write_text(self, text: str) -> None:
-        """Write text that ends with its line's terminator (the caller holds the lock), flushing as the
-        class says."""
+    def write_text(self, text: str | Deferred) -> None:
+        """Write text that ends with its line's terminator, or a line to make then (the caller holds the
+        lock), flushing as the class says."""
         scheduled = self._flush_on
         if scheduled is not None and scheduled.is_running():
             self._lines.append(text)  # that loop's flush takes this line too
@@ -129,15 +132,35 @@ class LineHandler(logging.StreamHandler[TextIO]):
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
             if self._lines:
-                text = "".join(self._lines)
-                self._lines.clear()
-                self.stream.write(text)
+                lines, self._lines = self._lines, []
+                self.stream.write("".join([line if isinstance(line, str) else self._made(line) for line in lines]))
             super().flush()
+
+    def _made(self, line: Deferred) -> str:
+        try:
+            return line.text()
+        except Exception:  # as logging does: a line that cannot be made is reported, the others written
+            self.handleError(logging.makeLogRecord({"name": _events.name, "msg": "access line"}))
+            return ""
 
     def _scheduled_flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             self._flush_on = None
             self.flush()
+
+
+class Deferred:
+    """An access line's parts, made into its text when the handler writes it (see AccessLine.line)."""
+
+    __slots__ = ("access", "created", "duration_s", "extra", "ids", "peer", "role")
+
+    def __init__(self, access: AccessLine, created: float, duration_s: float, peer: str, role: str | None,
+                 extra: dict[str, Any] | None, ids: tuple[str, str, str] | None) -> None:
+        self.access, self.created, self.duration_s, self.peer, self.role = access, created, duration_s, peer, role
+        self.extra, self.ids = extra, ids
+
+    def text(self) -> str:
+        return self.access.line(self.created, self.duration_s, self.peer, self.role, self.extra, self.ids)
 
 
 def configure(service_name: str, service_version: str, level: str = "info") -> None:
@@ -348,7 +371,8 @@ class AccessLine:
             _events.log(self.level, self.message, extra={"fields": {**self.fields, **variable, **(extra or {})}})
             return
         try:
-            line = self.line(time.time(), duration_s, peer, role, extra, ids)
+            line = Deferred(self, time.time(), duration_s, peer, role, extra,
+                            _current_ids() if ids is None else ids)  # the ids of the call, not of the writer
             with handler.lock:  # type: ignore[union-attr]  # created by Handler.__init__
                 handler.write_text(line)
         except Exception:  # as logging does: a line that cannot be written never fails the call

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from rentscout.cache.v1 import cache_pb2
-from rentscout.cache_service.entry import REDIS, Entry
+from rentscout.cache_service.entry import NEAR, REDIS, Entry
 from rentscout.cache_service.keys import GlobError, KeySpace, glob_escape, params_digest, parse_glob
 from rentscout.cache_service.near import NearCache
 from rentscout.cache_service.queries import popular_params, price_stats_params
@@ -109,6 +109,22 @@ def test_entry_round_trip_and_cache_info_append() -> None:
     assert back.response(True, REDIS, 1012.75) == expected.SerializeToString()  # byte-identical to protobuf's
     miss = cache_pb2.PriceStatsResponse.FromString(back.response(False, cache_pb2.CACHE_SOURCE_DATABASE, 2000.0))
     assert not miss.cache.hit and miss.cache.age.ToNanoseconds() == 0
+
+
+def test_a_near_hit_is_byte_identical_to_protobufs_serialization() -> None:
+    payload = cache_pb2.PriceStatsResponse(count=3, min=10, max=30).SerializeToString()
+    for ttl, age in ((300.5, 12.75), (0.0, 0.0), (86400.0, 0.000000001), (5.0, 1e9), (1.0, -3.0)):
+        e = Entry("rs:v1.1:price_stats:{" + "k" * 200 + "}", payload, created=1000.0, ttl=ttl, delta=0.0)
+        expected = cache_pb2.PriceStatsResponse.FromString(payload)
+        expected.cache.hit, expected.cache.key, expected.cache.source = True, e.key, NEAR
+        if age > 0:
+            expected.cache.age.FromNanoseconds(round(age * 1e9))
+        if ttl:
+            expected.cache.ttl.FromNanoseconds(round(ttl * 1e9))
+        got = e.near_response(1000.0 + age)
+        assert cache_pb2.PriceStatsResponse.FromString(got) == expected, (ttl, age)
+        assert got == expected.SerializeToString(), (ttl, age)  # same bytes, field order included
+        assert e.response(True, NEAR, 1000.0 + age) == got
 
 
 def test_near_cache_is_bounded_lru_and_refuses_reads_older_than_an_invalidation() -> None:
