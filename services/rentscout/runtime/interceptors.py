@@ -25,7 +25,6 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from contextvars import Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +37,7 @@ from rentscout.runtime import context, deadline, logs, metrics
 from rentscout.runtime.auth import READER, Authenticator
 from rentscout.runtime.errors import InvalidArgument, ResourceExhausted, ServiceError, classify
 from rentscout.wire import tracing
-from rentscout.wire.correlation import choose_correlation_id
+from rentscout.wire.correlation import choose_correlation_id, new_correlation_id
 from rentscout.wire.metadata import AUTHORIZATION_HEADER, CORRELATION_HEADER, REQUEST_ID_HEADER
 
 _log = logging.getLogger("rentscout.rpc")
@@ -167,7 +166,7 @@ class _Method:
     """What every call of one method shares, built at its first call: names, required role, span name and
     attributes, metric children and access-log lines (per status code)."""
 
-    __slots__ = ("_outcomes", "attributes", "counts", "name", "role", "service", "short", "span_name")
+    __slots__ = ("attributes", "counts", "name", "outcomes", "role", "service", "short", "span_name")
 
     def __init__(self, name: str, role: str) -> None:
         self.name, self.role = name, role
@@ -175,19 +174,19 @@ class _Method:
         self.span_name = name.lstrip("/")
         self.attributes = {"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": self.short}
         self.counts = metrics.RPCS.method(self.service, self.short)
-        self._outcomes: dict[grpc.StatusCode, tuple[metrics.Outcome, logs.AccessLine]] = {}
+        self.outcomes: dict[grpc.StatusCode, tuple[metrics.Outcome, logs.AccessLine]] = {}
 
     def outcome(self, code: grpc.StatusCode) -> tuple[metrics.Outcome, logs.AccessLine]:
         """(the metrics' numbers, the access-log line) of calls ending with `code`."""
-        found = self._outcomes.get(code)
+        found = self.outcomes.get(code)
         if found is None:
-            found = self._outcomes[code] = (self.counts.outcome(code.name), logs.access_line(self.name, code.name))
+            found = self.outcomes[code] = (self.counts.outcome(code.name), logs.access_line(self.name, code.name))
         return found
 
 
 class _Call:
     __slots__ = ("authorization", "baggage", "code", "correlation_id", "counted", "hex_ids", "ids", "m", "peer", "role",
-                 "span", "started", "token")
+                 "span", "started")
 
     def __init__(self, m: _Method, peer: str) -> None:
         self.started = time.perf_counter()
@@ -197,7 +196,6 @@ class _Call:
         self.role: str | None = None
         self.span: trace.Span | None = None
         self.hex_ids = ("", "")  # the span's trace and span ids in hex (for the trace headers and the access line)
-        self.token: Token[otel_context.Context] | None = None
         self.counted = False  # in the interceptor's in-flight count
         self.correlation_id = ""
         self.authorization: str | None = None
@@ -254,13 +252,15 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
     def _start(self, m: _Method, ctx: grpc.aio.ServicerContext[Any, Any]) -> _Call:
         """Bind the call's context (correlation id, deadline, span); cannot fail."""
         call = _Call(m, ctx.peer() or "")
-        carrier: dict[str, str] = {}
+        carrier: dict[str, str] | None = None
         correlation = request_id = None
         trace_fields = tracing.propagation_fields()
         for key, value in ctx.invocation_metadata() or ():  # one pass over the metadata
             if not isinstance(value, str):
                 continue
             if key in trace_fields:
+                if carrier is None:
+                    carrier = {}
                 carrier[key] = value
             elif key == CORRELATION_HEADER:
                 correlation = value if correlation is None else correlation
@@ -268,38 +268,36 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
                 request_id = value if request_id is None else request_id
             elif key == AUTHORIZATION_HEADER and call.authorization is None:
                 call.authorization = value
-        call.correlation_id = choose_correlation_id(correlation, request_id)
-        context.correlation_id.set(call.correlation_id)
+        call.correlation_id = cid = (new_correlation_id() if correlation is None and request_id is None
+                                     else choose_correlation_id(correlation, request_id))
+        context.correlation_id.set(cid)
         context.rpc_method.set(m.name)
         context.rpc_fields.set({})
         remaining = ctx.time_remaining()
         deadline.set_from_time_remaining(remaining if remaining is not None and remaining < 1e9 else None)
-        call.baggage = "baggage" in carrier
-        parent = propagate.extract(carrier) if carrier else _NO_PARENT
-        call.span = tracing.start_server_span(m.span_name, parent, m.attributes)
-        call.hex_ids = tracing.hex_ids(call.span)
-        call.token = otel_context.attach(trace.set_span_in_context(call.span))
+        if carrier:
+            call.baggage = "baggage" in carrier
+            parent = propagate.extract(carrier)
+        else:
+            parent = _NO_PARENT
+        call.span = span = tracing.start_server_span(m.span_name, parent, m.attributes)
+        call.hex_ids = tracing.hex_ids(span)
+        # the caller's context (its baggage too) with this span: what the handler's own calls carry on. Like
+        # the ContextVars above it is never reset: grpc.aio runs each RPC in a task (and context) of its own
+        otel_context.attach(trace.set_span_in_context(span, parent))
         m.counts.in_flight += 1
         return call
 
-    def _enter(self, call: _Call) -> None:
-        """Count the call in flight, or refuse it over the limit (logged and counted, once per rejection)."""
-        if self._max_concurrent is not None and self.in_flight >= self._max_concurrent:
-            m = call.m
-            metrics.RPC_REJECTED.labels(m.service, m.short, "concurrency").inc()
-            _log.warning("rejected %s: %d RPCs in flight, the limit (RENTSCOUT_MAX_CONCURRENT_RPCS) is %d",
-                         m.name, self.in_flight, self._max_concurrent,
-                         extra={"fields": {"event.category": "overload", "event.action": "rpc_rejected",
-                                           "rpc.in_flight": self.in_flight, "rpc.limit": self._max_concurrent}})
-            raise ResourceExhausted(f"the server is at its limit of {self._max_concurrent} concurrent calls; "
-                                    "retry with backoff")
-        self.in_flight += 1
-        call.counted = True
-
-    def _leave(self, call: _Call) -> None:
-        if call.counted:
-            call.counted = False
-            self.in_flight -= 1
+    def _refuse(self, call: _Call) -> None:
+        """Refuse a call over the concurrency limit (logged and counted, once per rejection). Always raises."""
+        m = call.m
+        metrics.RPC_REJECTED.labels(m.service, m.short, "concurrency").inc()
+        _log.warning("rejected %s: %d RPCs in flight, the limit (RENTSCOUT_MAX_CONCURRENT_RPCS) is %d",
+                     m.name, self.in_flight, self._max_concurrent,
+                     extra={"fields": {"event.category": "overload", "event.action": "rpc_rejected",
+                                       "rpc.in_flight": self.in_flight, "rpc.limit": self._max_concurrent}})
+        raise ResourceExhausted(f"the server is at its limit of {self._max_concurrent} concurrent calls; "
+                                "retry with backoff")
 
     @staticmethod
     def _ids(call: _Call) -> tuple[tuple[str, str], ...]:
@@ -314,7 +312,10 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
     def _admit(self, call: _Call, request: Any = None) -> None:
         """Admit the call under the limit, authenticate and authorize the caller, then refuse an
         undecodable request."""
-        self._enter(call)
+        if self._max_concurrent is not None and self.in_flight >= self._max_concurrent:
+            self._refuse(call)
+        self.in_flight += 1
+        call.counted = True
         principal = self._auth.authenticate(call.authorization)
         call.role = principal.role
         context.principal.set(principal)
@@ -346,17 +347,18 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         await ctx.abort(status.code, status.details, (*call.ids, *status.trailing_metadata))
 
     def _finish(self, call: _Call) -> None:
-        self._leave(call)
+        if call.counted:
+            call.counted = False
+            self.in_flight -= 1
         elapsed = time.perf_counter() - call.started
-        counts, access = call.m.outcome(call.code)
-        call.m.counts.in_flight -= 1
+        m = call.m
+        counts, access = m.outcomes.get(call.code) or m.outcome(call.code)
+        m.counts.in_flight -= 1
         counts.observe(elapsed)
         span = call.span
         if span is not None:
             span.set_attribute("rpc.grpc.status_code", call.code.value[0])
         access.emit(elapsed, call.peer, call.role, context.rpc_fields.get(), (call.correlation_id, *call.hex_ids))
-        if call.token is not None:
-            otel_context.detach(call.token)
         if span is not None:
             span.end()
 
