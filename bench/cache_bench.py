@@ -6,12 +6,13 @@ processes of the real runtime (ServiceHost, interceptors, access log at info lev
   A  cache-query with near cache + Redis
   B  cache-query with the near cache off (every hit is a Redis round trip)
   C  cache-query with the cache disabled (every call runs the SQL)
-Measurements of A's Health/Check, A and B are interleaved in rounds so that machine noise hits them
-alike. Figures are client-observed (grpc.aio client in this process). Goals: a near hit costs <= 1.2x
-the health check; a hit is >= 20x faster than uncached price stats; 200 cold requests cause exactly
-one query. bench/runtime_bench.py breaks the per-call cost of the runtime down further.
+Measurements of A's Health/Check, A and B take turns in small blocks (rotating which goes first), as
+in bench/runtime_bench.py, so that machine noise hits them alike. Figures are client-observed
+(grpc.aio client in this process). Goals: a near hit costs <= 1.2x the health check; a hit is >= 20x
+faster than uncached price stats; 200 cold requests cause exactly one query. bench/runtime_bench.py
+breaks the per-call cost of the runtime down further.
 
-    .venv/bin/python bench/cache_bench.py [--rows 1000000] [--calls 2000] [--rounds 4]
+    .venv/bin/python bench/cache_bench.py [--rows 1000000] [--calls 2000] [--rounds 4] [--block 50]
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from benchlib import Figures, fmt, latencies, stack, throughput
+from benchlib import Figures, fmt, interleaved, latencies, stack, throughput
 
 COLD_CITY, HOT_CITY = "Saint Petersburg", "Moscow"
 PRICE_SQL = "WITHIN GROUP (ORDER BY price)"  # the price-stats statement, as pg_stat_statements stores it
@@ -101,13 +102,10 @@ async def run(args: argparse.Namespace) -> int:
         sources = {(await stub_a.PriceStats(request)).cache.source, (await stub_b.PriceStats(request)).cache.source}
         assert sources == {cache_pb2.CACHE_SOURCE_NEAR, cache_pb2.CACHE_SOURCE_REDIS}, sources
         figures = {name: Figures([]) for name in calls}
-        for r in range(args.rounds):
-            for name, call in calls.items():
-                figures[name].latencies += await latencies(call, args.calls // args.rounds)
-            for name, call in calls.items():
-                n, secs = await throughput(call, args.calls // args.rounds, args.concurrency)
-                figures[name].calls += n
-                figures[name].seconds += secs
+        for r in range(args.rounds):  # small blocks taking turns (benchlib.interleaved), as runtime_bench measures
+            await interleaved(calls, figures, args.calls // args.rounds, args.block)
+            await interleaved(calls, figures, args.calls // args.rounds, max(args.block, 10 * args.concurrency),
+                              concurrency=args.concurrency)
             print(f"round {r + 1}/{args.rounds} done", flush=True)
 
         uncached = Figures(await latencies(lambda: stub_c.PriceStats(request), args.uncached_calls))
@@ -167,6 +165,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="listings in the private PostgreSQL")
     parser.add_argument("--calls", type=int, default=2000, help="calls per cached RPC (split over rounds)")
     parser.add_argument("--rounds", type=int, default=4, help="interleaved measurement rounds")
+    parser.add_argument("--block", type=int, default=50, help="calls per RPC before the next one takes its turn")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent callers for throughput")
     parser.add_argument("--uncached-calls", type=int, default=20, help="calls of the uncached query")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
