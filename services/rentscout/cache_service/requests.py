@@ -23,7 +23,9 @@ class RequestKeys:
     def __init__(self, query: CachedQuery, keys: KeySpace, method: str, max_entries: int = MAX_REMEMBERED) -> None:
         self._query = query
         self._keys = keys
-        self._parse = safe_deserializer(query.request.FromString, method)
+        parse = safe_deserializer(query.request.FromString, method)
+        assert parse is not None  # (None only for no deserializer)
+        self._parse = parse
         self._max_entries = max_entries
         self._memo: OrderedDict[bytes, tuple[Params, str]] = OrderedDict()
 
@@ -37,7 +39,7 @@ class RequestKeys:
         if found is not None:
             self._memo.move_to_end(raw)
             return found
-        request = self._parse(raw) if self._parse is not None else None
+        request = self._parse(raw)
         if isinstance(request, Undecodable):
             raise request.error()
         q = self._query

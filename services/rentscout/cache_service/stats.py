@@ -41,7 +41,7 @@ class CacheStats:
         self._hit_children = {(q, s): metrics.HITS.labels(q, SOURCE_NAMES[s]) for q in self._query_types
                               for s in (NEAR, REDIS, STALE)}
         self._miss_children = {q: metrics.MISSES.labels(q) for q in self._query_types}
-        self._hit_fields: dict[str, str] = {}  # query type -> its "hits:<type>" field
+        self._fields = {q: ("hits:" + q, "misses:" + q) for q in self._query_types}  # the shared hash's fields
 
     def _add(self, field: str, n: int = 1) -> None:
         self.total[field] += n
@@ -52,10 +52,10 @@ class CacheStats:
     def answered(self, query_type: str, hit: bool, source: cache_pb2.CacheSource) -> None:
         if hit:
             self._hit_children[(query_type, source)].inc()
-            self._add("hits:" + query_type)
+            self._add(self._fields[query_type][0])
         else:
             self._miss_children[query_type].inc()
-            self._add("misses:" + query_type)
+            self._add(self._fields[query_type][1])
 
     def near_read(self, key: str) -> None:
         self._near_reads[key] += 1
@@ -64,9 +64,7 @@ class CacheStats:
         """`answered(query_type, True, NEAR)` and `near_read(key)`: what a near-cache hit counts."""
         self._near_reads[key] += 1
         self._hit_children[(query_type, NEAR)].inc()
-        field = self._hit_fields.get(query_type) or self._hit_fields.setdefault(query_type, "hits:" + query_type)
-        self.total[field] += 1
-        self._unflushed[field] += 1
+        self._add(self._fields[query_type][0])
 
     def stampede_prevented(self, query_type: str, scope: str) -> None:
         metrics.STAMPEDES_PREVENTED.labels(query_type, scope).inc()
@@ -96,7 +94,7 @@ class CacheStats:
     def local_hit_counts(self) -> dict[str, tuple[int, int]]:
         """(hits, misses) since start by query type, this replica only."""
         t = self.total
-        return {q: (t["hits:" + q], t["misses:" + q]) for q in self._query_types}
+        return {q: (t[hits], t[misses]) for q, (hits, misses) in self._fields.items()}
 
     async def report(self, breaker_state: cache_pb2.BreakerState, near_entries: int) -> cache_pb2.GetCacheStatsResponse:
         """Counters of every replica (shared hash in Redis plus this one's unflushed part); this
@@ -114,7 +112,7 @@ class CacheStats:
             stampedes_prevented=counts["stampedes"], invalidations=counts["invalidations"], redis_keys=redis_keys,
             redis_memory_bytes=memory, breaker_state=breaker_state, near_cache_entries=near_entries)
         for name in sorted(self._query_types):
-            hits, misses = counts["hits:" + name], counts["misses:" + name]
+            hits, misses = (counts[field] for field in self._fields[name])
             out.by_query_type.add(query_type=name, hits=hits, misses=misses,
                                   hit_ratio=hits / (hits + misses) if hits + misses else 0.0)
             out.hits += hits
