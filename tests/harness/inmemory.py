@@ -22,8 +22,8 @@ from typing import Any
 import grpc
 import grpc_testing
 from google.protobuf import descriptor_pool
-from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
 
 from rentscout.runtime.auth import Authenticator
 from rentscout.runtime.interceptors import RuntimeInterceptor

@@ -155,7 +155,7 @@ class Deferred:
     __slots__ = ("access", "created", "duration_s", "extra", "ids", "peer", "role")
 
     def __init__(self, access: AccessLine, created: float, duration_s: float, peer: str, role: str | None,
-                 extra: dict[str, Any] | None, ids: tuple[str, str, str] | None) -> None:
+                 extra: dict[str, Any] | None, ids: tuple[str, str, str]) -> None:
         self.access, self.created, self.duration_s, self.peer, self.role = access, created, duration_s, peer, role
         self.extra, self.ids = extra, ids
 

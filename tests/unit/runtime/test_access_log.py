@@ -110,3 +110,32 @@ def test_the_constant_part_follows_the_configured_service() -> None:
             assert orjson.loads(line.line(0.0, 0.001, "ipv4:127.0.0.1:5000", None))["service.name"] == name
     finally:
         logs._SERVICE.update(saved)
+
+
+def test_on_a_loop_the_line_is_made_at_the_flush_with_the_calls_own_values() -> None:
+    import asyncio
+
+    out = io.StringIO()
+    handler = logs.LineHandler(out)
+    handler.setFormatter(logs.EcsJsonFormatter())
+    line = logs.access_line("/rentscout.cache.v1.CacheQueryService/Cities", "OK")
+    errors: list[str] = []
+    handler.handleError = lambda record: errors.append(record.getMessage())  # type: ignore[method-assign]
+
+    async def calls() -> str:
+        with only_handler(handler):
+            fields: dict[str, object] = {"cache.hit": True}
+            line.emit(0.001, "ipv4:127.0.0.1:5001", "reader", fields, ("cid-a", "a" * 32, "b" * 16))
+            line.emit(0.001, "ipv4:127.0.0.1:5003", None, {1: "not a field name"}, ("x", "", ""))  # cannot be made
+            line.emit(0.002, "ipv4:127.0.0.1:5002", None, None, ("cid-b", "c" * 32, "d" * 16))
+            pending = out.getvalue()  # nothing written before the loop's iteration ends
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            return pending
+
+    assert asyncio.run(calls()) == ""
+    first, second = (orjson.loads(text) for text in out.getvalue().splitlines())
+    assert (first["correlation.id"], first["trace.id"], first["client.port"]) == ("cid-a", "a" * 32, 5001)
+    assert first["cache.hit"] is True and first["user.roles"] == ["reader"]
+    assert (second["correlation.id"], second["span.id"], second["event.duration"]) == ("cid-b", "d" * 16, 2_000_000)
+    assert errors == ["access line"]  # the broken one was reported, and did not cost the others their lines
