@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,17 +37,21 @@ _log = logging.getLogger(__name__)
 PRIMARY = "primary"
 FALLBACKS = Counter("rentscout_db_read_fallbacks_total",
                     "Reads that could have gone to a standby but went to the primary, by reason.", ["reason"])
-LAG = Gauge("rentscout_db_replica_lag_seconds", "Replay lag of each standby (seconds; -1 while unreachable).",
+LAG = Gauge("rentscout_db_replica_lag_seconds",
+            "Replay lag of each standby (seconds; -1 while unreachable, +Inf while behind by an unknown time).",
             ["node"])
 UP = Gauge("rentscout_db_replica_up", "1 while a standby is used for reads, else 0.", ["node"])
 
 # Lag is 0 while the standby has replayed all it received (an idle primary sends nothing, and the
-# time since the last replayed commit would grow for no reason); else the age of that last commit.
+# time since the last replayed commit would grow for no reason); else the age of that last commit, or
+# infinite when it has replayed no commit since it started (how far behind it is cannot be known, so
+# it counts as lagging rather than as current).
 _STATE_SQL = """
 SELECT pg_catalog.pg_is_in_recovery() AS in_recovery, pg_catalog.pg_last_wal_replay_lsn()::text AS replay_lsn,
        CASE WHEN pg_catalog.pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_catalog.pg_last_wal_replay_lsn()
             THEN 0.0
-            ELSE coalesce(extract(epoch FROM pg_catalog.now() - pg_catalog.pg_last_xact_replay_timestamp()), 0.0)
+            ELSE coalesce(extract(epoch FROM pg_catalog.now() - pg_catalog.pg_last_xact_replay_timestamp()),
+                          'Infinity')
        END::float8 AS lag"""
 _REPLAY_SQL = "SELECT pg_catalog.pg_last_wal_replay_lsn()::text"
 NODE_LSN_SQL = ("SELECT (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() "
@@ -146,7 +151,9 @@ class ReadRouter:
         LAG.labels(standby.name).set(lag)
         UP.labels(standby.name).set(1 if healthy else 0)
         if changed:
-            fields: dict[str, Any] = {"db.node": standby.name, "db.replica.lag_seconds": round(lag, 3)}
+            fields: dict[str, Any] = {"db.node": standby.name}
+            if math.isfinite(lag):
+                fields["db.replica.lag_seconds"] = round(lag, 3)
             if error:
                 fields["error.type"] = error
             if healthy:
