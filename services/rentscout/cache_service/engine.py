@@ -68,7 +68,7 @@ class QueryCache:
         self.fills = Fills(self.watermark.view, self.store, self.near, self.stats, settings, self.queries.values(),
                            redis_usable=lambda: self.breaker.state is not BreakerState.OPEN)
         self.invalidation = Invalidation(self.store, self.stats, (self.near, self.fills), self.watermark)
-        self.reader = Reader(enabled=settings.enabled, near_min_accesses=settings.near_min_accesses, keys=self.keys,
+        self.reader = Reader(enabled=settings.enabled, near_min_accesses=settings.near_min_accesses,
                              near=self.near, store=self.store, fills=self.fills, stats=self.stats,
                              deferred=self.invalidation.deferred)
         self.bus = bus.InvalidationBus(self.store, self.invalidation.forget_local, self.near.set_enabled,

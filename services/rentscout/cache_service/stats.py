@@ -60,12 +60,6 @@ class CacheStats:
     def near_read(self, key: str) -> None:
         self._near_reads[key] += 1
 
-    def near_hit(self, query_type: str, key: str) -> None:
-        """`answered(query_type, True, NEAR)` and `near_read(key)`: what a near-cache hit counts."""
-        self._near_reads[key] += 1
-        self._hit_children[(query_type, NEAR)].inc()
-        self._add(self._fields[query_type][0])
-
     def stampede_prevented(self, query_type: str, scope: str) -> None:
         metrics.STAMPEDES_PREVENTED.labels(query_type, scope).inc()
         self._add("stampedes")

@@ -166,7 +166,7 @@ class _Method:
     """What every call of one method shares, built at its first call: names, required role, span name and
     attributes, metric children and access-log lines (per status code)."""
 
-    __slots__ = ("attributes", "counts", "name", "outcomes", "role", "service", "short", "span_name")
+    __slots__ = ("_outcomes", "attributes", "counts", "name", "role", "service", "short", "span_name")
 
     def __init__(self, name: str, role: str) -> None:
         self.name, self.role = name, role
@@ -174,13 +174,13 @@ class _Method:
         self.span_name = name.lstrip("/")
         self.attributes = {"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": self.short}
         self.counts = metrics.RPCS.method(self.service, self.short)
-        self.outcomes: dict[grpc.StatusCode, tuple[metrics.Outcome, logs.AccessLine]] = {}
+        self._outcomes: dict[grpc.StatusCode, tuple[metrics.Outcome, logs.AccessLine]] = {}
 
     def outcome(self, code: grpc.StatusCode) -> tuple[metrics.Outcome, logs.AccessLine]:
         """(the metrics' numbers, the access-log line) of calls ending with `code`."""
-        found = self.outcomes.get(code)
+        found = self._outcomes.get(code)
         if found is None:
-            found = self.outcomes[code] = (self.counts.outcome(code.name), logs.access_line(self.name, code.name))
+            found = self._outcomes[code] = (self.counts.outcome(code.name), logs.access_line(self.name, code.name))
         return found
 
 
@@ -352,7 +352,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
             self.in_flight -= 1
         elapsed = time.perf_counter() - call.started
         m = call.m
-        counts, access = m.outcomes.get(call.code) or m.outcome(call.code)
+        counts, access = m.outcome(call.code)
         m.counts.in_flight -= 1
         counts.observe(elapsed)
         span = call.span
