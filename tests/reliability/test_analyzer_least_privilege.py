@@ -219,3 +219,34 @@ async def test_depth_bombs_get_invalid_argument_in_every_rpc(stub: analyzer_pb2_
         assert "statement nests deeper than 100 levels" in (err.value.details() or "")
     reply = await stub.AnalyzeQuery(pb.AnalyzeQueryRequest(sql="SELECT 1"), metadata=_meta(), timeout=30)
     assert reply.plan.node_type == "Result"  # the server is still there
+
+
+async def test_a_statement_analyzed_again_is_checked_again(stub: analyzer_pb2_grpc.AnalyzerServiceStub,
+                                                           setup: asyncpg.Connection) -> None:
+    """The analyzer keeps a statement prepared per connection; a view replaced under it is caught anyway."""
+    await setup.execute("CREATE OR REPLACE VIEW public.rs_changing AS SELECT 1 AS x; "
+                        "GRANT SELECT ON public.rs_changing TO rentscout_explain")
+    sql = "SELECT x FROM rs_changing"
+    try:
+        for _ in range(12):  # sequential calls: the same pooled connections, its prepared statements warm
+            reply = await stub.AnalyzeQuery(pb.AnalyzeQueryRequest(sql=sql, analyze=True), metadata=_meta(), timeout=20)
+            assert reply.plan.actual_rows == 1
+        await setup.execute("CREATE OR REPLACE VIEW public.rs_changing AS SELECT pg_try_advisory_lock(7705)::int AS x")
+        for _ in range(12):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.AnalyzeQuery(pb.AnalyzeQueryRequest(sql=sql, analyze=True), metadata=_meta(), timeout=20)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+            assert "pg_try_advisory_lock" in (err.value.details() or "")
+        assert await setup.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+    finally:
+        await setup.execute("DROP VIEW IF EXISTS public.rs_changing")
+
+
+async def test_text_in_identifiers_cannot_forge_a_call(stub: analyzer_pb2_grpc.AnalyzerServiceStub,
+                                                       setup: asyncpg.Connection) -> None:
+    """The catalog check reads OIDs out of PostgreSQL's node trees; an alias spelling one out names nothing."""
+    sleep_oid = await setup.fetchval("SELECT 'pg_catalog.pg_sleep'::regproc::oid")
+    forged = f":funcid {sleep_oid} :opno 1 :relid 1"
+    sql = f'SELECT 1 AS "{forged}", t."{forged}" FROM (SELECT 2 AS "{forged}") AS t'
+    reply = await stub.AnalyzeQuery(pb.AnalyzeQueryRequest(sql=sql, analyze=True), metadata=_meta(), timeout=20)
+    assert reply.plan.actual_rows == 1

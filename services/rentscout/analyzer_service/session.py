@@ -80,6 +80,22 @@ async def ensure_temp_schema(conn: asyncpg.Connection) -> None:
     _TEMP_SCHEMA_READY.add(pid)
 
 
+async def prepare(conn: asyncpg.Connection, text: str) -> asyncpg.prepared_stmt.PreparedStatement:
+    """Parse and describe `text` once per connection (asyncpg's statement cache: LRU, bounded by the pool's
+    `statement_cache_size` and `max_cacheable_statement_size`), so a statement analyzed again costs no
+    round trip to prepare, as it costs none to a client of asyncpg running it bare.
+
+    Still one command per text (the extended protocol). What is cached is PostgreSQL's own prepared
+    statement, with its rules: it is parsed again when a relation or function it uses changes or the
+    search_path differs, and its parameter types stay those inferred the first time. asyncpg exposes
+    its cache only through `_prepare(use_cache=True)` (what `Connection.fetch` uses).
+    """
+    cached_prepare = conn._prepare  # type: ignore[attr-defined]  # (not in asyncpg's stubs)
+    stmt: asyncpg.prepared_stmt.PreparedStatement = await cached_prepare(text, use_cache=True,
+                                                                         timeout=deadline.remaining())
+    return stmt
+
+
 def set_role_sql(role: str | None) -> str:
     return f"SET LOCAL {TAG} ROLE {quote_ident(role)}" if role else f"SET LOCAL {TAG} ROLE NONE"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rentscout.analyzer_service import explain, metrics
 from rentscout.analyzer_service.safety import (
     DENIED_FUNCTIONS,
     FunctionInfo,
@@ -14,6 +15,7 @@ from rentscout.analyzer_service.safety import (
     parse_select,
 )
 from rentscout.analyzer_service.sqltext import check_table_name, quote_ident, tagged
+from rentscout.runtime.errors import InvalidArgument
 
 ACCEPTED = [
     "SELECT 1",
@@ -191,3 +193,17 @@ def test_quoting_and_tagging() -> None:
     assert quote_ident('we"ird') == '"we""ird"'
     assert tagged("SELECT 1") == "SELECT /* rentscout-analyzer */ 1"
     assert tagged("\nSELECT\n1").startswith("SELECT /* rentscout-analyzer */")
+
+
+def test_a_statement_vetted_again_is_parsed_once_and_a_refusal_every_time() -> None:
+    sql = "SELECT id FROM properties WHERE city = $1 /* vet-cache */"
+    assert explain.vet(sql) is explain.vet(sql)  # the same parse, not a new one
+    long_sql = sql + " " * explain.VET_CACHE_MAX_CHARS
+    assert explain.vet(long_sql) is not explain.vet(long_sql)  # too long to keep
+    refused = "SELECT pg_sleep(1) /* vet-cache */"
+    counter = metrics.REJECTED.labels("function:sleep")
+    before = counter._value.get()
+    for _ in range(2):
+        with pytest.raises(InvalidArgument):
+            explain.vet(refused)
+    assert counter._value.get() == before + 2
