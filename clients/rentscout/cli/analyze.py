@@ -151,6 +151,10 @@ def node_label(node: Any, analyzed: bool) -> str:
         details.append(f"index cond: {node.index_cond}")
     if node.filter:
         removed = f" (removed {node.rows_removed_by_filter:,})" if node.rows_removed_by_filter else ""
+        if node.rows_removed_by_filter and node.actual_loops > 1 and node.rows_removed_by_filter_total:
+            about = "" if node.filter_totals_exact else "about "
+            removed = (f" (removed {node.rows_removed_by_filter:,} per loop, "
+                       f"{about}{node.rows_removed_by_filter_total:,} in all)")
         details.append(f"filter: {node.filter}{removed}")
     if node.sort_method:
         details.append(f"sort: {node.sort_method} {node.sort_space_type} {node.sort_space_used_kb:,} kB")

@@ -46,7 +46,8 @@ def plan_node(node: Node) -> analyzer_pb2.PlanNode:
         sort_space_used_kb=node.sort_space_used_kb, exact_heap_blocks=node.exact_heap_blocks,
         lossy_heap_blocks=node.lossy_heap_blocks, buffers=buffers(node.buffers),
         children=[plan_node(child) for child in node.children], row_estimate_factor=node.row_estimate_factor,
-        parent_relationship=node.parent_relationship)
+        parent_relationship=node.parent_relationship, rows_removed_by_filter_total=node.total_removed_by_filter,
+        filter_totals_exact=node.filter_totals is not None)
 
 
 def insight(i: Insight) -> analyzer_pb2.Insight:

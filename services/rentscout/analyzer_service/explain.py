@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from rentscout.analyzer_service import catalog_policy, metrics, session
+from rentscout.analyzer_service import catalog_policy, filter_counts, metrics, session
 from rentscout.analyzer_service.insights import Insight, TableHealth, analyze_plan
 from rentscout.analyzer_service.params import ParamError, bind
 from rentscout.analyzer_service.pgerrors import map_statement_error
@@ -85,7 +85,7 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
             raise InvalidArgument("params", f"the statement uses {parsed.param_count} placeholder(s) ($1..$n) "
                                             f"but {len(params)} parameter(s) were given")
         on_standby = reads is not None and bool(reads.standbys)
-        # the primary's connection is reset while the plan is parsed and read (Releases)
+        # the primary's connection is reset while the plan is read (Releases)
         async with Releases() as later:
             async with db.connection(later) as conn, \
                     session.transaction(conn, settings, released=True) as stmt_timeout_ms:
@@ -95,7 +95,8 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
                     checked_at = parse_lsn(await conn.fetchval(FLUSHED_LSN_SQL, timeout=deadline.remaining()))
                 resolution = await _check(conn, parsed, stmt, settings, stmt_timeout_ms, then_read_only=not on_standby)
                 if not on_standby:
-                    raw = await _run_explain(stmt, prefix, sql, params, stmt_timeout_ms)
+                    result = parse_explain(await _run_explain(stmt, prefix, sql, params, stmt_timeout_ms))
+                    await filter_counts.fill(conn, result, resolution.tables)
             if on_standby:
                 assert reads is not None
                 async with reads.connection(checked_at) as (replica, node), \
@@ -104,8 +105,8 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
                     stmt = await _prepare(replica, prefix, sql, stmt_timeout_ms)
                     result = parse_explain(await _run_explain(stmt, prefix, sql, params, stmt_timeout_ms))
                     work_mem = await _work_mem(replica, result)
+                    await filter_counts.fill(replica, result, resolution.tables)
             else:
-                result = parse_explain(raw)
                 work_mem = resolution.work_mem  # the check restored it: the value the statement ran with
             tables = plan_tables(result, resolution.tables)
             insights = analyze_plan(result, offsets=parsed.offsets, params=params, tables=tables, work_mem=work_mem)

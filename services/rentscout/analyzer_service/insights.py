@@ -135,9 +135,7 @@ def seq_scan_filters(nodes: Iterable[Node]) -> list[Insight]:
     for node in nodes:
         if "Seq Scan" not in node.node_type or node.actual_loops == 0:
             continue
-        loops = max(node.actual_loops, 1)
-        removed = node.rows_removed_by_filter * loops
-        kept = node.actual_rows * loops
+        removed, kept = node.total_removed_by_filter, node.total_rows
         if removed < SEQ_SCAN_MIN_REMOVED:
             continue
         fraction = removed / (removed + kept)

@@ -69,7 +69,8 @@ class Node:
     analyzed: bool = False
     filter: str = ""
     index_cond: str = ""
-    rows_removed_by_filter: int = 0  # per loop, as EXPLAIN reports it
+    rows_removed_by_filter: int = 0  # per loop, as EXPLAIN reports it (rounded)
+    filter_totals: tuple[int, int] | None = None  # (removed, kept) over all loops, when counted exactly
     rows_removed_by_recheck: int = 0
     workers_planned: int = 0
     workers_launched: int = 0
@@ -108,8 +109,13 @@ class Node:
 
     @property
     def total_rows(self) -> float:
-        """Rows produced over all loops."""
-        return self.actual_rows * max(self.actual_loops, 1)
+        """Rows produced over all loops: exact when counted (`filter_counts`), else per loop x loops."""
+        return self.filter_totals[1] if self.filter_totals else self.actual_rows * max(self.actual_loops, 1)
+
+    @property
+    def total_removed_by_filter(self) -> int:
+        """Rows the filter discarded over all loops: exact when counted, else per loop x loops."""
+        return self.filter_totals[0] if self.filter_totals else self.rows_removed_by_filter * max(self.actual_loops, 1)
 
     def walk(self) -> Iterator[Node]:
         yield self

@@ -212,3 +212,32 @@ async def test_plan_only_insights_come_from_the_estimates(client: Client, analyz
     # the same statements, analyzed, report what happened instead (no estimated evidence)
     analyzed = await client("AnalyzeQuery", req(f"SELECT * FROM {SCHEMA}.events WHERE c = 42"))
     assert all("estimated" not in i.evidence for i in analyzed.insights)
+
+
+PARALLEL = dict(parallel_setup_cost="0", parallel_tuple_cost="0", min_parallel_table_scan_size="0",
+                max_parallel_workers_per_gather="2")
+
+
+async def test_a_parallel_scan_reports_the_true_filter_total(analyzer_server, analyzer_env) -> None:
+    """PostgreSQL prints a parallel scan's 'Rows Removed by Filter' per process, rounded; the total is exact."""
+    where = "c = 5 OR id = 1"  # 29,969 of 30,000 rows removed: not a multiple of 2 or 3 processes
+    conn = await asyncpg.connect(analyzer_env["RENTSCOUT_DATABASE_URL"])
+    try:
+        true_removed = await conn.fetchval(f"SELECT count(*) FROM {SCHEMA}.events WHERE ({where}) IS NOT TRUE")
+        true_kept = await conn.fetchval(f"SELECT count(*) FROM {SCHEMA}.events WHERE {where}")
+    finally:
+        await conn.close()
+    async with analyzer_server(**PARALLEL) as host, client_for(host) as c:
+        reply = await c("AnalyzeQuery", req(f"SELECT count(*) FROM {SCHEMA}.events WHERE {where}"))
+        limited = await c("AnalyzeQuery", req(f"SELECT id FROM {SCHEMA}.events WHERE {where} LIMIT 3"))
+    scan = next(n for n in walk(reply.plan) if n.node_type == "Seq Scan")
+    assert scan.actual_loops > 1, "no parallel worker launched"
+    assert scan.rows_removed_by_filter * scan.actual_loops != true_removed  # what per loop x loops gives
+    assert scan.filter_totals_exact and scan.rows_removed_by_filter_total == true_removed
+    found = insights_of(reply, K.INSIGHT_KIND_SEQ_SCAN_FILTER)
+    assert found and found[0].evidence["rows_removed_by_filter"] == str(true_removed)
+    assert found[0].evidence["rows_returned"] == str(true_kept)
+    # under a LIMIT the scan stops early: its totals are not the table's, and stay per loop x loops
+    scan = next(n for n in walk(limited.plan) if n.node_type == "Seq Scan")
+    assert not scan.filter_totals_exact
+    assert scan.rows_removed_by_filter_total == scan.rows_removed_by_filter * scan.actual_loops

@@ -7,6 +7,8 @@ import json
 import pytest
 from analyzer_plans import doc, node
 
+from rentscout.analyzer_service import filter_counts
+from rentscout.analyzer_service.insights import TableHealth
 from rentscout.analyzer_service.plan import parse_explain
 
 
@@ -97,3 +99,33 @@ def test_garbage_is_not_a_plan() -> None:
         parse_explain("[]")
     with pytest.raises(ValueError):
         parse_explain('{"nope": 1}')
+
+
+def _parallel_scan(**extra: object) -> dict[str, object]:
+    return node("Seq Scan", time=5.0, loops=3, rows=26, **{
+        "Relation Name": "t", "Alias": "x", "Parallel Aware": True, "Filter": "(c = 5)", "Rows Removed by Filter": 66600,
+        **extra})
+
+
+def test_only_parallel_scans_read_to_the_end_are_counted() -> None:
+    tables = {"t": TableHealth(schema="s", name="t", reltuples=0, relpages=0, n_live_tup=0, n_mod_since_analyze=0,
+                               last_analyze=None, last_autoanalyze=None)}
+
+    def counted(plan: dict[str, object]) -> list[str]:
+        return [c.sql for c in filter_counts.countable(parse_explain(doc(plan, execution=6.0)), tables)]
+
+    gathered = node("Aggregate", node("Gather", node("Aggregate", _parallel_scan(), time=5, loops=3), time=5), time=6)
+    assert counted(gathered) == ['SELECT /* rentscout-analyzer */ pg_catalog.count(*) FILTER (WHERE ((c = 5)) IS NOT TRUE)'
+                                 ' AS removed, pg_catalog.count(*) FILTER (WHERE ((c = 5))) AS kept FROM ONLY "s"."t" AS "x"']
+    assert counted(node("Limit", node("Gather", _parallel_scan(), time=5), time=6)) == []  # may stop early
+    assert counted(node("Hash Join", node("Gather", _parallel_scan(), time=5), time=6)) == []
+    assert counted(node("Gather", _parallel_scan(**{"Filter": "(c = $0)"}), time=5)) == []  # an InitPlan's value
+    assert counted(node("Gather", _parallel_scan(**{"Parallel Aware": False}), time=5)) == []
+    assert counted(node("Gather", _parallel_scan(**{"Relation Name": "other"}), time=5)) == []  # not resolved
+
+
+def test_counted_totals_must_round_to_what_explain_printed() -> None:
+    scan = parse_explain(doc(_parallel_scan(), execution=6.0)).root  # 66600 removed and 26 kept per loop, 3 loops
+    assert filter_counts.agrees(scan, 199_801, 78)  # 66600.33 and 26
+    assert not filter_counts.agrees(scan, 199_700, 78)  # a scan that stopped early
+    assert not filter_counts.agrees(scan, 199_801, 90)

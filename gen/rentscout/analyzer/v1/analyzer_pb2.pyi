@@ -135,7 +135,7 @@ class BufferStats(_message.Message):
     def __init__(self, shared_hit: _Optional[int] = ..., shared_read: _Optional[int] = ..., shared_dirtied: _Optional[int] = ..., shared_written: _Optional[int] = ..., local_hit: _Optional[int] = ..., local_read: _Optional[int] = ..., local_dirtied: _Optional[int] = ..., local_written: _Optional[int] = ..., temp_read: _Optional[int] = ..., temp_written: _Optional[int] = ...) -> None: ...
 
 class PlanNode(_message.Message):
-    __slots__ = ("node_type", "relation_name", "index_name", "join_type", "startup_cost", "total_cost", "plan_rows", "actual_rows", "actual_loops", "inclusive_time_ms", "exclusive_time_ms", "percent_of_total", "filter", "index_cond", "rows_removed_by_filter", "workers_planned", "workers_launched", "sort_method", "sort_space_type", "sort_space_used_kb", "exact_heap_blocks", "lossy_heap_blocks", "buffers", "children", "row_estimate_factor", "parent_relationship")
+    __slots__ = ("node_type", "relation_name", "index_name", "join_type", "startup_cost", "total_cost", "plan_rows", "actual_rows", "actual_loops", "inclusive_time_ms", "exclusive_time_ms", "percent_of_total", "filter", "index_cond", "rows_removed_by_filter", "workers_planned", "workers_launched", "sort_method", "sort_space_type", "sort_space_used_kb", "exact_heap_blocks", "lossy_heap_blocks", "buffers", "children", "row_estimate_factor", "parent_relationship", "rows_removed_by_filter_total", "filter_totals_exact")
     NODE_TYPE_FIELD_NUMBER: _ClassVar[int]
     RELATION_NAME_FIELD_NUMBER: _ClassVar[int]
     INDEX_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +162,8 @@ class PlanNode(_message.Message):
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
     ROW_ESTIMATE_FACTOR_FIELD_NUMBER: _ClassVar[int]
     PARENT_RELATIONSHIP_FIELD_NUMBER: _ClassVar[int]
+    ROWS_REMOVED_BY_FILTER_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FILTER_TOTALS_EXACT_FIELD_NUMBER: _ClassVar[int]
     node_type: str
     relation_name: str
     index_name: str
@@ -188,7 +190,9 @@ class PlanNode(_message.Message):
     children: _containers.RepeatedCompositeFieldContainer[PlanNode]
     row_estimate_factor: float
     parent_relationship: str
-    def __init__(self, node_type: _Optional[str] = ..., relation_name: _Optional[str] = ..., index_name: _Optional[str] = ..., join_type: _Optional[str] = ..., startup_cost: _Optional[float] = ..., total_cost: _Optional[float] = ..., plan_rows: _Optional[float] = ..., actual_rows: _Optional[float] = ..., actual_loops: _Optional[int] = ..., inclusive_time_ms: _Optional[float] = ..., exclusive_time_ms: _Optional[float] = ..., percent_of_total: _Optional[float] = ..., filter: _Optional[str] = ..., index_cond: _Optional[str] = ..., rows_removed_by_filter: _Optional[int] = ..., workers_planned: _Optional[int] = ..., workers_launched: _Optional[int] = ..., sort_method: _Optional[str] = ..., sort_space_type: _Optional[str] = ..., sort_space_used_kb: _Optional[int] = ..., exact_heap_blocks: _Optional[int] = ..., lossy_heap_blocks: _Optional[int] = ..., buffers: _Optional[_Union[BufferStats, _Mapping]] = ..., children: _Optional[_Iterable[_Union[PlanNode, _Mapping]]] = ..., row_estimate_factor: _Optional[float] = ..., parent_relationship: _Optional[str] = ...) -> None: ...
+    rows_removed_by_filter_total: int
+    filter_totals_exact: bool
+    def __init__(self, node_type: _Optional[str] = ..., relation_name: _Optional[str] = ..., index_name: _Optional[str] = ..., join_type: _Optional[str] = ..., startup_cost: _Optional[float] = ..., total_cost: _Optional[float] = ..., plan_rows: _Optional[float] = ..., actual_rows: _Optional[float] = ..., actual_loops: _Optional[int] = ..., inclusive_time_ms: _Optional[float] = ..., exclusive_time_ms: _Optional[float] = ..., percent_of_total: _Optional[float] = ..., filter: _Optional[str] = ..., index_cond: _Optional[str] = ..., rows_removed_by_filter: _Optional[int] = ..., workers_planned: _Optional[int] = ..., workers_launched: _Optional[int] = ..., sort_method: _Optional[str] = ..., sort_space_type: _Optional[str] = ..., sort_space_used_kb: _Optional[int] = ..., exact_heap_blocks: _Optional[int] = ..., lossy_heap_blocks: _Optional[int] = ..., buffers: _Optional[_Union[BufferStats, _Mapping]] = ..., children: _Optional[_Iterable[_Union[PlanNode, _Mapping]]] = ..., row_estimate_factor: _Optional[float] = ..., parent_relationship: _Optional[str] = ..., rows_removed_by_filter_total: _Optional[int] = ..., filter_totals_exact: _Optional[bool] = ...) -> None: ...
 
 class Insight(_message.Message):
     __slots__ = ("kind", "severity", "message", "node", "evidence")
