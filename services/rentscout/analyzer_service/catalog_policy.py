@@ -135,6 +135,11 @@ class Resolution:
     relation_oids: dict[tuple[str | None, str], int] = field(default_factory=dict)
     tables: dict[str, TableHealth] = field(default_factory=dict)
     work_mem: str = ""  # the session's work_mem, which the statement runs with (restored by the check)
+    shared_names: frozenset[str] = frozenset()  # names of tables read in more than one schema
+
+    def unambiguous_tables(self) -> dict[str, TableHealth]:
+        """`tables` without the names EXPLAIN prints for more than one table (it prints no schema)."""
+        return {name: health for name, health in self.tables.items() if name not in self.shared_names}
 
 
 def relation_names(parsed: ParsedQuery) -> tuple[list[tuple[str | None, str]], list[str]]:
@@ -193,8 +198,11 @@ async def check(conn: asyncpg.Connection, parsed: ParsedQuery, parameter_types: 
         if (problem := function_verdict(info, trusted_schemas)) is not None:
             raise Rejected("function:catalog", f"would call {problem}")
     tables: dict[str, TableHealth] = {}
+    shared: set[str] = set()
     for table in orjson.loads(row["tables"] or "[]"):
         health = _health(table)
-        tables.setdefault(health.name, health)
+        if tables.setdefault(health.name, health) is not health:
+            shared.add(health.name)
     relation_oids = {keys[i - 1]: oid for i, oid in orjson.loads(row["relations"] or "[]")}
-    return Resolution(relation_oids=relation_oids, tables=tables, work_mem=str(row["restored_work_mem"]))
+    return Resolution(relation_oids=relation_oids, tables=tables, work_mem=str(row["restored_work_mem"]),
+                      shared_names=frozenset(shared))

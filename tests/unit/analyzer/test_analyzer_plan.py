@@ -8,6 +8,7 @@ import pytest
 from analyzer_plans import doc, node
 
 from rentscout.analyzer_service import filter_counts
+from rentscout.analyzer_service.catalog_policy import Resolution
 from rentscout.analyzer_service.insights import TableHealth
 from rentscout.analyzer_service.plan import parse_explain
 
@@ -129,3 +130,12 @@ def test_counted_totals_must_round_to_what_explain_printed() -> None:
     assert filter_counts.agrees(scan, 199_801, 78)  # 66600.33 and 26
     assert not filter_counts.agrees(scan, 199_700, 78)  # a scan that stopped early
     assert not filter_counts.agrees(scan, 199_801, 90)
+
+
+def test_a_table_name_read_in_two_schemas_is_not_counted() -> None:
+    health = TableHealth(schema="a", name="t", reltuples=0, relpages=0, n_live_tup=0, n_mod_since_analyze=0,
+                         last_analyze=None, last_autoanalyze=None)
+    other = TableHealth(schema="a", name="u", reltuples=0, relpages=0, n_live_tup=0, n_mod_since_analyze=0,
+                        last_analyze=None, last_autoanalyze=None)
+    resolution = Resolution(tables={"t": health, "u": other}, shared_names=frozenset({"t"}))
+    assert resolution.unambiguous_tables() == {"u": other}
