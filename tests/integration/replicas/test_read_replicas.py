@@ -224,7 +224,10 @@ async def test_the_analyzer_runs_on_a_standby_only_when_asked_and_says_which_nod
     primary = await asyncpg.connect(database)
     try:
         await replayed(primary, standby)
-        env = {**env_with(service_env, standby), "RENTSCOUT_AUTH_TOKENS": "an-admin:admin"}
+        # a standby that has replayed the check's position answers: waiting up to 3 s for it, not the
+        # default 200 ms, so a machine loaded by the rest of the suite cannot make the primary answer instead
+        env = {**env_with(service_env, standby, RENTSCOUT_DATABASE_REPLICA_WAIT_MS="3000"),
+               "RENTSCOUT_AUTH_TOKENS": "an-admin:admin"}
         meta = [("authorization", "Bearer an-admin")]
         async with in_process([analyzer_create], env, label="analyzer-replica") as host, \
                 grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
