@@ -60,8 +60,8 @@ def _drained_scans(node: Node, parent_drains: bool) -> Iterator[Node]:
     if (parent_drains and node.node_type == "Seq Scan" and node.raw.get("Parallel Aware") is True
             and node.actual_loops > 1 and node.filter and not any(s in node.filter for s in _FOREIGN_VALUES)):
         yield node
-    drains = parent_drains and node.node_type in DRAINING and not node.subplan_name
-    for child in node.children:
+    drains = parent_drains and node.node_type in DRAINING
+    for child in node.children:  # an InitPlan or SubPlan may be run for fewer rows than its table holds
         yield from _drained_scans(child, drains and not child.subplan_name)
 
 

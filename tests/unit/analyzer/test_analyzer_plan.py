@@ -122,6 +122,8 @@ def test_only_parallel_scans_read_to_the_end_are_counted() -> None:
     assert counted(node("Hash Join", node("Gather", _parallel_scan(), time=5), time=6)) == []
     assert counted(node("Gather", _parallel_scan(**{"Filter": "(c = $0)"}), time=5)) == []  # an InitPlan's value
     assert counted(node("Gather", _parallel_scan(**{"Parallel Aware": False}), time=5)) == []
+    initplan = node("Aggregate", node("Gather", _parallel_scan(), time=5, **{"Subplan Name": "InitPlan 1"}), time=6)
+    assert counted(initplan) == []  # run by another node, which may stop it early
     assert counted(node("Gather", _parallel_scan(**{"Relation Name": "other"}), time=5)) == []  # not resolved
 
 
