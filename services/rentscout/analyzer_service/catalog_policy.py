@@ -113,7 +113,8 @@ SELECT {{read_only}} AS read_only,
        (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(
                    n.nspname, c.relname, c.reltuples::float8, c.relpages::int8,
                    pg_catalog.pg_stat_get_live_tuples(c.oid), pg_catalog.pg_stat_get_mod_since_analyze(c.oid),
-                   pg_catalog.pg_stat_get_last_analyze_time(c.oid), pg_catalog.pg_stat_get_last_autoanalyze_time(c.oid)))
+                   pg_catalog.pg_stat_get_last_analyze_time(c.oid), pg_catalog.pg_stat_get_last_autoanalyze_time(c.oid),
+                   c.relrowsecurity))
         FROM (SELECT DISTINCT oid FROM refs WHERE field = 'relid') AS t
         JOIN pg_catalog.pg_class c ON c.oid = t.oid AND c.relkind IN ('r', 'm', 'p')
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace) AS tables,
@@ -136,10 +137,14 @@ class Resolution:
     tables: dict[str, TableHealth] = field(default_factory=dict)
     work_mem: str = ""  # the session's work_mem, which the statement runs with (restored by the check)
     shared_names: frozenset[str] = frozenset()  # names of tables read in more than one schema
+    row_security_names: frozenset[str] = frozenset()  # names of tables read under row security
 
-    def unambiguous_tables(self) -> dict[str, TableHealth]:
-        """`tables` without the names EXPLAIN prints for more than one table (it prints no schema)."""
-        return {name: health for name, health in self.tables.items() if name not in self.shared_names}
+    def countable_tables(self) -> dict[str, TableHealth]:
+        """`tables` a count can stand in for a scan of (`filter_counts`): not the names EXPLAIN prints for
+        more than one table (it prints no schema), nor tables whose row security hides rows from a count
+        that the scan counted as removed."""
+        excluded = self.shared_names | self.row_security_names
+        return {name: health for name, health in self.tables.items() if name not in excluded}
 
 
 def relation_names(parsed: ParsedQuery) -> tuple[list[tuple[str | None, str]], list[str]]:
@@ -158,7 +163,7 @@ def probe_sql(parsed: ParsedQuery, parameter_types: Sequence[str]) -> str:
 
 
 def _health(row: list[Any]) -> TableHealth:
-    schema, name, reltuples, relpages, live, modified, analyzed, autoanalyzed = row
+    schema, name, reltuples, relpages, live, modified, analyzed, autoanalyzed = row[:8]
     return TableHealth(schema=schema, name=name, reltuples=reltuples, relpages=relpages, n_live_tup=live,
                        n_mod_since_analyze=modified, last_analyze=_timestamp(analyzed),
                        last_autoanalyze=_timestamp(autoanalyzed))
@@ -199,10 +204,13 @@ async def check(conn: asyncpg.Connection, parsed: ParsedQuery, parameter_types: 
             raise Rejected("function:catalog", f"would call {problem}")
     tables: dict[str, TableHealth] = {}
     shared: set[str] = set()
+    row_security: set[str] = set()
     for table in orjson.loads(row["tables"] or "[]"):
         health = _health(table)
+        if table[8]:
+            row_security.add(health.name)
         if tables.setdefault(health.name, health) is not health:
             shared.add(health.name)
     relation_oids = {keys[i - 1]: oid for i, oid in orjson.loads(row["relations"] or "[]")}
     return Resolution(relation_oids=relation_oids, tables=tables, work_mem=str(row["restored_work_mem"]),
-                      shared_names=frozenset(shared))
+                      shared_names=frozenset(shared), row_security_names=frozenset(row_security))

@@ -96,7 +96,7 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
                 resolution = await _check(conn, parsed, stmt, settings, stmt_timeout_ms, then_read_only=not on_standby)
                 if not on_standby:
                     result = parse_explain(await _run_explain(stmt, prefix, sql, params, stmt_timeout_ms))
-                    await filter_counts.fill(conn, result, resolution.unambiguous_tables())
+                    await filter_counts.fill(conn, result, resolution.countable_tables())
             if on_standby:
                 assert reads is not None
                 async with reads.connection(checked_at) as (replica, node), \
@@ -105,7 +105,7 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
                     stmt = await _prepare(replica, prefix, sql, stmt_timeout_ms)
                     result = parse_explain(await _run_explain(stmt, prefix, sql, params, stmt_timeout_ms))
                     work_mem = await _work_mem(replica, result)
-                    await filter_counts.fill(replica, result, resolution.unambiguous_tables())
+                    await filter_counts.fill(replica, result, resolution.countable_tables())
             else:
                 work_mem = resolution.work_mem  # the check restored it: the value the statement ran with
             tables = plan_tables(result, resolution.tables)

@@ -8,14 +8,13 @@ statement's snapshot, and the analysis transaction is REPEATABLE READ: one count
 with the same filter, in the same transaction and as the same role, gives the totals.
 
 Counted only where that holds: a "Parallel Aware" Seq Scan of a table the catalog check resolved
-(and the only table of that name the statement reads: EXPLAIN prints no schema), under nodes that
-read all of their input when their own output is read to the end (no Limit, join, subplan, window
-run condition or set operation that may stop early), with a filter free of subplan references. The
+(the only table of that name the statement reads, as EXPLAIN prints no schema, and not under row
+security, which hides from a count rows the scan counted as removed), under nodes that read all of
+their input when their own output is read to the end (no Limit, join, subplan, window run
+condition or set operation that may stop early), with a filter free of subplan references. The
 counts must also agree with what EXPLAIN printed (each total divided by the loops rounds to the
-printed figure): that turns away a scan that stopped early after all, and a count that row security
-made smaller by more than the rounding (rows it hides are removed rows to the scan, absent to the
-count). When they do not agree, or the count fails or would not fit in the deadline, the per-loop
-figures stand.
+printed figure), which turns away a scan that stopped early after all. When they do not agree, or
+the count fails or would not fit in the deadline, the per-loop figures stand.
 """
 
 from __future__ import annotations

@@ -134,10 +134,12 @@ def test_counted_totals_must_round_to_what_explain_printed() -> None:
     assert not filter_counts.agrees(scan, 199_801, 90)
 
 
-def test_a_table_name_read_in_two_schemas_is_not_counted() -> None:
+def test_tables_read_in_two_schemas_or_under_row_security_are_not_counted() -> None:
     health = TableHealth(schema="a", name="t", reltuples=0, relpages=0, n_live_tup=0, n_mod_since_analyze=0,
                          last_analyze=None, last_autoanalyze=None)
     other = TableHealth(schema="a", name="u", reltuples=0, relpages=0, n_live_tup=0, n_mod_since_analyze=0,
                         last_analyze=None, last_autoanalyze=None)
     resolution = Resolution(tables={"t": health, "u": other}, shared_names=frozenset({"t"}))
-    assert resolution.unambiguous_tables() == {"u": other}
+    assert resolution.countable_tables() == {"u": other}
+    secured = Resolution(tables={"t": health, "u": other}, row_security_names=frozenset({"u"}))
+    assert secured.countable_tables() == {"t": health}
