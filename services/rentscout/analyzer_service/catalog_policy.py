@@ -163,7 +163,7 @@ def probe_sql(parsed: ParsedQuery, parameter_types: Sequence[str]) -> str:
 
 
 def _health(row: list[Any]) -> TableHealth:
-    schema, name, reltuples, relpages, live, modified, analyzed, autoanalyzed = row[:8]
+    schema, name, reltuples, relpages, live, modified, analyzed, autoanalyzed = row
     return TableHealth(schema=schema, name=name, reltuples=reltuples, relpages=relpages, n_live_tup=live,
                        n_mod_since_analyze=modified, last_analyze=_timestamp(analyzed),
                        last_autoanalyze=_timestamp(autoanalyzed))
@@ -205,9 +205,9 @@ async def check(conn: asyncpg.Connection, parsed: ParsedQuery, parameter_types: 
     tables: dict[str, TableHealth] = {}
     shared: set[str] = set()
     row_security: set[str] = set()
-    for table in orjson.loads(row["tables"] or "[]"):
-        health = _health(table)
-        if table[8]:
+    for *statistics, secured in orjson.loads(row["tables"] or "[]"):
+        health = _health(statistics)
+        if secured:
             row_security.add(health.name)
         if tables.setdefault(health.name, health) is not health:
             shared.add(health.name)
