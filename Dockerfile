@@ -15,19 +15,19 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# The wheel merges core/, services/, clients/ and gen/ into the one `rentscout` namespace (hatchling,
-# see [tool.hatch.build.targets.wheel] in pyproject.toml); nothing else is needed to build it.
-COPY pyproject.toml ./
+# The project merges core/, services/, clients/ and gen/ into the one `rentscout` namespace (hatchling,
+# see [tool.hatch.build.targets.wheel] in pyproject.toml). What it installs is exactly uv.lock: uv at the
+# version and hashes the lock names, then `uv sync --frozen` of the `server` extra (no dev tools), the
+# project itself as a wheel, not editable. Every dependency ships manylinux wheels: no compiler.
+COPY pyproject.toml uv.lock ./
+COPY scripts/lock_pin.py scripts/
 COPY core/ core/
 COPY services/ services/
 COPY clients/ clients/
 COPY gen/ gen/
-# Every dependency ships manylinux wheels (x86_64 and aarch64), so no compiler is needed;
-# `pip wheel` fetches hatchling into an isolated build environment for the project's own wheel.
-# The `server` extra is what the services need beyond the SDK (pyarrow, for Arrow exports).
-RUN python -m pip wheel --wheel-dir /wheels ".[server]" \
- && python -m venv --without-pip /opt/rentscout \
- && python -m pip --python /opt/rentscout/bin/python install --no-index --find-links=/wheels "rentscout-dataplane[server]" \
+RUN python scripts/lock_pin.py uv > /tmp/uv.txt \
+ && python -m pip install --require-hashes --no-deps -r /tmp/uv.txt \
+ && UV_PROJECT_ENVIRONMENT=/opt/rentscout python -m uv sync --frozen --no-editable --extra server \
  && /opt/rentscout/bin/python -c "import rentscout.main, rentscout.export.v1.export_pb2, rentscout.runtime.server, pyarrow.csv"
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -3,10 +3,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: bootstrap demo up clean test lint typecheck check-stubs check-readme readme codegen pytest bench fmt deploy-config
+.PHONY: bootstrap lock demo up clean test lint typecheck check-stubs check-readme readme codegen pytest bench fmt deploy-config
 
 bootstrap:
 	@./scripts/bootstrap.sh
+
+# Refresh uv.lock to the newest releases that pyproject.toml's bounds allow; then run `make test`.
+# Nothing else ever changes the lock: bootstrap, the image and CI install it with `uv sync --frozen`.
+lock: bootstrap
+	$(BIN)/uv lock --upgrade
 
 demo: bootstrap
 	$(BIN)/rentscout stack demo

@@ -46,7 +46,7 @@ def test_multi_stage_non_root_with_the_rentscout_entrypoint() -> None:
     assert len(stages) >= 2 and builder.name == "builder"
     assert builder.base == final.base, "the copied virtualenv needs the same interpreter path"
     assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", final.base), f"pin a slim Python 3.11 tag: {final.base}"
-    assert any("pip wheel" in run for run in builder.all("RUN"))
+    assert any("uv sync --frozen" in run for run in builder.all("RUN")), "the image installs exactly uv.lock"
     assert any("--from=builder" in copy for copy in final.all("COPY"))
     for run in final.all("RUN"):
         assert not BUILD_TOOLS.search(run), f"no build tools in the final stage: {run}"
@@ -65,13 +65,13 @@ def test_multi_stage_non_root_with_the_rentscout_entrypoint() -> None:
 def test_dockerignore_sends_the_sources_and_nothing_else() -> None:
     ignore = DockerIgnore.load(ROOT / ".dockerignore")
     files = ignore.context_files(ROOT)
-    assert "pyproject.toml" in files
+    assert {"pyproject.toml", "uv.lock", "scripts/lock_pin.py"} <= set(files)
     for root in SOURCE_ROOTS:
         assert any(f.startswith(f"{root}/rentscout/") for f in files), root
     for f in files:
-        assert f == "pyproject.toml" or f.split("/")[0] in SOURCE_ROOTS, f
-    for path in ("tests/conftest.py", ".venv/bin/python", ".git/HEAD", "services/rentscout/__pycache__/x.pyc",
-                 ".env", "k8s/base/kustomization.yaml", "clients/rentscout/cli/x.pyc"):
+        assert f in {"pyproject.toml", "uv.lock", "scripts/lock_pin.py"} or f.split("/")[0] in SOURCE_ROOTS, f
+    for path in ("tests/conftest.py", "scripts/bootstrap.sh", ".venv/bin/python", ".git/HEAD",
+                 "services/rentscout/__pycache__/x.pyc", ".env", "k8s/base/kustomization.yaml", "clients/rentscout/cli/x.pyc"):
         assert ignore.excluded(path), path
     _, stages = dockerfile_stages(ROOT / "Dockerfile")
     for copy in stages[0].all("COPY"):

@@ -44,7 +44,7 @@ def _exporter(name: str) -> SpanExporter | None:
     if name == "otlp":
         try:
             # optional dependency (opentelemetry-exporter-otlp), not installed for the type check
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found]
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found, unused-ignore]
                 OTLPSpanExporter,
             )
         except ImportError:

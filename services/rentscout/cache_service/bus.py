@@ -92,7 +92,7 @@ class InvalidationBus:
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
                         async with asyncio.timeout(self._timeout):
-                            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves PubSub.aclose unannotated
+                            await pubsub.aclose()
             if not self._stopped:
                 await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)

