@@ -152,16 +152,17 @@ def line_problems(doc: dict[str, Any]) -> list[str]:
 
 
 def check_lines(lines: Iterable[tuple[str, str]]) -> list[str]:
-    """Problems over (where, line) pairs of JSON log lines. Other lines (a C-core message on stderr)
-    are indexed by Filebeat as a plain message with error.* set: nothing to check there."""
+    """Problems over (where, line) pairs of a server's stdout: every line must be one JSON object (a raw
+    traceback or a print() on stdout is a problem, not something to skip)."""
     problems: list[str] = []
     kinds: dict[str, dict[str, str]] = {}
     for at, line in lines:
         try:
             doc = json.loads(line)
         except ValueError:
-            continue
+            doc = None
         if not isinstance(doc, dict):
+            problems.append(f"{at}: not a JSON object: {line[:200]!r}")
             continue
         problems += [f"{at}: {p}" for p in line_problems(doc)]
         for name, value in doc.items():
@@ -176,6 +177,6 @@ def check_lines(lines: Iterable[tuple[str, str]]) -> list[str]:
 
 
 def file_lines(paths: Iterable[Path]) -> list[tuple[str, str]]:
-    """(path:line number, line) of every JSON-looking line of the files."""
+    """(path:line number, line) of every non-blank line of the files (a server's stdout)."""
     return [(f"{path}:{n}", line) for path in paths
-            for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if line.startswith("{")]
+            for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if line.strip()]

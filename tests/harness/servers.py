@@ -62,16 +62,22 @@ class ServerProcess:
 
     @property
     def log_path(self) -> Path:
+        """The process's stdout: ECS JSON lines and nothing else (checked by `log_records` and the e2e session)."""
         return self.workdir / f"{self.service}-{self.port}.log"
+
+    @property
+    def stderr_path(self) -> Path:
+        """The process's stderr (gRPC C-core messages), kept apart so stdout is checked line by line."""
+        return self.workdir / f"{self.service}-{self.port}.stderr"
 
     def start(self, wait: bool = True, timeout: float = 30.0) -> ServerProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         ecs.register(self.log_path)  # the e2e session checks every line against the index template
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rentscout.main", "serve", self.service, "--host", "127.0.0.1",
-             "--port", str(self.port), "--metrics-port", str(self.metrics_port), *self.extra_args],
-            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT)
+        with self.log_path.open("ab") as log, self.stderr_path.open("ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "rentscout.main", "serve", self.service, "--host", "127.0.0.1",
+                 "--port", str(self.port), "--metrics-port", str(self.metrics_port), *self.extra_args],
+                env={**os.environ, **self.env}, stdout=log, stderr=err)
         if wait:
             self.wait_serving(timeout)
         return self
@@ -113,11 +119,27 @@ class ServerProcess:
             self.proc.wait()
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """stdout, then stderr: everything the process wrote."""
+        return "".join(path.read_text(errors="replace") for path in (self.log_path, self.stderr_path) if path.exists())
 
     def log_records(self) -> list[dict[str, Any]]:
-        records = []
-        for line in self.log_text().splitlines():
-            with contextlib.suppress(orjson.JSONDecodeError):
-                records.append(orjson.loads(line))
-        return records
+        """Every complete line of stdout as a JSON object; a line that is not one fails the test."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return json_lines(text, str(self.log_path))
+
+
+def json_lines(text: str, where: str) -> list[dict[str, Any]]:
+    """The complete lines of `text` (a line still being written is left out) as JSON objects; any other line,
+    a raw traceback or a print(), is an AssertionError naming it."""
+    records = []
+    lines = text.split("\n")[:-1]  # the part after the last newline is incomplete (or empty)
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            doc = None
+        assert isinstance(doc, dict), f"{where}:{n}: not an ECS JSON line: {line[:200]!r}"
+        records.append(doc)
+    return records

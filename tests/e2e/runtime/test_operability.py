@@ -108,12 +108,14 @@ def test_every_log_line_fits_the_index_template_and_ecs(session: Session) -> Non
 def test_the_checker_catches_what_elasticsearch_would_reject() -> None:
     lines = [("a:1", '{"event.category": "cache", "client.address": "ipv4:127.0.0.1:1", "analyzer.insights": 2}'),
              ("a:2", '{"event.category": ["database"], "event.type": ["deletion"], "analyzer.insights": ["x"], '
-                     '"client.ip": "ipv4:127.0.0.1:1", "event.cache": 1, "nobody.maps.this": true}')]
+                     '"client.ip": "ipv4:127.0.0.1:1", "event.cache": 1, "nobody.maps.this": true}'),
+             ("a:3", "Traceback (most recent call last):")]
     problems = "\n".join(ecs.check_lines(lines))
     for expected in ("'cache' is not an ECS allowed value", "'ipv4:127.0.0.1:1' does not fit the mapped type ip",
                      "analyzer.insights: one field, several types", "event.cache: not an ECS field",
                      "nobody.maps.this: not in the index template",
-                     "event.type ['deletion'] is not expected with event.category 'database'"):
+                     "event.type ['deletion'] is not expected with event.category 'database'",
+                     "a:3: not a JSON object: 'Traceback"):
         assert expected in problems, problems
 
 
