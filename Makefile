@@ -13,11 +13,13 @@ bootstrap:
 lock: bootstrap
 	$(BIN)/uv lock --upgrade
 
+# STACK_ARGS: more `rentscout stack` flags, e.g. STACK_ARGS="--port-offset 100 --dir /tmp/s".
+# A failing recipe makes make itself exit 2 (printing `Error <code>`): the README says so.
 demo: bootstrap
-	$(BIN)/rentscout stack demo
+	$(BIN)/rentscout stack demo $(STACK_ARGS)
 
 up: bootstrap
-	$(BIN)/rentscout stack up
+	$(BIN)/rentscout stack up $(STACK_ARGS)
 
 # Delete the local stack's state (.stack: private PostgreSQL and Redis data, tokens, logs); refuses while it runs.
 clean:

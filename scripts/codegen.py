@@ -32,7 +32,14 @@ def generate(out: Path) -> None:
         f"--mypy_grpc_out={out}",
         *protos,
     ]
-    subprocess.run(cmd, check=True, cwd=PROTOS)
+    done = subprocess.run(cmd, cwd=PROTOS, capture_output=True, text=True)
+    # The mypy plugin says "Writing mypy to <file>" for every file, into a temporary directory: noise, even more
+    # so under --check, which writes nothing. Anything else protoc says (a warning, an error) is shown.
+    said = [line for line in (done.stdout + done.stderr).splitlines() if not line.startswith("Writing mypy to ")]
+    if said:
+        print(*said, sep="\n", file=sys.stderr)
+    if done.returncode:
+        raise SystemExit(f"protoc failed with exit code {done.returncode}")
 
 
 def generated_files(root: Path) -> set[Path]:

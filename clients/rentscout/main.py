@@ -29,11 +29,12 @@ import sys
 # rentscout.ops, client commands (health, export, cache, analyze) from rentscout.cli. Nothing imports
 # this module; it is the only one that sees both sides (docs/architecture.md).
 from rentscout.cli import commands as client_commands
+from rentscout.cli.usage import Parser
 from rentscout.ops import register as register_operator_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rentscout", description=__doc__,
+    parser = Parser(prog="rentscout", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register_operator_commands(sub)

@@ -18,6 +18,7 @@ import datetime as dt
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
@@ -220,24 +221,30 @@ def _render_explain(reply: Any, args: argparse.Namespace) -> None:
 
 
 def _render_slow(reply: Any, args: argparse.Namespace) -> None:
+    """Numbers in a table that fits 80 columns (never folded mid-number), each statement in full below it."""
     console = stdout_console()
     table = Table(title=f"slow queries (pg_stat_statements {reply.extension_version or '?'}, "
-                        f"by {args.order_by.replace('_', ' ')})")
-    for name in ("calls", "total ms", "mean ms", "max ms", "rows", "cache hit", "temp blks", "query"):
-        table.add_column(name, justify="left" if name == "query" else "right", overflow="fold")
-    for q in reply.queries:
-        table.add_row(f"{q.calls:,}", f"{q.total_time_ms:,.1f}", f"{q.mean_time_ms:,.2f}", f"{q.max_time_ms:,.1f}",
-                      f"{q.rows:,}", f"{q.cache_hit_ratio:.1%}", f"{q.temp_blks_read + q.temp_blks_written:,}",
-                      escape(" ".join(q.query.split())))
-    console.print(table)
+                        f"by {args.order_by.replace('_', ' ')})", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("#", "calls", "total ms", "mean ms", "max ms", "rows", "hit", "temp blks"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for n, q in enumerate(reply.queries, 1):
+        table.add_row(str(n), f"{q.calls:,}", f"{q.total_time_ms:,.0f}", f"{q.mean_time_ms:,.2f}",
+                      f"{q.max_time_ms:,.1f}", f"{q.rows:,}", f"{q.cache_hit_ratio:.1%}",
+                      f"{q.temp_blks_read + q.temp_blks_written:,}")
     if not reply.queries:
         console.print("no statement matches", style="dim")
+        return
+    console.print(table)
+    for n, q in enumerate(reply.queries, 1):
+        console.print(f"#{n} " + escape(" ".join(q.query.split())), soft_wrap=False, overflow="fold")
 
 
 def _render_indexes(reply: Any, args: argparse.Namespace) -> None:
     console = stdout_console()
     console.print(f"method: {reply.method or ('hypopg' if reply.hypopg_available else 'statistics heuristic')}",
                   style="dim", markup=False)
+    if not reply.suggestions:
+        console.print("no index worth creating", style="dim")
     table = Table(title="index suggestions")
     for name in ("table", "columns", "cost before -> after", "size", "validated", "reason", "statement"):
         table.add_column(name, overflow="fold")
@@ -246,9 +253,8 @@ def _render_indexes(reply: Any, args: argparse.Namespace) -> None:
         table.add_row(escape(s.table), escape(", ".join(s.columns)), cost, size_text(s.estimated_size_bytes),
                       "[green]hypopg[/]" if s.hypopg_validated else "heuristic", escape(s.reason),
                       escape(s.create_statement))
-    console.print(table)
-    if not reply.suggestions:
-        console.print("no index worth creating", style="dim")
+    if reply.suggestions:
+        console.print(table)
     if reply.index_issues:
         issues = Table(title="index hygiene")
         for name in ("issue", "index", "table", "size", "detail"):

@@ -51,8 +51,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("--type", dest="property_type", help="property type, e.g. apartment (default: all)")
     a.set_defaults(call=_price_stats)
 
-    actions.add_parser("cities", help="cities with their listing counts").set_defaults(call=_cities)
-    actions.add_parser("types", help="property types with their listing counts").set_defaults(call=_types)
+    actions.add_parser("cities", help="cities with their active-listing counts").set_defaults(call=_cities)
+    actions.add_parser("types", help="property types with their active-listing counts").set_defaults(call=_types)
 
     a = actions.add_parser("invalidate", help="drop cached entries (admin): by pattern, tags or a changed entity")
     which = a.add_mutually_exclusive_group(required=True)
@@ -123,7 +123,7 @@ def _render(args: argparse.Namespace, reply: Any) -> None:
     console = stdout_console()
     command = args.cache_command
     if command == "popular":
-        table = Table(title=f"most viewed in {args.city}")
+        table = Table(title=f"most viewed active listings in {args.city}")
         for name, justify in (("id", "right"), ("views", "right"), ("price", "right"), ("type", "left"),
                               ("rooms", "right"), ("m²", "right"), ("district", "left"), ("title", "left")):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -136,7 +136,7 @@ def _render(args: argparse.Namespace, reply: Any) -> None:
                       show_header=False)
         table.add_column("", style="bold")
         table.add_column("", justify="right")
-        table.add_row("listings", f"{reply.count:,}")
+        table.add_row("active listings", f"{reply.count:,}")
         for label, name in (("min", "min"), ("p25", "p25"), ("median", "median"), ("mean", "mean"), ("p75", "p75"),
                             ("max", "max"), ("mean per m²", "mean_price_per_sqm")):
             table.add_row(label, present(reply, name, _amount))  # absent (no listings, no areas): blank
@@ -171,9 +171,10 @@ def _area(value: float) -> str:
 
 
 def _counts(console: Any, title: str, label: str, rows: list[tuple[str, int]]) -> None:
-    table = Table(title=title)
+    """Active listings per name: the count says so (an export without --active-only also writes inactive ones)."""
+    table = Table(title=title, caption="active listings only (`rentscout export --active-only` writes these)")
     table.add_column(label)
-    table.add_column("listings", justify="right")
+    table.add_column("active listings", justify="right")
     for name, count in rows:
         table.add_row(name, f"{count:,}")
     console.print(table)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -29,6 +31,7 @@ from rentscout.wire.version import VERSION
 DEFAULT_TARGETS = {"export": "127.0.0.1:50051", "cache": "127.0.0.1:50052", "analyzer": "127.0.0.1:50053"}
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_AUTH, EXIT_DEADLINE, EXIT_PRECONDITION = 0, 1, 2, 3, 4, 5, 6
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader went away
 
 _EXIT_BY_CODE = {
@@ -137,8 +140,21 @@ def run(args: argparse.Namespace, work: Callable[[], Coroutine[Any, Any, int | N
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
-    except OSError as exc:
-        return fail(args, console, EXIT_FAILED, "IO", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), cid)
+    except OSError as exc:  # a local file: no server was involved, so no correlation id to quote
+        return fail(args, console, EXIT_FAILED, "IO", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), None,
+                    hint=io_hint(exc))
+
+
+def io_hint(exc: OSError) -> str | None:
+    """What to do about a local file error, for the two a newcomer meets: a missing directory, no permission."""
+    if not exc.filename:
+        return None
+    parent = Path(str(exc.filename)).parent
+    if exc.errno == errno.ENOENT and not parent.is_dir():
+        return f"the directory {parent} does not exist: create it (mkdir -p {parent}) or write elsewhere"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{exc.filename} cannot be written here: pick a path you can write to"
+    return None
 
 
 def hint_for(args: argparse.Namespace, exc: errors.RentScoutError) -> str | None:

@@ -39,11 +39,13 @@ from rich.text import Text
 
 from rentscout.cli import parquet
 from rentscout.cli.clientargs import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
     UsageError,
     add_client_flags,
     client_options,
     duration_text,
+    fail,
     run,
     size_text,
     stderr_console,
@@ -139,6 +141,7 @@ def main(args: argparse.Namespace) -> int:
         task = progress.add_task("export", total=None, bytes=0)
 
         def on_progress(state: DownloadProgress) -> None:
+            so_far.update(rows=state.rows, bytes=state.bytes)
             total = max(state.estimated_total_rows, state.rows) or None
             progress.update(task, completed=state.rows, total=total, bytes=state.bytes)
 
@@ -152,15 +155,43 @@ def main(args: argparse.Namespace) -> int:
             await _say_empty(args, console, options["token"])
         return EXIT_OK
 
-    return run(args, work, console)
+    so_far = {"rows": 0, "bytes": 0}
+    try:
+        return run(args, work, console)
+    except KeyboardInterrupt:  # asyncio.run cancelled the export (the .partial is gone, the bar stopped)
+        return _say_interrupted(args, console, so_far["rows"], so_far["bytes"])
+
+
+def _say_interrupted(args: argparse.Namespace, console: Any, rows: int, size: int) -> int:
+    """Ctrl-C: what was written, what was removed, and how to run it again; exit 130."""
+    got = f"after {rows:,} rows ({size_text(size)})"
+    if args.output == "-":
+        what = f"interrupted {got}: the data on stdout is incomplete"
+    elif args.split:
+        parts = sorted(str(p) for p in _split_base(args)[0].parent.glob(_split_base(args)[1] + ".part-*"))
+        what = (f"interrupted {got}: the {len(parts)} part file(s) written so far are incomplete "
+                f"({', '.join(parts[:3])}{', ...' if len(parts) > 3 else ''}); delete them before running again")
+    else:
+        final = Path(args.output)
+        state = "is unchanged" if final.exists() else "was not created"
+        what = f"interrupted {got}: removed the incomplete {final}.partial; {final} {state}"
+    hint = ("run the same command again: a new export starts from the first row (a broken stream is resumed "
+            "only within one run)")
+    return fail(args, console, EXIT_INTERRUPTED, "INTERRUPTED", what, None, hint=hint)
+
+
+def _split_base(args: argparse.Namespace) -> tuple[Path, str, str]:
+    """(output path, file stem, extension) of `--split` part files `<stem>.part-NNN<ext>`."""
+    out = Path(args.output)
+    default_ext = "." + formats.by_name(parquet.SERVER_FORMAT if args.format == parquet.NAME else args.format).extension
+    stem, ext = (out.name[: -len(out.suffix)], out.suffix) if out.suffix else (out.name, default_ext)
+    return out, stem, ext
 
 
 async def _download(client: ExportClient, request: Any, args: argparse.Namespace, on_progress: Any) -> DownloadResult:
     options = {"parallel": args.parallel, "progress": on_progress, "timeout": args.timeout}
     if args.split:
-        out = Path(args.output)
-        default_ext = "." + formats.by_name(args.format).extension
-        stem, ext = (out.name[: -len(out.suffix)], out.suffix) if out.suffix else (out.name, default_ext)
+        out, stem, ext = _split_base(args)
         return await client.download(request, split=lambda i: out.with_name(f"{stem}.part-{i:03d}{ext}"), **options)
     if args.output == "-":
         if args.format == parquet.NAME:
@@ -175,6 +206,12 @@ async def _download(client: ExportClient, request: Any, args: argparse.Namespace
             else:
                 result = await client.download(request, f, spool_dir=str(final.parent), **options)
         os.replace(partial, final)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        if exc.filename in (None, str(partial)):  # the temporary name is ours: the user knows their own path
+            raise OSError(exc.errno, exc.strerror or str(exc), str(final)) from exc
+        raise
     except BaseException:
         with contextlib.suppress(OSError):
             partial.unlink()
@@ -206,6 +243,7 @@ def _report(args: argparse.Namespace, result: DownloadResult, console: Any) -> N
     where = ", ".join(result.files) if result.files else "stdout"
     resumed = f", resumed {result.resumes}x" if result.resumes else ""
     parts = f", {result.partitions} partitions" if result.partitions > 1 else ""
-    console.print(f"exported {result.rows:,} rows ({size_text(result.bytes_written)}) in {duration_text(result.elapsed)} "
-                  f"({rate:,.0f} rows/s{parts}{resumed}) -> {where}", markup=False)
+    what = "active listings" if args.active_only else "rows (active and inactive listings)"
+    console.print(f"exported {result.rows:,} {what} ({size_text(result.bytes_written)}) in "
+                  f"{duration_text(result.elapsed)} ({rate:,.0f} rows/s{parts}{resumed}) -> {where}", markup=False)
 

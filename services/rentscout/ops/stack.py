@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
@@ -223,16 +223,21 @@ class Stack:
         if "RENTSCOUT_DATABASE_URL" not in self.env:
             self.say(f"starting a private PostgreSQL in {self.root / 'postgres'} ...")
             pg = PostgresInstance(self.root / "postgres")
-            stack.callback(pg.stop)
+            stack.callback(self._stop_instance, "PostgreSQL", pg.stop)
             pg.start()
             self.env["RENTSCOUT_DATABASE_URL"] = pg.dsn
             self.say(f"started private PostgreSQL: {pg.dsn}")
         if "RENTSCOUT_REDIS_URL" not in self.env:
             redis = RedisInstance(self.root / "redis")
-            stack.callback(redis.stop)
+            stack.callback(self._stop_instance, "Redis", redis.stop)
             redis.start()
             self.env["RENTSCOUT_REDIS_URL"] = redis.url
             self.say(f"started private Redis: {redis.url}")
+
+    def _stop_instance(self, name: str, stop: Callable[[], None]) -> None:
+        """Stop a private instance and say so (the stop lines name everything the stack started)."""
+        stop()
+        self.say(f"stopped private {name}")
 
     async def prepare_database(self) -> None:
         import asyncpg

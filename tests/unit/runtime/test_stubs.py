@@ -14,3 +14,4 @@ def test_generated_stubs_are_fresh() -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "up to date" in out.stdout
+    assert out.stderr == "" and len(out.stdout.splitlines()) == 1, out.stdout + out.stderr  # checking writes nothing, says one line
