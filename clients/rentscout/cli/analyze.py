@@ -224,8 +224,9 @@ def _render_slow(reply: Any, args: argparse.Namespace) -> None:
     """Numbers in a table that fits 80 columns (never folded mid-number), each statement in full below it."""
     console = stdout_console()
     table = Table(title=f"slow queries (pg_stat_statements {reply.extension_version or '?'}, "
-                        f"by {args.order_by.replace('_', ' ')})", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("#", "calls", "total ms", "mean ms", "max ms", "rows", "hit", "temp blks"):
+                        f"by {args.order_by.replace('_', ' ')})", box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption="hit: shared buffer cache hit ratio; temp: temporary blocks read and written")
+    for name in ("#", "calls", "total ms", "mean ms", "max ms", "rows", "hit", "temp"):
         table.add_column(name, justify="right", no_wrap=True)
     for n, q in enumerate(reply.queries, 1):
         table.add_row(str(n), f"{q.calls:,}", f"{q.total_time_ms:,.0f}", f"{q.mean_time_ms:,.2f}",
