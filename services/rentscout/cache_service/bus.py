@@ -52,8 +52,10 @@ class InvalidationBus:
         if connected != self.connected:
             self.connected = connected
             metrics.INVALIDATION_BUS_UP.set(1 if connected else 0)
-            _log.log(logging.INFO if connected else logging.WARNING, "invalidation channel %s",
-                     "subscribed: near cache on" if connected else "lost: near cache off until resubscribed",
+            lost = not connected and not self._stopped  # closed by our own shutdown: nothing for an operator to do
+            _log.log(logging.WARNING if lost else logging.INFO, "invalidation channel %s",
+                     "subscribed: near cache on" if connected else
+                     "lost: near cache off until resubscribed" if lost else "closed: the service is stopping",
                      extra={"fields": {**logs.ecs_event("database", "info" if connected else "error"),
                                        "cache.bus.up": connected}})
             self._on_state(connected)

@@ -50,3 +50,8 @@ def test_stack_demo_end_to_end(service_env: dict[str, str], tmp_path: Path) -> N
         ecs.register(tmp_path / "logs" / f"{name}.log")
         last = (tmp_path / "logs" / f"{name}.log").read_text().strip().splitlines()[-1]
         assert json.loads(last)["message"] == "stopped"  # each service shut down gracefully
+        # a graceful stop warns about nothing: there is nothing for an operator to act on
+        records = [json.loads(line) for line in (tmp_path / "logs" / f"{name}.log").read_text().splitlines()]
+        stopping = next(i for i, r in enumerate(records) if r["message"].startswith("shutting down"))
+        warned = [r["message"] for r in records[stopping:] if r["log.level"] in ("warning", "error")]
+        assert not warned, (name, warned)
