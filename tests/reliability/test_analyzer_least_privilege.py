@@ -23,6 +23,7 @@ from rentscout.analyzer.v1 import analyzer_pb2 as pb
 from rentscout.analyzer.v1 import analyzer_pb2_grpc
 from rentscout.analyzer_service.service import create
 from rentscout.devstack.instances import PostgresInstance
+from rentscout.runtime.server import ServiceHost
 
 pytestmark = pytest.mark.reliability
 
@@ -113,12 +114,31 @@ async def victim(database: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture(scope="module")
-async def stub(setup: asyncpg.Connection, service_env: dict[str, str]) -> AsyncIterator[analyzer_pb2_grpc.AnalyzerServiceStub]:
+async def analyzer(setup: asyncpg.Connection, service_env: dict[str, str]) -> AsyncIterator[ServiceHost]:
     """The analyzer with its default settings and the superuser DSN of the test database."""
     env = {**service_env, "RENTSCOUT_AUTH_TOKENS": f"{ADMIN}:admin"}
-    async with in_process([create], env, label="analyzer-lp") as host, \
-            grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+    async with in_process([create], env, label="analyzer-lp") as host:
+        yield host
+
+
+@pytest.fixture(scope="module")
+async def stub(analyzer: ServiceHost) -> AsyncIterator[analyzer_pb2_grpc.AnalyzerServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{analyzer.port}") as channel:
         yield analyzer_pb2_grpc.AnalyzerServiceStub(channel)
+
+
+async def hypothetical_indexes(host: ServiceHost, setup: asyncpg.Connection) -> list[int]:
+    """HypoPG's hypopg_list_indexes (a view over hypopg()) on every connection of the analyzer's pool: a
+    hypothetical index lives in one backend's memory (pg_class never shows it), so each one is asked."""
+    schema = await setup.fetchval("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'hypopg'")
+    assert schema, "HypoPG is not installed in the test database"
+    pool = host.resources.db.pool
+    conns = [await pool.acquire(timeout=10) for _ in range(pool.get_max_size())]  # every one, all at once
+    try:
+        return [await conn.fetchval(f"SELECT count(*) FROM {schema}.hypopg_list_indexes") for conn in conns]
+    finally:
+        for conn in conns:
+            await pool.release(conn)
 
 
 def _meta() -> list[tuple[str, str]]:
@@ -137,7 +157,10 @@ async def test_the_service_dsn_is_a_superuser(setup: asyncpg.Connection) -> None
 @pytest.mark.parametrize(("goal", "sql"), BATTERY)
 async def test_the_battery_reaches_nothing(stub: analyzer_pb2_grpc.AnalyzerServiceStub, setup: asyncpg.Connection,
                                            victim: asyncpg.Connection, pg_instance: PostgresInstance,
+                                           analyzer: ServiceHost, request: pytest.FixtureRequest,
                                            goal: str, sql: str) -> None:
+    if goal == "hypothetical index":
+        request.getfixturevalue("hypopg")  # without HypoPG the attempt fails for the wrong reason
     before = data_fingerprint(pg_instance)
     victim_pid = victim.get_server_pid()
     await setup.fetchval(MARKER)  # (again: a long suite may evict old entries)
@@ -153,6 +176,8 @@ async def test_the_battery_reaches_nothing(stub: analyzer_pb2_grpc.AnalyzerServi
     assert await setup.fetchval(MARKER_COUNT) >= 1
     assert await setup.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
     assert data_fingerprint(pg_instance) == before
+    if goal == "hypothetical index":
+        assert set(await hypothetical_indexes(analyzer, setup)) == {0}  # none left on any pooled connection
 
 
 async def test_privilege_alone_stops_what_the_catalog_check_would(setup: asyncpg.Connection,
@@ -182,7 +207,8 @@ async def test_privilege_alone_stops_what_the_catalog_check_would(setup: asyncpg
 
 
 async def test_hypopg_leaves_no_state_across_interleaved_requests(stub: analyzer_pb2_grpc.AnalyzerServiceStub,
-                                                                 setup: asyncpg.Connection, hypopg: bool) -> None:
+                                                                 setup: asyncpg.Connection, hypopg: bool,
+                                                                 analyzer: ServiceHost) -> None:
     """SuggestIndexes creates hypothetical indexes; no AnalyzeQuery on any pooled connection ever plans with one."""
     probe = "SELECT id FROM properties WHERE address = 'rs-none'"  # no index has address
     advice = pb.SuggestIndexesRequest(sql=probe)
@@ -202,6 +228,20 @@ async def test_hypopg_leaves_no_state_across_interleaved_requests(stub: analyzer
         for plan in results[1::2]:
             assert isinstance(plan, str) and "Index" not in plan and "btree" not in plan, plan
     assert validated == 50  # HypoPG really proposed an index every time, on its dedicated connection
+    assert set(await hypothetical_indexes(analyzer, setup)) == {0}  # and left none on any pooled connection
+    # the check can see one: a hypothetical index made on a pooled connection is counted
+    schema = await setup.fetchval("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'hypopg'")
+    async with analyzer.resources.db.pool.acquire() as conn:
+        await conn.fetch(f"SELECT * FROM {schema}.hypopg_create_index('CREATE INDEX ON properties (views)')")
+    try:
+        assert sum(await hypothetical_indexes(analyzer, setup)) == 1
+    finally:
+        pool = analyzer.resources.db.pool
+        conns = [await pool.acquire(timeout=10) for _ in range(pool.get_max_size())]
+        for conn in conns:
+            await conn.execute(f"SELECT {schema}.hypopg_reset()")
+            await pool.release(conn)
+    assert set(await hypothetical_indexes(analyzer, setup)) == {0}
 
 
 @pytest.mark.parametrize("sql", [
