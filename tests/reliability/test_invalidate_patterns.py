@@ -1,6 +1,7 @@
-"""Invalidate patterns: hostile globs cost bounded work (the server keeps answering health checks while
-one runs, and the result equals a reference matcher's), malformed globs are INVALID_ARGUMENT naming
-the problem. Real server process, real Redis, keys written by the test under a namespace of its own."""
+"""Invalidate patterns: hostile globs do not freeze the server (every health check sent while one runs is
+answered SERVING within its 5 s deadline) and delete exactly what a reference matcher selects; malformed
+globs are INVALID_ARGUMENT naming the problem. (How long a call takes is not asserted: no timing on a shared
+machine.) Real server process, real Redis, keys written by the test under a namespace of its own."""
 
 from __future__ import annotations
 
