@@ -99,9 +99,20 @@ def psql_exe() -> str:
 
 
 def run_psql(dsn: str, sql: str) -> float:
+    """Timed like the gRPC client (from a ready connection to the last byte): psql says `ready` on stderr once
+    connected (unbuffered, before the data), and the clock stops at the end of its output, not at its exit."""
+    proc = subprocess.Popen([psql_exe(), dsn, "-X", "-q", "-c", "\\warn ready", "-c", sql],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    if proc.stderr.readline().strip() != b"ready":
+        raise RuntimeError(f"psql did not connect: {proc.stderr.read().decode(errors='replace')}")
     started = time.perf_counter()
-    subprocess.run([psql_exe(), dsn, "-X", "-q", "-c", sql], stdout=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - started
+    while proc.stdout.read(1 << 20):
+        pass
+    elapsed = time.perf_counter() - started
+    if proc.wait():
+        raise RuntimeError(f"psql failed: {proc.stderr.read().decode(errors='replace')}")
+    return elapsed
 
 
 def run_client(target: str, fmt: str, expect_rows: int) -> float:
