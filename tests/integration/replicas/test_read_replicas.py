@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -16,6 +17,7 @@ from prometheus_client import REGISTRY
 
 from harness.cache_server import OwnRows, cache_server, settings, unique_city
 from harness.export_server import TEST_SETTINGS, collect, parse_csv, serve
+from harness.logcapture import capture_logs
 from harness.polling import eventually
 from harness.replication import replayed
 from harness.servers import in_process
@@ -52,6 +54,16 @@ async def paused(replica: PostgresInstance) -> AsyncIterator[None]:
         replica.resume_replay()
 
 
+async def table_ids(conn: asyncpg.Connection) -> set[int]:
+    """Every id of the shared table, as the node behind `conn` sees it now."""
+    return {r["id"] for r in await conn.fetch("SELECT id FROM properties")}
+
+
+def node_of_queries(records: list[dict[str, object]]) -> list[object]:
+    """The node (`db.node`) of each routed read logged in `records` (the read router logs every one)."""
+    return [r["db.node"] for r in records if r.get("message") == "database query" and "db.node" in r]
+
+
 def ids_of(data: bytes) -> list[int]:
     """The ids in CSV bytes of the `id` column (a header line, where there is one, is skipped)."""
     return [int(r[0]) for r in parse_csv(data) if r and r[0] and r[0].isdigit()]
@@ -65,13 +77,14 @@ async def test_export_streams_from_the_standby(service_env: dict[str, str], stan
         await replayed(primary, standby)
         async with paused(standby):
             await rows.add(unique_city("Replicagrad"), 1)  # on the primary only, while replay is paused
-            before = fallbacks("no_healthy_standby")
+            before = fallbacks("no_healthy_standby"), fallbacks("replay_behind")
             async with serve(env_with(service_env, standby), TEST_SETTINGS) as srv:
                 stream = await collect(srv.stub, Req(format=CSV, columns=["id"]))
-        exported = set(ids_of(stream.data))
-        assert rows.ids[0] not in exported  # the standby served it: it had not replayed the new row yet
-        assert len(exported) == await primary.fetchval("SELECT count(*) FROM properties") - 1
-        assert fallbacks("no_healthy_standby") == before
+            on_primary = await table_ids(primary)
+        exported = ids_of(stream.data)
+        assert rows.ids[0] in on_primary and rows.ids[0] not in exported  # the standby served it: not replayed yet
+        assert len(exported) == len(set(exported)) and set(exported) == on_primary - {rows.ids[0]}  # the rest, once
+        assert (fallbacks("no_healthy_standby"), fallbacks("replay_behind")) == before
     finally:
         await rows.delete_all()
         await primary.close()
@@ -81,18 +94,25 @@ async def test_plan_export_partitions_on_the_standby_cover_the_table_once(servic
                                                                           standby: PostgresInstance,
                                                                           database: str) -> None:
     primary = await asyncpg.connect(database)
+    rows = OwnRows(primary)
     try:
         await replayed(primary, standby)
-        total = await primary.fetchval("SELECT count(*) FROM properties")
-        async with serve(env_with(service_env, standby), TEST_SETTINGS) as srv:
-            plan = await srv.stub.PlanExport(export_pb2.PlanExportRequest(export=Req(format=CSV, columns=["id"]),
-                                                                          partitions=3))
-            seen: list[int] = []
-            for part in plan.partitions:
-                stream = await collect(srv.stub, Req(format=CSV, columns=["id"], resume_token=part.resume_token))
-                seen += ids_of(stream.data)
-        assert len(plan.partitions) == 3 and len(seen) == len(set(seen)) == total
+        async with paused(standby):  # a row only the primary has tells which node served the partitions
+            await rows.add(unique_city("Partitiongrad"), 1)
+            before = fallbacks("no_healthy_standby"), fallbacks("replay_behind")
+            async with serve(env_with(service_env, standby), TEST_SETTINGS) as srv:
+                plan = await srv.stub.PlanExport(export_pb2.PlanExportRequest(export=Req(format=CSV, columns=["id"]),
+                                                                              partitions=3))
+                seen: list[int] = []
+                for part in plan.partitions:
+                    stream = await collect(srv.stub, Req(format=CSV, columns=["id"], resume_token=part.resume_token))
+                    seen += ids_of(stream.data)
+            on_primary = await table_ids(primary)
+        assert len(plan.partitions) == 3 and len(seen) == len(set(seen))  # each row once
+        assert set(seen) == on_primary - {rows.ids[0]}  # every row the standby had, none it had not replayed
+        assert (fallbacks("no_healthy_standby"), fallbacks("replay_behind")) == before
     finally:
+        await rows.delete_all()
         await primary.close()
 
 
@@ -107,14 +127,18 @@ async def test_a_fill_after_an_invalidation_never_caches_what_a_paused_standby_s
         await replayed(primary, standby)
         async with cache_server(env_with(service_env, standby), settings(),
                                 database_replica_wait_ms=100) as srv:
-            first = await srv.stub.PriceStats(request)
+            with capture_logs(logging.DEBUG) as logs:
+                first = await srv.stub.PriceStats(request)
             assert first.count == 1 and first.max == 10_000
             assert srv.database_queries["price_stats"] == 1
+            assert node_of_queries(logs.records()) == [node_name(standby.dsn)]  # the first fill: the standby
             async with paused(standby):
                 behind = fallbacks("replay_behind")
                 await rows.add(city, 90_000)  # NOTIFY -> invalidation carrying the primary's position
-                fresh = await eventually(lambda: srv.stub.PriceStats(request), lambda r: r.count == 2)
+                with capture_logs(logging.DEBUG) as logs:
+                    fresh = await eventually(lambda: srv.stub.PriceStats(request), lambda r: r.count == 2)
                 assert fresh.max == 90_000  # read from the primary: the paused standby still has one row
+                assert node_of_queries(logs.records())[-1] == "primary"
                 assert fallbacks("replay_behind") > behind
                 again = await srv.stub.PriceStats(request)
                 assert again.cache.hit and again.count == 2  # what was cached is the fresh value
@@ -152,7 +176,7 @@ async def test_resume_tokens_stay_exact_when_the_stream_moves_between_nodes(serv
                                                           resume_token=head.chunks[-1].resume_token))
             assert fallbacks("replay_behind") > before
         ids = ids_of(head.data) + ids_of(tail.data)
-        assert len(ids) == len(set(ids)) == total and rows.ids[0] in ids
+        assert len(ids) == len(set(ids)) == total and set(ids) == await table_ids(primary)  # each row once
         # and the other way: begun on the standby (caught up), resumed on the primary
         await replayed(primary, standby)
         async with serve(env_with(service_env, standby), TEST_SETTINGS) as on_standby:
@@ -161,7 +185,7 @@ async def test_resume_tokens_stay_exact_when_the_stream_moves_between_nodes(serv
             tail = await collect(on_primary.stub, Req(format=CSV, columns=["id"], rows_per_chunk=500,
                                                       resume_token=head.chunks[-1].resume_token))
         ids = ids_of(head.data) + ids_of(tail.data)
-        assert len(ids) == len(set(ids)) == total
+        assert len(ids) == len(set(ids)) == total and set(ids) == await table_ids(primary)
     finally:
         await rows.delete_all()
         await primary.close()
@@ -172,26 +196,31 @@ async def test_a_killed_standby_degrades_reads_to_the_primary_and_they_fail_back
     primary = await asyncpg.connect(database)
     try:
         await replayed(primary, standby)
-        total = await primary.fetchval("SELECT count(*) FROM properties")
+        every = await table_ids(primary)
         async with serve(env_with(service_env, standby, RENTSCOUT_DB_CONNECT_TIMEOUT_SECONDS="1"),
                          TEST_SETTINGS) as srv:
             assert replica_up(standby) == 1
             standby.kill()
             try:
-                await eventually(lambda: asyncio.sleep(0, replica_up(standby)), lambda up: up == 0, timeout=20)
+                down = await eventually(lambda: asyncio.sleep(0, replica_up(standby)), lambda up: up == 0, timeout=20)
+                assert down == 0, "the killed standby is still reported up"
                 before = fallbacks("no_healthy_standby")
                 stream = await collect(srv.stub, Req(format=CSV, columns=["id"]))
-                assert len(ids_of(stream.data)) == total  # the primary served it, whole
+                ids = ids_of(stream.data)
+                assert len(ids) == len(set(ids)) and set(ids) == every  # the primary served it, whole
                 assert fallbacks("no_healthy_standby") > before
                 health = health_pb2_grpc.HealthStub(srv.channel)
                 reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING  # the primary is up
             finally:
                 standby.start()
-            await eventually(lambda: asyncio.sleep(0, replica_up(standby)), lambda up: up == 1, timeout=30)
-            before = fallbacks("no_healthy_standby")
+            back = await eventually(lambda: asyncio.sleep(0, replica_up(standby)), lambda up: up == 1, timeout=30)
+            assert back == 1, "the restarted standby is not used again"
+            before = fallbacks("no_healthy_standby"), fallbacks("replay_behind")
             stream = await collect(srv.stub, Req(format=CSV, columns=["id"]))
-            assert len(ids_of(stream.data)) == total and fallbacks("no_healthy_standby") == before
+            ids = ids_of(stream.data)
+            assert len(ids) == len(set(ids)) and set(ids) == every
+            assert (fallbacks("no_healthy_standby"), fallbacks("replay_behind")) == before  # the standby served it
     finally:
         await primary.close()
 
@@ -209,11 +238,18 @@ async def test_a_standby_lagging_beyond_the_limit_is_skipped(service_env: dict[s
                 await rows.add(unique_city("Slowtown"), 1)
                 await asyncio.sleep(1.0)
                 await rows.add(unique_city("Slowtown"), 2)  # received, not replayed: the lag grows
-                await eventually(lambda: asyncio.sleep(0, replica_up(standby)), lambda up: up == 0, timeout=20)
+                skipped = await eventually(lambda: asyncio.sleep(0, replica_up(standby)), lambda up: up == 0, timeout=20)
+                assert skipped == 0, "a standby lagging beyond the limit is still used"
                 stream = await collect(srv.stub, Req(format=CSV, columns=["id"]))
-                assert set(rows.ids) <= set(ids_of(stream.data))  # the primary served it
+                ids = ids_of(stream.data)
+                assert len(ids) == len(set(ids)) and set(ids) == await table_ids(primary)  # the primary served it
             await replayed(primary, standby)
-            await eventually(lambda: asyncio.sleep(0, replica_up(standby)), lambda up: up == 1, timeout=20)
+            recovered = await eventually(lambda: asyncio.sleep(0, replica_up(standby)), lambda up: up == 1, timeout=20)
+            assert recovered == 1, "the standby is not used again once it caught up"
+            before = fallbacks("no_healthy_standby"), fallbacks("replay_behind")
+            stream = await collect(srv.stub, Req(format=CSV, columns=["id"]))  # and it serves again, caught up
+            assert set(ids_of(stream.data)) == await table_ids(primary)
+            assert (fallbacks("no_healthy_standby"), fallbacks("replay_behind")) == before
     finally:
         await rows.delete_all()
         await primary.close()
