@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import cast
 
 # The composition root of the command line: operator commands (serve, db, stack) come from
 # rentscout.ops, client commands (health, export, cache, analyze) from rentscout.cli. Nothing imports
@@ -34,9 +35,10 @@ from rentscout.ops import register as register_operator_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="rentscout", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = Parser(prog="rentscout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # every subparser is a Parser too (argparse makes them of the parent's class): the commands see ArgumentParsers
+    sub = cast("argparse._SubParsersAction[argparse.ArgumentParser]",
+               parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     register_operator_commands(sub)
     client_commands.register(sub)
     return parser
