@@ -100,3 +100,8 @@ def test_every_panel_query_returns_data_after_traffic(scraped: Prometheus) -> No
     errors = next(expr for title, expr in queries if title == "RPC errors by method and code")
     assert {series["metric"]["grpc_code"] for series in results[errors]} == {"none"}
     assert all(float(series["value"][1]) == 0 for series in results[errors])
+    # a query type that only missed (PriceStats, Cities, PropertyTypes above) has a hit ratio too: 0
+    by_type = next(expr for title, expr in queries if title == "Cache hit ratio by query type")
+    ratios = {s["metric"].get("query_type"): float(s["value"][1]) for s in results[by_type] if "query_type" in s["metric"]}
+    missed = {s["metric"]["query_type"] for s in scraped.query("rentscout_cache_misses_total")}
+    assert missed <= set(ratios) and len(missed) >= 3, (missed, ratios)
