@@ -20,7 +20,8 @@ shows rows, rows/s and an ETA from the server's estimated row count.
 the others spool to temporary files next to it and are appended in order). With `--split` each
 partition goes to its own valid file `<name>.part-NNN.<ext>` (no spooling). A file output is
 written to `<name>.partial` and renamed when complete, so a failed export never leaves a file
-that looks whole.
+that looks whole. Ctrl-C stops an export (exit 130) saying how many rows it had, what it removed
+and how to run it again.
 """
 
 from __future__ import annotations

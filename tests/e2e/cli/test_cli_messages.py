@@ -71,6 +71,26 @@ def test_ctrl_c_mid_export_says_what_was_written_and_removed_and_how_to_retry(se
     assert not partial.exists() and not out.exists()
 
 
+def test_ctrl_c_mid_export_to_stdout_says_the_data_there_is_incomplete(server: ServerProcess) -> None:
+    cli = subprocess.Popen([sys.executable, "-m", "rentscout.main", "export", "--target", server.target,
+                            "--token", READER, "--format", "jsonl", "-o", "-"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+    assert cli.stdout is not None
+    try:
+        assert len(cli.stdout.read(65536)) == 65536  # rows are flowing; now the pipe fills and the export waits
+        cli.send_signal(signal.SIGINT)
+        stdout, stderr_bytes = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    stderr = stderr_bytes.decode()
+    assert cli.returncode == 130, stderr
+    assert re.search(r"^error: INTERRUPTED: interrupted after [\d,]+ rows \([^)]+\): the data on stdout is "
+                     r"incomplete$", stderr, re.M), stderr
+    assert "hint: run the same command again" in stderr and "correlation id" not in stderr
+    assert len(stdout.splitlines()) < 20_000  # it was cut short indeed
+
+
 def test_a_missing_directory_names_the_users_path_without_a_correlation_id(tmp_path: Path) -> None:
     target = tmp_path / "no" / "such" / "dir" / "out.csv"
     out = rentscout("export", "--target", f"127.0.0.1:{free_port()}", "--format", "csv", "-o", str(target))
