@@ -49,7 +49,7 @@ async def test_every_notice_is_logged_with_its_migration(scratch: str, caplog: p
     with caplog.at_level(logging.INFO, logger="rentscout.db.migrate"):
         assert await migrate(scratch, FAST, [notice]) == ["9001_notice.sql"]
     (line,) = [r for r in caplog.records if "deploy-probe 42" in r.getMessage()]
-    assert "9001_notice.sql" in line.getMessage() and line.levelno == logging.WARNING
+    assert "9001_notice.sql" in line.getMessage() and line.levelno == logging.INFO
 
 
 async def test_ddl_behind_a_long_transaction_gives_up_instead_of_queueing_readers(scratch: str) -> None:

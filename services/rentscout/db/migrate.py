@@ -65,7 +65,7 @@ def required_version() -> str:
 
 
 class _Notices:
-    """Logs every NOTICE/WARNING the server sends, naming the migration that raised it."""
+    """Logs every NOTICE (info) and WARNING the server sends, naming the migration that raised it."""
 
     def __init__(self) -> None:
         self.current = "the migrator"
@@ -73,8 +73,9 @@ class _Notices:
     def __call__(self, _conn: object, message: Any) -> None:
         severity = str(getattr(message, "severity", "NOTICE"))
         sqlstate = str(getattr(message, "sqlstate", "") or "")
-        _log.warning("PostgreSQL %s during %s: %s", severity, self.current, message.message,
-                     extra={"fields": {"event.action": "migration_notice", "error.code": sqlstate}})
+        level = logging.WARNING if severity in ("WARNING", "ERROR") else logging.INFO
+        _log.log(level, "PostgreSQL %s during %s: %s", severity, self.current, message.message,
+                 extra={"fields": {"event.action": "migration_notice", "error.code": sqlstate}})
 
 
 async def _bounded(what: str, attempt: Callable[[], Awaitable[T]], s: MigrateSettings) -> T:
