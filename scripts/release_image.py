@@ -1,7 +1,8 @@
 """Pin the image a release runs in one overlay: `python scripts/release_image.py prod 0.2.0 sha256:<digest>`.
 
 Rewrites the `newTag`/`digest` of the overlay's `images:` entry for the data-plane image in place (comments
-and layout kept), the step `kustomize edit set image` would do where kustomize itself is not installed.
+and layout kept; an overlay without one, such as read-replicas, which inherits prod's, gets its own), the step
+`kustomize edit set image` would do where kustomize itself is not installed.
 """
 
 from __future__ import annotations
@@ -26,8 +27,12 @@ def pin(kustomization: Path, tag: str, digest: str | None) -> None:
         raise SystemExit(f"not a sha256 digest: {digest!r}")
     text = kustomization.read_text()
     match = _ENTRY.search(text)
-    if match is None:
-        raise SystemExit(f"{kustomization}: no `images:` entry named {IMAGE}")
+    if match is None:  # an overlay that inherits its base's pin (read-replicas): give it its own
+        if re.search(r"^images:", text, re.M):
+            raise SystemExit(f"{kustomization}: its `images:` has no entry named {IMAGE}")
+        text = text.rstrip("\n") + f"\n\nimages:\n  - name: {IMAGE}\n"
+        match = _ENTRY.search(text)
+        assert match is not None
     keep = [line for line in match["body"].splitlines(True)
             if not re.match(r"^    (newTag|digest):", line)]
     body = "".join(keep) + f"    newTag: {tag}\n" + (f"    digest: {digest}\n" if digest else "")
