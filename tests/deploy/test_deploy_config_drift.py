@@ -167,3 +167,15 @@ def test_each_service_container_loads_its_settings(overlay: str) -> None:
                 pytest.fail(f"{deployment['metadata']['name']}/{container['name']}: {exc}")
     # the three services' containers were checked (a rename of the ConfigMap ref must not skip them all)
     assert len(seen) >= 3, seen
+
+
+def test_every_documented_setting_is_a_declared_one() -> None:
+    """A `RENTSCOUT_*` name in the docs is a setting some service reads (or a client's variable): a renamed or
+    removed setting cannot linger in a runbook."""
+    from rentscout.wire.metadata import CLIENT_ENV_VARS
+
+    docs = [ROOT / "README.md", ROOT / "k8s" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    unknown = {f"{path.relative_to(ROOT)}: {var}" for path in docs
+               for var in set(RENTSCOUT_VAR.findall(path.read_text())) - set(DECLARED) - set(CLIENT_ENV_VARS)}
+    assert not unknown, sorted(unknown)
+    assert "RENTSCOUT_MIGRATE_DATABASE_URL" in (ROOT / "docs" / "operations.md").read_text()

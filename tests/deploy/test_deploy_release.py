@@ -113,7 +113,8 @@ def test_the_migration_is_its_own_step_before_the_deployments(overlay: str) -> N
     assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "Sync"
     assert job["metadata"]["annotations"]["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
     for obj in objects:
-        if obj["kind"] in ("ConfigMap", "NetworkPolicy", "Certificate"):
+        if obj["kind"] in ("ConfigMap", "Secret", "NetworkPolicy", "Certificate") or (
+                obj["kind"] in ("Deployment", "Service") and not obj["metadata"]["name"].startswith("rentscout-")):
             assert wave(obj) < wave(job), f"{obj['kind']}/{obj['metadata']['name']}"
         elif obj["kind"] == "Deployment" and obj["metadata"]["name"].startswith("rentscout-"):
             assert wave(obj) > wave(job), obj["metadata"]["name"]
