@@ -40,7 +40,7 @@ class DependencyMonitor:
         db_ok = await self._resources.db.ping(timeout)
         schema_ok = db_ok and await schema_gate.ready(self._resources.db, timeout)  # schema before traffic
         states = {"postgresql": db_ok}
-        if any(needs for _, needs in self._services) or getattr(self._resources, "redis_in_use", False):
+        if any(needs for _, needs in self._services):
             states["redis"] = await redis_client.ping(self._resources.redis, timeout)
         for dep, ok in states.items():
             metrics.DEPENDENCY_UP.labels(dep).set(1 if ok else 0)

@@ -26,11 +26,6 @@ class Resources:
         self._redis_created = True
         return create_redis(self.settings)
 
-    @property
-    def redis_in_use(self) -> bool:
-        """A service of this process uses Redis: its health is probed (rentscout_dependency_up), readiness or not."""
-        return self._redis_created
-
     async def start(self) -> None:
         await self.db.start()
         await self.reads.start()
