@@ -310,7 +310,8 @@ def test_network_policies_admit_named_callers_and_monitoring_only(overlay: str) 
     pods = {name: _pod(d["spec"]["template"]["metadata"]["labels"], ns) for name, d in service_deployments(objects).items()}
     outsider = _pod({"app": "billing"}, "billing")
     named_client = _pod({"app": "listings-api"}, "rentscout-clients")  # a namespace the policies name
-    analyzer_client = _pod({"app": "dba-console", "rentscout.io/analyzer-client": "true"}, "ops")
+    analyzer_client = _pod({"app": "dba-console", "rentscout.io/analyzer-client": "true"}, "rentscout-ops")
+    unnamed_analyzer_client = _pod({"app": "dba-console", "rentscout.io/analyzer-client": "true"}, "billing")
     in_ns_client = _pod({"rentscout.io/client": "true"}, ns)
     in_ns_other = _pod({"app": "debug"}, ns)
     in_ns_analyzer_client = _pod({"rentscout.io/client": "true", "rentscout.io/analyzer-client": "true"}, ns)
@@ -322,6 +323,8 @@ def test_network_policies_admit_named_callers_and_monitoring_only(overlay: str) 
     assert not allowed(policies, in_ns_client, analyzer, port)
     assert not allowed(policies, pods["export"], analyzer, port)
     assert allowed(policies, analyzer_client, analyzer, port)
+    assert not allowed(policies, unnamed_analyzer_client, analyzer, port), "the label alone, from any namespace"
+    assert not allowed(policies, _pod({"app": "x"}, "rentscout-ops"), analyzer, port), "a named namespace alone"
     assert allowed(policies, in_ns_analyzer_client, analyzer, port)
     assert not allowed(policies, analyzer_client, analyzer, 5432)  # only the gRPC and metrics ports
     for name in ("export", "cache-query"):
@@ -378,7 +381,7 @@ def test_network_policy_evaluator_sees_a_missing_rule() -> None:
     objects = render("overlays/prod")
     policies = [p for p in by_kind(objects, "NetworkPolicy").values() if p["metadata"]["name"] != "rentscout-analyzer-ingress"]
     analyzer = _pod(service_deployments(objects)["analyzer"]["spec"]["template"]["metadata"]["labels"], "rentscout")
-    client = _pod({"rentscout.io/analyzer-client": "true"}, "ops")
+    client = _pod({"rentscout.io/analyzer-client": "true"}, "rentscout-ops")
     assert not allowed(policies, client, analyzer, SERVICES["analyzer"].port)
 
 
