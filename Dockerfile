@@ -18,7 +18,8 @@ WORKDIR /src
 # The project merges core/, services/, clients/ and gen/ into the one `rentscout` namespace (hatchling,
 # see [tool.hatch.build.targets.wheel] in pyproject.toml). What it installs is exactly uv.lock: uv at the
 # version and hashes the lock names, then `uv sync --frozen` of the `server` extra (no dev tools), the
-# project itself as a wheel, not editable. Every dependency ships manylinux wheels: no compiler.
+# project itself as a wheel, not editable. Every dependency ships manylinux wheels: no compiler. The server
+# extra includes the OTLP/gRPC span exporter: traces leave a pod only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
 COPY pyproject.toml uv.lock ./
 COPY scripts/lock_pin.py scripts/
 COPY core/ core/
@@ -28,7 +29,7 @@ COPY gen/ gen/
 RUN python scripts/lock_pin.py uv > /tmp/uv.txt \
  && python -m pip install --require-hashes --no-deps -r /tmp/uv.txt \
  && UV_PROJECT_ENVIRONMENT=/opt/rentscout python -m uv sync --frozen --no-editable --extra server \
- && /opt/rentscout/bin/python -c "import rentscout.main, rentscout.export.v1.export_pb2, rentscout.runtime.server, pyarrow.csv"
+ && /opt/rentscout/bin/python -c "import rentscout.main, rentscout.export.v1.export_pb2, rentscout.runtime.server, pyarrow.csv, opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG UID=10001

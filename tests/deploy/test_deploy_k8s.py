@@ -3,16 +3,20 @@ needs: gRPC probes, limits, hardened pods, graceful shutdown, Services, HPA, PDB
 
 from __future__ import annotations
 
+import base64
 import copy
+import ipaddress
 import re
 import subprocess
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
 from harness.manifests import (
+    CRD_SCHEMAS,
     KUBERNETES_VERSION,
     OVERLAYS,
     ROOT,
@@ -46,6 +50,16 @@ def service_deployments(objects: list[Obj]) -> dict[str, Obj]:
     return {name: deployments[f"rentscout-{name}"] for name in SERVICES}
 
 
+def probe_target(probe: Obj) -> tuple[int, str]:
+    """(port, health service) a native gRPC probe or an exec of `python -m rentscout.runtime.probe` checks."""
+    if "grpc" in probe:
+        return probe["grpc"]["port"], probe["grpc"].get("service", "")
+    command = probe["exec"]["command"]
+    assert command[:3] == ["python", "-m", "rentscout.runtime.probe"], command
+    options = dict(zip(command[3::2], command[4::2], strict=True))
+    return int(options["--port"]), options.get("--service", "")
+
+
 def only_container(deployment: Obj) -> Obj:
     containers = pod_spec(deployment)["containers"]
     assert len(containers) == 1
@@ -69,8 +83,11 @@ def test_renders_and_validates_against_kubernetes_schemas(target: str) -> None:
     failures = []
     for obj in objects:
         try:
-            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as exc:
+            if obj["apiVersion"] in CRD_SCHEMAS:  # cert-manager: not in the Kubernetes schemas
+                jsonschema.validate(obj, CRD_SCHEMAS[obj["apiVersion"]][obj["kind"]])
+            else:
+                kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as exc:
             failures.append(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message} at {list(exc.path)}")
     assert not failures, "\n".join(failures)
 
@@ -106,8 +123,10 @@ def test_every_deployment_has_probes_limits_and_a_hardened_security_context(over
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 assert probe in container, f"{where}: no {probe}"
             resources = container.get("resources", {})
-            for kind in ("requests", "limits"):
-                assert {"cpu", "memory"} <= set(resources.get(kind, {})), f"{where}: {kind} need cpu and memory"
+            assert {"cpu", "memory"} <= set(resources.get("requests", {})), f"{where}: requests need cpu and memory"
+            assert "memory" in resources.get("limits", {}), f"{where}: a memory limit"
+            # cache-query is the latency path: CFS throttling of a CPU limit would show as p99 spikes
+            assert ("cpu" in resources["limits"]) == (name != "rentscout-cache-query"), f"{where}: CPU limit"
             sc = container.get("securityContext", {})
             assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, where
             assert sc.get("readOnlyRootFilesystem") is True, where
@@ -133,11 +152,12 @@ def test_service_deployments_probe_grpc_health_and_shut_down_gracefully(overlay:
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert ports == {"grpc": entry.port, "metrics": entry.metrics_port}
         ready, live, start = container["readinessProbe"], container["livenessProbe"], container["startupProbe"]
+        # plaintext: native gRPC probes; TLS (prod): the TLS probe in the container, as kubelet cannot speak TLS
+        kind = "exec" if env.get("RENTSCOUT_TLS_CERT_FILE") else "grpc"
         for probe in (ready, live, start):
-            assert set(probe) & {"grpc", "exec", "httpGet", "tcpSocket"} == {"grpc"}, f"{name}: native gRPC probes"
-            assert probe["grpc"]["port"] == entry.port
-        assert ready["grpc"]["service"] == PROTO_SERVICES[name]  # follows PostgreSQL (and Redis)
-        assert live["grpc"].get("service", "") == "" and start["grpc"].get("service", "") == ""
+            assert set(probe) & {"grpc", "exec", "httpGet", "tcpSocket"} == {kind}, f"{name}: {kind} probes"
+        assert [probe_target(p) for p in (ready, live, start)] == [
+            (entry.port, PROTO_SERVICES[name]), (entry.port, ""), (entry.port, "")]  # readiness: the service entry
         # preStop pause, then SIGTERM; the pod must outlive the server's own grace period.
         pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
         grace = float(env.get("RENTSCOUT_SHUTDOWN_GRACE_SECONDS") or RuntimeSettings().shutdown_grace_seconds)
@@ -147,15 +167,16 @@ def test_service_deployments_probe_grpc_health_and_shut_down_gracefully(overlay:
         assert annotations["prometheus.io/port"] == str(entry.metrics_port)
         assert annotations["prometheus.io/path"] == "/metrics"
         assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
-        assert re.match(r"^[\w./-]+[:@][\w.:-]+$", container["image"]) and container["image"] != "rentscout-dataplane"
+        assert re.fullmatch(r"[\w./-]+(:[\w.-]+)?(@sha256:[0-9a-f]{64})?", container["image"]) and re.search(
+            r"[:@]", container["image"]), container["image"]  # a tag or a digest, never an implicit :latest
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert labels_match(deployment["spec"]["selector"], pod_labels)
         spread = pod_spec(deployment)["topologySpreadConstraints"]
         assert {c["topologyKey"] for c in spread} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
         assert all(labels_match(c["labelSelector"], pod_labels) for c in spread)
         refs = {e.get("configMapRef", {}).get("name") or e.get("secretRef", {}).get("name") for e in container["envFrom"]}
-        config_maps = set(by_kind(objects, "ConfigMap"))
-        assert "rentscout-secrets" in refs and refs - {"rentscout-secrets"} <= config_maps
+        config_maps, secrets = set(by_kind(objects, "ConfigMap")), set(by_kind(objects, "Secret")) | {"rentscout-secrets"}
+        assert refs & secrets and refs <= config_maps | secrets
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -212,10 +233,19 @@ def test_everything_lands_in_the_overlay_namespace(overlay: str) -> None:
             assert obj["metadata"]["namespace"] == NAMESPACES[overlay], f"{obj['kind']}/{obj['metadata']['name']}"
 
 
-def test_secrets_are_placeholders_in_dev_and_absent_from_prod() -> None:
-    dev = by_kind(render("overlays/dev"), "Secret")
-    assert set(dev) == {"rentscout-secrets"}
-    assert dev["rentscout-secrets"]["metadata"]["annotations"]["rentscout.io/template"] == "true"
+def test_secrets_are_generated_in_dev_and_absent_from_prod() -> None:
+    """Dev generates its Secret (random tokens, no placeholder) under a hash-suffixed name every pod refers to,
+    so new values roll the pods; prod renders none (created out of band, never overwritten by an apply)."""
+    dev_objects = render("overlays/dev")
+    (name,) = by_kind(dev_objects, "Secret")
+    assert re.fullmatch(r"rentscout-secrets-[a-z0-9]{10}", name)
+    values = {k: base64.b64decode(v).decode() for k, v in by_kind(dev_objects, "Secret")[name]["data"].items()}
+    assert "CHANGE_ME" not in "".join(values.values())
+    assert len(values["RENTSCOUT_EXPORT_TOKEN_SECRET"]) >= 32
+    assert all(len(pair.split(":")[0]) >= 24 for pair in values["RENTSCOUT_AUTH_TOKENS"].split(","))
+    for workload in [*service_deployments(dev_objects).values(), by_kind(dev_objects, "Job")["rentscout-migrate"]]:
+        refs = {e["secretRef"]["name"] for e in only_container(workload)["envFrom"] if "secretRef" in e}
+        assert name in refs and "rentscout-secrets" not in refs, workload["metadata"]["name"]
     prod_text = render_text("overlays/prod")
     assert not by_kind(render("overlays/prod"), "Secret")
     assert "CHANGE_ME" not in prod_text
@@ -228,9 +258,18 @@ def _pod(labels: dict[str, str], namespace: str) -> Obj:
     return {"labels": labels, "namespace": namespace, "namespace_labels": {"kubernetes.io/metadata.name": namespace}}
 
 
+def _address(ip: str) -> Obj:
+    """An endpoint outside the cluster (a managed database): only ipBlock peers (or no peers) match it."""
+    return {"ip": ip, "labels": {}, "namespace": None, "namespace_labels": {}}
+
+
 def _peer_matches(peer: Obj, other: Obj, policy_namespace: str) -> bool:
-    if "ipBlock" in peer:
-        return False  # pods are addressed by labels here
+    if "ipBlock" in peer or "ip" in other:
+        if "ipBlock" not in peer or "ip" not in other:
+            return False
+        ip, block = ipaddress.ip_address(other["ip"]), peer["ipBlock"]
+        return ip in ipaddress.ip_network(block["cidr"]) and not any(
+            ip in ipaddress.ip_network(e) for e in block.get("except", []))
     ns_sel, pod_sel = peer.get("namespaceSelector"), peer.get("podSelector")
     if ns_sel is None and other["namespace"] != policy_namespace:
         return False
@@ -264,30 +303,47 @@ def allowed(policies: list[Obj], src: Obj, dst: Obj, port: int, protocol: str = 
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_network_policies_only_let_labelled_callers_reach_the_analyzer(overlay: str) -> None:
+def test_network_policies_admit_named_callers_and_monitoring_only(overlay: str) -> None:
     objects = render(f"overlays/{overlay}")
     policies = list(by_kind(objects, "NetworkPolicy").values())
     ns = NAMESPACES[overlay]
     pods = {name: _pod(d["spec"]["template"]["metadata"]["labels"], ns) for name, d in service_deployments(objects).items()}
     outsider = _pod({"app": "billing"}, "billing")
-    analyzer_client = _pod({"app": "dba-console", "rentscout.io/analyzer-client": "true"}, "ops")
+    named_client = _pod({"app": "listings-api"}, "rentscout-clients")  # a namespace the policies name
+    analyzer_client = _pod({"app": "dba-console", "rentscout.io/analyzer-client": "true"}, "rentscout-ops")
+    unnamed_analyzer_client = _pod({"app": "dba-console", "rentscout.io/analyzer-client": "true"}, "billing")
     in_ns_client = _pod({"rentscout.io/client": "true"}, ns)
+    in_ns_other = _pod({"app": "debug"}, ns)
     in_ns_analyzer_client = _pod({"rentscout.io/client": "true", "rentscout.io/analyzer-client": "true"}, ns)
     prometheus = _pod({"app.kubernetes.io/name": "prometheus"}, "monitoring")
+    rogue_scraper = _pod({"app.kubernetes.io/name": "prometheus"}, "billing")
 
     analyzer, port = pods["analyzer"], SERVICES["analyzer"].port
     assert not allowed(policies, outsider, analyzer, port)
     assert not allowed(policies, in_ns_client, analyzer, port)
     assert not allowed(policies, pods["export"], analyzer, port)
     assert allowed(policies, analyzer_client, analyzer, port)
+    assert not allowed(policies, unnamed_analyzer_client, analyzer, port), "the label alone, from any namespace"
+    assert not allowed(policies, _pod({"app": "x"}, "rentscout-ops"), analyzer, port), "a named namespace alone"
     assert allowed(policies, in_ns_analyzer_client, analyzer, port)
     assert not allowed(policies, analyzer_client, analyzer, 5432)  # only the gRPC and metrics ports
     for name in ("export", "cache-query"):
-        assert allowed(policies, outsider, pods[name], SERVICES[name].port)
-        assert allowed(policies, in_ns_client, pods[name], SERVICES[name].port)
+        grpc_port = SERVICES[name].port
+        assert allowed(policies, named_client, pods[name], grpc_port), name
+        assert allowed(policies, in_ns_client, pods[name], grpc_port), name
+        assert not allowed(policies, outsider, pods[name], grpc_port), f"{name}: gRPC only from named namespaces"
+        assert not allowed(policies, in_ns_other, pods[name], grpc_port), f"{name}: in-namespace callers opt in"
+        assert not allowed(policies, prometheus, pods[name], grpc_port), name
     for name, pod in pods.items():
         assert allowed(policies, prometheus, pod, SERVICES[name].metrics_port)
+        assert not allowed(policies, rogue_scraper, pod, SERVICES[name].metrics_port), f"{name}: metrics: monitoring only"
+        assert not allowed(policies, named_client, pod, SERVICES[name].metrics_port), name
         assert not allowed(policies, pod, outsider, 443), f"{name}: egress is closed by default"
+        assert not allowed(policies, pod, _address("203.0.113.7"), 443), name
+
+
+# prod's managed datastores (the CIDRs set in overlays/prod/kustomization.yaml)
+PROD_POSTGRES, PROD_REDIS = _address("10.20.0.10"), _address("10.20.1.10")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -296,16 +352,26 @@ def test_network_policies_allow_dns_and_the_datastores(overlay: str) -> None:
     policies = list(by_kind(objects, "NetworkPolicy").values())
     ns = NAMESPACES[overlay]
     kube_dns = _pod({"k8s-app": "kube-dns"}, "kube-system")
+    collector = _pod({"app.kubernetes.io/name": "otel-collector"}, "observability")
     pods = {name: _pod(d["spec"]["template"]["metadata"]["labels"], ns) for name, d in service_deployments(objects).items()}
     pods["migrate"] = _pod(by_kind(objects, "Job")["rentscout-migrate"]["spec"]["template"]["metadata"]["labels"], ns)
-    # dev runs its own PostgreSQL and Redis in the namespace; prod reaches managed ones elsewhere.
-    data_ns = ns if overlay == "dev" else "managed-datastores"
-    database = _pod({"app.kubernetes.io/name": "postgres", "app.kubernetes.io/component": "database"}, data_ns)
-    cache = _pod({"app.kubernetes.io/name": "redis", "app.kubernetes.io/component": "cache"}, data_ns)
+    if overlay == "dev":  # its own PostgreSQL and Redis in the namespace
+        database = _pod({"app.kubernetes.io/name": "postgres", "app.kubernetes.io/component": "database"}, ns)
+        cache = _pod({"app.kubernetes.io/name": "redis", "app.kubernetes.io/component": "cache"}, ns)
+    else:  # managed ones, reached by address, and nothing else
+        database, cache = PROD_POSTGRES, PROD_REDIS
+        for name, pod in pods.items():
+            assert not allowed(policies, pod, _address("192.0.2.10"), 5432), f"{name}: PostgreSQL outside its CIDR"
+            assert not allowed(policies, pod, database, 6380), f"{name}: Redis ports only to Redis"
+            assert not allowed(policies, pod, cache, 5432), f"{name}: PostgreSQL port only to PostgreSQL"
     for name, pod in pods.items():
         assert allowed(policies, pod, kube_dns, 53, "UDP") and allowed(policies, pod, kube_dns, 53, "TCP"), name
         assert allowed(policies, pod, database, 5432), name
-    assert allowed(policies, pods["cache-query"], cache, 6379)
+    for port in ((6379,) if overlay == "dev" else (6379, 6380)):  # 6380: TLS on managed Redis
+        assert allowed(policies, pods["cache-query"], cache, port), port
+    for name in SERVICES:
+        assert allowed(policies, pods[name], collector, 4317), f"{name}: OTLP to the collector"
+        assert not allowed(policies, pods[name], _pod({}, "billing"), 4317), name
     if overlay == "dev":  # the in-cluster datastores accept only RentScout pods
         assert not allowed(policies, _pod({"app": "x", "rentscout.io/client": "true"}, ns), database, 5432)
 
@@ -315,7 +381,7 @@ def test_network_policy_evaluator_sees_a_missing_rule() -> None:
     objects = render("overlays/prod")
     policies = [p for p in by_kind(objects, "NetworkPolicy").values() if p["metadata"]["name"] != "rentscout-analyzer-ingress"]
     analyzer = _pod(service_deployments(objects)["analyzer"]["spec"]["template"]["metadata"]["labels"], "rentscout")
-    client = _pod({"rentscout.io/analyzer-client": "true"}, "ops")
+    client = _pod({"rentscout.io/analyzer-client": "true"}, "rentscout-ops")
     assert not allowed(policies, client, analyzer, SERVICES["analyzer"].port)
 
 

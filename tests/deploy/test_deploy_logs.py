@@ -165,3 +165,70 @@ def test_conflict_check_catches_a_value_that_is_also_a_parent() -> None:
     assert conflicts(["dependency", "dependency.up", "db.rows", "db.statement.fingerprint"]) == [
         ("dependency", "dependency.up")]
     assert conflicts(["log.level", "log.file.path", "dbx", "db.rows"]) == []
+
+
+# -- Kubernetes log shipping (deploy/kustomization.yaml: Filebeat DaemonSet, ILM retention) ------------------
+
+FILEBEAT_K8S = yaml.safe_load((ROOT / "deploy" / "filebeat" / "filebeat-kubernetes.yml").read_text())
+TEMPLATE = json.loads((ROOT / "deploy" / "elasticsearch" / "index-template.json").read_text())
+ILM = json.loads((ROOT / "deploy" / "elasticsearch" / "ilm-policy.json").read_text())
+
+
+def _logging_objects() -> list[dict]:
+    from harness.manifests import kustomize
+
+    return [d for d in yaml.safe_load_all(kustomize(ROOT / "deploy")) if d]
+
+
+def test_kubernetes_filebeat_ships_rentscout_pods_with_the_compose_parsers() -> None:
+    provider = FILEBEAT_K8S["filebeat.autodiscover"]["providers"][0]
+    assert provider["type"] == "kubernetes" and provider["node"] == "${NODE_NAME}"
+    (template,) = provider["templates"]
+    assert template["condition"] == {"equals": {"kubernetes.labels.app_kubernetes_io/part-of": "rentscout"}}
+    (config,) = template["config"]
+    assert config["paths"] == ["/var/log/containers/*${data.kubernetes.container.id}.log"]
+    compose_parsers = template_config()["parsers"]
+    assert config["parsers"][1] == compose_parsers[1]  # the same ndjson decoding into the event root
+    assert config["parsers"][0]["container"]["format"] == "auto"  # CRI or docker, whatever the nodes run
+    for key in ("setup.template.name", "setup.template.json.name", "setup.template.json.data_stream", "setup.ilm.enabled"):
+        assert FILEBEAT_K8S[key] == FILEBEAT[key], key
+    assert FILEBEAT_K8S["output.elasticsearch"]["index"] == FILEBEAT["output.elasticsearch"]["index"]
+
+
+def test_the_data_stream_keeps_logs_for_a_bounded_time() -> None:
+    policy_name = TEMPLATE["template"]["settings"]["index"]["lifecycle"]["name"]
+    phases = ILM["policy"]["phases"]
+    assert phases["hot"]["actions"]["rollover"] and "delete" in phases["delete"]["actions"]
+    assert re.fullmatch(r"\d+d", phases["delete"]["min_age"])
+    objects = _logging_objects()
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    script = " ".join(job["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert f"/_ilm/policy/{policy_name}" in script and "rentscout-ilm-policy.json" in script
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["elasticsearch-setup"]
+    assert f"/_ilm/policy/{policy_name}" in " ".join(compose["command"])
+
+
+def test_the_daemonset_validates_reads_logs_read_only_and_has_read_only_rbac() -> None:
+    import kubernetes_validate
+
+    from harness.manifests import KUBERNETES_VERSION
+
+    objects = _logging_objects()
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    kinds = {o["kind"]: o for o in objects}
+    daemonset = kinds["DaemonSet"]
+    assert daemonset["metadata"]["namespace"] == "logging"
+    pod = daemonset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    for path in ("/var/log/containers", "/var/log/pods"):
+        assert mounts[path]["readOnly"] is True
+    config = next(v for v in pod["volumes"] if v["name"] == "config")["configMap"]["name"]
+    generated = next(o for o in objects if o["kind"] == "ConfigMap")
+    assert config == generated["metadata"]["name"] and re.search(r"-[a-z0-9]{10}$", config)  # rolls on change
+    assert set(generated["data"]) == {"filebeat.yml", "rentscout-index-template.json", "rentscout-ilm-policy.json"}
+    config_dir = mounts["/usr/share/filebeat/rentscout"]
+    assert FILEBEAT_K8S["setup.template.json.path"] == f"{config_dir['mountPath']}/rentscout-index-template.json"
+    for rule in kinds["ClusterRole"]["rules"]:
+        assert set(rule["verbs"]) <= {"get", "list", "watch"}

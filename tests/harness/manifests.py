@@ -32,8 +32,27 @@ def tool(name: str) -> str:
     return str(found)
 
 
+def ensure_dev_secrets(k8s: Path = K8S) -> None:
+    """The dev overlay generates its Secret from the git-ignored secrets.env (scripts/dev_secrets.py)."""
+    target = k8s / "overlays" / "dev" / "secrets.env"
+    if not target.exists():
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "dev_secrets.py")], check=True, capture_output=True,
+                       timeout=60)
+        if k8s != K8S:
+            shutil.copy2(K8S / "overlays" / "dev" / "secrets.env", target)
+
+
+def kustomize(path: Path) -> str:
+    """`kubectl kustomize path` (any copy of the k8s tree)."""
+    proc = subprocess.run([tool("kubectl"), "kustomize", str(path)], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise AssertionError(f"kubectl kustomize {path} failed:\n{proc.stderr}")
+    return proc.stdout
+
+
 @functools.cache
 def _render(path: str) -> str:
+    ensure_dev_secrets()
     proc = subprocess.run([tool("kubectl"), "kustomize", path], capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise AssertionError(f"kubectl kustomize {path} failed:\n{proc.stderr}")
@@ -166,3 +185,45 @@ def dockerfile_stages(path: Path) -> tuple[dict[str, str], list[Stage]]:
         else:
             stages[-1].instructions.append((instruction, rest))
     return args, stages
+
+
+# -- custom resources the overlays render (not in the Kubernetes schemas) --------------------------
+
+_NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"}
+# cert-manager.io/v1 Certificate: the fields the overlays use, typed as cert-manager documents them; unknown
+# fields are refused, as kubernetes-validate --strict does for built-in kinds.
+CERTIFICATE = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "cert-manager.io/v1"},
+        "kind": {"const": "Certificate"},
+        "metadata": {"type": "object", "required": ["name", "namespace"], "properties": {"name": _NAME}},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["secretName", "issuerRef"],
+            "properties": {
+                "secretName": _NAME,
+                "commonName": {"type": "string"},
+                "duration": {"type": "string", "pattern": r"^\d+h$"},
+                "renewBefore": {"type": "string", "pattern": r"^\d+h$"},
+                "dnsNames": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                "ipAddresses": {"type": "array", "items": {"type": "string"}},
+                "usages": {"type": "array", "items": {"enum": [
+                    "signing", "digital signature", "content commitment", "key encipherment", "key agreement",
+                    "data encipherment", "cert sign", "crl sign", "encipher only", "decipher only", "any",
+                    "server auth", "client auth", "code signing", "email protection", "s/mime", "ipsec end system",
+                    "ipsec tunnel", "ipsec user", "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc"]}},
+                "privateKey": {"type": "object", "additionalProperties": False, "properties": {
+                    "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+                    "size": {"type": "integer"},
+                    "encoding": {"enum": ["PKCS1", "PKCS8"]},
+                    "rotationPolicy": {"enum": ["Never", "Always"]}}},
+                "issuerRef": {"type": "object", "additionalProperties": False, "required": ["name"], "properties": {
+                    "name": _NAME, "kind": {"enum": ["Issuer", "ClusterIssuer"]}, "group": {"type": "string"}}},
+            },
+        },
+    },
+}
+CRD_SCHEMAS: dict[str, dict[str, dict[str, Any]]] = {"cert-manager.io/v1": {"Certificate": CERTIFICATE}}

@@ -1,8 +1,9 @@
 """OpenTelemetry tracing with W3C `traceparent` carried in gRPC metadata.
 
 A real TracerProvider always runs so that trace and span ids exist for logs and propagation; spans
-are exported only when `OTEL_TRACES_EXPORTER` asks for it (`console`, or `otlp` when the OTLP
-exporter package is installed). The default, like the SDK's unset variable here, is `none`.
+are exported only when asked: `OTEL_TRACES_EXPORTER` (`console`, or `otlp` when the OTLP exporter package
+is installed, as it is in the image), else OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or its traces-only
+variant) names a collector, else nothing.
 
 While nothing exports (the provider installed here, with no exporter), `start_server_span` makes a
 non-recording span that still has its own span id in the caller's trace (or a new trace), sampled
@@ -56,6 +57,15 @@ def _exporter(name: str) -> SpanExporter | None:
     return None
 
 
+def exporter_name(environ: Mapping[str, str]) -> str:
+    """`OTEL_TRACES_EXPORTER` when set; else `otlp` when an OTLP endpoint is configured; else `none`."""
+    explicit = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if explicit:
+        return explicit
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return "otlp" if (endpoint or "").strip() else "none"
+
+
 def configure(service_name: str, service_version: str) -> None:
     """Install the tracer provider once per process."""
     global _configured, _quiet
@@ -65,7 +75,7 @@ def configure(service_name: str, service_version: str) -> None:
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name),
                                 "service.version": service_version})
     provider = TracerProvider(resource=resource)
-    exporter = _exporter(os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower())
+    exporter = _exporter(exporter_name(os.environ))
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     else:

@@ -31,10 +31,20 @@ def _dsn(args: argparse.Namespace) -> str:
 
 
 def migrate(args: argparse.Namespace) -> int:
+    from rentscout.db.migrate import MigrationError
     from rentscout.db.migrate import migrate as run_migrations
+    from rentscout.db.settings import MigrateSettings
+    from rentscout.runtime import logs
+    from rentscout.wire.version import VERSION
 
     try:
-        applied = asyncio.run(run_migrations(_dsn(args)))
+        settings = load(MigrateSettings)  # RENTSCOUT_MIGRATE_*: own DSN, lock_timeout and retries, the analyzer role
+        runtime = load(RuntimeSettings)
+        logs.configure("rentscout-migrate", VERSION, runtime.log_level)  # NOTICEs and retries as ECS lines
+        dsn = args.database_url or settings.database_url or runtime.database_url
+        applied = asyncio.run(run_migrations(dsn, settings))
+    except MigrationError as exc:
+        return failed("db migrate", exc)
     except (ConfigError, OSError) as exc:
         return failed("db migrate", exc, "database unavailable: ")
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else " (up to date)"))

@@ -24,6 +24,7 @@ SETTINGS_MODULES = (
     "rentscout.export_service.settings",
     "rentscout.cache_service.settings",
     "rentscout.analyzer_service.settings",
+    "rentscout.db.settings",
 )
 
 

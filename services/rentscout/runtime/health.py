@@ -10,7 +10,7 @@ from typing import Protocol
 
 from grpc_health.v1 import health_pb2
 
-from rentscout.runtime import logs, metrics, redis_client
+from rentscout.runtime import logs, metrics, redis_client, schema_gate
 from rentscout.runtime.resources import Resources
 
 _log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class DependencyMonitor:
     async def probe_once(self) -> None:
         timeout = max(0.2, min(self._interval, self._resources.settings.db_connect_timeout_seconds))
         db_ok = await self._resources.db.ping(timeout)
+        schema_ok = db_ok and await schema_gate.ready(self._resources.db, timeout)  # schema before traffic
         states = {"postgresql": db_ok}
         if any(needs for _, needs in self._services):
             states["redis"] = await redis_client.ping(self._resources.redis, timeout)
@@ -50,7 +51,7 @@ class DependencyMonitor:
                                            "dependency.up": ok}})
             self._last[dep] = ok
         for name, needs_redis in self._services:
-            ok = db_ok and (states.get("redis", True) or not needs_redis)
+            ok = schema_ok and (states.get("redis", True) or not needs_redis)
             await self._health.set(name, SERVING if ok else NOT_SERVING)
 
     async def run(self) -> None:

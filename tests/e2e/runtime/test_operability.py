@@ -123,5 +123,8 @@ def test_dashboard_and_alerts_query_only_metrics_the_services_export(session: Se
     exported = {sample.name for family in text_string_to_metric_families(session.metrics) for sample in family.samples}
     used = promql.deploy_metric_names()
     assert len(used) >= 10 and {"rentscout_rpc_requests_total", "rentscout_cache_breaker_state"} <= used
-    missing = sorted(used - exported)
+    # labelled series that exist only once their event happened, which this workload does not provoke (a
+    # streaming standby, a refusal at a limit); tests/deploy/test_deploy_alerts.py finds them in the code
+    not_exercised = {"rentscout_db_replica_lag_seconds", "rentscout_rpc_rejected_total"}
+    missing = sorted(used - exported - not_exercised)
     assert not missing, f"queried by deploy/ but not exported by a live server: {missing}"

@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from harness import probe_service
 from harness.servers import in_process
+from rentscout.db.migrate import migrate
 from rentscout.devstack.instances import PostgresInstance, free_port
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
 from rentscout.runtime import metrics
@@ -27,6 +28,7 @@ async def _wait_for(watch, wanted: int) -> None:
 async def test_service_health_follows_postgres(tmp_path: Path, service_env: dict[str, str]) -> None:
     pg = await asyncio.to_thread(lambda: PostgresInstance(tmp_path / "pg").start())
     try:
+        await migrate(pg.dsn)  # readiness also waits for the schema this build needs
         env = {**service_env, "RENTSCOUT_DATABASE_URL": pg.dsn, "RENTSCOUT_DB_CONNECT_TIMEOUT_SECONDS": "1"}
         async with in_process([probe_service.create], env) as host, \
                 grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
