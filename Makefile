@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: bootstrap lock demo up clean test lint typecheck check-stubs check-readme readme codegen pytest bench fmt deploy-config
+.PHONY: bootstrap lock wheels demo up clean test lint typecheck check-stubs check-readme readme codegen pytest bench fmt deploy-config
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -12,6 +12,10 @@ bootstrap:
 # Nothing else ever changes the lock: bootstrap, the image and CI install it with `uv sync --frozen`.
 lock: bootstrap
 	$(BIN)/uv lock --upgrade
+
+# The three wheels (rentscout-core, rentscout-client, rentscout-server) into dist/, offline from the uv cache.
+wheels: bootstrap
+	$(BIN)/uv build --all-packages --wheel --offline -o dist
 
 demo: bootstrap
 	$(BIN)/rentscout stack demo
