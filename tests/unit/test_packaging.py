@@ -176,8 +176,9 @@ def owner_of(module: str, members: list[Member]) -> str | None:
     for member in members:
         for root in member.roots:
             rel = Path(*module.split("."))
-            if (root / rel).with_suffix(".py").exists() or (root / rel).is_dir() or (root / rel.parent).with_suffix(".py").exists():
-                return member.name
+            for candidate in ((root / rel).with_suffix(".py"), root / rel, (root / rel.parent).with_suffix(".py")):
+                if candidate.exists():
+                    return member.name
     return None
 
 
@@ -241,8 +242,8 @@ def test_a_client_module_importing_server_code_is_caught(tmp_path: Path) -> None
     planted = tmp_path / "planted.py"
     planted.write_text("def later():\n    from rentscout.runtime import errors\n    import asyncpg\n")
     imports = imports_of([("rentscout.sdk.planted", planted)])
-    assert misplaced_imports(client, imports, MEMBER_LIST) == [
-        "['rentscout.sdk.planted'] import rentscout.runtime.errors of rentscout-server, which rentscout-client does not depend on"]
+    (bad,) = misplaced_imports(client, imports, MEMBER_LIST)
+    assert bad.startswith("['rentscout.sdk.planted'] import rentscout.runtime.errors of rentscout-server"), bad
     assert "asyncpg" in set(imports.third_party) - client.declared()
 
 

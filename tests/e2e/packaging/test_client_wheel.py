@@ -68,7 +68,8 @@ def client_venv(wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def _installed(venv: Path) -> dict[str, str]:
-    code = "import json, importlib.metadata as m; print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))"
+    code = ("import json, importlib.metadata as m;"
+            " print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))")
     return dict(json.loads(_run(str(venv / "bin" / "python"), "-c", code).stdout))
 
 
