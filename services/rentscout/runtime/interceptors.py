@@ -35,7 +35,8 @@ from opentelemetry import propagate, trace
 
 from rentscout.runtime import context, deadline, logs, metrics
 from rentscout.runtime.auth import READER, Authenticator
-from rentscout.runtime.errors import InvalidArgument, ResourceExhausted, ServiceError, classify
+from rentscout.runtime.classify import classify
+from rentscout.runtime.errors import InvalidArgument, ResourceExhausted, ServiceError
 from rentscout.wire import tracing
 from rentscout.wire.correlation import choose_correlation_id, new_correlation_id
 from rentscout.wire.metadata import AUTHORIZATION_HEADER, CORRELATION_HEADER, REQUEST_ID_HEADER
