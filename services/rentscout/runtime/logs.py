@@ -2,7 +2,7 @@
 
 Field names follow the Elastic Common Schema (`@timestamp`, `log.level`, `service.name`, `trace.id`,
 `event.duration` in ns, `error.*`). Business fields are passed as `extra={"fields": {...}}` or
-through the helpers below, which are the events every service logs (the seeds' StructuredLogger).
+through the helpers below, which are the events every service logs.
 
 Cost per line: the access log's constant fields are built once per method and status code; the
 timestamp's seconds are formatted once per second; `configure` turns off the LogRecord attributes
@@ -382,11 +382,6 @@ class AccessLine:
 @lru_cache(maxsize=4096)
 def access_line(method: str, code: str) -> AccessLine:
     return AccessLine(method, code)
-
-
-def log_rpc(method: str, code: str, duration_s: float, peer: str, role: str | None, **extra: Any) -> None:
-    """The access-log line: one per RPC."""
-    access_line(method, code).emit(duration_s, peer, role, extra)
 
 
 class Stopwatch:
