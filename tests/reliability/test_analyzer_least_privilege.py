@@ -24,8 +24,6 @@ from rentscout.analyzer.v1 import analyzer_pb2_grpc
 from rentscout.analyzer_service.service import create
 from rentscout.devstack.instances import PostgresInstance
 
-pytestmark = pytest.mark.reliability
-
 SECRET = "hunter2-rs-secret"
 SETUP = f"""
 DROP ROLE IF EXISTS rs_secret_holder;
