@@ -250,7 +250,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         # the caller's context (its baggage too) with this span: what the handler's own calls carry on. Like
         # the ContextVars above it is never reset: grpc.aio runs each RPC in a task (and context) of its own
         otel_context.attach(trace.set_span_in_context(span, parent))
-        m.counts.in_flight += 1
+        m.counts.in_flight.inc()
         return call
 
     def _refuse(self, call: _Call) -> None:
@@ -318,7 +318,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         elapsed = time.perf_counter() - call.started
         m = call.m
         counts, access = m.outcome(call.code)
-        m.counts.in_flight -= 1
+        m.counts.in_flight.dec()
         counts.observe(elapsed)
         span = call.span
         if span is not None:
