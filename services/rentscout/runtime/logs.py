@@ -249,10 +249,22 @@ class AccessLine:
 
     def emit(self, duration_s: float, peer: str, role: str | None, extra: dict[str, Any] | None = None,
              ids: tuple[str, str, str] | None = None) -> None:
-        """Log the line. `ids`: the call's correlation, trace and span ids (default: the current context's);
-        business fields in `extra` win over the line's own, as in `ecs_document`."""
+        """Log the line; on an event loop, once the current callback is done (the call's response is on its
+        way by then), in a copy of the call's context. `ids`: the call's correlation, trace and span ids
+        (default: the current context's); business fields in `extra` win over the line's own, as in
+        `ecs_document`."""
         if not _events.isEnabledFor(self.level):
             return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.log(duration_s, peer, role, extra, ids)
+            return
+        loop.call_soon(self.log, duration_s, peer, role, extra, ids)
+
+    def log(self, duration_s: float, peer: str, role: str | None, extra: dict[str, Any] | None = None,
+            ids: tuple[str, str, str] | None = None) -> None:
+        """Log the line now."""
         fields = {**self.fields, "event.duration": ns(duration_s), **peer_fields(peer), "user.roles": [role] if role else []}
         if ids is not None:
             correlation_id, trace_id, span_id = ids
