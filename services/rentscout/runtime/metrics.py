@@ -1,7 +1,7 @@
 """Prometheus metrics: per-RPC counters and latency histograms, served on a separate HTTP port.
 
 prometheus_client's own Counter, Histogram and Gauge, their children looked up once per method and code.
-(A hand-written histogram stood here; measured, it saved under 1% of a near-cache hit's server time:
+(A hand-written histogram stood here; measured, it saved about 2 us, under 0.5% of a near-cache hit's server time:
 docs/architecture.md, "Fast paths measured".)
 """
 

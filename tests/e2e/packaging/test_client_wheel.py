@@ -81,6 +81,9 @@ def test_the_client_wheel_alone_pulls_no_server_dependency(client_venv: Path) ->
     probe = ("import importlib.util as u; print([n for n in ('rentscout.runtime', 'rentscout.ops', 'rentscout.cache_service')"
              " if u.find_spec(n) is not None])")
     assert _run(str(client_venv / "bin" / "python"), "-c", probe).stdout.strip() == "[]"
+    # the `rentscout` command is there, and without the `cli` extra it says what to install
+    command = subprocess.run([str(client_venv / "bin" / "rentscout"), "health"], capture_output=True, text=True, timeout=60)
+    assert command.returncode == 2 and "pip install 'rentscout-client[cli]'" in command.stderr, command.stderr
 
 
 async def test_the_readme_sdk_example_exports_and_reads_through_the_cache(
