@@ -15,11 +15,12 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# The project merges core/, services/, clients/ and gen/ into the one `rentscout` namespace (hatchling,
-# see [tool.hatch.build.targets.wheel] in pyproject.toml). What it installs is exactly uv.lock: uv at the
-# version and hashes the lock names, then `uv sync --frozen` of the `server` extra (no dev tools), the
-# project itself as a wheel, not editable. Every dependency ships manylinux wheels: no compiler. The server
-# extra includes the OTLP/gRPC span exporter: traces leave a pod only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+# The workspace's three distributions (rentscout-core: core/ + gen/, rentscout-client: clients/,
+# rentscout-server: services/; pyproject.toml at the root and in each folder). What it installs is exactly
+# uv.lock: uv at the version and hashes the lock names, then `uv sync --frozen` of the `server` extra (the
+# server with Arrow support and the client's `rentscout` command, no dev tools), as wheels, not editable.
+# Every dependency ships manylinux wheels: no compiler. The server extra includes the OTLP/gRPC span
+# exporter: traces leave a pod only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
 COPY pyproject.toml uv.lock ./
 COPY scripts/lock_pin.py scripts/
 COPY core/ core/

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: bootstrap lock demo up clean test lint typecheck check-stubs check-readme readme codegen pytest bench fmt deploy-config dev-secrets
+.PHONY: bootstrap lock wheels demo up clean test lint typecheck check-stubs check-readme readme codegen pytest bench fmt deploy-config dev-secrets
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -12,6 +12,10 @@ bootstrap:
 # Nothing else ever changes the lock: bootstrap, the image and CI install it with `uv sync --frozen`.
 lock: bootstrap
 	$(BIN)/uv lock --upgrade
+
+# The three wheels (rentscout-core, rentscout-client, rentscout-server) into dist/, offline from the uv cache.
+wheels: bootstrap
+	$(BIN)/uv build --all-packages --wheel --offline -o dist
 
 # STACK_ARGS: more `rentscout stack` flags, e.g. STACK_ARGS="--port-offset 100 --dir /tmp/s".
 # A failing recipe makes make itself exit 2 (printing `Error <code>`): the README says so.

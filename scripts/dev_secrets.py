@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from gen_deploy_config import K8S_SECRET_VALUES  # noqa: E402
 
-from rentscout.runtime.config import all_env_vars  # noqa: E402
+from rentscout.ops.settings import all_env_vars  # noqa: E402
 
 TARGET = ROOT / "k8s" / "overlays" / "dev" / "secrets.env"
 

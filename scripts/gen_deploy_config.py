@@ -1,6 +1,6 @@
 """Write the deployment's configuration files from the settings declarations (--check: fail if stale).
 
-One source of truth: `rentscout.runtime.config.all_env_vars()`. Every declared `RENTSCOUT_*`
+One source of truth: `rentscout.ops.settings.all_env_vars()`. Every declared `RENTSCOUT_*`
 setting lands in exactly one place per target:
 
 - `.env.example`                     every setting, for docker-compose (`env_file`) and local runs;
@@ -24,7 +24,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from rentscout.runtime.config import EnvVar, all_settings, env_vars
+from rentscout.ops.settings import all_settings
+from rentscout.runtime.config import EnvVar, env_vars
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_EXAMPLE = ROOT / ".env.example"

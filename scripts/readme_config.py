@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rentscout.runtime.config import markdown_table
+from rentscout.ops.settings import markdown_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BEGIN, END = "<!-- config-table:begin -->", "<!-- config-table:end -->"

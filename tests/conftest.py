@@ -99,6 +99,19 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+# Markers by directory, so that `-m "not integration"` leaves out every test under tests/integration
+# (pytest_collection_modifyitems sees every collected item, whichever conftest defines it).
+DIRECTORY_MARKERS = {"integration": "integration", "e2e": "e2e", "reliability": "reliability"}
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.resolve().relative_to(TESTS).parts if item.path.resolve().is_relative_to(TESTS) else ()
+        if parts and parts[0] in DIRECTORY_MARKERS:
+            item.add_marker(DIRECTORY_MARKERS[parts[0]])
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_env() -> None:
     os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")

@@ -1,5 +1,5 @@
 """One source of truth for configuration: the variables the manifests set are exactly the ones the
-services read (`rentscout.runtime.config.all_env_vars()`), and the generated files are current."""
+services read (`rentscout.ops.settings.all_env_vars()`), and the generated files are current."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from harness.manifests import OVERLAYS, RENTSCOUT_VAR, ROOT, by_kind, render
+from rentscout.ops.settings import all_env_vars, all_settings
 from rentscout.runtime import config
-from rentscout.runtime.config import ConfigError, all_env_vars, all_settings, load
+from rentscout.runtime.config import ConfigError, load
 
 
 def _generator() -> ModuleType:

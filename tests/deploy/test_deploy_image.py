@@ -17,9 +17,10 @@ import pytest
 from harness.manifests import ROOT, DockerIgnore, dockerfile_stages, tool
 from rentscout.ops.serve import SERVICES
 
-# The source roots the wheel merges into the `rentscout` namespace (core, services, clients, gen).
-SOURCE_ROOTS = tuple(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
-                     ["dev-mode-dirs"])
+# The workspace members (core, clients, services: one distribution each) and the generated stubs the core
+# wheel merges in: together the `rentscout` namespace.
+MEMBERS = tuple(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]["members"])
+SOURCE_ROOTS = (*MEMBERS, "gen")
 DOCKERFILES = [ROOT / "Dockerfile", ROOT / "deploy" / "postgres" / "Dockerfile"]
 BUILD_TOOLS = re.compile(r"\b(apt-get|apk|gcc|g\+\+|make|build-essential|pip wheel|python3?-dev)\b")
 
@@ -80,8 +81,8 @@ def test_dockerignore_sends_the_sources_and_nothing_else() -> None:
             assert not ignore.excluded(source.rstrip("/")), f"COPY {source} is excluded by .dockerignore"
 
 
-def test_the_build_context_builds_a_wheel_with_the_whole_namespace(tmp_path: Path) -> None:
-    """What the builder stage does, offline: build the wheel from exactly the files Docker would send."""
+def test_the_build_context_builds_the_wheels_of_the_whole_namespace(tmp_path: Path) -> None:
+    """What the builder stage does, offline: build each member's wheel from exactly the files Docker would send."""
     context = tmp_path / "context"
     for rel in DockerIgnore.load(ROOT / ".dockerignore").context_files(ROOT):
         target = context / rel
@@ -89,14 +90,20 @@ def test_the_build_context_builds_a_wheel_with_the_whole_namespace(tmp_path: Pat
         shutil.copy2(ROOT / rel, target)
     out = tmp_path / "wheels"
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                           "--disable-pip-version-check", "-q", "--wheel-dir", str(out), str(context)],
+                           "--disable-pip-version-check", "-q", "--wheel-dir", str(out),
+                           *(str(context / member) for member in MEMBERS)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    (wheel,) = out.glob("rentscout_dataplane-*.whl")
-    with zipfile.ZipFile(wheel) as zf:
-        names = set(zf.namelist())
-        entry_points = next(zf.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert re.search(r"^rentscout = rentscout\.main:main$", entry_points, re.M)
+    names: set[str] = set()
+    entry_points: dict[str, str] = {}
+    for wheel in out.glob("*.whl"):
+        with zipfile.ZipFile(wheel) as zf:
+            names |= set(zf.namelist())
+            entry_points[wheel.name.split("-")[0]] = "".join(
+                zf.read(n).decode() for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))
+    assert set(entry_points) == {"rentscout_core", "rentscout_client", "rentscout_server"}
+    assert re.search(r"^rentscout = rentscout\.main:main$", entry_points["rentscout_client"], re.M)
+    assert re.search(r"^\[rentscout\.commands\]\noperator = rentscout\.ops:register$", entry_points["rentscout_server"], re.M)
     expected = {"rentscout/main.py", "rentscout/ops/serve.py", "rentscout/cli/health.py", "rentscout/runtime/server.py",
                 "rentscout/wire/metadata.py", "rentscout/resilience/breaker.py",
                 "rentscout/export/v1/export_pb2.py", "rentscout/cache/v1/cache_pb2_grpc.py",
@@ -112,7 +119,9 @@ def test_the_image_ships_the_otlp_exporter_from_the_lock() -> None:
     """OTLP export in the image: the server extra the image installs names it, the lock pins it, and the
     builder imports it (tracing stays off unless OTEL_EXPORTER_OTLP_ENDPOINT is set, tests/unit/wire)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert any(r.startswith("opentelemetry-exporter-otlp-proto-grpc") for r in project["optional-dependencies"]["server"])
+    assert "rentscout-core[otlp]" in project["optional-dependencies"]["server"]
+    core = tomllib.loads((ROOT / "core" / "pyproject.toml").read_text())["project"]
+    assert any(r.startswith("opentelemetry-exporter-otlp-proto-grpc") for r in core["optional-dependencies"]["otlp"])
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
     assert "opentelemetry-exporter-otlp-proto-grpc" in {p["name"] for p in lock["package"]}
     _, stages = dockerfile_stages(ROOT / "Dockerfile")

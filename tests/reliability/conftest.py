@@ -10,12 +10,6 @@ from harness.secrets import ADMIN_TOKEN, DB_PASSWORD, READER_TOKEN
 from harness.servers import ServerProcess
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "/reliability/" in str(item.fspath):
-            item.add_marker(pytest.mark.reliability)
-
-
 @pytest.fixture(scope="session")
 def secured_env(service_env: dict[str, str]) -> dict[str, str]:
     """Tokens configured, and a DSN carrying a password (trust auth ignores it) that must never be logged."""

@@ -25,8 +25,6 @@ from rentscout.analyzer_service.service import create
 from rentscout.devstack.instances import PostgresInstance
 from rentscout.runtime.server import ServiceHost
 
-pytestmark = pytest.mark.reliability
-
 SECRET = "hunter2-rs-secret"
 SETUP = f"""
 DROP ROLE IF EXISTS rs_secret_holder;

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+MEMBERS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]["members"]
 UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
 
 
@@ -29,7 +30,8 @@ def _uv_check(project: Path) -> subprocess.CompletedProcess[str]:
 def _copy_project(tmp_path: Path) -> Path:
     project = tmp_path / "project"
     project.mkdir()
-    for name in ("pyproject.toml", "uv.lock", "README.md"):
+    for name in ("pyproject.toml", "uv.lock", "README.md", *(f"{m}/pyproject.toml" for m in MEMBERS)):
+        (project / name).parent.mkdir(exist_ok=True)
         shutil.copy2(ROOT / name, project / name)
     return project
 
@@ -39,13 +41,14 @@ def test_the_lock_agrees_with_pyproject() -> None:
     assert proc.returncode == 0, f"uv.lock is out of date with pyproject.toml: run `make lock`\n{proc.stderr}"
 
 
-@pytest.mark.parametrize("edit", [
-    ('"rich>=13.7",', '"rich>=13.7",\n    "six>=1.16",'),  # a dependency added to pyproject only
-    ('"redis>=5.2",', '"redis>=999",'),  # a bound the locked version no longer meets
+@pytest.mark.parametrize(("member", "edit"), [
+    ("clients", ('"rich>=13.7",', '"rich>=13.7",\n    "six>=1.16",')),  # a dependency added to pyproject only
+    ("services", ('"redis>=5.2",', '"redis>=999",')),  # a bound the locked version no longer meets
+    (".", ('"ruff>=0.6",', '"ruff>=0.6",\n    "six>=1.16",')),  # the workspace root's dev tools
 ])
-def test_a_disagreement_fails_the_check(tmp_path: Path, edit: tuple[str, str]) -> None:
+def test_a_disagreement_fails_the_check(tmp_path: Path, member: str, edit: tuple[str, str]) -> None:
     project = _copy_project(tmp_path)
-    pyproject = project / "pyproject.toml"
+    pyproject = project / member / "pyproject.toml"
     text = pyproject.read_text()
     assert edit[0] in text
     pyproject.write_text(text.replace(edit[0], edit[1], 1))
@@ -55,11 +58,12 @@ def test_a_disagreement_fails_the_check(tmp_path: Path, edit: tuple[str, str]) -
 def test_every_extra_is_locked_with_hashes() -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
-    (me,) = [p for p in lock["package"] if p.get("source", {}).get("editable") == "." or p.get("source") == {"virtual": "."}
-             or p["name"] == "rentscout-dataplane"]
+    (me,) = [p for p in lock["package"] if p["name"] == "rentscout-dataplane"]
     assert set(me.get("optional-dependencies", {})) == set(extras)
+    workspace = {p["name"] for p in lock["package"] if {"virtual", "editable"} & set(p.get("source", {}))}
+    assert workspace == {"rentscout-dataplane", "rentscout-core", "rentscout-client", "rentscout-server"}
     for package in lock["package"]:
-        if package is me:
+        if package["name"] in workspace:
             continue
         artifacts = [*package.get("wheels", []), *([package["sdist"]] if "sdist" in package else [])]
         assert artifacts and all(a.get("hash", "").startswith("sha256:") for a in artifacts), package["name"]

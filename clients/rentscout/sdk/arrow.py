@@ -7,11 +7,11 @@
             await client.download(export_request("arrow"), sink, parallel=4)
 
     with SyncExportClient(target) as client:
-        reader = client.export_arrow_reader(cities=["Moscow"])   # pyarrow.RecordBatchReader
+        reader = client.export_arrow(cities=["Moscow"])          # pyarrow.RecordBatchReader
         duckdb.sql("SELECT city, avg(price) FROM reader GROUP BY city")
 
 The batches come from a resumable `ExportStream`: a broken stream continues after the last whole chunk,
-so every row arrives exactly once. pyarrow is the `arrow` extra (pip install 'rentscout-dataplane[arrow]');
+so every row arrives exactly once. pyarrow is the `arrow` extra (pip install 'rentscout-client[arrow]');
 nothing else in the SDK needs it.
 """
 

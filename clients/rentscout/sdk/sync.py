@@ -2,7 +2,7 @@
 
 grpc.aio channels belong to the loop that created them, so a sync client creates its async twin
 on that loop and submits every call there. The caller's ContextVars (e.g. a correlation id bound
-with `rentscout.runtime.context.correlation_id.set`) travel with each call.
+with `rentscout.wire.correlation.correlation_id.set`) travel with each call.
 """
 
 from __future__ import annotations

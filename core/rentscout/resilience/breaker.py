@@ -9,7 +9,7 @@ Who publishes what about a breaker is up to its owner: pass a `BreakerObserver` 
   `window_seconds` seconds). The breaker opens when, with at least `minimum_calls` in the window,
   the failure rate reaches `failure_rate_threshold` or the slow-call rate (calls longer than
   `slow_call_duration`) reaches `slow_call_rate_threshold`; or at once after
-  `consecutive_failures` failures in a row (the seeds' threshold of 5).
+  `consecutive_failures` failures in a row (5 by default).
 - OPEN: calls fail fast with `CircuitOpenError` (it says when the next probe is allowed) until
   `recovery_timeout` has passed; then the next call moves the breaker to HALF_OPEN. No timers run.
 - HALF_OPEN: `half_open_probes` calls go through; all succeeding closes the breaker, the first

@@ -9,7 +9,7 @@ one, see `rentscout.sdk.codes`). One policy object serves three uses:
     @policy                                         # decorator, sync or async function
     def fetch(): ...
 
-`retry_advanced(...)` is the seeds' decorator spelling of the same thing.
+`retry_advanced(...)` builds the same policy from keyword arguments, for use as a decorator.
 
 Delays (before jitter, capped at `max_delay`; retry n = 1 is the first retry):
 EXPONENTIAL initial*factor^(n-1); LINEAR initial*n; FIBONACCI initial*fib(n) with fib = 1,1,2,3,5..;
@@ -318,7 +318,8 @@ def retry_advanced(
     clock: Clock = SYSTEM_CLOCK,
     rng: random.Random | None = None,
 ) -> RetryPolicy:
-    """The seeds' decorator (`@retry_advanced(max_attempts=5, strategy=RetryStrategy.LINEAR)`).
+    """A RetryPolicy from keyword arguments, usable as a decorator:
+    `@retry_advanced(max_attempts=5, strategy=RetryStrategy.LINEAR)`.
 
     `jitter=True` means full jitter; `exceptions` is a type, tuple of types or predicate.
     """

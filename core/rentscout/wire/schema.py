@@ -56,6 +56,3 @@ PROPERTIES: tuple[Column, ...] = tuple(_column(*spec) for spec in PROPERTY_TYPES
 BY_NAME: Mapping[str, Column] = {c.name: c for c in PROPERTIES}
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in PROPERTIES)
 
-
-def columns_of_kind(kind: Kind) -> frozenset[str]:
-    return frozenset(c.name for c in PROPERTIES if c.kind == kind)

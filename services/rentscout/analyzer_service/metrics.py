@@ -1,4 +1,4 @@
-"""The analyzer's own Prometheus metrics (the seeds' query_analysis_duration, slow_queries_count, index_suggestions)."""
+"""The analyzer's own Prometheus metrics: how long analyses take, slow queries seen, index suggestions made."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ import re
 
 import asyncpg
 
+from rentscout.runtime.classify import classify
 from rentscout.runtime.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -22,7 +23,6 @@ from rentscout.runtime.errors import (
     ResourceExhausted,
     ServiceError,
     Unavailable,
-    classify,
 )
 
 # The kind of object a SQLSTATE is about (class 42 and friends), for the answer.

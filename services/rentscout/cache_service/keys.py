@@ -57,10 +57,6 @@ class KeySpace:
         return f"{self.namespace}:tag:{tag}"
 
     @property
-    def tag_prefix(self) -> str:
-        return f"{self.namespace}:tag:"
-
-    @property
     def stats(self) -> str:
         return f"{self.namespace}:stats"
 

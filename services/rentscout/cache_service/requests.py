@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 from rentscout.cache_service.keys import KeySpace
 from rentscout.cache_service.registry import CachedQuery, Params
-from rentscout.runtime.interceptors import Undecodable, safe_deserializer
+from rentscout.runtime.decoding import Undecodable, safe_deserializer
 
 MAX_REMEMBERED = 4096
 MAX_REMEMBERED_BYTES = 256  # a query's request is a few fields; a bigger one is decoded every time

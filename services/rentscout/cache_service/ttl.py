@@ -1,6 +1,6 @@
 """TTL policies: adaptive tiers from access counts kept in Redis, shortened by churn, with jitter.
 
-The seeds' tiers stay: 300 s by default, 1800 s for frequently read keys, 3600 s for popular ones.
+Three tiers: 300 s by default, 1800 s for frequently read keys, 3600 s for popular ones.
 Each invalidation of a key within the access window halves its TTL (at most four times, never
 below the floor): a key whose data changes often is a poor cache citizen and should not carry
 a long TTL as its only safety net if a notification is ever lost. Jitter spreads expiries so keys

@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 
 from rentscout.export.v1 import export_pb2
 from rentscout.runtime import metrics
-from rentscout.runtime.errors import classify
+from rentscout.runtime.classify import classify
 
 SERVICE_NAME = export_pb2.DESCRIPTOR.services_by_name["ExportService"].full_name
 

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rentscout.ops.failures import ensure_ports_free, failed, grpc_bind_failure
+from rentscout.ops.settings import unknown_env_vars
 from rentscout.runtime import __version__, logs
-from rentscout.runtime.config import ConfigError, RuntimeSettings, load, unknown_env_vars
+from rentscout.runtime.config import ConfigError, RuntimeSettings, load
 from rentscout.runtime.server import ServiceFactory, ServiceHost
 
 # Each service is imported only when it is served: `rentscout serve export` never loads the analyzer.

@@ -1,31 +1,20 @@
 """Configuration from `RENTSCOUT_*` environment variables (12-factor), overridable by CLI flags.
 
 Every setting is declared once, as a dataclass field carrying its variable name, parser and help
-text. The README's table and the deployment drift test are generated from these declarations, so
-the variables the services read and the ones the manifests set cannot silently diverge.
+text. `rentscout.ops.settings` gathers the declarations of the runtime and of every service (the
+runtime names no service); the README's table and the deployment drift test are generated from them,
+so the variables the services read and the ones the manifests set cannot silently diverge.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from rentscout.wire.metadata import CLIENT_ENV_VARS
-
 PREFIX = "RENTSCOUT_"
-
-# Modules whose settings classes make up the whole configuration surface (see all_settings()).
-SETTINGS_MODULES = (
-    "rentscout.runtime.config",
-    "rentscout.export_service.settings",
-    "rentscout.cache_service.settings",
-    "rentscout.analyzer_service.settings",
-    "rentscout.db.settings",
-)
 
 
 class ConfigError(ValueError):
@@ -229,37 +218,3 @@ def load(cls: type[T], environ: Mapping[str, str] | None = None, **overrides: An
     if unknown:
         raise ConfigError(f"unknown setting override(s): {', '.join(sorted(unknown))}")
     return cls(**values)
-
-
-def all_settings() -> list[type]:
-    """Every settings class of the project, in the order of SETTINGS_MODULES."""
-    classes: list[type] = []
-    for module_name in SETTINGS_MODULES:
-        module = importlib.import_module(module_name)
-        classes += [
-            obj for obj in vars(module).values()
-            if dataclasses.is_dataclass(obj) and isinstance(obj, type) and obj.__module__ == module_name
-            and any(True for _ in env_vars(obj))
-        ]
-    return classes
-
-
-def all_env_vars() -> list[EnvVar]:
-    return [var for cls in all_settings() for _, var in env_vars(cls)]
-
-
-def unknown_env_vars(environ: Mapping[str, str] | None = None) -> list[str]:
-    """`RENTSCOUT_*` variables that no setting reads (typos worth a warning at start)."""
-    environ = os.environ if environ is None else environ
-    known = {var.name for var in all_env_vars()} | CLIENT_ENV_VARS
-    return sorted(k for k in environ if k.startswith(PREFIX) and k not in known)
-
-
-def markdown_table() -> str:
-    """The README's configuration table."""
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for cls in all_settings():
-        for f, var in env_vars(cls):
-            default = "" if f.default in (None, "") else f"`{f.default}`"
-            rows.append(f"| `{var.name}` | {default} | {var.help} |")
-    return "\n".join(rows)

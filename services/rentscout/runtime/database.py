@@ -12,8 +12,9 @@ from typing import Any
 import asyncpg
 
 from rentscout.runtime import deadline, logs
+from rentscout.runtime.classify import classify
 from rentscout.runtime.config import RuntimeSettings
-from rentscout.runtime.errors import DeadlineExceeded, Unavailable, classify
+from rentscout.runtime.errors import DeadlineExceeded, Unavailable
 
 _log = logging.getLogger(__name__)
 

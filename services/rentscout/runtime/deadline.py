@@ -3,7 +3,7 @@ server's own bound on every wait, so no wait outlives `RENTSCOUT_DEPENDENCY_TIME
 
 `remaining()` is what a single wait on a dependency may take: the call's time left, capped by the
 server's bound (which applies even when the client set no deadline). A wait that ends by the bound
-while the call still has time left is the dependency's fault (UNAVAILABLE, see `errors.classify`);
+while the call still has time left is the dependency's fault (UNAVAILABLE, see `classify.classify`);
 one that ends with the call's deadline is DEADLINE_EXCEEDED.
 """
 

@@ -6,7 +6,6 @@ No traceback ever reaches a client: unexpected errors become INTERNAL with the c
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 
 import grpc
@@ -100,36 +99,3 @@ class Violations:
     def raise_if_any(self) -> None:
         if self.items:
             raise InvalidArgument(self.items)
-
-
-def classify(exc: BaseException) -> ServiceError | None:
-    """Map driver and OS errors to domain errors; None for truly unexpected ones."""
-    if isinstance(exc, ServiceError):
-        return exc
-    import asyncpg
-    import redis.exceptions
-
-    if isinstance(exc, NotImplementedError):
-        return Unimplemented("this method is not implemented by this server")
-    if isinstance(exc, asyncpg.QueryCanceledError):
-        return DeadlineExceeded("the database statement was cancelled (deadline or statement timeout)")
-    if isinstance(exc, (asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
-                        asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
-                        asyncpg.exceptions.ConnectionFailureError, asyncpg.TooManyConnectionsError)):
-        return Unavailable("the database is unavailable")
-    if isinstance(exc, asyncpg.InterfaceError) and "connection" in str(exc).lower():
-        return Unavailable("the database connection was lost")
-    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
-        return Unavailable("redis is unavailable")
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-        from rentscout.runtime import deadline
-
-        if deadline.expired():
-            return DeadlineExceeded("the deadline expired before the work finished")
-        # the call still had time: the server's own bound on the wait ended it (a frozen dependency)
-        return Unavailable(f"a dependency did not answer within the server's bound of {deadline.bound():g}s "
-                           "(RENTSCOUT_DEPENDENCY_TIMEOUT_SECONDS)")
-    if isinstance(exc, (ConnectionError, OSError)):
-        return Unavailable(f"a dependency is unavailable ({type(exc).__name__})")
-    return None
-

@@ -25,17 +25,17 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from rentscout.runtime import context, deadline, logs, metrics
 from rentscout.runtime.auth import READER, Authenticator
-from rentscout.runtime.errors import InvalidArgument, ResourceExhausted, ServiceError, classify
+from rentscout.runtime.classify import classify
+from rentscout.runtime.decoding import Undecodable, safe_deserializer
+from rentscout.runtime.errors import ResourceExhausted, ServiceError
 from rentscout.wire import tracing
 from rentscout.wire.correlation import choose_correlation_id, new_correlation_id
 from rentscout.wire.metadata import AUTHORIZATION_HEADER, CORRELATION_HEADER, REQUEST_ID_HEADER
@@ -47,41 +47,6 @@ OPEN_SERVICES = frozenset({
     "grpc.reflection.v1alpha.ServerReflection",
     "grpc.reflection.v1.ServerReflection",
 })
-
-
-@dataclass(frozen=True)
-class Undecodable:
-    """Stands for a request message whose bytes could not be decoded."""
-
-    type_name: str
-    reason: str = "malformed protobuf, or a string field that is not valid UTF-8"
-
-    def error(self) -> InvalidArgument:
-        return InvalidArgument("request", f"cannot be decoded as a {self.type_name} message ({self.reason})")
-
-
-def _type_name(deserializer: Any, method: str) -> str:
-    message_class = getattr(deserializer, "__self__", None)  # Message.FromString is a classmethod
-    descriptor = getattr(message_class, "DESCRIPTOR", None)
-    return str(getattr(descriptor, "full_name", "")) or f"request of {method}"
-
-
-def safe_deserializer(deserializer: Callable[[bytes], Any] | None, method: str) -> Callable[[bytes], Any] | None:
-    """`deserializer` that returns an Undecodable marker instead of raising."""
-    if deserializer is None:
-        return None
-    type_name = _type_name(deserializer, method)
-
-    def deserialize(data: bytes) -> Any:
-        try:
-            return deserializer(data)
-        except DecodeError as exc:  # "Error parsing message with type 'x': String field had bad UTF-8"
-            reason = str(exc).rpartition("': ")[2].strip()
-            return Undecodable(type_name, reason[:200]) if reason and "<" not in reason else Undecodable(type_name)
-        except Exception:  # anything a custom deserializer raises: its text is not the caller's business
-            return Undecodable(type_name)
-
-    return deserialize
 
 
 async def _checked(requests: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -285,7 +250,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         # the caller's context (its baggage too) with this span: what the handler's own calls carry on. Like
         # the ContextVars above it is never reset: grpc.aio runs each RPC in a task (and context) of its own
         otel_context.attach(trace.set_span_in_context(span, parent))
-        m.counts.in_flight += 1
+        m.counts.in_flight.inc()
         return call
 
     def _refuse(self, call: _Call) -> None:
@@ -353,7 +318,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         elapsed = time.perf_counter() - call.started
         m = call.m
         counts, access = m.outcome(call.code)
-        m.counts.in_flight -= 1
+        m.counts.in_flight.dec()
         counts.observe(elapsed)
         span = call.span
         if span is not None:

@@ -2,10 +2,11 @@
 
 Field names follow the Elastic Common Schema (`@timestamp`, `log.level`, `service.name`, `trace.id`,
 `event.duration` in ns, `error.*`). Business fields are passed as `extra={"fields": {...}}` or
-through the helpers below, which are the events every service logs (the seeds' StructuredLogger).
+through the helpers below, which are the events every service logs.
 
-Cost per line: the access log's constant fields are built once per method and status code; the
-timestamp's seconds are formatted once per second; `configure` turns off the LogRecord attributes
+Cost per line: the access log's constant fields are built once per method and status code (every line,
+the access line too, is one document encoded by `ecs_line`); the timestamp's seconds are formatted once
+per second; `configure` turns off the LogRecord attributes
 nothing here prints (caller frame, thread, process); the stdout handler writes each line at once
 and, on an event loop, flushes once per loop iteration (after the responses of that iteration were
 handed to gRPC) instead of once per line.
@@ -89,15 +90,12 @@ class EcsJsonFormatter(logging.Formatter):
 class LineHandler(logging.StreamHandler[TextIO]):
     """Writes each line to the stream at once off an event loop; on one, collects the lines of the loop
     iteration and writes and flushes them together at its end (one write for every line of the
-    iteration, after its responses were handed to gRPC). `flush` writes what is collected.
-
-    A collected line may still be a `Deferred` one: text made only when it is written, so that an RPC's
-    access line is assembled after its response is on its way, not before."""
+    iteration, after its responses were handed to gRPC). `flush` writes what is collected."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         self._flush_on: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
-        self._lines: list[str | Deferred] = []  # written on that loop, not yet on the stream
+        self._lines: list[str] = []  # written on that loop, not yet on the stream
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -111,9 +109,9 @@ class LineHandler(logging.StreamHandler[TextIO]):
         """Write one formatted line (the caller holds the lock), flushing as the class says."""
         self.write_text(line + self.terminator)
 
-    def write_text(self, text: str | Deferred) -> None:
-        """Write text that ends with its line's terminator, or a line to make then (the caller holds the
-        lock), flushing as the class says."""
+    def write_text(self, text: str) -> None:
+        """Write text that ends with its line's terminator (the caller holds the lock), flushing as the
+        class says."""
         scheduled = self._flush_on
         if scheduled is not None and scheduled.is_running():
             self._lines.append(text)  # that loop's flush takes this line too
@@ -133,34 +131,13 @@ class LineHandler(logging.StreamHandler[TextIO]):
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
             if self._lines:
                 lines, self._lines = self._lines, []
-                self.stream.write("".join([line if isinstance(line, str) else self._made(line) for line in lines]))
+                self.stream.write("".join(lines))
             super().flush()
-
-    def _made(self, line: Deferred) -> str:
-        try:
-            return line.text()
-        except Exception:  # as logging does: a line that cannot be made is reported, the others written
-            self.handleError(logging.makeLogRecord({"name": _events.name, "msg": "access line"}))
-            return ""
 
     def _scheduled_flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             self._flush_on = None
             self.flush()
-
-
-class Deferred:
-    """An access line's parts, made into its text when the handler writes it (see AccessLine.line)."""
-
-    __slots__ = ("access", "created", "duration_s", "extra", "ids", "peer", "role")
-
-    def __init__(self, access: AccessLine, created: float, duration_s: float, peer: str, role: str | None,
-                 extra: dict[str, Any] | None, ids: tuple[str, str, str]) -> None:
-        self.access, self.created, self.duration_s, self.peer, self.role = access, created, duration_s, peer, role
-        self.extra, self.ids = extra, ids
-
-    def text(self) -> str:
-        return self.access.line(self.created, self.duration_s, self.peer, self.role, self.extra, self.ids)
 
 
 def configure(service_name: str, service_version: str, level: str = "info") -> None:
@@ -231,6 +208,7 @@ def log_cache_op(operation: str, key: str, hit: bool | None, duration_s: float, 
         "event.duration": ns(duration_s), **extra}})
 
 
+@lru_cache(maxsize=4096)  # a connection makes many calls; the dict is only ever read
 def peer_fields(peer: str) -> dict[str, str | int]:
     """`client.ip`/`client.port` (and `client.address`) from a gRPC peer: `ipv4:127.0.0.1:35884`,
     `ipv6:[::1]:5000`, `unix:/path`; nothing for a peer it cannot read."""
@@ -250,143 +228,58 @@ def peer_fields(peer: str) -> dict[str, str | int]:
 
 
 _DENIED = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
-_peers: dict[str, str] = {}  # peer -> its members as JSON text (a connection makes many calls)
-_roles: dict[str | None, str] = {}  # role -> its `user.roles` member as JSON text
-
-
-def _peer_json(peer: str) -> str:
-    """`,"client.address":..,"client.ip":..,"client.port":..` for `peer` (empty for a peer it cannot read)."""
-    found = _peers.get(peer)
-    if found is None:
-        if len(_peers) >= 4096:
-            _peers.clear()
-        fields = peer_fields(peer)
-        found = _peers[peer] = "," + orjson.dumps(fields).decode()[1:-1] if fields else ""
-    return found
-
-
-def _role_json(role: str | None) -> str:
-    found = _roles.get(role)
-    if found is None:
-        found = _roles[role] = ',"user.roles":' + orjson.dumps([role] if role else []).decode()
-    return found
-
-
-def call_ids_json(correlation_id: str, trace_id: str, span_id: str) -> str:
-    """`"correlation.id":..,"trace.id":..,"span.id":..,` (trace and span ids as hex; empty: absent): the
-    members of a call's ids as an access line starts with them."""
-    if not correlation_id:
-        cid = ""
-    elif '"' in correlation_id or "\\" in correlation_id or not correlation_id.isprintable():  # JSON escapes
-        cid = f'"correlation.id":{orjson.dumps(correlation_id).decode()},'
-    else:
-        cid = f'"correlation.id":"{correlation_id}",'
-    return f'{cid}"trace.id":"{trace_id}","span.id":"{span_id}",' if trace_id else cid
-
-
-def _current_ids() -> tuple[str, str, str]:
-    """The current context's correlation id and trace and span ids in hex (see call_ids_json)."""
-    return (context.correlation_id.get() or "", *tracing.hex_ids(trace.get_current_span()))
-
-
-def _only_handler(logger: logging.Logger, level: int) -> LineHandler | None:
-    """The LineHandler that is the one place a record of `logger` at `level` would go (no filter on the way,
-    no other handler, nothing disabled), else None: then records must go through logging."""
-    current: logging.Logger | None = logger
-    found: LineHandler | None = None
-    while current is not None:
-        if current.filters or current.disabled:
-            return None
-        for handler in current.handlers:
-            if found is not None or not isinstance(handler, LineHandler) or handler.filters or level < handler.level:
-                return None
-            found = handler
-        if not current.propagate:
-            break
-        current = current.parent
-    return found
-
-
-# the members every ECS line has besides its fields: the record's and the call's ids (see ecs_document)
-_DOCUMENT_KEYS = frozenset({"@timestamp", "log.level", "message", "ecs.version", *_SERVICE, "log.logger",
-                            "correlation.id", "trace.id", "span.id"})
-# the members of an access line that vary per call (see AccessLine.line)
-_CALL_KEYS = frozenset({"event.duration", "client.address", "client.ip", "client.port", "user.roles"})
 
 
 class AccessLine:
     """The access-log line of one method ending with one status code: its level, message and constant
-    fields built once; `emit` adds the call's duration, peer, role and business fields.
+    fields built once; `emit` logs them with the call's duration, peer, role, ids and business fields, as
+    one ECS line through logging like every other line (a hand-written encoder of this line stood here
+    until its gain was measured: see docs/architecture.md, "Fast paths measured")."""
 
-    When the process's LineHandler is the only place the line would go (as in a server), `emit` writes it
-    there itself: the same ECS line as through logging, assembled from JSON text made once (the constant
-    members, each peer's and each role's) and the call's own members, without a LogRecord or a document
-    to encode. Anything else attached (a capture in a test, a filter) gets records as usual."""
-
-    __slots__ = ("_reserved", "_tail", "_tail_of", "fields", "level", "level_name", "message")
+    __slots__ = ("fields", "level", "message")
 
     def __init__(self, method: str, code: str) -> None:
         level = logging.INFO if code in ("OK", "CANCELLED", "NOT_FOUND", "INVALID_ARGUMENT") else logging.WARNING
         self.level = logging.ERROR if code in ("INTERNAL", "UNKNOWN", "DATA_LOSS") else level
-        self.level_name = logging.getLevelName(self.level)
         self.message = f"rpc {method} {code}"
         self.fields: dict[str, Any] = {
             "event.kind": "event", **ecs_event("api", "access", *(("denied",) if code in _DENIED else ())),
             "event.dataset": "rentscout.access", "event.outcome": "success" if code == "OK" else "failure",
             "rpc.system": "grpc", "rpc.method": method, "rpc.grpc.status_code": code}
-        # a business field of one of these names sends the line through logging (one member each, as
-        # Elasticsearch wants; there, the fields win as in ecs_document)
-        self._reserved = frozenset(self.fields) | _DOCUMENT_KEYS | _CALL_KEYS
-        self._tail = ""  # the line's constant members as JSON text (for the service configured: _tail_of)
-        self._tail_of: tuple[str, ...] = ()
-
-    def _constant_tail(self) -> str:
-        """`,"log.level":..,"message":..,<service>,<the constant fields>}\n`: what every line of this method
-        and code repeats; rebuilt when `configure` names another service."""
-        service = (_SERVICE["service.name"], _SERVICE["service.version"])
-        if self._tail_of != service:
-            constant = {"log.level": self.level_name.lower(), "message": self.message, "ecs.version": ECS_VERSION,
-                        **_SERVICE, "log.logger": _events.name, **self.fields}
-            self._tail, self._tail_of = "," + orjson.dumps(constant).decode()[1:] + "\n", service
-        return self._tail
-
-    def line(self, created: float, duration_s: float, peer: str, role: str | None,
-             extra: dict[str, Any] | None = None, ids: tuple[str, str, str] | None = None) -> str:
-        """The ECS line, newline included: the call's own members (time, ids, duration, peer, role, business
-        fields) and the constant ones; the document `ecs_document` makes. `ids`: the call's correlation,
-        trace and span ids, as `call_ids_json` takes them (default: the current context's)."""
-        head = (f'{{"@timestamp":"{timestamp(created)}",{call_ids_json(*(_current_ids() if ids is None else ids))}'
-                f'"event.duration":{int(duration_s * 1_000_000_000)}{_peer_json(peer)}{_role_json(role)}')
-        if extra:
-            head += "," + orjson.dumps(extra, default=str).decode()[1:-1]
-        return head + self._constant_tail()
 
     def emit(self, duration_s: float, peer: str, role: str | None, extra: dict[str, Any] | None = None,
              ids: tuple[str, str, str] | None = None) -> None:
+        """Log the line; on an event loop, once the current callback is done (the call's response is on its
+        way by then), in a copy of the call's context. `ids`: the call's correlation, trace and span ids
+        (default: the current context's); business fields in `extra` win over the line's own, as in
+        `ecs_document`."""
         if not _events.isEnabledFor(self.level):
             return
-        handler = _only_handler(_events, self.level)
-        if handler is None or (extra and not self._reserved.isdisjoint(extra)):
-            variable = {"event.duration": ns(duration_s), **peer_fields(peer), "user.roles": [role] if role else []}
-            _events.log(self.level, self.message, extra={"fields": {**self.fields, **variable, **(extra or {})}})
-            return
         try:
-            line = Deferred(self, time.time(), duration_s, peer, role, extra,
-                            _current_ids() if ids is None else ids)  # the ids of the call, not of the writer
-            with handler.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-                handler.write_text(line)
-        except Exception:  # as logging does: a line that cannot be written never fails the call
-            handler.handleError(logging.makeLogRecord({"name": _events.name, "msg": self.message}))
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.log(duration_s, peer, role, extra, ids)
+            return
+        loop.call_soon(self.log, duration_s, peer, role, extra, ids)
+
+    def log(self, duration_s: float, peer: str, role: str | None, extra: dict[str, Any] | None = None,
+            ids: tuple[str, str, str] | None = None) -> None:
+        """Log the line now."""
+        fields = {**self.fields, "event.duration": ns(duration_s), **peer_fields(peer), "user.roles": [role] if role else []}
+        if ids is not None:
+            correlation_id, trace_id, span_id = ids
+            if correlation_id:
+                fields["correlation.id"] = correlation_id
+            if trace_id:
+                fields["trace.id"], fields["span.id"] = trace_id, span_id
+        if extra:
+            fields.update(extra)
+        _events.log(self.level, self.message, extra={"fields": fields})
 
 
 @lru_cache(maxsize=4096)
 def access_line(method: str, code: str) -> AccessLine:
     return AccessLine(method, code)
-
-
-def log_rpc(method: str, code: str, duration_s: float, peer: str, role: str | None, **extra: Any) -> None:
-    """The access-log line: one per RPC."""
-    access_line(method, code).emit(duration_s, peer, role, extra)
 
 
 class Stopwatch:

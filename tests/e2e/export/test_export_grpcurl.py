@@ -14,7 +14,6 @@ from harness.servers import ServerProcess
 
 METHOD = "rentscout.export.v1.ExportService/ExportProperties"
 CID = "e2e-export-7f3a"
-pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ from rentscout.devstack.instances import PostgresInstance
 from rentscout.export.v1 import export_pb2
 from rentscout.runtime.replicas import node_name
 
-pytestmark = pytest.mark.integration
 Req = export_pb2.ExportPropertiesRequest
 CSV = export_pb2.EXPORT_FORMAT_CSV
 

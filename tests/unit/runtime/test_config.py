@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from rentscout.ops.settings import all_env_vars, markdown_table, unknown_env_vars
 from rentscout.runtime.auth import Authenticator, parse_tokens
-from rentscout.runtime.config import (
-    ConfigError,
-    RuntimeSettings,
-    all_env_vars,
-    load,
-    markdown_table,
-    unknown_env_vars,
-)
+from rentscout.runtime.config import ConfigError, RuntimeSettings, load
 from rentscout.runtime.context import correlation_id_from
 from rentscout.runtime.errors import PermissionDenied, Unauthenticated
 

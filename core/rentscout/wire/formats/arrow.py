@@ -47,7 +47,7 @@ from rentscout.wire.sql import ident
 if TYPE_CHECKING:
     import pyarrow as pa
 
-INSTALL_HINT = "Arrow exports need pyarrow: pip install 'rentscout-dataplane[arrow]'"
+INSTALL_HINT = "Arrow exports need pyarrow: pip install 'rentscout-client[arrow]' (servers: 'rentscout-server[arrow]')"
 MEDIA_TYPE = "application/vnd.apache.arrow.stream"
 
 CONTINUATION = b"\xff\xff\xff\xff"
