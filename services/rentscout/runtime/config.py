@@ -166,6 +166,11 @@ class RuntimeSettings:
         "DB_CONNECT_TIMEOUT_SECONDS", 3.0, "Timeout to open a PostgreSQL connection.", float_range(0.1, 120))
     db_statement_timeout_ms: int = setting(
         "DB_STATEMENT_TIMEOUT_MS", 30000, "Server-side statement_timeout for every connection.", int_range(0, 86_400_000))
+    db_lock_timeout_ms: int = setting(
+        "DB_LOCK_TIMEOUT_MS", 2000,
+        "lock_timeout of every connection: a statement waits at most this for a lock another session holds (a "
+        "migration's ALTER TABLE), then the call gets RESOURCE_EXHAUSTED with a retry pushback (0: wait forever).",
+        int_range(0, 86_400_000))
     dependency_timeout_seconds: float = setting(
         "DEPENDENCY_TIMEOUT_SECONDS", 30.0,
         "Longest the server waits on PostgreSQL or Redis at any one step, whatever the client's deadline: a pooled "

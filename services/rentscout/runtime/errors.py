@@ -7,6 +7,7 @@ No traceback ever reaches a client: unexpected errors become INTERNAL with the c
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Iterable
 
 import grpc
@@ -14,7 +15,11 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
-from rentscout.wire.badrequest import bad_request
+from rentscout.wire.badrequest import bad_request, bounded, clip_bytes
+from rentscout.wire.metadata import PUSHBACK_HEADER
+
+
+LOCKED_RETRY_AFTER_SECONDS = 1.0  # pushback when a table was locked or the pool had no free connection
 
 
 class ServiceError(Exception):
@@ -23,17 +28,28 @@ class ServiceError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
     def __init__(self, message: str) -> None:
+        message = clip_bytes(message)  # it may echo input; it travels in a size-limited header
         super().__init__(message)
         self.message = message
 
     def details(self) -> list[Message]:
         return []
 
+    def trailing(self) -> tuple[tuple[str, str], ...]:
+        """Metadata of this error beside its status details (a retry pushback)."""
+        return ()
+
     def to_status(self) -> grpc.Status:
         status = status_pb2.Status(code=self.code.value[0], message=self.message)
         for detail in self.details():
             status.details.add().Pack(detail)
-        return rpc_status.to_status(status)
+        converted = rpc_status.to_status(status)
+        extra = self.trailing()
+        return _Status(converted.code, converted.details, (*converted.trailing_metadata, *extra)) if extra else converted
+
+
+class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status):
+    """A grpc.Status with more trailing metadata than the details (grpc_status builds only those)."""
 
 
 class InvalidArgument(ServiceError):
@@ -44,7 +60,7 @@ class InvalidArgument(ServiceError):
     def __init__(self, violations: Iterable[tuple[str, str]] | str, description: str | None = None) -> None:
         if isinstance(violations, str):
             violations = [(violations, description or "is invalid")]
-        self.violations = list(violations)
+        self.violations = bounded(violations)  # clipped and counted: see rentscout.wire.badrequest
         super().__init__("; ".join(f"{f}: {d}" for f, d in self.violations))
 
     def details(self) -> list[Message]:
@@ -68,7 +84,25 @@ class FailedPrecondition(ServiceError):
 
 
 class ResourceExhausted(ServiceError):
+    """Overload: retryable; with `retry_after` (seconds) the client is told when (gRPC retry pushback)."""
+
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def trailing(self) -> tuple[tuple[str, str], ...]:
+        if self.retry_after is None:
+            return ()
+        return ((PUSHBACK_HEADER, str(max(int(self.retry_after * 1000), 1))),)
+
+
+class Aborted(ServiceError):
+    """The server ended the call for a reason the caller may retry at a higher level (a stalled export
+    consumer: resume from the last token)."""
+
+    code = grpc.StatusCode.ABORTED
 
 
 class Unavailable(ServiceError):
@@ -111,6 +145,9 @@ def classify(exc: BaseException) -> ServiceError | None:
 
     if isinstance(exc, NotImplementedError):
         return Unimplemented("this method is not implemented by this server")
+    if isinstance(exc, asyncpg.LockNotAvailableError):  # lock_timeout: a table is locked (a migration's ALTER)
+        return ResourceExhausted("a table this call reads is locked by another session (RENTSCOUT_DB_LOCK_TIMEOUT_MS "
+                                 "passed); retry shortly", retry_after=LOCKED_RETRY_AFTER_SECONDS)
     if isinstance(exc, asyncpg.QueryCanceledError):
         return DeadlineExceeded("the database statement was cancelled (deadline or statement timeout)")
     if isinstance(exc, (asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
