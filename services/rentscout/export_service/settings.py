@@ -18,9 +18,9 @@ class ExportSettings:
         int_range(0, 86_400_000))
     token_secret: str = setting(
         "EXPORT_TOKEN_SECRET", "",
-        "Secret that signs resume tokens (HMAC); every replica must share it so any one resumes any token. "
-        "Unset, each process signs with a random key of its own: resume then works on the same replica only "
-        "(a warning is logged).", secret=True)
+        "Secret that signs resume tokens (HMAC); overrides the key stored in PostgreSQL. Unset (the default), "
+        "tokens are signed with the stored key `rentscout db migrate` creates (`rentscout db rotate-token-key` "
+        "rotates it): every replica of the database resumes every token, across restarts.", secret=True)
     token_secret_previous: str = setting(
         "EXPORT_TOKEN_SECRET_PREVIOUS", "",
         "The secret before the last rotation: tokens it signed are still accepted; new ones use "

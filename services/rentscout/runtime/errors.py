@@ -18,7 +18,6 @@ from grpc_status import rpc_status
 from rentscout.wire.badrequest import bad_request, bounded, clip_bytes
 from rentscout.wire.metadata import PUSHBACK_HEADER
 
-
 LOCKED_RETRY_AFTER_SECONDS = 1.0  # pushback when a table was locked or the pool had no free connection
 
 
