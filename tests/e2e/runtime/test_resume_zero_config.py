@@ -9,7 +9,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import asyncpg
@@ -44,7 +43,7 @@ async def test_kill_9_mid_export_with_nothing_configured(service_env: dict[str, 
             head = reader.stdout.read(64 * 1024)  # the export is running; then stop reading: back-pressure
             assert head
             server.kill()  # SIGKILL mid-export
-            time.sleep(2.0)
+            await asyncio.sleep(2.0)
             replacement.start()
             rest, err = await asyncio.to_thread(reader.communicate, timeout=240)
             assert reader.returncode == 0, err.decode()[-2000:]
