@@ -32,7 +32,7 @@ from rentscout.export_service.stream import ExportRun, Slots, StreamStart, copy_
 from rentscout.export_service.tokens import KeyRing, ResumeState, TokenCodec
 from rentscout.runtime import context
 from rentscout.runtime.config import load
-from rentscout.runtime.errors import InvalidArgument, Violations
+from rentscout.runtime.errors import ConsumerStalled, InvalidArgument, Violations
 from rentscout.runtime.replicas import ReadRouter
 from rentscout.runtime.resources import Resources
 from rentscout.runtime.server import ServiceSpec
@@ -102,6 +102,9 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         except (GeneratorExit, asyncio.CancelledError):
             run.interrupted(context_)
             raise
+        except ConsumerStalled:  # the runtime's stall bound (RENTSCOUT_EXPORT_STALL_TIMEOUT_SECONDS)
+            run.close("abandoned", grpc.StatusCode.ABORTED.name)
+            raise
         except Exception as exc:
             run.close("failed", telemetry.code_of(exc))
             raise
@@ -170,7 +173,8 @@ def build(resources: Resources, settings: ExportSettings | None = None,
     servicer = ExportServicer(resources, settings, pump)
     spec = ServiceSpec(name=SERVICE_NAME,
                        register=lambda server: export_pb2_grpc.add_ExportServiceServicer_to_server(servicer, server),
-                       on_start=[servicer.runs.start], on_stop=[servicer.runs.stop])
+                       on_start=[servicer.runs.start], on_stop=[servicer.runs.stop],
+                       stall_timeouts={"ExportProperties": settings.stall_timeout_seconds})
     return servicer, spec
 
 

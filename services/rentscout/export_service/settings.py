@@ -33,6 +33,11 @@ class ExportSettings:
         int_range(4096, 3 * MIB))
     max_rows_per_chunk: int = setting(
         "EXPORT_MAX_ROWS_PER_CHUNK", 100_000, "Largest rows_per_chunk a request may ask for.", int_range(1, 10_000_000))
+    stall_timeout_seconds: float = setting(
+        "EXPORT_STALL_TIMEOUT_SECONDS", 60.0,
+        "An export whose client takes no message for this long ends ABORTED (the SDK resumes from its last token "
+        "when it reads again): its slot and database connection are freed and its run is recorded as abandoned.",
+        float_range(0.1, 86_400))
     heartbeat_seconds: float = setting(
         "EXPORT_HEARTBEAT_SECONDS", 5.0,
         "How often a replica records the progress of its running exports; runs silent for 3 intervals count as "

@@ -187,6 +187,11 @@ class RuntimeSettings:
         "MAX_CONCURRENT_RPCS", 1000,
         "RPCs served at once per process (health checks and reflection not counted); more get RESOURCE_EXHAUSTED, "
         "each logged and counted in rentscout_rpc_rejected_total.", int_range(1, 100_000))
+    request_timeout_seconds: float = setting(
+        "REQUEST_TIMEOUT_SECONDS", 10.0,
+        "Longest a unary call may take to deliver its request message after it started; a call whose message never "
+        "comes (closed without one, or cut short) then ends INVALID_ARGUMENT or DEADLINE_EXCEEDED, logged and counted "
+        "in rentscout_rpc_rejected_total{reason=\"no_request\"}.", float_range(0.1, 3600))
     max_concurrent_streams: int = setting(
         "MAX_CONCURRENT_STREAMS", 256,
         "HTTP/2 streams (calls) one client connection may have open at once; clients queue calls beyond it.",

@@ -104,6 +104,16 @@ class Aborted(ServiceError):
     code = grpc.StatusCode.ABORTED
 
 
+class ConsumerStalled(Aborted):
+    """A response stream's consumer took no message for `seconds`: the server ended the stream to free what it
+    held; the caller resumes from the last message it received."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the client took no message for {seconds:g}s: the server ended the stream to free its "
+                         "resources; resume from the last message received")
+        self.seconds = seconds
+
+
 class Unavailable(ServiceError):
     code = grpc.StatusCode.UNAVAILABLE
 
