@@ -509,8 +509,9 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
                             async with asyncio.timeout(stall):
                                 await ctx.write(item)
                     except TimeoutError:  # only the stall bound raises it here
-                        await stream.athrow(ConsumerStalled(stall))  # the handler frees what it holds, re-raises
-                        raise ConsumerStalled(stall) from None  # (a handler that swallowed it ends the same way)
+                        stalled = ConsumerStalled(stall or 0.0)
+                        await stream.athrow(stalled)  # the handler frees what it holds, and re-raises it
+                        raise stalled from None  # (a handler that swallowed it ends the same way)
                     except Exception as exc:  # grpc's ExecuteBatchError: the call is over, nothing can be sent
                         left = ctx.time_remaining()
                         call.code = (grpc.StatusCode.DEADLINE_EXCEEDED if left is not None and left <= 0
