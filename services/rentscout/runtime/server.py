@@ -237,6 +237,8 @@ class ServiceHost:
             self._monitor_task.cancel()
         if self._server is not None:
             await self._server.stop(grace)
+        if self.interceptor is not None:
+            self.interceptor.arrival.close()
         for spec in self.specs:
             for hook in spec.on_stop:
                 try:
