@@ -39,9 +39,14 @@ class _Aborted(grpc.aio.AbortError):
 class _AioContext:
     """The grpc.aio ServicerContext surface the runtime uses, over a grpc_testing ServicerContext."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, request: Any = grpc.aio.EOF) -> None:
         self._ctx = ctx
         self._code: grpc.StatusCode | None = None
+        self._request = request  # what read() returns once (the runtime reads a unary request itself)
+
+    async def read(self) -> Any:
+        request, self._request = self._request, grpc.aio.EOF
+        return request
 
     def invocation_metadata(self) -> Metadata:
         return tuple(self._ctx.invocation_metadata())
@@ -123,12 +128,12 @@ class InMemoryServer:
 
         def call(request: Message, ctx: Any) -> Message | None:
             async def run() -> Any:
-                aio_ctx = _AioContext(ctx)
                 handler = await self._interceptor.intercept_service(
                     self._continuation, _CallDetails(full, tuple(ctx.invocation_metadata())))
                 wire = request.SerializeToString()  # what the handler gets off the wire
                 decode = handler.request_deserializer
-                response = await handler.unary_unary(decode(wire) if decode else wire, aio_ctx)
+                aio_ctx = _AioContext(ctx, decode(wire) if decode else wire)
+                response = await handler.stream_unary(None, aio_ctx)  # it reads the request from aio_ctx
                 if isinstance(response, bytes):  # a handler that answers with wire bytes
                     return output.FromString(response)
                 return response

@@ -29,10 +29,10 @@ from rentscout.export_service.request import build_spec, check_static, resolve_c
 from rentscout.export_service.runs import RunStore
 from rentscout.export_service.settings import ExportSettings
 from rentscout.export_service.stream import ExportRun, Slots, StreamStart, copy_job
-from rentscout.export_service.tokens import ResumeState, TokenCodec, signing_keys
+from rentscout.export_service.tokens import KeyRing, ResumeState, TokenCodec
 from rentscout.runtime import context
 from rentscout.runtime.config import load
-from rentscout.runtime.errors import InvalidArgument, Violations
+from rentscout.runtime.errors import ConsumerStalled, InvalidArgument, Violations
 from rentscout.runtime.replicas import ReadRouter
 from rentscout.runtime.resources import Resources
 from rentscout.runtime.server import ServiceSpec
@@ -54,9 +54,14 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         self.reads = resources.reads  # streams and PlanExport read from standbys when there are any
         self.settings = settings
         self.catalog = Catalog(resources.db)
-        self.codec = TokenCodec(*signing_keys(settings.token_secret, settings.token_secret_previous))
+        self.keys = KeyRing(resources.db, settings.token_secret, settings.token_secret_previous)
         self.runs = RunStore(resources.db, settings.heartbeat_seconds, settings.runs_retention_days)
         self.slots = Slots(settings.max_concurrent)
+
+    @property
+    def codec(self) -> TokenCodec:
+        """The token codec last loaded (see KeyRing)."""
+        return self.keys.current
 
     async def _start(self, request: export_pb2.ExportPropertiesRequest) -> StreamStart:
         v = Violations()
@@ -66,7 +71,7 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         v.raise_if_any()
         spec = build_spec(request, where, columns, self.settings)
         if request.resume_token:
-            return StreamStart(spec, self.codec.decode(request.resume_token, spec.fingerprint), resumed=True)
+            return StreamStart(spec, await self.keys.decode(request.resume_token, spec.fingerprint), resumed=True)
         return StreamStart(spec, ResumeState(uuid.uuid4().bytes, None, None, 0), resumed=False)
 
     async def ExportProperties(
@@ -74,13 +79,14 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
             context_: grpc.aio.ServicerContext[export_pb2.ExportPropertiesRequest, export_pb2.ExportPropertiesResponse],
     ) -> AsyncIterator[export_pb2.ExportPropertiesResponse]:
         start = await self._start(request)
+        codec = await self.keys.codec()
         self.slots.take()
         try:
             progress = await self.runs.start_run(start.state.export_id, start.spec.format.name, start.resumed,
                                                  context.correlation_id.get())
             job = copy_job(start.spec, start.state, self.settings.statement_timeout_ms)
             pump = None if start.state.done else self.pump(self.reads, job)
-            run = ExportRun(start, self.codec, self.runs, self.slots, pump, progress)
+            run = ExportRun(start, codec, self.runs, self.slots, pump, progress)
         except BaseException:
             self.slots.release()
             raise
@@ -95,6 +101,9 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
                 yield message
         except (GeneratorExit, asyncio.CancelledError):
             run.interrupted(context_)
+            raise
+        except ConsumerStalled:  # the runtime's stall bound (RENTSCOUT_EXPORT_STALL_TIMEOUT_SECONDS)
+            run.close("abandoned", grpc.StatusCode.ABORTED.name)
             raise
         except Exception as exc:
             run.close("failed", telemetry.code_of(exc))
@@ -119,6 +128,7 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         v.raise_if_any()
         spec = build_spec(req, where, columns, self.settings)
         rows = await self.reads.fetch(sqlgen.plan_sql(spec.where, spec.effective_limit, request.partitions))
+        codec = await self.keys.codec()
         export_id = uuid.uuid4()
         out = export_pb2.PlanExportResponse(export_id=str(export_id))
         total = sum(r["n"] for r in rows)
@@ -126,14 +136,14 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         if not rows:
             state = ResumeState(export_id.bytes, None, None, 0)
             out.partitions.add(index=0, first_id=0, last_id=0, estimated_rows=0,
-                               resume_token=self.codec.encode(spec.fingerprint, state))
+                               resume_token=codec.encode(spec.fingerprint, state))
         after: int | None = None
         for i, r in enumerate(rows):
             last = i == len(rows) - 1
             upper = None if last and not truncated else r["last_id"]
             state = ResumeState(export_id.bytes, after, upper, 0)
             out.partitions.add(index=i, first_id=r["first_id"], last_id=r["last_id"], estimated_rows=r["n"],
-                               resume_token=self.codec.encode(spec.fingerprint, state))
+                               resume_token=codec.encode(spec.fingerprint, state))
             after = r["last_id"]
         out.estimated_total_rows = total
         context.annotate(**{"export.id": str(export_id), "export.partitions": len(out.partitions)})
@@ -157,13 +167,14 @@ def build(resources: Resources, settings: ExportSettings | None = None,
     """The servicer and its ServiceSpec (tests use the servicer to look inside, and may give the pump)."""
     settings = settings or load(ExportSettings)
     if not settings.token_secret:
-        _log.warning("RENTSCOUT_EXPORT_TOKEN_SECRET is unset: resume tokens are signed with a random key of this "
-                     "process, so an export resumes on this replica only (and not after a restart); set one secret "
-                     "on every replica", extra={"fields": {"event.category": "configuration"}})
+        _log.info("RENTSCOUT_EXPORT_TOKEN_SECRET is unset: resume tokens are signed with the key stored in "
+                  "PostgreSQL (token_signing_keys), shared by every replica of the database",
+                  extra={"fields": {"event.category": "configuration"}})
     servicer = ExportServicer(resources, settings, pump)
     spec = ServiceSpec(name=SERVICE_NAME,
                        register=lambda server: export_pb2_grpc.add_ExportServiceServicer_to_server(servicer, server),
-                       on_start=[servicer.runs.start], on_stop=[servicer.runs.stop])
+                       on_start=[servicer.runs.start], on_stop=[servicer.runs.stop],
+                       stall_timeouts={"ExportProperties": settings.stall_timeout_seconds})
     return servicer, spec
 
 

@@ -18,9 +18,9 @@ class ExportSettings:
         int_range(0, 86_400_000))
     token_secret: str = setting(
         "EXPORT_TOKEN_SECRET", "",
-        "Secret that signs resume tokens (HMAC); every replica must share it so any one resumes any token. "
-        "Unset, each process signs with a random key of its own: resume then works on the same replica only "
-        "(a warning is logged).", secret=True)
+        "Secret that signs resume tokens (HMAC); overrides the key stored in PostgreSQL. Unset (the default), "
+        "tokens are signed with the stored key `rentscout db migrate` creates (`rentscout db rotate-token-key` "
+        "rotates it): every replica of the database resumes every token, across restarts.", secret=True)
     token_secret_previous: str = setting(
         "EXPORT_TOKEN_SECRET_PREVIOUS", "",
         "The secret before the last rotation: tokens it signed are still accepted; new ones use "
@@ -33,6 +33,11 @@ class ExportSettings:
         int_range(4096, 3 * MIB))
     max_rows_per_chunk: int = setting(
         "EXPORT_MAX_ROWS_PER_CHUNK", 100_000, "Largest rows_per_chunk a request may ask for.", int_range(1, 10_000_000))
+    stall_timeout_seconds: float = setting(
+        "EXPORT_STALL_TIMEOUT_SECONDS", 60.0,
+        "An export whose client takes no message for this long ends ABORTED (the SDK resumes from its last token "
+        "when it reads again): its slot and database connection are freed and its run is recorded as abandoned.",
+        float_range(0.1, 86_400))
     heartbeat_seconds: float = setting(
         "EXPORT_HEARTBEAT_SECONDS", 5.0,
         "How often a replica records the progress of its running exports; runs silent for 3 intervals count as "

@@ -1,4 +1,5 @@
-"""`rentscout db migrate|seed`: apply migrations, load deterministic demo listings."""
+"""`rentscout db migrate|seed|rotate-token-key`: apply migrations, load deterministic demo listings, rotate
+the resume-token signing key stored in PostgreSQL (the previous key still verifies)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--reset", action="store_true", help="truncate properties first")
     add_settings_flags(s)
     s.set_defaults(func=seed)
+    r = dbsub.add_parser("rotate-token-key",
+                         help="store a new resume-token signing key; the previous one still verifies tokens")
+    add_settings_flags(r)
+    r.set_defaults(func=rotate_token_key)
 
 
 def _dsn(args: argparse.Namespace) -> str:
@@ -64,4 +69,26 @@ def seed(args: argparse.Namespace) -> int:
         return failed("db seed", exc, "database unavailable: ")
     elapsed = time.perf_counter() - started
     print(f"seeded {args.rows} rows (ids {first}..{last}) in {elapsed:.1f}s ({args.rows / max(elapsed, 1e-9):,.0f} rows/s)")
+    return 0
+
+
+def rotate_token_key(args: argparse.Namespace) -> int:
+    """Rotate the stored key (used when RENTSCOUT_EXPORT_TOKEN_SECRET is unset); prints its id, never the key."""
+    import asyncpg
+
+    from rentscout.export_service.tokens import KEPT_KEYS, KEY_REFRESH_SECONDS, rotate_stored_key
+
+    async def run(dsn: str) -> int:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            return await rotate_stored_key(conn)
+        finally:
+            await conn.close()
+
+    try:
+        key_id = asyncio.run(run(_dsn(args)))
+    except (ConfigError, OSError, asyncpg.PostgresError) as exc:  # e.g. the migrations were not applied
+        return failed("db rotate-token-key", exc, "database unavailable: ")
+    print(f"stored resume-token key {key_id}; replicas sign with it within {KEY_REFRESH_SECONDS:g}s, and the "
+          f"{KEPT_KEYS - 1} key(s) before it still verify tokens")
     return 0

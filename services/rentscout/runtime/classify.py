@@ -9,7 +9,14 @@ from __future__ import annotations
 import asyncio
 
 from rentscout.runtime import deadline
-from rentscout.runtime.errors import DeadlineExceeded, ServiceError, Unavailable, Unimplemented
+from rentscout.runtime.errors import (
+    LOCKED_RETRY_AFTER_SECONDS,
+    DeadlineExceeded,
+    ResourceExhausted,
+    ServiceError,
+    Unavailable,
+    Unimplemented,
+)
 
 
 def classify(exc: BaseException) -> ServiceError | None:
@@ -21,6 +28,9 @@ def classify(exc: BaseException) -> ServiceError | None:
 
     if isinstance(exc, NotImplementedError):
         return Unimplemented("this method is not implemented by this server")
+    if isinstance(exc, asyncpg.LockNotAvailableError):  # lock_timeout: a table is locked (a migration's ALTER)
+        return ResourceExhausted("a table this call reads is locked by another session (RENTSCOUT_DB_LOCK_TIMEOUT_MS "
+                                 "passed); retry shortly", retry_after=LOCKED_RETRY_AFTER_SECONDS)
     if isinstance(exc, asyncpg.QueryCanceledError):
         return DeadlineExceeded("the database statement was cancelled (deadline or statement timeout)")
     if isinstance(exc, (asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,

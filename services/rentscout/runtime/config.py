@@ -156,6 +156,11 @@ class RuntimeSettings:
         "DB_CONNECT_TIMEOUT_SECONDS", 3.0, "Timeout to open a PostgreSQL connection.", float_range(0.1, 120))
     db_statement_timeout_ms: int = setting(
         "DB_STATEMENT_TIMEOUT_MS", 30000, "Server-side statement_timeout for every connection.", int_range(0, 86_400_000))
+    db_lock_timeout_ms: int = setting(
+        "DB_LOCK_TIMEOUT_MS", 2000,
+        "lock_timeout of every connection: a statement waits at most this for a lock another session holds (a "
+        "migration's ALTER TABLE), then the call gets RESOURCE_EXHAUSTED with a retry pushback (0: wait forever).",
+        int_range(0, 86_400_000))
     dependency_timeout_seconds: float = setting(
         "DEPENDENCY_TIMEOUT_SECONDS", 30.0,
         "Longest the server waits on PostgreSQL or Redis at any one step, whatever the client's deadline: a pooled "
@@ -172,6 +177,11 @@ class RuntimeSettings:
         "MAX_CONCURRENT_RPCS", 1000,
         "RPCs served at once per process (health checks and reflection not counted); more get RESOURCE_EXHAUSTED, "
         "each logged and counted in rentscout_rpc_rejected_total.", int_range(1, 100_000))
+    request_timeout_seconds: float = setting(
+        "REQUEST_TIMEOUT_SECONDS", 10.0,
+        "Longest a unary call may take to deliver its request message after it started; a call whose message never "
+        "comes (closed without one, or cut short) then ends INVALID_ARGUMENT or DEADLINE_EXCEEDED, logged and counted "
+        "in rentscout_rpc_rejected_total{reason=\"no_request\"}.", float_range(0.1, 3600))
     max_concurrent_streams: int = setting(
         "MAX_CONCURRENT_STREAMS", 256,
         "HTTP/2 streams (calls) one client connection may have open at once; clients queue calls beyond it.",

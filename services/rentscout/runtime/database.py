@@ -1,4 +1,11 @@
-"""The asyncpg pool every service uses: lazy connections, deadline-bounded, UNAVAILABLE when down."""
+"""The asyncpg pool every service uses: lazy connections, deadline-bounded, UNAVAILABLE when down.
+
+Overload is not an outage: a call that finds every pooled connection busy past its budget gets
+RESOURCE_EXHAUSTED with a retry pushback (the database answers, this process is at its limit), and every
+statement waits at most `lock_timeout` for a lock (a migration's ALTER TABLE), then fails the same way
+instead of holding its connection. Readiness never competes for the pool: `probe` uses a connection of its
+own with its own short timeout, so a saturated pool leaves the replica in the load balancer.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ import asyncpg
 from rentscout.runtime import deadline, logs
 from rentscout.runtime.classify import classify
 from rentscout.runtime.config import RuntimeSettings
-from rentscout.runtime.errors import DeadlineExceeded, Unavailable
+from rentscout.runtime.errors import LOCKED_RETRY_AFTER_SECONDS, DeadlineExceeded, ResourceExhausted, Unavailable
 
 _log = logging.getLogger(__name__)
 
@@ -58,6 +65,14 @@ class Database:
         self.dsn = dsn or settings.database_url
         self._pool: asyncpg.Pool | None = None
         self._reset_done: set[int] = set()  # server pids of connections give_back has just reset
+        self._probe: asyncpg.Connection | None = None  # readiness' own connection, never a pool slot
+        self._probe_lock = asyncio.Lock()
+
+    def server_settings(self, suffix: str = "") -> dict[str, str]:
+        """Session settings of every connection: who it is, and how long one statement and one lock wait last."""
+        s = self.settings
+        return {"application_name": self.application_name + suffix, "statement_timeout": str(s.db_statement_timeout_ms),
+                "lock_timeout": str(s.db_lock_timeout_ms)}
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -70,8 +85,7 @@ class Database:
         kwargs: dict[str, Any] = dict(
             dsn=self.dsn, max_size=s.db_pool_max_size, timeout=s.db_connect_timeout_seconds,
             max_inactive_connection_lifetime=300.0, reset=self._pool_reset,
-            server_settings={"application_name": self.application_name,
-                             "statement_timeout": str(s.db_statement_timeout_ms)},
+            server_settings=self.server_settings(),
         )
         try:
             self._pool = await asyncpg.create_pool(min_size=s.db_pool_min_size, **kwargs)
@@ -81,6 +95,9 @@ class Database:
             self._pool = await asyncpg.create_pool(min_size=0, **kwargs)
 
     async def close(self, timeout: float = 5.0) -> None:
+        if self._probe is not None:
+            self._probe.terminate()
+            self._probe = None
         if self._pool is not None:
             try:
                 await asyncio.wait_for(self._pool.close(), timeout)
@@ -102,6 +119,10 @@ class Database:
         except TimeoutError:
             if deadline.expired():
                 raise DeadlineExceeded("the deadline expired while waiting for a database connection") from None
+            if self.saturated():
+                raise ResourceExhausted(
+                    f"every database connection of this server is busy (RENTSCOUT_DB_POOL_MAX_SIZE="
+                    f"{self.settings.db_pool_max_size}); retry shortly", retry_after=LOCKED_RETRY_AFTER_SECONDS) from None
             raise Unavailable("no database connection could be obtained in time") from None
         except Exception as exc:
             raise (classify(exc) or exc) from None
@@ -178,18 +199,30 @@ class Database:
         status: str = await self._run("execute", sql, args, timeout)
         return status
 
+    def saturated(self) -> bool:
+        """Every connection the pool may open is open and handed out (overload, not an outage)."""
+        pool = self._pool
+        return pool is not None and pool.get_size() >= pool.get_max_size() and pool.get_idle_size() == 0
+
     async def ping(self, timeout: float) -> bool:
-        """One `SELECT 1` within `timeout`; a connection that did not answer is terminated, not reused."""
-        try:
-            conn = await self.pool.acquire(timeout=timeout)
-        except Exception:
-            return False
-        ok = False
-        try:
-            await conn.fetchval("SELECT 1", timeout=timeout)
-            ok = True
-        except Exception:
-            conn.terminate()
-        finally:
-            await self.give_back(conn)
-        return ok
+        """One `SELECT 1` within `timeout` on the probe's own connection (see `probe`)."""
+        return await self.probe("SELECT 1", timeout) is not None
+
+    async def probe(self, sql: str, timeout: float) -> asyncpg.Record | None:
+        """The first row of `sql` (None: no answer within `timeout`), on a connection of the probe's own, opened
+        when needed and kept between probes: a busy pool or a locked table never makes a replica look down.
+        A connection that did not answer in time is terminated, and the next probe opens a new one."""
+        async with self._probe_lock:
+            try:
+                async with asyncio.timeout(timeout):
+                    if self._probe is None or self._probe.is_closed():
+                        self._probe = await asyncpg.connect(self.dsn, timeout=timeout,
+                                                            server_settings=self.server_settings(":probe"))
+                    row: asyncpg.Record | None = await self._probe.fetchrow(sql)
+                    return row
+            except Exception as exc:
+                if self._probe is not None:
+                    self._probe.terminate()
+                    self._probe = None
+                _log.debug("database probe failed", extra={"fields": {"error.type": type(exc).__name__}})
+                return None

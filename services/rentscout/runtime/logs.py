@@ -87,6 +87,40 @@ class EcsJsonFormatter(logging.Formatter):
                                      getattr(record, "fields", None), record.exc_info))
 
 
+_REDACTED = "[redacted]"
+GRPC_MESSAGE_CHARS = 200
+
+
+def _grpc_library(name: str) -> bool:
+    return name == "grpc" or name.startswith(("grpc.", "grpc_"))
+
+
+class GrpcLibraryRedaction(logging.Filter):
+    """The grpc library's own log lines may carry what a peer sent: a header value it could not decode is
+    logged whole ("Invalid encoding on b'Bearer <token>\\xff'"). Of its records only the static text is
+    printed: every argument becomes [redacted], a pre-formatted message is cut to GRPC_MESSAGE_CHARS, and an
+    exception keeps its type only (its message and traceback may quote the value too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _grpc_library(record.name):
+            return True
+        if record.args:
+            args = record.args
+            record.args = (dict.fromkeys(args, _REDACTED) if isinstance(args, dict)
+                           else tuple(_REDACTED for _ in args))
+        elif isinstance(record.msg, str) and len(record.msg) > GRPC_MESSAGE_CHARS:
+            record.msg = record.msg[:GRPC_MESSAGE_CHARS] + "...[truncated]"
+        if record.exc_info:
+            exc_type = record.exc_info[0]
+            if exc_type is not None:
+                fields = getattr(record, "fields", None) or {}
+                record.fields = {**fields, "error.type": exc_type.__name__}
+            record.exc_info = None
+            record.exc_text = None
+        record.stack_info = None
+        return True
+
+
 class LineHandler(logging.StreamHandler[TextIO]):
     """Writes each line to the stream at once off an event loop; on one, collects the lines of the loop
     iteration and writes and flushes them together at its end (one write for every line of the
@@ -153,6 +187,7 @@ def configure(service_name: str, service_version: str, level: str = "info") -> N
             root.removeHandler(handler)
     handler = LineHandler(sys.stdout)
     handler.setFormatter(EcsJsonFormatter())
+    handler.addFilter(GrpcLibraryRedaction())  # on the handler: it sees every grpc logger, whatever its name
     handler._rentscout = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())

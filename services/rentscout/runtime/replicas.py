@@ -126,17 +126,10 @@ class ReadRouter:
 
     async def _check(self, standby: Standby) -> None:
         timeout = self.settings.db_connect_timeout_seconds
-        try:
-            async with asyncio.timeout(timeout):
-                conn = await standby.db.pool.acquire(timeout=timeout)
-                try:
-                    row = await conn.fetchrow(_STATE_SQL, timeout=timeout)
-                finally:
-                    await standby.db.pool.release(conn)
-        except Exception as exc:  # any failure to answer means: do not read from it
-            self._set(standby, False, "down", -1.0, error=type(exc).__name__)
+        row = await standby.db.probe(_STATE_SQL, timeout)  # its own connection: a busy pool is not "down"
+        if row is None:  # any failure to answer means: do not read from it
+            self._set(standby, False, "down", -1.0, error="no answer")
             return
-        assert row is not None
         standby.replay_lsn = parse_lsn(row["replay_lsn"])
         if not row["in_recovery"]:
             self._set(standby, False, "not_in_recovery", 0.0)

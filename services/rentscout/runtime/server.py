@@ -44,9 +44,14 @@ class ServiceSpec:
     needs_redis: bool = False  # readiness follows Redis too
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # short names of response-streaming methods -> the longest their consumer may take no message (seconds)
+    stall_timeouts: Mapping[str, float] = field(default_factory=dict)
 
     def required_roles(self) -> Mapping[str, str]:
         return {f"/{self.name}/{m}": "admin" for m in self.admin_methods}
+
+    def stall_bounds(self) -> Mapping[str, float]:
+        return {f"/{self.name}/{m}": seconds for m, seconds in self.stall_timeouts.items()}
 
 
 ServiceFactory = Callable[[Resources], "ServiceSpec | Awaitable[ServiceSpec]"]
@@ -182,10 +187,15 @@ class ServiceHost:
             spec = factory(self.resources)
             self.specs.append(await spec if inspect.isawaitable(spec) else spec)
         roles: dict[str, str] = {}
+        stalls: dict[str, float] = {}
         for spec in self.specs:
             roles.update(spec.required_roles())
-        # the interceptor enforces the concurrency limit (grpc's own would refuse silently, health included)
-        self.interceptor = RuntimeInterceptor(auth, roles, self.settings.max_concurrent_rpcs)
+            stalls.update(spec.stall_bounds())
+        # the interceptor enforces the concurrency limit (grpc's own would refuse silently, health included),
+        # the wait for a unary request's message, and the stall bounds of response streams
+        self.interceptor = RuntimeInterceptor(auth, roles, self.settings.max_concurrent_rpcs,
+                                              request_timeout=self.settings.request_timeout_seconds,
+                                              stall_timeouts=stalls)
         server = grpc.aio.server(interceptors=[self.interceptor], options=server_options(self.settings))
         for spec in self.specs:
             spec.register(server)
@@ -227,6 +237,8 @@ class ServiceHost:
             self._monitor_task.cancel()
         if self._server is not None:
             await self._server.stop(grace)
+        if self.interceptor is not None:
+            self.interceptor.arrival.close()
         for spec in self.specs:
             for hook in spec.on_stop:
                 try:
