@@ -164,6 +164,32 @@ class Invoker:
             return False
         return True
 
+    async def wait_connected(self, timeout: float | None) -> bool:
+        """True once the channel is READY; False when one connection attempt failed, or after `timeout`.
+
+        Unlike `wait_ready`, a target that refuses connections or never completes the HTTP/2 handshake
+        ends the wait at its first failed attempt (after the channel's reconnect backoff, if it was in
+        one), so each such attempt counts against the breaker instead of one long wait.
+        """
+        state = self.channel.get_state(try_to_connect=True)
+        tried = state is not grpc.ChannelConnectivity.TRANSIENT_FAILURE  # that failure predates this wait
+        loop = asyncio.get_running_loop()
+        end = None if timeout is None else loop.time() + timeout
+        while state is not grpc.ChannelConnectivity.READY:
+            if state is grpc.ChannelConnectivity.SHUTDOWN or (tried and state is grpc.ChannelConnectivity.TRANSIENT_FAILURE):
+                return False
+            tried = tried or state is grpc.ChannelConnectivity.CONNECTING
+            left = None if end is None else end - loop.time()
+            if left is not None and left <= 0:
+                return False
+            try:
+                async with asyncio.timeout(left):
+                    await self.channel.wait_for_state_change(state)
+            except TimeoutError:
+                return False
+            state = self.channel.get_state(try_to_connect=True)
+        return True
+
     async def close(self) -> None:
         if self._owns_channel:
             await self.channel.close(None)
