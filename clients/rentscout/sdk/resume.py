@@ -136,7 +136,8 @@ class ResumeBudget:
                 reason = (f"no progress for {stalled:.1f}s and the circuit breaker stays open for another "
                           f"{delay:.1f}s, past the resume timeout ({self.max_stall:g}s)")
             else:
-                reason = f"no progress for {stalled:.1f}s (resume timeout {self.max_stall:g}s)"
+                reason = (f"no progress for {stalled:.1f}s; the next attempt (in {delay:.1f}s) would fall past the "
+                          f"resume timeout ({self.max_stall:g}s)")
         if reason is None and deadline is not None and now + delay >= deadline:
             reason = "the deadline leaves no time to resume"
         if reason is not None:
