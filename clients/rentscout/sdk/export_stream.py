@@ -14,11 +14,16 @@ A stream can be read once, in one of three shapes: `chunks()` (ExportChunk messa
 Resuming starts once a stream has started (its header arrived). Before that, the export is
 one call like any other: the client's retry policy (`ClientConfig.retry`, `reconnect_wait`) and
 `connect_timeout` (10 s) bound it, so a target that cannot be reached fails in seconds, naming the
-address, instead of waiting out the resume budget. Breaks that made progress always resume;
-`resume.max_attempts` bounds consecutive attempts without a single new chunk and `max_stall`
-(the CLI's `--resume-timeout`) the time without one. The target's breaker and retry budget are
-shared with unary calls: an open breaker is waited out (until its next probe), an exhausted budget
-slows resuming to the policy's `max_delay` instead of abandoning a long export.
+address, instead of waiting out the resume budget. Once started, resuming is paced and bounded
+by progress (`rentscout.sdk.resume.ResumeBudget`): a segment that delivered a whole chunk is a
+success for the target's breaker and resumes at once; only segments that delivered nothing are
+failures and back off (`resume`'s delays; its `max_attempts` is not a limit here); the export gives
+up only after `max_stall` seconds (the CLI's `--resume-timeout`) without a new chunk, however often
+it was cut while advancing. An open stream that delivers no message for `max_stall` is cut and
+resumed like a broken one. The target's breaker and retry budget are shared with unary calls: an
+open breaker is waited out (until its next probe) within that budget, an exhausted retry budget
+slows resuming to the policy's `max_delay`. A cut after progress (GOAWAY, a proxy's RST) is logged
+at info level, an attempt that delivered nothing at warning level.
 """
 
 from __future__ import annotations
