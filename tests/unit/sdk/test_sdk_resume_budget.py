@@ -89,7 +89,7 @@ def test_gives_up_after_max_stall_without_progress_saying_so() -> None:
 
 def test_an_open_breaker_past_the_budget_gives_up_at_once() -> None:
     clock = ManualClock()
-    budget, breaker = setup(clock, max_stall=20.0)
+    budget, _ = setup(clock, max_stall=20.0)
     for _ in range(5):
         budget.broke(budget.attempt(), cut())
     with pytest.raises(CircuitOpenError) as refused:
