@@ -23,7 +23,11 @@ it was cut while advancing. An open stream that delivers no message for `max_sta
 resumed like a broken one. The target's breaker and retry budget are shared with unary calls: an
 open breaker is waited out (until its next probe) within that budget, an exhausted retry budget
 slows resuming to the policy's `max_delay`. A cut after progress (GOAWAY, a proxy's RST) is logged
-at info level, an attempt that delivered nothing at warning level.
+at info level, as is a single empty attempt right after it; consecutive empty attempts at warning
+level. Once cut, an export whose request left the chunk size to the server resumes with chunks of
+at most `RESUMED_BYTES_PER_CHUNK` (the size is not part of the resume token's fingerprint): a cut
+loses the chunk in flight, so smaller chunks lose less, and a link that cuts every few hundred KB
+still lets whole chunks through.
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXH
 RESUMABLE_MID_STREAM = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
 
 
+# Once a stream was cut, resumed segments ask for chunks of at most this size (unless the request chose a size):
+# a cut loses the partial chunk in flight, so on a link that cuts, smaller chunks waste less and always progress.
+RESUMED_BYTES_PER_CHUNK = 256 * 1024
 # Longest time an export waits for progress (a chunk) across breaks before giving up.
 DEFAULT_MAX_STALL = 300.0
 # Before re-opening a broken stream, wait up to this long for the channel to reconnect.
@@ -106,6 +113,7 @@ class ExportStream:
         self._base = 0  # rows the server had sent before this stream's first segment (resume token given)
         self._first_failure: errors.RentScoutError | None = None  # the most telling error while starting
         self._opened = 0.0  # when the first attempt started
+        self._largest_chunk = 0  # bytes of the largest chunk received (about the server's chunk size)
         self.budget = ResumeBudget(self._resume, max_stall, breaker=invoker.breaker, retry_budget=invoker.budget,
                                    clock=invoker.clock)
 
@@ -176,6 +184,8 @@ class ExportStream:
             request = export_pb2.ExportPropertiesRequest()
             request.CopyFrom(self.request)
             request.resume_token = self.resume_token
+            if segment > 1 and not request.bytes_per_chunk and not 0 < self._largest_chunk <= RESUMED_BYTES_PER_CHUNK:
+                request.bytes_per_chunk = RESUMED_BYTES_PER_CHUNK
             got_message = False
             seg_base = seg_rows = 0
             failure: BaseException | None = None
@@ -201,6 +211,7 @@ class ExportStream:
                             self._check_chunk(chunk, seg_base + seg_rows)
                             self.rows_received += chunk.rows
                             self.bytes_received += len(chunk.data)
+                            self._largest_chunk = max(self._largest_chunk, len(chunk.data))
                             if chunk.resume_token:
                                 self.resume_token = chunk.resume_token
                             attempt.chunk()
@@ -258,8 +269,9 @@ class ExportStream:
             if attempt is not None:
                 self.resumes += 1
                 metrics.STREAM_RESUMES.labels(inv.config.target).inc()
-            # A cut after progress (GOAWAY, a proxy's RST, a load balancer's stream timeout) is routine.
-            _log.log(logging.INFO if progressed else logging.WARNING,
+            # A cut after progress (GOAWAY, a proxy's RST, a load balancer's stream timeout) is routine, and so is
+            # one empty attempt after it (re-opened at once, it may still meet the dying connection); more is not.
+            _log.log(logging.INFO if progressed or budget.stuck <= 1 else logging.WARNING,
                      "export stream broke after %d rows (%s); resuming in %.2fs", self.rows_received, failure, delay,
                      extra={"fields": {"export.rows": self.rows_received, "export.resumes": self.resumes,
                                        "server.address": inv.config.target}})

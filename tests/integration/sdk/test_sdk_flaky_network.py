@@ -68,7 +68,7 @@ async def test_every_sdk_reader_gets_every_row_once_through_a_resetting_proxy(
         assert stream.resumes >= 5
         cuts = [r for r in caplog.records if r.name == "rentscout.sdk.export" and "stream broke" in r.getMessage()]
         assert len(cuts) == stream.resumes
-        # a cut after progress is routine (info); each connection here delivers whole chunks before its reset
+        # cuts after progress are routine (info), and so is one empty attempt right after one (the dying connection)
         assert {r.levelno for r in cuts} == {logging.INFO}
 
         arrow = client.export_arrow(rows_per_chunk=ROWS_PER_CHUNK)
@@ -89,6 +89,24 @@ async def test_every_sdk_reader_gets_every_row_once_through_a_resetting_proxy(
 
         assert proxy.resets >= 5
         assert changes == [] and client.breaker.state is CircuitState.CLOSED
+
+
+async def test_a_link_cutting_before_a_whole_default_chunk_still_progresses(
+        service_env: dict[str, str], table_ids: list[int]) -> None:
+    # The server's default chunks are 1 MiB and this proxy cuts every connection before 1 MiB went through:
+    # the first segment delivers nothing, then resumed segments ask for smaller chunks and progress.
+    async with in_process([export_service], service_env, label="export") as host, \
+            FlakyProxy(host.port, reset_bytes=(600 * 1024, 1000 * 1024)) as proxy, \
+            ExportClient(proxy.target, channel=FAST_CHANNEL) as client:
+        changes = watch(proxy.target)
+        stream = client.export(export_request("csv"))
+        ids = []
+        async for chunk in stream.chunks():
+            ids += [int(line.split(b",", 1)[0]) for line in chunk.data.splitlines() if line[:1].isdigit()]
+            assert len(chunk.data) <= 300 * 1024 or stream.resumes == 0
+        exactly_once(ids, table_ids)
+        assert stream.resumes >= 3 and proxy.resets >= 3
+        assert changes == []
 
 
 async def test_the_cli_exports_every_row_once_through_a_resetting_proxy(
