@@ -22,11 +22,12 @@ server reading from it (RENTSCOUT_DATABASE_READ_URL): grpc-csv-standby against g
 same rows (checked), as a ratio (--no-standby skips it).
 On a shared 2-core machine the absolute figures are noisy; the ratios are measured in the same run.
 
-    .venv/bin/python bench/export_bench.py --flaky [--rows 1000000]
+    .venv/bin/python bench/export_bench.py --flaky [--rows 1000000] [--repeat 1]
 
 --flaky (see `flaky_main`): the CLI exports all --rows as CSV to a file once straight from the export
 server, and once through tests/harness/flakyproxy.py resetting every connection after a random 1-4 MB;
-checks both files hold every id once, and prints both times, their ratio and the resumes.
+checks both files hold every id once, and prints both times, their ratio and the resumes (--repeat N:
+N interleaved rounds and the median ratio, as the machine's load varies from minute to minute).
 Goal: through the proxy within 2x the direct time.
 """
 
@@ -271,8 +272,11 @@ def csv_ids(path: Path) -> list[int]:
         return [int(line.split(b",", 1)[0]) for line in f]
 
 
-def flaky_main(dsn: str, workdir: Path, rows: int) -> None:
-    """The CLI's export through a proxy that resets every connection after 1-4 MB, against the same export direct."""
+def flaky_main(dsn: str, workdir: Path, rows: int, repeat: int = 1) -> None:
+    """The CLI's export through a proxy that resets every connection after 1-4 MB, against the same export direct.
+
+    `repeat` rounds of (direct, through the proxy), interleaved, so both see the same machine load; each round's
+    ratio, and their median, are printed."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     import asyncpg
 
@@ -287,23 +291,28 @@ def flaky_main(dsn: str, workdir: Path, rows: int) -> None:
 
     expected = asyncio.run(table_ids())
     server = Server(dsn, workdir)
+    out = workdir / "flaky.csv"
+    ratios = []
     try:
-        out = workdir / "flaky.csv"
-        direct, summary = cli_export(server.target, out)
-        if csv_ids(out) != expected:
-            raise RuntimeError("the direct export does not hold every id once")
-        print(f"direct:                {direct:6.2f}s  {summary['rows']:,} rows, {summary['resumes']} resumes", flush=True)
-        with in_thread(server.port, reset_bytes=(1_000_000, 4_000_000)) as proxy:
-            flaky, summary = cli_export(proxy.target, out)
-        ids = csv_ids(out)
-        if ids != expected:
-            raise RuntimeError(f"through the proxy: {len(ids)} ids, {len(set(ids))} distinct, expected {len(expected)}")
-        print(f"resetting every 1-4 MB: {flaky:6.2f}s  {summary['rows']:,} rows, {summary['resumes']} resumes "
-              f"({proxy.resets} resets by the proxy, {proxy.bytes_down / 1e6:,.0f} MB forwarded)", flush=True)
-        print(f"\n{rows:,} rows as CSV through the CLI: {flaky / direct:.2f}x the direct time (goal <= 2x); "
-              f"every id exactly once in both files")
+        for r in range(1, repeat + 1):
+            direct, summary = cli_export(server.target, out)
+            if csv_ids(out) != expected:
+                raise RuntimeError("the direct export does not hold every id once")
+            print(f"round {r}: direct                  {direct:6.2f}s  {summary['rows']:,} rows, "
+                  f"{summary['resumes']} resumes", flush=True)
+            with in_thread(server.port, reset_bytes=(1_000_000, 4_000_000)) as proxy:
+                flaky, summary = cli_export(proxy.target, out)
+            ids = csv_ids(out)
+            if ids != expected:
+                raise RuntimeError(f"through the proxy: {len(ids)} ids, {len(set(ids))} distinct, expected {len(expected)}")
+            ratios.append(flaky / direct)
+            print(f"round {r}: resetting every 1-4 MB  {flaky:6.2f}s  {summary['rows']:,} rows, {summary['resumes']} "
+                  f"resumes ({proxy.resets} resets by the proxy, {proxy.bytes_down / 1e6:,.0f} MB forwarded): "
+                  f"{ratios[-1]:.2f}x", flush=True)
     finally:
         server.stop()
+    print(f"\n{rows:,} rows as CSV through the CLI, through the resetting proxy: {statistics.median(ratios):.2f}x the "
+          f"direct time (median of {repeat} round(s); goal <= 2x); every id exactly once in every file")
 
 
 def main() -> None:
@@ -338,7 +347,7 @@ def main() -> None:
         seed_to(dsn, args.rows)
         rows = args.rows
         if args.flaky:
-            flaky_main(dsn, workdir, rows)
+            flaky_main(dsn, workdir, rows, args.repeat)
             return
         if pg is not None and not args.no_standby:
             standby = pg.standby(workdir / "standby").start()
