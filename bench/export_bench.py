@@ -21,6 +21,14 @@ With a private PostgreSQL it also starts a streaming standby of it (pg_basebacku
 server reading from it (RENTSCOUT_DATABASE_READ_URL): grpc-csv-standby against grpc-csv on the primary,
 same rows (checked), as a ratio (--no-standby skips it).
 On a shared 2-core machine the absolute figures are noisy; the ratios are measured in the same run.
+
+    .venv/bin/python bench/export_bench.py --flaky [--rows 1000000] [--repeat 1]
+
+--flaky (see `flaky_main`): the CLI exports all --rows as CSV to a file once straight from the export
+server, and once through tests/harness/flakyproxy.py resetting every connection after a random 1-4 MB;
+checks both files hold every id once, and prints both times, their ratio and the resumes (--repeat N:
+N interleaved rounds and the median ratio, as the machine's load varies from minute to minute).
+Goal: through the proxy within 2x the direct time.
 """
 
 from __future__ import annotations
@@ -258,6 +266,67 @@ def peak_rss(dsn: str, workdir: Path, rows: int) -> tuple[int, int]:
         server.stop()
 
 
+def cli_export(target: str, out: Path) -> tuple[float, dict[str, object]]:
+    """`rentscout export --format csv` of the whole table in its own process: wall seconds and its --json summary."""
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "rentscout.main", "export", "--format", "csv", "-o", str(out),
+                           "--target", target, "--json", "--no-progress", "--resume-timeout", "60"],
+                          capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"rentscout export failed ({proc.returncode}): {proc.stderr.strip()}")
+    return seconds, json.loads(proc.stdout)
+
+
+def csv_ids(path: Path) -> list[int]:
+    with path.open("rb") as f:
+        f.readline()  # the header
+        return [int(line.split(b",", 1)[0]) for line in f]
+
+
+def flaky_main(dsn: str, workdir: Path, rows: int, repeat: int = 1) -> None:
+    """The CLI's export through a proxy that resets every connection after 1-4 MB, against the same export direct.
+
+    `repeat` rounds of (direct, through the proxy), interleaved, so both see the same machine load; each round's
+    ratio, and their median, are printed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    import asyncpg
+
+    from harness.flakyproxy import in_thread
+
+    async def table_ids() -> list[int]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return [r[0] for r in await conn.fetch("SELECT id FROM properties ORDER BY id")]
+        finally:
+            await conn.close()
+
+    expected = asyncio.run(table_ids())
+    server = Server(dsn, workdir)
+    out = workdir / "flaky.csv"
+    ratios = []
+    try:
+        for r in range(1, repeat + 1):
+            direct, summary = cli_export(server.target, out)
+            if csv_ids(out) != expected:
+                raise RuntimeError("the direct export does not hold every id once")
+            print(f"round {r}: direct                  {direct:6.2f}s  {summary['rows']:,} rows, "
+                  f"{summary['resumes']} resumes", flush=True)
+            with in_thread(server.port, reset_bytes=(1_000_000, 4_000_000)) as proxy:
+                flaky, summary = cli_export(proxy.target, out)
+            ids = csv_ids(out)
+            if ids != expected:
+                raise RuntimeError(f"through the proxy: {len(ids)} ids, {len(set(ids))} distinct, expected {len(expected)}")
+            ratios.append(flaky / direct)
+            print(f"round {r}: resetting every 1-4 MB  {flaky:6.2f}s  {summary['rows']:,} rows, {summary['resumes']} "
+                  f"resumes ({proxy.resets} resets by the proxy, {proxy.bytes_down / 1e6:,.0f} MB forwarded): "
+                  f"{ratios[-1]:.2f}x", flush=True)
+    finally:
+        server.stop()
+    print(f"\n{rows:,} rows as CSV through the CLI, through the resetting proxy: {statistics.median(ratios):.2f}x the "
+          f"direct time (median of {repeat} round(s); goal <= 2x); every id exactly once in every file")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -266,6 +335,7 @@ def main() -> None:
     p.add_argument("--no-large", action="store_true", help="skip the peak RSS check at --rss-rows")
     p.add_argument("--no-standby", action="store_true", help="skip the streaming-standby comparison")
     p.add_argument("--dsn", help="use this database (its properties table is grown to --rows) instead of a private one")
+    p.add_argument("--flaky", action="store_true", help="only the CLI export through a proxy resetting every 1-4 MB")
     p.add_argument("--client", nargs=2, metavar=("TARGET", "FORMAT"), help=argparse.SUPPRESS)
     p.add_argument("--adbc", metavar="DSN", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -288,6 +358,9 @@ def main() -> None:
     try:
         seed_to(dsn, args.rows)
         rows = args.rows
+        if args.flaky:
+            flaky_main(dsn, workdir, rows, args.repeat)
+            return
         if pg is not None and not args.no_standby:
             standby = pg.standby(workdir / "standby").start()
             wait_replayed(dsn, standby.dsn)

@@ -8,8 +8,9 @@
     rentscout export --format parquet --parallel 4 -o all.parquet             # Parquet, one row group at a time
 
 A stream that broke after it started (server restart, network cut, UNAVAILABLE) is resumed from
-the last chunk's resume token: the file gets every row exactly once. Resuming gives up after
---resume-timeout seconds without a new chunk. A target that cannot be reached before the export
+the last chunk's resume token: the file gets every row exactly once. Resuming gives up only after
+--resume-timeout seconds without a new chunk, however often the stream was cut while advancing
+(cuts are logged with -v). A target that cannot be reached before the export
 starts fails within about 10 s (a few attempts, as for any other command), naming the address.
 `--format arrow` writes an Arrow IPC stream; `--format parquet` converts that stream to Parquet as
 it arrives (both need the `arrow` extra, pyarrow). The progress bar (stderr, when it is a terminal)
@@ -79,8 +80,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--parallel", type=int, default=1, metavar="N", help="read N PlanExport partitions at once")
     p.add_argument("--split", action="store_true", help="with --parallel: one file per partition instead of one file")
     p.add_argument("--resume-timeout", type=float, default=DEFAULT_MAX_STALL, metavar="SECONDS",
-                   help="once the export has started, how long to keep resuming a broken stream without "
-                        "receiving a chunk (default: %(default)s)")
+                   help="once the export has started, give up after this long without receiving a chunk, "
+                        "however often the stream is cut while it advances (default: %(default)s)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     parquet.add_flags(p)

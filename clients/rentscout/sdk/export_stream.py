@@ -14,15 +14,25 @@ A stream can be read once, in one of three shapes: `chunks()` (ExportChunk messa
 Resuming starts once a stream has started (its header arrived). Before that, the export is
 one call like any other: the client's retry policy (`ClientConfig.retry`, `reconnect_wait`) and
 `connect_timeout` (10 s) bound it, so a target that cannot be reached fails in seconds, naming the
-address, instead of waiting out the resume budget. Breaks that made progress always resume;
-`resume.max_attempts` bounds consecutive attempts without a single new chunk and `max_stall`
-(the CLI's `--resume-timeout`) the time without one. The target's breaker and retry budget are
-shared with unary calls: an open breaker is waited out (until its next probe), an exhausted budget
-slows resuming to the policy's `max_delay` instead of abandoning a long export.
+address, instead of waiting out the resume budget. Once started, resuming is paced and bounded
+by progress (`rentscout.sdk.resume.ResumeBudget`): a segment that delivered a whole chunk is a
+success for the target's breaker and resumes at once; only segments that delivered nothing are
+failures and back off (`resume`'s delays; its `max_attempts` is not a limit here); the export gives
+up only after `max_stall` seconds (the CLI's `--resume-timeout`) without a new chunk, however often
+it was cut while advancing. An open stream that delivers no message for `max_stall` is cut and
+resumed like a broken one. The target's breaker and retry budget are shared with unary calls: an
+open breaker is waited out (until its next probe) within that budget, an exhausted retry budget
+slows resuming to the policy's `max_delay`. A cut after progress (GOAWAY, a proxy's RST) is logged
+at info level, as is a single empty attempt right after it; consecutive empty attempts at warning
+level. Once cut, an export whose request left the chunk size to the server resumes with chunks of
+at most `RESUMED_BYTES_PER_CHUNK` (the size is not part of the resume token's fingerprint): a cut
+loses the chunk in flight, so smaller chunks lose less, and a link that cuts every few hundred KB
+still lets whole chunks through.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +45,7 @@ from rentscout.resilience.breaker import CircuitOpenError as BreakerOpen
 from rentscout.resilience.retry import RetryPolicy
 from rentscout.sdk import errors, formats, metrics
 from rentscout.sdk.invoker import Invoker
+from rentscout.sdk.resume import ResumeBudget, StreamAttempt
 from rentscout.wire.metadata import PREVIOUS_ATTEMPTS_HEADER
 
 _log = logging.getLogger("rentscout.sdk.export")
@@ -45,6 +56,9 @@ RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXH
 RESUMABLE_MID_STREAM = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
 
 
+# Once a stream was cut, resumed segments ask for chunks of at most this size (unless the request chose a size):
+# a cut loses the partial chunk in flight, so on a link that cuts, smaller chunks waste less and always progress.
+RESUMED_BYTES_PER_CHUNK = 256 * 1024
 # Longest time an export waits for progress (a chunk) across breaks before giving up.
 DEFAULT_MAX_STALL = 300.0
 # Before re-opening a broken stream, wait up to this long for the channel to reconnect.
@@ -55,6 +69,10 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 
 def default_resume_policy() -> RetryPolicy:
     return RetryPolicy(max_attempts=8, initial_delay=0.2, max_delay=10.0)
+
+
+class _Silent(Exception):
+    """No message arrived on an open stream for the whole no-progress budget."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,9 @@ class ExportStream:
         self._base = 0  # rows the server had sent before this stream's first segment (resume token given)
         self._first_failure: errors.RentScoutError | None = None  # the most telling error while starting
         self._opened = 0.0  # when the first attempt started
+        self._largest_chunk = 0  # bytes of the largest chunk received (about the server's chunk size)
+        self.budget = ResumeBudget(self._resume, max_stall, breaker=invoker.breaker, retry_budget=invoker.budget,
+                                   clock=invoker.clock)
 
     @property
     def format(self) -> int:
@@ -154,30 +175,34 @@ class ExportStream:
         clock = inv.clock
         deadline = None if self._timeout is None else clock.monotonic() + self._timeout
         md, self.correlation_id = inv.metadata(self._metadata, self.correlation_id)
-        stuck = 0  # consecutive segments that delivered no chunk
-        stalled_since = self._opened = clock.monotonic()  # last time a chunk arrived
+        budget = self.budget
+        self._opened = budget.last_progress = clock.monotonic()
+        starts = 0  # failed attempts to start (no header yet)
         segment = 0
         while True:
             segment += 1
             request = export_pb2.ExportPropertiesRequest()
             request.CopyFrom(self.request)
             request.resume_token = self.resume_token
-            progressed = got_message = False
+            if segment > 1 and not request.bytes_per_chunk and not 0 < self._largest_chunk <= RESUMED_BYTES_PER_CHUNK:
+                request.bytes_per_chunk = RESUMED_BYTES_PER_CHUNK
+            got_message = False
             seg_base = seg_rows = 0
             failure: BaseException | None = None
-            permit: int | None = None
+            attempt: StreamAttempt | None = None
+            timeout: float | None = None
             try:
-                permit = inv.breaker.acquire()
+                attempt = budget.attempt()
             except BreakerOpen as exc:
                 failure = exc
-            if permit is not None:
-                timeout, failure = await self._prepare(segment, permit, deadline)
+            if attempt is not None:
+                timeout, failure = await self._prepare(segment, attempt, deadline)
             if failure is None:
-                assert permit is not None
+                assert attempt is not None
                 seg_md = md if segment == 1 else [*md, (PREVIOUS_ATTEMPTS_HEADER, str(segment - 1))]
                 call = inv.stub.ExportProperties(request, timeout=timeout, metadata=seg_md)
                 try:
-                    async for message in call:
+                    async for message in self._messages(call):
                         got_message = True
                         kind = message.WhichOneof("payload")
                         if kind == "chunk":
@@ -186,9 +211,10 @@ class ExportStream:
                             self._check_chunk(chunk, seg_base + seg_rows)
                             self.rows_received += chunk.rows
                             self.bytes_received += len(chunk.data)
+                            self._largest_chunk = max(self._largest_chunk, len(chunk.data))
                             if chunk.resume_token:
                                 self.resume_token = chunk.resume_token
-                            progressed = True
+                            attempt.chunk()
                             if self._on_chunk is not None:
                                 self._on_chunk(self, chunk)
                             yield chunk
@@ -200,48 +226,82 @@ class ExportStream:
                 except grpc.aio.AioRpcError as exc:
                     failure = errors.from_rpc_error(exc, method=self._method, target=inv.config.target,
                                                     correlation_id=self.correlation_id)
-                    inv.breaker.on_error(permit, failure, None)
                     if not self._resumable(failure, got_message):
+                        attempt.failed(failure)
                         raise failure from exc
+                except _Silent:
+                    call.cancel()
+                    failure = errors.UnavailableError(
+                        f"no message from {inv.config.target} for {self.max_stall:g}s", method=self._method,
+                        target=inv.config.target, correlation_id=self.correlation_id)
                 except BaseException:  # the consumer stopped reading (GeneratorExit), cancellation, integrity error
                     call.cancel()
-                    inv.breaker.release(permit)
+                    attempt.abandoned()
                     raise
                 else:
                     if self.summary is not None:
-                        inv.breaker.on_success(permit, None)
+                        attempt.finished()
                         self._finished()
                         return
-                    inv.breaker.release(permit)
+                    attempt.abandoned()  # a clean end without a summary: odd, but not the target failing
                     failure = errors.UnavailableError("the export stream ended without a summary", method=self._method,
                                                       target=inv.config.target, correlation_id=self.correlation_id)
-            if progressed:
-                stuck, stalled_since = 0, clock.monotonic()
-            elif not isinstance(failure, BreakerOpen):  # a refused permit is not an attempt
-                stuck += 1
+            assert failure is not None
             if self.header is None:
-                delay = self._start_delay(failure, stuck, deadline)
+                if attempt is not None:
+                    attempt.failed(failure)
+                    starts += 1
+                delay = self._start_delay(failure, starts, deadline)
                 _log.info("export did not start (%s); retrying in %.2fs", failure, delay,
-                          extra={"fields": {"retry.attempt": stuck, "server.address": inv.config.target}})
+                          extra={"fields": {"retry.attempt": starts, "server.address": inv.config.target}})
                 await clock.async_sleep(delay)
                 continue
-            delay = self._resume_delay(failure, stuck, deadline, stalled_since)
-            self.resumes += 1
-            metrics.STREAM_RESUMES.labels(inv.config.target).inc()
-            _log.warning("export stream broke after %d rows (%s); resuming in %.2fs", self.rows_received, failure, delay,
-                         extra={"fields": {"export.rows": self.rows_received, "export.resumes": self.resumes,
-                                           "server.address": inv.config.target}})
-            await clock.async_sleep(delay)
+            progressed = attempt is not None and attempt.progressed
+            try:
+                delay = budget.broke(attempt, failure, deadline=deadline,
+                                     context=f"export stopped after {self.rows_received} rows and {self.resumes} resume(s)")
+            except BreakerOpen as exc:  # say it as the export's failure (the breaker's error reads as "failing fast")
+                raised = errors.UnavailableError(str(exc), method=self._method, target=inv.config.target,
+                                                 correlation_id=self.correlation_id)
+                for note in getattr(exc, "__notes__", ()):
+                    raised.add_note(note)
+                raise raised from exc
+            if attempt is not None:
+                self.resumes += 1
+                metrics.STREAM_RESUMES.labels(inv.config.target).inc()
+            # A cut after progress (GOAWAY, a proxy's RST, a load balancer's stream timeout) is routine, and so is
+            # one empty attempt after it (re-opened at once, it may still meet the dying connection); more is not.
+            _log.log(logging.INFO if progressed or budget.stuck <= 1 else logging.WARNING,
+                     "export stream broke after %d rows (%s); resuming in %.2fs", self.rows_received, failure, delay,
+                     extra={"fields": {"export.rows": self.rows_received, "export.resumes": self.resumes,
+                                       "server.address": inv.config.target}})
+            if delay > 0:
+                await clock.async_sleep(delay)
 
-    async def _prepare(self, segment: int, permit: int, deadline: float | None) -> tuple[float | None, BaseException | None]:
+    async def _messages(self, call: Any) -> AsyncIterator[export_pb2.ExportPropertiesResponse]:
+        """The call's messages; raises `_Silent` when none arrives for `max_stall` (a frozen connection)."""
+        messages = call.__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout(self.max_stall):
+                    message = await anext(messages)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise _Silent from None
+            yield message
+
+    async def _prepare(self, segment: int, attempt: StreamAttempt,
+                       deadline: float | None) -> tuple[float | None, BaseException | None]:
         """The segment's timeout, after waiting (resumed segments only) for the channel to reconnect.
 
-        Returns a failure (already recorded on the breaker) when no connection came up in time.
+        Returns a failure when no connection came up: for a resumed stream, when one connection attempt
+        failed (refused, or no HTTP/2 handshake) or the no-progress budget ran out while waiting.
         """
         inv = self._invoker
         timeout = None if deadline is None else deadline - inv.clock.monotonic()
         if timeout is not None and timeout <= 0:
-            inv.breaker.release(permit)
+            attempt.abandoned()
             raise errors.DeadlineExceededError("the export's deadline expired", target=inv.config.target,
                                                method=self._method, correlation_id=self.correlation_id)
         if segment == 1:
@@ -249,15 +309,17 @@ class ExportStream:
         if self.header is None:  # still starting: a short wait, within what connect_timeout leaves
             left = self.connect_timeout - (inv.clock.monotonic() - self._opened)
             wait = max(0.0, min(inv.config.reconnect_wait, left))
+            wait = wait if timeout is None else min(timeout, wait)
+            ready = await inv.wait_ready(wait)
         else:
-            wait = self.reconnect_wait
-        wait = wait if timeout is None else min(timeout, wait)
-        if await inv.wait_ready(wait):
+            wait = min(self.reconnect_wait, max(self.budget.remaining(), 0.001))
+            wait = wait if timeout is None else min(timeout, wait)
+            ready = await inv.wait_connected(wait)
+        if ready:
             return (None if deadline is None else deadline - inv.clock.monotonic()), None
         failure = errors.UnavailableError(f"no connection to {inv.config.target} within {wait:.1f}s",
                                           method=self._method, target=inv.config.target,
                                           correlation_id=self.correlation_id)
-        inv.breaker.on_error(permit, failure, None)
         return timeout, failure
 
     @property
@@ -306,37 +368,6 @@ class ExportStream:
             target=inv.config.target, correlation_id=cause.correlation_id or self.correlation_id)
         raised.add_note(f"gave up: {reason}")
         raise raised from cause
-
-    def _resume_delay(self, failure: BaseException, stuck: int, deadline: float | None, stalled_since: float) -> float:
-        """Backoff before the next segment; raises `failure` when resuming must stop.
-
-        An open breaker is waited out (its `retry_after`), not counted as an attempt. An exhausted
-        retry budget slows resuming down to `max_delay` rather than abandoning a long export.
-        """
-        policy, inv = self._resume, self._invoker
-        reason = None
-        if isinstance(failure, BreakerOpen):
-            delay = max(failure.retry_after, 0.001)
-        else:
-            pushback = getattr(failure, "retry_pushback", None)
-            if stuck:
-                inv.budget.record_failure()
-            delay = pushback if pushback is not None and pushback >= 0 else policy.delay(max(stuck, 1))
-            if stuck > 1 and not inv.budget.allows_retry():
-                delay = max(delay, policy.max_delay)
-            if stuck >= policy.max_attempts:
-                reason = f"{stuck} consecutive attempts delivered nothing"
-            elif pushback is not None and pushback < 0:
-                reason = "the server asked not to retry"
-        now = inv.clock.monotonic()
-        if reason is None and now + delay - stalled_since > self.max_stall:
-            reason = f"no progress for {now - stalled_since:.1f}s (max_stall {self.max_stall:.0f}s)"
-        if reason is None and deadline is not None and now + delay >= deadline:
-            reason = "the export's deadline leaves no time to resume"
-        if reason is not None:
-            failure.add_note(f"export stopped after {self.rows_received} rows and {self.resumes} resume(s): {reason}")
-            raise failure
-        return delay
 
     def _check_header(self, header: export_pb2.ExportHeader, segment: int, sent_token: bool) -> int:
         """Remember the first header; a later one must continue exactly where the received rows end."""

@@ -164,6 +164,37 @@ class Invoker:
             return False
         return True
 
+    async def wait_connected(self, timeout: float | None) -> bool:
+        """True once the channel is READY; False when a connection attempt failed, or after `timeout`.
+
+        Unlike `wait_ready`, a target that refuses connections or never completes the HTTP/2 handshake
+        ends the wait after about one connection attempt, so each such attempt counts against the
+        breaker instead of one long wait: a channel that is idle or connecting is waited for until it
+        fails; one already failing (its state stays TRANSIENT_FAILURE while it keeps retrying) for at
+        most its longest reconnect backoff, the interval within which it tries again.
+        """
+        failing = grpc.ChannelConnectivity.TRANSIENT_FAILURE
+        state = self.channel.get_state(try_to_connect=True)
+        loop = asyncio.get_running_loop()
+        limits = [t for t in (timeout, self.config.channel.max_reconnect_backoff if state is failing else None)
+                  if t is not None]
+        end = loop.time() + min(limits) if limits else None
+        tried = False
+        while state is not grpc.ChannelConnectivity.READY:
+            if state is grpc.ChannelConnectivity.SHUTDOWN or (tried and state is failing):
+                return False
+            tried = tried or state is grpc.ChannelConnectivity.CONNECTING
+            left = None if end is None else end - loop.time()
+            if left is not None and left <= 0:
+                return False
+            try:
+                async with asyncio.timeout(left):
+                    await self.channel.wait_for_state_change(state)
+            except TimeoutError:
+                return False
+            state = self.channel.get_state(try_to_connect=True)
+        return True
+
     async def close(self) -> None:
         if self._owns_channel:
             await self.channel.close(None)

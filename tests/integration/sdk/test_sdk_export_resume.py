@@ -172,7 +172,8 @@ async def test_a_server_contradicting_the_row_counts_is_an_integrity_error(
 
 async def test_bad_input_is_not_resumed_and_endless_breaks_give_up(service_env: dict[str, str]) -> None:
     holder: list[ContractExport] = []
-    async with in_process([export_factory(holder)], service_env) as host, client(f"127.0.0.1:{host.port}") as c:
+    async with in_process([export_factory(holder)], service_env) as host, \
+            client(f"127.0.0.1:{host.port}", max_stall=30.0) as c:
         server = holder[0]
         server.breaks = dict.fromkeys(range(3), (0, grpc.StatusCode.INVALID_ARGUMENT))
         with pytest.raises(InvalidArgumentError):
@@ -181,11 +182,16 @@ async def test_bad_input_is_not_resumed_and_endless_breaks_give_up(service_env: 
         assert server.streams == 1
         server.streams = 0
         server.breaks = dict.fromkeys(range(20), (0, grpc.StatusCode.UNAVAILABLE))
+        changes: list[CircuitState] = []
+        c.breaker.add_listener(lambda change: changes.append(change.new))
         with pytest.raises(UnavailableError) as info:
             async for _ in c.export(export_request("jsonl", cities=[CITY])):
                 pass
-        assert server.streams == FAST_RESUME.max_attempts
-        assert any("consecutive attempts delivered nothing" in n for n in info.value.__notes__)
+        # Streams that deliver nothing are failures: five in a row open the breaker (as for unary calls),
+        # and its 60 s recovery lies past the 30 s resume timeout, so the export gives up at once.
+        assert server.streams == default_breaker_config().consecutive_failures
+        assert changes == [CircuitState.OPEN]
+        assert any("circuit breaker stays open" in n and "resume timeout (30s)" in n for n in info.value.__notes__)
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
@@ -261,4 +267,4 @@ async def test_once_started_resuming_is_bounded_by_the_stall_limit(
                 pass
         assert loop.time() - stopped < 30
         assert stream.resumes >= 1
-        assert any("no progress for" in note and "max_stall 2s" in note for note in info.value.__notes__)
+        assert any("no progress for" in note and "resume timeout (1.5s)" in note for note in info.value.__notes__)
