@@ -76,10 +76,9 @@ class CacheQueryServicer:
             if request.pattern:
                 deleted = await self.engine.invalidation.invalidate_pattern(request.pattern)
             else:
-                deleted = await self.engine.invalidation.invalidate_deferrable(set(request.tags), "tags")
+                deleted = await self.engine.invalidation.invalidate_tags(request.tags, "tags")
         except RedisUnavailable:
-            raise Unavailable("Redis is unavailable: nothing was invalidated now; tag invalidations are retried "
-                              "by this replica when Redis returns") from None
+            raise Unavailable("Redis is unavailable: nothing was invalidated by the pattern") from None
         annotate(**{"cache.keys_deleted": deleted})
         return cache_pb2.InvalidateResponse(keys_deleted=deleted)
 
@@ -111,11 +110,7 @@ class CacheQueryServicer:
         if previous:
             tags.add(city_tag(previous))
         tags |= {CITIES_TAG, TYPES_TAG}
-        try:
-            deleted = await self.engine.invalidation.invalidate_deferrable(tags, "related")
-        except RedisUnavailable:
-            raise Unavailable("Redis is unavailable: nothing was invalidated now; this replica retries when it "
-                              "returns") from None
+        deleted = await self.engine.invalidation.invalidate_tags(tags, "related")
         annotate(**{"cache.keys_deleted": deleted})
         return cache_pb2.InvalidateRelatedResponse(keys_deleted=deleted, tags=sorted(tags))
 

@@ -256,14 +256,6 @@ class RedisStore:
                 await script(keys=keys, args=args, client=pipe)
             return list(await pipe.execute())
 
-    # -- listener heartbeat -------------------------------------------------------------------
-
-    async def listener_heartbeat(self, ttl_ms: int) -> None:
-        await self.call("heartbeat", lambda: self.client.set(self.keys.listener_heartbeat, b"1", px=ttl_ms))
-
-    async def listener_alive(self) -> bool:
-        return bool(await self.call("heartbeat", lambda: self.client.exists(self.keys.listener_heartbeat)))
-
     # -- counters and stats -------------------------------------------------------------------
 
     async def flush(self, stats: dict[str, int], accesses: dict[str, int]) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service.entry import NEAR, REDIS, Entry
-from rentscout.cache_service.keys import GlobError, KeySpace, glob_escape, params_digest, parse_glob
+from rentscout.cache_service.keys import FORMAT_VERSION, GlobError, KeySpace, glob_escape, params_digest, parse_glob
 from rentscout.cache_service.near import NearCache
 from rentscout.cache_service.queries import popular_params, price_stats_params
 from rentscout.cache_service.registry import cached_query
@@ -23,7 +23,7 @@ def test_keys_are_canonical_versioned_and_share_a_cluster_hash_tag() -> None:
     a = ks.entry("price_stats", 1, {"city": "Moscow", "property_type": None})
     b = ks.entry("price_stats", 1, {"property_type": None, "city": "Moscow"})
     assert a == b  # parameter order does not matter
-    assert a == f"rs:v1.1:price_stats:{{{params_digest({'city': 'Moscow', 'property_type': None})}}}"
+    assert a == f"rs:v{FORMAT_VERSION}.1:price_stats:{{{params_digest({'city': 'Moscow', 'property_type': None})}}}"
     assert ks.entry("price_stats", 2, {"city": "Moscow", "property_type": None}) != a  # a new version never reads old
     assert ks.entry("price_stats", 1, {"city": "Kazan", "property_type": None}) != a
     tag = a[a.index("{"):a.index("}") + 1]
