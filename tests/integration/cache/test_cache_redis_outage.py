@@ -1,5 +1,6 @@
 """Redis down or frozen mid-test (a private instance, so the shared one is untouched): answers keep
-coming from PostgreSQL, the breaker opens, invalidations are deferred, and all recovers after restart."""
+coming from PostgreSQL, the breaker opens, entries a change superseded are never served, and all recovers
+after restart."""
 
 from __future__ import annotations
 
