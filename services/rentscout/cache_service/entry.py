@@ -5,6 +5,12 @@ its fill started from, see changes.py) followed by the response message serializ
 `cache` field. A hit sends those bytes unchanged with
 the encoded `CacheInfo` appended as field 15: protobuf concatenation merges fields, so the client
 parses one complete response and the server never re-serializes the payload.
+
+Why hand-encode CacheInfo instead of protobuf: measured with `.venv/bin/python bench/cache_bench.py`
+(1M rows, 2 shared cores): appending CacheInfo to stored bytes costs 1.0-1.3 us per hit; parsing,
+setting `cache` and serializing costs 2.4 us for PriceStats (0.2% of a near hit's 597 us p50) and
+40.5 us for PopularProperties(limit=100) (6.6% of it), so it stays. tests/unit/cache/test_cache_units.py
+proves the bytes identical to protobuf's serialization.
 """
 
 from __future__ import annotations

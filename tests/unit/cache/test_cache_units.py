@@ -96,9 +96,11 @@ def test_adaptive_ttl_tiers_churn_and_jitter() -> None:
 
 def test_entry_round_trip_and_cache_info_append() -> None:
     response = cache_pb2.PriceStatsResponse(count=3, min=10, max=30, mean=20, median=20)
-    e = Entry("rs:v1.1:price_stats:{x}", response.SerializeToString(), created=1000.0, ttl=300.5, delta=0.25)
-    back = Entry.decode(e.key, e.encode())
+    e = Entry("rs:v1.1:price_stats:{x}", response.SerializeToString(), created=1000.0, ttl=300.5, delta=0.25,
+              from_seq=2**40 + 7)
+    back = Entry.decode(e.key, e.encode(), ("city:X",))
     assert back is not None and (back.payload, back.created, back.ttl, back.delta) == (e.payload, 1000.0, 300.5, 0.25)
+    assert (back.from_seq, back.tags) == (2**40 + 7, ("city:X",))  # the fill's log position survives Redis
     assert Entry.decode(e.key, b"\x07" + e.encode()[1:]) is None  # another format version reads as a miss
     hit = cache_pb2.PriceStatsResponse.FromString(back.response(True, REDIS, 1012.75))
     assert hit.count == 3 and hit.median == 20
