@@ -117,6 +117,12 @@ class ChangeFeed:
             self._on_changed(changed)
         return len(changes)  # (a full batch asks for more)
 
+    async def prune(self, db: Fetcher) -> int:
+        """Delete rows older than the retention (never the newest); returns how many."""
+        rows = await db.fetch(f"WITH d AS ({PRUNE_SQL} RETURNING 1) SELECT count(*) AS n FROM d", self._retention,
+                              timeout=self._timeout)
+        return int(rows[0]["n"])
+
     # -- the loop -------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -145,7 +151,7 @@ class ChangeFeed:
                     self.connected.set()
                     if time.monotonic() - pruned > PRUNE_INTERVAL:
                         pruned = time.monotonic()
-                        await conn.execute(PRUNE_SQL, self._retention, timeout=self._timeout)
+                        await self.prune(conn)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._doorbell.wait(), self._poll)
                 if not self._stop.is_set():

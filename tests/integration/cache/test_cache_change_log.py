@@ -273,3 +273,15 @@ def test_any_subset_of_redis_keys_deleted_never_hides_a_committed_change(
         runner.run(stack.aclose())
         runner.close()
 
+
+
+async def test_old_log_rows_are_pruned_by_age_and_the_newest_is_kept(service_env: dict[str, str],
+                                                                      pg_conn: asyncpg.Connection) -> None:
+    tag = f"test:prune-{uuid.uuid4().hex[:8]}"
+    old = [await pg_conn.fetchval("INSERT INTO cache_changes (tags, at) VALUES ($1, now() - interval '3 days') "
+                                  "RETURNING seq", [tag]) for _ in range(2)]
+    async with cache_server(service_env, settings(change_retention_seconds=86400)) as srv:
+        assert await srv.engine.feed.prune(pg_conn) >= 1
+    assert await pg_conn.fetchval("SELECT count(*) FROM cache_changes WHERE seq = $1", old[0]) == 0
+    # the newest row stays whatever its age (nothing was logged since): it tells a new replica where the log is
+    assert await pg_conn.fetchval("SELECT max(seq) FROM cache_changes") == old[1]
