@@ -69,9 +69,10 @@ class ChangeLog:
         self._applied.clear()
         self._holes.clear()
 
-    def apply(self, rows: Sequence[tuple[int, Sequence[str]]], xmin: int, xmax: int, started: float) -> set[str]:
-        """Apply the rows a read returned (seq > low, ascending), taken at a snapshot (xmin, xmax) by a
-        read that started at `started`. Returns the tags newly changed ('*' for everything)."""
+    def apply(self, rows: Sequence[tuple[int, Sequence[str]]], xmin: int, xmax: int, started: float | None) -> set[str]:
+        """Apply the rows a read returned (ascending), taken at a snapshot (xmin, xmax) by a read that
+        started at `started`: None when the read was cut short by its batch size (then it confirms
+        nothing). Returns the tags newly changed ('*' for everything)."""
         changed: set[str] = set()
         previous = self.newest
         for seq, tags in rows:
@@ -92,7 +93,8 @@ class ChangeLog:
         self.newest = max(self.newest, gap_from - 1)
         self._holes = [h for h in self._holes if h.xmax > xmin]  # older ones: their transactions are gone
         self._advance()
-        self.confirmed_at = max(self.confirmed_at, started)
+        if started is not None:
+            self.confirmed_at = max(self.confirmed_at, started)
         return changed
 
     def holes(self) -> tuple[list[int], list[int]]:

@@ -109,7 +109,8 @@ class ChangeFeed:
         changes = [(int(r["seq"]), list(r["tags"])) for r in rows if r["seq"] is not None]
         if changes:
             await self._before_apply()
-        changed = log.apply(changes, int(rows[0]["xmin"]), int(rows[0]["xmax"]), started)
+        complete = len(changes) < BATCH  # else more rows wait: this read does not show the replica caught up
+        changed = log.apply(changes, int(rows[0]["xmin"]), int(rows[0]["xmax"]), started if complete else None)
         self.reads += 1
         metrics.CHANGE_LOG_POSITION.set(log.low)
         metrics.CHANGE_LOG_HOLES.set(log.pending_holes)

@@ -285,3 +285,13 @@ async def test_old_log_rows_are_pruned_by_age_and_the_newest_is_kept(service_env
     assert await pg_conn.fetchval("SELECT count(*) FROM cache_changes WHERE seq = $1", old[0]) == 0
     # the newest row stays whatever its age (nothing was logged since): it tells a new replica where the log is
     assert await pg_conn.fetchval("SELECT max(seq) FROM cache_changes") == old[1]
+
+
+async def test_a_new_replica_reads_a_log_longer_than_one_batch(service_env: dict[str, str],
+                                                               pg_conn: asyncpg.Connection) -> None:
+    city = unique_city("Batchsk")
+    await pg_conn.execute("INSERT INTO cache_changes (tags) SELECT ARRAY['test:batch-' || i] FROM generate_series(1, 6000) i")
+    last = await pg_conn.fetchval("INSERT INTO cache_changes (tags) VALUES ($1) RETURNING seq", [f"city:{city}"])
+    async with cache_server(service_env, settings()) as srv:
+        log = srv.engine.log
+        assert log.tag_seq[f"city:{city}"] == last and log.low >= last and log.confirmed()

@@ -131,3 +131,10 @@ async def test_counters_survive_a_failed_flush_and_fall_back_to_local_totals() -
     by_type = {s.query_type: s for s in up.by_query_type}
     assert by_type["cities"].hit_ratio == pytest.approx(2 / 3) and by_type["price_stats"].hits == 0
     assert stats.local_hit_counts() == {"cities": (2, 1), "price_stats": (0, 0)}
+
+
+def test_a_read_cut_short_by_its_batch_confirms_nothing() -> None:
+    log = ChangeLog(max_lag=0.5)
+    log.start(None)
+    log.apply([(1, ["city:Kazan"])], xmin=1, xmax=1, started=None)  # more rows were waiting
+    assert log.low == 1 and not log.confirmed(now=0.0)
