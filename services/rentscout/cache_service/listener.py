@@ -74,7 +74,8 @@ class ChangeFeed:
         self._stop = asyncio.Event()
         self.connected = asyncio.Event()
         self.connections = 0
-        self.reads = 0  # complete reads of the log so far
+        self.reads = 0  # reads of the log so far
+        self._last_read = float("-inf")  # time.monotonic() at the start of the last successful read
         self.doorbells = 0
 
     def stop(self) -> None:
@@ -97,9 +98,9 @@ class ChangeFeed:
     async def _read(self, db: Fetcher) -> int:
         started = time.monotonic()
         log = self.log
-        if log.floor >= 0 and started - log.confirmed_at > self._retention / 2:
+        if log.floor >= 0 and started - self._last_read > self._retention / 2:
             _log.warning("the change log was not read for %.0f s: starting over from its oldest row "
-                         "(older cache entries are misses)", started - log.confirmed_at)
+                         "(older cache entries are misses)", started - self._last_read)
             log.reset()
         first = log.floor < 0
         if first:  # (what the retained log changed before is not this replica's to clean up)
@@ -112,6 +113,7 @@ class ChangeFeed:
         complete = len(changes) < BATCH  # else more rows wait: this read does not show the replica caught up
         changed = log.apply(changes, int(rows[0]["xmin"]), int(rows[0]["xmax"]), started if complete else None)
         self.reads += 1
+        self._last_read = started
         metrics.CHANGE_LOG_POSITION.set(log.low)
         metrics.CHANGE_LOG_HOLES.set(log.pending_holes)
         if changed and not first:
