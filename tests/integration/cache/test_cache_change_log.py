@@ -295,3 +295,29 @@ async def test_a_new_replica_reads_a_log_longer_than_one_batch(service_env: dict
     async with cache_server(service_env, settings()) as srv:
         log = srv.engine.log
         assert log.tag_seq[f"city:{city}"] == last and log.low >= last and log.confirmed()
+
+
+async def test_a_change_committed_after_a_later_one_still_supersedes_fills_made_in_between(
+        service_env: dict[str, str], own_rows: OwnRows, database: str) -> None:
+    """Positions are taken before commit: T1 takes seq n and commits after T2 took n+1 and committed.
+    A fill made between the two commits saw T2 but not T1; it must not count as newer than T1."""
+    a, b = unique_city("Firstsk"), unique_city("Secondsk")
+    pa, pb = await own_rows.add(a, 10_000), await own_rows.add(b, 10_000)
+    t1 = await asyncpg.connect(database)
+    try:
+        async with two_replicas(service_env) as replicas:
+            tx = t1.transaction()
+            await tx.start()
+            await t1.execute("UPDATE properties SET price = 20000 WHERE id = $1", pa)  # seq n, not committed
+            await own_rows.conn.execute("UPDATE properties SET price = 30000 WHERE id = $1", pb)  # seq n+1, committed
+            later = await own_rows.conn.fetchval("SELECT max(seq) FROM cache_changes")
+            for srv in replicas:
+                await eventually(lambda s=srv: asyncio.sleep(0, s.engine.log.newest), lambda n: n >= later)
+                assert srv.engine.log.low < later  # n is a hole: low waits below it
+            await warm(replicas, a)  # filled now: shows 10,000 (T1 not committed)
+            assert (await replicas[1].stub.PriceStats(cache_pb2.PriceStatsRequest(city=a))).max == 10_000
+            await tx.commit()
+            await fresh_after_the_bound(replicas, a, 20_000)
+            await fresh_after_the_bound(replicas, b, 30_000)
+    finally:
+        await t1.close()
