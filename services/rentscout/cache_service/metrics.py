@@ -43,6 +43,10 @@ CHANGE_LOG_POSITION = Gauge(
     "rentscout_cache_change_log_position", "Change-log position this replica has applied every change up to.")
 CHANGE_LOG_HOLES = Gauge(
     "rentscout_cache_change_log_holes", "Change-log positions not yet visible below the newest one read.")
+REDIS_FULL = Counter(
+    "rentscout_cache_redis_full_total",
+    "Redis operations refused because Redis is full (maxmemory with noeviction): not stored, answered anyway.",
+    ["operation"])
 REDIS_ERRORS = Counter("rentscout_cache_redis_errors_total", "Failed or timed-out Redis operations.", ["operation"])
 REDIS_BYPASSED = Counter(
     "rentscout_cache_redis_bypassed_total",

@@ -127,13 +127,16 @@ async def test_a_full_redis_with_noeviction_fails_open_and_never_serves_stale(
             await warm(replicas, city)
             await redis.config_set("maxmemory-policy", "noeviction")
             await redis.config_set("maxmemory", str(int((await redis.info("memory"))["used_memory"]) + 1000))
-            errors = metric("rentscout_cache_redis_errors_total")
+            full = metric("rentscout_cache_redis_full_total")
+            request = cache_pb2.PriceStatsRequest(city=city)
+            assert (await replicas[1].stub.PriceStats(request)).cache.source == REDIS  # reads still work
             for price in (20_000, 30_000):
                 await own_rows.conn.execute("UPDATE properties SET price = $2 WHERE id = $1", pid, price)
                 await fresh_after_the_bound(replicas, city, price)
-            assert metric("rentscout_cache_redis_errors_total") > errors  # writes refused: the metrics say so
+            assert metric("rentscout_cache_redis_full_total") > full  # writes refused: the metrics say so
             other = unique_city("Fullburg")  # a key never cached: computed, refused by Redis, answered
             assert (await replicas[1].stub.PriceStats(cache_pb2.PriceStatsRequest(city=other))).count == 0
+            assert replicas[0].breaker_opened == 0 and replicas[1].breaker_opened == 0  # full is not down
     finally:
         await redis.aclose()
 
