@@ -170,11 +170,12 @@ async def test_freshness_on_a_three_master_cluster_with_a_slot_moved(
             for srv in replicas:
                 for _ in range(3):
                     await srv.stub.PriceStats(request)
-            key = (await far.stub.PriceStats(request)).cache
+            key = (await eventually(lambda: far.stub.PriceStats(request), lambda r: r.cache.source == REDIS)).cache
             assert key.source == REDIS
             moved = move_slot(three_masters, key.key)  # while both replicas run
             assert moved[0] != moved[1]
-            assert (await far.stub.PriceStats(request)).cache.source == REDIS  # found where it moved (MOVED)
+            moved_hit = await eventually(lambda: far.stub.PriceStats(request), lambda r: r.cache.source == REDIS)
+            assert moved_hit.cache.source == REDIS  # found where it moved (MOVED)
             await own_rows.conn.execute("UPDATE properties SET price = $2 WHERE id = $1", pid, price)
             await asyncio.sleep(0.32)  # the change-log bound
             for srv in replicas:
