@@ -63,12 +63,13 @@ class Invalidation:
         Raises the database's error when the change cannot be logged (nothing was invalidated)."""
         tag_list = sorted(set(tags))
         await listener.append(self._db, tag_list, self._timeout)
-        await self._feed.catch_up(self._db)
-        self._stats.invalidated(trigger, 0)
-        try:
-            return await self._delete_tagged(tag_list, trigger)
+        try:  # before reading the log back, whose cleanup would otherwise take (and count) them first
+            deleted = await self._delete_tagged(tag_list, trigger)
         except (RedisUnavailable, DeadlineExceeded):
-            return 0  # superseded entries are misses anyway, and expire
+            deleted = 0  # superseded entries are misses anyway, and expire
+            self._stats.invalidated(trigger, 0)
+        await self._feed.catch_up(self._db)
+        return deleted
 
     def changed(self, tags: set[str]) -> None:
         """The change feed applied changes to `tags`: delete their entries from Redis in the background."""
@@ -93,11 +94,14 @@ class Invalidation:
     async def _delete_tagged(self, tags: list[str], trigger: str) -> int:
         keys = await self._store.pop_tags(tags)
         deleted = await self._store.invalidate_keys(keys)
-        self._stats.invalidated(trigger, deleted)
-        _log.debug("cache entries deleted", extra={"fields": {
-            **logs.ecs_event("database", "change"), "event.action": "cache-invalidate", "cache.trigger": trigger,
-            "cache.keys_deleted": deleted, "cache.keys": len(keys), "cache.all_keys": False}})
+        self._counted(trigger, deleted, len(keys))
         return deleted
+
+    def _counted(self, trigger: str, deleted: int, keys: int) -> None:
+        self._stats.invalidated(trigger, deleted)
+        _log.debug("cache invalidated", extra={"fields": {
+            **logs.ecs_event("database", "change"), "event.action": "cache-invalidate", "cache.trigger": trigger,
+            "cache.keys_deleted": deleted, "cache.keys": keys, "cache.all_keys": False}})
 
     def stop(self) -> asyncio.Task[None] | None:
         self._dirty.clear()
@@ -125,7 +129,7 @@ class Invalidation:
         ordered = sorted(keys)
         deleted = await self._store.invalidate_keys(ordered)
         self.forget_local(ordered)
-        self._stats.invalidated(trigger, deleted)
+        self._counted(trigger, deleted, len(ordered))
         if ordered:
             try:
                 await self._store.publish(bus.message(ordered))
