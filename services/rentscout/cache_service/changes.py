@@ -52,10 +52,13 @@ class ChangeLog:
 
     def current(self, from_seq: int, tags: Iterable[str]) -> bool:
         """Whether an entry filled from `from_seq` and depending on `tags` shows every applied change."""
-        if from_seq < self.floor or self.tag_seq.get(ALL, 0) > from_seq:
-            return False
         get = self.tag_seq.get
-        return all(get(tag, 0) <= from_seq for tag in tags)
+        if from_seq < self.floor or get(ALL, 0) > from_seq:
+            return False
+        for tag in tags:  # (a loop, not all(...): this runs on every near hit)
+            if get(tag, 0) > from_seq:
+                return False
+        return True
 
     # -- applying a read of the log -------------------------------------------------------------
 

@@ -323,3 +323,26 @@ async def test_a_change_committed_after_a_later_one_still_supersedes_fills_made_
             await fresh_after_the_bound(replicas, b, 30_000)
     finally:
         await t1.close()
+
+
+async def test_a_writer_cannot_divert_its_changes_from_the_log(service_env: dict[str, str], own_rows: OwnRows,
+                                                               pg_conn: asyncpg.Connection) -> None:
+    """A role allowed to update listings creates a temporary table named like the log (pg_temp comes
+    first in a search_path that does not place it): its change must still reach the real log."""
+    role = f"writer_{uuid.uuid4().hex[:8]}"
+    await pg_conn.execute(f'CREATE ROLE "{role}" LOGIN')
+    await pg_conn.execute(f'GRANT SELECT, UPDATE ON properties TO "{role}"')
+    city = unique_city("Divertsk")
+    pid = await own_rows.add(city, 10_000)
+    dsn = service_env["RENTSCOUT_DATABASE_URL"].replace("postgresql://postgres@", f"postgresql://{role}@")
+    writer = await asyncpg.connect(dsn)
+    try:
+        await writer.execute("CREATE TEMP TABLE cache_changes (seq bigserial, tags text[], at timestamptz DEFAULT now())")
+        await writer.execute("UPDATE properties SET price = 20000 WHERE id = $1", pid)
+        assert await writer.fetchval("SELECT count(*) FROM pg_temp.cache_changes") == 0
+        logged = await pg_conn.fetchval("SELECT count(*) FROM public.cache_changes WHERE $1 = ANY(tags)", f"city:{city}")
+        assert logged == 2  # the insert of the listing, and this change
+    finally:
+        await writer.close()
+        await pg_conn.execute(f'REVOKE ALL ON properties FROM "{role}"')
+        await pg_conn.execute(f'DROP ROLE "{role}"')

@@ -6,9 +6,9 @@
 -- service reads the rows after the last position it applied (see cache_service/changes.py).
 --
 -- Only the migrating role writes the log: the trigger function is SECURITY DEFINER (owned by that role,
--- search_path pinned), and nobody else is granted anything on the table or its sequence. A role that
--- may write `properties` gets its changes logged through the trigger; a role that may only NOTIFY
--- rings the doorbell and changes nothing.
+-- search_path pinned to pg_catalog, this schema, then pg_temp), and nobody else is granted anything on
+-- the table or its sequence. A role that may write `properties` gets its changes logged through the
+-- trigger; a role that may only NOTIFY rings the doorbell and changes nothing.
 --
 -- Tags (what cache_service/keys.py calls them): `city:<name>` (everything about a city),
 -- `popular:<name>` (only its popular lists: a views or title change), `cities` and `property_types`
@@ -25,7 +25,7 @@ REVOKE ALL ON TABLE cache_changes FROM PUBLIC;
 REVOKE ALL ON SEQUENCE cache_changes_seq_seq FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION rentscout_cache_log() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SECURITY DEFINER AS $$
 DECLARE
     cities text[];
     counts boolean;
@@ -83,6 +83,13 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION rentscout_cache_log() FROM PUBLIC;
+-- A definer function must not resolve names through schemas the invoker controls: pg_temp (searched
+-- first unless placed) would let a session's temporary table named cache_changes take the rows.
+DO $$
+BEGIN
+    EXECUTE format('ALTER FUNCTION rentscout_cache_log() SET search_path = pg_catalog, %I, pg_temp', current_schema());
+END
+$$;
 
 DROP TRIGGER IF EXISTS properties_cache_notify_insert ON properties;
 DROP TRIGGER IF EXISTS properties_cache_notify_update ON properties;
