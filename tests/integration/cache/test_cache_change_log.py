@@ -17,6 +17,7 @@ import signal
 import threading
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -346,3 +347,17 @@ async def test_a_writer_cannot_divert_its_changes_from_the_log(service_env: dict
         await writer.close()
         await pg_conn.execute(f'REVOKE ALL ON properties FROM "{role}"')
         await pg_conn.execute(f'DROP ROLE "{role}"')
+
+
+async def test_without_doorbells_reading_the_log_on_its_own_keeps_the_bound(service_env: dict[str, str],
+                                                                             own_rows: OwnRows) -> None:
+    city = unique_city("Deafsk")
+    pid = await own_rows.add(city, 10_000)
+    near_cfg, far_cfg = two_replicas_settings()
+    async with cache_server(service_env, replace(near_cfg, listen=False)) as near, \
+            cache_server(service_env, replace(far_cfg, listen=False)) as far:
+        await eventually(lambda: asyncio.sleep(0, near.engine.bus.connected), bool)
+        await warm((near, far), city)
+        await own_rows.conn.execute("UPDATE properties SET price = 20000 WHERE id = $1", pid)
+        await fresh_after_the_bound((near, far), city, 20_000)
+        assert near.engine.feed.doorbells == far.engine.feed.doorbells == 0
