@@ -55,10 +55,7 @@ class ChangeLog:
         get = self.tag_seq.get
         if from_seq < self.floor or get(ALL, 0) > from_seq:
             return False
-        for tag in tags:  # (a loop, not all(...): this runs on every near hit)
-            if get(tag, 0) > from_seq:
-                return False
-        return True
+        return all(get(tag, 0) <= from_seq for tag in tags)
 
     # -- applying a read of the log -------------------------------------------------------------
 
