@@ -162,6 +162,8 @@ class ChangeFeed:
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 _log.warning("change log reader: %s; reconnecting in %.1fs", type(exc).__name__, backoff,
                              extra={"fields": {"error.type": type(exc).__name__, "error.message": str(exc)[:300]}})
+            except Exception:  # a bug must not stop the reader for good (meanwhile the cache is bypassed, never stale)
+                _log.exception("change log reader failed; reconnecting in %.1fs", backoff)
             finally:
                 self.connected.clear()
                 metrics.LISTENER_UP.set(0)
