@@ -28,8 +28,11 @@ OWN_ID_BASE = 10_000_000  # tests that write use ids above the shared seed rows
 
 
 def settings(**overrides: Any) -> CacheSettings:
-    """Defaults for tests: a namespace of their own, so tests never see each other's entries."""
-    return replace(CacheSettings(namespace=f"t{uuid.uuid4().hex[:12]}"), **overrides)
+    """Defaults for tests: a namespace of their own, so tests never see each other's entries, and a
+    change-log bound (CACHE_CHANGES_MAX_LAG_MS) loose enough that a loaded machine does not turn hits
+    into database reads; tests of the bound set their own."""
+    base = CacheSettings(namespace=f"t{uuid.uuid4().hex[:12]}", changes_max_lag_ms=5000, changes_poll_ms=100)
+    return replace(base, **overrides)
 
 
 def counted(queries: Mapping[str, CachedQuery], counts: Counter[str]) -> dict[str, CachedQuery]:

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from harness.servers import ServerProcess
 from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
+from rentscout.cache_service.keys import FORMAT_VERSION
 from rentscout.devstack.instances import RedisInstance
 
 KEYS = 20_000
@@ -27,7 +28,7 @@ async def hostile_target(service_env: dict[str, str], redis_instance: RedisInsta
                          tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     ns = f"hostile{uuid.uuid4().hex[:8]}"
     client = Redis.from_url(redis_instance.url)
-    keys = [f"{ns}:v1.2:popular_properties:{{{hashlib.md5(str(i).encode()).hexdigest()}}}" for i in range(KEYS)]
+    keys = [f"{ns}:v{FORMAT_VERSION}.2:popular_properties:{{{hashlib.md5(str(i).encode()).hexdigest()}}}" for i in range(KEYS)]
     async with client.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.set(key, b"x", ex=600)

@@ -2,12 +2,13 @@
 
 - read.py `Reader`: the read path (near cache -> Redis -> fill), stale served while one refresh runs;
 - fill.py `Fills`: single flight per replica, the Redis lease with compare-and-set, XFetch and stale refreshes;
-- invalidation.py `Invalidation`: tags, patterns (SCAN), NOTIFY/LISTEN callbacks, the bus, deferred invalidation;
+- changes.py `ChangeLog` and listener.py `ChangeFeed`: the change log this replica applied, what is current;
+- invalidation.py `Invalidation`: tags (through the log), patterns (SCAN), Redis cleanup;
 - stats.py `CacheStats`: counters, their flush to Redis, GetCacheStats;
 - store.py `RedisStore`: every Redis operation, behind the circuit breaker built here.
 
 This module builds them, runs their background work between `start` and `stop` (the invalidation
-bus, the change listener, the flush loop) and reports the breaker's state.
+bus, the change feed, the flush loop) and reports the breaker's state.
 
 Redis trouble never fails a call: every Redis operation goes through the breaker and a short
 deadline-bounded timeout, and the fallback is PostgreSQL.
@@ -23,10 +24,11 @@ from typing import Any
 
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service import bus, metrics
+from rentscout.cache_service.changes import ChangeLog
 from rentscout.cache_service.fill import Fills
 from rentscout.cache_service.invalidation import Invalidation
 from rentscout.cache_service.keys import KeySpace
-from rentscout.cache_service.listener import ChangeListener
+from rentscout.cache_service.listener import ChangeFeed
 from rentscout.cache_service.near import NearCache
 from rentscout.cache_service.read import Reader
 from rentscout.cache_service.registry import CachedQuery
@@ -65,17 +67,19 @@ class QueryCache:
         self.stats = CacheStats(self.store, self.queries)
         # fills read from standbys, once they have replayed every change this replica heard of
         self.watermark = CommitWatermark(resources.reads)
-        self.fills = Fills(self.watermark.view, self.store, self.near, self.stats, settings, self.queries.values(),
+        self.log = ChangeLog(settings.changes_max_lag_ms / 1000)
+        self.fills = Fills(self.watermark.view, self.store, self.log, self.stats, settings, self.queries.values(),
                            redis_usable=lambda: self.breaker.state is not BreakerState.OPEN)
-        self.invalidation = Invalidation(self.store, self.stats, (self.near, self.fills), self.watermark)
+        timeout = resources.settings.db_connect_timeout_seconds
+        self.feed = ChangeFeed(resources.settings.database_url, self.log, timeout=timeout,
+                               poll_interval=settings.changes_poll_ms / 1000,
+                               retention=settings.change_retention_seconds, listen=settings.listen,
+                               before_apply=self.watermark.advance, on_changed=lambda tags: self.invalidation.changed(tags))
+        self.invalidation = Invalidation(self.store, self.stats, (self.near, self.fills), self.db, self.feed, timeout)
         self.reader = Reader(enabled=settings.enabled, near_min_accesses=settings.near_min_accesses,
-                             near=self.near, store=self.store, fills=self.fills, stats=self.stats,
-                             deferred=self.invalidation.deferred)
+                             near=self.near, store=self.store, fills=self.fills, stats=self.stats, log=self.log)
         self.bus = bus.InvalidationBus(self.store, self.invalidation.forget_local, self.near.set_enabled,
                                        resources.settings.redis_timeout_seconds)
-        self.listener = ChangeListener(resources.settings.database_url, self.invalidation.on_changes,
-                                       self.invalidation.on_listen, self.invalidation.listener_heartbeat,
-                                       connect_timeout=resources.settings.db_connect_timeout_seconds)
         self._tasks: list[asyncio.Task[Any]] = []
         self._running = False  # background work (refreshes, bus, flushes) only between start and stop
         metrics.track(self)
@@ -90,16 +94,16 @@ class QueryCache:
         self.fills.start()
         self._tasks.append(asyncio.create_task(self.bus.run(), name="cache-invalidation-bus"))
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="cache-flush"))
-        if self.settings.listen:
-            self._tasks.append(asyncio.create_task(self.listener.run(), name="cache-change-listener"))
-            with contextlib.suppress(TimeoutError):  # start serving anyway; it keeps reconnecting
-                await asyncio.wait_for(self.listener.connected.wait(), 3.0)
+        self._tasks.append(asyncio.create_task(self.feed.run(), name="cache-change-feed"))
+        with contextlib.suppress(TimeoutError):  # start serving anyway (from PostgreSQL); it keeps reconnecting
+            await asyncio.wait_for(self.feed.connected.wait(), 3.0)
 
     async def stop(self) -> None:
         self._running = False
-        self.listener.stop()
+        self.feed.stop()
         self.bus.stop()
-        tasks: list[asyncio.Task[Any]] = [*self._tasks, *self.fills.stop()]
+        cleaner = self.invalidation.stop()
+        tasks: list[asyncio.Task[Any]] = [*self._tasks, *self.fills.stop(), *([cleaner] if cleaner else [])]
         self._tasks = []
         for task in tasks:
             task.cancel()
@@ -117,9 +121,7 @@ class QueryCache:
                 await self.flush()
 
     async def flush(self) -> None:
-        """Apply deferred invalidations, then add local counters and near-cache reads to Redis."""
-        if self.invalidation.deferred:
-            await self.invalidation.apply_deferred()
+        """Add local counters and near-cache reads to Redis."""
         await self.stats.flush()
 
     # -- what the service calls besides reader.get and invalidation ----------------------------

@@ -3,10 +3,11 @@
 - Per replica, single flight: concurrent callers of a key await one task.
 - Per cluster, a lease (`SET NX PX` on `<ns>:lease:...`): other replicas poll for its result up to
   `CACHE_LOCK_WAIT_MS` instead of querying.
-- No stale refill: the filler takes the lease and registers the key under its tags *before* it reads
-  PostgreSQL, and stores only while its lease is still there (Lua compare-and-set on the token). An
-  invalidation deletes entry and lease, so a value computed from pre-change data is discarded (and
-  recomputed) instead of overwriting the invalidation.
+- No stale refill: a fill records the change-log position it starts from (`ChangeLog.low`, read
+  before its query); an entry is served only while no change to its tags came after that position
+  (changes.py), so a value computed from pre-change data is a miss wherever it lands. A pattern
+  invalidation deletes entry and lease, and the store is a compare-and-set on the lease token.
+- Joining: a caller joins a fill in flight only if that fill started after every change it knows of.
 - Refreshes without a waiting caller: after expiry (the stale entry is served meanwhile) and early,
   before expiry, with XFetch's probability; one per key, outside the caller's deadline.
 
@@ -28,8 +29,8 @@ from dataclasses import dataclass
 
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service import metrics
+from rentscout.cache_service.changes import ChangeLog
 from rentscout.cache_service.entry import DATABASE, REDIS, Entry
-from rentscout.cache_service.near import NearCache
 from rentscout.cache_service.registry import CachedQuery, Params
 from rentscout.cache_service.settings import CacheSettings
 from rentscout.cache_service.stats import CacheStats
@@ -48,6 +49,13 @@ class Outcome:
     entry: Entry
     hit: bool
     source: cache_pb2.CacheSource
+    reads: int = 0  # reads of the key in the access window (near-cache admission)
+
+
+@dataclass(slots=True)
+class _Flight:
+    task: asyncio.Task[Outcome]
+    from_seq: int
 
 
 class _Wait(enum.Enum):
@@ -72,18 +80,18 @@ def tag_set_ttl(settings: CacheSettings, policy: AdaptiveTtl, queries: Iterable[
 
 
 class Fills:
-    def __init__(self, reads: Callable[[], Reads], store: RedisStore, near: NearCache, stats: CacheStats, settings: CacheSettings,
-                 queries: Iterable[CachedQuery], redis_usable: Callable[[], bool]) -> None:
+    def __init__(self, reads: Callable[[], Reads], store: RedisStore, log: ChangeLog, stats: CacheStats,
+                 settings: CacheSettings, queries: Iterable[CachedQuery], redis_usable: Callable[[], bool]) -> None:
         """`redis_usable` says whether a refresh could be stored now (the Redis breaker is not open)."""
         self._reads = reads  # where a fill reads from now (a standby that replayed every change heard of)
         self._store = store
-        self._near = near
+        self._log = log
         self._stats = stats
         self._s = settings
         self._policy = AdaptiveTtl.from_settings(settings)
         self._tag_ttl = tag_set_ttl(settings, self._policy, queries)
         self._redis_usable = redis_usable
-        self._flights: dict[str, asyncio.Task[Outcome]] = {}
+        self._flights: dict[str, _Flight] = {}
         self._running = False  # background refreshes only between start and stop
 
     def start(self) -> None:
@@ -92,10 +100,11 @@ class Fills:
     def stop(self) -> list[asyncio.Task[Outcome]]:
         """No more background refreshes; returns the fills still running (for the caller to cancel)."""
         self._running = False
-        return list(self._flights.values())
+        return [f.task for f in self._flights.values()]
 
     def forget(self, keys: list[str] | None) -> None:
-        """An invalidation: running fills of these keys (None: all) finish for their callers; new callers start afresh."""
+        """A pattern invalidation: running fills of these keys (None: all) finish for their callers; new
+        callers start afresh."""
         if keys is None:
             self._flights.clear()
             return
@@ -106,13 +115,15 @@ class Fills:
 
     async def miss(self, q: CachedQuery, params: Params, key: str, use_redis: bool) -> Outcome:
         """The entry for a caller who found none: joins the fill of `key` running here, or starts one."""
+        tags = tuple(q.tags(params))
         while True:
-            flight = self._flights.get(key)
-            joined = flight is not None
-            if flight is None:
-                flight = self._start_flight(q, params, key, use_redis)
-            else:
+            running = self._flights.get(key)
+            joined = running is not None and self._log.current(running.from_seq, tags)
+            if running is not None and joined:
+                flight = running.task
                 self._stats.stampede_prevented(q.name, "replica")
+            else:  # none, or it started before a change this caller must see
+                flight = self._start_flight(q, params, key, use_redis)
             try:
                 return await asyncio.shield(flight)
             except DeadlineExceeded:
@@ -120,16 +131,17 @@ class Fills:
                 if not joined:
                     raise
                 deadline.remaining()  # raises when this caller's time is up too
-                if self._flights.get(key) is flight:
+                if (f := self._flights.get(key)) is not None and f.task is flight:
                     del self._flights[key]
 
     def _start_flight(self, q: CachedQuery, params: Params, key: str, use_redis: bool,
                       newer_than: float = 0.0) -> asyncio.Task[Outcome]:
-        task = asyncio.create_task(self._fill(q, params, key, use_redis, newer_than), name=f"cache-fill {key}")
-        self._flights[key] = task
+        from_seq = self._log.low  # before the fill's query: every change at or below it is visible to it
+        task = asyncio.create_task(self._fill(q, params, key, use_redis, newer_than, from_seq), name=f"cache-fill {key}")
+        self._flights[key] = _Flight(task, from_seq)
 
         def done(t: asyncio.Task[Outcome]) -> None:
-            if self._flights.get(key) is t:
+            if (f := self._flights.get(key)) is not None and f.task is t:
                 del self._flights[key]
             if not t.cancelled():
                 t.exception()  # retrieved here: callers may all have gone
@@ -159,10 +171,10 @@ class Fills:
 
     # -- one fill -----------------------------------------------------------------------------
 
-    async def _fill(self, q: CachedQuery, params: Params, key: str, use_redis: bool, newer_than: float) -> Outcome:
+    async def _fill(self, q: CachedQuery, params: Params, key: str, use_redis: bool, newer_than: float,
+                    from_seq: int) -> Outcome:
         """Compute and store one entry, taking the cluster-wide lease first (see the module docstring)."""
-        epoch = self._near.epoch
-        tags = list(q.tags(params))
+        tags = tuple(q.tags(params))
         policy = q.ttl or self._policy
         last: Entry | None = None
         force = newer_than > 0  # a refresh: the entry in Redis is the old one
@@ -174,45 +186,44 @@ class Fills:
             except RedisUnavailable:
                 break
             if raw is not None:  # filled by another replica since our read
-                found = Entry.decode(key, raw)
-                if found is not None and found.created > newer_than and time.time() < found.expires:
+                found = Entry.decode(key, raw, tags)
+                if found is not None and self._usable(found, newer_than):
                     self._stats.stampede_prevented(q.name, "cluster")
-                    return self._remote_hit(found, reads, epoch)
+                    return Outcome(found, True, REDIS, reads)
                 force = True
                 continue
             if not leased:
                 self._stats.stampede_prevented(q.name, "cluster")
-                waited = await self._await_remote(key, newer_than)
+                waited = await self._await_remote(key, tags, newer_than)
                 if isinstance(waited, Entry):
-                    return self._remote_hit(waited, reads, epoch)
+                    return Outcome(waited, True, REDIS, reads)
                 if waited is _Wait.LEASE_GONE:
                     continue
                 break  # waited long enough: answer from PostgreSQL without storing
             ttl = jittered(policy.seconds(reads, churn), self._s.ttl_jitter)
-            last = await self.compute(q, params, key, ttl)
+            from_seq = max(from_seq, self._log.low)  # (a retry starts after the change that discarded the last try)
+            last = await self.compute(q, params, key, ttl, from_seq)
             try:
                 stored = await self._store.store(key, token, last.encode(),
                                                  int((ttl + self._s.stale_grace_seconds) * 1000))
             except RedisUnavailable:
                 break
             if stored:
-                if reads >= self._s.near_min_accesses:
-                    self._near.put(last, epoch, time.time())
-                return Outcome(last, False, DATABASE)
-            # the lease is gone: an invalidation landed while we computed, so `last` may predate it
+                return Outcome(last, False, DATABASE, reads)
+            # the lease is gone: a pattern invalidation landed while we computed, so `last` may predate it
             metrics.DISCARDED_FILLS.labels(q.name).inc()
             _log.info("discarded a fill invalidated while computing", extra={"fields": {"cache.key": key}})
             last = None
         if last is None:
-            last = await self.compute(q, params, key, 0.0)
-        return Outcome(Entry(key, last.payload, last.created, 0.0, last.delta), False, DATABASE)
+            last = await self.compute(q, params, key, 0.0, from_seq)
+        return Outcome(Entry(key, last.payload, last.created, 0.0, last.delta, from_seq, tags), False, DATABASE)
 
-    def _remote_hit(self, entry: Entry, reads: int, epoch: int) -> Outcome:
-        if reads >= self._s.near_min_accesses:
-            self._near.put(entry, epoch, time.time())
-        return Outcome(entry, True, REDIS)
+    def _usable(self, entry: Entry, newer_than: float) -> bool:
+        """Another replica's entry: newer than the one being refreshed, unexpired, after every change known."""
+        return (entry.created > newer_than and time.time() < entry.expires
+                and self._log.current(entry.from_seq, entry.tags))
 
-    async def _await_remote(self, key: str, newer_than: float) -> Entry | _Wait:
+    async def _await_remote(self, key: str, tags: tuple[str, ...], newer_than: float) -> Entry | _Wait:
         """Poll for another replica's result: the entry, LEASE_GONE (holder gone) or TIMED_OUT."""
         end = time.monotonic() + self._s.lock_wait_ms / 1000
         delay = 0.002
@@ -224,15 +235,16 @@ class Fills:
                 raw, leased = await self._store.peek(key)
             except RedisUnavailable:
                 return _Wait.TIMED_OUT
-            entry = Entry.decode(key, raw) if raw else None
-            if entry is not None and entry.created > newer_than and time.time() < entry.expires:
+            entry = Entry.decode(key, raw, tags) if raw else None
+            if entry is not None and self._usable(entry, newer_than):
                 return entry
             if not leased:
                 return _Wait.LEASE_GONE
         return _Wait.TIMED_OUT
 
-    async def compute(self, q: CachedQuery, params: Params, key: str, ttl: float) -> Entry:
-        """Run the query against PostgreSQL: the entry (response without its `cache` field)."""
+    async def compute(self, q: CachedQuery, params: Params, key: str, ttl: float, from_seq: int = 0) -> Entry:
+        """Run the query against PostgreSQL: the entry (response without its `cache` field), which
+        shows every change up to `from_seq` (read before this call)."""
         created = time.time()
         t0 = time.perf_counter()
         metrics.FILLS.labels(q.name).inc()
@@ -241,4 +253,4 @@ class Fills:
         metrics.FILL_SECONDS.labels(q.name).observe(delta)
         if "cache" in message.DESCRIPTOR.fields_by_name:
             message.ClearField("cache")
-        return Entry(key, message.SerializeToString(), created, ttl, delta)
+        return Entry(key, message.SerializeToString(), created, ttl, delta, from_seq, tuple(q.tags(params)))

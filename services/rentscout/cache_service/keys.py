@@ -4,7 +4,8 @@ An entry key is `<ns>:v<format>.<query version>:<query type>:{<md5>}` where md5 
 sorted JSON of the query's parameters. A deploy that changes a query's result shape bumps its
 version, so it never reads entries written by the old code. The braces are a Cluster hash tag:
 an entry's lease, access counter and churn counter carry the same tag, so the Lua scripts that
-touch an entry and its companions run on one slot. Tag sets, the stats hash and the channel are
+touch an entry and its companions run on one slot. Tag sets (a best-effort index for deleting
+entries early, never needed for correctness: see changes.py), the stats hash and the channel are
 single keys each; no operation spans two slots.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 
 import orjson
 
-FORMAT_VERSION = 1  # bump when the entry encoding (see entry.py) changes
+FORMAT_VERSION = 2  # bump when the entry encoding (see entry.py) changes
 _ENTRY_RE = r"v\d+\.\d+:[a-z0-9_]+:\{[0-9a-f]{32}\}"
 
 
@@ -59,11 +60,6 @@ class KeySpace:
     @property
     def stats(self) -> str:
         return f"{self.namespace}:stats"
-
-    @property
-    def listener_heartbeat(self) -> str:
-        """Exists while some replica LISTENs for property changes."""
-        return f"{self.namespace}:listening"
 
     @property
     def channel(self) -> str:

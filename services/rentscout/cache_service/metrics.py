@@ -36,13 +36,25 @@ BACKGROUND_REFRESHES = Counter(
     ["query_type", "reason"])
 INVALIDATIONS = Counter("rentscout_cache_invalidations_total", "Invalidation operations, by trigger.", ["trigger"])
 INVALIDATED_KEYS = Counter("rentscout_cache_invalidated_keys_total", "Cache entries deleted by invalidations.", ["trigger"])
+SUPERSEDED = Counter(
+    "rentscout_cache_superseded_total",
+    "Entries found in Redis but older than a change to what they depend on (answered as a miss).", ["query_type"])
+CHANGE_LOG_POSITION = Gauge(
+    "rentscout_cache_change_log_position", "Change-log position this replica has applied every change up to.")
+CHANGE_LOG_HOLES = Gauge(
+    "rentscout_cache_change_log_holes", "Change-log positions not yet visible below the newest one read.")
+REDIS_FULL = Counter(
+    "rentscout_cache_redis_full_total",
+    "Redis operations refused because Redis is full (maxmemory with noeviction): not stored, answered anyway.",
+    ["operation"])
 REDIS_ERRORS = Counter("rentscout_cache_redis_errors_total", "Failed or timed-out Redis operations.", ["operation"])
 REDIS_BYPASSED = Counter(
     "rentscout_cache_redis_bypassed_total",
-    "Redis operations skipped (breaker open, or invalidations pending after a Redis outage).", ["reason"])
+    "Reads that skipped the cache: breaker_open (Redis), change_log_unconfirmed (the change log not read "
+    "within CACHE_CHANGES_MAX_LAG_MS).", ["reason"])
 BREAKER_STATE = Gauge("rentscout_cache_breaker_state", "Redis circuit breaker: 0 closed, 1 open, 2 half-open.")
 REDIS_UP = Gauge("rentscout_cache_redis_up", "1 while the cache can use Redis (breaker not open).")
-LISTENER_UP = Gauge("rentscout_cache_change_listener_up", "1 while LISTENing for property changes in PostgreSQL.")
+LISTENER_UP = Gauge("rentscout_cache_change_listener_up", "1 while connected to read the change log in PostgreSQL.")
 INVALIDATION_BUS_UP = Gauge(
     "rentscout_cache_invalidation_bus_up", "1 while subscribed to invalidations (near cache in use).")
 

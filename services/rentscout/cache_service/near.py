@@ -1,9 +1,10 @@
 """The in-process near cache: a small LRU of ready-to-send entries for the hottest keys.
 
-It is only used while this replica is subscribed to the invalidation channel (a replica that might
-miss an invalidation must not serve from memory). `epoch` grows on every invalidation: a Redis read
-or fill that started before one may not insert what it read, which closes the race where an
-invalidation message overtakes an in-flight read of the old value.
+Whether an entry is current is the change log's decision (changes.py; the read path asks it on every
+near hit), so a change needs nothing from here. Pattern invalidations have no log row: they travel on
+the invalidation channel, so the near cache is only used while subscribed to it, and `epoch` grows on
+every one: a Redis read or fill that started before one may not insert what it read (the race where
+the message overtakes an in-flight read of the old value).
 """
 
 from __future__ import annotations

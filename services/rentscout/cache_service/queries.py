@@ -6,32 +6,26 @@ flight, invalidation, metrics and the RPC handler come with the declaration.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import asyncpg
 
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, city_tag, popular_tag
-from rentscout.cache_service.registry import Params, cached_query
+from rentscout.cache_service.registry import REGISTRY, CachedQuery, Params, cached_query
+from rentscout.cache_service.requests import check_city
 from rentscout.common.v1 import common_pb2
 from rentscout.runtime.errors import Violations
 from rentscout.runtime.replicas import Reads
 from rentscout.wire import schema, times
 from rentscout.wire.enums import LISTING_SOURCE, PROPERTY_TYPE, enum_value, name_of
-from rentscout.wire.validation import city_problem
 
 DEFAULT_LIMIT, MAX_LIMIT = 10, 100
 
 
 # -- input checks -----------------------------------------------------------------------------
-
-
-def check_city(v: Violations, field: str, raw: str) -> str:
-    """A city name, trimmed, by the shared rule (rentscout.wire.validation). Unknown cities are fine."""
-    city = raw.strip()
-    if (problem := city_problem(city)) is not None:
-        v.add(field, problem)
-    return city
 
 
 def property_type_name(value: int) -> str | None:
@@ -138,3 +132,6 @@ async def property_types(db: Reads) -> cache_pb2.PropertyTypesResponse:
     return cache_pb2.PropertyTypesResponse(property_types=[
         cache_pb2.PropertyTypeCount(property_type=enum_value(PROPERTY_TYPE, r["property_type"]), count=r["n"])
         for r in rows])
+
+
+QUERIES: Mapping[str, CachedQuery] = MappingProxyType(REGISTRY)  # what the service serves (read-only view)

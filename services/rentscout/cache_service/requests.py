@@ -14,6 +14,8 @@ from collections import OrderedDict
 from rentscout.cache_service.keys import KeySpace
 from rentscout.cache_service.registry import CachedQuery, Params
 from rentscout.runtime.decoding import Undecodable, safe_deserializer
+from rentscout.runtime.errors import Violations
+from rentscout.wire.validation import city_problem
 
 MAX_REMEMBERED = 4096
 MAX_REMEMBERED_BYTES = 256  # a query's request is a few fields; a bigger one is decoded every time
@@ -50,3 +52,11 @@ class RequestKeys:
             if len(self._memo) > self._max_entries:
                 self._memo.popitem(last=False)
         return found
+
+
+def check_city(v: Violations, field: str, raw: str) -> str:
+    """A city name, trimmed, by the shared rule (rentscout.wire.validation). Unknown cities are fine."""
+    city = raw.strip()
+    if (problem := city_problem(city)) is not None:
+        v.add(field, problem)
+    return city

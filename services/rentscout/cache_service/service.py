@@ -15,12 +15,11 @@ from typing import Any
 import grpc
 
 from rentscout.cache.v1 import cache_pb2
-from rentscout.cache_service import queries as _queries  # noqa: F401  (registers the queries)
 from rentscout.cache_service.engine import QueryCache
 from rentscout.cache_service.keys import CITIES_TAG, TYPES_TAG, GlobError, city_tag, parse_glob
-from rentscout.cache_service.queries import check_city
-from rentscout.cache_service.registry import REGISTRY, CachedQuery
-from rentscout.cache_service.requests import RequestKeys
+from rentscout.cache_service.queries import QUERIES
+from rentscout.cache_service.registry import CachedQuery
+from rentscout.cache_service.requests import RequestKeys, check_city
 from rentscout.cache_service.settings import CacheSettings
 from rentscout.cache_service.store import RedisUnavailable
 from rentscout.runtime import config
@@ -76,10 +75,9 @@ class CacheQueryServicer:
             if request.pattern:
                 deleted = await self.engine.invalidation.invalidate_pattern(request.pattern)
             else:
-                deleted = await self.engine.invalidation.invalidate_deferrable(set(request.tags), "tags")
+                deleted = await self.engine.invalidation.invalidate_tags(request.tags, "tags")
         except RedisUnavailable:
-            raise Unavailable("Redis is unavailable: nothing was invalidated now; tag invalidations are retried "
-                              "by this replica when Redis returns") from None
+            raise Unavailable("Redis is unavailable: nothing was invalidated by the pattern") from None
         annotate(**{"cache.keys_deleted": deleted})
         return cache_pb2.InvalidateResponse(keys_deleted=deleted)
 
@@ -111,11 +109,7 @@ class CacheQueryServicer:
         if previous:
             tags.add(city_tag(previous))
         tags |= {CITIES_TAG, TYPES_TAG}
-        try:
-            deleted = await self.engine.invalidation.invalidate_deferrable(tags, "related")
-        except RedisUnavailable:
-            raise Unavailable("Redis is unavailable: nothing was invalidated now; this replica retries when it "
-                              "returns") from None
+        deleted = await self.engine.invalidation.invalidate_tags(tags, "related")
         annotate(**{"cache.keys_deleted": deleted})
         return cache_pb2.InvalidateRelatedResponse(keys_deleted=deleted, tags=sorted(tags))
 
@@ -171,7 +165,7 @@ def build(resources: Resources, settings: CacheSettings | None = None,
     """The servicer and its ServiceSpec; `settings` default to the environment, `queries` to the
     registry (tests pass their own, and use the servicer's engine to look inside)."""
     settings = settings or config.load(CacheSettings)
-    engine = QueryCache(resources, settings, REGISTRY if queries is None else queries)
+    engine = QueryCache(resources, settings, QUERIES if queries is None else queries)
     servicer = CacheQueryServicer(engine)
     spec = ServiceSpec(name=SERVICE_NAME, register=servicer.register,
                        admin_methods=frozenset({"Invalidate", "InvalidateRelated"}), needs_redis=False,

@@ -53,7 +53,18 @@ class CacheSettings:
     breaker_reset_seconds: float = setting(
         "CACHE_BREAKER_RESET_SECONDS", 5.0, "Time the breaker stays open before one trial call.", float_range(0.01, 3600))
     listen: bool = setting(
-        "CACHE_LISTEN", True, "LISTEN for property changes in PostgreSQL and invalidate by itself.", parse_bool)
+        "CACHE_LISTEN", True, "LISTEN for the change log's doorbell (false: read it every CACHE_CHANGES_POLL_MS only).",
+        parse_bool)
+    changes_max_lag_ms: int = setting(
+        "CACHE_CHANGES_MAX_LAG_MS", 1000,
+        "Nothing is served from the cache unless the change log was read at most this long ago (the staleness bound).",
+        int_range(50, 600_000))
+    changes_poll_ms: int = setting(
+        "CACHE_CHANGES_POLL_MS", 200,
+        "Read the change log at least this often without a doorbell (at most half CACHE_CHANGES_MAX_LAG_MS).",
+        int_range(10, 300_000))
+    change_retention_seconds: int = setting(
+        "CACHE_CHANGE_RETENTION_SECONDS", 86400, "Change-log rows older than this are pruned.", int_range(60, 365 * 86400))
     flush_interval_seconds: float = setting(
         "CACHE_FLUSH_INTERVAL_SECONDS", 1.0, "How often near-cache reads and counters are flushed to Redis.",
         float_range(0.01, 600))

@@ -3,7 +3,10 @@
 Every operation is one round trip (a Lua script over keys sharing a hash tag, or a non-transactional
 pipeline) bounded by min(Redis timeout, the RPC's remaining deadline). Failures and timeouts are
 reported to the circuit breaker and surface as `RedisUnavailable`, which callers treat as a miss
-(fail open to PostgreSQL); while the breaker is open no call waits on Redis at all.
+(fail open to PostgreSQL); while the breaker is open no call waits on Redis at all. A write refused
+because Redis is full (`noeviction`) is not a failure of Redis: it is counted
+(`rentscout_cache_redis_full_total`) and surfaces as `RedisUnavailable` without moving the breaker, so
+reads keep using what Redis holds.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ T = TypeVar("T")
 REDIS_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError, TimeoutError)
 _CLUSTER_CONCURRENCY = 32
 
-# GET the entry and count the read in the key's access window, in one round trip.
+# GET the entry and count the read in the key's access window, in one round trip. A Redis full under
+# `noeviction` refuses the count (OOM): the read still answers, with a count of 0.
 READ = """
 local v = redis.call('GET', KEYS[1])
-local n = redis.call('INCR', KEYS[2])
+local ok, n = pcall(redis.call, 'INCR', KEYS[2])
+if not ok then return {v, 0} end
 if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end
 return {v, n}
 """
@@ -127,6 +132,10 @@ class RedisStore:
         try:
             async with asyncio.timeout(budget):
                 result = await fn()
+        except redis.exceptions.OutOfMemoryError:
+            self.breaker.release(permit)  # Redis answers: it is full, not down
+            metrics.REDIS_FULL.labels(operation).inc()
+            raise RedisUnavailable(f"redis {operation} refused: out of memory") from None
         except REDIS_ERRORS as exc:
             if isinstance(exc, TimeoutError) and budget < cap:
                 # the caller's deadline cut Redis short: neither its failure nor a success
@@ -255,14 +264,6 @@ class RedisStore:
             for script, keys, args in calls:
                 await script(keys=keys, args=args, client=pipe)
             return list(await pipe.execute())
-
-    # -- listener heartbeat -------------------------------------------------------------------
-
-    async def listener_heartbeat(self, ttl_ms: int) -> None:
-        await self.call("heartbeat", lambda: self.client.set(self.keys.listener_heartbeat, b"1", px=ttl_ms))
-
-    async def listener_alive(self) -> bool:
-        return bool(await self.call("heartbeat", lambda: self.client.exists(self.keys.listener_heartbeat)))
 
     # -- counters and stats -------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness.grpcurl import grpcurl
 from harness.servers import ServerProcess
+from rentscout.cache_service.keys import FORMAT_VERSION
 
 METHOD = "rentscout.cache.v1.CacheQueryService/PriceStats"
 
@@ -33,7 +34,8 @@ def test_grpcurl_sees_a_miss_then_a_hit_and_the_log_has_the_correlation_id(
     assert int(miss["count"]) > 0 and miss["count"] == hit["count"] and miss["median"] == hit["median"]
     assert miss["cache"]["source"] == "CACHE_SOURCE_DATABASE" and not miss["cache"].get("hit", False)
     assert hit["cache"]["source"] == "CACHE_SOURCE_REDIS" and hit["cache"]["hit"] is True
-    assert hit["cache"]["key"] == miss["cache"]["key"] and hit["cache"]["key"].startswith(f"{namespace}:v1.2:price_stats:")
+    assert hit["cache"]["key"] == miss["cache"]["key"]
+    assert hit["cache"]["key"].startswith(f"{namespace}:v{FORMAT_VERSION}.2:price_stats:")
     assert hit["cache"]["ttl"].endswith("s") and hit["cache"]["age"].endswith("s")
     access = {r["correlation.id"]: r for r in server.log_records()
               if r.get("event.dataset") == "rentscout.access" and r.get("rpc.method") == f"/{METHOD}"}

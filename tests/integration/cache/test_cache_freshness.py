@@ -119,7 +119,7 @@ async def test_xfetch_refreshes_a_hot_key_before_it_expires(service_env: dict[st
         raw = await redis_client.get(key)
         old = Entry.decode(key, raw)
         assert old is not None
-        aged = Entry(key, old.payload, created=time.time() - 270, ttl=300, delta=1000)
+        aged = Entry(key, old.payload, created=time.time() - 270, ttl=300, delta=1000, from_seq=old.from_seq)
         await redis_client.set(key, aged.encode(), px=600_000)
         hit = await srv.stub.PriceStats(request)
         assert hit.cache.source == REDIS and hit.cache.age.seconds >= 270  # the caller got the old entry at once

@@ -10,6 +10,7 @@ from prometheus_client import generate_latest
 from harness.cache_server import cache_server, settings
 from harness.logcapture import capture_logs
 from rentscout.cache.v1 import cache_pb2
+from rentscout.cache_service.keys import FORMAT_VERSION
 from rentscout.common.v1 import common_pb2
 from rentscout.wire.badrequest import bad_request_violations
 
@@ -101,7 +102,7 @@ async def test_cache_metadata_miss_then_redis_then_near(service_env: dict[str, s
     assert (redis_hit.hit, redis_hit.source) == (True, REDIS)
     assert (near_hit.hit, near_hit.source) == (True, NEAR)
     assert miss.key == redis_hit.key == near_hit.key
-    assert miss.key.startswith(f"{cfg.namespace}:v1.2:price_stats:{{") and miss.key.endswith("}")
+    assert miss.key.startswith(f"{cfg.namespace}:v{FORMAT_VERSION}.2:price_stats:{{") and miss.key.endswith("}")
     assert near_hit.age.ToNanoseconds() >= redis_hit.age.ToNanoseconds() > 0
     assert near_hit.ttl == redis_hit.ttl == miss.ttl
 

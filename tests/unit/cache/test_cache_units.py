@@ -9,7 +9,7 @@ import pytest
 
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service.entry import NEAR, REDIS, Entry
-from rentscout.cache_service.keys import GlobError, KeySpace, glob_escape, params_digest, parse_glob
+from rentscout.cache_service.keys import FORMAT_VERSION, GlobError, KeySpace, glob_escape, params_digest, parse_glob
 from rentscout.cache_service.near import NearCache
 from rentscout.cache_service.queries import popular_params, price_stats_params
 from rentscout.cache_service.registry import cached_query
@@ -23,7 +23,7 @@ def test_keys_are_canonical_versioned_and_share_a_cluster_hash_tag() -> None:
     a = ks.entry("price_stats", 1, {"city": "Moscow", "property_type": None})
     b = ks.entry("price_stats", 1, {"property_type": None, "city": "Moscow"})
     assert a == b  # parameter order does not matter
-    assert a == f"rs:v1.1:price_stats:{{{params_digest({'city': 'Moscow', 'property_type': None})}}}"
+    assert a == f"rs:v{FORMAT_VERSION}.1:price_stats:{{{params_digest({'city': 'Moscow', 'property_type': None})}}}"
     assert ks.entry("price_stats", 2, {"city": "Moscow", "property_type": None}) != a  # a new version never reads old
     assert ks.entry("price_stats", 1, {"city": "Kazan", "property_type": None}) != a
     tag = a[a.index("{"):a.index("}") + 1]
@@ -96,9 +96,11 @@ def test_adaptive_ttl_tiers_churn_and_jitter() -> None:
 
 def test_entry_round_trip_and_cache_info_append() -> None:
     response = cache_pb2.PriceStatsResponse(count=3, min=10, max=30, mean=20, median=20)
-    e = Entry("rs:v1.1:price_stats:{x}", response.SerializeToString(), created=1000.0, ttl=300.5, delta=0.25)
-    back = Entry.decode(e.key, e.encode())
+    e = Entry("rs:v1.1:price_stats:{x}", response.SerializeToString(), created=1000.0, ttl=300.5, delta=0.25,
+              from_seq=2**40 + 7)
+    back = Entry.decode(e.key, e.encode(), ("city:X",))
     assert back is not None and (back.payload, back.created, back.ttl, back.delta) == (e.payload, 1000.0, 300.5, 0.25)
+    assert (back.from_seq, back.tags) == (2**40 + 7, ("city:X",))  # the fill's log position survives Redis
     assert Entry.decode(e.key, b"\x07" + e.encode()[1:]) is None  # another format version reads as a miss
     hit = cache_pb2.PriceStatsResponse.FromString(back.response(True, REDIS, 1012.75))
     assert hit.count == 3 and hit.median == 20

@@ -105,7 +105,8 @@ class CacheQueryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Invalidate(self, request, context):
-        """Drops cached entries by key pattern or by tags (admin).
+        """Drops cached entries by key pattern or by tags (admin). Tags are logged in the change log
+        (services/rentscout/cache_service/README.md): superseded everywhere, whatever Redis holds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -42,7 +42,9 @@ class CacheQueryServiceStub:
     PropertyTypes: _grpc.UnaryUnaryMultiCallable[_cache_pb2.PropertyTypesRequest, _cache_pb2.PropertyTypesResponse]
     """Property types with their active listing counts."""
     Invalidate: _grpc.UnaryUnaryMultiCallable[_cache_pb2.InvalidateRequest, _cache_pb2.InvalidateResponse]
-    """Drops cached entries by key pattern or by tags (admin)."""
+    """Drops cached entries by key pattern or by tags (admin). Tags are logged in the change log
+    (services/rentscout/cache_service/README.md): superseded everywhere, whatever Redis holds.
+    """
     InvalidateRelated: _grpc.UnaryUnaryMultiCallable[_cache_pb2.InvalidateRelatedRequest, _cache_pb2.InvalidateRelatedResponse]
     """Drops everything that depends on one changed entity (admin)."""
     GetCacheStats: _grpc.UnaryUnaryMultiCallable[_cache_pb2.GetCacheStatsRequest, _cache_pb2.GetCacheStatsResponse]
@@ -62,7 +64,9 @@ class CacheQueryServiceAsyncStub(CacheQueryServiceStub):
     PropertyTypes: _aio.UnaryUnaryMultiCallable[_cache_pb2.PropertyTypesRequest, _cache_pb2.PropertyTypesResponse]  # type: ignore[assignment]
     """Property types with their active listing counts."""
     Invalidate: _aio.UnaryUnaryMultiCallable[_cache_pb2.InvalidateRequest, _cache_pb2.InvalidateResponse]  # type: ignore[assignment]
-    """Drops cached entries by key pattern or by tags (admin)."""
+    """Drops cached entries by key pattern or by tags (admin). Tags are logged in the change log
+    (services/rentscout/cache_service/README.md): superseded everywhere, whatever Redis holds.
+    """
     InvalidateRelated: _aio.UnaryUnaryMultiCallable[_cache_pb2.InvalidateRelatedRequest, _cache_pb2.InvalidateRelatedResponse]  # type: ignore[assignment]
     """Drops everything that depends on one changed entity (admin)."""
     GetCacheStats: _aio.UnaryUnaryMultiCallable[_cache_pb2.GetCacheStatsRequest, _cache_pb2.GetCacheStatsResponse]  # type: ignore[assignment]
@@ -109,7 +113,9 @@ class CacheQueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cache_pb2.InvalidateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cache_pb2.InvalidateResponse, _abc.Awaitable[_cache_pb2.InvalidateResponse]]:
-        """Drops cached entries by key pattern or by tags (admin)."""
+        """Drops cached entries by key pattern or by tags (admin). Tags are logged in the change log
+        (services/rentscout/cache_service/README.md): superseded everywhere, whatever Redis holds.
+        """
 
     @_abc_1.abstractmethod
     def InvalidateRelated(
