@@ -34,7 +34,8 @@ OBJECT_KINDS = {
     "42P19": "recursion",
 }
 # PostgreSQL's error context for a parameter it could not read at bind ("unnamed portal parameter $1 = '...'")
-_BOUND_PARAMETER = re.compile(r'^(?:unnamed portal|portal "[^"]*") parameter \$([0-9]+)')
+# (the outermost context line, so the last: lines before it may quote the value itself)
+_BOUND_PARAMETER = re.compile(r'^(?:unnamed portal|portal "[^"]*") parameter \$([0-9]+)', re.MULTILINE)
 _ARGUMENT = re.compile(r"^invalid input for query argument \$([0-9]+)")
 _TOKEN = re.compile(r'"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$.]*|\$[0-9]+|[^\s]')
 _log = logging.getLogger(__name__)
@@ -49,8 +50,8 @@ def condition_name(exc: asyncpg.PostgresError) -> str:
 def bound_parameter(exc: asyncpg.PostgresError) -> int | None:
     """The placeholder ($n) PostgreSQL was reading when it failed at bind, from the error's context line."""
     context = getattr(exc, "context", None)
-    match = _BOUND_PARAMETER.match(context) if isinstance(context, str) else None
-    return int(match.group(1)) if match else None
+    found = _BOUND_PARAMETER.findall(context.splitlines()[-1]) if isinstance(context, str) and context else []
+    return int(found[-1]) if found else None
 
 
 def argument_number(exc: Exception) -> int | None:

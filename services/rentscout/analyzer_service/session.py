@@ -62,8 +62,8 @@ def memory_limits(settings: AnalyzerSettings) -> dict[str, str]:
     limits = {
         "work_mem": f"CASE WHEN pg_catalog.pg_size_bytes(pg_catalog.current_setting('work_mem')) > {kb * 1024} "
                     f"THEN '{kb}kB' ELSE pg_catalog.current_setting('work_mem') END",
-        "hash_mem_multiplier": f"pg_catalog.least(pg_catalog.current_setting('hash_mem_multiplier')::float8, "
-                               f"{float(settings.hash_mem_multiplier)!r})::text",
+        "hash_mem_multiplier": f"LEAST(pg_catalog.current_setting('hash_mem_multiplier')::float8, "
+                               f"{float(settings.hash_mem_multiplier)!r}::float8)::text",
     }
     if settings.temp_file_limit_kb >= 0:
         temp = int(settings.temp_file_limit_kb)

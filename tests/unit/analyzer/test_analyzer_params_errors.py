@@ -139,3 +139,15 @@ def test_pg_stat_statements_columns_follow_the_extension_version() -> None:
     assert "total_exec_time" in new and "(temp_blks_read + temp_blks_written) DESC" in new
     assert "mean_time AS mean_ms" in old and '"ext s".pg_stat_statements' in old
     assert "strpos(query, 'rentscout-analyzer') = 0" in new
+
+
+def test_the_parameter_postgresql_failed_to_read_comes_from_its_last_context_line() -> None:
+    from rentscout.analyzer_service.pgerrors import argument_number, bound_parameter
+
+    exc = _error(asyncpg.InvalidTextRepresentationError, "invalid input syntax for type json",
+                 context="JSON data, line 1: {bad\nunnamed portal parameter $7\nunnamed portal parameter $2")
+    assert bound_parameter(exc) == 2
+    forged = _error(asyncpg.InvalidTextRepresentationError, "x", context="unnamed portal parameter $9\nSQL function")
+    assert bound_parameter(forged) is None  # only PostgreSQL's own outermost line counts
+    assert bound_parameter(_error(asyncpg.DivisionByZeroError, "x")) is None
+    assert argument_number(ValueError("invalid input for query argument $3: 'x' (an int is required)")) == 3
