@@ -154,12 +154,21 @@ def relation_names(parsed: ParsedQuery) -> tuple[list[tuple[str | None, str]], l
     return keys, [f"{quote_ident(s)}.{quote_ident(n)}" if s else quote_ident(n) for s, n in keys]
 
 
+def probe_head(parameter_types: Sequence[str]) -> str:
+    return (f"CREATE FUNCTION {TAG} pg_temp.{PROBE}({', '.join(parameter_types)}) RETURNS SETOF pg_catalog.record "
+            f"LANGUAGE sql BEGIN ATOMIC\n")
+
+
 def probe_sql(parsed: ParsedQuery, parameter_types: Sequence[str]) -> str:
     """CREATE FUNCTION pg_temp.rentscout_probe(<the statement's parameter types>) whose body is the
     statement. Sent over the extended protocol, so the server refuses a second command whatever the
     text holds; the newline ends a trailing line comment."""
-    return (f"CREATE FUNCTION {TAG} pg_temp.{PROBE}({', '.join(parameter_types)}) RETURNS SETOF pg_catalog.record "
-            f"LANGUAGE sql BEGIN ATOMIC\n{parsed.body}\n; END")
+    return f"{probe_head(parameter_types)}{parsed.body}\n; END"
+
+
+def probe_offset(parsed: ParsedQuery, parameter_types: Sequence[str]) -> int:
+    """What to subtract from a position in the probe's text to get the position in the caller's."""
+    return len(probe_head(parameter_types)) - parsed.body_offset
 
 
 def _health(row: list[Any]) -> TableHealth:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import time
@@ -97,10 +98,16 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
         if parsed.param_count != len(params):
             raise InvalidArgument("params", f"the statement uses {parsed.param_count} placeholder(s) ($1..$n) "
                                             f"but {len(params)} parameter(s) were given")
-        if reads is not None and reads.standbys:
-            analysis = await on_standby(db, reads, settings, parsed, prefix, params)
-        else:
-            analysis = await on_primary(db, settings, parsed, prefix, params)
+        for attempt in (1, 2):  # again once when the placeholder types remembered for the text are outdated
+            try:
+                if reads is not None and reads.standbys:
+                    analysis = await on_standby(db, reads, settings, parsed, prefix, params)
+                else:
+                    analysis = await on_primary(db, settings, parsed, prefix, params)
+                break
+            except TypesChanged:
+                if attempt == 2:
+                    raise
     except InvalidArgument:
         metrics.ANALYSES.labels(mode, "rejected").inc()
         raise
@@ -123,6 +130,53 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
     return analysis
 
 
+class TypesChanged(InvalidArgument):
+    """The statement's placeholder types differ from those its check used."""
+
+
+# The placeholder types PostgreSQL inferred for a text, remembered in this process (never in a database
+# session): a statement analyzed again skips the round trip that asks for them. They only declare the
+# check's probe; the statement is prepared again before it runs, and must show the same types.
+TYPE_CACHE_SIZE = 256
+_types_seen: collections.OrderedDict[str, list[str]] = collections.OrderedDict()
+
+
+async def _types(conn: asyncpg.Connection, prefix: str, parsed: ParsedQuery, stmt_timeout_ms: int
+                 ) -> tuple[list[str], bool]:
+    """(the placeholder types, whether they were remembered rather than asked for now)."""
+    known = _types_seen.get(parsed.sql)
+    if known is not None:
+        _types_seen.move_to_end(parsed.sql)
+        return known, True
+    types = parameter_types(await _prepare(conn, prefix, parsed.sql, stmt_timeout_ms))
+    if len(parsed.sql) <= VET_CACHE_MAX_CHARS:
+        _types_seen[parsed.sql] = types
+        if len(_types_seen) > TYPE_CACHE_SIZE:
+            _types_seen.popitem(last=False)
+    return types, False
+
+
+async def _checked(conn: asyncpg.Connection, parsed: ParsedQuery, prefix: str, settings: AnalyzerSettings,
+                   stmt_timeout_ms: int, *, then_read_only: bool, at_lsn: bool = False
+                   ) -> tuple[list[str], catalog_policy.Resolution, int]:
+    """(types, the check's resolution, the primary's flushed position when `at_lsn`). A check refused with
+    remembered types is TypesChanged: the caller tries again with the types of now."""
+    types, remembered = await _types(conn, prefix, parsed, stmt_timeout_ms)
+    checked_at = parse_lsn(await conn.fetchval(FLUSHED_LSN_SQL, timeout=deadline.remaining())) if at_lsn else 0
+    try:
+        resolution = await _check(conn, parsed, types, settings, stmt_timeout_ms, then_read_only=then_read_only)
+    except InvalidArgument:
+        if not remembered:
+            raise
+        _forget_types(parsed.sql)
+        raise TypesChanged("sql", "was checked with outdated placeholder types") from None
+    return types, resolution, checked_at
+
+
+def _forget_types(sql: str) -> None:
+    _types_seen.pop(sql, None)
+
+
 async def on_primary(db: Database, settings: AnalyzerSettings, parsed: ParsedQuery, prefix: str,
                      params: Sequence[Any]) -> Analysis:
     """Check and run on the primary, in one transaction: the check makes it READ ONLY in its own round trip,
@@ -130,8 +184,8 @@ async def on_primary(db: Database, settings: AnalyzerSettings, parsed: ParsedQue
     async with Releases() as later:  # the connection is reset while the plan is read
         async with db.connection(later) as conn, \
                 session.transaction(conn, settings, released=True) as stmt_timeout_ms:
-            types = parameter_types(await _prepare(conn, prefix, parsed.sql, stmt_timeout_ms))
-            resolution = await _check(conn, parsed, types, settings, stmt_timeout_ms, then_read_only=True)
+            types, resolution, _ = await _checked(conn, parsed, prefix, settings, stmt_timeout_ms,
+                                                  then_read_only=True)
             stmt = await _prepare(conn, prefix, parsed.sql, stmt_timeout_ms, expected=types)
             result = parse_explain(await _run_explain(stmt, prefix, parsed.sql, params, stmt_timeout_ms))
             await filter_counts.fill(conn, result, resolution.countable_tables())
@@ -147,9 +201,8 @@ async def on_standby(db: Database, reads: ReadRouter, settings: AnalyzerSettings
     async with Releases() as later:
         async with db.connection(later) as conn, \
                 session.transaction(conn, settings, released=True) as stmt_timeout_ms:
-            types = parameter_types(await _prepare(conn, prefix, parsed.sql, stmt_timeout_ms))
-            checked_at = parse_lsn(await conn.fetchval(FLUSHED_LSN_SQL, timeout=deadline.remaining()))
-            resolution = await _check(conn, parsed, types, settings, stmt_timeout_ms, then_read_only=False)
+            types, resolution, checked_at = await _checked(conn, parsed, prefix, settings, stmt_timeout_ms,
+                                                           then_read_only=False, at_lsn=True)
         async with reads.connection(checked_at) as (replica, node), \
                 session.transaction(replica, settings, read_only=True, checking=False,
                                     released=True) as stmt_timeout_ms:
@@ -183,8 +236,9 @@ async def _check(conn: asyncpg.Connection, parsed: ParsedQuery, types: list[str]
     except Rejected as exc:
         metrics.REJECTED.labels(exc.reason).inc()
         raise InvalidArgument("sql", exc.message) from None
-    except asyncpg.PostgresError as exc:
-        raise map_statement_error(exc, "sql", stmt_timeout_ms) from None
+    except asyncpg.PostgresError as exc:  # the statement's own errors, found in the probe: positions in its text
+        raise map_statement_error(exc, "sql", stmt_timeout_ms, catalog_policy.probe_offset(parsed, types),
+                                  parsed.sql) from None
 
 
 async def _work_mem(conn: asyncpg.Connection, result: ExplainResult) -> str:
@@ -204,7 +258,8 @@ async def _prepare(conn: asyncpg.Connection, prefix: str, sql: str, stmt_timeout
     except asyncpg.PostgresError as exc:
         raise map_statement_error(exc, "sql", stmt_timeout_ms, len(prefix), sql) from None
     if expected is not None and parameter_types(stmt) != expected:
-        raise InvalidArgument("sql", "its parameter types changed while it was being checked (a concurrent "
+        _forget_types(sql)
+        raise TypesChanged("sql", "its parameter types changed while it was being checked (a concurrent "
                                      "change of the catalog); retry")
     return stmt
 

@@ -249,3 +249,24 @@ async def test_array_placeholders_and_parameter_errors_name_params_i(client: Cli
 
 def test_settings_are_frozen() -> None:  # the fixtures above build variants with dataclasses.replace
     assert dataclasses.replace(AnalyzerSettings(), work_mem_kb=64).work_mem_kb == 64
+
+
+async def test_a_statement_seen_before_is_checked_with_the_types_and_errors_of_now(client: Client, database: str) -> None:
+    """Placeholder types are remembered per text in the process: a change of the catalog since is noticed."""
+    conn = await asyncpg.connect(database)
+    sql = f"SELECT id FROM {SCHEMA}.retyped WHERE v = $1"
+    try:
+        await conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.retyped; CREATE TABLE {SCHEMA}.retyped (id int, v int)")
+        await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql=sql, params=[pb.QueryParam(int_value=1)]))
+        await conn.execute(f"ALTER TABLE {SCHEMA}.retyped ALTER COLUMN v TYPE text")
+        again = await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql=sql, params=[pb.QueryParam(string_value="x")],
+                                                                    analyze=True))
+        assert "(v = 'x'::text)" in next(n.filter for n in again.nodes if n.node_type == "Seq Scan")
+        await conn.execute(f"ALTER TABLE {SCHEMA}.retyped DROP COLUMN v")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql=sql, params=[pb.QueryParam(string_value="x")]))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "undefined column (column) at position 41 near v (SQLSTATE 42703)" in (info.value.details() or "")
+    finally:
+        await conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.retyped")
+        await conn.close()
