@@ -148,7 +148,7 @@ async def _types(conn: asyncpg.Connection, prefix: str, parsed: ParsedQuery, stm
     if known is not None:
         _types_seen.move_to_end(parsed.sql)
         return known, True
-    types = parameter_types(await _prepare(conn, prefix, parsed.sql, stmt_timeout_ms))
+    types = parameter_types(await _describe(conn, prefix, parsed.sql, stmt_timeout_ms))
     if len(parsed.sql) <= VET_CACHE_MAX_CHARS:
         _types_seen[parsed.sql] = types
         if len(_types_seen) > TYPE_CACHE_SIZE:
@@ -186,7 +186,7 @@ async def on_primary(db: Database, settings: AnalyzerSettings, parsed: ParsedQue
                 session.transaction(conn, settings, released=True) as stmt_timeout_ms:
             types, resolution, _ = await _checked(conn, parsed, prefix, settings, stmt_timeout_ms,
                                                   then_read_only=True)
-            stmt = await _prepare(conn, prefix, parsed.sql, stmt_timeout_ms, expected=types)
+            stmt = await _describe(conn, prefix, parsed.sql, stmt_timeout_ms, expected=types)
             result = parse_explain(await _run_explain(stmt, prefix, parsed.sql, params, stmt_timeout_ms))
             await filter_counts.fill(conn, result, resolution.countable_tables())
         # the check restored the session's work_mem: the value the statement ran with
@@ -206,7 +206,7 @@ async def on_standby(db: Database, reads: ReadRouter, settings: AnalyzerSettings
         async with reads.connection(checked_at) as (replica, node), \
                 session.transaction(replica, settings, read_only=True, checking=False,
                                     released=True) as stmt_timeout_ms:
-            stmt = await _prepare(replica, prefix, parsed.sql, stmt_timeout_ms, expected=types)
+            stmt = await _describe(replica, prefix, parsed.sql, stmt_timeout_ms, expected=types)
             result = parse_explain(await _run_explain(stmt, prefix, parsed.sql, params, stmt_timeout_ms))
             work_mem = await _work_mem(replica, result)
             await filter_counts.fill(replica, result, resolution.countable_tables())
@@ -248,7 +248,7 @@ async def _work_mem(conn: asyncpg.Connection, result: ExplainResult) -> str:
     return ""
 
 
-async def _prepare(conn: asyncpg.Connection, prefix: str, sql: str, stmt_timeout_ms: int,
+async def _describe(conn: asyncpg.Connection, prefix: str, sql: str, stmt_timeout_ms: int,
                    expected: list[str] | None = None) -> asyncpg.prepared_stmt.PreparedStatement:
     """Parse and describe (nothing runs) as the unnamed statement (`session.prepare`): the parameter types
     PostgreSQL inferred, errors without row data. With `expected`, the types the check saw: a statement

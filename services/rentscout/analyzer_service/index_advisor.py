@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from rentscout.analyzer_service import catalog_policy, metrics, session, slow_queries
+from rentscout.analyzer_service import catalog_policy, jsontext, metrics, session, slow_queries
 from rentscout.analyzer_service.explain import parameter_types, vet
 from rentscout.analyzer_service.index_candidates import (
     Candidate,
@@ -216,7 +215,7 @@ async def plan_cost(conn: asyncpg.Connection, sql: str, param_count: int, field:
         if field is None:
             raise
         raise map_statement_error(exc, field, offset=len(prefix), sql=sql) from None
-    doc = json.loads(raw)
+    doc = jsontext.loads(raw)  # a deep plan nests beyond any recursion limit
     return float(doc[0]["Plan"]["Total Cost"]), str(raw)
 
 

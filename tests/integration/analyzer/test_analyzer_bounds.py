@@ -105,6 +105,12 @@ async def test_deep_plans_are_answered_and_rebuilt(analyzer_env: dict[str, str],
     assert reply.plan.node_type == reply.nodes[0].node_type and reply.actual_rows == 1
 
 
+async def test_index_advice_on_a_deep_plan_is_answered(analyzer_env: dict[str, str]) -> None:
+    async with analyzer(analyzer_env, AnalyzerSettings(statement_timeout_ms=120_000)) as (_, client):
+        reply = await client("SuggestIndexes", pb.SuggestIndexesRequest(sql=join_of(600)), timeout=180)
+    assert reply.method  # planned and costed (its JSON, 1800 levels deep, decoded without recursion)
+
+
 async def test_the_sdk_and_cli_decode_the_deepest_answer(analyzer_env: dict[str, str],
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     from rentscout.main import main as cli
