@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from rentscout.analyzer_service import catalog_policy, filter_counts, metrics, session
+from rentscout.analyzer_service import catalog_policy, filter_counts, limits, metrics, session
 from rentscout.analyzer_service.insights import Insight, TableHealth, analyze_plan
 from rentscout.analyzer_service.params import ParamError, bind, field_of
 from rentscout.analyzer_service.pgerrors import (
@@ -232,7 +232,8 @@ async def _check(conn: asyncpg.Connection, parsed: ParsedQuery, types: list[str]
     """Layer 2 (catalog_policy) with its refusals as INVALID_ARGUMENT on `sql`."""
     try:
         return await catalog_policy.check(conn, parsed, types, settings.trusted_schemas,
-                                          then_read_only=then_read_only)
+                                          then_read_only=then_read_only,
+                                          statement_timeout_ms=limits.statement_timeout_ms(settings.statement_timeout_ms))
     except Rejected as exc:
         metrics.REJECTED.labels(exc.reason).inc()
         raise InvalidArgument("sql", exc.message) from None

@@ -29,7 +29,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from rentscout.analyzer_service import catalog_policy, jsontext, metrics, session, slow_queries
+from rentscout.analyzer_service import catalog_policy, jsontext, limits, metrics, session, slow_queries
 from rentscout.analyzer_service.explain import parameter_types, vet
 from rentscout.analyzer_service.index_candidates import (
     Candidate,
@@ -250,8 +250,9 @@ async def check_statement(ctx: _Context, parsed: ParsedQuery, field: str | None 
     await session.switch_role(ctx.conn, session.statement_role(ctx.settings), before=f"SAVEPOINT {TAG} probe; ")
     try:
         stmt = await session.prepare(ctx.conn, parsed.sql)
-        return await catalog_policy.check(ctx.conn, parsed, parameter_types(stmt), ctx.settings.trusted_schemas,
-                                          then_read_only=False)
+        return await catalog_policy.check(
+            ctx.conn, parsed, parameter_types(stmt), ctx.settings.trusted_schemas, then_read_only=False,
+            statement_timeout_ms=limits.statement_timeout_ms(ctx.settings.statement_timeout_ms))
     except Rejected as exc:
         metrics.REJECTED.labels(exc.reason).inc()
         if field is None:

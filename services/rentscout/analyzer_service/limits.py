@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Iterator
+from contextvars import ContextVar
 
 from rentscout.analyzer_service import metrics
 from rentscout.analyzer_service.settings import AnalyzerSettings
 from rentscout.runtime import deadline
-from rentscout.runtime.errors import DeadlineExceeded, ResourceExhausted
+from rentscout.runtime.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 
 
 class Slots:
@@ -46,23 +48,51 @@ class Slots:
             metrics.RUNNING.set(self.busy)
 
 
+# How long past the budget the analyzer waits for PostgreSQL to cancel a statement itself (its
+# statement_timeout is the budget): a server that has not answered by then is stuck, not slow.
+GRACE_SECONDS = 2.0
+_budget_end: ContextVar[float | None] = ContextVar("analyzer_budget_end", default=None)
+
+
+def statement_timeout_ms(configured_ms: int) -> int:
+    """What is left of the budget (at most `configured_ms`, at least 1 ms): the statement_timeout of the next
+    statements, so that PostgreSQL cancels them itself when the budget runs out."""
+    end = _budget_end.get()
+    left = deadline.remaining() if end is None else min(end - time.monotonic(), deadline.remaining())
+    return max(1, min(configured_ms, int(left * 1000)))
+
+
 @contextlib.contextmanager
 def budget(settings: AnalyzerSettings) -> Iterator[int]:
-    """The call's deadline shortened to the analysis budget for the rest of the call; yields the budget (ms).
+    """One budget for the rest of the call; yields it (ms).
 
-    A deadline, a timeout or a statement_timeout that ends the call becomes DEADLINE_EXCEEDED naming the
-    budget that was really in force (the configured one, or the caller's deadline when that was shorter)."""
+    PostgreSQL enforces it (statement_timeout, kept to what is left: `statement_timeout_ms`); the server's
+    waits end `GRACE_SECONDS` later. So a statement cancelled at the budget is DEADLINE_EXCEEDED naming the
+    budget really in force (the configured one, or the caller's deadline when that is shorter), and a
+    PostgreSQL that did not answer even then is UNAVAILABLE, as any frozen dependency."""
     configured = settings.statement_timeout_ms / 1000
     left = deadline.call_remaining()
-    by_caller = left is not None and left < configured
+    by_caller = left is not None and left <= configured
     seconds = left if by_caller and left is not None else configured
-    deadline.set_from_time_remaining(seconds)
     budget_ms = max(1, math.floor(seconds * 1000))
+    if not by_caller:
+        deadline.set_from_time_remaining(configured + GRACE_SECONDS if left is None
+                                         else min(left, configured + GRACE_SECONDS))
+    caller_bound = left is not None and left < configured + GRACE_SECONDS
+    token = _budget_end.set(time.monotonic() + seconds)
+    source = "the call's deadline" if by_caller else "RENTSCOUT_ANALYZER_STATEMENT_TIMEOUT_MS"
+    exceeded = (f"the analysis ran longer than its budget of {budget_ms} ms ({source}), for all of its steps "
+                "together, and was cancelled")
     try:
         yield budget_ms
-    except (DeadlineExceeded, TimeoutError) as exc:
-        if isinstance(exc, TimeoutError) and not deadline.expired():
+    except DeadlineExceeded:
+        raise DeadlineExceeded(exceeded) from None
+    except TimeoutError:
+        if not deadline.expired():
             raise  # the server's own bound on a wait (a stuck dependency): UNAVAILABLE, not the budget
-        source = "the call's deadline" if by_caller else "RENTSCOUT_ANALYZER_STATEMENT_TIMEOUT_MS"
-        raise DeadlineExceeded(f"the analysis ran longer than its budget of {budget_ms} ms ({source}), for all of "
-                               "its steps together, and was cancelled") from None
+        if caller_bound:
+            raise DeadlineExceeded(exceeded) from None
+        raise Unavailable(f"PostgreSQL did not cancel the analysis at its budget of {budget_ms} ms nor answer "
+                          f"{GRACE_SECONDS:g} s later: it is stuck or unreachable") from None
+    finally:
+        _budget_end.reset(token)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
+from rentscout.analyzer_service import limits
 from rentscout.analyzer_service.pgerrors import map_role_error
 from rentscout.analyzer_service.settings import AnalyzerSettings
 from rentscout.analyzer_service.sqltext import TAG, quote_ident
@@ -44,9 +45,10 @@ RESTORE_SETTINGS_SQL = ", ".join(
 
 
 def timeout_ms(configured_ms: int) -> int:
-    """`configured_ms`, shortened to what is left of the RPC deadline and to the server's bound on any one
-    wait (at least 1 ms): PostgreSQL then cancels the statement itself before the server stops waiting."""
-    return max(1, min(configured_ms, int(deadline.remaining() * 1000)))
+    """`configured_ms`, shortened to what is left of the call's budget (`limits.budget`), of the RPC deadline
+    and of the server's bound on any one wait (at least 1 ms): PostgreSQL then cancels the statement itself
+    before the server stops waiting."""
+    return limits.statement_timeout_ms(configured_ms)
 
 
 TEMP_FILE_LIMIT_FIX = (
