@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,7 +183,7 @@ async def on_primary(db: Database, settings: AnalyzerSettings, parsed: ParsedQue
     """Check and run on the primary, in one transaction: the check makes it READ ONLY in its own round trip,
     then the statement runs and its scans are counted (`filter_counts`)."""
     async with Releases() as later:  # the connection is reset while the plan is read
-        async with db.connection(later) as conn, \
+        async with db.connection(later) as conn, dropped_when_stuck(conn), \
                 session.transaction(conn, settings, released=True) as stmt_timeout_ms:
             types, resolution, _ = await _checked(conn, parsed, prefix, settings, stmt_timeout_ms,
                                                   then_read_only=True)
@@ -199,11 +200,11 @@ async def on_standby(db: Database, reads: ReadRouter, settings: AnalyzerSettings
     may sit unflushed past it, and no standby would ever wait for them), then run on a standby that has
     replayed that position (the catalog is the same there), else on the primary."""
     async with Releases() as later:
-        async with db.connection(later) as conn, \
+        async with db.connection(later) as conn, dropped_when_stuck(conn), \
                 session.transaction(conn, settings, released=True) as stmt_timeout_ms:
             types, resolution, checked_at = await _checked(conn, parsed, prefix, settings, stmt_timeout_ms,
                                                            then_read_only=False, at_lsn=True)
-        async with reads.connection(checked_at) as (replica, node), \
+        async with reads.connection(checked_at) as (replica, node), dropped_when_stuck(replica), \
                 session.transaction(replica, settings, read_only=True, checking=False,
                                     released=True) as stmt_timeout_ms:
             stmt = await _describe(replica, prefix, parsed.sql, stmt_timeout_ms, expected=types)
@@ -211,6 +212,17 @@ async def on_standby(db: Database, reads: ReadRouter, settings: AnalyzerSettings
             work_mem = await _work_mem(replica, result)
             await filter_counts.fill(replica, result, resolution.countable_tables())
         return _finish(result, parsed, params, resolution, work_mem, node)
+
+
+@contextlib.asynccontextmanager
+async def dropped_when_stuck(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """A wait that outlasted the call's deadline (`limits.budget` puts it after PostgreSQL's own
+    statement_timeout): the connection is terminated, since resetting it would wait on the same server."""
+    try:
+        yield
+    except TimeoutError:
+        conn.terminate()
+        raise
 
 
 def _finish(result: ExplainResult, parsed: ParsedQuery, params: Sequence[Any], resolution: catalog_policy.Resolution,

@@ -276,3 +276,26 @@ async def test_a_statement_seen_before_is_checked_with_the_types_and_errors_of_n
     finally:
         await conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.retyped")
         await conn.close()
+
+
+async def test_a_frozen_postgresql_is_unavailable_at_the_budget_not_a_deadline(
+        analyzer_env: dict[str, str], tmp_path: Any) -> None:
+    """The budget (1.5 s) is shorter than the server's bound on a wait (30 s): PostgreSQL is told to cancel at
+    the budget, and one that does not answer 2 s later is stuck, so the caller gets UNAVAILABLE."""
+    from harness.freeze import frozen, postgres_processes
+    from rentscout.db.migrate import migrate
+    from rentscout.devstack.instances import PostgresInstance
+
+    pg = await asyncio.to_thread(lambda: PostgresInstance(tmp_path / "pg").start())
+    try:
+        await migrate(pg.dsn)
+        env = {**analyzer_env, "RENTSCOUT_DATABASE_URL": pg.dsn}
+        async with analyzer(env, AnalyzerSettings(statement_timeout_ms=1500), dependency_timeout_seconds=30.0,
+                            db_pool_min_size=1) as (_, client):
+            assert (await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql="SELECT 1", analyze=True))).nodes
+            with frozen(postgres_processes(pg)), pytest.raises(grpc.aio.AioRpcError) as info:
+                await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql="SELECT 1", analyze=True), timeout=25)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE, info.value.details()
+            assert "stuck or unreachable" in (info.value.details() or "")
+    finally:
+        await asyncio.to_thread(pg.destroy)
