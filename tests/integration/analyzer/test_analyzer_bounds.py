@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -251,10 +250,6 @@ async def test_array_placeholders_and_parameter_errors_name_params_i(client: Cli
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, sql
         assert [f for f, _ in violations(info.value)] == [field], (sql, info.value.details())
         assert "bad" not in (info.value.details() or "").replace("{bad", "")
-
-
-def test_settings_are_frozen() -> None:  # the fixtures above build variants with dataclasses.replace
-    assert dataclasses.replace(AnalyzerSettings(), work_mem_kb=64).work_mem_kb == 64
 
 
 async def test_a_statement_seen_before_is_checked_with_the_types_and_errors_of_now(client: Client, database: str) -> None:
