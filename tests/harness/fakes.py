@@ -269,13 +269,14 @@ class CannedAnalyzer(analyzer_pb2_grpc.AnalyzerServiceServicer):
         sort = analyzer_pb2.PlanNode(node_type="Sort", total_cost=440.0, plan_rows=12, actual_rows=1450, actual_loops=1,
                                      inclusive_time_ms=4.0, exclusive_time_ms=0.8, percent_of_total=20.0,
                                      sort_method="quicksort", sort_space_type="Memory", sort_space_used_kb=215,
-                                     children=[scan])
+                                     parent=-1)
+        scan.parent, scan.depth = 0, 1
         insight = analyzer_pb2.Insight(kind=analyzer_pb2.INSIGHT_KIND_ROW_MISESTIMATE, severity=common_pb2.SEVERITY_WARNING,
                                        message="row estimate off by 121x", node="Seq Scan on properties",
                                        evidence={"estimated_rows": "12", "actual_rows": "1450"})
         return analyzer_pb2.AnalyzeQueryResponse(
             planning_time_ms=0.12, execution_time_ms=4.1, total_cost=440.0, estimated_rows=12, actual_rows=1450,
-            plan=sort, insights=[insight], raw_json="[]", fingerprint="abc123",
+            plan=sort, nodes=[sort, scan], node_count=2, insights=[insight], raw_json="[]", fingerprint="abc123",
             buffers=analyzer_pb2.BufferStats(shared_hit=300, shared_read=12))
 
     async def GetTableStats(self, request: analyzer_pb2.GetTableStatsRequest, context: Any) -> analyzer_pb2.GetTableStatsResponse:

@@ -25,6 +25,8 @@ from rich.tree import Tree
 
 from rentscout.cli.clientargs import EXIT_OK, add_client_flags, client_options, print_json, run, size_text, stdout_console
 from rentscout.sdk import AnalyzerClient
+from rentscout.sdk.analyzer import PlanTree
+from rentscout.sdk.analyzer import plan_tree as rebuild_plan
 from rentscout.wire.enums import (
     BLOAT_METHOD,
     INDEX_ISSUE_KIND,
@@ -168,14 +170,24 @@ def node_label(node: Any, analyzed: bool) -> str:
     return text
 
 
-def plan_tree(plan: Any, analyzed: bool) -> Tree:
-    tree = Tree(node_label(plan, analyzed), guide_style="dim")
+# Deeper nodes are drawn at this depth, labelled with their real level: a plan can nest thousands of
+# levels, and guides that wide would print megabytes.
+MAX_DRAWN_DEPTH = 40
 
-    def add(parent: Tree, node: Any) -> None:
-        for child in node.children:
-            add(parent.add(node_label(child, analyzed)), child)
 
-    add(tree, plan)
+def plan_tree(plan: PlanTree, analyzed: bool) -> Tree:
+    """The plan as a rich Tree, built without recursion (rich draws it without recursion too)."""
+    tree = Tree(node_label(plan.node, analyzed), guide_style="dim")
+    drawn: list[Tree] = [tree]  # drawn[d]: the last Tree added at drawn depth d
+    for node, depth in plan.walk():
+        if depth == 0:
+            continue
+        level = min(depth, MAX_DRAWN_DEPTH)
+        label = node_label(node.node, analyzed)
+        if depth > MAX_DRAWN_DEPTH:
+            label = f"[dim]level {depth}:[/] {label}"
+        del drawn[level:]
+        drawn.append(drawn[level - 1].add(label))
     return tree
 
 
@@ -202,8 +214,13 @@ def _render_explain(reply: Any, args: argparse.Namespace) -> None:
     if reply.fingerprint:
         summary.add_row("fingerprint", reply.fingerprint)
     console.print(summary)
-    if reply.HasField("plan"):
-        console.print(plan_tree(reply.plan, args.analyze))
+    tree = rebuild_plan(reply)
+    if tree is not None:
+        console.print(plan_tree(tree, args.analyze))
+    if reply.truncated:
+        console.print(f"plan truncated by the server: {len(reply.nodes):,} of {reply.node_count:,} nodes shown"
+                      f"{'' if reply.raw_json else ', no raw JSON'} (the answer would exceed its size cap)",
+                      style="yellow", markup=False)
     if reply.insights:
         table = Table(title="insights")
         for name in ("severity", "kind", "node", "finding", "evidence"):
@@ -216,8 +233,8 @@ def _render_explain(reply: Any, args: argparse.Namespace) -> None:
         console.print(table)
     else:
         console.print("no insights", style="dim")
-    if args.raw:
-        console.print_json(reply.raw_json)
+    if args.raw and reply.raw_json:  # as PostgreSQL indented it: a deep plan is too deep to parse and re-indent
+        console.print(reply.raw_json, markup=False, highlight=False, soft_wrap=True)
 
 
 def _render_slow(reply: Any, args: argparse.Namespace) -> None:
@@ -237,7 +254,10 @@ def _render_slow(reply: Any, args: argparse.Namespace) -> None:
         return
     console.print(table)
     for n, q in enumerate(reply.queries, 1):
-        console.print(f"#{n} " + escape(" ".join(q.query.split())), soft_wrap=False, overflow="fold")
+        text = escape(" ".join(q.query.split())) if q.query else f"[dim]({escape(q.withheld or 'not shown')})[/]"
+        console.print(f"#{n} " + text, soft_wrap=False, overflow="fold")
+    if reply.truncated:
+        console.print("more statements matched than fit in one answer: lower --limit", style="yellow")
 
 
 def _render_indexes(reply: Any, args: argparse.Namespace) -> None:
@@ -256,6 +276,8 @@ def _render_indexes(reply: Any, args: argparse.Namespace) -> None:
                       escape(s.create_statement))
     if reply.suggestions:
         console.print(table)
+    if reply.truncated:
+        console.print("the answer was cut to fit its size cap: lower --limit", style="yellow")
     if reply.index_issues:
         issues = Table(title="index hygiene")
         for name in ("issue", "index", "table", "size", "detail"):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import timestamp_pb2
@@ -31,6 +32,37 @@ def query_param(value: Any) -> analyzer_pb2.QueryParam:
     if isinstance(value, str):
         return analyzer_pb2.QueryParam(string_value=value)
     raise TypeError(f"cannot bind a {type(value).__name__} as a query parameter")
+
+
+@dataclass
+class PlanTree:
+    """One node of a plan rebuilt from AnalyzeQueryResponse.nodes (a flat list, so that any depth decodes)."""
+
+    node: analyzer_pb2.PlanNode
+    children: list[PlanTree] = field(default_factory=list)
+
+    def walk(self) -> Iterator[tuple[PlanTree, int]]:
+        """(tree node, depth) for this node and all below it, depth first, without recursion."""
+        stack: list[tuple[PlanTree, int]] = [(self, 0)]
+        while stack:
+            tree, depth = stack.pop()
+            yield tree, depth
+            stack.extend((child, depth + 1) for child in reversed(tree.children))
+
+
+def plan_tree(reply: analyzer_pb2.AnalyzeQueryResponse) -> PlanTree | None:
+    """The plan of `reply` as a tree (None when it has no nodes). A node whose parent is missing (a reply
+    `truncated` by the server keeps a prefix, so none is) is left out rather than guessed at."""
+    trees: list[PlanTree | None] = []
+    for node in reply.nodes:
+        tree = PlanTree(node)
+        parent = trees[node.parent] if 0 <= node.parent < len(trees) else None
+        if parent is not None:
+            parent.children.append(tree)
+            trees.append(tree)
+        else:
+            trees.append(tree if not trees else None)
+    return trees[0] if trees else None
 
 
 class AnalyzerClient(BaseClient):

@@ -100,6 +100,7 @@ WITH RECURSIVE refs(field, oid) AS (
     WHERE nxt.body IS NOT NULL
 )
 SELECT {{read_only}} AS read_only,
+       pg_catalog.set_config('statement_timeout', $2, true) AS statement_timeout,
        {RESTORE_SETTINGS_SQL},
        (SELECT count(*) > 0 FROM pg_catalog.pg_proc p
         WHERE p.proname = '{PROBE}' AND p.pronamespace = pg_catalog.pg_my_temp_schema()) AS probed,
@@ -154,12 +155,21 @@ def relation_names(parsed: ParsedQuery) -> tuple[list[tuple[str | None, str]], l
     return keys, [f"{quote_ident(s)}.{quote_ident(n)}" if s else quote_ident(n) for s, n in keys]
 
 
+def probe_head(parameter_types: Sequence[str]) -> str:
+    return (f"CREATE FUNCTION {TAG} pg_temp.{PROBE}({', '.join(parameter_types)}) RETURNS SETOF pg_catalog.record "
+            f"LANGUAGE sql BEGIN ATOMIC\n")
+
+
 def probe_sql(parsed: ParsedQuery, parameter_types: Sequence[str]) -> str:
     """CREATE FUNCTION pg_temp.rentscout_probe(<the statement's parameter types>) whose body is the
     statement. Sent over the extended protocol, so the server refuses a second command whatever the
     text holds; the newline ends a trailing line comment."""
-    return (f"CREATE FUNCTION {TAG} pg_temp.{PROBE}({', '.join(parameter_types)}) RETURNS SETOF pg_catalog.record "
-            f"LANGUAGE sql BEGIN ATOMIC\n{parsed.body}\n; END")
+    return f"{probe_head(parameter_types)}{parsed.body}\n; END"
+
+
+def probe_offset(parsed: ParsedQuery, parameter_types: Sequence[str]) -> int:
+    """What to subtract from a position in the probe's text to get the position in the caller's."""
+    return len(probe_head(parameter_types)) - parsed.body_offset
 
 
 def _health(row: list[Any]) -> TableHealth:
@@ -174,12 +184,14 @@ def _timestamp(value: str | None) -> datetime | None:
 
 
 async def check(conn: asyncpg.Connection, parsed: ParsedQuery, parameter_types: Sequence[str],
-                trusted_schemas: frozenset[str], *, then_read_only: bool) -> Resolution:
+                trusted_schemas: frozenset[str], *, then_read_only: bool, statement_timeout_ms: int) -> Resolution:
     """Raise Rejected when the statement would run a function the policy does not allow.
 
     Runs inside the caller's transaction, as the role the statement will run as (same search_path,
     same catalog snapshot). The probe function stays until that transaction rolls back, or the caller's
-    savepoint. With `then_read_only`, the same round trip makes the transaction READ ONLY.
+    savepoint. With `then_read_only`, the same round trip makes the transaction READ ONLY. The same round
+    trip sets statement_timeout to `statement_timeout_ms` (what is left of the call's budget) for the
+    statements after it.
     """
     try:
         probe = await session.prepare(conn, probe_sql(parsed, parameter_types))
@@ -190,7 +202,8 @@ async def check(conn: asyncpg.Connection, parsed: ParsedQuery, parameter_types: 
             "GRANT TEMPORARY ON DATABASE <database> TO rentscout_explain (PUBLIC has it by default)") from None
     # two texts, prepared once per connection (asyncpg's statement cache); $1: the relations as written
     keys, names = relation_names(parsed)
-    row = await conn.fetchrow(_CLOSURE_READ_ONLY if then_read_only else _CLOSURE, names, timeout=deadline.remaining())
+    row = await conn.fetchrow(_CLOSURE_READ_ONLY if then_read_only else _CLOSURE, names, str(statement_timeout_ms),
+                              timeout=deadline.remaining())
     if row is None or not row["probed"]:
         raise Rejected("function:catalog", "could not be resolved in the catalog")
     if then_read_only and row["read_only"] != "on":

@@ -1,7 +1,13 @@
-"""Internal results -> protobuf messages (one place, so the wire shape is easy to review)."""
+"""Internal results -> protobuf messages (one place, so the wire shape is easy to review).
+
+Every answer stays below a byte cap under the server's max message size (`answer_cap`): an answer
+gRPC refused to send would reach the caller as RESOURCE_EXHAUSTED while the handler had returned OK.
+What does not fit is left out from the end, and the answer's `truncated` flag says so.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -45,9 +51,9 @@ def plan_node(node: Node) -> analyzer_pb2.PlanNode:
         workers_launched=node.workers_launched, sort_method=node.sort_method, sort_space_type=node.sort_space_type,
         sort_space_used_kb=node.sort_space_used_kb, exact_heap_blocks=node.exact_heap_blocks,
         lossy_heap_blocks=node.lossy_heap_blocks, buffers=buffers(node.buffers),
-        children=[plan_node(child) for child in node.children], row_estimate_factor=node.row_estimate_factor,
-        parent_relationship=node.parent_relationship, rows_removed_by_filter_total=node.total_removed_by_filter,
-        filter_totals_exact=node.filter_totals is not None)
+        row_estimate_factor=node.row_estimate_factor, parent_relationship=node.parent_relationship,
+        rows_removed_by_filter_total=node.total_removed_by_filter, filter_totals_exact=node.filter_totals is not None,
+        parent=node.parent_index, depth=node.depth)
 
 
 def insight(i: Insight) -> analyzer_pb2.Insight:
@@ -55,35 +61,104 @@ def insight(i: Insight) -> analyzer_pb2.Insight:
                                 severity=severity(i.severity), message=i.message, node=i.node, evidence=i.evidence)
 
 
-def analysis(a: Analysis) -> analyzer_pb2.AnalyzeQueryResponse:
+def answer_cap(max_send_message_bytes: int) -> int:
+    """The largest answer the analyzer sends: a tenth below the server's max message size."""
+    return max_send_message_bytes * 9 // 10
+
+
+def _varint_size(n: int) -> int:
+    size = 1
+    while n >= 0x80:
+        n >>= 7
+        size += 1
+    return size
+
+
+def _entry_size(message: analyzer_pb2.PlanNode | analyzer_pb2.SlowQuery | analyzer_pb2.Insight
+                | analyzer_pb2.IndexSuggestion | analyzer_pb2.IndexIssue | str) -> int:
+    """Bytes one element of a repeated field (tag < 16) takes in its parent."""
+    n = len(message.encode()) if isinstance(message, str) else message.ByteSize()
+    return 1 + _varint_size(n) + n
+
+
+def fitting(items: Sequence[analyzer_pb2.PlanNode | analyzer_pb2.SlowQuery | analyzer_pb2.Insight
+                            | analyzer_pb2.IndexSuggestion | analyzer_pb2.IndexIssue | str], budget: int) -> int:
+    """How many of `items`, from the first, fit in `budget` bytes."""
+    used = 0
+    for count, item in enumerate(items):
+        used += _entry_size(item)
+        if used > budget:
+            return count
+    return len(items)
+
+
+def analysis(a: Analysis, cap: int) -> analyzer_pb2.AnalyzeQueryResponse:
     r = a.result
-    return analyzer_pb2.AnalyzeQueryResponse(
+    nodes = [plan_node(n) for n in r.nodes()]
+    reply = analyzer_pb2.AnalyzeQueryResponse(
         planning_time_ms=r.planning_time_ms, execution_time_ms=r.execution_time_ms, total_cost=r.root.total_cost,
         estimated_rows=r.root.plan_rows, actual_rows=r.root.total_rows if r.analyzed else 0.0,
-        buffers=buffers(r.buffers), planning_buffers=buffers(r.planning_buffers), plan=plan_node(r.root),
+        buffers=buffers(r.buffers), planning_buffers=buffers(r.planning_buffers), plan=nodes[0],
         raw_json=r.raw_json, insights=[insight(i) for i in a.insights], fingerprint=a.fingerprint,
-        node=a.node)
+        node=a.node, node_count=len(nodes))
+    reply.nodes.extend(nodes)
+    if reply.ByteSize() <= cap:
+        return reply
+    # too large: first without PostgreSQL's JSON, then with the first nodes only (a prefix of a depth-first
+    # order keeps every node's parent), then with the first insights only
+    reply.truncated = True
+    reply.raw_json = ""
+    if reply.ByteSize() <= cap:
+        return reply
+    del reply.nodes[:]
+    reply.nodes.extend(nodes[:fitting(nodes, cap - reply.ByteSize())])
+    if reply.ByteSize() > cap:
+        kept = list(reply.insights)
+        del reply.insights[:]
+        reply.insights.extend(kept[:fitting(kept, cap - reply.ByteSize())])
+    return reply
 
 
-def slow_queries(version: str, rows: list[SlowQuery], node: str) -> analyzer_pb2.ListSlowQueriesResponse:
-    return analyzer_pb2.ListSlowQueriesResponse(extension_version=version, node=node, queries=[analyzer_pb2.SlowQuery(
-        query_id=q.query_id, query=q.query, calls=q.calls, total_time_ms=q.total_time_ms, mean_time_ms=q.mean_time_ms,
-        max_time_ms=q.max_time_ms, rows=q.rows, cache_hit_ratio=q.cache_hit_ratio, temp_blks_read=q.temp_blks_read,
-        temp_blks_written=q.temp_blks_written, stddev_time_ms=q.stddev_time_ms) for q in rows])
+def slow_queries(version: str, rows: list[SlowQuery], node: str, cap: int) -> analyzer_pb2.ListSlowQueriesResponse:
+    queries = [analyzer_pb2.SlowQuery(
+        query_id=q.query_id, query=q.shown.text, withheld=q.shown.withheld, calls=q.calls, total_time_ms=q.total_time_ms,
+        mean_time_ms=q.mean_time_ms, max_time_ms=q.max_time_ms, rows=q.rows, cache_hit_ratio=q.cache_hit_ratio,
+        temp_blks_read=q.temp_blks_read, temp_blks_written=q.temp_blks_written, stddev_time_ms=q.stddev_time_ms)
+        for q in rows]
+    reply = analyzer_pb2.ListSlowQueriesResponse(extension_version=version, node=node)
+    kept = fitting(queries, cap - reply.ByteSize())
+    reply.queries.extend(queries[:kept])
+    reply.truncated = kept < len(queries)
+    return reply
 
 
-def advice(a: Advice) -> analyzer_pb2.SuggestIndexesResponse:
-    return analyzer_pb2.SuggestIndexesResponse(
-        hypopg_available=a.hypopg_available, method=a.method, node=PRIMARY,
-        suggestions=[analyzer_pb2.IndexSuggestion(
-            table=s.candidate.relation.display, columns=list(s.candidate.columns),
-            create_statement=s.candidate.create_statement(), reason=s.reason, estimated_size_bytes=s.size_bytes,
-            hypopg_validated=s.validated, cost_before=s.cost_before, cost_after=s.cost_after, queries=s.queries)
-            for s in a.suggestions],
-        index_issues=[analyzer_pb2.IndexIssue(
-            kind=enum_value(INDEX_ISSUE_KIND, f"INDEX_ISSUE_KIND_{i.kind}"), index_name=i.index.display,
-            table=i.index.table, definition=i.index.definition, size_bytes=i.index.size_bytes, detail=i.detail)
-            for i in a.issues])
+def advice(a: Advice, cap: int) -> analyzer_pb2.SuggestIndexesResponse:
+    """Each suggestion's statements, then suggestions, then issues are cut (from the end) to fit `cap`: a
+    suggestion keeps at least its first statement while any other suggestion has more."""
+    suggestions = [analyzer_pb2.IndexSuggestion(
+        table=s.candidate.relation.display, columns=list(s.candidate.columns),
+        create_statement=s.candidate.create_statement(), reason=s.reason, estimated_size_bytes=s.size_bytes,
+        hypopg_validated=s.validated, cost_before=s.cost_before, cost_after=s.cost_after, queries=s.queries)
+        for s in a.suggestions]
+    issues = [analyzer_pb2.IndexIssue(
+        kind=enum_value(INDEX_ISSUE_KIND, f"INDEX_ISSUE_KIND_{i.kind}"), index_name=i.index.display,
+        table=i.index.table, definition=i.index.definition, size_bytes=i.index.size_bytes, detail=i.detail)
+        for i in a.issues]
+    reply = analyzer_pb2.SuggestIndexesResponse(hypopg_available=a.hypopg_available, method=a.method, node=PRIMARY,
+                                                suggestions=suggestions, index_issues=issues)
+    if reply.ByteSize() <= cap:
+        return reply
+    reply.truncated = True
+    for s in reply.suggestions:  # first: one statement per suggestion
+        del s.queries[1:]
+    if reply.ByteSize() > cap:
+        kept_issues = list(reply.index_issues)
+        del reply.index_issues[:]
+        kept = list(reply.suggestions)
+        del reply.suggestions[:]
+        reply.suggestions.extend(kept[:fitting(kept, cap - reply.ByteSize())])
+        reply.index_issues.extend(kept_issues[:fitting(kept_issues, cap - reply.ByteSize())])
+    return reply
 
 
 def table_stats(s: TableStats) -> analyzer_pb2.GetTableStatsResponse:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from rentscout.analyzer_service import session
 from rentscout.analyzer_service.insights import TableHealth
 from rentscout.analyzer_service.plan import ExplainResult, Node
 from rentscout.analyzer_service.safety import Rejected, parse_select
@@ -55,13 +56,17 @@ def countable(result: ExplainResult, tables: Mapping[str, TableHealth]) -> list[
             if node.relation_name in tables]
 
 
-def _drained_scans(node: Node, parent_drains: bool) -> Iterator[Node]:
-    if (parent_drains and node.node_type == "Seq Scan" and node.raw.get("Parallel Aware") is True
-            and node.actual_loops > 1 and node.filter and not any(s in node.filter for s in _FOREIGN_VALUES)):
-        yield node
-    drains = parent_drains and node.node_type in DRAINING
-    for child in node.children:  # an InitPlan or SubPlan may be run for fewer rows than its table holds
-        yield from _drained_scans(child, drains and not child.subplan_name)
+def _drained_scans(root: Node, parent_drains: bool) -> Iterator[Node]:
+    """Depth first with an explicit stack (plans can nest thousands of levels)."""
+    stack = [(root, parent_drains)]
+    while stack:
+        node, drained = stack.pop()
+        if (drained and node.node_type == "Seq Scan" and node.raw.get("Parallel Aware") is True
+                and node.actual_loops > 1 and node.filter and not any(s in node.filter for s in _FOREIGN_VALUES)):
+            yield node
+        drains = drained and node.node_type in DRAINING
+        # an InitPlan or SubPlan may be run for fewer rows than its table holds
+        stack.extend((child, drains and not child.subplan_name) for child in reversed(node.children))
 
 
 def count_sql(table: TableHealth, node: Node) -> str:
@@ -90,7 +95,8 @@ async def fill(conn: asyncpg.Connection, result: ExplainResult, tables: Mapping[
             return
         try:
             parse_select(count.sql)  # the static rules hold for what PostgreSQL printed, too
-            row = await conn.fetchrow(count.sql, timeout=deadline.remaining())
+            # the filter quotes the caller's constants: the unnamed statement, gone after the request
+            row = await (await session.prepare(conn, count.sql)).fetchrow(timeout=deadline.remaining())
         except (Rejected, asyncpg.PostgresError, TimeoutError) as exc:
             _log.debug("filter count skipped", extra={"fields": {"error.type": type(exc).__name__}})
             return

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from rentscout.analyzer_service import catalog_policy, metrics, session, slow_queries
+from rentscout.analyzer_service import catalog_policy, jsontext, limits, metrics, session, slow_queries
 from rentscout.analyzer_service.explain import parameter_types, vet
 from rentscout.analyzer_service.index_candidates import (
     Candidate,
@@ -48,7 +47,7 @@ from rentscout.analyzer_service.index_candidates import (
 from rentscout.analyzer_service.pgerrors import map_statement_error
 from rentscout.analyzer_service.safety import ParsedQuery, Rejected, parse_select
 from rentscout.analyzer_service.settings import AnalyzerSettings
-from rentscout.analyzer_service.sqltext import TAG, quote_ident, tagged
+from rentscout.analyzer_service.sqltext import TAG, quote_ident, redact_constants, tagged
 from rentscout.analyzer_service.tables import resolve_table
 from rentscout.runtime import deadline
 from rentscout.runtime.config import RuntimeSettings
@@ -152,7 +151,7 @@ async def load_indexes(conn: asyncpg.Connection, table_oids: Sequence[int] | Non
     return [IndexInfo(oid=r["oid"], schema=r["schema"], name=r["name"], table=r["table_name"], table_oid=r["table_oid"],
                       columns=tuple(r["columns"]), key_count=r["key_count"], unique=r["is_unique"],
                       primary=r["is_primary"], valid=r["is_valid"], constraint=r["is_constraint"], am=r["am"],
-                      predicate=r["predicate"], expressions=r["expressions"], definition=r["definition"],
+                      predicate=r["predicate"], expressions=r["expressions"], definition=redact_constants(r["definition"]),
                       size_bytes=r["size_bytes"], idx_scan=r["idx_scan"]) for r in rows]
 
 
@@ -216,7 +215,7 @@ async def plan_cost(conn: asyncpg.Connection, sql: str, param_count: int, field:
         if field is None:
             raise
         raise map_statement_error(exc, field, offset=len(prefix), sql=sql) from None
-    doc = json.loads(raw)
+    doc = jsontext.loads(raw)  # a deep plan nests beyond any recursion limit
     return float(doc[0]["Plan"]["Total Cost"]), str(raw)
 
 
@@ -250,9 +249,10 @@ async def check_statement(ctx: _Context, parsed: ParsedQuery, field: str | None 
     """
     await session.switch_role(ctx.conn, session.statement_role(ctx.settings), before=f"SAVEPOINT {TAG} probe; ")
     try:
-        stmt = await ctx.conn.prepare(parsed.sql, timeout=deadline.remaining())
-        return await catalog_policy.check(ctx.conn, parsed, parameter_types(stmt), ctx.settings.trusted_schemas,
-                                          then_read_only=False)
+        stmt = await session.prepare(ctx.conn, parsed.sql)
+        return await catalog_policy.check(
+            ctx.conn, parsed, parameter_types(stmt), ctx.settings.trusted_schemas, then_read_only=False,
+            statement_timeout_ms=limits.statement_timeout_ms(ctx.settings.statement_timeout_ms))
     except Rejected as exc:
         metrics.REJECTED.labels(exc.reason).inc()
         if field is None:
@@ -441,7 +441,7 @@ async def from_table(ctx: _Context, raw_table: str) -> tuple[list[Suggestion], l
             if ctx.hypopg_schema is None:
                 if heuristic_keep(c, rows):
                     merged.setdefault(c.key, Suggestion(c, size_bytes=estimate_index_bytes(c, stats, rows))
-                                      ).queries.append(stmt.query)
+                                      ).queries.append(stmt.shown.text)
                 continue
             measured = await _savepoint(ctx, functools.partial(_measure, ctx, parsed.sql, parsed.param_count, c))
             if measured is None:
@@ -453,7 +453,7 @@ async def from_table(ctx: _Context, raw_table: str) -> tuple[list[Suggestion], l
             s.cost_before += cost_before * stmt.calls
             s.cost_after += cost_after * stmt.calls
             s.saved_cost += (cost_before - cost_after) * stmt.calls
-            s.queries.append(stmt.query)
+            s.queries.append(stmt.shown.text)
     if ctx.hypopg_schema is None:
         for s in merged.values():
             s.reason = f"{s.candidate.reason}; used by {len(s.queries)} recorded statement(s); not validated (no HypoPG)"
@@ -488,12 +488,12 @@ async def from_slow_queries(ctx: _Context) -> tuple[list[Suggestion], list[int] 
             continue
         found, _ = advised
         for s in found:
-            s.queries = [stmt.query]
+            s.queries = [stmt.shown.text]
             current = merged.get(s.candidate.key)
             if current is None:
                 merged[s.candidate.key] = s
             else:
-                current.queries.append(stmt.query)
+                current.queries.append(stmt.shown.text)
                 if s.reduction > current.reduction:
                     s.queries = current.queries
                     merged[s.candidate.key] = s

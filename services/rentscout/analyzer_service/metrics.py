@@ -23,3 +23,7 @@ INDEX_SUGGESTIONS = Counter(
     ["validated"])
 INDEX_ISSUES = Counter(
     "rentscout_analyzer_index_issues_total", "Duplicate, unused and invalid indexes reported, by kind.", ["kind"])
+RUNNING = Gauge(
+    "rentscout_analyzer_running_statements", "AnalyzeQuery and SuggestIndexes calls running now (capped per server).")
+REFUSED = Counter(
+    "rentscout_analyzer_refused_total", "Calls refused with RESOURCE_EXHAUSTED: the cap on running analyses was reached.")

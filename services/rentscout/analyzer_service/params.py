@@ -2,7 +2,9 @@
 
 asyncpg encodes each value with the codec of the type PostgreSQL inferred for its placeholder and
 insists on the matching Python type, so each value is converted to what its placeholder needs
-(e.g. a string "42" for an int8 placeholder), and refused with the placeholder named otherwise.
+(e.g. a string "42" for an int8 placeholder), and refused otherwise with the field `params[i]` named
+(i from 0: params[0] is $1). An array placeholder (`id = ANY($1)`) takes PostgreSQL's array literal as
+a string (`{1,2}`, `{"a b",NULL}`, nested `{{1,2},{3,4}}`), each element converted for the element type.
 """
 
 from __future__ import annotations
@@ -21,8 +23,20 @@ _FLOATS = {"float4", "float8"}
 _TEXTS = {"text", "varchar", "bpchar", "name", "unknown", "citext", "json", "jsonb", "xml", "char"}
 
 
+MAX_ARRAY_ELEMENTS = 100_000
+
+
 class ParamError(ValueError):
-    """A parameter cannot be used for its placeholder; the message says why."""
+    """A parameter cannot be used for its placeholder; the message says why, `field` which one."""
+
+    def __init__(self, message: str, field: str = "params") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def field_of(index: int) -> str:
+    """The request field of the parameter at `index` (0-based; $1 is params[0])."""
+    return f"params[{index}]"
 
 
 def from_proto(params: Sequence[analyzer_pb2.QueryParam]) -> list[Any]:
@@ -36,11 +50,11 @@ def from_proto(params: Sequence[analyzer_pb2.QueryParam]) -> list[Any]:
             try:
                 values.append(to_datetime(p.timestamp_value))
             except ValueError as exc:
-                raise ParamError(f"${i}: timestamp_value {exc}") from None
+                raise ParamError(f"${i}: timestamp_value {exc}", field_of(i - 1)) from None
         elif kind in ("string_value", "int_value", "double_value", "bool_value"):
             values.append(getattr(p, kind))
         else:  # a newer client sent a kind this server does not know
-            raise ParamError(f"${i}: unsupported parameter kind {kind}")
+            raise ParamError(f"${i}: unsupported parameter kind {kind}", field_of(i - 1))
     return values
 
 
@@ -105,8 +119,7 @@ def coerce(value: Any, type_name: str, kind: str, schema: str = "pg_catalog") ->
     if value is None:
         return None
     if kind == "array":
-        raise ParamError(f"placeholder has array type {type_name}; pass elements as separate parameters "
-                         "(ARRAY[$1, $2]) or a string with string_to_array($1, ',')")
+        return _to_array(value, type_name, schema)
     if type_name in _INTS:
         return _to_int(value)
     if type_name in _FLOATS:
@@ -137,6 +150,103 @@ def coerce(value: Any, type_name: str, kind: str, schema: str = "pg_catalog") ->
     raise ParamError(f"placeholder type {type_name} is not supported; cast through text, e.g. $n::text::{type_name}")
 
 
+def _to_array(value: Any, type_name: str, schema: str) -> list[Any]:
+    """A PostgreSQL array literal (a string) as nested lists, each element converted for the element type."""
+    if not isinstance(value, str):
+        raise ParamError("is not an array: pass PostgreSQL's array literal as a string, e.g. '{1,2}'")
+    element = type_name[:-2] if type_name.endswith("[]") else type_name.removeprefix("_")
+    parsed = parse_array(value)
+
+    def convert(item: Any) -> Any:
+        return None if item is None else coerce(item, element, "scalar", schema)
+
+    # converted in place, level by level, without recursion
+    stack: list[list[Any]] = [parsed]
+    while stack:
+        items = stack.pop()
+        for i, item in enumerate(items):
+            if isinstance(item, list):
+                stack.append(item)
+            else:
+                try:
+                    items[i] = convert(item)
+                except ParamError as exc:
+                    raise ParamError(f"has an element that {exc}") from None
+    return parsed
+
+
+def parse_array(text: str) -> list[Any]:
+    """'{1,"a b",NULL,{2,3}}' -> ['1', 'a b', None, ['2', '3']] (elements stay text; NULL unquoted is None)."""
+    body = text.strip()
+    if not body.startswith("{"):
+        raise ParamError("is not an array literal: it must start with '{', e.g. '{1,2}'")
+    root: list[Any] = []
+    stack: list[list[Any]] = []
+    i, count, n = 0, 0, len(body)
+    expect_item = True
+    while i < n:
+        char = body[i]
+        if char == "{":
+            if not expect_item:
+                raise ParamError(f"is not a valid array literal (unexpected '{{' at {i + 1})")
+            inner: list[Any] = [] if stack else root
+            if stack:
+                stack[-1].append(inner)
+            stack.append(inner)
+            i += 1
+            continue
+        if char.isspace():
+            i += 1
+            continue
+        if not stack:
+            raise ParamError(f"is not a valid array literal (text after the closing brace at {i + 1})")
+        if char == "}":
+            stack.pop()
+            expect_item = False
+            i += 1
+            continue
+        if char == ",":
+            if expect_item:
+                raise ParamError(f"is not a valid array literal (empty element at {i + 1})")
+            expect_item = True
+            i += 1
+            continue
+        if not expect_item:
+            raise ParamError(f"is not a valid array literal (missing ',' at {i + 1})")
+        if char == '"':
+            i, quoted = _quoted(body, i + 1)
+            stack[-1].append(quoted)
+        else:
+            end = i
+            while end < n and body[end] not in ',{}"' and not body[end].isspace():
+                end += 1
+            word = body[i:end]
+            stack[-1].append(None if word.upper() == "NULL" else word)
+            i = end
+        count += 1
+        if count > MAX_ARRAY_ELEMENTS:
+            raise ParamError(f"has more than {MAX_ARRAY_ELEMENTS} elements")
+        expect_item = False
+    if stack:
+        raise ParamError("is not a valid array literal (a '{' is never closed)")
+    return root
+
+
+def _quoted(body: str, i: int) -> tuple[int, str]:
+    out: list[str] = []
+    while i < len(body):
+        char = body[i]
+        if char == "\\" and i + 1 < len(body):
+            out.append(body[i + 1])
+            i += 2
+        elif char == '"':
+            return i + 1, "".join(out)
+        else:
+            out.append(char)
+            i += 1
+    raise ParamError("is not a valid array literal (a quoted element is never closed)")
+
+
 def bind(values: Sequence[Any], types: Sequence[tuple[str, str, str]]) -> list[Any]:
     """Convert every value for its placeholder ((type name, kind, schema) from the prepared statement)."""
     if len(values) != len(types):
@@ -146,5 +256,5 @@ def bind(values: Sequence[Any], types: Sequence[tuple[str, str, str]]) -> list[A
         try:
             out.append(coerce(value, type_name, kind, schema))
         except ParamError as exc:
-            raise ParamError(f"${i} ({type_name}) {exc}") from None
+            raise ParamError(f"${i} ({type_name}) {exc}", field_of(i - 1)) from None
     return out

@@ -33,6 +33,10 @@ OBJECT_KINDS = {
     "42P13": "function", "42P07": "relation", "42P06": "schema", "42710": "object", "0A000": "feature",
     "42P19": "recursion",
 }
+# PostgreSQL's error context for a parameter it could not read at bind ("unnamed portal parameter $1 = '...'")
+# (the outermost context line, so the last: lines before it may quote the value itself)
+_BOUND_PARAMETER = re.compile(r'^(?:unnamed portal|portal "[^"]*") parameter \$([0-9]+)', re.MULTILINE)
+_ARGUMENT = re.compile(r"^invalid input for query argument \$([0-9]+)")
 _TOKEN = re.compile(r'"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$.]*|\$[0-9]+|[^\s]')
 _log = logging.getLogger(__name__)
 
@@ -41,6 +45,19 @@ def condition_name(exc: asyncpg.PostgresError) -> str:
     """'InvalidTextRepresentationError' -> 'invalid text representation'."""
     name = type(exc).__name__.removesuffix("Error")
     return re.sub(r"(?<!^)(?=[A-Z])", " ", name).lower() or "database error"
+
+
+def bound_parameter(exc: asyncpg.PostgresError) -> int | None:
+    """The placeholder ($n) PostgreSQL was reading when it failed at bind, from the error's context line."""
+    context = getattr(exc, "context", None)
+    found = _BOUND_PARAMETER.findall(context.splitlines()[-1]) if isinstance(context, str) and context else []
+    return int(found[-1]) if found else None
+
+
+def argument_number(exc: Exception) -> int | None:
+    """The placeholder asyncpg's encoder refused (its own message about our value, never sent)."""
+    match = _ARGUMENT.match(str(exc))
+    return int(match.group(1)) if match else None
 
 
 def map_statement_error(exc: asyncpg.PostgresError, field: str = "sql", statement_timeout_ms: int | None = None,

@@ -7,6 +7,10 @@ children, summed over every process of a parallel plan. So, per node:
   exclusive = inclusive - the inclusive time of its children (never below zero);
   percent   = exclusive / the whole execution time.
 Row estimates are compared per loop (EXPLAIN reports both per loop).
+
+A plan can nest thousands of levels (a join of hundreds of relations is a chain of joins), so nothing
+here recurses: the JSON is decoded by `jsontext`, the tree built and walked with explicit stacks, and
+`ExplainResult.node_list` holds every node in depth-first order (a parent before its children).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from rentscout.analyzer_service import jsontext
 
 BUFFER_KEYS = {
     "shared_hit": "Shared Hit Blocks", "shared_read": "Shared Read Blocks",
@@ -85,6 +91,8 @@ class Node:
     lossy_heap_blocks: int = 0
     buffers: Buffers = field(default_factory=Buffers)
     children: list[Node] = field(default_factory=list)
+    parent_index: int = -1  # index of the parent in ExplainResult.node_list (-1: the root)
+    depth: int = 0
     # derived
     processes: int = 1  # processes sharing this node's loops (parallel plans)
     early_stop: bool = False  # an ancestor may stop reading this node before it is exhausted
@@ -118,9 +126,12 @@ class Node:
         return self.filter_totals[0] if self.filter_totals else self.rows_removed_by_filter * max(self.actual_loops, 1)
 
     def walk(self) -> Iterator[Node]:
-        yield self
-        for child in self.children:
-            yield from child.walk()
+        """This node and every node below it, depth first (a parent before its children), without recursion."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.children))
 
 
 @dataclass
@@ -131,6 +142,7 @@ class ExplainResult:
     planning_buffers: Buffers = field(default_factory=Buffers)
     analyzed: bool = False
     raw_json: str = ""
+    node_list: list[Node] = field(default_factory=list)  # depth first; filled by parse_explain
 
     @property
     def buffers(self) -> Buffers:
@@ -138,7 +150,7 @@ class ExplainResult:
         return self.root.buffers
 
     def nodes(self) -> Iterator[Node]:
-        return self.root.walk()
+        return iter(self.node_list) if self.node_list else self.root.walk()
 
 
 def _int(data: dict[str, Any], key: str) -> int:
@@ -156,8 +168,8 @@ def _str(data: dict[str, Any], key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def parse_node(data: dict[str, Any]) -> Node:
-    node = Node(
+def _node(data: dict[str, Any]) -> Node:
+    return Node(
         node_type=_str(data, "Node Type") or "?", raw=data,
         relation_name=_str(data, "Relation Name") or _str(data, "CTE Name") or _str(data, "Function Name"),
         alias=_str(data, "Alias"), index_name=_str(data, "Index Name"), join_type=_str(data, "Join Type"),
@@ -178,22 +190,44 @@ def parse_node(data: dict[str, Any]) -> Node:
         exact_heap_blocks=_int(data, "Exact Heap Blocks"), lossy_heap_blocks=_int(data, "Lossy Heap Blocks"),
         buffers=Buffers.from_json(data),
     )
-    node.children = [parse_node(child) for child in data.get("Plans") or () if isinstance(child, dict)]
-    return node
+
+
+def parse_tree(data: dict[str, Any]) -> list[Node]:
+    """The plan under `data` as nodes in depth-first order (index 0 the root), children linked, without
+    recursion."""
+    nodes: list[Node] = []
+    stack: list[tuple[dict[str, Any], int, int]] = [(data, -1, 0)]  # (json, parent index, depth)
+    while stack:
+        item, parent, depth = stack.pop()
+        node = _node(item)
+        node.parent_index, node.depth = parent, depth
+        if parent >= 0:
+            nodes[parent].children.append(node)
+        index = len(nodes)
+        nodes.append(node)
+        children = [child for child in item.get("Plans") or () if isinstance(child, dict)]
+        stack.extend((child, index, depth + 1) for child in reversed(children))
+    return nodes
+
+
+def parse_node(data: dict[str, Any]) -> Node:
+    return parse_tree(data)[0]
 
 
 def parse_explain(raw: str | list[Any] | dict[str, Any]) -> ExplainResult:
     """Parse EXPLAIN (FORMAT JSON) output (the text, or the already decoded list) and derive times."""
     raw_json = raw if isinstance(raw, str) else json.dumps(raw)
-    doc = json.loads(raw) if isinstance(raw, str) else raw
+    doc = jsontext.loads(raw) if isinstance(raw, str) else raw
     if isinstance(doc, list):
         doc = doc[0] if doc else {}
     if not isinstance(doc, dict) or not isinstance(doc.get("Plan"), dict):
         raise ValueError("not EXPLAIN (FORMAT JSON) output: no Plan")
-    root = parse_node(doc["Plan"])
+    node_list = parse_tree(doc["Plan"])
+    root = node_list[0]
     result = ExplainResult(
         root=root, planning_time_ms=_float(doc, "Planning Time"), execution_time_ms=_float(doc, "Execution Time"),
-        planning_buffers=Buffers.from_json(doc.get("Planning")), analyzed=root.analyzed, raw_json=raw_json)
+        planning_buffers=Buffers.from_json(doc.get("Planning")), analyzed=root.analyzed, raw_json=raw_json,
+        node_list=node_list)
     derive(result)
     return result
 
@@ -214,19 +248,20 @@ def derive(result: ExplainResult) -> None:
         node.row_estimate_factor = estimate_factor(node)
 
 
-def _mark(node: Node, processes: int, early_stop: bool) -> None:
-    node.processes = processes
-    node.early_stop = early_stop
-    below = processes
-    if node.node_type in ("Gather", "Gather Merge"):
-        launched = node.workers_launched if node.analyzed else node.workers_planned
-        below = launched + 1  # the leader participates too (parallel_leader_participation)
-    stops = early_stop or node.node_type in ("Limit", "Merge Join") or node.join_type in _EARLY_STOP_JOINS
-    for child in node.children:
-        child_stop = stops or child.parent_relationship == "SubPlan"
-        if node.node_type == "Nested Loop" and child.parent_relationship == "Inner":
-            child_stop = child_stop or node.join_type in _EARLY_STOP_JOINS
-        _mark(child, below, child_stop)
+def _mark(root: Node, processes: int, early_stop: bool) -> None:
+    """Set `processes` and `early_stop` on `root` and every node below it (top down, without recursion)."""
+    root.processes, root.early_stop = processes, early_stop
+    for node in root.walk():  # a parent is visited (and marked) before its children
+        below = node.processes
+        if node.node_type in ("Gather", "Gather Merge"):
+            launched = node.workers_launched if node.analyzed else node.workers_planned
+            below = launched + 1  # the leader participates too (parallel_leader_participation)
+        stops = node.early_stop or node.node_type in ("Limit", "Merge Join") or node.join_type in _EARLY_STOP_JOINS
+        for child in node.children:
+            child_stop = stops or child.parent_relationship == "SubPlan"
+            if node.node_type == "Nested Loop" and child.parent_relationship == "Inner":
+                child_stop = child_stop or node.join_type in _EARLY_STOP_JOINS
+            child.processes, child.early_stop = below, child_stop
 
 
 def estimate_factor(node: Node) -> float:

@@ -135,6 +135,7 @@ class ParsedQuery:
     statement: ast.SelectStmt
     fingerprint: str
     body: str = ""  # the statement's own text, without surrounding comments or the final semicolon
+    body_offset: int = 0  # where `body` starts in `sql`
     functions: frozenset[QualifiedName] = frozenset()
     operators: frozenset[QualifiedName] = frozenset()
     casts: frozenset[QualifiedName] = frozenset()  # target types of explicit casts, outside pg_catalog
@@ -229,7 +230,8 @@ def parse_select(sql: str) -> ParsedQuery:
         raise Rejected(*_not_select(stmt))
     start = raw.stmt_location or 0
     body = sql[start:start + raw.stmt_len] if raw.stmt_len else sql[start:]
-    parsed = ParsedQuery(sql=sql, statement=stmt, fingerprint=statement_fingerprint(sql), body=body.strip())
+    parsed = ParsedQuery(sql=sql, statement=stmt, fingerprint=statement_fingerprint(sql), body=body.strip(),
+                         body_offset=start + len(body) - len(body.lstrip()))
     _inspect(parsed)
     return parsed
 

@@ -8,7 +8,7 @@ import math
 import grpc
 
 from rentscout.analyzer.v1 import analyzer_pb2, analyzer_pb2_grpc
-from rentscout.analyzer_service import convert, explain, index_advisor, metrics, slow_queries, table_stats
+from rentscout.analyzer_service import convert, explain, index_advisor, limits, metrics, slow_queries, table_stats
 from rentscout.analyzer_service.params import ParamError, from_proto
 from rentscout.analyzer_service.settings import AnalyzerSettings
 from rentscout.runtime.config import load
@@ -42,6 +42,8 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
     def __init__(self, resources: Resources, settings: AnalyzerSettings) -> None:
         self.resources = resources
         self.settings = settings
+        self.slots = limits.Slots(settings.max_concurrent_statements)
+        self.answer_cap = convert.answer_cap(resources.settings.max_send_message_bytes)
 
     async def AnalyzeQuery(
             self, request: analyzer_pb2.AnalyzeQueryRequest,
@@ -52,11 +54,12 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
         try:
             params = from_proto(request.params)
         except ParamError as exc:
-            raise InvalidArgument("params", str(exc)) from None
-        result = await explain.analyze_query(self.resources.db, self.settings, request.sql, params,
-                                             analyze=request.analyze, buffers=request.buffers,
-                                             reads=self.resources.reads if request.on_standby else None)
-        return convert.analysis(result)
+            raise InvalidArgument(exc.field, str(exc)) from None
+        with self.slots.take(), limits.budget(self.settings):
+            result = await explain.analyze_query(self.resources.db, self.settings, request.sql, params,
+                                                 analyze=request.analyze, buffers=request.buffers,
+                                                 reads=self.resources.reads if request.on_standby else None)
+        return convert.analysis(result, self.answer_cap)
 
     async def ListSlowQueries(
             self, request: analyzer_pb2.ListSlowQueriesRequest,
@@ -77,7 +80,7 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
                 limit=limit)
         metrics.SLOW_QUERIES.set(len(rows))
         annotate(**{"analyzer.slow_queries": len(rows)})
-        return convert.slow_queries(ext.version, rows, node)
+        return convert.slow_queries(ext.version, rows, node, self.answer_cap)
 
     async def SuggestIndexes(
             self, request: analyzer_pb2.SuggestIndexesRequest,
@@ -90,12 +93,13 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
             v.check(request.from_slow_queries, "from_slow_queries", "must be true when it is the source")
         limit = _limit(v, request.limit, SUGGEST_LIMIT_DEFAULT, SUGGEST_LIMIT_MAX)
         v.raise_if_any()
-        result = await index_advisor.suggest(
-            self.resources.db, self.resources.settings, self.settings, limit=limit,
-            table=request.table if source == "table" else None, sql=request.sql if source == "sql" else None,
-            from_slow=source == "from_slow_queries")
+        with self.slots.take(), limits.budget(self.settings):
+            result = await index_advisor.suggest(
+                self.resources.db, self.resources.settings, self.settings, limit=limit,
+                table=request.table if source == "table" else None, sql=request.sql if source == "sql" else None,
+                from_slow=source == "from_slow_queries")
         annotate(**{"analyzer.index_suggestions": len(result.suggestions), "analyzer.index_issues": len(result.issues)})
-        return convert.advice(result)
+        return convert.advice(result, self.answer_cap)
 
     async def GetTableStats(
             self, request: analyzer_pb2.GetTableStatsRequest,

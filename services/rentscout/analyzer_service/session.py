@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
+from rentscout.analyzer_service import limits
 from rentscout.analyzer_service.pgerrors import map_role_error
 from rentscout.analyzer_service.settings import AnalyzerSettings
 from rentscout.analyzer_service.sqltext import TAG, quote_ident
@@ -44,9 +45,35 @@ RESTORE_SETTINGS_SQL = ", ".join(
 
 
 def timeout_ms(configured_ms: int) -> int:
-    """`configured_ms`, shortened to what is left of the RPC deadline and to the server's bound on any one
-    wait (at least 1 ms): PostgreSQL then cancels the statement itself before the server stops waiting."""
-    return max(1, min(configured_ms, int(deadline.remaining() * 1000)))
+    """`configured_ms`, shortened to what is left of the call's budget (`limits.budget`), of the RPC deadline
+    and of the server's bound on any one wait (at least 1 ms): PostgreSQL then cancels the statement itself
+    before the server stops waiting."""
+    return limits.statement_timeout_ms(configured_ms)
+
+
+TEMP_FILE_LIMIT_FIX = (
+    "the service's database user may not set temp_file_limit, which bounds the temporary files of analyzed "
+    "statements: as a superuser, GRANT SET ON PARAMETER temp_file_limit TO <that user> (PostgreSQL 15+), or set "
+    "RENTSCOUT_ANALYZER_TEMP_FILE_LIMIT_KB=-1 to leave the server's own temp_file_limit")
+
+
+def memory_limits(settings: AnalyzerSettings) -> dict[str, str]:
+    """SQL expressions for work_mem, hash_mem_multiplier and temp_file_limit: the session's values, lowered to
+    the analyzer's ceilings (an analysis runs with the application's settings unless they exceed those)."""
+    kb = int(settings.work_mem_kb)
+    limits = {
+        "work_mem": f"CASE WHEN pg_catalog.pg_size_bytes(pg_catalog.current_setting('work_mem')) > {kb * 1024} "
+                    f"THEN '{kb}kB' ELSE pg_catalog.current_setting('work_mem') END",
+        "hash_mem_multiplier": f"LEAST(pg_catalog.current_setting('hash_mem_multiplier')::float8, "
+                               f"{float(settings.hash_mem_multiplier)!r}::float8)::text",
+    }
+    if settings.temp_file_limit_kb >= 0:
+        temp = int(settings.temp_file_limit_kb)
+        limits["temp_file_limit"] = (
+            f"CASE WHEN pg_catalog.current_setting('temp_file_limit') = '-1' OR pg_catalog.pg_size_bytes("
+            f"pg_catalog.current_setting('temp_file_limit')) > {temp * 1024} THEN '{temp}kB' "
+            f"ELSE pg_catalog.current_setting('temp_file_limit') END")
+    return limits
 
 
 def statement_role(settings: AnalyzerSettings) -> str | None:
@@ -81,18 +108,14 @@ async def ensure_temp_schema(conn: asyncpg.Connection) -> None:
 
 
 async def prepare(conn: asyncpg.Connection, text: str) -> asyncpg.prepared_stmt.PreparedStatement:
-    """Parse and describe `text` once per connection (asyncpg's statement cache: LRU, bounded by the pool's
-    `statement_cache_size` and `max_cacheable_statement_size`), so a statement analyzed again costs no
-    round trip to prepare, as it costs none to a client of asyncpg running it bare.
+    """Parse and describe `text` as the connection's unnamed statement (asyncpg's public `name=""`).
 
-    Still one command per text (the extended protocol). What is cached is PostgreSQL's own prepared
-    statement, with its rules: it is parsed again when a relation or function it uses changes or the
-    search_path differs, and its parameter types stay those inferred the first time. asyncpg exposes
-    its cache only through `_prepare(use_cache=True)` (what `Connection.fetch` uses).
+    A text holding anything a caller wrote must not outlive the request: a named statement stays in the
+    session, where a later caller on the same pooled connection could read it (pg_prepared_statements).
+    PostgreSQL keeps the unnamed statement only until the next one is prepared or a simple query runs
+    (the release's reset is one), and lists it nowhere. So run it before preparing anything else.
     """
-    cached_prepare = conn._prepare  # type: ignore[attr-defined]  # (not in asyncpg's stubs)
-    stmt: asyncpg.prepared_stmt.PreparedStatement = await cached_prepare(text, use_cache=True,
-                                                                         timeout=deadline.remaining())
+    stmt: asyncpg.prepared_stmt.PreparedStatement = await conn.prepare(text, name="", timeout=deadline.remaining())
     return stmt
 
 
@@ -121,13 +144,13 @@ async def transaction(conn: asyncpg.Connection, settings: AnalyzerSettings, *, r
     # One round trip: BEGIN and one SELECT of set_config(..., is_local => true), the same as SET LOCAL
     # (the values are ours: integers we format, names we quote). If it fails half-way, the transaction
     # may be open: the finally below rolls it back either way.
-    local = {"statement_timeout": str(int(stmt_ms)), "lock_timeout": str(int(lock_ms)),
-             "idle_in_transaction_session_timeout": str(int(stmt_ms) + 5000),
+    local = {"statement_timeout": literal(str(int(stmt_ms))), "lock_timeout": literal(str(int(lock_ms))),
+             "idle_in_transaction_session_timeout": literal(str(int(stmt_ms) + 5000)),
              # the parser that vetted the statement (pglast) assumes standard strings
-             "standard_conforming_strings": "on"}
-    if role:
-        local["role"] = role
-    assignments = ", ".join(f"pg_catalog.set_config('{name}', {literal(value)}, true)" for name, value in local.items())
+             "standard_conforming_strings": "'on'", **memory_limits(settings)}
+    if role:  # last: temp_file_limit is set with the service's privilege, not the role's
+        local["role"] = literal(role)
+    assignments = ", ".join(f"pg_catalog.set_config('{name}', {value}, true)" for name, value in local.items())
     stash = f", {STASH_SETTINGS_SQL}" if checking else ""
     setup = f"BEGIN {TAG} ISOLATION LEVEL REPEATABLE READ{mode}; SELECT {TAG} {assignments}{stash}"
     if checking:
@@ -135,6 +158,10 @@ async def transaction(conn: asyncpg.Connection, settings: AnalyzerSettings, *, r
     try:
         try:
             await conn.execute(setup, timeout=deadline.remaining())
+        except asyncpg.InsufficientPrivilegeError as exc:
+            if "temp_file_limit" in str(exc):  # PostgreSQL's message about our own setting, no data
+                raise FailedPrecondition(TEMP_FILE_LIMIT_FIX) from None
+            raise map_role_error(exc, role or "") from None
         except ROLE_ERRORS as exc:
             raise map_role_error(exc, role or "") from None
         yield stmt_ms

@@ -23,7 +23,25 @@ def _role(raw: str) -> str:
 @dataclass(frozen=True)
 class AnalyzerSettings:
     statement_timeout_ms: int = setting(
-        "ANALYZER_STATEMENT_TIMEOUT_MS", 10_000, "statement_timeout of EXPLAIN ANALYZE runs.", int_range(1, 3_600_000))
+        "ANALYZER_STATEMENT_TIMEOUT_MS", 10_000,
+        "Budget of one AnalyzeQuery or SuggestIndexes call: all its statements together (the call's deadline when "
+        "shorter), and the statement_timeout of each.", int_range(1, 3_600_000))
+    max_concurrent_statements: int = setting(
+        "ANALYZER_MAX_CONCURRENT_STATEMENTS", 4,
+        "AnalyzeQuery and SuggestIndexes calls one server runs at once; more get RESOURCE_EXHAUSTED.",
+        int_range(1, 1000))
+    work_mem_kb: int = setting(
+        "ANALYZER_WORK_MEM_KB", 4096,
+        "Ceiling on work_mem of analyzed statements, per sort or hash (the session's own value when lower).",
+        int_range(64, 2**31 - 1))
+    hash_mem_multiplier: float = setting(
+        "ANALYZER_HASH_MEM_MULTIPLIER", 2.0,
+        "Ceiling on hash_mem_multiplier of analyzed statements (hash tables may use work_mem times this).",
+        float_range(1.0, 1000.0))
+    temp_file_limit_kb: int = setting(
+        "ANALYZER_TEMP_FILE_LIMIT_KB", 1024 * 1024,
+        "Ceiling on temp_file_limit of analyzed statements (needs GRANT SET ON PARAMETER temp_file_limit for a "
+        "non-superuser); -1 leaves the server's own.", int_range(-1, 2**31 - 1))
     lock_timeout_ms: int = setting(
         "ANALYZER_LOCK_TIMEOUT_MS", 1_000, "lock_timeout of analyzed statements (they never wait long for locks).",
         int_range(1, 600_000))

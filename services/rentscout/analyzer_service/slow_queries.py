@@ -4,19 +4,24 @@ Column names depend on the extension's version (1.8, PostgreSQL 13, split `total
 planning and execution: `total_exec_time` ...), so the query is built from the installed version.
 The analyzer's own statements carry the `rentscout-analyzer` tag and are left out, as is the one
 untaggable statement HypoPG runs internally.
+
+pg_stat_statements keeps utility statements verbatim (`CREATE ROLE ... PASSWORD '...'`) and every
+text is read with the service's privileges, so a text leaves only as `sqltext.shown_statement` allows
+(`SlowQuery.shown`): plannable statements without comments or quoted constants, others withheld.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
-from rentscout.analyzer_service.sqltext import TAG_TEXT, quote_ident, tagged
+from rentscout.analyzer_service.sqltext import TAG_TEXT, Shown, quote_ident, shown_statement, tagged
 from rentscout.runtime import deadline
 from rentscout.runtime.errors import FailedPrecondition
 
-MAX_QUERY_CHARS = 8000
+MAX_QUERY_CHARS = 8000  # of a shown text
+MAX_SCANNED_CHARS = 100_000  # longer recorded texts are withheld (only this much is read and scanned)
 ORDERS = ("total_time", "mean_time", "calls", "max_time", "temp_blocks")
 HYPOPG_INTERNAL = "SELECT max(oid) FROM pg_catalog.pg_class WHERE oid < $1"
 PRELOAD_FIX = ("add pg_stat_statements to shared_preload_libraries in postgresql.conf and restart PostgreSQL "
@@ -40,7 +45,7 @@ class Extension:
 @dataclass
 class SlowQuery:
     query_id: str
-    query: str
+    query: str  # as recorded: for the analyzer's own use (planning), never returned as such
     calls: int
     total_time_ms: float
     mean_time_ms: float
@@ -50,6 +55,16 @@ class SlowQuery:
     cache_hit_ratio: float
     temp_blks_read: int
     temp_blks_written: int
+    shown: Shown = field(default_factory=lambda: Shown(""))  # what a caller may see of `query`
+
+
+def shown(text: str, length: int) -> Shown:
+    if length > MAX_SCANNED_CHARS:
+        return Shown("", f"statement of {length} characters (longer than {MAX_SCANNED_CHARS})")
+    found = shown_statement(text)
+    if len(found.text) > MAX_QUERY_CHARS:
+        return Shown(found.text[:MAX_QUERY_CHARS] + "…")
+    return found
 
 
 def time_columns(version: tuple[int, ...]) -> dict[str, str]:
@@ -68,7 +83,8 @@ def build_query(ext: Extension, order: str, selects_only: bool = False, by_id: b
         "temp_blocks": "(temp_blks_read + temp_blks_written)",
     }[order]
     return tagged(f"""
-SELECT queryid::text AS query_id, query, calls, {cols['total']} AS total_ms, {cols['mean']} AS mean_ms,
+SELECT queryid::text AS query_id, pg_catalog.left(query, {MAX_SCANNED_CHARS}) AS query,
+       pg_catalog.length(query) AS query_length, calls, {cols['total']} AS total_ms, {cols['mean']} AS mean_ms,
        {cols['max']} AS max_ms, {cols['stddev']} AS stddev_ms, rows, shared_blks_hit, shared_blks_read,
        temp_blks_read, temp_blks_written
 FROM {ext.relation}
@@ -121,7 +137,7 @@ async def fetch(conn: asyncpg.Connection, ext: Extension, *, min_calls: int, min
     for r in rows:
         text = r["query"] or ""
         out.append(SlowQuery(
-            query_id=r["query_id"] or "", query=text if len(text) <= MAX_QUERY_CHARS else text[:MAX_QUERY_CHARS] + "…",
+            query_id=r["query_id"] or "", query=text, shown=shown(text, r["query_length"] or 0),
             calls=r["calls"], total_time_ms=r["total_ms"] or 0.0, mean_time_ms=r["mean_ms"] or 0.0,
             max_time_ms=r["max_ms"] or 0.0, stddev_time_ms=r["stddev_ms"] or 0.0, rows=r["rows"],
             cache_hit_ratio=_hit_ratio(r["shared_blks_hit"], r["shared_blks_read"]),

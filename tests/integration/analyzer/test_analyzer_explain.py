@@ -28,10 +28,10 @@ def insights_of(reply: pb.AnalyzeQueryResponse, kind: int) -> list[pb.Insight]:
     return [i for i in reply.insights if i.kind == kind]
 
 
-def walk(node: pb.PlanNode):
-    yield node
-    for child in node.children:
-        yield from walk(child)
+def walk(reply: pb.AnalyzeQueryResponse) -> list[pb.PlanNode]:
+    """Every node of the plan (the answer's flat, depth-first list)."""
+    assert len(reply.nodes) == reply.node_count and not reply.truncated
+    return list(reply.nodes)
 
 
 async def test_timings_buffers_and_tree_come_from_the_real_plan(client: Client) -> None:
@@ -45,7 +45,7 @@ async def test_timings_buffers_and_tree_come_from_the_real_plan(client: Client) 
     assert reply.buffers.shared_hit + reply.buffers.shared_read == (
         raw["Plan"]["Shared Hit Blocks"] + raw["Plan"]["Shared Read Blocks"]) > 0
     assert reply.planning_buffers.shared_hit == raw.get("Planning", {}).get("Shared Hit Blocks", 0)
-    nodes = list(walk(reply.plan))
+    nodes = list(walk(reply))
     scan = next(n for n in nodes if n.relation_name == "properties")
     assert scan.actual_loops >= 1 and scan.rows_removed_by_filter > 0 and "price" in scan.filter
     assert scan.buffers.shared_hit + scan.buffers.shared_read > 0
@@ -86,7 +86,7 @@ async def test_sort_and_hash_spilling_to_disk(analyzer_server) -> None:
             f"SELECT e1.payload, e2.kind FROM {SCHEMA}.events e1 JOIN {SCHEMA}.events e2 ON e1.c = e2.id"))
     spill = insights_of(sort, K.INSIGHT_KIND_DISK_SPILL)
     assert spill and spill[0].evidence["work_mem"] == "64kB" and spill[0].evidence["sort_method"].startswith("external")
-    assert next(n for n in walk(sort.plan) if n.node_type == "Sort").sort_space_type == "Disk"
+    assert next(n for n in walk(sort) if n.node_type == "Sort").sort_space_type == "Disk"
     assert sort.buffers.temp_written > 0
     assert insights_of(hashed, K.INSIGHT_KIND_DISK_SPILL), json.loads(hashed.raw_json)
 
@@ -97,7 +97,7 @@ async def test_lossy_bitmap_heap_scan(analyzer_server) -> None:
         reply = await c("AnalyzeQuery", req(f"SELECT * FROM {SCHEMA}.wide WHERE k < 49"))
     found = insights_of(reply, K.INSIGHT_KIND_LOSSY_BITMAP)
     assert found and int(found[0].evidence["lossy_heap_blocks"]) > 0
-    heap = next(n for n in walk(reply.plan) if n.node_type == "Bitmap Heap Scan")
+    heap = next(n for n in walk(reply) if n.node_type == "Bitmap Heap Scan")
     assert heap.lossy_heap_blocks > 0 and heap.exact_heap_blocks > 0
 
 
@@ -131,7 +131,7 @@ async def test_workers_planned_but_not_launched(analyzer_server) -> None:
         reply = await c("AnalyzeQuery", req(f"SELECT count(*) FROM {SCHEMA}.events WHERE c = 5"))
     found = insights_of(reply, K.INSIGHT_KIND_WORKERS_NOT_LAUNCHED)
     assert found and found[0].evidence == {"workers_planned": "2", "workers_launched": "0"}
-    gather = next(n for n in walk(reply.plan) if n.node_type == "Gather")
+    gather = next(n for n in walk(reply) if n.node_type == "Gather")
     assert (gather.workers_planned, gather.workers_launched) == (2, 0)
 
 
@@ -240,7 +240,7 @@ async def test_a_parallel_scan_reports_the_true_filter_total(analyzer_server, an
     finally:
         await conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.guarded")
         await conn.close()
-    scan = next(n for n in walk(reply.plan) if n.node_type == "Seq Scan")
+    scan = next(n for n in walk(reply) if n.node_type == "Seq Scan")
     assert scan.actual_loops > 1, "no parallel worker launched"
     assert scan.rows_removed_by_filter * scan.actual_loops != true_removed  # what per loop x loops gives
     assert scan.filter_totals_exact and scan.rows_removed_by_filter_total == true_removed
@@ -248,8 +248,8 @@ async def test_a_parallel_scan_reports_the_true_filter_total(analyzer_server, an
     assert found and found[0].evidence["rows_removed_by_filter"] == str(true_removed)
     assert found[0].evidence["rows_returned"] == str(true_kept)
     # under a LIMIT the scan stops early: its totals are not the table's, and stay per loop x loops
-    scan = next(n for n in walk(limited.plan) if n.node_type == "Seq Scan")
+    scan = next(n for n in walk(limited) if n.node_type == "Seq Scan")
     assert not scan.filter_totals_exact
     assert scan.rows_removed_by_filter_total == scan.rows_removed_by_filter * scan.actual_loops
-    scan = next(n for n in walk(guarded.plan) if n.node_type == "Seq Scan")
+    scan = next(n for n in walk(guarded) if n.node_type == "Seq Scan")
     assert scan.actual_loops > 1 and not scan.filter_totals_exact

@@ -46,7 +46,8 @@ def test_timestamp_without_time_zone_is_naive_utc() -> None:
 
 @pytest.mark.parametrize(("value", "type_name", "kind"), [
     ("abc", "int8", "scalar"), (True, "int4", "scalar"), (1.5, "int4", "scalar"), ("maybe", "bool", "scalar"),
-    ("x", "interval", "scalar"), ("{1,2}", "_int4", "array"), ("nope", "timestamptz", "scalar"),
+    ("x", "interval", "scalar"), ("{1,x}", "int4[]", "array"), ("1,2", "int4[]", "array"), (7, "int4[]", "array"),
+    ("nope", "timestamptz", "scalar"),
 ])
 def test_coerce_refuses_what_cannot_fit(value: object, type_name: str, kind: str) -> None:
     with pytest.raises(ParamError):
@@ -56,8 +57,25 @@ def test_coerce_refuses_what_cannot_fit(value: object, type_name: str, kind: str
 def test_user_types_get_text_and_bind_names_the_placeholder() -> None:
     assert coerce(1, "mood", "scalar", "public") == "1"
     assert bind(["5", "x"], [("int8", "scalar", "pg_catalog"), ("text", "scalar", "pg_catalog")]) == [5, "x"]
-    with pytest.raises(ParamError, match=r"\$2 \(int4\)"):
+    with pytest.raises(ParamError, match=r"\$2 \(int4\)") as refused:
         bind([1, "two"], [("int4", "scalar", "pg_catalog"), ("int4", "scalar", "pg_catalog")])
+    assert refused.value.field == "params[1]"
+
+
+@pytest.mark.parametrize(("literal", "type_name", "expected"), [
+    ("{1,2}", "int4[]", [1, 2]), ("{}", "int8[]", []), ("{{1,2},{3,4}}", "int8[]", [[1, 2], [3, 4]]),
+    ('{"a b",NULL,"x\\"y",plain}', "text[]", ["a b", None, 'x"y', "plain"]), ("{1.5, 2}", "float8[]", [1.5, 2.0]),
+])
+def test_array_placeholders_take_postgresqls_array_literal(literal: str, type_name: str, expected: object) -> None:
+    assert coerce(literal, type_name, "array") == expected
+    assert bind(["x", literal], [("text", "scalar", "pg_catalog"), (type_name, "array", "pg_catalog")])[1] == expected
+
+
+@pytest.mark.parametrize("literal", ["{1,,2}", "{1 2}", "{1}x", '{"a}', "{1,{2}", "", "{", "1"])
+def test_malformed_array_literals_name_the_parameter(literal: str) -> None:
+    with pytest.raises(ParamError) as refused:
+        bind([literal], [("int4[]", "array", "pg_catalog")])
+    assert refused.value.field == "params[0]" and "$1 (int4[])" in str(refused.value)
     with pytest.raises(ParamError, match="2 placeholder"):
         bind([1], [("int4", "scalar", "pg_catalog")] * 2)
 
@@ -121,3 +139,15 @@ def test_pg_stat_statements_columns_follow_the_extension_version() -> None:
     assert "total_exec_time" in new and "(temp_blks_read + temp_blks_written) DESC" in new
     assert "mean_time AS mean_ms" in old and '"ext s".pg_stat_statements' in old
     assert "strpos(query, 'rentscout-analyzer') = 0" in new
+
+
+def test_the_parameter_postgresql_failed_to_read_comes_from_its_last_context_line() -> None:
+    from rentscout.analyzer_service.pgerrors import argument_number, bound_parameter
+
+    exc = _error(asyncpg.InvalidTextRepresentationError, "invalid input syntax for type json",
+                 context="JSON data, line 1: {bad\nunnamed portal parameter $7\nunnamed portal parameter $2")
+    assert bound_parameter(exc) == 2
+    forged = _error(asyncpg.InvalidTextRepresentationError, "x", context="unnamed portal parameter $9\nSQL function")
+    assert bound_parameter(forged) is None  # only PostgreSQL's own outermost line counts
+    assert bound_parameter(_error(asyncpg.DivisionByZeroError, "x")) is None
+    assert argument_number(ValueError("invalid input for query argument $3: 'x' (an int is required)")) == 3

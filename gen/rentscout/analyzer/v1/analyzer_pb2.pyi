@@ -135,7 +135,7 @@ class BufferStats(_message.Message):
     def __init__(self, shared_hit: _Optional[int] = ..., shared_read: _Optional[int] = ..., shared_dirtied: _Optional[int] = ..., shared_written: _Optional[int] = ..., local_hit: _Optional[int] = ..., local_read: _Optional[int] = ..., local_dirtied: _Optional[int] = ..., local_written: _Optional[int] = ..., temp_read: _Optional[int] = ..., temp_written: _Optional[int] = ...) -> None: ...
 
 class PlanNode(_message.Message):
-    __slots__ = ("node_type", "relation_name", "index_name", "join_type", "startup_cost", "total_cost", "plan_rows", "actual_rows", "actual_loops", "inclusive_time_ms", "exclusive_time_ms", "percent_of_total", "filter", "index_cond", "rows_removed_by_filter", "workers_planned", "workers_launched", "sort_method", "sort_space_type", "sort_space_used_kb", "exact_heap_blocks", "lossy_heap_blocks", "buffers", "children", "row_estimate_factor", "parent_relationship", "rows_removed_by_filter_total", "filter_totals_exact")
+    __slots__ = ("node_type", "relation_name", "index_name", "join_type", "startup_cost", "total_cost", "plan_rows", "actual_rows", "actual_loops", "inclusive_time_ms", "exclusive_time_ms", "percent_of_total", "filter", "index_cond", "rows_removed_by_filter", "workers_planned", "workers_launched", "sort_method", "sort_space_type", "sort_space_used_kb", "exact_heap_blocks", "lossy_heap_blocks", "buffers", "row_estimate_factor", "parent_relationship", "rows_removed_by_filter_total", "filter_totals_exact", "parent", "depth")
     NODE_TYPE_FIELD_NUMBER: _ClassVar[int]
     RELATION_NAME_FIELD_NUMBER: _ClassVar[int]
     INDEX_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -159,11 +159,12 @@ class PlanNode(_message.Message):
     EXACT_HEAP_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     LOSSY_HEAP_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     BUFFERS_FIELD_NUMBER: _ClassVar[int]
-    CHILDREN_FIELD_NUMBER: _ClassVar[int]
     ROW_ESTIMATE_FACTOR_FIELD_NUMBER: _ClassVar[int]
     PARENT_RELATIONSHIP_FIELD_NUMBER: _ClassVar[int]
     ROWS_REMOVED_BY_FILTER_TOTAL_FIELD_NUMBER: _ClassVar[int]
     FILTER_TOTALS_EXACT_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
     node_type: str
     relation_name: str
     index_name: str
@@ -187,12 +188,13 @@ class PlanNode(_message.Message):
     exact_heap_blocks: int
     lossy_heap_blocks: int
     buffers: BufferStats
-    children: _containers.RepeatedCompositeFieldContainer[PlanNode]
     row_estimate_factor: float
     parent_relationship: str
     rows_removed_by_filter_total: int
     filter_totals_exact: bool
-    def __init__(self, node_type: _Optional[str] = ..., relation_name: _Optional[str] = ..., index_name: _Optional[str] = ..., join_type: _Optional[str] = ..., startup_cost: _Optional[float] = ..., total_cost: _Optional[float] = ..., plan_rows: _Optional[float] = ..., actual_rows: _Optional[float] = ..., actual_loops: _Optional[int] = ..., inclusive_time_ms: _Optional[float] = ..., exclusive_time_ms: _Optional[float] = ..., percent_of_total: _Optional[float] = ..., filter: _Optional[str] = ..., index_cond: _Optional[str] = ..., rows_removed_by_filter: _Optional[int] = ..., workers_planned: _Optional[int] = ..., workers_launched: _Optional[int] = ..., sort_method: _Optional[str] = ..., sort_space_type: _Optional[str] = ..., sort_space_used_kb: _Optional[int] = ..., exact_heap_blocks: _Optional[int] = ..., lossy_heap_blocks: _Optional[int] = ..., buffers: _Optional[_Union[BufferStats, _Mapping]] = ..., children: _Optional[_Iterable[_Union[PlanNode, _Mapping]]] = ..., row_estimate_factor: _Optional[float] = ..., parent_relationship: _Optional[str] = ..., rows_removed_by_filter_total: _Optional[int] = ..., filter_totals_exact: _Optional[bool] = ...) -> None: ...
+    parent: int
+    depth: int
+    def __init__(self, node_type: _Optional[str] = ..., relation_name: _Optional[str] = ..., index_name: _Optional[str] = ..., join_type: _Optional[str] = ..., startup_cost: _Optional[float] = ..., total_cost: _Optional[float] = ..., plan_rows: _Optional[float] = ..., actual_rows: _Optional[float] = ..., actual_loops: _Optional[int] = ..., inclusive_time_ms: _Optional[float] = ..., exclusive_time_ms: _Optional[float] = ..., percent_of_total: _Optional[float] = ..., filter: _Optional[str] = ..., index_cond: _Optional[str] = ..., rows_removed_by_filter: _Optional[int] = ..., workers_planned: _Optional[int] = ..., workers_launched: _Optional[int] = ..., sort_method: _Optional[str] = ..., sort_space_type: _Optional[str] = ..., sort_space_used_kb: _Optional[int] = ..., exact_heap_blocks: _Optional[int] = ..., lossy_heap_blocks: _Optional[int] = ..., buffers: _Optional[_Union[BufferStats, _Mapping]] = ..., row_estimate_factor: _Optional[float] = ..., parent_relationship: _Optional[str] = ..., rows_removed_by_filter_total: _Optional[int] = ..., filter_totals_exact: _Optional[bool] = ..., parent: _Optional[int] = ..., depth: _Optional[int] = ...) -> None: ...
 
 class Insight(_message.Message):
     __slots__ = ("kind", "severity", "message", "node", "evidence")
@@ -216,7 +218,7 @@ class Insight(_message.Message):
     def __init__(self, kind: _Optional[_Union[InsightKind, str]] = ..., severity: _Optional[_Union[_common_pb2.Severity, str]] = ..., message: _Optional[str] = ..., node: _Optional[str] = ..., evidence: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class AnalyzeQueryResponse(_message.Message):
-    __slots__ = ("planning_time_ms", "execution_time_ms", "total_cost", "estimated_rows", "actual_rows", "buffers", "planning_buffers", "plan", "raw_json", "insights", "fingerprint", "node")
+    __slots__ = ("planning_time_ms", "execution_time_ms", "total_cost", "estimated_rows", "actual_rows", "buffers", "planning_buffers", "plan", "raw_json", "insights", "fingerprint", "node", "nodes", "truncated", "node_count")
     PLANNING_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_COST_FIELD_NUMBER: _ClassVar[int]
@@ -229,6 +231,9 @@ class AnalyzeQueryResponse(_message.Message):
     INSIGHTS_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    NODE_COUNT_FIELD_NUMBER: _ClassVar[int]
     planning_time_ms: float
     execution_time_ms: float
     total_cost: float
@@ -241,7 +246,10 @@ class AnalyzeQueryResponse(_message.Message):
     insights: _containers.RepeatedCompositeFieldContainer[Insight]
     fingerprint: str
     node: str
-    def __init__(self, planning_time_ms: _Optional[float] = ..., execution_time_ms: _Optional[float] = ..., total_cost: _Optional[float] = ..., estimated_rows: _Optional[float] = ..., actual_rows: _Optional[float] = ..., buffers: _Optional[_Union[BufferStats, _Mapping]] = ..., planning_buffers: _Optional[_Union[BufferStats, _Mapping]] = ..., plan: _Optional[_Union[PlanNode, _Mapping]] = ..., raw_json: _Optional[str] = ..., insights: _Optional[_Iterable[_Union[Insight, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
+    nodes: _containers.RepeatedCompositeFieldContainer[PlanNode]
+    truncated: bool
+    node_count: int
+    def __init__(self, planning_time_ms: _Optional[float] = ..., execution_time_ms: _Optional[float] = ..., total_cost: _Optional[float] = ..., estimated_rows: _Optional[float] = ..., actual_rows: _Optional[float] = ..., buffers: _Optional[_Union[BufferStats, _Mapping]] = ..., planning_buffers: _Optional[_Union[BufferStats, _Mapping]] = ..., plan: _Optional[_Union[PlanNode, _Mapping]] = ..., raw_json: _Optional[str] = ..., insights: _Optional[_Iterable[_Union[Insight, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., node: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[PlanNode, _Mapping]]] = ..., truncated: _Optional[bool] = ..., node_count: _Optional[int] = ...) -> None: ...
 
 class ListSlowQueriesRequest(_message.Message):
     __slots__ = ("min_mean_ms", "min_calls", "order_by", "limit", "on_standby")
@@ -258,7 +266,7 @@ class ListSlowQueriesRequest(_message.Message):
     def __init__(self, min_mean_ms: _Optional[float] = ..., min_calls: _Optional[int] = ..., order_by: _Optional[_Union[SlowQueryOrder, str]] = ..., limit: _Optional[int] = ..., on_standby: _Optional[bool] = ...) -> None: ...
 
 class SlowQuery(_message.Message):
-    __slots__ = ("query_id", "query", "calls", "total_time_ms", "mean_time_ms", "max_time_ms", "rows", "cache_hit_ratio", "temp_blks_read", "temp_blks_written", "stddev_time_ms")
+    __slots__ = ("query_id", "query", "calls", "total_time_ms", "mean_time_ms", "max_time_ms", "rows", "cache_hit_ratio", "temp_blks_read", "temp_blks_written", "stddev_time_ms", "withheld")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     CALLS_FIELD_NUMBER: _ClassVar[int]
@@ -270,6 +278,7 @@ class SlowQuery(_message.Message):
     TEMP_BLKS_READ_FIELD_NUMBER: _ClassVar[int]
     TEMP_BLKS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
     STDDEV_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     query: str
     calls: int
@@ -281,17 +290,20 @@ class SlowQuery(_message.Message):
     temp_blks_read: int
     temp_blks_written: int
     stddev_time_ms: float
-    def __init__(self, query_id: _Optional[str] = ..., query: _Optional[str] = ..., calls: _Optional[int] = ..., total_time_ms: _Optional[float] = ..., mean_time_ms: _Optional[float] = ..., max_time_ms: _Optional[float] = ..., rows: _Optional[int] = ..., cache_hit_ratio: _Optional[float] = ..., temp_blks_read: _Optional[int] = ..., temp_blks_written: _Optional[int] = ..., stddev_time_ms: _Optional[float] = ...) -> None: ...
+    withheld: str
+    def __init__(self, query_id: _Optional[str] = ..., query: _Optional[str] = ..., calls: _Optional[int] = ..., total_time_ms: _Optional[float] = ..., mean_time_ms: _Optional[float] = ..., max_time_ms: _Optional[float] = ..., rows: _Optional[int] = ..., cache_hit_ratio: _Optional[float] = ..., temp_blks_read: _Optional[int] = ..., temp_blks_written: _Optional[int] = ..., stddev_time_ms: _Optional[float] = ..., withheld: _Optional[str] = ...) -> None: ...
 
 class ListSlowQueriesResponse(_message.Message):
-    __slots__ = ("queries", "extension_version", "node")
+    __slots__ = ("queries", "extension_version", "node", "truncated")
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     EXTENSION_VERSION_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     queries: _containers.RepeatedCompositeFieldContainer[SlowQuery]
     extension_version: str
     node: str
-    def __init__(self, queries: _Optional[_Iterable[_Union[SlowQuery, _Mapping]]] = ..., extension_version: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
+    truncated: bool
+    def __init__(self, queries: _Optional[_Iterable[_Union[SlowQuery, _Mapping]]] = ..., extension_version: _Optional[str] = ..., node: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class SuggestIndexesRequest(_message.Message):
     __slots__ = ("table", "sql", "from_slow_queries", "limit")
@@ -344,18 +356,20 @@ class IndexIssue(_message.Message):
     def __init__(self, kind: _Optional[_Union[IndexIssueKind, str]] = ..., index_name: _Optional[str] = ..., table: _Optional[str] = ..., definition: _Optional[str] = ..., size_bytes: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class SuggestIndexesResponse(_message.Message):
-    __slots__ = ("suggestions", "hypopg_available", "method", "index_issues", "node")
+    __slots__ = ("suggestions", "hypopg_available", "method", "index_issues", "node", "truncated")
     SUGGESTIONS_FIELD_NUMBER: _ClassVar[int]
     HYPOPG_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     INDEX_ISSUES_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     suggestions: _containers.RepeatedCompositeFieldContainer[IndexSuggestion]
     hypopg_available: bool
     method: str
     index_issues: _containers.RepeatedCompositeFieldContainer[IndexIssue]
     node: str
-    def __init__(self, suggestions: _Optional[_Iterable[_Union[IndexSuggestion, _Mapping]]] = ..., hypopg_available: _Optional[bool] = ..., method: _Optional[str] = ..., index_issues: _Optional[_Iterable[_Union[IndexIssue, _Mapping]]] = ..., node: _Optional[str] = ...) -> None: ...
+    truncated: bool
+    def __init__(self, suggestions: _Optional[_Iterable[_Union[IndexSuggestion, _Mapping]]] = ..., hypopg_available: _Optional[bool] = ..., method: _Optional[str] = ..., index_issues: _Optional[_Iterable[_Union[IndexIssue, _Mapping]]] = ..., node: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class GetTableStatsRequest(_message.Message):
     __slots__ = ("table", "exact_bloat")
