@@ -73,7 +73,8 @@ def _module_name(path: Path, root: Path) -> str:
 
 
 def modules(root: Path = ROOT) -> list[tuple[str, Path]]:
-    found = [(_module_name(p, root / src), p) for src in SOURCE_ROOTS for p in (root / src).rglob("*.py")]
+    """The modules of the `rentscout` namespace (a root's build tooling, such as core/hatch_build.py, is not one)."""
+    found = [(_module_name(p, root / src), p) for src in SOURCE_ROOTS for p in (root / src / "rentscout").rglob("*.py")]
     return sorted(found)
 
 
