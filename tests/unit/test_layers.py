@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-GENERATED = ("rentscout.common", "rentscout.export", "rentscout.cache", "rentscout.analyzer")
+GENERATED = ("rentscout.common", "rentscout.export", "rentscout.cache", "rentscout.analyzer", "rentscout.arrow_flight")
 CORE = ("rentscout.wire", "rentscout.resilience")
 CLIENT = ("rentscout.sdk", "rentscout.cli")
 SERVER = ("rentscout.runtime", "rentscout.export_service", "rentscout.cache_service", "rentscout.analyzer_service",
