@@ -43,6 +43,19 @@ NATIVE = frozenset({"int2", "int4", "int8", "float4", "float8", "bool", "text", 
                     "timestamp", "date"})
 
 
+INSTALL_HINT = "Arrow Flight needs the ADBC PostgreSQL driver: pip install 'rentscout-dataplane[server]'"
+
+
+def missing() -> str | None:
+    """Why this process cannot serve Flight (a library is missing), or None."""
+    try:
+        import adbc_driver_postgresql.dbapi  # type: ignore[import-untyped, unused-ignore]  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return INSTALL_HINT
+    return None
+
+
 def fix_times(array: Any, column: str) -> Any:
     """ADBC's timestamps and dates with PostgreSQL's infinities restored.
 

@@ -33,7 +33,7 @@ from google.protobuf.message import DecodeError
 from rentscout.arrow_flight.protocol import flight_pb2
 from rentscout.export.v1 import export_pb2
 from rentscout.export_service import sqlgen, telemetry
-from rentscout.export_service.arrow_source import AdbcWindow, Conformer, WindowQuery, adbc_uri, select_list
+from rentscout.export_service.arrow_source import AdbcWindow, Conformer, WindowQuery, adbc_uri, missing, select_list
 from rentscout.export_service.flight_data import flight_data, identity
 from rentscout.export_service.flight_tickets import TicketCodec, parse
 from rentscout.export_service.request import ExportSpec, build_spec, check_static, resolve_columns
@@ -158,6 +158,8 @@ class FlightServicer:
     # -- requests ------------------------------------------------------------------------------
 
     async def _spec(self, request: export_pb2.ExportPropertiesRequest, prefix: str) -> ExportSpec:
+        if (why := missing()) is not None:
+            raise Unimplemented(why)
         v = Violations()
         if request.format not in (export_pb2.EXPORT_FORMAT_UNSPECIFIED, ARROW):
             v.add(f"{prefix}format", "must be EXPORT_FORMAT_ARROW or unset: Flight streams are Arrow")
