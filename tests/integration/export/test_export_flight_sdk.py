@@ -44,6 +44,7 @@ async def test_export_arrow_over_flight_one_stream_and_parallel(service_env: dic
                 request = export_request("arrow", cities=[CITY], columns=COLUMNS)
                 parallel = client.export_arrow(request, parallel=3).read_all()
                 reader = client.export_arrow(request, flight=True)
+                assert reader.schema.names == COLUMNS
                 counted = duckdb.sql("SELECT count(*), sum(price) FROM reader").fetchall()
                 rows = polars.from_arrow(client.export_arrow(request, parallel=2).read_all()).height
                 return one, parallel, counted, rows
