@@ -313,3 +313,30 @@ async def test_a_stalled_reader_paces_postgresql_and_ends_with_its_deadline(flig
         await conn.close()
     with pytest.raises(fl.FlightError):
         await flight_in_thread(reader.read_all)
+
+
+async def test_postgresql_silent_mid_doget_is_unavailable_within_the_bound(service_env: dict[str, str],
+                                                                           database: str) -> None:
+    env = {**service_env, "RENTSCOUT_DEPENDENCY_TIMEOUT_SECONDS": "1"}
+    request = export_pb2.ExportPropertiesRequest(limit=100)
+    async with serve(env, SETTINGS) as server:
+        c = client(server)
+        info = await flight_in_thread(c.get_flight_info, fl.FlightDescriptor.for_command(request.SerializeToString()))
+        locker = await asyncpg.connect(database)
+        conn = await asyncpg.connect(database)
+        try:
+            async with locker.transaction():  # the COPY waits for this lock: PostgreSQL says nothing
+                await locker.execute("LOCK TABLE properties IN ACCESS EXCLUSIVE MODE")
+                started = asyncio.get_running_loop().time()
+                with pytest.raises(fl.FlightUnavailableError, match="PostgreSQL sent nothing for 1s"):
+                    await flight_in_thread(lambda: c.do_get(info.endpoints[0].ticket).read_all())
+                assert asyncio.get_running_loop().time() - started < 15
+                held = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rentscout-export-flight'"
+
+                async def cancelled() -> bool:  # the stuck query was cancelled and its connection closed
+                    return bool(await conn.fetchval(held) == 0) and server.servicer.slots.used == 0
+
+                await eventually(cancelled, timeout=15)
+        finally:
+            await locker.close()
+            await conn.close()
