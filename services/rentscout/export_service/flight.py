@@ -237,7 +237,7 @@ class FlightServicer:
         export_request = parse(request.ticket)
         spec = await self._spec(export_request, "ticket.")
         state = self.tickets.state(export_request, spec.fingerprint)
-        start = StreamStart(spec, state, resumed=state.after_id is not None or state.rows_sent > 0)
+        start = StreamStart(spec, state, resumed=state.rows_sent > 0)  # an endpoint's own ticket has sent nothing
         export = self.export
         export.slots.take()
         try:
