@@ -205,6 +205,21 @@ class FlightServicer:
         plan = await self.export.reads.fetchval(sqlgen.explain_sql(spec.where, sqlgen.Window(None, None, spec.effective_limit)))
         return int(orjson.loads(plan)[0]["Plan"]["Plan Rows"])
 
+    async def _histogram_cuts(self, spec: ExportSpec, parts: int) -> list[int]:
+        """For the whole table (no filter, no limit): `parts` - 1 ids that cut it into ranges of about equal rows,
+        from the planner's histogram of the key (free, where PlanExport's exact cut scans every id). The ranges tile
+        the key space whatever the histogram's age; only their balance depends on it. [] when there is none."""
+        if spec.where or spec.limit:
+            return []
+        bounds = await self.export.reads.fetchval(
+            "SELECT s.histogram_bounds::text::bigint[] FROM pg_stats s JOIN pg_class c ON c.oid = $1::regclass "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE s.schemaname = n.nspname AND s.tablename = c.relname "
+            "AND s.attname = $2", TABLE, KEY)
+        if not bounds or len(bounds) < parts + 1:
+            return []
+        cuts = sorted({int(bounds[len(bounds) * k // parts]) for k in range(1, parts)})
+        return cuts if len(cuts) == parts - 1 else []
+
     async def _info(self, descriptor: flight_pb2.FlightDescriptor) -> flight_pb2.FlightInfo:
         request = self._command(descriptor)
         spec = await self._spec(request, "cmd." if descriptor.type == descriptor.CMD else "")
@@ -212,13 +227,16 @@ class FlightServicer:
         estimate = await self._estimate(spec)
         wanted = min(s.flight_max_endpoints, max(1, -(-estimate // s.flight_rows_per_endpoint)))
         export_id = uuid.uuid4()
-        if wanted > 1:
+        windows: list[tuple[int | None, int | None]] = [(None, None)]
+        total = estimate
+        if wanted > 1 and (cuts := await self._histogram_cuts(spec, wanted)):
+            bounds: list[int | None] = [None, *cuts, None]
+            windows = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+        elif wanted > 1:
             rows = await self.export.reads.fetch(sqlgen.plan_sql(spec.where, spec.effective_limit, wanted))
             ranges = sqlgen.plan_ranges(rows, spec.effective_limit)
             total = sum(r.rows for r in ranges)
-        else:
-            ranges, total = [], estimate
-        windows = [(r.after_id, r.upper_id) for r in ranges] or [(None, None)]
+            windows = [(r.after_id, r.upper_id) for r in ranges] or windows
         info = flight_pb2.FlightInfo(schema=self._schema_bytes(spec), flight_descriptor=descriptor,
                                      total_records=total, total_bytes=-1, ordered=True)
         for after, upper in windows:
