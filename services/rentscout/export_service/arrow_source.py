@@ -49,7 +49,7 @@ INSTALL_HINT = "Arrow Flight needs the ADBC PostgreSQL driver: pip install 'rent
 def missing() -> str | None:
     """Why this process cannot serve Flight (a library is missing), or None."""
     try:
-        import adbc_driver_postgresql.dbapi  # type: ignore[import-untyped, unused-ignore]  # noqa: F401
+        import adbc_driver_postgresql  # type: ignore[import-untyped, unused-ignore]  # noqa: F401
         import pyarrow  # noqa: F401
     except ImportError:
         return INSTALL_HINT
@@ -137,30 +137,43 @@ class WindowQuery:
 
 
 class AdbcWindow:
-    """One query's batches, read by blocking calls meant for a worker thread (one at a time)."""
+    """One query's batches, read by blocking calls meant for a worker thread (one at a time).
+
+    The driver manager's own objects (database, connection, statement), not its DB-API module, which imports
+    pandas or polars when they are installed (~50 MB of server memory for nothing)."""
 
     def __init__(self, query: WindowQuery) -> None:
         self.query = query
-        self._conn: Any = None
-        self._cursor: Any = None
+        self._handles: list[Any] = []  # database, connection, statement: closed in reverse
+        self._statement: Any = None
         self._reader: Any = None
         self._lock = threading.Lock()
         self._closed = False
 
     def open(self) -> None:
-        import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped, unused-ignore]
+        import adbc_driver_manager
+        import adbc_driver_postgresql  # type: ignore[import-untyped, unused-ignore]
+        import pyarrow as pa
 
-        conn = adbc.connect(self.query.uri)
+        database = adbc_driver_postgresql.connect(self.query.uri)
+        if not self._keep(database):
+            return
+        connection = adbc_driver_manager.AdbcConnection(database)
+        statement = adbc_driver_manager.AdbcStatement(connection)
+        if not self._keep(connection, statement):
+            return
         with self._lock:
-            self._conn = conn
-            if self._closed:
-                conn.close()
-                return
-            self._cursor = conn.cursor()
-        self._cursor.adbc_statement.set_options(
-            **{"adbc.postgresql.batch_size_hint_bytes": str(self.query.batch_bytes)})
-        self._cursor.execute(self.query.sql)
-        self._reader = self._cursor.fetch_record_batch()
+            self._statement = statement
+        statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(self.query.batch_bytes)})
+        statement.set_sql_query(self.query.sql)
+        stream, _ = statement.execute_query()
+        self._reader = pa.RecordBatchReader._import_from_c(stream.address)
+
+    def _keep(self, *handles: Any) -> bool:
+        """Remember handles to close; False when the window was closed meanwhile (they close with it)."""
+        with self._lock:
+            self._handles += handles
+            return not self._closed
 
     def next(self) -> pa.RecordBatch | None:
         """The next batch (None at the end)."""
@@ -174,20 +187,20 @@ class AdbcWindow:
     def cancel(self) -> None:
         """Ask PostgreSQL to stop the running query (any thread; the reading thread then sees an error)."""
         with self._lock:
-            cursor = self._cursor
-        if cursor is not None:
+            statement = None if self._closed else self._statement
+        if statement is not None:
             try:
-                cursor.adbc_cancel()
+                statement.cancel()
             except Exception:  # already finished or closed: nothing to cancel
                 pass
 
     def close(self) -> None:
-        """Close the connection (from the thread that reads, once it no longer reads)."""
+        """Close the stream and the connection (from the thread that reads, once it no longer reads)."""
         with self._lock:
             self._closed = True
-            conn, cursor, reader = self._conn, self._cursor, self._reader
-            self._conn = self._cursor = self._reader = None
-        for thing in (reader, cursor, conn):
+            reader, handles = self._reader, self._handles
+            self._reader, self._handles, self._statement = None, [], None
+        for thing in (reader, *reversed(handles)):
             if thing is not None:
                 try:
                     thing.close()
