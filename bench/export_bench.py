@@ -11,12 +11,18 @@ and best of --repeat:
   grpc-*     `rentscout serve export` as its own process, a client in another process reading the stream
              and discarding the bytes, for CSV, JSONL and JSON; for Arrow the client decodes every chunk
              into pyarrow RecordBatches (as ADBC's result is Arrow data)
+  cx-1, cx-2 ConnectorX read_sql(return_type="arrow") with 1 and 2 partitions (partition_on id)
+  flight-Ne  pyarrow.flight reading every endpoint of GetFlightInfo(for_path("properties")) at once, from an
+             export server whose FlightInfo has N endpoints (1, 2, 4)
+  sdk-flight SyncExportClient.export_arrow(flight=True).read_all(): the SDK over Flight, one stream at a time
 and prints rows/s and ratios, and the CPU seconds each run took in PostgreSQL, the export server and the
 client: their sum over the machine's cores bounds the wall time from below. Then it reads the export
 server's peak RSS (VmHWM) after exporting all --rows in every format, grows the table to --rss-rows and
 does the same with a fresh server process.
-Goals: CSV >= 0.8x psql-csv; JSONL >= 1.0x pg-json; Arrow >= 1.0x adbc; peak RSS < 200 MB and within 10%
-from 1M to 5M rows.
+Goals: CSV >= 1.0x psql-csv; JSONL >= 1.3x pg-json; flight (all endpoints) >= 0.95x adbc and >= 1.0x cx-2;
+sdk-flight >= 1.0x cx-1; the service's CPU (PostgreSQL + server + client) <= 1.25x adbc's; peak RSS < 200 MB
+and within 10% from 1M to 5M rows. From the CPU seconds per stage the bench prints the wall time the stages would
+allow with a core each at 1, 2 and 4 endpoints.
 With a private PostgreSQL it also starts a streaming standby of it (pg_basebackup -R) and a second export
 server reading from it (RENTSCOUT_DATABASE_READ_URL): grpc-csv-standby against grpc-csv on the primary,
 same rows (checked), as a ratio (--no-standby skips it).
@@ -45,6 +51,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 FORMATS = {"csv": 1, "json": 2, "jsonl": 3, "arrow": 4}
 ADBC_SQL = "SELECT * FROM properties ORDER BY id"
@@ -134,14 +141,15 @@ def run_client(target: str, fmt: str, expect_rows: int) -> float:
 class Server:
     """`rentscout serve export` in its own process; peak RSS from /proc/<pid>/status (VmHWM)."""
 
-    def __init__(self, dsn: str, workdir: Path, read_url: str = "", max_concurrent: int = 8) -> None:
+    def __init__(self, dsn: str, workdir: Path, read_url: str = "", max_concurrent: int = 8,
+                 extra_env: dict[str, str] | None = None) -> None:
         from rentscout.devstack.instances import free_port
 
         self.port = free_port()
         self.log = (workdir / f"export-{self.port}.log").open("wb")
         env = {**os.environ, "RENTSCOUT_DATABASE_URL": dsn, "RENTSCOUT_LOG_LEVEL": "warning",
                "RENTSCOUT_EXPORT_TOKEN_SECRET": "bench", "RENTSCOUT_DATABASE_READ_URL": read_url,
-               "RENTSCOUT_EXPORT_MAX_CONCURRENT": str(max_concurrent)}
+               "RENTSCOUT_EXPORT_MAX_CONCURRENT": str(max_concurrent), **(extra_env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rentscout.main", "serve", "export", "--host", "127.0.0.1", "--port",
              str(self.port), "--metrics-port", "0"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -218,19 +226,58 @@ def process_cpu(pid: int, reaped: bool = False) -> float:
     return sum(int(f) for f in fields[11:15 if reaped else 13]) / _TICK
 
 
-def cpu_now(server_pids: list[int]) -> tuple[float, float, float]:
-    """(every postgres process on this machine, the export servers, this process's finished children: the
-    clients, psql and ADBC runs), in CPU seconds: where a run's work went, whatever the wall clock says."""
-    postgres = 0.0
+POSTMASTER: list[int] = []  # the benchmarked cluster's postmaster pid, when known (else every postgres process)
+
+
+def postmaster_of(dsn: str) -> int | None:
+    """The pid of the postmaster listening on the DSN's port (from its command line), if it runs here."""
+    from urllib.parse import urlsplit
+
+    port = str(urlsplit(dsn).port or 5432)
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if (proc / "comm").read_text().strip() == "postgres":
-                    postgres += process_cpu(int(proc.name), reaped=True)
-            except OSError:
+                if (proc / "comm").read_text().strip() != "postgres":
+                    continue
+                args = (proc / "cmdline").read_bytes().split(b"\0")
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if (proc.parent / str(ppid) / "comm").exists() and \
+                        (proc.parent / str(ppid) / "comm").read_text().strip() == "postgres":
+                    continue  # a backend, not the postmaster
+                if any(a == port.encode() or a == f"port={port}".encode() for a in args) or \
+                        any(a.endswith(b"-p" + port.encode()) for a in args):
+                    return int(proc.name)
+            except (OSError, ValueError, IndexError):
                 continue
+    return None
+
+
+def postgres_cpu() -> float:
+    """CPU seconds of the benchmarked cluster: its postmaster with its reaped children (backends of connections
+    that closed) and its live children; without a known postmaster, of every postgres process on the machine
+    (other clusters on a shared machine then add noise)."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "comm").read_text().strip() != "postgres":
+                    continue
+                pid = int(proc.name)
+                if POSTMASTER:
+                    ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                    if pid != POSTMASTER[0] and ppid != POSTMASTER[0]:
+                        continue
+                total += process_cpu(pid, reaped=True)
+            except (OSError, ValueError):
+                continue
+    return total
+
+
+def cpu_now(server_pids: list[int]) -> tuple[float, float, float]:
+    """(the benchmarked PostgreSQL, the export servers, this process's finished children: the clients, psql and
+    ADBC runs), in CPU seconds: where a run's work went, whatever the wall clock says."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return postgres, sum(process_cpu(p) for p in server_pids), children.ru_utime + children.ru_stime
+    return postgres_cpu(), sum(process_cpu(p) for p in server_pids), children.ru_utime + children.ru_stime
 
 
 def table_rows(dsn: str) -> int:
@@ -252,6 +299,129 @@ def seed_to(dsn: str, rows: int) -> None:
         print(f"seeded {rows - present} rows in {time.perf_counter() - started:.1f}s", flush=True)
     elif present > rows:
         raise SystemExit(f"the table already holds {present} rows (> --rows {rows})")
+
+
+# -- Arrow Flight, ConnectorX and the SDK over Flight -------------------------------------------------------
+
+
+def flight_main(target: str) -> None:
+    """pyarrow.flight (no RentScout code): GetFlightInfo for the table, every endpoint read at once."""
+    import concurrent.futures
+
+    import pyarrow.flight as fl
+
+    started = time.perf_counter()
+    client = fl.connect(f"grpc://{target}")
+    info = client.get_flight_info(fl.FlightDescriptor.for_path("properties"))
+    with concurrent.futures.ThreadPoolExecutor(len(info.endpoints)) as pool:
+        tables = list(pool.map(lambda ep: client.do_get(ep.ticket).read_all(), info.endpoints))
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"rows": sum(t.num_rows for t in tables), "bytes": sum(t.nbytes for t in tables),
+                      "seconds": elapsed, "endpoints": len(info.endpoints)}))
+
+
+def sdk_flight_main(target: str) -> None:
+    """The SDK's export_arrow() over Flight, one stream at a time."""
+    from rentscout.sdk import SyncExportClient
+
+    started = time.perf_counter()
+    with SyncExportClient(target) as client:
+        table = client.export_arrow(flight=True).read_all()
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"rows": table.num_rows, "bytes": table.nbytes, "seconds": elapsed}))
+
+
+def connectorx_main(dsn: str, partitions: int) -> None:
+    """ConnectorX read_sql into Arrow, with `partitions` partitions on id."""
+    import connectorx as cx
+
+    started = time.perf_counter()
+    if partitions > 1:
+        table = cx.read_sql(dsn, ADBC_SQL.replace(" ORDER BY id", ""), return_type="arrow", partition_on="id",
+                            partition_num=partitions)
+    else:
+        table = cx.read_sql(dsn, ADBC_SQL, return_type="arrow")
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"rows": table.num_rows, "bytes": table.nbytes, "seconds": elapsed}))
+
+
+def run_json(args: list[str], name: str, expect_rows: int) -> float:
+    """One measured subprocess of this script (`args` after the script), checked to read every row."""
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    if result["rows"] != expect_rows:
+        raise RuntimeError(f"{name} read {result['rows']} rows, expected {expect_rows}")
+    return float(result["seconds"])
+
+
+FLIGHT_ENDPOINTS = (1, 2, 4)
+
+
+def flight_servers(dsn: str, workdir: Path, rows: int) -> dict[int, Server]:
+    """An export server per endpoint count, its FlightInfo cut into that many endpoints."""
+    return {n: Server(dsn, workdir, extra_env={"RENTSCOUT_EXPORT_FLIGHT_ROWS_PER_ENDPOINT": str(max(1000, -(-rows // n))),
+                                               "RENTSCOUT_EXPORT_FLIGHT_MAX_ENDPOINTS": str(n)})
+            for n in FLIGHT_ENDPOINTS}
+
+
+def flight_measures(dsn: str, servers: dict[int, Server], sdk_server: Server, rows: int) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = [
+        ("cx-1", lambda: run_json(["--connectorx", dsn, "1"], "cx-1", rows)),
+        ("cx-2", lambda: run_json(["--connectorx", dsn, "2"], "cx-2", rows)),
+    ]
+    for n, server in servers.items():
+        out.append((f"flight-{n}e", lambda s=server, n=n: run_json(["--flight", s.target], f"flight-{n}e", rows)))
+    out.append(("sdk-flight", lambda: run_json(["--sdk-flight", sdk_server.target], "sdk-flight", rows)))
+    return out
+
+
+FLIGHT_RATIOS = (("cx-1", None), ("cx-2", None), *((f"flight-{n}e", "adbc") for n in FLIGHT_ENDPOINTS),
+                 *((f"flight-{n}e", "cx-2") for n in FLIGHT_ENDPOINTS), ("sdk-flight", "cx-1"), ("sdk-flight", "adbc"))
+
+
+def report_flight(rows: int, best: dict[str, float], rounds: list[dict[str, float]],
+                  cpu: dict[str, list[tuple[float, float, float]]]) -> None:
+    """Flight against its baselines, its CPU per 1M rows by stage, and the wall time the stages would allow."""
+    print(f"\nArrow Flight ({rows:,} rows): ratios of the best times (median of per-round ratios)")
+    for name, base in FLIGHT_RATIOS:
+        ratio = "baseline"
+        if base:
+            paired = statistics.median(r[base] / r[name] for r in rounds)
+            ratio = f"{best[base] / best[name]:.2f}x {base} (median per round {paired:.2f}x)"
+        print(f"  {name:16s} {best[name]:6.2f}s {rows / best[name]:>12,.0f} rows/s   {ratio}")
+    scale = 1_000_000 / rows
+
+    def stages(name: str) -> tuple[float, float, float]:
+        pg, srv, cli = (statistics.median(c[i] for c in cpu[name]) * scale for i in range(3))
+        return pg, srv, cli
+
+    adbc_total = sum(stages("adbc"))
+    print("\nCPU seconds per 1M rows (median): PostgreSQL, export server, client; total against ADBC's "
+          "(PostgreSQL + client)")
+    for name in ("adbc", "cx-1", "cx-2", *(f"flight-{n}e" for n in FLIGHT_ENDPOINTS), "sdk-flight", "grpc-arrow"):
+        pg, srv, cli = stages(name)
+        total = pg + srv + cli
+        print(f"  {name:16s} postgres {pg:5.2f}  server {srv:5.2f}  client {cli:5.2f}  total {total:5.2f} "
+              f"({total / adbc_total:.2f}x adbc)")
+    # a core per stage and endpoint: PostgreSQL backends, server readers and client streams all split n ways
+    pg, srv, cli = stages("flight-1e")
+    print("\nwall time per 1M rows the Flight stages allow with a core each (max stage / endpoints), "
+          "from flight-1e's CPU; ADBC's single connection allows max(postgres, client)")
+    a_pg, _, a_cli = stages("adbc")
+    print(f"  adbc             {max(a_pg, a_cli):5.2f}s")
+    for n in FLIGHT_ENDPOINTS:
+        print(f"  flight {n} endpoint{'s' if n > 1 else ' '}  {max(pg, srv, cli) / n:5.2f}s  "
+              f"({max(a_pg, a_cli) / (max(pg, srv, cli) / n):.2f}x adbc)")
+
+
+def flight_peak_rss(dsn: str, workdir: Path, rows: int) -> int:
+    """Peak RSS kB of a fresh export server after Flight-exporting every row (2 endpoints, read at once)."""
+    server = Server(dsn, workdir, extra_env={"RENTSCOUT_EXPORT_FLIGHT_ROWS_PER_ENDPOINT": str(max(1000, rows // 2))})
+    try:
+        run_json(["--flight", server.target], "flight", rows)
+        return server.status_kb("VmHWM")
+    finally:
+        server.stop()
 
 
 def peak_rss(dsn: str, workdir: Path, rows: int) -> tuple[int, int]:
@@ -338,7 +508,20 @@ def main() -> None:
     p.add_argument("--flaky", action="store_true", help="only the CLI export through a proxy resetting every 1-4 MB")
     p.add_argument("--client", nargs=2, metavar=("TARGET", "FORMAT"), help=argparse.SUPPRESS)
     p.add_argument("--adbc", metavar="DSN", help=argparse.SUPPRESS)
+    p.add_argument("--flight", metavar="TARGET", help=argparse.SUPPRESS)
+    p.add_argument("--sdk-flight", metavar="TARGET", help=argparse.SUPPRESS)
+    p.add_argument("--connectorx", nargs=2, metavar=("DSN", "PARTITIONS"), help=argparse.SUPPRESS)
+    p.add_argument("--no-flight", action="store_true", help="skip the Flight, ConnectorX and SDK-over-Flight runs")
     args = p.parse_args()
+    if args.flight:
+        flight_main(args.flight)
+        return
+    if args.sdk_flight:
+        sdk_flight_main(args.sdk_flight)
+        return
+    if args.connectorx:
+        connectorx_main(args.connectorx[0], int(args.connectorx[1]))
+        return
     if args.client:
         client_main(*args.client)
         return
@@ -357,6 +540,8 @@ def main() -> None:
         dsn = pg.dsn
     try:
         seed_to(dsn, args.rows)
+        if (postmaster := postmaster_of(dsn)) is not None:
+            POSTMASTER.append(postmaster)
         rows = args.rows
         if args.flaky:
             flaky_main(dsn, workdir, rows, args.repeat)
@@ -377,10 +562,14 @@ def main() -> None:
         ]
         if replica_server is not None:
             measures.append(("grpc-csv-standby", lambda: run_client(replica_server.target, "csv", rows)))
+        fservers = {} if args.no_flight else flight_servers(dsn, workdir, rows)
+        if fservers:
+            measures += flight_measures(dsn, fservers, server, rows)
         best: dict[str, float] = {}
         rounds: list[dict[str, float]] = []
         cpu: dict[str, list[tuple[float, float, float]]] = {}
-        pids = [server.proc.pid] + ([replica_server.proc.pid] if replica_server is not None else [])
+        pids = [server.proc.pid] + ([replica_server.proc.pid] if replica_server is not None else []) + \
+            [s.proc.pid for s in fservers.values()]
         try:
             for r in range(args.repeat):
                 rounds.append({})
@@ -393,6 +582,8 @@ def main() -> None:
                     print(f"round {r + 1}: {name:16s} {seconds:6.2f}s", flush=True)
         finally:
             server.stop()
+            for fserver in fservers.values():
+                fserver.stop()
             if replica_server is not None:
                 replica_server.stop()
             if standby is not None:  # not needed for the memory check below
@@ -416,12 +607,21 @@ def main() -> None:
             pg_s, srv_s, cli_s = (statistics.median(c[i] for c in cpu[name]) for i in range(3))
             print(f"  {name:16s} postgres {pg_s:5.2f}  server {srv_s:5.2f}  client {cli_s:5.2f}  "
                   f"-> >= {(pg_s + srv_s + cli_s) / cores:4.2f}s wall (best {best[name]:.2f}s)")
+        if fservers:
+            report_flight(rows, best, rounds, cpu)
         peak1, idle1 = peak_rss(dsn, workdir, rows)
+        flight1 = 0 if args.no_flight else flight_peak_rss(dsn, workdir, rows)
+        if flight1:
+            print(f"\nexport server peak RSS after a Flight export of {rows:,} rows: {flight1 / 1024:.1f} MB")
         print(f"\nexport server peak RSS after exporting {rows:,} rows x{len(FORMATS)} formats: {peak1 / 1024:.1f} MB "
               f"(idle at start {idle1 / 1024:.1f} MB)")
         if not args.no_large and args.rss_rows > rows:
             seed_to(dsn, args.rss_rows)
             peak5, idle5 = peak_rss(dsn, workdir, args.rss_rows)
+            if flight1:
+                flight5 = flight_peak_rss(dsn, workdir, args.rss_rows)
+                print(f"export server peak RSS after a Flight export of {args.rss_rows:,} rows: {flight5 / 1024:.1f} MB; "
+                      f"growth {100 * (flight5 - flight1) / flight1:+.1f}%")
             print(f"export server peak RSS after exporting {args.rss_rows:,} rows x{len(FORMATS)} formats: {peak5 / 1024:.1f} MB "
                   f"(idle at start {idle5 / 1024:.1f} MB); growth {100 * (peak5 - peak1) / peak1:+.1f}%")
     finally:

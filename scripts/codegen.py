@@ -18,15 +18,30 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 GEN = ROOT / "gen"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
+# Proto folders compiled under another import path. Arrow Flight's package is `arrow.flight.protocol` (its
+# clients call /arrow.flight.protocol.FlightService/...), and buf wants the file in the matching folder; compiled
+# from there its Python modules would form a top-level `arrow` package, shadowing the PyPI package of that name.
+# protoc's virtual=disk include mapping compiles it as rentscout/arrow_flight/protocol/flight.proto instead.
+MAPPED = {"arrow/flight/protocol": "rentscout/arrow_flight/protocol"}
+
+
+def import_path(proto: Path) -> str:
+    """The path protoc compiles `proto` (relative to protos/) under: where its modules land in gen/."""
+    rel = proto.as_posix()
+    for disk, virtual in MAPPED.items():
+        if rel.startswith(disk + "/"):
+            return virtual + rel[len(disk):]
+    return rel
 
 
 def generate(out: Path) -> None:
-    protos = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+    protos = sorted(import_path(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+    mappings = [f"-I{virtual}={PROTOS / disk}" for disk, virtual in MAPPED.items()]
     well_known = resources.files("grpc_tools") / "_proto"
     bindir = Path(sys.executable).parent
     cmd = [
         sys.executable, "-m", "grpc_tools.protoc",
-        f"-I{PROTOS}", f"-I{well_known}",
+        *mappings, f"-I{PROTOS}", f"-I{well_known}",
         f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}",
         f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
         f"--mypy_grpc_out={out}",

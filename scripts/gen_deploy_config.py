@@ -52,6 +52,8 @@ K8S_SECRET_VALUES: dict[str, str] = {
 # Kubernetes ConfigMap: values that differ from the defaults for every cluster.
 K8S_CONFIG_VALUES: dict[str, str] = {
     "RENTSCOUT_DB_POOL_MIN_SIZE": "1",
+    # Flight endpoints name the export Service, so any replica serves any endpoint of a FlightInfo
+    "RENTSCOUT_EXPORT_ADVERTISED_ADDRESS": "grpc://rentscout-export:50051",
 }
 # Values must survive both env-file dialects (compose strips quotes, kustomize keeps them).
 _SAFE_VALUE = re.compile(r"^[^\s\"'#\\$`]*$")

@@ -31,7 +31,8 @@ class Layer:
 
 
 LAYERS = (
-    Layer("generated", "shared", 0, ("rentscout.common", "rentscout.export", "rentscout.cache", "rentscout.analyzer")),
+    Layer("generated", "shared", 0, ("rentscout.common", "rentscout.export", "rentscout.cache", "rentscout.analyzer",
+                                     "rentscout.arrow_flight")),
     Layer("core", "shared", 1, ("rentscout.wire", "rentscout.resilience")),
     Layer("runtime", "services", 2, ("rentscout.runtime",)),
     Layer("services", "services", 3, ("rentscout.export_service", "rentscout.cache_service", "rentscout.analyzer_service",

@@ -40,6 +40,7 @@ from rentscout.sdk.export_stream import (
     DEFAULT_RECONNECT_WAIT,
     ExportStream,
 )
+from rentscout.sdk.flight import FlightExports
 from rentscout.sdk.sync import sync_methods
 from rentscout.wire.enums import LISTING_SOURCE, PROPERTY_TYPE, enum_value
 
@@ -331,12 +332,36 @@ class SyncExportStream:
 class SyncExportClient(SyncClient):
     ASYNC = ExportClient
 
+    _flights: FlightExports | None = None
+
+    @property
+    def flights(self) -> FlightExports:
+        """This client's Arrow Flight reader (made at first use; closed with the client)."""
+        if self._flights is None:
+            self._flights = FlightExports(self.config)
+        return self._flights
+
+    def close(self) -> None:
+        if self._flights is not None:
+            self._flights.close()
+        super().close()
+
     def export(self, request: export_pb2.ExportPropertiesRequest | None = None, **kwargs: Any) -> SyncExportStream:
         return SyncExportStream(self._loop, self._async.export(request, **kwargs))
 
-    def export_arrow(self, request: export_pb2.ExportPropertiesRequest | None = None, **kwargs: Any) -> pa.RecordBatchReader:
+    def export_arrow(self, request: export_pb2.ExportPropertiesRequest | None = None, *, flight: bool = False,
+                     parallel: int = 1, **kwargs: Any) -> pa.RecordBatchReader:
         """A pyarrow.RecordBatchReader over an Arrow export (resumable, every row exactly once); DuckDB, polars and
-        pandas read it as it streams. Arguments as for `ExportClient.export_arrow`."""
+        pandas read it as it streams. Arguments as for `ExportClient.export_arrow`.
+
+        `flight=True` (implied by `parallel` > 1) reads it over Arrow Flight instead (`rentscout.sdk.flight`: the
+        server decodes COPY BINARY, pyarrow's C++ client reads), `parallel` endpoints at once, in id order."""
+        if flight or parallel > 1:
+            if request is None:
+                fields = {k: v for k, v in kwargs.items() if k not in ("timeout", "metadata", "correlation_id")}
+                request = export_request(**{"format": "arrow", **fields})
+            return self.flights.read(request, parallel=parallel, timeout=kwargs.get("timeout"),
+                                     metadata=kwargs.get("metadata") or (), correlation_id=kwargs.get("correlation_id"))
         stream = self._async.export_arrow(request, **kwargs)
         batches = self._loop.iterate(stream.batches())
         first = next(batches, None)  # the first chunk carries the schema

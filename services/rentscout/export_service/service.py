@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
-from rentscout.export_service import sqlgen, telemetry
+from rentscout.export_service import flight, sqlgen, telemetry
 from rentscout.export_service.columns import Catalog
 from rentscout.export_service.pump import CopyJob, CopyPump
 from rentscout.export_service.request import build_spec, check_static, resolve_columns
@@ -57,11 +57,6 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         self.keys = KeyRing(resources.db, settings.token_secret, settings.token_secret_previous)
         self.runs = RunStore(resources.db, settings.heartbeat_seconds, settings.runs_retention_days)
         self.slots = Slots(settings.max_concurrent)
-
-    @property
-    def codec(self) -> TokenCodec:
-        """The token codec last loaded (see KeyRing)."""
-        return self.keys.current
 
     async def _start(self, request: export_pb2.ExportPropertiesRequest) -> StreamStart:
         v = Violations()
@@ -132,19 +127,14 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         export_id = uuid.uuid4()
         out = export_pb2.PlanExportResponse(export_id=str(export_id))
         total = sum(r["n"] for r in rows)
-        truncated = total >= spec.effective_limit  # the limit, not the data, ends the export
         if not rows:
             state = ResumeState(export_id.bytes, None, None, 0)
             out.partitions.add(index=0, first_id=0, last_id=0, estimated_rows=0,
                                resume_token=codec.encode(spec.fingerprint, state))
-        after: int | None = None
-        for i, r in enumerate(rows):
-            last = i == len(rows) - 1
-            upper = None if last and not truncated else r["last_id"]
-            state = ResumeState(export_id.bytes, after, upper, 0)
-            out.partitions.add(index=i, first_id=r["first_id"], last_id=r["last_id"], estimated_rows=r["n"],
+        for i, r in enumerate(sqlgen.plan_ranges(rows, spec.effective_limit)):
+            state = ResumeState(export_id.bytes, r.after_id, r.upper_id, 0)
+            out.partitions.add(index=i, first_id=r.first_id, last_id=r.last_id, estimated_rows=r.rows,
                                resume_token=codec.encode(spec.fingerprint, state))
-            after = r["last_id"]
         out.estimated_total_rows = total
         context.annotate(**{"export.id": str(export_id), "export.partitions": len(out.partitions)})
         return out
@@ -171,10 +161,16 @@ def build(resources: Resources, settings: ExportSettings | None = None,
                   "PostgreSQL (token_signing_keys), shared by every replica of the database",
                   extra={"fields": {"event.category": "configuration"}})
     servicer = ExportServicer(resources, settings, pump)
-    spec = ServiceSpec(name=SERVICE_NAME,
-                       register=lambda server: export_pb2_grpc.add_ExportServiceServicer_to_server(servicer, server),
-                       on_start=[servicer.runs.start], on_stop=[servicer.runs.stop],
-                       stall_timeouts={"ExportProperties": settings.stall_timeout_seconds})
+    flights = flight.FlightServicer(servicer)
+
+    def register(server: grpc.aio.Server) -> None:
+        export_pb2_grpc.add_ExportServiceServicer_to_server(servicer, server)
+        flight.register(flights, server)
+
+    spec = ServiceSpec(name=SERVICE_NAME, register=register, also=(flight.SERVICE_NAME,),
+                       on_start=[servicer.runs.start], on_stop=[servicer.runs.stop, flights.stop],
+                       stall_timeouts={"ExportProperties": settings.stall_timeout_seconds,
+                                       f"/{flight.SERVICE_NAME}/DoGet": settings.stall_timeout_seconds})
     return servicer, spec
 
 

@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 from rentscout.runtime.config import float_range, int_range, setting
 
+MAX_FLIGHT_ENDPOINTS = 64  # PlanExport's partition cap
+
 MIB = 1024 * 1024
 
 
@@ -45,3 +47,20 @@ class ExportSettings:
     runs_retention_days: int = setting(
         "EXPORT_RUNS_RETENTION_DAYS", 30, "Export run records older than this are deleted (0: kept forever).",
         int_range(0, 36500))
+    advertised_address: str = setting(
+        "EXPORT_ADVERTISED_ADDRESS", "",
+        "Arrow Flight location put in every GetFlightInfo endpoint (`grpc://host:port` or `grpc+tls://host:port`: "
+        "the Service's address, so any replica serves any endpoint). Empty: no location (clients redeem tickets "
+        "where they asked for them).")
+    flight_rows_per_endpoint: int = setting(
+        "EXPORT_FLIGHT_ROWS_PER_ENDPOINT", 500_000,
+        "GetFlightInfo gives one endpoint per this many (estimated) rows, at most RENTSCOUT_EXPORT_FLIGHT_MAX_ENDPOINTS.",
+        int_range(1000, 10**12))
+    flight_max_endpoints: int = setting(
+        "EXPORT_FLIGHT_MAX_ENDPOINTS", 8,
+        f"Most endpoints (id-range partitions) of one FlightInfo (at most {MAX_FLIGHT_ENDPOINTS}).",
+        int_range(1, MAX_FLIGHT_ENDPOINTS))
+    flight_readers: int = setting(
+        "EXPORT_FLIGHT_READERS", 2,
+        "PostgreSQL connections one Flight DoGet reads its id range over at once (in order, each a few batches "
+        "ahead; only for ranges of 100000+ ids without a limit).", int_range(1, 16))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rentscout.wire.schema import KEY, TABLE
 from rentscout.wire.sql import ident
@@ -58,3 +59,27 @@ def plan_sql(base_where: str, limit: int, partitions: int) -> str:
             f"FROM (SELECT {key}, ntile({int(partitions)}) OVER (ORDER BY {key}) AS k "
             f"FROM (SELECT {key} FROM {ident(TABLE)} WHERE {base_where or 'TRUE'} ORDER BY {key} "
             f"LIMIT {int(limit)}) s) t GROUP BY k ORDER BY k")
+
+
+@dataclass(frozen=True)
+class Range:
+    """One planned partition: ids in (after_id, upper_id] (None: unbounded), first/last id and rows at planning."""
+
+    after_id: int | None
+    upper_id: int | None
+    first_id: int
+    last_id: int
+    rows: int
+
+
+def plan_ranges(rows: Sequence[Any], limit: int) -> list[Range]:
+    """`plan_sql`'s rows as windows that tile the key space: the first open below, the last open above unless
+    the limit (not the data) ends the export (then it ends at the limit-th row's id)."""
+    truncated = sum(r["n"] for r in rows) >= limit
+    out: list[Range] = []
+    after: int | None = None
+    for i, r in enumerate(rows):
+        last = i == len(rows) - 1
+        out.append(Range(after, None if last and not truncated else r["last_id"], r["first_id"], r["last_id"], r["n"]))
+        after = r["last_id"]
+    return out

@@ -40,18 +40,24 @@ class ServiceSpec:
 
     name: str  # full proto service name, e.g. "rentscout.export.v1.ExportService"
     register: Callable[[grpc.aio.Server], None]
+    also: tuple[str, ...] = ()  # other services `register` adds (health and reflection name them too)
     admin_methods: frozenset[str] = frozenset()  # short method names that need the admin role
     needs_redis: bool = False  # readiness follows Redis too
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    # short names of response-streaming methods -> the longest their consumer may take no message (seconds)
+    # response-streaming methods (short names of this service, or full "/service/Method" names of another it
+    # registers) -> the longest their consumer may take no message (seconds)
     stall_timeouts: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.also)
 
     def required_roles(self) -> Mapping[str, str]:
         return {f"/{self.name}/{m}": "admin" for m in self.admin_methods}
 
     def stall_bounds(self) -> Mapping[str, float]:
-        return {f"/{self.name}/{m}": seconds for m, seconds in self.stall_timeouts.items()}
+        return {m if m.startswith("/") else f"/{self.name}/{m}": seconds for m, seconds in self.stall_timeouts.items()}
 
 
 ServiceFactory = Callable[[Resources], "ServiceSpec | Awaitable[ServiceSpec]"]
@@ -199,10 +205,11 @@ class ServiceHost:
         server = grpc.aio.server(interceptors=[self.interceptor], options=server_options(self.settings))
         for spec in self.specs:
             spec.register(server)
-            await self.health.set(spec.name, NOT_SERVING)
+            for name in spec.names:
+                await self.health.set(name, NOT_SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         await self.health.set("", SERVING)
-        _enable_reflection(server, [s.name for s in self.specs])
+        _enable_reflection(server, [name for s in self.specs for name in s.names])
         address = f"{host}:{self.port}" if ":" not in host else f"[{host}]:{self.port}"
         bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
         if not bound:
@@ -216,11 +223,11 @@ class ServiceHost:
         for spec in self.specs:
             for hook in spec.on_start:
                 await hook()
-        monitor = DependencyMonitor(self.health, self.resources, [(s.name, s.needs_redis) for s in self.specs],
+        monitor = DependencyMonitor(self.health, self.resources, [(n, s.needs_redis) for s in self.specs for n in s.names],
                                     self.settings.health_check_interval_seconds)
         await monitor.probe_once()
         self._monitor_task = asyncio.create_task(monitor.run(), name="health-monitor")
-        _log.info("serving %s on %s:%d%s", ", ".join(s.name for s in self.specs), host, bound,
+        _log.info("serving %s on %s:%d%s", ", ".join(n for s in self.specs for n in s.names), host, bound,
                   " (TLS)" if credentials else "", extra={"fields": {"server.address": host, "server.port": bound}})
         return bound
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from harness.grpcurl import grpcurl
 from harness.servers import ServerProcess
 
-SERVICES = ("rentscout.export.v1.ExportService", "rentscout.cache.v1.CacheQueryService",
-            "rentscout.analyzer.v1.AnalyzerService")
+SERVICES = ("rentscout.export.v1.ExportService", "arrow.flight.protocol.FlightService",
+            "rentscout.cache.v1.CacheQueryService", "rentscout.analyzer.v1.AnalyzerService")
 
 
 def test_list_health_correlation_and_sigterm(service_env: dict[str, str], grpcurl_bin: str, tmp_path: Path) -> None:
