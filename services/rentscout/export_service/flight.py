@@ -24,7 +24,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grpc
 import orjson
@@ -34,18 +34,40 @@ from rentscout.arrow_flight.protocol import flight_pb2
 from rentscout.export.v1 import export_pb2
 from rentscout.export_service import sqlgen, telemetry
 from rentscout.export_service.arrow_source import AdbcWindow, Conformer, WindowQuery, adbc_uri, missing, select_list
+from rentscout.export_service.columns import Catalog
 from rentscout.export_service.flight_data import flight_data, identity
 from rentscout.export_service.flight_tickets import TicketCodec, parse, verified_state
 from rentscout.export_service.request import ExportSpec, build_spec, check_static, resolve_columns
-from rentscout.export_service.stream import ExportRun, StreamStart
-from rentscout.export_service.tokens import ResumeState
+from rentscout.export_service.runs import RunStore
+from rentscout.export_service.settings import ExportSettings
+from rentscout.export_service.stream import ExportRun, Slots, StreamStart
+from rentscout.export_service.tokens import KeyRing, ResumeState
 from rentscout.runtime import context, deadline
+from rentscout.runtime.database import Database
 from rentscout.runtime.errors import InvalidArgument, ServiceError, Unavailable, Unimplemented, Violations
+from rentscout.runtime.replicas import ReadRouter
 from rentscout.wire.schema import KEY, TABLE
 from rentscout.wire.sql import ident
 
-if TYPE_CHECKING:
-    from rentscout.export_service.service import ExportServicer
+
+class ExportState(Protocol):
+    """What Flight shares with the ExportService servicer (structurally, so neither module imports the other)."""
+
+    @property
+    def settings(self) -> ExportSettings: ...
+    @property
+    def catalog(self) -> Catalog: ...
+    @property
+    def keys(self) -> KeyRing: ...
+    @property
+    def runs(self) -> RunStore: ...
+    @property
+    def slots(self) -> Slots: ...
+    @property
+    def db(self) -> Database: ...
+    @property
+    def reads(self) -> ReadRouter: ...
+
 
 SERVICE_NAME = flight_pb2.DESCRIPTOR.services_by_name["FlightService"].full_name
 DATASET = TABLE
@@ -144,7 +166,7 @@ def read_window(feed: Feed, conform: Conformer) -> None:
 
 
 class FlightServicer:
-    def __init__(self, export: ExportServicer) -> None:
+    def __init__(self, export: ExportState) -> None:
         """Shares the export servicer's settings, catalog, resume-token codec, run store and slots."""
         self.export = export
         self.settings = export.settings

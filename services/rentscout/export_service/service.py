@@ -29,7 +29,7 @@ from rentscout.export_service.request import build_spec, check_static, resolve_c
 from rentscout.export_service.runs import RunStore
 from rentscout.export_service.settings import ExportSettings
 from rentscout.export_service.stream import ExportRun, Slots, StreamStart, copy_job
-from rentscout.export_service.tokens import KeyRing, ResumeState, TokenCodec
+from rentscout.export_service.tokens import KeyRing, ResumeState
 from rentscout.runtime import context
 from rentscout.runtime.config import load
 from rentscout.runtime.errors import ConsumerStalled, InvalidArgument, Violations
