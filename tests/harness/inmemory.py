@@ -74,7 +74,7 @@ class _AioContext:
 @dataclass(frozen=True)
 class _CallDetails(grpc.HandlerCallDetails):
     method: str
-    invocation_metadata: Metadata
+    invocation_metadata: tuple[tuple[str, str | bytes], ...]
 
 
 class _Collector:
@@ -127,8 +127,10 @@ class InMemoryServer:
                 handler = await self._interceptor.intercept_service(
                     self._continuation, _CallDetails(full, tuple(ctx.invocation_metadata())))
                 wire = request.SerializeToString()  # what the handler gets off the wire
+                assert handler is not None and handler.unary_unary is not None, f"no unary handler for {full}"
                 decode = handler.request_deserializer
-                response = await handler.unary_unary(decode(wire) if decode else wire, aio_ctx)
+                # the handler is a grpc.aio one: it gets the grpc.aio context surface, as on a real server
+                response = await handler.unary_unary(decode(wire) if decode else wire, aio_ctx)  # type: ignore[arg-type]
                 if isinstance(response, bytes):  # a handler that answers with wire bytes
                     return output.FromString(response)
                 return response

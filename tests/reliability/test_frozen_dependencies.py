@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from harness.freeze import frozen, postgres_processes, redis_processes
 from harness.servers import ServerProcess
@@ -29,6 +29,7 @@ from rentscout.db.migrate import migrate
 from rentscout.db.seed import seed
 from rentscout.devstack.instances import PostgresInstance, RedisInstance
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
+from rentscout.wire.health import health_stub
 
 BOUND = 2.0  # the server's bound on any one wait, in this test
 CAP = 45.0  # generous: a call that takes longer than this hung
@@ -74,7 +75,7 @@ async def drain(stream: Any) -> None:
 
 
 async def readiness(channel: grpc.aio.Channel, service: str) -> int:
-    reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+    reply = await health_stub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
     return reply.status
 
 

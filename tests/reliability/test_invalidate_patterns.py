@@ -12,12 +12,13 @@ import uuid
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from redis.asyncio import Redis
 
 from harness.servers import ServerProcess
 from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
 from rentscout.devstack.instances import RedisInstance
+from rentscout.wire.health import health_stub
 
 KEYS = 20_000
 
@@ -49,7 +50,7 @@ async def test_hostile_globs_keep_the_server_responsive(hostile_target) -> None:
     patterns = [f"{ns}:*" + "*0" * 12 + "*}", f"{ns}:" + "*a" * 120 + "*q", f"{ns}:*{{*" + "?*" * 30 + "1*2}"]
     async with grpc.aio.insecure_channel(server.target) as channel:
         stub = cache_pb2_grpc.CacheQueryServiceStub(channel)
-        health = health_pb2_grpc.HealthStub(channel)
+        health = health_stub(channel)
         probes: list[int] = []
         busy = asyncio.Event()
 

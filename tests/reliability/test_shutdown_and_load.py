@@ -14,11 +14,12 @@ from pathlib import Path
 
 import grpc
 import psutil
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from harness.servers import ServerProcess
 from rentscout.devstack.instances import PostgresInstance
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
+from rentscout.wire.health import health_stub
 
 LOADGEN = Path(__file__).resolve().parents[1] / "harness" / "loadgen.py"
 
@@ -40,7 +41,7 @@ def test_sigterm_with_exports_in_flight(service_env: dict[str, str], pg_instance
     token, code = "", None
     try:
         with grpc.insecure_channel(doomed.target) as ch, grpc.insecure_channel(doomed.target) as probe_ch:
-            watch = health_pb2_grpc.HealthStub(probe_ch).Watch(
+            watch = health_stub(probe_ch).Watch(
                 health_pb2.HealthCheckRequest(service="rentscout.export.v1.ExportService"), timeout=30)
             assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
             flipped: list[float] = []

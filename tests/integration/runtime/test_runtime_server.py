@@ -8,7 +8,7 @@ import uuid
 import asyncpg
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from harness import probe_service
 from harness.dbstate import deadline_cancels_statement
@@ -17,6 +17,7 @@ from harness.servers import in_process
 from rentscout.devstack.instances import free_port
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
 from rentscout.wire.badrequest import bad_request_violations
+from rentscout.wire.health import health_stub
 
 ADMIN, READER = "admin-token-1", "reader-token-1"
 
@@ -53,7 +54,7 @@ async def test_auth_matrix(host) -> None:
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert "requires the admin role" in err.value.details()
         assert (await s.PlanExport(export_pb2.PlanExportRequest(), metadata=md(ADMIN))).estimated_total_rows == 7
-        health = health_pb2_grpc.HealthStub(channel)  # open without a token
+        health = health_stub(channel)  # open without a token
         assert (await health.Check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.SERVING
 
 
@@ -149,7 +150,7 @@ async def test_database_down_is_unavailable_and_not_ready(service_env: dict[str,
                 await s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(), metadata=md(x_test_action="db"),
                                             timeout=10)
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-            health = health_pb2_grpc.HealthStub(channel)
+            health = health_stub(channel)
             assert (await health.Check(health_pb2.HealthCheckRequest(service=probe_service.NAME))).status == \
                 health_pb2.HealthCheckResponse.NOT_SERVING
             assert (await health.Check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.SERVING
@@ -159,7 +160,7 @@ async def test_graceful_shutdown_flips_health_then_finishes_in_flight(service_en
     async with in_process([probe_service.create], service_env) as h:
         channel, s = stub(h.port)
         async with channel:
-            health = health_pb2_grpc.HealthStub(channel)
+            health = health_stub(channel)
             watch = health.Watch(health_pb2.HealthCheckRequest(service=probe_service.NAME))
             statuses = [(await watch.read()).status]
             while statuses[-1] != health_pb2.HealthCheckResponse.SERVING:
