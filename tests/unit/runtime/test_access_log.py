@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import orjson
 from opentelemetry.sdk.trace import TracerProvider
@@ -28,7 +29,7 @@ def only_handler(*handlers: logging.Handler) -> Iterator[None]:
         root.setLevel(level)
 
 
-def emit_twice() -> tuple[dict, dict, bool]:
+def emit_twice() -> tuple[dict[str, Any], dict[str, Any], bool]:
     """The same access line through the direct path and through logging (a second handler attached)."""
     direct_out, logged_out = io.StringIO(), io.StringIO()
     line = logs.access_line("/rentscout.cache.v1.CacheQueryService/PriceStats", "OK")
@@ -126,7 +127,8 @@ def test_on_a_loop_the_line_is_made_at_the_flush_with_the_calls_own_values() -> 
         with only_handler(handler):
             fields: dict[str, object] = {"cache.hit": True}
             line.emit(0.001, "ipv4:127.0.0.1:5001", "reader", fields, ("cid-a", "a" * 32, "b" * 16))
-            line.emit(0.001, "ipv4:127.0.0.1:5003", None, {1: "not a field name"}, ("x", "", ""))  # cannot be made
+            bad_key: dict[Any, object] = {1: "not a field name"}
+            line.emit(0.001, "ipv4:127.0.0.1:5003", None, bad_key, ("x", "", ""))  # cannot be made
             line.emit(0.002, "ipv4:127.0.0.1:5002", None, None, ("cid-b", "c" * 32, "d" * 16))
             pending = out.getvalue()  # nothing written before the loop's iteration ends
             await asyncio.sleep(0)
