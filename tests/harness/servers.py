@@ -61,6 +61,12 @@ class ServerProcess:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The process `start()` launched (`proc` is None before)."""
+        assert self.proc is not None, f"{self.service} server not started"
+        return self.proc
+
+    @property
     def log_path(self) -> Path:
         """The process's stdout: ECS JSON lines and nothing else (checked by `log_records` and the e2e session)."""
         return self.workdir / f"{self.service}-{self.port}.log"

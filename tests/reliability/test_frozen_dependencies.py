@@ -115,7 +115,7 @@ async def test_frozen_postgres_then_frozen_redis(stack: Any) -> None:
 
         # warm: everything answers, every service is ready
         for service in SERVICES:
-            assert await until(lambda s=service: _is(readiness(channel, s), health_pb2.HealthCheckResponse.SERVING))
+            assert await until(serving(channel, service))
         assert await outcome(cold_stats()) == "OK" and await outcome(analyze()) == "OK"
         popular = await cache.PopularProperties(cache_pb2.PopularPropertiesRequest(city="Moscow"), timeout=30)
 
@@ -123,7 +123,8 @@ async def test_frozen_postgres_then_frozen_redis(stack: Any) -> None:
         running = export.ExportProperties(export_pb2.ExportPropertiesRequest(
             format=export_pb2.EXPORT_FORMAT_JSON, rows_per_chunk=20))
         first = [await running.read() for _ in range(3)]
-        assert all(m.HasField("header") or m.HasField("chunk") for m in first)
+        assert all(isinstance(m, export_pb2.ExportPropertiesResponse) and (m.HasField("header") or m.HasField("chunk"))
+                   for m in first)
 
         with frozen(postgres_processes(pg)):
             results = await asyncio.gather(
@@ -138,7 +139,7 @@ async def test_frozen_postgres_then_frozen_redis(stack: Any) -> None:
 
         # thawed: recovery by itself, no restart
         for service in SERVICES:
-            assert await until(lambda s=service: _is(readiness(channel, s), health_pb2.HealthCheckResponse.SERVING))
+            assert await until(serving(channel, service))
         assert await until(lambda: _ok(cold_stats(timeout=30)))
         assert await until(lambda: _ok(analyze(timeout=30)))
         assert await until(lambda: _ok(new_export(timeout=60)))
@@ -165,6 +166,11 @@ async def test_frozen_postgres_then_frozen_redis(stack: Any) -> None:
                 or "was destroyed but it is pending" in str(r.get("message", ""))]
     codes = {r.get("rpc.grpc.status_code") for r in records if r.get("event.dataset") == "rentscout.access"}
     assert not codes & {"UNKNOWN", "INTERNAL"}, codes
+
+
+def serving(channel: grpc.aio.Channel, service: str) -> Callable[[], Awaitable[bool]]:
+    """A probe for `until`: is `service` SERVING now?"""
+    return lambda: _is(readiness(channel, service), health_pb2.HealthCheckResponse.SERVING)
 
 
 async def _is(status: Awaitable[int], expected: int) -> bool:

@@ -15,7 +15,7 @@ from rentscout.analyzer.v1 import analyzer_pb2, analyzer_pb2_grpc
 from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
 from rentscout.wire.health import health_stub
 
-ADMIN = [("authorization", f"Bearer {ADMIN_TOKEN}")]
+ADMIN = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
 
 
 async def test_deadline_cancels_the_query_in_postgres(all_server: ServerProcess, pg_conn: asyncpg.Connection) -> None:
@@ -43,4 +43,4 @@ def test_oversized_request_is_refused_and_server_stays_up(all_server: ServerProc
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         ok = cache_pb2_grpc.CacheQueryServiceStub(ch).Cities(cache_pb2.CitiesRequest(), metadata=ADMIN, timeout=10)
         assert len(ok.cities) > 10
-    assert all_server.proc.poll() is None
+    assert all_server.process.poll() is None

@@ -51,7 +51,7 @@ async def test_burst_gets_only_ok_or_resource_exhausted(service_env: dict[str, s
                     health.append(reply.status)
 
             await asyncio.gather(probes(), *(one(i) for i in range(BURST)))
-        assert server.proc.poll() is None
+        assert server.process.poll() is None
         assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, codes
         assert codes["OK"] > 0 and codes["RESOURCE_EXHAUSTED"] > 0, codes  # the limit was reached, and served
         assert health == [health_pb2.HealthCheckResponse.SERVING] * 5

@@ -90,7 +90,7 @@ async def test_a_killed_and_restarted_server_process_finishes_the_export(
                 pieces.append(piece)
                 if len(pieces) == 4:  # SIGKILL: no graceful shutdown, the connection just dies
                     server.signal(signal.SIGKILL)
-                    await asyncio.to_thread(server.proc.wait)
+                    await asyncio.to_thread(server.process.wait)
                     await asyncio.to_thread(server.start)  # same port, same token secret (from the database URL)
             same(parse("jsonl", b"".join(pieces)), expected)
             assert stream.resumes >= 1
