@@ -33,6 +33,11 @@ class ScriptedCache(cache_pb2_grpc.CacheQueryServiceServicer):
     status and trailing metadata in `abort_with`; PropertyTypes sleeps `delay` seconds first.
     """
 
+    # not scripted: the generated servicer's own methods answer UNIMPLEMENTED (named here, so the fake is concrete)
+    Invalidate = cache_pb2_grpc.CacheQueryServiceServicer.Invalidate
+    InvalidateRelated = cache_pb2_grpc.CacheQueryServiceServicer.InvalidateRelated
+    GetCacheStats = cache_pb2_grpc.CacheQueryServiceServicer.GetCacheStats
+
     def __init__(self, failures: int = 0) -> None:
         self.failures = failures
         self.calls: dict[str, int] = {}
@@ -97,6 +102,9 @@ class ContractExport(export_pb2_grpc.ExportServiceServicer):
     `chunks` chunks; JSON streams resumed from a token continue the array (leading comma, no `[`).
     Only the city filter and the limit-free path are implemented: enough to check the consumer.
     """
+
+    # not served: the generated servicer's own method answers UNIMPLEMENTED (named here, so the fake is concrete)
+    GetExportStatistics = export_pb2_grpc.ExportServiceServicer.GetExportStatistics
 
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
@@ -188,7 +196,7 @@ class ContractExport(export_pb2_grpc.ExportServiceServicer):
 
 def export_factory(holder: list[ContractExport]) -> Callable[[Resources], ServiceSpec]:
     def create(resources: Resources) -> ServiceSpec:
-        servicer = ContractExport(resources)  # type: ignore[abstract]  # GetExportStatistics stays UNIMPLEMENTED
+        servicer = ContractExport(resources)
         holder.append(servicer)
         return ServiceSpec(name=EXPORT_SERVICE,
                            register=lambda server: export_pb2_grpc.add_ExportServiceServicer_to_server(servicer, server))
@@ -257,6 +265,10 @@ ANALYZER_SERVICE = "rentscout.analyzer.v1.AnalyzerService"
 
 
 class CannedAnalyzer(analyzer_pb2_grpc.AnalyzerServiceServicer):
+    # not canned: the generated servicer's own methods answer UNIMPLEMENTED (named here, so the fake is concrete)
+    ListSlowQueries = analyzer_pb2_grpc.AnalyzerServiceServicer.ListSlowQueries
+    SuggestIndexes = analyzer_pb2_grpc.AnalyzerServiceServicer.SuggestIndexes
+
     def __init__(self) -> None:
         self.requests: list[Any] = []
 

@@ -217,11 +217,11 @@ async def test_a_killed_standby_degrades_reads_to_the_primary_and_they_fail_back
                 standby.start()
             back = await eventually(lambda: asyncio.sleep(0, replica_up(standby)), lambda up: up == 1, timeout=30)
             assert back == 1, "the restarted standby is not used again"
-            before = fallbacks("no_healthy_standby"), fallbacks("replay_behind")
+            counted = fallbacks("no_healthy_standby"), fallbacks("replay_behind")
             stream = await collect(srv.stub, Req(format=CSV, columns=["id"]))
             ids = ids_of(stream.data)
             assert len(ids) == len(set(ids)) and set(ids) == every
-            assert (fallbacks("no_healthy_standby"), fallbacks("replay_behind")) == before  # the standby served it
+            assert (fallbacks("no_healthy_standby"), fallbacks("replay_behind")) == counted  # the standby served it
     finally:
         await primary.close()
 
