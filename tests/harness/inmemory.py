@@ -134,7 +134,8 @@ class InMemoryServer:
                 assert handler is not None and handler.stream_unary is not None, f"no unary handler for {full}"
                 decode = handler.request_deserializer
                 aio_ctx = _AioContext(ctx, decode(wire) if decode else wire)
-                response = await handler.stream_unary(None, aio_ctx)  # it reads the request from aio_ctx
+                # a grpc.aio handler: no request iterator (it reads the one request from aio_ctx), the aio context
+                response = await handler.stream_unary(None, aio_ctx)  # type: ignore[arg-type]
                 if isinstance(response, bytes):  # a handler that answers with wire bytes
                     return output.FromString(response)
                 return response
