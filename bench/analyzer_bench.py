@@ -37,7 +37,7 @@ QUERIES = [
     "SELECT city, count(*) FROM properties WHERE price > $1 GROUP BY city ORDER BY 2 DESC",
     "SELECT id, title FROM properties WHERE city = $2 AND price > $1 ORDER BY views DESC LIMIT 20",
 ]
-PARAMS = [100_000, "Moscow"]
+PARAMS: tuple[int, str] = (100_000, "Moscow")
 
 
 def fmt(samples: list[float]) -> str:

@@ -142,9 +142,11 @@ class Server:
     async def wait_ready(self, service: str = CACHE_SERVICE, timeout: float = 60) -> None:
         import asyncio
 
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        from grpc_health.v1 import health_pb2
 
-        stub = health_pb2_grpc.HealthStub(self.channel)
+        from rentscout.wire.health import health_stub
+
+        stub = health_stub(self.channel)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:

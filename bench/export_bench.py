@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ def client_main(target: str, fmt: str) -> None:
     import grpc
 
     from rentscout.export.v1 import export_pb2, export_pb2_grpc
+    from rentscout.wire.formats import by_enum
 
     with grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)]) as ch:
         stub = export_pb2_grpc.ExportServiceStub(ch)
@@ -75,7 +77,8 @@ def client_main(target: str, fmt: str) -> None:
             decode = ArrowDecoder().feed
         started = time.perf_counter()
         rows = nbytes = 0
-        for msg in stub.ExportProperties(export_pb2.ExportPropertiesRequest(format=FORMATS[fmt])):
+        request = export_pb2.ExportPropertiesRequest(format=by_enum(FORMATS[fmt]).enum)
+        for msg in stub.ExportProperties(request):
             if msg.HasField("chunk"):
                 if decode is None:
                     rows += msg.chunk.rows
@@ -161,7 +164,9 @@ class Server:
 
     def _wait(self, timeout: float = 30) -> None:
         import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        from grpc_health.v1 import health_pb2
+
+        from rentscout.wire.health import health_stub
 
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -169,7 +174,7 @@ class Server:
                 raise RuntimeError("export server exited")
             try:
                 with grpc.insecure_channel(self.target) as ch:
-                    reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    reply = health_stub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
                         return
             except grpc.RpcError:
@@ -551,7 +556,7 @@ def main() -> None:
             wait_replayed(dsn, standby.dsn)
         server = Server(dsn, workdir)
         replica_server = Server(dsn, workdir, read_url=standby.dsn) if standby is not None else None
-        measures = [
+        measures: list[tuple[str, Callable[[], float]]] = [
             ("psql-csv", lambda: run_psql(dsn, CSV_SQL)),
             ("grpc-csv", lambda: run_client(server.target, "csv", rows)),
             ("pg-json", lambda: run_psql(dsn, JSON_SQL)),
@@ -576,7 +581,8 @@ def main() -> None:
                 for name, fn in measures:
                     before = cpu_now(pids)
                     seconds = fn()
-                    cpu.setdefault(name, []).append(tuple(b - a for a, b in zip(before, cpu_now(pids), strict=True)))
+                    after = cpu_now(pids)
+                    cpu.setdefault(name, []).append((after[0] - before[0], after[1] - before[1], after[2] - before[2]))
                     best[name] = min(best.get(name, seconds), seconds)
                     rounds[-1][name] = seconds
                     print(f"round {r + 1}: {name:16s} {seconds:6.2f}s", flush=True)

@@ -32,9 +32,13 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TypeAlias
 
 import grpc
 from benchlib import Call, Figures, fmt, interleaved, load_note, stack
+
+# a method called without (de)serializers: bytes cross as they are
+RawCall: TypeAlias = "grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]"
 
 ECHO_SERVICE, ECHO_METHOD, ECHO_IDS_METHOD = "rentscout.bench.v1.Echo", "Echo", "EchoIds"
 ECHO_REPLY = b"\x08\x01"  # a tiny message: the RPC costs only what the server and transport add
@@ -49,10 +53,10 @@ def echo_handlers() -> grpc.GenericRpcHandler:
     and traceparent in its trailers, as the runtime does for a unary call (with the response and status)."""
     from rentscout.wire.correlation import new_correlation_id
 
-    async def echo(request: bytes, ctx: grpc.aio.ServicerContext) -> bytes:
+    async def echo(request: bytes, ctx: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         return ECHO_REPLY
 
-    async def echo_ids(request: bytes, ctx: grpc.aio.ServicerContext) -> bytes:
+    async def echo_ids(request: bytes, ctx: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         trace_id = new_correlation_id().replace("-", "")
         ctx.set_trailing_metadata((("x-correlation-id", new_correlation_id()),
                                    ("traceparent", f"00-{trace_id}-{trace_id[:16]}-01")))
@@ -156,10 +160,11 @@ async def profile(pid: int, seconds: float, calls: dict[str, Call]) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_health.v1 import health_pb2
 
     from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
     from rentscout.devstack.instances import free_port
+    from rentscout.wire.health import health_stub
 
     async with stack(args.rows, "rentscout-runtime-bench-") as st:
         bare_port = free_port()
@@ -170,12 +175,12 @@ async def run(args: argparse.Namespace) -> int:
             await s.wait_ready()
         bare_channel = grpc.aio.insecure_channel(f"127.0.0.1:{bare_port}")
         try:
-            health = health_pb2_grpc.HealthStub(a.channel)
+            health = health_stub(a.channel)
             check = health_pb2.HealthCheckRequest()
             stub_a, stub_b, stub_c = (cache_pb2_grpc.CacheQueryServiceStub(s.channel) for s in (a, b, c))
-            echo_a = a.channel.unary_unary(f"/{ECHO_SERVICE}/{ECHO_METHOD}")
-            echo_bare = bare_channel.unary_unary(f"/{ECHO_SERVICE}/{ECHO_METHOD}")
-            echo_ids = bare_channel.unary_unary(f"/{ECHO_SERVICE}/{ECHO_IDS_METHOD}")
+            echo_a: RawCall = a.channel.unary_unary(f"/{ECHO_SERVICE}/{ECHO_METHOD}")
+            echo_bare: RawCall = bare_channel.unary_unary(f"/{ECHO_SERVICE}/{ECHO_METHOD}")
+            echo_ids: RawCall = bare_channel.unary_unary(f"/{ECHO_SERVICE}/{ECHO_IDS_METHOD}")
             request = cache_pb2.PriceStatsRequest(city=HOT_CITY)
             body = request.SerializeToString()
             fast: dict[str, Call] = {
@@ -189,7 +194,8 @@ async def run(args: argparse.Namespace) -> int:
             miss_name = "PriceStats miss (cache off)"
             pids = {name: (b if "Redis" in name else a).proc.pid for name in fast} | {miss_name: c.proc.pid}
             for _ in range(30):  # connect, fill the cache, admit the key to A's near cache
-                for call in (*fast.values(), lambda: stub_c.PriceStats(request)):
+                warm: list[Call] = [*fast.values(), lambda: stub_c.PriceStats(request)]
+                for call in warm:
                     await call()
             sources = [(await stub.PriceStats(request)).cache.source for stub in (stub_a, stub_b, stub_c)]
             assert sources == [cache_pb2.CACHE_SOURCE_NEAR, cache_pb2.CACHE_SOURCE_REDIS,

@@ -32,6 +32,12 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import grpc
+
+    from rentscout.runtime.resources import Resources
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,10 +54,17 @@ def serve(port_file: str) -> None:
                                      cache=cache_pb2.CacheInfo(hit=True, key="bench:cities", source=cache_pb2.CACHE_SOURCE_NEAR))
 
     class Echo(cache_pb2_grpc.CacheQueryServiceServicer):
-        async def Cities(self, request, context):
+        # only Cities is served: the generated servicer's own methods answer UNIMPLEMENTED (named, so Echo is concrete)
+        Base = cache_pb2_grpc.CacheQueryServiceServicer
+        PopularProperties, PriceStats, PropertyTypes = Base.PopularProperties, Base.PriceStats, Base.PropertyTypes
+        Invalidate, InvalidateRelated, GetCacheStats = Base.Invalidate, Base.InvalidateRelated, Base.GetCacheStats
+
+        async def Cities(self, request: cache_pb2.CitiesRequest,
+                         context: grpc.aio.ServicerContext[cache_pb2.CitiesRequest, cache_pb2.CitiesResponse],
+                         ) -> cache_pb2.CitiesResponse:
             return reply
 
-    def create(resources):
+    def create(resources: Resources) -> ServiceSpec:
         return ServiceSpec(name="rentscout.cache.v1.CacheQueryService",
                            register=lambda s: cache_pb2_grpc.add_CacheQueryServiceServicer_to_server(Echo(), s))
 

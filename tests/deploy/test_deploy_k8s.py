@@ -41,7 +41,8 @@ Obj = dict[str, Any]
 
 
 def pod_spec(obj: Obj) -> Obj:
-    return obj["spec"]["template"]["spec"]
+    spec: Obj = obj["spec"]["template"]["spec"]
+    return spec
 
 
 def service_deployments(objects: list[Obj]) -> dict[str, Obj]:
@@ -63,7 +64,8 @@ def probe_target(probe: Obj) -> tuple[int, str]:
 def only_container(deployment: Obj) -> Obj:
     containers = pod_spec(deployment)["containers"]
     assert len(containers) == 1
-    return containers[0]
+    container: Obj = containers[0]
+    return container
 
 
 def test_proto_service_names_match_the_generated_stubs() -> None:

@@ -10,6 +10,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
+from typing import Any
 
 import yaml
 from opentelemetry.sdk.trace import TracerProvider
@@ -28,10 +29,11 @@ FILEBEAT_FIELDS = {"log.offset", "log.file.path", "input.type", "agent.name", "a
                    "ecs.version", "host.name", "container.id", "container.name", "container.image.name", "stream"}
 
 
-def template_config() -> dict:
+def template_config() -> dict[str, Any]:
     provider = FILEBEAT["filebeat.autodiscover"]["providers"][0]
     assert provider["type"] == "docker"
     (template,) = provider["templates"]
+    config: dict[str, Any]
     (config,) = template["config"]
     return config
 
@@ -85,11 +87,12 @@ def test_every_field_the_code_logs_is_mapped_by_the_template_with_ecs_types() ->
     assert not custom_in_ecs_sets, f"not ECS fields, but in ECS field sets: {custom_in_ecs_sets}"
 
 
-def _line(**record_kwargs: object) -> dict:
+def _line(**record_kwargs: object) -> dict[str, Any]:
     record = logging.LogRecord("rentscout.test", logging.ERROR, __file__, 1, "export failed: %s", ("boom",), None)
     for key, value in record_kwargs.items():
         setattr(record, key, value)
-    return json.loads(EcsJsonFormatter().format(record))
+    line: dict[str, Any] = json.loads(EcsJsonFormatter().format(record))
+    return line
 
 
 def test_runtime_log_lines_carry_what_kibana_searches_on() -> None:
@@ -174,7 +177,7 @@ TEMPLATE = json.loads((ROOT / "deploy" / "elasticsearch" / "index-template.json"
 ILM = json.loads((ROOT / "deploy" / "elasticsearch" / "ilm-policy.json").read_text())
 
 
-def _logging_objects() -> list[dict]:
+def _logging_objects() -> list[dict[str, Any]]:
     from harness.manifests import kustomize
 
     return [d for d in yaml.safe_load_all(kustomize(ROOT / "deploy")) if d]

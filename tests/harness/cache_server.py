@@ -51,7 +51,7 @@ def counted(queries: Mapping[str, CachedQuery], counts: Counter[str]) -> dict[st
 class CacheServer:
     host: ServiceHost
     servicer: CacheQueryServicer
-    stub: cache_pb2_grpc.CacheQueryServiceStub
+    stub: cache_pb2_grpc.CacheQueryServiceAsyncStub
     channel: grpc.aio.Channel
     database_queries: Counter[str]  # queries this replica sent to PostgreSQL, by query type
     breaker_changes: list[tuple[str, str]] = field(default_factory=list)  # (old, new) states of its Redis breaker

@@ -40,7 +40,7 @@ class MeteredPump(CopyPump):
         super().__init__(*args)
         self.bytes_read = 0
 
-    async def deliver(self, block: bytes) -> None:
+    async def deliver(self, block: bytes | bytearray) -> None:
         self.bytes_read += len(block)
         await super().deliver(block)
 
@@ -54,7 +54,7 @@ class ExportServer:
     host: ServiceHost
     servicer: ExportServicer
     channel: grpc.aio.Channel
-    stub: export_pb2_grpc.ExportServiceStub
+    stub: export_pb2_grpc.ExportServiceAsyncStub
     pumps: list[MeteredPump] = field(default_factory=list)  # of every stream, in order
 
     def running_pumps(self) -> list[MeteredPump]:
@@ -100,7 +100,7 @@ class Stream:
         return sum(c.rows for c in self.chunks)
 
 
-async def collect(stub: export_pb2_grpc.ExportServiceStub, req: export_pb2.ExportPropertiesRequest,
+async def collect(stub: export_pb2_grpc.ExportServiceAsyncStub, req: export_pb2.ExportPropertiesRequest,
                   stop_after_chunks: int | None = None, timeout: float = 60) -> Stream:
     """Read a whole stream (or cancel it after `stop_after_chunks` data chunks, like a broken connection)."""
     out = Stream()
@@ -119,7 +119,7 @@ async def collect(stub: export_pb2_grpc.ExportServiceStub, req: export_pb2.Expor
     return out
 
 
-async def read_partitions(stub: export_pb2_grpc.ExportServiceStub, plan: export_pb2.PlanExportResponse,
+async def read_partitions(stub: export_pb2_grpc.ExportServiceAsyncStub, plan: export_pb2.PlanExportResponse,
                           req: export_pb2.ExportPropertiesRequest) -> list[bytes]:
     """The data of each PlanExport partition's stream (each a complete file), checked complete and as planned."""
     out = []
@@ -191,7 +191,8 @@ def parse(fmt: int, data: bytes) -> list[Any]:
     if fmt == CSV:
         return parse_csv(data)
     if fmt == JSON:
-        return json.loads(data)
+        rows: list[Any] = json.loads(data)
+        return rows
     assert data == b"" or data.endswith(b"\n")
     return [json.loads(line) for line in data.split(b"\n")[:-1]]
 

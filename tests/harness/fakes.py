@@ -33,6 +33,11 @@ class ScriptedCache(cache_pb2_grpc.CacheQueryServiceServicer):
     status and trailing metadata in `abort_with`; PropertyTypes sleeps `delay` seconds first.
     """
 
+    # not scripted: the generated servicer's own methods answer UNIMPLEMENTED (named here, so the fake is concrete)
+    Invalidate = cache_pb2_grpc.CacheQueryServiceServicer.Invalidate
+    InvalidateRelated = cache_pb2_grpc.CacheQueryServiceServicer.InvalidateRelated
+    GetCacheStats = cache_pb2_grpc.CacheQueryServiceServicer.GetCacheStats
+
     def __init__(self, failures: int = 0) -> None:
         self.failures = failures
         self.calls: dict[str, int] = {}
@@ -41,26 +46,26 @@ class ScriptedCache(cache_pb2_grpc.CacheQueryServiceServicer):
             grpc.StatusCode.UNAVAILABLE, "busy", ())
         self.delay = 0.0
 
-    def _seen(self, name: str, context: grpc.aio.ServicerContext) -> int:
+    def _seen(self, name: str, context: grpc.aio.ServicerContext[Any, Any]) -> int:
         self.calls[name] = self.calls.get(name, 0) + 1
         self.metadata.append({k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)})
         return self.calls[name]
 
-    async def PriceStats(self, request: Any, context: grpc.aio.ServicerContext) -> cache_pb2.PriceStatsResponse:
+    async def PriceStats(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> cache_pb2.PriceStatsResponse:
         if self._seen("PriceStats", context) <= self.failures:
             raise Unavailable("warming up")
         return cache_pb2.PriceStatsResponse(count=42, median=1234.0)
 
-    async def Cities(self, request: Any, context: grpc.aio.ServicerContext) -> cache_pb2.CitiesResponse:
+    async def Cities(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> cache_pb2.CitiesResponse:
         self._seen("Cities", context)
         raise InvalidArgument([("city", "must not be empty")])
 
-    async def PopularProperties(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def PopularProperties(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         self._seen("PopularProperties", context)
         code, details, trailing = self.abort_with
         await context.abort(code, details, trailing_metadata=trailing)
 
-    async def PropertyTypes(self, request: Any, context: grpc.aio.ServicerContext) -> cache_pb2.PropertyTypesResponse:
+    async def PropertyTypes(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> cache_pb2.PropertyTypesResponse:
         self._seen("PropertyTypes", context)
         await asyncio.sleep(self.delay)
         return cache_pb2.PropertyTypesResponse()
@@ -97,6 +102,9 @@ class ContractExport(export_pb2_grpc.ExportServiceServicer):
     `chunks` chunks; JSON streams resumed from a token continue the array (leading comma, no `[`).
     Only the city filter and the limit-free path are implemented: enough to check the consumer.
     """
+
+    # not served: the generated servicer's own method answers UNIMPLEMENTED (named here, so the fake is concrete)
+    GetExportStatistics = export_pb2_grpc.ExportServiceServicer.GetExportStatistics
 
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
@@ -257,6 +265,10 @@ ANALYZER_SERVICE = "rentscout.analyzer.v1.AnalyzerService"
 
 
 class CannedAnalyzer(analyzer_pb2_grpc.AnalyzerServiceServicer):
+    # not canned: the generated servicer's own methods answer UNIMPLEMENTED (named here, so the fake is concrete)
+    ListSlowQueries = analyzer_pb2_grpc.AnalyzerServiceServicer.ListSlowQueries
+    SuggestIndexes = analyzer_pb2_grpc.AnalyzerServiceServicer.SuggestIndexes
+
     def __init__(self) -> None:
         self.requests: list[Any] = []
 

@@ -49,6 +49,7 @@ def _scalar(field: d.FieldDescriptor) -> st.SearchStrategy[Any]:
     if t == d.FieldDescriptor.TYPE_BYTES:
         return st.binary(max_size=64)
     if t == d.FieldDescriptor.TYPE_ENUM:
+        assert field.enum_type is not None  # an enum field always names its enum
         known = [v.number for v in field.enum_type.values]
         return st.one_of(st.sampled_from(known), st.integers(-3, 1000))  # unknown numbers too
     raise TypeError(f"unsupported field type {t}")
@@ -77,6 +78,7 @@ def messages(descriptor: d.Descriptor, depth: int = 0) -> st.SearchStrategy[Mess
     fields: dict[str, st.SearchStrategy[Any]] = {}
     for field in descriptor.fields:
         if field.type == d.FieldDescriptor.TYPE_MESSAGE:
+            assert field.message_type is not None  # a message field always names its message
             if depth >= 3 or field.message_type.GetOptions().map_entry:
                 continue
             value = messages(field.message_type, depth + 1)

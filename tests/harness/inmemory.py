@@ -79,7 +79,7 @@ class _AioContext:
 @dataclass(frozen=True)
 class _CallDetails(grpc.HandlerCallDetails):
     method: str
-    invocation_metadata: Metadata
+    invocation_metadata: tuple[tuple[str, str | bytes], ...]
 
 
 class _Collector:
@@ -131,9 +131,11 @@ class InMemoryServer:
                 handler = await self._interceptor.intercept_service(
                     self._continuation, _CallDetails(full, tuple(ctx.invocation_metadata())))
                 wire = request.SerializeToString()  # what the handler gets off the wire
+                assert handler is not None and handler.stream_unary is not None, f"no unary handler for {full}"
                 decode = handler.request_deserializer
                 aio_ctx = _AioContext(ctx, decode(wire) if decode else wire)
-                response = await handler.stream_unary(None, aio_ctx)  # it reads the request from aio_ctx
+                # a grpc.aio handler: no request iterator (it reads the one request from aio_ctx), the aio context
+                response = await handler.stream_unary(None, aio_ctx)  # type: ignore[arg-type]
                 if isinstance(response, bytes):  # a handler that answers with wire bytes
                     return output.FromString(response)
                 return response

@@ -180,8 +180,8 @@ def dockerfile_stages(path: Path) -> tuple[dict[str, str], list[Stage]]:
         elif instruction == "FROM":
             words = rest.split()
             base = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), words[0])
-            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
-            stages.append(Stage(base, name))
+            alias = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
+            stages.append(Stage(base, alias))
         else:
             stages[-1].instructions.append((instruction, rest))
     return args, stages

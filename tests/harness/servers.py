@@ -61,6 +61,12 @@ class ServerProcess:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The process `start()` launched (`proc` is None before)."""
+        assert self.proc is not None, f"{self.service} server not started"
+        return self.proc
+
+    @property
     def log_path(self) -> Path:
         """The process's stdout: ECS JSON lines and nothing else (checked by `log_records` and the e2e session)."""
         return self.workdir / f"{self.service}-{self.port}.log"
@@ -83,7 +89,9 @@ class ServerProcess:
         return self
 
     def wait_serving(self, timeout: float = 30.0, service: str = "") -> None:
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        from grpc_health.v1 import health_pb2
+
+        from rentscout.wire.health import health_stub
 
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -91,7 +99,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.log_text()[-3000:]}")
             with contextlib.suppress(grpc.RpcError), grpc.insecure_channel(self.target) as ch:
-                reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                reply = health_stub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             time.sleep(0.1)

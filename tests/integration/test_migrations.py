@@ -45,5 +45,5 @@ async def test_seeded_data_is_realistic(pg_conn: asyncpg.Connection) -> None:
     assert len(cities) >= 15 and cities[0]["city"] == "Moscow"
     views = await pg_conn.fetchrow(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY views) AS p50, max(views) AS top FROM properties")
-    assert views["top"] > 50 * views["p50"]  # heavy-tailed popularity
+    assert views is not None and views["top"] > 50 * views["p50"]  # heavy-tailed popularity
     assert await pg_conn.fetchval("SELECT count(DISTINCT property_type) FROM properties") == 6

@@ -140,16 +140,20 @@ async def test_readiness_waits_for_the_schema_this_build_needs(scratch: str) -> 
     try:
         health = Recorder()
         monitor = DependencyMonitor(health, resources, [("rentscout.export.v1.ExportService", False)], 0.1)
+
+        def export_status() -> int:  # read afresh: to mypy, an asserted item keeps the asserted value
+            return health.status["rentscout.export.v1.ExportService"]
+
         await monitor.probe_once()
-        assert health.status["rentscout.export.v1.ExportService"] == NOT_SERVING  # PostgreSQL is up, schema absent
+        assert export_status() == NOT_SERVING  # PostgreSQL is up, schema absent
         assert metrics.DEPENDENCY_UP.labels("schema")._value.get() == 0
         older = [m for m in available() if m.version < schema_gate.required_version()]
         await migrate(scratch, migrations=older)
         await monitor.probe_once()
-        assert health.status["rentscout.export.v1.ExportService"] == NOT_SERVING  # an older release's schema
+        assert export_status() == NOT_SERVING  # an older release's schema
         await migrate(scratch)
         await monitor.probe_once()
-        assert health.status["rentscout.export.v1.ExportService"] == SERVING
+        assert export_status() == SERVING
         assert metrics.DEPENDENCY_UP.labels("schema")._value.get() == 1
     finally:
         await resources.close()
@@ -169,18 +173,19 @@ async def test_the_gate_needs_the_newest_packaged_migration(database: str) -> No
 async def test_cache_query_reports_redis_without_making_it_a_readiness_gate(service_env: dict[str, str],
                                                                           tmp_path) -> None:
     """What the docs say: rentscout_dependency_up{dependency="redis"} follows Redis, readiness does not."""
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_health.v1 import health_pb2
 
     from harness.servers import in_process
     from rentscout.cache_service import service as cache_service
     from rentscout.devstack.instances import RedisInstance
+    from rentscout.wire.health import health_stub
 
     redis = RedisInstance(tmp_path / "redis").start()
     gauge = metrics.DEPENDENCY_UP.labels("redis")
     try:
         async with in_process([cache_service.create], {**service_env, "RENTSCOUT_REDIS_URL": redis.url}) as host, \
                 grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
+            health = health_stub(channel)
             request = health_pb2.HealthCheckRequest(service=cache_service.SERVICE_NAME)
 
             async def state() -> tuple[float, int]:

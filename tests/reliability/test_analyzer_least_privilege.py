@@ -11,7 +11,7 @@ hypothetical index is left, the rows are unchanged.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import grpc
@@ -120,7 +120,7 @@ async def analyzer(setup: asyncpg.Connection, service_env: dict[str, str]) -> As
 
 
 @pytest.fixture(scope="module")
-async def stub(analyzer: ServiceHost) -> AsyncIterator[analyzer_pb2_grpc.AnalyzerServiceStub]:
+async def stub(analyzer: ServiceHost) -> AsyncIterator[analyzer_pb2_grpc.AnalyzerServiceAsyncStub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{analyzer.port}") as channel:
         yield analyzer_pb2_grpc.AnalyzerServiceStub(channel)
 
@@ -139,12 +139,13 @@ async def hypothetical_indexes(host: ServiceHost, setup: asyncpg.Connection) -> 
             await pool.release(conn)
 
 
-def _meta() -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {ADMIN}")]
+def _meta() -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {ADMIN}"),)
 
 
 async def _row_values(conn: asyncpg.Connection) -> list[str]:
     row = await conn.fetchrow("SELECT title, city FROM properties ORDER BY id LIMIT 1")
+    assert row is not None
     return [row["title"], row["city"]]
 
 
@@ -153,7 +154,7 @@ async def test_the_service_dsn_is_a_superuser(setup: asyncpg.Connection) -> None
 
 
 @pytest.mark.parametrize(("goal", "sql"), BATTERY)
-async def test_the_battery_reaches_nothing(stub: analyzer_pb2_grpc.AnalyzerServiceStub, setup: asyncpg.Connection,
+async def test_the_battery_reaches_nothing(stub: analyzer_pb2_grpc.AnalyzerServiceAsyncStub, setup: asyncpg.Connection,
                                            victim: asyncpg.Connection, pg_instance: PostgresInstance,
                                            analyzer: ServiceHost, request: pytest.FixtureRequest,
                                            goal: str, sql: str) -> None:
@@ -204,7 +205,7 @@ async def test_privilege_alone_stops_what_the_catalog_check_would(setup: asyncpg
     assert not await setup.fetchval("SELECT has_table_privilege('rentscout_explain', 'properties', 'INSERT')")
 
 
-async def test_hypopg_leaves_no_state_across_interleaved_requests(stub: analyzer_pb2_grpc.AnalyzerServiceStub,
+async def test_hypopg_leaves_no_state_across_interleaved_requests(stub: analyzer_pb2_grpc.AnalyzerServiceAsyncStub,
                                                                  setup: asyncpg.Connection, hypopg: bool,
                                                                  analyzer: ServiceHost) -> None:
     """SuggestIndexes creates hypothetical indexes; no AnalyzeQuery on any pooled connection ever plans with one."""
@@ -248,18 +249,21 @@ async def test_hypopg_leaves_no_state_across_interleaved_requests(stub: analyzer
     "SELECT " + "CASE WHEN true THEN " * 200 + "1" + " END" * 200,
     "SELECT 1 WHERE " + "NOT " * 300 + "true",
 ])
-async def test_depth_bombs_get_invalid_argument_in_every_rpc(stub: analyzer_pb2_grpc.AnalyzerServiceStub, sql: str) -> None:
-    for call, request in ((stub.AnalyzeQuery, pb.AnalyzeQueryRequest(sql=sql)),
-                          (stub.SuggestIndexes, pb.SuggestIndexesRequest(sql=sql))):
+async def test_depth_bombs_get_invalid_argument_in_every_rpc(stub: analyzer_pb2_grpc.AnalyzerServiceAsyncStub,
+                                                             sql: str) -> None:
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: stub.AnalyzeQuery(pb.AnalyzeQueryRequest(sql=sql), metadata=_meta(), timeout=30),
+        lambda: stub.SuggestIndexes(pb.SuggestIndexesRequest(sql=sql), metadata=_meta(), timeout=30)]
+    for call in calls:
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await call(request, metadata=_meta(), timeout=30)
+            await call()
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
         assert "statement nests deeper than 100 levels" in (err.value.details() or "")
     reply = await stub.AnalyzeQuery(pb.AnalyzeQueryRequest(sql="SELECT 1"), metadata=_meta(), timeout=30)
     assert reply.plan.node_type == "Result"  # the server is still there
 
 
-async def test_a_statement_analyzed_again_is_checked_again(stub: analyzer_pb2_grpc.AnalyzerServiceStub,
+async def test_a_statement_analyzed_again_is_checked_again(stub: analyzer_pb2_grpc.AnalyzerServiceAsyncStub,
                                                            setup: asyncpg.Connection) -> None:
     """The analyzer keeps a statement prepared per connection; a view replaced under it is caught anyway."""
     await setup.execute("CREATE OR REPLACE VIEW public.rs_changing AS SELECT 1 AS x; "
@@ -280,7 +284,7 @@ async def test_a_statement_analyzed_again_is_checked_again(stub: analyzer_pb2_gr
         await setup.execute("DROP VIEW IF EXISTS public.rs_changing")
 
 
-async def test_text_in_identifiers_cannot_forge_a_call(stub: analyzer_pb2_grpc.AnalyzerServiceStub,
+async def test_text_in_identifiers_cannot_forge_a_call(stub: analyzer_pb2_grpc.AnalyzerServiceAsyncStub,
                                                        setup: asyncpg.Connection) -> None:
     """The catalog check reads OIDs out of PostgreSQL's node trees; an alias spelling one out names nothing."""
     sleep_oid = await setup.fetchval("SELECT 'pg_catalog.pg_sleep'::regproc::oid")

@@ -136,10 +136,8 @@ def mean_per_sqm(pairs: list[tuple[int, float]]) -> float | None:
 @pytest.mark.parametrize("kind", [None, "studio", "house", "commercial", "room"])
 async def test_extreme_rows_through_price_stats(all_server: ServerProcess, pg_conn: asyncpg.Connection,
                                                 extreme_city: str, kind: str | None) -> None:
-    request = cache_pb2.PriceStatsRequest(city=extreme_city)
-    if kind:
-        request.property_type = PROPERTY_TYPE.by_name(kind) if hasattr(PROPERTY_TYPE, "by_name") else \
-            common_pb2.PropertyType.Value(f"PROPERTY_TYPE_{kind.upper()}")
+    request = cache_pb2.PriceStatsRequest(city=extreme_city,
+                                          property_type=f"PROPERTY_TYPE_{kind.upper()}" if kind else None)
     async with grpc.aio.insecure_channel(all_server.target) as channel:
         reply = await cache_pb2_grpc.CacheQueryServiceStub(channel).PriceStats(request, metadata=MD, timeout=30)
     row = await pg_conn.fetchrow(
@@ -149,6 +147,7 @@ async def test_extreme_rows_through_price_stats(all_server: ServerProcess, pg_co
     pairs = [(r["price"], r["area"]) for r in await pg_conn.fetch(
         "SELECT price, area FROM properties WHERE is_active AND city = $1 AND ($2::text IS NULL OR property_type = $2)",
         extreme_city, kind)]
+    assert row is not None
     assert reply.count == row["n"] > 0
     p25, median, p75 = row["q"]
     for name, expected in (("min", row["lo"]), ("max", row["hi"]), ("mean", row["mean"]), ("median", median),
@@ -172,7 +171,7 @@ def json_safe(value: Any) -> Any:
 
 @pytest.mark.parametrize("fmt", [CSV, JSON, JSONL], ids=["csv", "json", "jsonl"])
 async def test_extreme_rows_through_every_export_format(all_server: ServerProcess, pg_conn: asyncpg.Connection,
-                                                        extreme_city: str, fmt: int) -> None:
+                                                        extreme_city: str, fmt: export_pb2.ExportFormat) -> None:
     request = export_pb2.ExportPropertiesRequest(format=fmt)
     request.filter.cities.append(extreme_city)
     data = b""

@@ -87,7 +87,7 @@ async def test_postgres_restarted_mid_export(service_env: dict[str, str], tmp_pa
 
         try:
             got, resumes = await consume(server.target, restart_postgres)
-            assert server.proc.poll() is None
+            assert server.process.poll() is None
 
             async def nothing_busy() -> bool:  # checked while the server runs: its connections are idle in its pool
                 busy = await asyncio.to_thread(pg.psql, "SELECT count(*) FROM pg_stat_activity WHERE "

@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from harness.freeze import frozen, postgres_processes, redis_processes
 from harness.servers import ServerProcess
@@ -29,6 +29,7 @@ from rentscout.db.migrate import migrate
 from rentscout.db.seed import seed
 from rentscout.devstack.instances import PostgresInstance, RedisInstance
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
+from rentscout.wire.health import health_stub
 
 BOUND = 2.0  # the server's bound on any one wait, in this test
 CAP = 45.0  # generous: a call that takes longer than this hung
@@ -74,7 +75,7 @@ async def drain(stream: Any) -> None:
 
 
 async def readiness(channel: grpc.aio.Channel, service: str) -> int:
-    reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+    reply = await health_stub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
     return reply.status
 
 
@@ -114,7 +115,7 @@ async def test_frozen_postgres_then_frozen_redis(stack: Any) -> None:
 
         # warm: everything answers, every service is ready
         for service in SERVICES:
-            assert await until(lambda s=service: _is(readiness(channel, s), health_pb2.HealthCheckResponse.SERVING))
+            assert await until(serving(channel, service))
         assert await outcome(cold_stats()) == "OK" and await outcome(analyze()) == "OK"
         popular = await cache.PopularProperties(cache_pb2.PopularPropertiesRequest(city="Moscow"), timeout=30)
 
@@ -122,7 +123,8 @@ async def test_frozen_postgres_then_frozen_redis(stack: Any) -> None:
         running = export.ExportProperties(export_pb2.ExportPropertiesRequest(
             format=export_pb2.EXPORT_FORMAT_JSON, rows_per_chunk=20))
         first = [await running.read() for _ in range(3)]
-        assert all(m.HasField("header") or m.HasField("chunk") for m in first)
+        assert all(isinstance(m, export_pb2.ExportPropertiesResponse) and (m.HasField("header") or m.HasField("chunk"))
+                   for m in first)
 
         with frozen(postgres_processes(pg)):
             results = await asyncio.gather(
@@ -137,7 +139,7 @@ async def test_frozen_postgres_then_frozen_redis(stack: Any) -> None:
 
         # thawed: recovery by itself, no restart
         for service in SERVICES:
-            assert await until(lambda s=service: _is(readiness(channel, s), health_pb2.HealthCheckResponse.SERVING))
+            assert await until(serving(channel, service))
         assert await until(lambda: _ok(cold_stats(timeout=30)))
         assert await until(lambda: _ok(analyze(timeout=30)))
         assert await until(lambda: _ok(new_export(timeout=60)))
@@ -164,6 +166,11 @@ async def test_frozen_postgres_then_frozen_redis(stack: Any) -> None:
                 or "was destroyed but it is pending" in str(r.get("message", ""))]
     codes = {r.get("rpc.grpc.status_code") for r in records if r.get("event.dataset") == "rentscout.access"}
     assert not codes & {"UNKNOWN", "INTERNAL"}, codes
+
+
+def serving(channel: grpc.aio.Channel, service: str) -> Callable[[], Awaitable[bool]]:
+    """A probe for `until`: is `service` SERVING now?"""
+    return lambda: _is(readiness(channel, service), health_pb2.HealthCheckResponse.SERVING)
 
 
 async def _is(status: Awaitable[int], expected: int) -> bool:

@@ -54,8 +54,10 @@ async def test_answers_echoing_huge_input_fit_a_default_client(all_server: Serve
                                         timeout=30)
         errors.append(err.value)
     for error in errors:
-        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details()[:300])
-        size = len(error.details().encode()) + sum(len(k) + len(v) for k, v in error.trailing_metadata())
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), (error.details() or "")[:300])
+        details = error.details()
+        assert details is not None
+        size = len(details.encode()) + sum(len(k) + len(v) for k, v in error.trailing_metadata())
         assert size < 8 * 1024, size
         assert bad_request_violations(error.trailing_metadata())
     field, description = bad_request_violations(errors[1].trailing_metadata())[-1]
@@ -122,13 +124,11 @@ def test_every_call_without_its_request_ends(secured_env: dict[str, str], tmp_pa
 
 
 def test_grpc_library_records_keep_only_static_text() -> None:
-
-    record = logging.LogRecord("grpc._cython.cygrpc", logging.ERROR, "", 0, "Invalid encoding on %s",
-                               (b"Bearer secret\xff",), None)
     try:
         raise UnicodeDecodeError("utf-8", b"secret\xff", 6, 7, "invalid start byte")
-    except UnicodeDecodeError:
-        record.exc_info = sys.exc_info()
+    except UnicodeDecodeError:  # made with exc_info, as logging makes it (an assigned one stays narrowed for mypy)
+        record = logging.LogRecord("grpc._cython.cygrpc", logging.ERROR, "", 0, "Invalid encoding on %s",
+                                   (b"Bearer secret\xff",), sys.exc_info())
     assert GrpcLibraryRedaction().filter(record)
     assert record.getMessage() == "Invalid encoding on [redacted]" and record.exc_info is None
     assert record.fields == {"error.type": "UnicodeDecodeError"}  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ TRIED: dict[str, int] = {}
 @pytest.mark.parametrize("rpc", all_rpcs(), ids=lambda r: r.path)
 def test_hostile_requests(all_server: ServerProcess, pg_instance: PostgresInstance, rpc) -> None:
     before = data_fingerprint(pg_instance)
-    metadata = [("authorization", f"Bearer {ADMIN_TOKEN}")]
+    metadata = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
 
     @settings(max_examples=EXAMPLES_PER_RPC, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
@@ -42,7 +42,7 @@ def test_hostile_requests(all_server: ServerProcess, pg_instance: PostgresInstan
         assert "Traceback" not in details and 'File "' not in details
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             assert ":" in details  # names the field and the problem
-        assert all_server.proc.poll() is None, "the server died"
+        assert all_server.process.poll() is None, "the server died"
 
     check()
     assert data_fingerprint(pg_instance) == before
@@ -57,7 +57,7 @@ RAW_EXAMPLES_PER_RPC = 25
 def test_raw_undecodable_bytes(all_server: ServerProcess, rpc) -> None:
     """Arbitrary bytes as the request (identity serializer): decodable ones are ordinary requests, the
     rest get INVALID_ARGUMENT naming the request type; never UNKNOWN, INTERNAL or a traceback."""
-    metadata = [("authorization", f"Bearer {ADMIN_TOKEN}")]
+    metadata = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
     type_name = rpc.method.input_type.full_name
     undecodable = [0]
 
@@ -68,7 +68,8 @@ def test_raw_undecodable_bytes(all_server: ServerProcess, rpc) -> None:
     def check(payload: bytes) -> None:
         with grpc.insecure_channel(all_server.target) as channel:
             factory = channel.unary_stream if rpc.streaming else channel.unary_unary
-            call = factory(rpc.path, request_serializer=None, response_deserializer=None)
+            call: grpc.UnaryStreamMultiCallable[bytes, bytes] | grpc.UnaryUnaryMultiCallable[bytes, bytes] = factory(
+                rpc.path, request_serializer=None, response_deserializer=None)
             try:
                 result = call(payload, metadata=metadata, timeout=30)
                 if rpc.streaming:
@@ -81,7 +82,7 @@ def test_raw_undecodable_bytes(all_server: ServerProcess, rpc) -> None:
         if code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("request: "):
             assert type_name in details
             undecodable[0] += 1
-        assert all_server.proc.poll() is None, "the server died"
+        assert all_server.process.poll() is None, "the server died"
 
     check()
     assert undecodable[0] > 0, "some of the payloads were undecodable"

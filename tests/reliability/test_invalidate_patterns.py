@@ -12,20 +12,21 @@ import uuid
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from redis.asyncio import Redis
 
 from harness.servers import ServerProcess
 from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
 from rentscout.cache_service.keys import FORMAT_VERSION
 from rentscout.devstack.instances import RedisInstance
+from rentscout.wire.health import health_stub
 
 KEYS = 20_000
 
 
 @pytest.fixture(scope="module")
 async def hostile_target(service_env: dict[str, str], redis_instance: RedisInstance,
-                         tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+                         tmp_path_factory: pytest.TempPathFactory):
     ns = f"hostile{uuid.uuid4().hex[:8]}"
     client = Redis.from_url(redis_instance.url)
     keys = [f"{ns}:v{FORMAT_VERSION}.2:popular_properties:{{{hashlib.md5(str(i).encode()).hexdigest()}}}" for i in range(KEYS)]
@@ -44,13 +45,13 @@ async def hostile_target(service_env: dict[str, str], redis_instance: RedisInsta
         await client.aclose()
 
 
-async def test_hostile_globs_keep_the_server_responsive(hostile_target) -> None:  # type: ignore[no-untyped-def]
+async def test_hostile_globs_keep_the_server_responsive(hostile_target) -> None:
     server, ns, keys = hostile_target
     # star-heavy patterns: exponential for a backtracking regex; the second one matches nothing at all
     patterns = [f"{ns}:*" + "*0" * 12 + "*}", f"{ns}:" + "*a" * 120 + "*q", f"{ns}:*{{*" + "?*" * 30 + "1*2}"]
     async with grpc.aio.insecure_channel(server.target) as channel:
         stub = cache_pb2_grpc.CacheQueryServiceStub(channel)
-        health = health_pb2_grpc.HealthStub(channel)
+        health = health_stub(channel)
         probes: list[int] = []
         busy = asyncio.Event()
 
@@ -80,7 +81,7 @@ async def test_hostile_globs_keep_the_server_responsive(hostile_target) -> None:
     ("[]", "empty character class"), ("[z-a]", "reversed range 'z-a'"), ("[abc", "unterminated character class"),
     ("x\\", "dangling escape"),
 ])
-async def test_malformed_globs_are_invalid_argument(hostile_target, glob: str, problem: str) -> None:  # type: ignore[no-untyped-def]
+async def test_malformed_globs_are_invalid_argument(hostile_target, glob: str, problem: str) -> None:
     server, ns, _ = hostile_target
     async with grpc.aio.insecure_channel(server.target) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as err:

@@ -6,15 +6,16 @@ import time
 
 import asyncpg
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from harness.dbstate import deadline_cancels_statement
 from harness.secrets import ADMIN_TOKEN
 from harness.servers import ServerProcess
 from rentscout.analyzer.v1 import analyzer_pb2, analyzer_pb2_grpc
 from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
+from rentscout.wire.health import health_stub
 
-ADMIN = [("authorization", f"Bearer {ADMIN_TOKEN}")]
+ADMIN = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
 
 
 async def test_deadline_cancels_the_query_in_postgres(all_server: ServerProcess, pg_conn: asyncpg.Connection) -> None:
@@ -38,8 +39,8 @@ def test_oversized_request_is_refused_and_server_stays_up(all_server: ServerProc
             raise AssertionError("a 5 MiB request was accepted")
         except grpc.RpcError as exc:
             assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        reply = health_stub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         ok = cache_pb2_grpc.CacheQueryServiceStub(ch).Cities(cache_pb2.CitiesRequest(), metadata=ADMIN, timeout=10)
         assert len(ok.cities) > 10
-    assert all_server.proc.poll() is None
+    assert all_server.process.poll() is None

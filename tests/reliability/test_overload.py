@@ -9,11 +9,12 @@ import urllib.request
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from harness.polling import wait_until
 from harness.servers import ServerProcess
 from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
+from rentscout.wire.health import health_stub
 
 BURST = 1300  # what one client sent on one channel when this was CANCELLED
 LIMIT = 8
@@ -34,7 +35,7 @@ async def test_burst_gets_only_ok_or_resource_exhausted(service_env: dict[str, s
     try:
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = cache_pb2_grpc.CacheQueryServiceStub(channel)
-            probe = health_pb2_grpc.HealthStub(channel)
+            probe = health_stub(channel)
 
             async def one(i: int) -> None:
                 try:
@@ -50,7 +51,7 @@ async def test_burst_gets_only_ok_or_resource_exhausted(service_env: dict[str, s
                     health.append(reply.status)
 
             await asyncio.gather(probes(), *(one(i) for i in range(BURST)))
-        assert server.proc.poll() is None
+        assert server.process.poll() is None
         assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, codes
         assert codes["OK"] > 0 and codes["RESOURCE_EXHAUSTED"] > 0, codes  # the limit was reached, and served
         assert health == [health_pb2.HealthCheckResponse.SERVING] * 5

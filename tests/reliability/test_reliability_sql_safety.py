@@ -57,9 +57,9 @@ def test_hostile_statement_is_refused(all_server: ServerProcess, pg_instance: Po
         stub = analyzer_pb2_grpc.AnalyzerServiceStub(ch)
         with pytest.raises(grpc.RpcError) as err:
             stub.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(sql=sql, analyze=True, buffers=True),
-                              metadata=[("authorization", f"Bearer {ADMIN_TOKEN}")], timeout=20)
+                              metadata=(("authorization", f"Bearer {ADMIN_TOKEN}"),), timeout=20)
     assert err.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION), \
         f"{sql!r} -> {err.value.code().name}: {err.value.details()}"
     assert "Traceback" not in (err.value.details() or "")
     assert data_fingerprint(pg_instance) == before
-    assert all_server.proc.poll() is None
+    assert all_server.process.poll() is None

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import grpc
 import psutil
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from harness.servers import ServerProcess
 from rentscout.devstack.instances import PostgresInstance
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
+from rentscout.wire.health import health_stub
 
 LOADGEN = Path(__file__).resolve().parents[1] / "harness" / "loadgen.py"
 
@@ -40,7 +41,7 @@ def test_sigterm_with_exports_in_flight(service_env: dict[str, str], pg_instance
     token, code = "", None
     try:
         with grpc.insecure_channel(doomed.target) as ch, grpc.insecure_channel(doomed.target) as probe_ch:
-            watch = health_pb2_grpc.HealthStub(probe_ch).Watch(
+            watch = health_stub(probe_ch).Watch(
                 health_pb2.HealthCheckRequest(service="rentscout.export.v1.ExportService"), timeout=30)
             assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
             flipped: list[float] = []
@@ -75,7 +76,7 @@ def test_sigterm_with_exports_in_flight(service_env: dict[str, str], pg_instance
             assert signalled
             # at once: while the in-flight stream was still being served (no figure: an ordering)
             assert flipped and flipped[0] < stream_ended, "health did not flip to NOT_SERVING before the stream ended"
-        assert doomed.proc.wait(30) == 0
+        assert doomed.process.wait(30) == 0
         assert code != grpc.StatusCode.OK, "a slow 20k-row stream cannot finish within the grace period"
         # the client continues elsewhere with the last resume token it received
         with grpc.insecure_channel(spare.target) as ch:
@@ -103,7 +104,7 @@ def test_bounded_mixed_load(service_env: dict[str, str], tmp_path: Path) -> None
     server = ServerProcess("all", env, tmp_path).start()
     samples: list[float] = []
     try:
-        proc = psutil.Process(server.proc.pid)
+        proc = psutil.Process(server.process.pid)
         load = subprocess.Popen([sys.executable, str(LOADGEN), "--target", server.target, "--seconds", "20",
                                  "--clients", "32"], stdout=subprocess.PIPE, text=True)
         while load.poll() is None:
@@ -111,7 +112,7 @@ def test_bounded_mixed_load(service_env: dict[str, str], tmp_path: Path) -> None
             time.sleep(0.5)
         out, _ = load.communicate(timeout=60)
         result = json.loads(out)
-        assert server.proc.poll() is None
+        assert server.process.poll() is None
     finally:
         server.stop()
     assert load.returncode == 0

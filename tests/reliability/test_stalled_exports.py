@@ -55,9 +55,10 @@ async def test_eight_stalled_exports_free_their_slots_and_resume(secured_env: di
             assert await eventually_ok(server.target)
 
             async def abandoned() -> bool:
-                return await pg_conn.fetchval(
+                count: int = await pg_conn.fetchval(
                     "SELECT count(*) FROM export_runs WHERE replica LIKE '%:' || $1 AND status = 'abandoned' "
-                    "AND error_code = 'ABORTED'", str(server.proc.pid if server.proc else 0)) == STALLED
+                    "AND error_code = 'ABORTED'", str(server.proc.pid if server.proc else 0))
+                return count == STALLED
 
             await eventually(abandoned)
             copying = await pg_conn.fetchval(

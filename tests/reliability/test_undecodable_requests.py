@@ -13,7 +13,7 @@ from harness.rpcs import all_rpcs
 from harness.secrets import ADMIN_TOKEN
 from harness.servers import ServerProcess
 
-ADMIN = [("authorization", f"Bearer {ADMIN_TOKEN}")]
+ADMIN = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
 CORRUPT = b"\xff\xff\xff\xff"  # a field tag whose varint never ends
 
 
@@ -30,14 +30,17 @@ def call_raw(channel: grpc.Channel, path: str, payload: bytes, *, server_streami
     """Send `payload` as the request bytes (identity serializers) and return the error."""
     try:
         if client_streaming:
-            call = channel.stream_stream(path, request_serializer=None, response_deserializer=None)
+            call: grpc.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
+                path, request_serializer=None, response_deserializer=None)
             list(call(iter([payload]), metadata=ADMIN, timeout=10))
         elif server_streaming:
-            list(channel.unary_stream(path, request_serializer=None, response_deserializer=None)(
-                payload, metadata=ADMIN, timeout=10))
+            stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
+                path, request_serializer=None, response_deserializer=None)
+            list(stream(payload, metadata=ADMIN, timeout=10))
         else:
-            channel.unary_unary(path, request_serializer=None, response_deserializer=None)(
-                payload, metadata=ADMIN, timeout=10)
+            unary: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                path, request_serializer=None, response_deserializer=None)
+            unary(payload, metadata=ADMIN, timeout=10)
     except grpc.RpcError as exc:
         return exc
     raise AssertionError(f"{path} accepted undecodable bytes {payload!r}")
@@ -51,7 +54,7 @@ def assert_invalid(err: grpc.RpcError, type_name: str) -> None:
 
 
 @pytest.mark.parametrize("rpc", all_rpcs(), ids=lambda r: r.path)
-def test_undecodable_bytes_to_every_rpc(all_server: ServerProcess, rpc) -> None:  # type: ignore[no-untyped-def]
+def test_undecodable_bytes_to_every_rpc(all_server: ServerProcess, rpc) -> None:
     payloads = [CORRUPT]
     utf8 = bad_utf8(rpc.method.input_type)
     if utf8 is not None:
@@ -63,13 +66,14 @@ def test_undecodable_bytes_to_every_rpc(all_server: ServerProcess, rpc) -> None:
         if utf8 is not None:
             err = call_raw(channel, rpc.path, utf8, server_streaming=rpc.streaming)
             assert "UTF-8" in (err.details() or "")  # the reason, in protobuf's words
-    assert all_server.proc.poll() is None
+    assert all_server.process.poll() is None
 
 
 def test_undecodable_bytes_to_health_and_reflection(all_server: ServerProcess) -> None:
     with grpc.insecure_channel(all_server.target) as channel:
         for path, streaming in (("/grpc.health.v1.Health/Check", False), ("/grpc.health.v1.Health/Watch", True)):
-            for payload in (CORRUPT, bad_utf8(health_pb2.HealthCheckRequest.DESCRIPTOR)):
+            # types-grpcio-health-checking types DESCRIPTOR as upb's Descriptor: the same runtime class
+            for payload in (CORRUPT, bad_utf8(health_pb2.HealthCheckRequest.DESCRIPTOR)):  # type: ignore[arg-type]
                 assert payload is not None
                 assert_invalid(call_raw(channel, path, payload, server_streaming=streaming),
                                "grpc.health.v1.HealthCheckRequest")
@@ -78,17 +82,20 @@ def test_undecodable_bytes_to_health_and_reflection(all_server: ServerProcess) -
                            server_streaming=True, client_streaming=True)
             assert_invalid(err, "ServerReflectionRequest")
         # and the server still answers well-formed calls
-        reply = channel.unary_unary("/grpc.health.v1.Health/Check", request_serializer=None,
-                                    response_deserializer=health_pb2.HealthCheckResponse.FromString)(b"", timeout=5)
+        check: grpc.UnaryUnaryMultiCallable[bytes, health_pb2.HealthCheckResponse] = channel.unary_unary(
+            "/grpc.health.v1.Health/Check", request_serializer=None,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString)
+        reply = check(b"", timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_an_undecodable_request_is_logged_as_invalid_argument(all_server: ServerProcess) -> None:
     path = "/rentscout.cache.v1.CacheQueryService/Cities"
     with grpc.insecure_channel(all_server.target) as channel:
+        cities: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            path, request_serializer=None, response_deserializer=None)
         try:
-            channel.unary_unary(path, request_serializer=None, response_deserializer=None)(
-                CORRUPT, metadata=[*ADMIN, ("x-correlation-id", "undecodable-1")], timeout=10)
+            cities(CORRUPT, metadata=(*ADMIN, ("x-correlation-id", "undecodable-1")), timeout=10)
         except grpc.RpcError as exc:
             assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
     def logged() -> bool:

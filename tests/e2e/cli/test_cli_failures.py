@@ -49,14 +49,15 @@ def test_empty_results_say_so_with_the_closest_city_and_exit_0(service_env: dict
 
     server = ServerProcess("all", service_env, tmp_path).start()
     try:
-        cities_from = {"RENTSCOUT_CACHE_TARGET": server.target}  # where the export looks the cities up
+        cities_from = server.target  # RENTSCOUT_CACHE_TARGET: where the export looks the cities up
         out_file = tmp_path / "moscw.csv"
-        export = rentscout("export", "--target", server.target, "--city", "Moscw", "-o", str(out_file), **cities_from)
+        export = rentscout("export", "--target", server.target, "--city", "Moscw", "-o", str(out_file),
+                           RENTSCOUT_CACHE_TARGET=cities_from)
         popular = rentscout("cache", "popular", "--target", server.target, "--city", "moscow")
         stats = rentscout("cache", "price-stats", "--target", server.target, "--city", "Xyzzy", "--json")
         found = rentscout("cache", "popular", "--target", server.target, "--city", "Moscow", "--limit", "1")
         no_match = rentscout("export", "--target", server.target, "--city", "Moscow", "--min-price", "999999999",
-                             "-o", str(tmp_path / "none.csv"), **cities_from)
+                             "-o", str(tmp_path / "none.csv"), RENTSCOUT_CACHE_TARGET=cities_from)
     finally:
         server.stop()
     assert export.returncode == 0, export.stderr

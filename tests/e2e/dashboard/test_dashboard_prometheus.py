@@ -70,11 +70,11 @@ def traffic(servers: dict[str, ServerProcess], tmp: Path) -> None:
         assert grpcurl(cache, f"{CACHE}/{method}", body, headers=reader).returncode == 0, method
     analyzer = servers["analyzer"].target
     # a filter no index serves, discarding every row: a SEQ_SCAN_FILTER insight whatever indexes exist
-    for method, body in (("AnalyzeQuery", {"sql": "SELECT id FROM properties WHERE title LIKE $1",
-                                           "params": [{"stringValue": "%rs-dashboard-none%"}], "analyze": True}),
-                         ("ListSlowQueries", {"limit": 3}), ("GetTableStats", {"table": "properties"}),
-                         ("SuggestIndexes", {"table": "properties"})):
-        out = grpcurl(analyzer, f"{ANALYZER}/{method}", body, headers=admin)
+    for method, request in (("AnalyzeQuery", {"sql": "SELECT id FROM properties WHERE title LIKE $1",
+                                              "params": [{"stringValue": "%rs-dashboard-none%"}], "analyze": True}),
+                            ("ListSlowQueries", {"limit": 3}), ("GetTableStats", {"table": "properties"}),
+                            ("SuggestIndexes", {"table": "properties"})):
+        out = grpcurl(analyzer, f"{ANALYZER}/{method}", request, headers=admin)
         assert out.returncode == 0, (method, out.stderr)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ CID = "e2e-flight-5c1d"
 
 
 @pytest.fixture
-def export_process(service_env: dict[str, str], workdir: Path):  # type: ignore[no-untyped-def]
+def export_process(service_env: dict[str, str], workdir: Path) -> Iterator[ServerProcess]:
     server = ServerProcess("export", {**service_env, "RENTSCOUT_EXPORT_FLIGHT_ROWS_PER_ENDPOINT": "5000",
                                       "RENTSCOUT_EXPORT_ADVERTISED_ADDRESS": "grpc://export.e2e:50051"}, workdir)
     server.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -17,18 +18,18 @@ CID = "e2e-export-7f3a"
 
 
 @pytest.fixture
-def export_process(service_env: dict[str, str], workdir: Path):  # type: ignore[no-untyped-def]
+def export_process(service_env: dict[str, str], workdir: Path):
     server = ServerProcess("export", {**service_env, "RENTSCOUT_EXPORT_TOKEN_SECRET": "e2e-secret"}, workdir)
     server.start()
     yield server
     server.stop()
 
 
-def chunks_of(messages: list[dict]) -> list[dict]:
+def chunks_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m["chunk"] for m in messages if "chunk" in m]
 
 
-def data_of(messages: list[dict]) -> bytes:
+def data_of(messages: list[dict[str, Any]]) -> bytes:
     return b"".join(base64.b64decode(c.get("data", "")) for c in chunks_of(messages))
 
 

@@ -39,7 +39,8 @@ def readme_sdk_example() -> str:
     section = readme.split("\n## Client SDK\n", 1)[1].split("\n## ", 1)[0]
     (first_pip,) = re.findall(r"```sh\n(.*?)```", section, re.S)[:1]
     assert first_pip.strip() == "pip install rentscout-client", "the section starts with the one pip install"
-    return re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    example: str = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    return example
 
 
 @pytest.fixture(scope="module")

@@ -78,9 +78,9 @@ def session(service_env: dict[str, str], grpcurl_bin: str, tmp_path_factory: pyt
         assert grpcurl(t, f"{ANALYZER}/AnalyzeQuery", {"sql": "SELECT pg_sleep(1)", "analyze": True},
                        headers=admin).returncode != 0
         assert grpcurl(t, f"{ANALYZER}/AnalyzeQuery", {"sql": "SELEC 1"}, headers=admin).returncode != 0
-        for method, body in (("ListSlowQueries", {"limit": 3}), ("GetTableStats", {"table": "properties"}),
-                             ("SuggestIndexes", {"table": "properties"})):
-            assert grpcurl(t, f"{ANALYZER}/{method}", body, headers=admin).returncode == 0, method
+        for method, request in (("ListSlowQueries", {"limit": 3}), ("GetTableStats", {"table": "properties"}),
+                                ("SuggestIndexes", {"table": "properties"})):
+            assert grpcurl(t, f"{ANALYZER}/{method}", request, headers=admin).returncode == 0, method
         # Redis goes away under traffic: the breaker opens, answers come from PostgreSQL
         redis.kill()
         for n in range(6):

@@ -46,7 +46,7 @@ def test_list_health_correlation_and_sigterm(service_env: dict[str, str], grpcur
         trailers = call.stdout.split("Response trailers received:", 1)
         assert len(trailers) == 2 and "x-correlation-id: abc" in trailers[1], call.stdout
         server.signal()
-        assert server.proc.wait(30) == 0
+        assert server.process.wait(30) == 0
     finally:
         server.stop()
     records = server.log_records()

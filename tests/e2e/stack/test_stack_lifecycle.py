@@ -96,7 +96,8 @@ def test_sigterm_stops_services_and_private_instances_leaving_no_process(tmp_pat
         # auth is on by default: generated tokens, private to the user, and a block that works as pasted
         tokens = stack.root / "tokens"
         assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
-        roles = dict(reversed(line.split(":")) for line in tokens.read_text().splitlines() if not line.startswith("#"))
+        pairs = [line.split(":") for line in tokens.read_text().splitlines() if not line.startswith("#")]
+        roles = {role: token for token, role in pairs}  # token:role lines
         block = stack.block()
         assert f"export RENTSCOUT_TOKEN={roles['reader']}" in block
         assert f"export RENTSCOUT_ADMIN_TOKEN={roles['admin']}" in block

@@ -16,8 +16,9 @@ from rentscout.wire.badrequest import bad_request_violations
 
 
 async def no_hypopg_backends(conn: asyncpg.Connection) -> bool:
-    return await conn.fetchval(
+    none: bool = await conn.fetchval(
         "SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name = 'rentscout-analyzer-hypopg'")
+    return none
 
 
 async def test_missing_index_is_suggested_and_validated_by_hypopg(client: Client, hypopg: bool,

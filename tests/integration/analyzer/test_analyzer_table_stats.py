@@ -47,7 +47,8 @@ async def test_mass_delete_vacuum_and_rewrite(analyzer_server, pg_conn: asyncpg.
     async with analyzer_server(settings=settings) as host, client_for(host) as c:
 
         async def stats(exact: bool = False) -> pb.GetTableStatsResponse:
-            return await c("GetTableStats", pb.GetTableStatsRequest(table=table, exact_bloat=exact))
+            reply: pb.GetTableStatsResponse = await c("GetTableStats", pb.GetTableStatsRequest(table=table, exact_bloat=exact))
+            return reply
 
         async def deleted() -> pb.GetTableStatsResponse | None:
             reply = await stats()

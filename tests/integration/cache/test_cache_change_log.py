@@ -16,7 +16,7 @@ import os
 import signal
 import threading
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -55,12 +55,27 @@ async def two_replicas(env: dict[str, str]) -> AsyncIterator[tuple[CacheServer, 
         yield near, far
 
 
+def price_stats(srv: CacheServer, request: cache_pb2.PriceStatsRequest) -> Callable[[], Awaitable[cache_pb2.PriceStatsResponse]]:
+    """A probe for `eventually`: `srv`'s answer to `request`, asked again at each call."""
+    return lambda: srv.stub.PriceStats(request)
+
+
+def answered_from(source: cache_pb2.CacheSource) -> Callable[[cache_pb2.PriceStatsResponse], bool]:
+    """The check for `eventually` that a reply came from `source`."""
+    return lambda reply: reply.cache.source == source
+
+
+def newest_read(srv: CacheServer) -> Callable[[], Awaitable[int]]:
+    """A probe for `eventually`: the newest change-log position `srv` has read."""
+    return lambda: asyncio.sleep(0, srv.engine.log.newest)
+
+
 async def warm(replicas: tuple[CacheServer, ...], city: str) -> None:
     """Every replica answers `city` from its caches (the near one from memory). (Polled: on a loaded
     machine a replica whose log read is late answers from PostgreSQL meanwhile.)"""
     request = cache_pb2.PriceStatsRequest(city=city)
     for srv, source in zip(replicas, (NEAR, REDIS), strict=True):
-        reply = await eventually(lambda s=srv: s.stub.PriceStats(request), lambda r, want=source: r.cache.source == want)
+        reply = await eventually(price_stats(srv, request), answered_from(source))
         assert reply.cache.source == source
 
 
@@ -205,6 +220,12 @@ async def test_nothing_is_served_from_a_cache_once_the_log_is_not_read_within_th
 KINDS = ("entry", "hits", "churn", "lease", "tag", "stats")
 
 
+def key_text(key: bytes | str) -> str:
+    """A key as the client returns it (bytes: it does not decode responses), as text."""
+    assert isinstance(key, bytes)
+    return key.decode()
+
+
 def kind_of(ns: str, key: str) -> str:
     """Which of the cache's keys `key` is: its entry, a companion (hits, churn, lease), a tag set, the stats."""
     rest = key[len(ns) + 1:]
@@ -258,7 +279,7 @@ def test_any_subset_of_redis_keys_deleted_never_hides_a_committed_change(
         ns = replicas[0].engine.keys.namespace
 
         async def delete() -> None:
-            chosen = [k for k in await redis.keys(f"{ns}:*") if kind_of(ns, k.decode()) in kinds]  # a private namespace
+            chosen = [k for k in await redis.keys(f"{ns}:*") if kind_of(ns, key_text(k)) in kinds]  # a private namespace
             if chosen:
                 await redis.delete(*chosen)
 
@@ -315,7 +336,7 @@ async def test_a_change_committed_after_a_later_one_still_supersedes_fills_made_
             await own_rows.conn.execute("UPDATE properties SET price = 30000 WHERE id = $1", pb)  # seq n+1, committed
             later = await own_rows.conn.fetchval("SELECT max(seq) FROM cache_changes")
             for srv in replicas:
-                await eventually(lambda s=srv: asyncio.sleep(0, s.engine.log.newest), lambda n: n >= later)
+                await eventually(newest_read(srv), lambda n: n >= later)
                 assert srv.engine.log.low < later  # n is a hole: low waits below it
             await warm(replicas, a)  # filled now: shows 10,000 (T1 not committed)
             assert (await replicas[1].stub.PriceStats(cache_pb2.PriceStatsRequest(city=a))).max == 10_000

@@ -20,10 +20,17 @@ DATABASE, REDIS, STALE = cache_pb2.CACHE_SOURCE_DATABASE, cache_pb2.CACHE_SOURCE
 
 
 @pytest.fixture
-async def redis_client(redis_instance: RedisInstance):  # type: ignore[no-untyped-def]
+async def redis_client(redis_instance: RedisInstance):
     client = Redis.from_url(redis_instance.url)
     yield client
     await client.aclose()
+
+
+async def counter(client: Redis, key: str) -> bytes:
+    """A counter's stored value, which the test expects to exist."""
+    value = await client.get(key)
+    assert isinstance(value, bytes), value
+    return value
 
 
 async def test_ttl_tiers_follow_access_counts_and_churn(service_env: dict[str, str], redis_client: Redis) -> None:
@@ -37,7 +44,7 @@ async def test_ttl_tiers_follow_access_counts_and_churn(service_env: dict[str, s
         keys = KeySpace(cfg.namespace)
         assert (first.source, first.ttl.seconds) == (DATABASE, 300)  # 1 read: default tier
         assert (await call()).hit and (await call()).hit  # 3 reads counted in Redis
-        assert int(await redis_client.get(keys.accesses(first.key))) == 3
+        assert int(await counter(redis_client, keys.accesses(first.key))) == 3
         await redis_client.delete(first.key)  # as if it expired
         frequent = await call()
         assert (frequent.source, frequent.ttl.seconds) == (DATABASE, 1800)  # 4th read: frequent tier
@@ -54,7 +61,7 @@ async def test_ttl_tiers_follow_access_counts_and_churn(service_env: dict[str, s
         assert (await call()).ttl.seconds == 1800
         await srv.stub.Invalidate(cache_pb2.InvalidateRequest(tags=["cities"]))
         assert (await call()).ttl.seconds == 900
-        assert int(await redis_client.get(keys.churn(first.key))) == 2
+        assert int(await counter(redis_client, keys.churn(first.key))) == 2
 
 
 async def test_ttl_jitter_spreads_expiries(service_env: dict[str, str]) -> None:
@@ -117,6 +124,7 @@ async def test_xfetch_refreshes_a_hot_key_before_it_expires(service_env: dict[st
         key = computed.cache.key
         # pretend the entry took 1000 s to compute and has 30 s left: XFetch fires with probability ~1
         raw = await redis_client.get(key)
+        assert isinstance(raw, bytes)  # the entry is there: it was just computed
         old = Entry.decode(key, raw)
         assert old is not None
         aged = Entry(key, old.payload, created=time.time() - 270, ttl=300, delta=1000, from_seq=old.from_seq)
@@ -125,7 +133,9 @@ async def test_xfetch_refreshes_a_hot_key_before_it_expires(service_env: dict[st
         assert hit.cache.source == REDIS and hit.cache.age.seconds >= 270  # the caller got the old entry at once
 
         async def created() -> float:
-            entry = Entry.decode(key, await redis_client.get(key) or b"")
+            raw = await redis_client.get(key) or b""
+            assert isinstance(raw, bytes)  # the client does not decode responses
+            entry = Entry.decode(key, raw)
             return entry.created if entry else 0.0
 
         refreshed_at = await eventually(created, lambda c: c > aged.created + 100)

@@ -4,22 +4,28 @@ a killed listener connection, and the no-stale-refill race."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from harness.cache_server import OwnRows, cache_server, settings, unique_city
+from harness.cache_server import CacheServer, OwnRows, cache_server, settings, unique_city
 from harness.logcapture import capture_logs
 from harness.polling import eventually
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service.keys import city_tag
 from rentscout.cache_service.queries import price_stats_params
-from rentscout.cache_service.registry import REGISTRY, cached_query
+from rentscout.cache_service.registry import REGISTRY, CachedQuery, cached_query
 from rentscout.runtime.database import Database
 
 DATABASE, REDIS, NEAR = cache_pb2.CACHE_SOURCE_DATABASE, cache_pb2.CACHE_SOURCE_REDIS, cache_pb2.CACHE_SOURCE_NEAR
 PROPERTY, CITY = cache_pb2.ENTITY_TYPE_PROPERTY, cache_pb2.ENTITY_TYPE_CITY
 
 
+
+
+def bus_connected(srv: CacheServer) -> Callable[[], Awaitable[bool]]:
+    """A probe for `eventually`: is `srv` subscribed to the invalidation bus now?"""
+    return lambda: asyncio.sleep(0, srv.engine.bus.connected)
 
 
 def stats(city: str) -> cache_pb2.PriceStatsRequest:
@@ -135,7 +141,7 @@ async def test_near_caches_of_every_replica_drop_invalidated_entries(service_env
     cfg = settings(near_min_accesses=1, listen=False)
     async with cache_server(service_env, cfg) as a, cache_server(service_env, cfg) as b:
         for srv in (a, b):
-            await eventually(lambda s=srv: asyncio.sleep(0, s.engine.bus.connected), bool)
+            await eventually(bus_connected(srv), bool)
         await a.stub.PriceStats(stats("Krasnodar"))
         await b.stub.PriceStats(stats("Krasnodar"))
         assert (await a.stub.PriceStats(stats("Krasnodar"))).cache.source == NEAR
@@ -156,7 +162,7 @@ async def test_invalidation_during_a_fill_wins_over_the_stale_value(service_env:
     read_old = asyncio.Event()
     release = asyncio.Event()
     calls: list[int] = []
-    registry: dict = {}
+    registry: dict[str, CachedQuery] = {}
 
     @cached_query("gated_price", rpc="PriceStats", request=cache_pb2.PriceStatsRequest, params=price_stats_params,
                   tags=lambda p: [city_tag(p["city"])], registry=registry)

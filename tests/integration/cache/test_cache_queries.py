@@ -25,7 +25,7 @@ def quantile(values: list[float], q: float) -> float:
     return values[lo] + (values[hi] - values[lo]) * (pos - lo)
 
 
-def without_cache(message):  # type: ignore[no-untyped-def]
+def without_cache(message):
     copy = type(message)()
     copy.CopyFrom(message)
     copy.ClearField("cache")
@@ -35,7 +35,7 @@ def without_cache(message):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(("city", "kind"), [("Moscow", None), ("Kazan", common_pb2.PROPERTY_TYPE_STUDIO),
                                             ("Sochi", common_pb2.PROPERTY_TYPE_HOUSE)])
 async def test_price_stats_equal_direct_sql(service_env: dict[str, str], pg_conn: asyncpg.Connection,
-                                            city: str, kind: int | None) -> None:
+                                            city: str, kind: common_pb2.PropertyType | None) -> None:
     type_name = common_pb2.PropertyType.Name(kind).removeprefix("PROPERTY_TYPE_").lower() if kind else None
     rows = await pg_conn.fetch("SELECT price, area FROM properties WHERE is_active AND city = $1 "
                                "AND ($2::text IS NULL OR property_type = $2) ORDER BY price", city, type_name)
@@ -43,7 +43,7 @@ async def test_price_stats_equal_direct_sql(service_env: dict[str, str], pg_conn
     per_sqm = [r["price"] / r["area"] for r in rows if r["area"]]
     assert len(prices) > 10  # the seed has enough rows for the comparison to mean something
     async with cache_server(service_env) as srv:
-        request = cache_pb2.PriceStatsRequest(city=city, property_type=kind or 0)
+        request = cache_pb2.PriceStatsRequest(city=city, property_type=kind or common_pb2.PROPERTY_TYPE_UNSPECIFIED)
         first = await srv.stub.PriceStats(request)
         second = await srv.stub.PriceStats(request)
     assert first.count == len(prices)

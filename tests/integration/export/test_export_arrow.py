@@ -5,6 +5,7 @@ chunks, and streams read back by pyarrow, polars and DuckDB."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -48,7 +49,7 @@ async def adbc(dsn: str, sql: str) -> pa.Table:
 
 
 @pytest.fixture
-async def edge_ids(pg_conn):  # type: ignore[no-untyped-def]
+async def edge_ids(pg_conn):
     ids = await insert_edge_rows(pg_conn)
     yield ids
     await pg_conn.execute("DELETE FROM properties WHERE id = ANY($1::bigint[])", ids)
@@ -61,6 +62,7 @@ async def test_every_column_type_matches_the_table_read_by_adbc(export_server, d
     assert dict(zip(ours.schema.names, ours.schema.types, strict=True)) == EXPECTED_TYPES
     assert all(f.nullable for f in ours.schema)
     theirs = await adbc(database, "SELECT * FROM properties ORDER BY id")
+    assert stream.summary is not None
     assert ours.num_rows == theirs.num_rows == stream.rows == stream.summary.rows > 10_000
     assert ours.equals(theirs.cast(ours.schema))  # every value, NULLs included
     # the first data chunk opens with the schema, every other data chunk is whole record batches, the last is EOS
@@ -77,7 +79,9 @@ async def test_polars_and_duckdb_read_the_stream(export_server, database: str) -
     assert frame.columns == ["id", "price", "created_at"] and frame.height == stream.rows
     assert str(frame.schema["created_at"]) == "Datetime(time_unit='us', time_zone='UTC')"
     arrow_table = read_stream(stream.data)
-    (got,) = duckdb.sql("SELECT count(*), sum(price), epoch_us(min(created_at)) FROM arrow_table").fetchall()
+    relation = duckdb.sql("SELECT count(*), sum(price), epoch_us(min(created_at)) FROM arrow_table")
+    assert relation is not None  # a SELECT always has a result
+    (got,) = relation.fetchall()
     expected = await adbc(database, "SELECT count(*), sum(price)::int8, (extract(epoch FROM min(created_at)) * 1e6)::int8 "
                                     "FROM properties WHERE city = 'Moscow'")
     assert list(got) == [expected.column(i)[0].as_py() for i in range(3)]
@@ -125,7 +129,7 @@ async def test_column_selection(export_server, database: str, columns: tuple[str
 async def test_a_cut_stream_resumes_exactly_once_into_one_ipc_stream(export_server, database: str) -> None:
     stub = export_server.stub
 
-    def req(**kw: object) -> export_pb2.ExportPropertiesRequest:
+    def req(**kw: Any) -> export_pb2.ExportPropertiesRequest:
         return Req(format=ARROW, filter=MOSCOW, columns=["title", "price", "created_at"], rows_per_chunk=200, **kw)
 
     whole = await collect(stub, req())
@@ -134,7 +138,7 @@ async def test_a_cut_stream_resumes_exactly_once_into_one_ipc_stream(export_serv
     second_req.rows_per_chunk = 150  # chunk sizes may change on resume
     second = await collect(stub, second_req, stop_after_chunks=2)
     third = await collect(stub, req(resume_token=second.chunks[-1].resume_token))
-    assert third.header.resumed and third.header.rows_already_sent == 3 * 200 + 2 * 150
+    assert third.header is not None and third.header.resumed and third.header.rows_already_sent == 3 * 200 + 2 * 150
     assert not second.chunks[0].data.startswith(first.chunks[0].data[:16])  # no second schema
     data = first.data + second.data + third.data
     table = read_stream(data)
@@ -146,7 +150,8 @@ async def test_a_cut_stream_resumes_exactly_once_into_one_ipc_stream(export_serv
     after_data = await collect(stub, req(resume_token=last_data.resume_token))
     assert after_data.data == EOS and after_data.rows == 0
     after_close = await collect(stub, req(resume_token=closing.resume_token))
-    assert after_close.chunks == [] and after_close.summary.status == export_pb2.EXPORT_STATUS_COMPLETED
+    assert after_close.chunks == [] and after_close.summary is not None
+    assert after_close.summary.status == export_pb2.EXPORT_STATUS_COMPLETED
 
 
 async def test_plan_partitions_are_whole_streams_that_tile_the_export(export_server) -> None:

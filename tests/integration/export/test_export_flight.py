@@ -219,8 +219,10 @@ async def test_bad_forged_and_foreign_tickets_are_invalid_argument(flight_server
             bad = export_pb2.ExportPropertiesRequest()
             bad.CopyFrom(parsed)
             if field == "filter":
+                assert isinstance(value, common_pb2.PropertyFilter)
                 bad.filter.CopyFrom(value)  # the ticket's token with another request
             else:
+                assert isinstance(value, str)
                 bad.resume_token = value
             variants.append(bad.SerializeToString())
         out = []

@@ -45,8 +45,12 @@ async def test_export_arrow_over_flight_one_stream_and_parallel(service_env: dic
                 parallel = client.export_arrow(request, parallel=3).read_all()
                 reader = client.export_arrow(request, flight=True)
                 assert reader.schema.names == COLUMNS
-                counted = duckdb.sql("SELECT count(*), sum(price) FROM reader").fetchall()
-                rows = polars.from_arrow(client.export_arrow(request, parallel=2).read_all()).height
+                relation = duckdb.sql("SELECT count(*), sum(price) FROM reader")
+                assert relation is not None  # a query, so a relation
+                counted = relation.fetchall()
+                frame = polars.from_arrow(client.export_arrow(request, parallel=2).read_all())
+                assert isinstance(frame, polars.DataFrame)  # from a table, so a frame
+                rows = frame.height
                 return one, parallel, counted, rows
 
         one, parallel, counted, rows = await asyncio.to_thread(read)
@@ -62,13 +66,18 @@ async def test_a_cut_stream_resumes_from_app_metadata(service_env: dict[str, str
         def read() -> tuple[list[Any], int]:
             cut = threading.Event()
             batches = []
+
+            def cut_now() -> None:
+                proxy.cut()
+                cut.set()
+
             with SyncExportClient(proxy.target) as client:
                 request = export_request("arrow", cities=[CITY], columns=COLUMNS, bytes_per_chunk=2048)
                 for batch in client.export_arrow(request, flight=True):
                     batches.append(batch)
                     if len(batches) in (2, 5):  # cut the network twice, after batches the client has seen
                         cut.clear()
-                        loop.call_soon_threadsafe(lambda: (proxy.cut(), cut.set()))
+                        loop.call_soon_threadsafe(cut_now)
                         cut.wait(5)
                 return batches, client.flights.resumes
 

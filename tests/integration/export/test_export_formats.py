@@ -40,12 +40,13 @@ async def tricky(database: str) -> AsyncIterator[list[int]]:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-async def test_whole_table_parses_back_to_exactly_the_rows(export_server, pg_conn, tricky, fmt: int) -> None:
+async def test_whole_table_parses_back_to_exactly_the_rows(export_server, pg_conn, tricky, fmt: export_pb2.ExportFormat) -> None:
     stream = await collect(export_server.stub, Req(format=fmt))
     expected = await reference(pg_conn, fmt)
     got = parse(fmt, stream.data)
     assert got == expected
     assert stream.rows == len(expected) - (1 if fmt == CSV else 0) > 20_000
+    assert stream.header is not None and stream.summary is not None
     assert stream.header.columns == list(COLUMNS) and stream.header.estimated_total_rows > 15_000
     assert stream.summary.status == export_pb2.EXPORT_STATUS_COMPLETED
     assert stream.summary.rows == stream.rows and stream.summary.bytes == len(stream.data)
@@ -64,14 +65,14 @@ async def test_jsonl_is_byte_identical_to_row_to_json(export_server, pg_conn, tr
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("columns", [("title", "city"), ("district", "id", "address"), ("id",), ("title",)])
-async def test_tricky_text_with_selected_columns(export_server, pg_conn, tricky, fmt: int,
+async def test_tricky_text_with_selected_columns(export_server, pg_conn, tricky, fmt: export_pb2.ExportFormat,
                                                  columns: tuple[str, ...]) -> None:
     """Quotes, backslashes, newlines, control bytes, NULL vs '' - with and without the id in front."""
     req = Req(format=fmt, columns=columns, rows_per_chunk=3, filter=common_pb2.PropertyFilter(cities=[TRICKY_CITY]))
     stream = await collect(export_server.stub, req)
     assert parse(fmt, stream.data) == await reference(pg_conn, fmt, f"city = '{TRICKY_CITY}'", columns)
     assert stream.rows == len(TRICKY_TITLES)
-    assert list(stream.header.columns) == list(columns)
+    assert stream.header is not None and list(stream.header.columns) == list(columns)
 
 
 async def test_nan_and_infinity_become_json_null(export_server, pg_conn) -> None:
@@ -120,19 +121,19 @@ async def test_filters_select_exactly_the_matching_rows(export_server, pg_conn, 
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-async def test_empty_export_is_a_valid_empty_file(export_server, fmt: int) -> None:
+async def test_empty_export_is_a_valid_empty_file(export_server, fmt: export_pb2.ExportFormat) -> None:
     stream = await collect(export_server.stub, Req(format=fmt, columns=["id", "city"],
                                                    filter=common_pb2.PropertyFilter(cities=["Atlantis"])))
     assert stream.data == {CSV: b"id,city\n", JSON: b"[]\n", JSONL: b""}[fmt]
-    assert stream.rows == 0 and stream.summary.status == export_pb2.EXPORT_STATUS_COMPLETED
+    assert stream.rows == 0 and stream.summary is not None and stream.summary.status == export_pb2.EXPORT_STATUS_COMPLETED
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-async def test_limit_returns_the_first_rows_by_id(export_server, pg_conn, fmt: int) -> None:
+async def test_limit_returns_the_first_rows_by_id(export_server, pg_conn, fmt: export_pb2.ExportFormat) -> None:
     stream = await collect(export_server.stub, Req(format=fmt, limit=2_345, filter=common_pb2.PropertyFilter(
         cities=["Moscow"])))
     assert parse(fmt, stream.data) == await reference(pg_conn, fmt, "city = 'Moscow'", limit=2_345)
-    assert stream.rows == 2_345 and stream.header.estimated_total_rows == 2_345
+    assert stream.rows == 2_345 and stream.header is not None and stream.header.estimated_total_rows == 2_345
 
 
 async def test_chunks_respect_row_and_byte_bounds(export_server, pg_conn) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import grpc
@@ -18,6 +19,7 @@ from rentscout.export.v1 import export_pb2, export_pb2_grpc
 
 Req = export_pb2.ExportPropertiesRequest
 APP = "rentscout-test"  # application_name of the in-process server's pool
+Probe = Callable[[], Awaitable[object]]  # what `eventually` polls
 
 
 async def export_queries(conn: asyncpg.Connection) -> list[asyncpg.Record]:
@@ -26,13 +28,13 @@ async def export_queries(conn: asyncpg.Connection) -> list[asyncpg.Record]:
         "WHERE application_name = $1 AND query LIKE 'COPY%' AND state <> 'idle'", APP)
 
 
-def no_export_query(conn: asyncpg.Connection) -> object:
+def no_export_query(conn: asyncpg.Connection) -> Probe:
     async def check() -> object:
         return await export_queries(conn) or True
     return check
 
 
-def pool_released(server) -> object:  # type: ignore[no-untyped-def]
+def pool_released(server) -> Probe:
     async def check() -> object:
         pool = server.host.resources.db.pool
         idle, size = pool.get_idle_size(), pool.get_size()
@@ -40,7 +42,7 @@ def pool_released(server) -> object:  # type: ignore[no-untyped-def]
     return check
 
 
-def no_running_pump(server) -> object:  # type: ignore[no-untyped-def]
+def no_running_pump(server) -> Probe:
     async def check() -> object:  # the COPY task ends just after it gave its connection back
         return server.running_pumps() or True
     return check
@@ -84,9 +86,11 @@ async def test_cancel_stops_the_query_and_frees_the_connection(export_server, pg
     await eventually(pool_released(export_server))
     await eventually(no_running_pump(export_server))
 
+    assert stream.header is not None
+    export_id = stream.header.export_id
+
     async def recorded() -> object:
-        status = await pg_conn.fetchval("SELECT status FROM export_runs WHERE export_id = $1::uuid",
-                                        stream.header.export_id)
+        status = await pg_conn.fetchval("SELECT status FROM export_runs WHERE export_id = $1::uuid", export_id)
         return True if status == "cancelled" else status
 
     await eventually(recorded)
@@ -120,7 +124,7 @@ async def test_concurrent_exports_past_the_limit_are_resource_exhausted(service_
         assert (await first.__anext__()).HasField("header")
         err = await rpc_error(server.stub.ExportProperties(Req(format=CSV, limit=1)))
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "RENTSCOUT_EXPORT_MAX_CONCURRENT=1" in err.details()
+        assert "RENTSCOUT_EXPORT_MAX_CONCURRENT=1" in (err.details() or "")
         holder.cancel()
         await eventually(pool_released(server))
         done = await collect(server.stub, Req(format=CSV, limit=3))
@@ -129,14 +133,16 @@ async def test_concurrent_exports_past_the_limit_are_resource_exhausted(service_
 
 BAD = [
     (Req(format=export_pb2.EXPORT_FORMAT_UNSPECIFIED), ["format"]),
-    (Req(format=17), ["format"]),
+    (Req(format=17), ["format"]),  # type: ignore[arg-type]  # an unknown format, on purpose
     (Req(format=CSV, limit=-1), ["limit"]),
     (Req(format=CSV, limit=10**15), ["limit"]),
     (Req(format=CSV, filter=common_pb2.PropertyFilter(min_price=10, max_price=5)), ["filter.min_price"]),
     (Req(format=CSV, filter=common_pb2.PropertyFilter(min_rooms=4, max_rooms=1)), ["filter.min_rooms"]),
     (Req(format=CSV, filter=common_pb2.PropertyFilter(min_price=-1)), ["filter.min_price"]),
-    (Req(format=CSV, filter=common_pb2.PropertyFilter(property_types=[0])), ["filter.property_types[0]"]),
-    (Req(format=CSV, filter=common_pb2.PropertyFilter(sources=[99])), ["filter.sources[0]"]),
+    (Req(format=CSV, filter=common_pb2.PropertyFilter(property_types=[common_pb2.PROPERTY_TYPE_UNSPECIFIED])),
+     ["filter.property_types[0]"]),
+    (Req(format=CSV, filter=common_pb2.PropertyFilter(sources=[99])),  # type: ignore[list-item]  # unknown, on purpose
+     ["filter.sources[0]"]),
     (Req(format=CSV, filter=common_pb2.PropertyFilter(cities=["Omsk", "a\x00b"])), ["filter.cities[1]"]),
     (Req(format=CSV, filter=common_pb2.PropertyFilter(updated_since=Timestamp(seconds=-10**12))),
      ["filter.updated_since"]),
@@ -147,7 +153,7 @@ BAD = [
     (Req(format=CSV, bytes_per_chunk=100), ["bytes_per_chunk"]),
     (Req(format=CSV, bytes_per_chunk=4 * 1024 * 1024), ["bytes_per_chunk"]),
     (Req(format=CSV, resume_token="%%%"), ["resume_token"]),
-    (Req(format=0, limit=-5, rows_per_chunk=-1), ["format", "limit", "rows_per_chunk"]),
+    (Req(format=export_pb2.EXPORT_FORMAT_UNSPECIFIED, limit=-5, rows_per_chunk=-1), ["format", "limit", "rows_per_chunk"]),
 ]
 
 

@@ -18,7 +18,8 @@ from rentscout.export.v1 import export_pb2, export_pb2_grpc
 Req = export_pb2.ExportPropertiesRequest
 
 
-async def stats_since(stub, since: Timestamp) -> export_pb2.GetExportStatisticsResponse:  # type: ignore[no-untyped-def]
+async def stats_since(stub: export_pb2_grpc.ExportServiceAsyncStub,
+                      since: Timestamp) -> export_pb2.GetExportStatisticsResponse:
     return await stub.GetExportStatistics(export_pb2.GetExportStatisticsRequest(since=since))
 
 
@@ -102,6 +103,7 @@ async def test_one_log_line_at_start_and_one_at_end(export_server, caplog: pytes
     caplog.set_level(logging.INFO, logger="rentscout.export_service")
     stream = await collect(export_server.stub, Req(format=JSONL, limit=77))
     await asyncio.sleep(0)
+    assert stream.header is not None
     lines = [r for r in caplog.records if r.name == "rentscout.export_service"
              and r.fields.get("export.id") == stream.header.export_id]  # type: ignore[attr-defined]
     assert [r.getMessage() for r in lines] == ["export started", "export finished"]

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from prometheus_client import REGISTRY
 
 from harness.cache_server import OwnRows, cache_server, settings, unique_city
@@ -27,6 +27,7 @@ from rentscout.cache.v1 import cache_pb2
 from rentscout.devstack.instances import PostgresInstance
 from rentscout.export.v1 import export_pb2
 from rentscout.runtime.replicas import node_name
+from rentscout.wire.health import health_stub
 
 Req = export_pb2.ExportPropertiesRequest
 CSV = export_pb2.EXPORT_FORMAT_CSV
@@ -208,18 +209,18 @@ async def test_a_killed_standby_degrades_reads_to_the_primary_and_they_fail_back
                 ids = ids_of(stream.data)
                 assert len(ids) == len(set(ids)) and set(ids) == every  # the primary served it, whole
                 assert fallbacks("no_healthy_standby") > before
-                health = health_pb2_grpc.HealthStub(srv.channel)
+                health = health_stub(srv.channel)
                 reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING  # the primary is up
             finally:
                 standby.start()
             back = await eventually(lambda: asyncio.sleep(0, replica_up(standby)), lambda up: up == 1, timeout=30)
             assert back == 1, "the restarted standby is not used again"
-            before = fallbacks("no_healthy_standby"), fallbacks("replay_behind")
+            counted = fallbacks("no_healthy_standby"), fallbacks("replay_behind")
             stream = await collect(srv.stub, Req(format=CSV, columns=["id"]))
             ids = ids_of(stream.data)
             assert len(ids) == len(set(ids)) and set(ids) == every
-            assert (fallbacks("no_healthy_standby"), fallbacks("replay_behind")) == before  # the standby served it
+            assert (fallbacks("no_healthy_standby"), fallbacks("replay_behind")) == counted  # the standby served it
     finally:
         await primary.close()
 

@@ -7,7 +7,7 @@ import urllib.request
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from harness import probe_service
 from harness.servers import in_process
@@ -15,6 +15,7 @@ from rentscout.db.migrate import migrate
 from rentscout.devstack.instances import PostgresInstance, free_port
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
 from rentscout.runtime import metrics
+from rentscout.wire.health import health_stub
 
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -32,7 +33,7 @@ async def test_service_health_follows_postgres(tmp_path: Path, service_env: dict
         env = {**service_env, "RENTSCOUT_DATABASE_URL": pg.dsn, "RENTSCOUT_DB_CONNECT_TIMEOUT_SECONDS": "1"}
         async with in_process([probe_service.create], env) as host, \
                 grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
+            health = health_stub(channel)
             watch = health.Watch(health_pb2.HealthCheckRequest(service=probe_service.NAME))
             await _wait_for(watch, SERVING)
             await asyncio.to_thread(pg.stop)

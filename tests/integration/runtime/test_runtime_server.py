@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import TypeVar
 
 import asyncpg
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from harness import probe_service
 from harness.dbstate import deadline_cancels_statement
@@ -17,8 +18,16 @@ from harness.servers import in_process
 from rentscout.devstack.instances import free_port
 from rentscout.export.v1 import export_pb2, export_pb2_grpc
 from rentscout.wire.badrequest import bad_request_violations
+from rentscout.wire.health import health_stub
 
 ADMIN, READER = "admin-token-1", "reader-token-1"
+M = TypeVar("M")
+
+
+def received(message: object, kind: type[M]) -> M:
+    """A message of a stream's `read()`, which types-grpcio types as `object` (the message or grpc.aio.EOF)."""
+    assert isinstance(message, kind), message
+    return message
 
 
 @pytest.fixture
@@ -28,14 +37,14 @@ async def host(service_env: dict[str, str]):
         yield h
 
 
-def stub(port: int) -> tuple[grpc.aio.Channel, export_pb2_grpc.ExportServiceStub]:
+def stub(port: int) -> tuple[grpc.aio.Channel, export_pb2_grpc.ExportServiceAsyncStub]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     return channel, export_pb2_grpc.ExportServiceStub(channel)
 
 
-def md(token: str | None = ADMIN, **extra: str) -> list[tuple[str, str]]:
+def md(token: str | None = ADMIN, **extra: str) -> tuple[tuple[str, str], ...]:
     out = [("authorization", f"Bearer {token}")] if token else []
-    return out + [(k.replace("_", "-"), v) for k, v in extra.items()]
+    return (*out, *((k.replace("_", "-"), v) for k, v in extra.items()))
 
 
 async def test_auth_matrix(host) -> None:
@@ -47,13 +56,13 @@ async def test_auth_matrix(host) -> None:
                                   ("wrong-token-9", grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")):
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await s.GetExportStatistics(req, metadata=md(token))
-            assert err.value.code() == code and text in err.value.details()
+            assert err.value.code() == code and text in (err.value.details() or "")
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await s.PlanExport(export_pb2.PlanExportRequest(), metadata=md(READER))
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert "requires the admin role" in err.value.details()
+        assert "requires the admin role" in (err.value.details() or "")
         assert (await s.PlanExport(export_pb2.PlanExportRequest(), metadata=md(ADMIN))).estimated_total_rows == 7
-        health = health_pb2_grpc.HealthStub(channel)  # open without a token
+        health = health_stub(channel)  # open without a token
         assert (await health.Check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.SERVING
 
 
@@ -88,7 +97,8 @@ async def test_a_stream_echoes_the_ids_in_its_headers_before_any_message(host) -
         stream = s.ExportProperties(export_pb2.ExportPropertiesRequest(limit=10, rows_per_chunk=100),
                                     metadata=md(x_correlation_id="stream-1"))
         headers = dict(await stream.initial_metadata())
-        assert headers["x-correlation-id"] == "stream-1" and headers["traceparent"].startswith("00-")
+        traceparent = headers["traceparent"]
+        assert headers["x-correlation-id"] == "stream-1" and isinstance(traceparent, str) and traceparent.startswith("00-")
         assert [m async for m in stream]  # the stream itself still runs to its end
         assert await stream.code() == grpc.StatusCode.OK
 
@@ -102,7 +112,8 @@ async def test_traceparent_propagates_both_ways(host) -> None:
             call = s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(), metadata=md(traceparent=parent))
             await call
             headers = dict(await call.trailing_metadata())
-    assert headers["traceparent"].split("-")[1] == trace_id  # same trace, the server's own span
+    traceparent = headers["traceparent"]
+    assert isinstance(traceparent, str) and traceparent.split("-")[1] == trace_id  # same trace, the server's own span
     assert headers["traceparent"] != parent
     access = [r for r in logs.records() if r.get("event.dataset") == "rentscout.access"]
     assert access and access[-1]["trace.id"] == trace_id
@@ -116,7 +127,7 @@ async def test_error_mapping(host) -> None:
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert bad_request_violations(err.value.trailing_metadata()) == [
             ("since", "must not be in the future"), ("since.nanos", "out of range")]
-        assert "since: must not be in the future" in err.value.details()
+        assert "since: must not be in the future" in (err.value.details() or "")
         with pytest.raises(grpc.aio.AioRpcError) as err:  # refused before the handler: the id comes back too
             await s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(),
                                         metadata=md("wrong-token", x_correlation_id="denied-1"))
@@ -149,7 +160,7 @@ async def test_database_down_is_unavailable_and_not_ready(service_env: dict[str,
                 await s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(), metadata=md(x_test_action="db"),
                                             timeout=10)
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-            health = health_pb2_grpc.HealthStub(channel)
+            health = health_stub(channel)
             assert (await health.Check(health_pb2.HealthCheckRequest(service=probe_service.NAME))).status == \
                 health_pb2.HealthCheckResponse.NOT_SERVING
             assert (await health.Check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.SERVING
@@ -159,19 +170,20 @@ async def test_graceful_shutdown_flips_health_then_finishes_in_flight(service_en
     async with in_process([probe_service.create], service_env) as h:
         channel, s = stub(h.port)
         async with channel:
-            health = health_pb2_grpc.HealthStub(channel)
+            health = health_stub(channel)
             watch = health.Watch(health_pb2.HealthCheckRequest(service=probe_service.NAME))
-            statuses = [(await watch.read()).status]
+            Status = health_pb2.HealthCheckResponse
+            statuses = [received(await watch.read(), Status).status]
             while statuses[-1] != health_pb2.HealthCheckResponse.SERVING:
-                statuses.append((await watch.read()).status)
+                statuses.append(received(await watch.read(), Status).status)
             stream = s.ExportProperties(export_pb2.ExportPropertiesRequest(limit=10, rows_per_chunk=100))
-            first = await stream.read()  # the stream is in flight
+            first = received(await stream.read(), export_pb2.ExportPropertiesResponse)  # the stream is in flight
             stopping = asyncio.create_task(h.stop(grace=10))
-            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert received(await watch.read(), Status).status == health_pb2.HealthCheckResponse.NOT_SERVING
             assert not stopping.done()  # health flipped while the stream still runs
             rest = []
             while (message := await stream.read()) is not grpc.aio.EOF:
-                rest.append(message)
+                rest.append(received(message, export_pb2.ExportPropertiesResponse))
             await stopping
     assert first.chunk.rows_sent == 1 and [m.chunk.rows_sent for m in rest] == list(range(2, 11))
     assert await stream.code() == grpc.StatusCode.OK

@@ -9,11 +9,12 @@ import collections
 
 import asyncpg
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from harness.cache_server import cache_server, unique_city
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service.service import SERVICE_NAME
+from rentscout.wire.health import health_stub
 from rentscout.wire.metadata import PUSHBACK_HEADER
 
 LOCK_SECONDS = 12
@@ -23,10 +24,10 @@ CALLERS = 30
 async def test_access_exclusive_lock_under_traffic(service_env: dict[str, str], database: str) -> None:
     async with cache_server(service_env) as server:
         stub = server.stub
-        health = health_pb2_grpc.HealthStub(server.channel)
+        health = health_stub(server.channel)
         await stub.PriceStats(cache_pb2.PriceStatsRequest(city="Moscow"), timeout=30)  # cached from now on
         codes: collections.Counter[str] = collections.Counter()
-        pushbacks: list[str] = []
+        pushbacks: list[str | bytes] = []  # metadata values, as types-grpcio has them
         cached: collections.Counter[str] = collections.Counter()
         readiness: list[int] = []
         locked = asyncio.Event()

@@ -12,11 +12,15 @@ import grpc
 import pytest
 
 from harness.export_server import JSONL, TEST_SETTINGS, collect, serve
-from rentscout.export.v1 import export_pb2
+from rentscout.export.v1 import export_pb2, export_pb2_grpc
 from rentscout.export_service.tokens import rotate_stored_key
 
 ZERO_CONFIG = replace(TEST_SETTINGS, token_secret="")
-REQUEST = dict(format=JSONL, rows_per_chunk=500, limit=3000)
+
+
+def request(resume_token: str = "") -> export_pb2.ExportPropertiesRequest:
+    """The export every test reads (3000 rows, chunks of 500), resumed from `resume_token` if one is given."""
+    return export_pb2.ExportPropertiesRequest(format=JSONL, rows_per_chunk=500, limit=3000, resume_token=resume_token)
 
 
 def env_without_secret(service_env: dict[str, str]) -> dict[str, str]:
@@ -38,8 +42,8 @@ async def test_only_the_owning_role_reads_the_keys(database: str) -> None:
         await conn.close()
 
 
-async def resume_rows(server_stub, token: str) -> list[bytes]:  # type: ignore[no-untyped-def]
-    stream = await collect(server_stub, export_pb2.ExportPropertiesRequest(**REQUEST, resume_token=token))
+async def resume_rows(server_stub: export_pb2_grpc.ExportServiceAsyncStub, token: str) -> list[bytes]:
+    stream = await collect(server_stub, request(resume_token=token))
     assert stream.header is not None and stream.header.resumed
     return stream.data.splitlines()
 
@@ -47,8 +51,8 @@ async def resume_rows(server_stub, token: str) -> list[bytes]:  # type: ignore[n
 async def test_a_token_from_replica_a_resumes_on_replica_b(service_env: dict[str, str]) -> None:
     env = env_without_secret(service_env)
     async with serve(env, ZERO_CONFIG) as a, serve(env, ZERO_CONFIG) as b:
-        whole = (await collect(a.stub, export_pb2.ExportPropertiesRequest(**REQUEST))).data.splitlines()
-        first = await collect(a.stub, export_pb2.ExportPropertiesRequest(**REQUEST), stop_after_chunks=2)
+        whole = (await collect(a.stub, request())).data.splitlines()
+        first = await collect(a.stub, request(), stop_after_chunks=2)
         token = first.chunks[-1].resume_token
         rest = await resume_rows(b.stub, token)
         assert first.data.splitlines() + rest == whole and len(whole) == 3000  # every row exactly once
@@ -59,11 +63,11 @@ async def test_rotation_keeps_the_previous_key(service_env: dict[str, str], data
     conn = await asyncpg.connect(database)
     try:
         async with serve(env, ZERO_CONFIG) as before:
-            old = (await collect(before.stub, export_pb2.ExportPropertiesRequest(**REQUEST), stop_after_chunks=1))
+            old = (await collect(before.stub, request(), stop_after_chunks=1))
             await rotate_stored_key(conn)
             async with serve(env, ZERO_CONFIG) as after:
                 assert len(await resume_rows(after.stub, old.chunks[-1].resume_token)) == 2500  # previous key verifies
-                new = await collect(after.stub, export_pb2.ExportPropertiesRequest(**REQUEST), stop_after_chunks=1)
+                new = await collect(after.stub, request(), stop_after_chunks=1)
                 # the replica started before the rotation has not reloaded yet: an unknown tag makes it look again
                 assert len(await resume_rows(before.stub, new.chunks[-1].resume_token)) == 2500
             await rotate_stored_key(conn)

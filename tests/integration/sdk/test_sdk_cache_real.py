@@ -39,6 +39,7 @@ async def test_hits_misses_invalidation_and_typed_errors(service_env: dict[str, 
 
         def sync_stats() -> int:
             with SyncCacheQueryClient(f"127.0.0.1:{host.port}") as sync_client:
-                return sync_client.stats().hits
+                hits: int = sync_client.stats().hits
+                return hits
 
         assert await asyncio.to_thread(sync_stats) >= 1

@@ -56,7 +56,9 @@ async def test_sync_reader_feeds_duckdb(service_env: dict[str, str], expected: p
             with SyncExportClient(f"127.0.0.1:{server.host.port}") as client:
                 reader = client.export_arrow(cities=[CITY], columns=COLUMNS)
                 assert isinstance(reader, pa.RecordBatchReader) and reader.schema.names == COLUMNS
-                counted = duckdb.sql("SELECT count(*), sum(price) FROM reader").fetchall()
+                relation = duckdb.sql("SELECT count(*), sum(price) FROM reader")
+                assert relation is not None  # a SELECT always has a result
+                counted = relation.fetchall()
                 table = client.export_arrow(export_request("arrow", cities=[CITY], columns=COLUMNS)).read_all()
                 return table, counted
 
@@ -83,7 +85,9 @@ async def test_parallel_download_is_one_ipc_stream_or_one_parquet_file(service_e
     assert meta.num_row_groups == sink.row_groups and all(
         meta.row_group(i).num_rows == 100 for i in range(meta.num_row_groups - 1))
     same(pq.read_table(parquet), expected)
-    got = duckdb.sql(f"SELECT count(*), min(id), max(id), sum(price) FROM read_parquet('{parquet}')").fetchall()
+    relation = duckdb.sql(f"SELECT count(*), min(id), max(id), sum(price) FROM read_parquet('{parquet}')")
+    assert relation is not None  # a SELECT always has a result
+    got = relation.fetchall()
     ids = expected.column("id")
     assert got == [(expected.num_rows, pa.compute.min(ids).as_py(), pa.compute.max(ids).as_py(),
                     pa.compute.sum(expected.column("price")).as_py())]

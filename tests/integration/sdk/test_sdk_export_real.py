@@ -9,6 +9,7 @@ import io
 import json
 import signal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -28,30 +29,31 @@ CHANNEL = ChannelConfig(initial_reconnect_backoff=0.1, max_reconnect_backoff=0.5
 
 
 @pytest.fixture
-async def expected(pg_conn: asyncpg.Connection) -> list[dict]:
+async def expected(pg_conn: asyncpg.Connection) -> list[dict[str, Any]]:
     rows = [dict(r) for r in await pg_conn.fetch(f"SELECT {', '.join(COLUMNS)} FROM properties ORDER BY id")]
     assert len(rows) >= 20_000
     return rows
 
 
-def parse(fmt: str, data: bytes) -> list[dict]:
+def parse(fmt: str, data: bytes) -> list[dict[str, Any]]:
     if fmt == "jsonl":
         return [json.loads(line) for line in data.splitlines()]
     if fmt == "json":
-        return json.loads(data)
+        rows: list[dict[str, Any]] = json.loads(data)
+        return rows
     reader = csv.DictReader(io.StringIO(data.decode(), newline=""))
     assert reader.fieldnames == COLUMNS
     return [{**r, "id": int(r["id"]), "price": int(r["price"])} for r in reader]
 
 
-def same(got: list[dict], expected: list[dict]) -> None:
+def same(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
     assert [r["id"] for r in got] == [r["id"] for r in expected]  # each row once, in key order
     assert [(r["city"], r["price"], r["title"]) for r in got] == [(r["city"], r["price"], r["title"]) for r in expected]
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
 async def test_a_stream_cut_by_the_network_is_completed_exactly_once(
-        fmt: str, service_env: dict[str, str], expected: list[dict]) -> None:
+        fmt: str, service_env: dict[str, str], expected: list[dict[str, Any]]) -> None:
     request = export_request(fmt, columns=COLUMNS, rows_per_chunk=500)
     async with in_process([export_service], service_env, label="export") as host, CuttingProxy(host.port) as proxy, \
             ExportClient(proxy.target, resume=RESUME, channel=CHANNEL) as client:
@@ -79,7 +81,7 @@ async def test_a_stream_cut_by_the_network_is_completed_exactly_once(
 
 
 async def test_a_killed_and_restarted_server_process_finishes_the_export(
-        service_env: dict[str, str], expected: list[dict], tmp_path: Path) -> None:
+        service_env: dict[str, str], expected: list[dict[str, Any]], tmp_path: Path) -> None:
     server = ServerProcess("export", service_env, tmp_path)
     await asyncio.to_thread(server.start)
     try:
@@ -90,7 +92,7 @@ async def test_a_killed_and_restarted_server_process_finishes_the_export(
                 pieces.append(piece)
                 if len(pieces) == 4:  # SIGKILL: no graceful shutdown, the connection just dies
                     server.signal(signal.SIGKILL)
-                    await asyncio.to_thread(server.proc.wait)
+                    await asyncio.to_thread(server.process.wait)
                     await asyncio.to_thread(server.start)  # same port, same token secret (from the database URL)
             same(parse("jsonl", b"".join(pieces)), expected)
             assert stream.resumes >= 1
@@ -104,12 +106,12 @@ async def test_a_killed_and_restarted_server_process_finishes_the_export(
 
 @pytest.mark.parametrize("fmt", ["json", "csv"])
 async def test_parallel_partitions_of_the_real_service_make_one_valid_file(
-        fmt: str, service_env: dict[str, str], expected: list[dict], tmp_path: Path) -> None:
+        fmt: str, service_env: dict[str, str], expected: list[dict[str, Any]], tmp_path: Path) -> None:
     request = export_request(fmt, columns=COLUMNS, rows_per_chunk=500)
     async with in_process([export_service], service_env, label="export") as host, CuttingProxy(host.port) as proxy, \
             ExportClient(proxy.target, resume=RESUME, channel=CHANNEL) as client:
         out = io.BytesIO()
-        cut_once = []
+        cut_once: list[bool] = []
 
         def progress(state: object) -> None:
             if not cut_once and getattr(state, "rows", 0) >= 2000:
@@ -126,7 +128,7 @@ async def test_parallel_partitions_of_the_real_service_make_one_valid_file(
         same([row for part in parts for row in part], expected)
 
 
-async def test_cli_export_against_the_real_service(service_env: dict[str, str], expected: list[dict],
+async def test_cli_export_against_the_real_service(service_env: dict[str, str], expected: list[dict[str, Any]],
                                                    tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "moscow.json"
     async with in_process([export_service], service_env, label="export") as host:

@@ -9,6 +9,7 @@ import dataclasses
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -37,7 +38,7 @@ FAST_CHANNEL = ChannelConfig(initial_reconnect_backoff=0.05, max_reconnect_backo
 
 
 @pytest.fixture
-async def city_rows(pg_conn: asyncpg.Connection) -> list[dict]:
+async def city_rows(pg_conn: asyncpg.Connection) -> list[dict[str, Any]]:
     rows = [dict(r) for r in await pg_conn.fetch(
         f"SELECT {', '.join(EXPORT_COLUMNS)} FROM properties WHERE city = $1 ORDER BY id", CITY)]
     assert len(rows) > 300, "the seeded table should hold a few hundred rows of the test city"
@@ -51,11 +52,12 @@ def client(target: str, **kw: object) -> ExportClient:
     return ExportClient(target, **kw)  # type: ignore[arg-type]
 
 
-def file_rows(fmt: str, data: bytes) -> list[dict]:
+def file_rows(fmt: str, data: bytes) -> list[dict[str, Any]]:
     if fmt == "jsonl":
         return [json.loads(line) for line in data.splitlines()]
     if fmt == "json":
-        return json.loads(data)
+        rows: list[dict[str, Any]] = json.loads(data)
+        return rows
     reader = csv.reader(io.StringIO(data.decode(), newline=""))
     assert next(reader) == EXPORT_COLUMNS
     from rentscout.sdk.formats import CSV
@@ -63,14 +65,14 @@ def file_rows(fmt: str, data: bytes) -> list[dict]:
     return parse_rows(CSV, data, EXPORT_COLUMNS)
 
 
-def same_rows(got: list[dict], expected: list[dict]) -> None:
+def same_rows(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
     assert [r["id"] for r in got] == [r["id"] for r in expected]  # every row once, in order
     assert [(r["city"], r["price"], r["title"]) for r in got] == [(r["city"], r["price"], r["title"]) for r in expected]
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
 async def test_scripted_breaks_mid_stream_deliver_every_row_exactly_once(
-        fmt: str, service_env: dict[str, str], city_rows: list[dict]) -> None:
+        fmt: str, service_env: dict[str, str], city_rows: list[dict[str, Any]]) -> None:
     holder: list[ContractExport] = []
     per_chunk = max(20, len(city_rows) // 12)
     request = export_request(fmt, cities=[CITY], rows_per_chunk=per_chunk)
@@ -92,7 +94,7 @@ async def test_scripted_breaks_mid_stream_deliver_every_row_exactly_once(
         assert stream.resumes == 3
 
 
-async def test_a_cut_tcp_connection_is_resumed(service_env: dict[str, str], city_rows: list[dict]) -> None:
+async def test_a_cut_tcp_connection_is_resumed(service_env: dict[str, str], city_rows: list[dict[str, Any]]) -> None:
     holder: list[ContractExport] = []
     async with in_process([export_factory(holder)], service_env) as host, CuttingProxy(host.port) as proxy, \
             client(proxy.target) as c:
@@ -108,7 +110,7 @@ async def test_a_cut_tcp_connection_is_resumed(service_env: dict[str, str], city
 
 
 async def test_a_restarted_server_on_the_same_port_finishes_the_export(
-        service_env: dict[str, str], city_rows: list[dict]) -> None:
+        service_env: dict[str, str], city_rows: list[dict[str, Any]]) -> None:
     port = free_port()
     holder: list[ContractExport] = []
     async with client(f"127.0.0.1:{port}") as c:
@@ -126,7 +128,7 @@ async def test_a_restarted_server_on_the_same_port_finishes_the_export(
 
 
 async def test_an_export_waits_out_an_open_breaker_while_the_server_is_down(
-        service_env: dict[str, str], city_rows: list[dict]) -> None:
+        service_env: dict[str, str], city_rows: list[dict[str, Any]]) -> None:
     port = free_port()
     holder: list[ContractExport] = []
     breaker = dataclasses.replace(default_breaker_config(), consecutive_failures=2, recovery_timeout=0.3,
@@ -157,7 +159,7 @@ async def test_an_export_waits_out_an_open_breaker_while_the_server_is_down(
 
 
 async def test_a_server_contradicting_the_row_counts_is_an_integrity_error(
-        service_env: dict[str, str], city_rows: list[dict]) -> None:
+        service_env: dict[str, str], city_rows: list[dict[str, Any]]) -> None:
     holder: list[ContractExport] = []
     async with in_process([export_factory(holder)], service_env) as host, client(f"127.0.0.1:{host.port}") as c:
         server = holder[0]
@@ -196,7 +198,7 @@ async def test_bad_input_is_not_resumed_and_endless_breaks_give_up(service_env: 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
 async def test_parallel_download_merges_partitions_into_one_valid_file(
-        fmt: str, service_env: dict[str, str], city_rows: list[dict], tmp_path: Path) -> None:
+        fmt: str, service_env: dict[str, str], city_rows: list[dict[str, Any]], tmp_path: Path) -> None:
     holder: list[ContractExport] = []
     request = export_request(fmt, cities=[CITY], rows_per_chunk=40)
     async with in_process([export_factory(holder)], service_env) as host, client(f"127.0.0.1:{host.port}") as c:
@@ -219,7 +221,7 @@ async def test_parallel_download_merges_partitions_into_one_valid_file(
         same_rows([r for part in parts for r in part], city_rows)
 
 
-async def test_sync_export_client_iterates_rows(service_env: dict[str, str], city_rows: list[dict]) -> None:
+async def test_sync_export_client_iterates_rows(service_env: dict[str, str], city_rows: list[dict[str, Any]]) -> None:
     holder: list[ContractExport] = []
     async with in_process([export_factory(holder)], service_env) as host:
         holder[0].breaks = {0: (1, grpc.StatusCode.UNAVAILABLE)}
@@ -250,7 +252,7 @@ async def test_an_unreachable_target_fails_at_once_naming_it_and_is_not_resumed(
 
 
 async def test_once_started_resuming_is_bounded_by_the_stall_limit(
-        service_env: dict[str, str], city_rows: list[dict]) -> None:
+        service_env: dict[str, str], city_rows: list[dict[str, Any]]) -> None:
     port = free_port()
     holder: list[ContractExport] = []
     resume = RetryPolicy(max_attempts=1000, initial_delay=0.05, max_delay=0.2)

@@ -15,8 +15,10 @@ from harness import probe_service
 from harness.servers import in_process
 from rentscout.sdk import ChannelConfig, ExportClient, RetryPolicy, TlsConfig, UnavailableError
 
+Issued = tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
 
-def _issue(name: str, signer: tuple | None = None, ca: bool = False) -> tuple:
+
+def _issue(name: str, signer: Issued | None = None, ca: bool = False) -> Issued:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
@@ -31,7 +33,7 @@ def _issue(name: str, signer: tuple | None = None, ca: bool = False) -> tuple:
     return key, builder.sign(signer[0] if signer else key, hashes.SHA256())
 
 
-def _write(directory: Path, name: str, key, cert) -> None:  # type: ignore[no-untyped-def]
+def _write(directory: Path, name: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
     (directory / f"{name}.key").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     (directory / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))

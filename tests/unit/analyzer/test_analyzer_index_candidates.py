@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from rentscout.analyzer_service.index_candidates import (
@@ -92,8 +94,8 @@ def test_statements_are_quoted_and_names_bounded() -> None:
     assert len(long.index_name()) == 63 and long.index_name() == Candidate(T, ("a" * 40, "b" * 40), (), 0.5).index_name()
 
 
-def index(oid: int, *cols: str | None, **kw) -> IndexInfo:
-    base = dict(oid=oid, schema="app", name=f"i{oid}", table="app.listings", table_oid=1, columns=cols,
+def index(oid: int, *cols: str | None, **kw: Any) -> IndexInfo:
+    base: dict[str, Any] = dict(oid=oid, schema="app", name=f"i{oid}", table="app.listings", table_oid=1, columns=cols,
                 key_count=len(cols), unique=False, primary=False, valid=True, constraint=False, am="btree",
                 predicate=None, expressions=None, definition=f"CREATE INDEX i{oid} ...", size_bytes=8192, idx_scan=5)
     base.update(kw)
@@ -102,7 +104,8 @@ def index(oid: int, *cols: str | None, **kw) -> IndexInfo:
 
 def test_coverage_by_leading_columns() -> None:
     cand = Candidate(T, ("rooms", "city"), ("price",), 0.01)
-    assert covered_by(cand, [index(10, "city", "rooms", "price", "views")]).oid == 10  # equality order is free
+    found = covered_by(cand, [index(10, "city", "rooms", "price", "views")])
+    assert found is not None and found.oid == 10  # equality order is free
     assert covered_by(cand, [index(11, "city", "rooms")]) is None  # shorter
     assert covered_by(cand, [index(12, "city", "price", "rooms")]) is None  # range not after the equalities
     assert covered_by(cand, [index(13, "city", "rooms", "price", predicate="is_active")]) is None  # partial

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
-from analyzer_plans import doc, node
 
+from harness.plans import doc, node
 from rentscout.analyzer_service.insights import TableHealth, analyze_plan, staleness
 from rentscout.analyzer_service.plan import parse_explain
 from rentscout.analyzer_service.safety import OffsetRef
@@ -97,20 +98,26 @@ def test_workers_planned_but_not_launched() -> None:
             if i.kind == "WORKERS_NOT_LAUNCHED"] == ["INFO"]
 
 
-def health(**kw) -> TableHealth:
-    base = dict(schema="s", name="t", reltuples=10_000.0, relpages=100, n_live_tup=10_000, n_mod_since_analyze=0,
+def health(**kw: Any) -> TableHealth:
+    base: dict[str, Any] = dict(schema="s", name="t", reltuples=10_000.0, relpages=100, n_live_tup=10_000, n_mod_since_analyze=0,
                 last_analyze=datetime(2026, 1, 1, tzinfo=UTC), last_autoanalyze=None)
     base.update(kw)
     return TableHealth(**base)
+
+
+def severity(table: TableHealth) -> str | None:
+    """The severity staleness() gives, None when it finds nothing."""
+    found = staleness(table)
+    return None if found is None else found[0]
 
 
 def test_staleness_rules() -> None:
     assert staleness(health()) is None
     assert staleness(health(n_mod_since_analyze=500)) is None  # below the floor
     assert staleness(health(n_mod_since_analyze=1500)) is None  # 15% < 20%
-    assert staleness(health(n_mod_since_analyze=3000))[0] == "WARNING"
-    assert staleness(health(n_mod_since_analyze=20000))[0] == "CRITICAL"
-    assert staleness(health(last_analyze=None, reltuples=-1, n_live_tup=5000))[0] == "WARNING"
+    assert severity(health(n_mod_since_analyze=3000)) == "WARNING"
+    assert severity(health(n_mod_since_analyze=20000)) == "CRITICAL"
+    assert severity(health(last_analyze=None, reltuples=-1, n_live_tup=5000)) == "WARNING"
     assert staleness(health(last_analyze=None, reltuples=-1, n_live_tup=10)) is None
 
 

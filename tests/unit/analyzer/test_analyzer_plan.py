@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from analyzer_plans import doc, node
 
+from harness.plans import doc, node
 from rentscout.analyzer_service import filter_counts
 from rentscout.analyzer_service.catalog_policy import Resolution
 from rentscout.analyzer_service.insights import TableHealth

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from rentscout.analyzer_service.settings import AnalyzerSettings
 from rentscout.analyzer_service.table_stats import PGSTATTUPLE_APPROX, TableStats, recommend
@@ -11,8 +12,8 @@ LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
 SETTINGS = AnalyzerSettings(rewrite_min_bloat_bytes=1024 * 1024)
 
 
-def stats(**kw) -> TableStats:
-    base = dict(table="s.t", live_rows=100_000, dead_rows=0, reltuples=100_000.0, last_analyze=LONG_AGO,
+def stats(**kw: Any) -> TableStats:
+    base: dict[str, Any] = dict(table="s.t", live_rows=100_000, dead_rows=0, reltuples=100_000.0, last_analyze=LONG_AGO,
                 table_bytes=50 * 1024 * 1024)
     base.update(kw)
     return TableStats(**base)

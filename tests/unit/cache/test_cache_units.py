@@ -12,7 +12,7 @@ from rentscout.cache_service.entry import NEAR, REDIS, Entry
 from rentscout.cache_service.keys import FORMAT_VERSION, GlobError, KeySpace, glob_escape, params_digest, parse_glob
 from rentscout.cache_service.near import NearCache
 from rentscout.cache_service.queries import popular_params, price_stats_params
-from rentscout.cache_service.registry import cached_query
+from rentscout.cache_service.registry import CachedQuery, cached_query
 from rentscout.cache_service.ttl import AdaptiveTtl, FixedTtl, jittered
 from rentscout.common.v1 import common_pb2
 from rentscout.runtime.errors import InvalidArgument
@@ -165,7 +165,7 @@ def test_request_validation_names_the_field() -> None:
 
 
 def test_a_query_is_declared_once() -> None:
-    registry: dict = {}
+    registry: dict[str, CachedQuery] = {}
 
     @cached_query("listing_count", rpc="Cities", request=cache_pb2.CitiesRequest, params=lambda r: {},
                   tags=lambda p: ["cities"], registry=registry)

@@ -120,7 +120,9 @@ def test_json_resumed_stream_continues_the_array() -> None:
     writer = JsonWriter(hidden_key=False, array=True)
     first = writer.render([Segment(b'{"id":1}\n{"id":2}\n', 2, None, False)], 0)
     resumed = writer.render([Segment(b'{"id":3}\n', 1, None, False)], 2)
-    assert json.loads(first + resumed + writer.trailer(2, 3)) == [{"id": 1}, {"id": 2}, {"id": 3}]
+    trailer = writer.trailer(2, 3)
+    assert trailer is not None
+    assert json.loads(first + resumed + trailer) == [{"id": 1}, {"id": 2}, {"id": 3}]
     assert writer.trailer(0, 0) == b"[]\n"
 
 
@@ -138,8 +140,9 @@ def test_json_fixups_turn_copy_text_escapes_into_json() -> None:
 def test_json_segments_with_raw_control_bytes_in_values_are_flagged() -> None:
     clean = b'{\x1ea\x1e:"x"}\n{\x1ea\x1e:"y"}\n{\x1ea'
     dirty = b'{\x1ea\x1e:"x\x1e"}\n'
-    assert JsonSplitter(markers_per_row=2).feed(clean).controls is False
-    assert JsonSplitter(markers_per_row=2).feed(dirty).controls is True
+    clean_segment, dirty_segment = JsonSplitter(markers_per_row=2).feed(clean), JsonSplitter(markers_per_row=2).feed(dirty)
+    assert clean_segment is not None and clean_segment.controls is False
+    assert dirty_segment is not None and dirty_segment.controls is True
 
 
 def test_a_row_larger_than_the_byte_budget_travels_alone() -> None:

@@ -54,7 +54,7 @@ def test_tokens_of_the_previous_version_still_resume() -> None:
     lambda t: t + "!!",  # not base64url
     lambda t: "x" * 300,  # too long
 ])
-def test_tampered_tokens_are_rejected_naming_the_field(mutate) -> None:  # type: ignore[no-untyped-def]
+def test_tampered_tokens_are_rejected_naming_the_field(mutate) -> None:
     codec = TokenCodec(key_from_secret("s3cret"))
     with pytest.raises(InvalidArgument) as err:
         codec.decode(mutate(codec.encode(FP, STATE)), FP)
@@ -115,11 +115,12 @@ def violations_of(req: export_pb2.ExportPropertiesRequest) -> dict[str, str]:
 
 
 def test_every_bad_field_is_reported_at_once() -> None:
-    req = export_pb2.ExportPropertiesRequest(format=7, limit=-1, rows_per_chunk=-3, bytes_per_chunk=10)
+    req = export_pb2.ExportPropertiesRequest(format=7, limit=-1,  # type: ignore[arg-type]  # unknown format, on purpose
+                                             rows_per_chunk=-3, bytes_per_chunk=10)
     f = req.filter
     f.min_price, f.max_price, f.min_rooms, f.max_rooms = 500, 100, -1, 2
     f.property_types.append(common_pb2.PROPERTY_TYPE_UNSPECIFIED)
-    f.sources.append(42)
+    f.sources.append(42)  # type: ignore[arg-type]  # an unknown source number, on purpose
     f.cities.extend(["ok", ""])
     f.updated_since.CopyFrom(Timestamp(seconds=1, nanos=-5))
     got = violations_of(req)
@@ -131,10 +132,12 @@ def test_every_bad_field_is_reported_at_once() -> None:
 
 def test_limits_above_the_maximum_and_oversized_chunks_are_rejected() -> None:
     s = ExportSettings()
-    req = export_pb2.ExportPropertiesRequest(format=1, limit=s.max_limit + 1, rows_per_chunk=s.max_rows_per_chunk + 1,
+    req = export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_CSV, limit=s.max_limit + 1,
+                                             rows_per_chunk=s.max_rows_per_chunk + 1,
                                              bytes_per_chunk=s.max_bytes_per_chunk + 1)
     assert set(violations_of(req)) == {"limit", "rows_per_chunk", "bytes_per_chunk"}
-    ok = export_pb2.ExportPropertiesRequest(format=3, limit=s.max_limit, rows_per_chunk=1, bytes_per_chunk=1024)
+    ok = export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_JSONL, limit=s.max_limit, rows_per_chunk=1,
+                                        bytes_per_chunk=1024)
     assert violations_of(ok) == {}
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import orjson
 from opentelemetry.sdk.trace import TracerProvider
@@ -28,7 +29,7 @@ def only_handler(*handlers: logging.Handler) -> Iterator[None]:
         root.setLevel(level)
 
 
-def emit(*calls: tuple) -> list[dict]:
+def emit(*calls: tuple[Any, ...]) -> list[dict[str, Any]]:
     """The access lines `calls` make through the server's own handler and formatter, as parsed documents."""
     out = io.StringIO()
     handler = logs.LineHandler(out)

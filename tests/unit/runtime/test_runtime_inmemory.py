@@ -42,7 +42,7 @@ def test_success_echoes_the_callers_correlation_id(resources: Resources) -> None
 def test_a_new_correlation_id_when_the_caller_sends_none(resources: Resources) -> None:
     reply = probe(resources).unary(STATS, export_pb2.GetExportStatisticsRequest())
     echoed = dict(reply.trailing_metadata)[CORRELATION_HEADER]
-    assert len(echoed) == 36 and echoed.count("-") == 4
+    assert isinstance(echoed, str) and len(echoed) == 36 and echoed.count("-") == 4
 
 
 def test_bad_input_is_invalid_argument_with_every_field_violation(resources: Resources) -> None:

@@ -25,6 +25,11 @@ from rentscout.sdk.errors import InvalidArgumentError, UnavailableError
 _names = iter(range(10_000))
 
 
+def state(b: CircuitBreaker) -> CircuitState:
+    """The breaker's state, read afresh: to mypy, `b.state` stays what an earlier assert narrowed it to."""
+    return b.state
+
+
 def make(clock: ManualClock, **kw: object) -> CircuitBreaker:
     kw.setdefault("classify", codes.breaker_outcome)
     return CircuitBreaker(f"unit-{next(_names)}", BreakerConfig(**kw), clock=clock)  # type: ignore[arg-type]
@@ -44,9 +49,9 @@ def test_consecutive_failures_open_the_breaker_and_it_fails_fast() -> None:
     clock = ManualClock()
     b = make(clock)  # defaults: 5 consecutive failures, 60 s recovery
     fail(b, 4)
-    assert b.state is CircuitState.CLOSED
+    assert state(b) is CircuitState.CLOSED
     fail(b)
-    assert b.state is CircuitState.OPEN
+    assert state(b) is CircuitState.OPEN
     with pytest.raises(CircuitOpenError) as info:
         b.acquire()
     assert info.value.retry_after == pytest.approx(60.0)
@@ -58,7 +63,7 @@ def test_a_success_resets_the_consecutive_count() -> None:
     for _ in range(3):
         fail(b, 4)
         succeed(b)
-    assert b.state is CircuitState.CLOSED
+    assert state(b) is CircuitState.CLOSED
 
 
 def test_failure_rate_over_the_window_with_minimum_calls() -> None:
@@ -66,11 +71,11 @@ def test_failure_rate_over_the_window_with_minimum_calls() -> None:
     for _ in range(4):
         fail(b)
         succeed(b)
-    assert b.state is CircuitState.CLOSED  # 8 calls < minimum even though the rate is 50%
+    assert state(b) is CircuitState.CLOSED  # 8 calls < minimum even though the rate is 50%
     fail(b)
-    assert b.state is CircuitState.CLOSED  # 9 calls
+    assert state(b) is CircuitState.CLOSED  # 9 calls
     fail(b)
-    assert b.state is CircuitState.OPEN  # 10 calls, 6 failures
+    assert state(b) is CircuitState.OPEN  # 10 calls, 6 failures
     with pytest.raises(CircuitOpenError, match="failure rate 60% over 10 calls"):
         b.acquire()
 
@@ -80,10 +85,10 @@ def test_the_window_slides_old_outcomes_out() -> None:
     fail(b, 2)
     succeed(b, 2)  # 2/4 failed
     fail(b)  # window: F S S F -> 2/4
-    assert b.state is CircuitState.CLOSED
+    assert state(b) is CircuitState.CLOSED
     assert b.snapshot().calls == 4 and b.snapshot().failures == 2
     fail(b, 2)  # window: S F F F -> 3/4
-    assert b.state is CircuitState.OPEN
+    assert state(b) is CircuitState.OPEN
 
 
 def test_time_based_window_forgets_old_seconds() -> None:
@@ -94,18 +99,18 @@ def test_time_based_window_forgets_old_seconds() -> None:
     succeed(b, 2)
     fail(b)
     assert b.snapshot().calls == 3
-    assert b.state is CircuitState.CLOSED
+    assert state(b) is CircuitState.CLOSED
     fail(b)  # 4 calls, 2 failures
-    assert b.state is CircuitState.OPEN
+    assert state(b) is CircuitState.OPEN
 
 
 def test_slow_calls_trip_the_breaker() -> None:
     b = make(ManualClock(), minimum_calls=5, slow_call_duration=1.0, slow_call_rate_threshold=0.6)
     succeed(b, 2, duration=0.1)
     succeed(b, 2, duration=2.0)
-    assert b.state is CircuitState.CLOSED
+    assert state(b) is CircuitState.CLOSED
     succeed(b, 1, duration=1.5)  # 3 of 5 slow
-    assert b.state is CircuitState.OPEN
+    assert state(b) is CircuitState.OPEN
     with pytest.raises(CircuitOpenError, match="slow-call rate"):
         b.acquire()
 
@@ -113,13 +118,13 @@ def test_slow_calls_trip_the_breaker() -> None:
 def test_untimed_calls_never_count_as_slow() -> None:
     b = make(ManualClock(), minimum_calls=1, slow_call_duration=0.001, slow_call_rate_threshold=0.1)
     b.on_success(b.acquire(), None)
-    assert b.state is CircuitState.CLOSED
+    assert state(b) is CircuitState.CLOSED
 
 
 def test_caller_errors_never_count_as_failures() -> None:
     b = make(ManualClock(), minimum_calls=2)
     fail(b, 20, InvalidArgumentError("bad", violations=[("city", "empty")]))
-    assert b.state is CircuitState.CLOSED
+    assert state(b) is CircuitState.CLOSED
     assert b.snapshot().failures == 0
 
 
@@ -133,16 +138,16 @@ def test_half_open_probes_close_the_breaker_after_recovery_timeout() -> None:
     with pytest.raises(CircuitOpenError):
         b.acquire()
     clock.advance(0.2)
-    assert b.state is CircuitState.HALF_OPEN  # reported lazily, no timer
+    assert state(b) is CircuitState.HALF_OPEN  # reported lazily, no timer
     p1 = b.acquire()
     p2 = b.acquire()
     with pytest.raises(CircuitOpenError) as info:  # only 2 probes at a time
         b.acquire()
     assert info.value.state is CircuitState.HALF_OPEN
     b.on_success(p1, 0.01)
-    assert b.state is CircuitState.HALF_OPEN
+    assert state(b) is CircuitState.HALF_OPEN
     b.on_success(p2, 0.01)
-    assert b.state is CircuitState.CLOSED
+    assert state(b) is CircuitState.CLOSED
     assert [(e.old, e.new) for e in events] == [
         (CircuitState.CLOSED, CircuitState.OPEN), (CircuitState.OPEN, CircuitState.HALF_OPEN),
         (CircuitState.HALF_OPEN, CircuitState.CLOSED)]
@@ -155,12 +160,12 @@ def test_a_failed_probe_reopens_for_a_full_recovery_timeout() -> None:
     clock.advance(10)
     probe = b.acquire()
     b.on_error(probe, UnavailableError("still down"))
-    assert b.state is CircuitState.OPEN
+    assert state(b) is CircuitState.OPEN
     clock.advance(9)
     with pytest.raises(CircuitOpenError):
         b.acquire()
     clock.advance(1)
-    assert b.state is CircuitState.HALF_OPEN
+    assert state(b) is CircuitState.HALF_OPEN
 
 
 def test_a_slow_probe_reopens() -> None:
@@ -169,7 +174,7 @@ def test_a_slow_probe_reopens() -> None:
     fail(b, 5)
     clock.advance(1)
     b.on_success(b.acquire(), 3.0)
-    assert b.state is CircuitState.OPEN
+    assert state(b) is CircuitState.OPEN
 
 
 def test_cancelled_probe_frees_its_slot() -> None:
@@ -179,9 +184,9 @@ def test_cancelled_probe_frees_its_slot() -> None:
     clock.advance(1)
     permit = b.acquire()
     b.on_error(permit, asyncio.CancelledError())
-    assert b.state is CircuitState.HALF_OPEN
+    assert state(b) is CircuitState.HALF_OPEN
     b.on_success(b.acquire())
-    assert b.state is CircuitState.CLOSED
+    assert state(b) is CircuitState.CLOSED
 
 
 def test_outcomes_from_before_a_state_change_are_ignored() -> None:
@@ -192,9 +197,9 @@ def test_outcomes_from_before_a_state_change_are_ignored() -> None:
     clock.advance(1)
     probe = b.acquire()
     b.on_error(old, UnavailableError("late failure of an old call"))
-    assert b.state is CircuitState.HALF_OPEN
+    assert state(b) is CircuitState.HALF_OPEN
     b.on_success(probe)
-    assert b.state is CircuitState.CLOSED
+    assert state(b) is CircuitState.CLOSED
 
 
 def test_sync_decorator_and_guard() -> None:
@@ -238,7 +243,7 @@ def test_reset_closes() -> None:
     b = make(ManualClock())
     fail(b, 5)
     b.reset()
-    assert b.state is CircuitState.CLOSED and b.snapshot().calls == 0
+    assert state(b) is CircuitState.CLOSED and b.snapshot().calls == 0
 
 
 def test_thread_safety_counts_every_outcome() -> None:

@@ -7,9 +7,11 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from rentscout.sdk import errors
 
+Metadata = tuple[tuple[str, str | bytes], ...]
+
 
 class FakeRpcError(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode, details: str, trailing: tuple = (), initial: tuple = ()) -> None:
+    def __init__(self, code: grpc.StatusCode, details: str, trailing: Metadata = (), initial: Metadata = ()) -> None:
         self._code, self._details, self._trailing, self._initial = code, details, trailing, initial
 
     def code(self) -> grpc.StatusCode:
@@ -18,10 +20,10 @@ class FakeRpcError(grpc.RpcError):
     def details(self) -> str:
         return self._details
 
-    def trailing_metadata(self) -> tuple:
+    def trailing_metadata(self) -> Metadata:  # type: ignore[override]  # types-grpcio says _Metadatum: a pair, as here
         return self._trailing
 
-    def initial_metadata(self) -> tuple:
+    def initial_metadata(self) -> Metadata:
         return self._initial
 
 

@@ -6,6 +6,7 @@ import csv
 import io
 import itertools
 import json
+from typing import Any
 
 import orjson
 import pytest
@@ -86,7 +87,7 @@ def test_empty_json_export_is_an_empty_array(framing: list[bytes]) -> None:
     assert json.loads(stitch(JSON, [framing, framing])) == []
 
 
-def csv_text(rows: list[dict], header: bool, newline: str) -> bytes:
+def csv_text(rows: list[dict[str, Any]], header: bool, newline: str) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator=newline)
     if header:
@@ -123,7 +124,7 @@ def test_jsonl_is_concatenated() -> None:
 
 @pytest.mark.parametrize("fmt", [CSV, JSON, JSONL])
 def test_merge_partition_files_in_order(fmt: int) -> None:
-    def file_of(rows: list[dict]) -> bytes:
+    def file_of(rows: list[dict[str, Any]]) -> bytes:
         if fmt == CSV:
             return csv_text(rows, True, "\n")
         if fmt == JSON:

@@ -30,6 +30,9 @@ class Flaky:
         return self()
 
 
+NEVER_RETRYABLE = sorted(codes.NEVER_RETRYABLE, key=lambda c: c.name)
+
+
 def unavailable() -> UnavailableError:
     return UnavailableError("down")
 
@@ -219,7 +222,7 @@ def test_broken_on_retry_callback_does_not_break_the_call() -> None:
 def test_invalid_configuration_is_rejected() -> None:
     for bad in ({"max_attempts": 0}, {"initial_delay": -1}, {"backoff_factor": 0.5}, {"timeout": 0}):
         with pytest.raises(ValueError):
-            RetryPolicy(**bad)  # type: ignore[arg-type]
+            RetryPolicy(**bad)
     with pytest.raises(TypeError):
         RetryPolicy(retry_on=42)
 
@@ -233,7 +236,7 @@ def test_never_retries_cancellation_even_if_the_predicate_says_so() -> None:
     assert fn.calls == 1
 
 
-@pytest.mark.parametrize("code", sorted(codes.NEVER_RETRYABLE, key=lambda c: c.name))
+@pytest.mark.parametrize("code", NEVER_RETRYABLE)
 def test_never_retryable_codes(code: grpc.StatusCode) -> None:
     from rentscout.sdk.errors import error_class
 

@@ -94,7 +94,8 @@ def stream_parts(tables: list[pa.Table], with_schema: list[bool]) -> list[bytes]
 
 @given(st.lists(st.integers(1, 400), min_size=1, max_size=20))
 def test_stitcher_and_decoder_join_segments_into_one_stream_whatever_the_cuts(cuts: list[int]) -> None:
-    schema = pa.schema([("id", pa.int64()), ("s", pa.utf8())])
+    columns: list[tuple[str, pa.DataType]] = [("id", pa.int64()), ("s", pa.utf8())]
+    schema = pa.schema(columns)
     tables = [pa.table({"id": list(range(i * 10, i * 10 + n)), "s": ["é" * k for k in range(n)]}, schema=schema)
               for i, n in enumerate((7, 0, 5))]
     segments = stream_parts(tables, [True, True, False])  # a partition repeats the schema, a resume does not
@@ -134,7 +135,8 @@ def test_stitcher_refuses_other_schemas_and_truncated_streams() -> None:
 def test_rows_of_a_stream_need_its_schema_first() -> None:
     (data,) = stream_parts([pa.table({"id": [1, 2], "ok": [True, None]})], [True])
     assert FORMAT.parse_rows(data, ["id", "ok"]) == [{"id": 1, "ok": True}, {"id": 2, "ok": None}]
-    schema_len = len(pa.schema([("id", pa.int64()), ("ok", pa.bool_())]).serialize())
+    columns: list[tuple[str, pa.DataType]] = [("id", pa.int64()), ("ok", pa.bool_())]
+    schema_len = len(pa.schema(columns).serialize())
     decode = FORMAT.row_decoder(["id", "ok"])
     assert decode(data[:schema_len]) == [] and len(decode(data[schema_len:])) == 2
     with pytest.raises(FramingError, match="before the schema"):

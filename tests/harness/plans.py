@@ -6,8 +6,15 @@ import json
 from typing import Any
 
 
-def node(node_type: str, *children: dict[str, Any], time: float | None = None, loops: int = 1, rows: float = 1,
-         plan_rows: float = 1, **extra: Any) -> dict[str, Any]:
+def node(node_type: str, *children: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """One plan node: `time`, `loops`, `rows` and `plan_rows` set its figures, any other keyword (spread from a dict,
+    EXPLAIN's keys have spaces) is copied as it is. One `**fields`, not typed keywords, because mypy checks a spread
+    dict's values against every keyword parameter."""
+    time: float | None = fields.pop("time", None)
+    loops: int = fields.pop("loops", 1)
+    rows: float = fields.pop("rows", 1)
+    plan_rows: float = fields.pop("plan_rows", 1)
+    extra = fields
     out: dict[str, Any] = {"Node Type": node_type, "Startup Cost": 0.0, "Total Cost": 100.0, "Plan Rows": plan_rows,
                            "Plan Width": 8}
     if time is not None:
