@@ -7,10 +7,12 @@ import asyncio
 import base64
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.grpcurl import grpcurl
+from harness.polling import eventually
 from harness.servers import ServerProcess
 
 pa = pytest.importorskip("pyarrow")
@@ -52,8 +54,12 @@ async def test_grpcurl_sees_flight_and_pyarrow_reads_it(export_process: ServerPr
 
     rows = await asyncio.to_thread(read)
     assert rows == int(info.json()["total_records"])  # grpcurl prints proto field names
-    access = [r for r in export_process.log_records() if r.get("rpc.method") == f"/{SERVICE}/DoGet"
-              and r.get("event.dataset") == "rentscout.access"]
+
+    async def access_lines() -> list[dict[str, Any]]:  # written just after each response leaves: poll for them
+        return [r for r in export_process.log_records() if r.get("rpc.method") == f"/{SERVICE}/DoGet"
+                and r.get("event.dataset") == "rentscout.access"]
+
+    access = await eventually(access_lines, lambda lines: len(lines) >= len(endpoints))
     assert len(access) == len(endpoints) and {r["correlation.id"] for r in access} == {CID}
     finished = [r for r in export_process.log_records() if r.get("message") == "export finished"
                 and r.get("correlation.id") == CID]

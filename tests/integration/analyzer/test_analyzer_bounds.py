@@ -60,7 +60,8 @@ async def test_no_rpc_returns_a_secret_typed_in_a_utility_statement(analyzer_env
                 f"CREATE USER MAPPING FOR rs_secret_role SERVER rs_secret_srv OPTIONS (user 'u', password '{SECRET}-3')",
                 f"ALTER SYSTEM SET cluster_name = '{SECRET}-4'",  # only read at a restart
                 "ALTER SYSTEM RESET cluster_name",
-                f"SELECT /* {SECRET}-5 */ 1 AS plannable",
+                # a quarter second: among the 500 slowest by total time however many statements the suite ran
+                f"SELECT /* {SECRET}-5 */ pg_sleep(0.25) AS plannable",
                 f"CREATE TABLE {SCHEMA}.secretive (id int, token text)",
                 f"CREATE INDEX secretive_partial ON {SCHEMA}.secretive (id) WHERE token <> '{SECRET}-6'"):
             await conn.execute(statement)
