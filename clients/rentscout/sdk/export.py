@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, overload
 
 from google.protobuf import timestamp_pb2
 
@@ -40,7 +40,7 @@ from rentscout.sdk.export_stream import (
     DEFAULT_RECONNECT_WAIT,
     ExportStream,
 )
-from rentscout.sdk.flight import FlightExports
+from rentscout.sdk.flight import FlightArrowStream, FlightExports
 from rentscout.sdk.sync import sync_methods
 from rentscout.wire.enums import LISTING_SOURCE, PROPERTY_TYPE, enum_value
 
@@ -129,6 +129,7 @@ class ExportClient(BaseClient):
         self.max_stall = max_stall
         self.reconnect_wait = reconnect_wait
         self.connect_timeout = connect_timeout
+        self._flights: FlightExports | None = None
 
     def export(self, request: export_pb2.ExportPropertiesRequest | None = None, *, timeout: float | None = None,
                metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
@@ -147,18 +148,57 @@ class ExportClient(BaseClient):
                             correlation_id=correlation_id, on_chunk=on_chunk, max_stall=self.max_stall,
                             reconnect_wait=self.reconnect_wait, connect_timeout=self.connect_timeout)
 
+    @property
+    def flights(self) -> FlightExports:
+        """This client's Arrow Flight reader (made at first use, closed with the client): the target's breaker and
+        retry budget, this client's resume policy and `max_stall`."""
+        if self._flights is None:
+            self._flights = FlightExports(self.config, breaker=self._invoker.breaker,
+                                          retry_budget=self._invoker.budget, resume=self.resume_policy,
+                                          max_stall=self.max_stall)
+        return self._flights
+
+    async def close(self) -> None:
+        if self._flights is not None:
+            self._flights.close()
+        await super().close()
+
+    @overload
     def export_arrow(self, request: export_pb2.ExportPropertiesRequest | None = None, *, timeout: float | None = None,
                      metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
-                     **request_fields: Any) -> ArrowStream:
+                     flight: Literal[False] = False, parallel: Literal[1] = 1, **request_fields: Any) -> ArrowStream: ...
+
+    @overload
+    def export_arrow(self, request: export_pb2.ExportPropertiesRequest | None = None, *, timeout: float | None = None,
+                     metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
+                     flight: bool = False, parallel: int = 1,
+                     **request_fields: Any) -> ArrowStream | FlightArrowStream: ...
+
+    def export_arrow(self, request: export_pb2.ExportPropertiesRequest | None = None, *, timeout: float | None = None,
+                     metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
+                     flight: bool = False, parallel: int = 1,
+                     **request_fields: Any) -> ArrowStream | FlightArrowStream:
         """The record batches of an Arrow export (`async for batch in ...`: pyarrow.RecordBatch), resumable, every
         row exactly once. Pass an EXPORT_FORMAT_ARROW request or `export_request` keyword arguments (the format
-        defaults to arrow). Needs the `arrow` extra (pyarrow)."""
+        defaults to arrow). Needs the `arrow` extra (pyarrow).
+
+        `flight=True` (implied by `parallel` > 1) reads it over Arrow Flight instead (`rentscout.sdk.flight`: the
+        server decodes COPY BINARY, pyarrow's C++ client reads), `parallel` endpoints at once, in id order; the
+        result is a `FlightArrowStream` (same `async for` and `read_all()`)."""
         if request is None:
             request = export_request(**{"format": "arrow", **request_fields})
         elif request_fields:
             raise TypeError("pass either a request or request fields, not both")
         if request.format != formats.ARROW:
             raise ValueError("export_arrow reads EXPORT_FORMAT_ARROW exports; use export() for the text formats")
+        if flight or parallel > 1:
+            flights, read = self.flights, request
+
+            def open_reader() -> pa.RecordBatchReader:
+                return flights.read(read, parallel=parallel, timeout=timeout, metadata=metadata or (),
+                                    correlation_id=correlation_id)
+
+            return FlightArrowStream(open_reader, flights)
         return ArrowStream(self.export(request, timeout=timeout, metadata=metadata, correlation_id=correlation_id))
 
     async def plan_export(self, request: export_pb2.ExportPropertiesRequest, partitions: int,
@@ -332,19 +372,11 @@ class SyncExportStream:
 class SyncExportClient(SyncClient):
     ASYNC = ExportClient
 
-    _flights: FlightExports | None = None
-
     @property
     def flights(self) -> FlightExports:
-        """This client's Arrow Flight reader (made at first use; closed with the client)."""
-        if self._flights is None:
-            self._flights = FlightExports(self.config)
-        return self._flights
-
-    def close(self) -> None:
-        if self._flights is not None:
-            self._flights.close()
-        super().close()
+        """This client's Arrow Flight reader (the async client's: one implementation, one breaker)."""
+        flights: FlightExports = self._async.flights
+        return flights
 
     def export(self, request: export_pb2.ExportPropertiesRequest | None = None, **kwargs: Any) -> SyncExportStream:
         return SyncExportStream(self._loop, self._async.export(request, **kwargs))
@@ -357,11 +389,8 @@ class SyncExportClient(SyncClient):
         `flight=True` (implied by `parallel` > 1) reads it over Arrow Flight instead (`rentscout.sdk.flight`: the
         server decodes COPY BINARY, pyarrow's C++ client reads), `parallel` endpoints at once, in id order."""
         if flight or parallel > 1:
-            if request is None:
-                fields = {k: v for k, v in kwargs.items() if k not in ("timeout", "metadata", "correlation_id")}
-                request = export_request(**{"format": "arrow", **fields})
-            return self.flights.read(request, parallel=parallel, timeout=kwargs.get("timeout"),
-                                     metadata=kwargs.get("metadata") or (), correlation_id=kwargs.get("correlation_id"))
+            flight_stream: FlightArrowStream = self._async.export_arrow(request, flight=True, parallel=parallel, **kwargs)
+            return flight_stream.open()
         stream = self._async.export_arrow(request, **kwargs)
         batches = self._loop.iterate(stream.batches())
         first = next(batches, None)  # the first chunk carries the schema
