@@ -43,6 +43,7 @@ from rentscout.sdk.export_stream import (
 from rentscout.sdk.flight import FlightArrowStream, FlightExports
 from rentscout.sdk.sync import sync_methods
 from rentscout.wire.enums import LISTING_SOURCE, PROPERTY_TYPE, enum_value
+from rentscout.wire.formats import arrow as arrow_format
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -226,12 +227,22 @@ class ExportClient(BaseClient):
     async def download(self, request: export_pb2.ExportPropertiesRequest, out: BinarySink | None = None, *,
                        parallel: int = 1, split: Callable[[int], Path] | None = None,
                        progress: Callable[[DownloadProgress], object] | None = None, spool_dir: str | None = None,
-                       timeout: float | None = None, correlation_id: str | None = None) -> DownloadResult:
-        """Write a whole export to `out` (one valid file) or, with `split`, one file per partition."""
+                       timeout: float | None = None, correlation_id: str | None = None,
+                       flight: bool = False) -> DownloadResult:
+        """Write a whole export to `out` (one valid file) or, with `split`, one file per partition.
+
+        `flight=True` (Arrow exports only, one file) reads it over Arrow Flight, `parallel` endpoints at once, and
+        writes the batches as one Arrow IPC stream, in id order."""
         if (out is None) == (split is None):
             raise ValueError("give exactly one of out and split")
         started = time.monotonic()
         state = DownloadProgress(partitions=1)
+        if flight:
+            if split is not None or request.format != formats.ARROW:
+                raise ValueError("download(flight=True) writes one Arrow file: an ARROW request and out, not split")
+            assert out is not None
+            return await self._download_flight(request, _Counting(out), state, started, parallel=parallel,
+                                               progress=progress, timeout=timeout, correlation_id=correlation_id)
         streams: list[ExportStream] = []
 
         def on_chunk(stream: ExportStream, chunk: export_pb2.ExportChunk) -> None:
@@ -269,6 +280,35 @@ class ExportClient(BaseClient):
         return DownloadResult(rows=state.rows, bytes_written=written, resumes=state.resumes, partitions=len(streams),
                               elapsed=time.monotonic() - started, files=files,
                               export_ids=sorted({s.header.export_id for s in streams if s.header and s.header.export_id}))
+
+    async def _download_flight(self, request: export_pb2.ExportPropertiesRequest, sink: _Counting,
+                               state: DownloadProgress, started: float, *, parallel: int,
+                               progress: Callable[[DownloadProgress], object] | None, timeout: float | None,
+                               correlation_id: str | None) -> DownloadResult:
+        """The Flight reader's batches as one Arrow IPC stream (schema message, batch messages, end of stream)."""
+        stream = self.export_arrow(request, flight=True, parallel=parallel, timeout=timeout,
+                                   correlation_id=correlation_id)
+        assert isinstance(stream, FlightArrowStream)
+        resumed = stream.resumes  # the reader's count is per client
+        state.partitions = max(1, parallel)
+        async for batch in stream:
+            if sink.written == 0:
+                sink.write(batch.schema.serialize().to_pybytes())
+            sink.write(batch.serialize().to_pybytes())
+            state.rows += batch.num_rows
+            state.bytes = sink.written
+            state.resumes = stream.resumes - resumed
+            if progress is not None:
+                progress(state)
+        if sink.written == 0:  # an empty export is still a valid stream with its schema
+            assert stream.schema is not None
+            sink.write(stream.schema.serialize().to_pybytes())
+        sink.write(arrow_format.EOS)
+        state.resumes = stream.resumes - resumed
+        if progress is not None:
+            progress(state)
+        return DownloadResult(rows=state.rows, bytes_written=sink.written, resumes=state.resumes,
+                              partitions=state.partitions, elapsed=time.monotonic() - started)
 
     async def _write_split(self, request: export_pb2.ExportPropertiesRequest, streams: list[ExportStream],
                            split: Callable[[int], Path], files: list[str]) -> int:

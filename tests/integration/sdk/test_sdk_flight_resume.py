@@ -9,6 +9,7 @@ resume timeout, saying so. The async client's Flight path reads the same table a
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from typing import Any
 
@@ -133,5 +134,16 @@ async def test_the_async_flight_path_equals_adbc(service_env: dict[str, str], ex
         batches = [batch async for batch in stream]
         assert stream.schema is not None and stream.schema.names == COLUMNS
         assert client.export_arrow(request).__class__.__name__ == "ArrowStream"  # the default stays ExportService
+        over_flight, over_grpc = io.BytesIO(), io.BytesIO()
+        result = await client.download(request, over_flight, parallel=3, flight=True)
+        await client.download(request, over_grpc)
+        empty = io.BytesIO()
+        await client.download(export_request("arrow", cities=["Atlantis"], columns=COLUMNS), empty, flight=True)
     same(whole, expected)
     same(pa.Table.from_batches(batches), expected)  # endpoints read at once, batches in id order
+    downloaded = pa.ipc.open_stream(over_flight.getvalue()).read_all()
+    same(downloaded, expected)  # one valid Arrow IPC stream
+    assert result.rows == expected.num_rows and result.bytes_written == len(over_flight.getvalue())
+    assert downloaded.equals(pa.ipc.open_stream(over_grpc.getvalue()).read_all())  # the same file as ExportService's
+    nothing = pa.ipc.open_stream(empty.getvalue()).read_all()
+    assert nothing.num_rows == 0 and nothing.schema.names == COLUMNS
