@@ -66,7 +66,7 @@ async def test_a_flight_export_through_a_resetting_proxy_gets_every_id_once(
         with caplog.at_level(logging.INFO, logger="rentscout.sdk.flight"):
             stream = client.export_arrow(bytes_per_chunk=BATCH_BYTES, flight=True)
             assert isinstance(stream, FlightArrowStream)
-            ids: list[int] = []
+            ids: list[Any] = []  # pyarrow types to_pylist() as list[Any | None]
             async for batch in stream:
                 ids += batch.column("id").to_pylist()
             one_stream = stream.resumes
