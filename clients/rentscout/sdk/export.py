@@ -7,6 +7,9 @@
         with open("out.jsonl", "wb") as f:                  # or: the whole file, 4 partitions at once
             await client.download(request, f, parallel=4)
 
+`export_arrow(..., flight=True)` and `download(..., flight=True)` read an Arrow export over Arrow Flight instead
+(`rentscout.sdk.flight`), `parallel=N` endpoints at once.
+
 `download(parallel=N)` asks PlanExport for N key-range partitions and reads them concurrently.
 By default it writes ONE valid file in primary-key order: partition 0 streams straight into the
 output, the others spool to temporary files that are appended in order as soon as everything

@@ -168,7 +168,7 @@ class FlightExports:
     def endpoint_batches(self, ticket: bytes, options: fl.FlightCallOptions, *,
                          deadline: float | None = None) -> Generator[pa.RecordBatch, None, None]:
         """One endpoint's batches; a cut stream resumes after its last batch (app_metadata), paced and bounded by
-        progress (`ResumeBudget`). `deadline` (time.monotonic) is the whole read's, if any."""
+        progress (`ResumeBudget`). `deadline` (the resume policy's clock) is the whole read's, if any."""
         import pyarrow.flight as fl
 
         budget = ResumeBudget(self.resume_policy, self.max_stall, breaker=self.breaker, retry_budget=self.retry_budget)
@@ -237,14 +237,14 @@ class FlightExports:
                      extra={"fields": {"export.rows": rows, "export.resumes": resumes,
                                        "server.address": self.config.target}})
             if delay > 0:
-                time.sleep(delay)
+                self.resume_policy.clock.sleep(delay)
 
     def read(self, request: export_pb2.ExportPropertiesRequest, *, parallel: int = 1, timeout: float | None = None,
              metadata: Sequence[tuple[str, str]] = (), correlation_id: str | None = None) -> pa.RecordBatchReader:
         """A RecordBatchReader over the whole export, batches in id order, up to `parallel` endpoints read at once."""
         import pyarrow as pa
 
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self.resume_policy.clock.monotonic() + timeout
         options = self.options(timeout, metadata, correlation_id)
         info = self.info(request, options)
         tickets = [ep.ticket.ticket for ep in info.endpoints]
