@@ -7,6 +7,9 @@
         with open("out.jsonl", "wb") as f:                  # or: the whole file, 4 partitions at once
             await client.download(request, f, parallel=4)
 
+`export_arrow(..., flight=True)` and `download(..., flight=True)` read an Arrow export over Arrow Flight instead
+(`rentscout.sdk.flight`), `parallel=N` endpoints at once.
+
 `download(parallel=N)` asks PlanExport for N key-range partitions and reads them concurrently.
 By default it writes ONE valid file in primary-key order: partition 0 streams straight into the
 output, the others spool to temporary files that are appended in order as soon as everything
@@ -24,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, overload
 
 from google.protobuf import timestamp_pb2
 
@@ -40,9 +43,10 @@ from rentscout.sdk.export_stream import (
     DEFAULT_RECONNECT_WAIT,
     ExportStream,
 )
-from rentscout.sdk.flight import FlightExports
+from rentscout.sdk.flight import FlightArrowStream, FlightExports
 from rentscout.sdk.sync import sync_methods
 from rentscout.wire.enums import LISTING_SOURCE, PROPERTY_TYPE, enum_value
+from rentscout.wire.formats import arrow as arrow_format
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -129,6 +133,7 @@ class ExportClient(BaseClient):
         self.max_stall = max_stall
         self.reconnect_wait = reconnect_wait
         self.connect_timeout = connect_timeout
+        self._flights: FlightExports | None = None
 
     def export(self, request: export_pb2.ExportPropertiesRequest | None = None, *, timeout: float | None = None,
                metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
@@ -147,18 +152,57 @@ class ExportClient(BaseClient):
                             correlation_id=correlation_id, on_chunk=on_chunk, max_stall=self.max_stall,
                             reconnect_wait=self.reconnect_wait, connect_timeout=self.connect_timeout)
 
+    @property
+    def flights(self) -> FlightExports:
+        """This client's Arrow Flight reader (made at first use, closed with the client): the target's breaker and
+        retry budget, this client's resume policy and `max_stall`."""
+        if self._flights is None:
+            self._flights = FlightExports(self.config, breaker=self._invoker.breaker,
+                                          retry_budget=self._invoker.budget, resume=self.resume_policy,
+                                          max_stall=self.max_stall)
+        return self._flights
+
+    async def close(self) -> None:
+        if self._flights is not None:
+            self._flights.close()
+        await super().close()
+
+    @overload
     def export_arrow(self, request: export_pb2.ExportPropertiesRequest | None = None, *, timeout: float | None = None,
                      metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
-                     **request_fields: Any) -> ArrowStream:
+                     flight: Literal[False] = False, parallel: Literal[1] = 1, **request_fields: Any) -> ArrowStream: ...
+
+    @overload
+    def export_arrow(self, request: export_pb2.ExportPropertiesRequest | None = None, *, timeout: float | None = None,
+                     metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
+                     flight: bool = False, parallel: int = 1,
+                     **request_fields: Any) -> ArrowStream | FlightArrowStream: ...
+
+    def export_arrow(self, request: export_pb2.ExportPropertiesRequest | None = None, *, timeout: float | None = None,
+                     metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
+                     flight: bool = False, parallel: int = 1,
+                     **request_fields: Any) -> ArrowStream | FlightArrowStream:
         """The record batches of an Arrow export (`async for batch in ...`: pyarrow.RecordBatch), resumable, every
         row exactly once. Pass an EXPORT_FORMAT_ARROW request or `export_request` keyword arguments (the format
-        defaults to arrow). Needs the `arrow` extra (pyarrow)."""
+        defaults to arrow). Needs the `arrow` extra (pyarrow).
+
+        `flight=True` (implied by `parallel` > 1) reads it over Arrow Flight instead (`rentscout.sdk.flight`: the
+        server decodes COPY BINARY, pyarrow's C++ client reads), `parallel` endpoints at once, in id order; the
+        result is a `FlightArrowStream` (same `async for` and `read_all()`)."""
         if request is None:
             request = export_request(**{"format": "arrow", **request_fields})
         elif request_fields:
             raise TypeError("pass either a request or request fields, not both")
         if request.format != formats.ARROW:
             raise ValueError("export_arrow reads EXPORT_FORMAT_ARROW exports; use export() for the text formats")
+        if flight or parallel > 1:
+            flights, read = self.flights, request
+
+            def open_reader() -> pa.RecordBatchReader:
+                return flights.read(read, parallel=parallel, timeout=timeout, metadata=metadata or (),
+                                    correlation_id=correlation_id)
+
+            return FlightArrowStream(open_reader, flights)
         return ArrowStream(self.export(request, timeout=timeout, metadata=metadata, correlation_id=correlation_id))
 
     async def plan_export(self, request: export_pb2.ExportPropertiesRequest, partitions: int,
@@ -186,12 +230,22 @@ class ExportClient(BaseClient):
     async def download(self, request: export_pb2.ExportPropertiesRequest, out: BinarySink | None = None, *,
                        parallel: int = 1, split: Callable[[int], Path] | None = None,
                        progress: Callable[[DownloadProgress], object] | None = None, spool_dir: str | None = None,
-                       timeout: float | None = None, correlation_id: str | None = None) -> DownloadResult:
-        """Write a whole export to `out` (one valid file) or, with `split`, one file per partition."""
+                       timeout: float | None = None, correlation_id: str | None = None,
+                       flight: bool = False) -> DownloadResult:
+        """Write a whole export to `out` (one valid file) or, with `split`, one file per partition.
+
+        `flight=True` (Arrow exports only, one file) reads it over Arrow Flight, `parallel` endpoints at once, and
+        writes the batches as one Arrow IPC stream, in id order."""
         if (out is None) == (split is None):
             raise ValueError("give exactly one of out and split")
         started = time.monotonic()
         state = DownloadProgress(partitions=1)
+        if flight:
+            if split is not None or request.format != formats.ARROW:
+                raise ValueError("download(flight=True) writes one Arrow file: an ARROW request and out, not split")
+            assert out is not None
+            return await self._download_flight(request, _Counting(out), state, started, parallel=parallel,
+                                               progress=progress, timeout=timeout, correlation_id=correlation_id)
         streams: list[ExportStream] = []
 
         def on_chunk(stream: ExportStream, chunk: export_pb2.ExportChunk) -> None:
@@ -229,6 +283,35 @@ class ExportClient(BaseClient):
         return DownloadResult(rows=state.rows, bytes_written=written, resumes=state.resumes, partitions=len(streams),
                               elapsed=time.monotonic() - started, files=files,
                               export_ids=sorted({s.header.export_id for s in streams if s.header and s.header.export_id}))
+
+    async def _download_flight(self, request: export_pb2.ExportPropertiesRequest, sink: _Counting,
+                               state: DownloadProgress, started: float, *, parallel: int,
+                               progress: Callable[[DownloadProgress], object] | None, timeout: float | None,
+                               correlation_id: str | None) -> DownloadResult:
+        """The Flight reader's batches as one Arrow IPC stream (schema message, batch messages, end of stream)."""
+        stream = self.export_arrow(request, flight=True, parallel=parallel, timeout=timeout,
+                                   correlation_id=correlation_id)
+        assert isinstance(stream, FlightArrowStream)
+        resumed = stream.resumes  # the reader's count is per client
+        state.partitions = max(1, parallel)
+        async for batch in stream:
+            if sink.written == 0:
+                sink.write(batch.schema.serialize().to_pybytes())
+            sink.write(batch.serialize().to_pybytes())
+            state.rows += batch.num_rows
+            state.bytes = sink.written
+            state.resumes = stream.resumes - resumed
+            if progress is not None:
+                progress(state)
+        if sink.written == 0:  # an empty export is still a valid stream with its schema
+            assert stream.schema is not None
+            sink.write(stream.schema.serialize().to_pybytes())
+        sink.write(arrow_format.EOS)
+        state.resumes = stream.resumes - resumed
+        if progress is not None:
+            progress(state)
+        return DownloadResult(rows=state.rows, bytes_written=sink.written, resumes=state.resumes,
+                              partitions=state.partitions, elapsed=time.monotonic() - started)
 
     async def _write_split(self, request: export_pb2.ExportPropertiesRequest, streams: list[ExportStream],
                            split: Callable[[int], Path], files: list[str]) -> int:
@@ -332,19 +415,11 @@ class SyncExportStream:
 class SyncExportClient(SyncClient):
     ASYNC = ExportClient
 
-    _flights: FlightExports | None = None
-
     @property
     def flights(self) -> FlightExports:
-        """This client's Arrow Flight reader (made at first use; closed with the client)."""
-        if self._flights is None:
-            self._flights = FlightExports(self.config)
-        return self._flights
-
-    def close(self) -> None:
-        if self._flights is not None:
-            self._flights.close()
-        super().close()
+        """This client's Arrow Flight reader (the async client's: one implementation, one breaker)."""
+        flights: FlightExports = self._async.flights
+        return flights
 
     def export(self, request: export_pb2.ExportPropertiesRequest | None = None, **kwargs: Any) -> SyncExportStream:
         return SyncExportStream(self._loop, self._async.export(request, **kwargs))
@@ -357,11 +432,8 @@ class SyncExportClient(SyncClient):
         `flight=True` (implied by `parallel` > 1) reads it over Arrow Flight instead (`rentscout.sdk.flight`: the
         server decodes COPY BINARY, pyarrow's C++ client reads), `parallel` endpoints at once, in id order."""
         if flight or parallel > 1:
-            if request is None:
-                fields = {k: v for k, v in kwargs.items() if k not in ("timeout", "metadata", "correlation_id")}
-                request = export_request(**{"format": "arrow", **fields})
-            return self.flights.read(request, parallel=parallel, timeout=kwargs.get("timeout"),
-                                     metadata=kwargs.get("metadata") or (), correlation_id=kwargs.get("correlation_id"))
+            flight_stream: FlightArrowStream = self._async.export_arrow(request, flight=True, parallel=parallel, **kwargs)
+            return flight_stream.open()
         stream = self._async.export_arrow(request, **kwargs)
         batches = self._loop.iterate(stream.batches())
         first = next(batches, None)  # the first chunk carries the schema
