@@ -42,7 +42,11 @@ def replica_up(replica: PostgresInstance) -> float | None:
 
 
 def env_with(service_env: dict[str, str], replica: PostgresInstance, **extra: str) -> dict[str, str]:
-    return {**service_env, "RENTSCOUT_DATABASE_READ_URL": replica.dsn, **extra}
+    """A service reading from `replica`. A paused standby's lag is the age of its last replayed commit, which the
+    rest of the suite can make older than the default limit (10 s): tests that pause replay to tell the nodes
+    apart must not trip the lag limit, so it is an hour here unless a test sets its own (the lag test does)."""
+    return {**service_env, "RENTSCOUT_DATABASE_READ_URL": replica.dsn, "RENTSCOUT_DATABASE_MAX_REPLICA_LAG": "3600",
+            **extra}
 
 
 @contextlib.asynccontextmanager

@@ -34,7 +34,10 @@ async def test_hits_misses_invalidation_and_typed_errors(service_env: dict[str, 
         assert [field for field, _ in info.value.violations] == ["city"]
 
         dropped = await client.invalidate_related("city", "Moscow")
-        assert dropped.keys_deleted >= 1
+        assert sorted(dropped.tags) == ["cities", "city:Moscow", "property_types"]
+        # keys_deleted counts what this call removed from Redis, which is housekeeping: the change-log reader's
+        # background cleanup may have removed them first (it replays the suite's earlier changes). What the
+        # invalidation promises is that the next read is not served from the cache:
         assert not (await client.popular_properties("Moscow", 5)).cache.hit
 
         def sync_stats() -> int:
