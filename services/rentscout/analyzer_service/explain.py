@@ -188,8 +188,14 @@ async def on_primary(db: Database, settings: AnalyzerSettings, parsed: ParsedQue
             types, resolution, _ = await _checked(conn, parsed, prefix, settings, stmt_timeout_ms,
                                                   then_read_only=True)
             stmt = await _describe(conn, prefix, parsed.sql, stmt_timeout_ms, expected=types)
-            result = parse_explain(await _run_explain(stmt, prefix, parsed.sql, params, stmt_timeout_ms))
-            await filter_counts.fill(conn, result, resolution.countable_tables())
+            raw = await _run_explain(stmt, prefix, parsed.sql, params, stmt_timeout_ms)
+            countable = resolution.countable_tables()
+            counted = parse_explain(raw) if countable and filter_counts.may_count(raw) else None
+            if counted is not None:
+                await filter_counts.fill(conn, counted, countable)
+        # without counts, the plan is parsed while the connection's reset makes its round trip
+        await later.sent()
+        result = counted if counted is not None else parse_explain(raw)
         # the check restored the session's work_mem: the value the statement ran with
         return _finish(result, parsed, params, resolution, resolution.work_mem, PRIMARY)
 

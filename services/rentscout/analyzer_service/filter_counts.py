@@ -47,6 +47,16 @@ class Count:
     sql: str
 
 
+# How PostgreSQL's FORMAT JSON prints a parallel-aware node: a plan without it has nothing to count.
+PARALLEL_AWARE = '"Parallel Aware": true'
+
+
+def may_count(raw: str) -> bool:
+    """Whether the plan's JSON text may hold a node `countable` picks (never False when it does), so that
+    a plan without one is parsed after its connection is released."""
+    return PARALLEL_AWARE in raw
+
+
 def countable(result: ExplainResult, tables: Mapping[str, TableHealth]) -> list[Count]:
     """The parallel scans of `result` whose totals a count can give exactly, each with its count."""
     if not result.analyzed:

@@ -10,6 +10,7 @@ own with its own short timeout, so a saturated pool leaves the replica in the lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -47,13 +48,19 @@ class Releases:
     def add(self, release: asyncio.Future[None]) -> None:
         self._pending.append(release)
 
+    async def sent(self) -> None:
+        """Let the releases added so far send their reset: each is a task whose first step writes it, and a
+        task only runs when its creator yields. Work after this overlaps the reset's round trip."""
+        await asyncio.sleep(0)
+
     async def __aenter__(self) -> Releases:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         pending, self._pending = self._pending, []
         for release in pending:
-            await asyncio.shield(release)
+            with contextlib.suppress(Exception):  # _release_done logged it; the connection was terminated
+                await asyncio.shield(release)
 
 
 class Database:
@@ -138,14 +145,20 @@ class Database:
             if later is None:
                 await self.give_back(conn)
             else:
-                later.add(asyncio.ensure_future(self.give_back(conn)))
+                later.add(self._start_release(conn))
+
+    def _start_release(self, conn: Any) -> asyncio.Future[None]:
+        """The release as a task of its own (its first step sends the reset), whose outcome is logged, never
+        left unretrieved; nothing can cancel it from outside but a shutdown."""
+        release = asyncio.ensure_future(self._release(conn))
+        release.add_done_callback(_release_done)
+        return release
 
     async def give_back(self, conn: Any) -> None:
         """Return a pooled connection within the bound, in a task of its own that cannot be left with an
         unretrieved exception: if this task is cancelled meanwhile, the release still finishes (or
         terminates the connection) and its outcome is logged, never dropped."""
-        release = asyncio.ensure_future(self._release(conn))
-        release.add_done_callback(_release_done)
+        release = self._start_release(conn)
         try:
             await asyncio.shield(release)
         except Exception:  # _release_done logged it; the connection was terminated

@@ -127,6 +127,15 @@ def test_only_parallel_scans_read_to_the_end_are_counted() -> None:
     assert counted(node("Gather", _parallel_scan(**{"Relation Name": "other"}), time=5)) == []  # not resolved
 
 
+def test_a_plan_without_a_parallel_aware_node_is_known_uncountable_before_parsing() -> None:
+    """may_count decides whether the plan is parsed before its connection is released: never False for a plan
+    countable picks a node from (the real format is covered by the parallel scan test against PostgreSQL)."""
+    gathered = doc(node("Aggregate", node("Gather", _parallel_scan(), time=5), time=6), execution=6.0)
+    assert filter_counts.may_count(gathered)
+    serial = doc(node("Aggregate", _parallel_scan(**{"Parallel Aware": False}), time=6), execution=6.0)
+    assert not filter_counts.may_count(serial)
+
+
 def test_counted_totals_must_round_to_what_explain_printed() -> None:
     scan = parse_explain(doc(_parallel_scan(), execution=6.0)).root  # 66600 removed and 26 kept per loop, 3 loops
     assert filter_counts.agrees(scan, 199_801, 78)  # 66600.33 and 26
