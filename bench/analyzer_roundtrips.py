@@ -29,18 +29,14 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from analyzer_bench import PARAMS, QUERIES  # the statements the ratio is measured on
+
 from harness.servers import in_process
 from rentscout.analyzer.v1 import analyzer_pb2, analyzer_pb2_grpc
 from rentscout.analyzer_service.service import create
 from rentscout.db.migrate import migrate
 from rentscout.db.seed import seed
 from rentscout.devstack.instances import PostgresInstance, free_port
-
-QUERIES = [
-    "SELECT city, count(*) FROM properties WHERE price > $1 GROUP BY city ORDER BY 2 DESC",
-    "SELECT id, title FROM properties WHERE city = $2 AND price > $1 ORDER BY views DESC LIMIT 20",
-]
-PARAMS = [100_000, "Moscow"]
 
 Event = tuple[int, str, float, bytes]  # (connection number, "c" client->server or "s", monotonic time, bytes)
 
