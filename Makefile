@@ -42,6 +42,7 @@ check-readme: bootstrap
 	$(PY) scripts/readme_config.py --check
 
 lint: bootstrap
+	$(BIN)/ruff format --check core services clients tests bench scripts
 	$(BIN)/ruff check core services clients tests bench scripts
 	$(BIN)/buf lint
 
@@ -57,7 +58,9 @@ test: lint typecheck check-stubs check-readme pytest
 bench: bootstrap
 	$(PY) bench/run_all.py
 
+# Format (ruff format, checked by `make lint`), then the lint fixes ruff can make itself.
 fmt: bootstrap
+	$(BIN)/ruff format core services clients tests bench scripts
 	$(BIN)/ruff check --fix core services clients tests bench scripts
 
 # Deployment config (.env.example, k8s ConfigMap env, Secret template) from the settings declarations.

@@ -58,8 +58,10 @@ async def measure(dsn: str, rounds: int, distinct: bool = False) -> tuple[list[f
     ours: list[float] = []
     raw = ""
     try:
-        async with in_process([create], {"RENTSCOUT_DATABASE_URL": dsn, "RENTSCOUT_LOG_LEVEL": "warning"}) as host, \
-                grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+        async with (
+            in_process([create], {"RENTSCOUT_DATABASE_URL": dsn, "RENTSCOUT_LOG_LEVEL": "warning"}) as host,
+            grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel,
+        ):
             stub = analyzer_pb2_grpc.AnalyzerServiceStub(channel)
             for i in range(rounds + 20):  # the first 20 warm caches and pools
                 n = 1 if i % 2 == 0 else 2
@@ -67,8 +69,9 @@ async def measure(dsn: str, rounds: int, distinct: bool = False) -> tuple[list[f
                 started = time.perf_counter()
                 await conn.fetchval(f"EXPLAIN (FORMAT JSON, ANALYZE, BUFFERS) {sql}", *PARAMS[:n])
                 middle = time.perf_counter()
-                reply = await stub.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(
-                    sql=sql, params=params[:n], analyze=True, buffers=True))
+                reply = await stub.AnalyzeQuery(
+                    analyzer_pb2.AnalyzeQueryRequest(sql=sql, params=params[:n], analyze=True, buffers=True)
+                )
                 done = time.perf_counter()
                 if i >= 20:
                     base.append(middle - started)
@@ -110,13 +113,15 @@ async def main() -> None:
                 print(f"EXPLAIN ANALYZE over asyncpg (baseline): {fmt(base)}")
                 print(f"AnalyzeQuery over gRPC (analyzer):       {fmt(ours)}")
                 print(f"  of which parse + plan + insights:      {fmt(py)}")
-                print(f"ratio analyzer/baseline (median): {ratios[-1]:.2f}x ({args.rounds} calls each, 20k rows, "
-                      f"{'distinct' if args.distinct else 'repeated'} statements)", flush=True)
+                print(
+                    f"ratio analyzer/baseline (median): {ratios[-1]:.2f}x ({args.rounds} calls each, 20k rows, "
+                    f"{'distinct' if args.distinct else 'repeated'} statements)",
+                    flush=True,
+                )
         finally:
             pg.destroy()
     if args.runs > 1:
-        print(f"median of {args.runs} runs: {statistics.median(ratios):.2f}x "
-              f"(runs: {', '.join(f'{r:.2f}x' for r in ratios)})")
+        print(f"median of {args.runs} runs: {statistics.median(ratios):.2f}x (runs: {', '.join(f'{r:.2f}x' for r in ratios)})")
 
 
 if __name__ == "__main__":

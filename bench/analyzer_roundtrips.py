@@ -89,7 +89,7 @@ def frontend_messages(data: bytes, started: bool) -> tuple[list[str], bool]:
         return ["startup"], data[4:8] != b"\x04\xd2\x16\x2f"  # 80877103: SSLRequest, startup follows
     while i + 5 <= len(data):
         kind = chr(data[i])
-        length = int.from_bytes(data[i + 1:i + 5], "big")
+        length = int.from_bytes(data[i + 1 : i + 5], "big")
         out.append(kind)
         i += 1 + length
     return out, True
@@ -137,8 +137,10 @@ def trips_of(events: list[Event]) -> list[Trip]:
 async def measure(dsn: str, calls: int, distinct: bool, pipe: multiprocessing.connection.Connection) -> list[Call]:
     params = [analyzer_pb2.QueryParam(int_value=PARAMS[0]), analyzer_pb2.QueryParam(string_value=PARAMS[1])]
     out: list[Call] = []
-    async with in_process([create], {"RENTSCOUT_DATABASE_URL": dsn, "RENTSCOUT_LOG_LEVEL": "warning"}) as host, \
-            grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+    async with (
+        in_process([create], {"RENTSCOUT_DATABASE_URL": dsn, "RENTSCOUT_LOG_LEVEL": "warning"}) as host,
+        grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel,
+    ):
         stub = analyzer_pb2_grpc.AnalyzerServiceStub(channel)
         for i in range(calls + 20):  # the first 20 warm caches and pools
             n = 1 if i % 2 == 0 else 2
@@ -147,8 +149,7 @@ async def measure(dsn: str, calls: int, distinct: bool, pipe: multiprocessing.co
                 pipe.send("dump")
                 pipe.recv()
             started = time.monotonic()
-            await stub.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(sql=sql, params=params[:n], analyze=True,
-                                                                     buffers=True))
+            await stub.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(sql=sql, params=params[:n], analyze=True, buffers=True))
             if i >= 20:
                 out.append(Call(started, time.monotonic()))
             await asyncio.sleep(0.005)  # a release still running belongs to the call before
@@ -185,8 +186,9 @@ async def bare_round_trip(dsn: str, rounds: int = 400) -> float:
 
 def report(calls: list[Call]) -> None:
     counts = Counter(len(c.trips) for c in calls)
-    print(f"round trips per AnalyzeQuery: {dict(sorted(counts.items()))} "
-          f"(median {statistics.median(len(c.trips) for c in calls)})")
+    print(
+        f"round trips per AnalyzeQuery: {dict(sorted(counts.items()))} (median {statistics.median(len(c.trips) for c in calls)})"
+    )
     shapes = Counter(tuple(" ".join(t.messages) for t in c.trips) for c in calls)
     shape, seen = shapes.most_common(1)[0]
     print(f"most common sequence ({seen} of {len(calls)} calls):")

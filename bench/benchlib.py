@@ -93,15 +93,21 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def interleaved(calls: dict[str, Call], figures: dict[str, Figures], n: int, block: int,
-                      concurrency: int = 0, servers: dict[str, int] | None = None) -> None:
+async def interleaved(
+    calls: dict[str, Call],
+    figures: dict[str, Figures],
+    n: int,
+    block: int,
+    concurrency: int = 0,
+    servers: dict[str, int] | None = None,
+) -> None:
     """`n` calls of each RPC in blocks of `block`, the RPCs taking turns (rotating which goes first), so
     that drift and noise hit every RPC alike. concurrency 0: timed sequential calls (and the CPU time of
     the process serving each RPC, by pid in `servers`); else throughput."""
     names = list(calls)
     servers = servers or {}
     for b in range(max(1, n // block)):
-        for name in names[b % len(names):] + names[:b % len(names)]:
+        for name in names[b % len(names) :] + names[: b % len(names)]:
             pid = servers.get(name)
             cpu = process_cpu(pid) if pid else 0.0
             if concurrency:
@@ -135,8 +141,12 @@ class Server:
 
         self.name, self.port = name, free_port()
         self.log = (workdir / f"server-{name}.log").open("ab")
-        self.proc = subprocess.Popen([sys.executable, script, "--serve", "--port", str(self.port), *args],
-                                     env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, script, "--serve", "--port", str(self.port), *args],
+            env={**os.environ, **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.port}")
 
     async def wait_ready(self, service: str = CACHE_SERVICE, timeout: float = 60) -> None:
@@ -180,9 +190,14 @@ class Stack:
         """A cache-query server's environment, as in production: access log at info (to the log file)."""
         import uuid
 
-        return {"RENTSCOUT_DATABASE_URL": self.database_url, "RENTSCOUT_REDIS_URL": self.redis_url,
-                "RENTSCOUT_LOG_LEVEL": "info", "RENTSCOUT_CACHE_NAMESPACE": f"bench{uuid.uuid4().hex[:6]}",
-                "OTEL_TRACES_EXPORTER": "none", **extra}
+        return {
+            "RENTSCOUT_DATABASE_URL": self.database_url,
+            "RENTSCOUT_REDIS_URL": self.redis_url,
+            "RENTSCOUT_LOG_LEVEL": "info",
+            "RENTSCOUT_CACHE_NAMESPACE": f"bench{uuid.uuid4().hex[:6]}",
+            "OTEL_TRACES_EXPORTER": "none",
+            **extra,
+        }
 
     def server(self, script: str, name: str, env: dict[str, str], args: Sequence[str] = ()) -> Server:
         s = Server(script, name, env, self.root, args)

@@ -113,8 +113,9 @@ async def run(args: argparse.Namespace) -> int:
         figures = {name: Figures([]) for name in calls}
         for r in range(args.rounds):  # small blocks taking turns (benchlib.interleaved), as runtime_bench measures
             await interleaved(calls, figures, args.calls // args.rounds, args.block)
-            await interleaved(calls, figures, args.calls // args.rounds, max(args.block, 10 * args.concurrency),
-                              concurrency=args.concurrency)
+            await interleaved(
+                calls, figures, args.calls // args.rounds, max(args.block, 10 * args.concurrency), concurrency=args.concurrency
+            )
             print(f"round {r + 1}/{args.rounds} done", flush=True)
 
         uncached = Figures(await latencies(lambda: stub_c.PriceStats(request), args.uncached_calls))
@@ -123,9 +124,13 @@ async def run(args: argparse.Namespace) -> int:
 
         conn = await asyncpg.connect(st.database_url)
         try:
+
             async def price_queries() -> int:
-                return int(await conn.fetchval(
-                    "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '%' || $1 || '%'", PRICE_SQL))
+                return int(
+                    await conn.fetchval(
+                        "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '%' || $1 || '%'", PRICE_SQL
+                    )
+                )
 
             cold = cache_pb2.PriceStatsRequest(city=COLD_CITY, property_type=common_pb2.PROPERTY_TYPE_APARTMENT)
             before = await price_queries()
@@ -148,29 +153,41 @@ async def run(args: argparse.Namespace) -> int:
     for name, f in figures.items():
         print(f"{name:<48} {fmt(f.p50)} {fmt(f.p99)} {f.rps:10.0f} rps")
     base, near, redis_hit = (figures[n] for n in calls)
-    print(f"\n(sequential calls: {len(base.latencies)} per RPC; throughput: {args.concurrency} concurrent callers;"
-          f" uncached: {args.uncached_calls} calls)")
+    print(
+        f"\n(sequential calls: {len(base.latencies)} per RPC; throughput: {args.concurrency} concurrent callers;"
+        f" uncached: {args.uncached_calls} calls)"
+    )
     ratio_base = near.p50 / base.p50
     ratio_uncached = uncached.p50 / near.p50
-    print(f"hit (near) / Health/Check, p50:        {ratio_base:6.2f}x   (goal <= 1.25x) "
-          f"{'MET' if ratio_base <= 1.25 else 'NOT MET'}")
+    print(
+        f"hit (near) / Health/Check, p50:        {ratio_base:6.2f}x   (goal <= 1.25x) "
+        f"{'MET' if ratio_base <= 1.25 else 'NOT MET'}"
+    )
     print(f"hit (near) / Health/Check, p99:        {near.p99 / base.p99:6.2f}x")
     print(f"hit (near) / Health/Check, throughput: {near.rps / base.rps:6.2f}x")
     print(f"hit (Redis) / Health/Check, p50:       {redis_hit.p50 / base.p50:6.2f}x")
-    print(f"uncached / hit (near), p50:            {ratio_uncached:6.0f}x   (goal >= 20x)   "
-          f"{'MET' if ratio_uncached >= 20 else 'NOT MET'}")
+    print(
+        f"uncached / hit (near), p50:            {ratio_uncached:6.0f}x   (goal >= 20x)   "
+        f"{'MET' if ratio_uncached >= 20 else 'NOT MET'}"
+    )
     print(f"uncached / hit (Redis), p50:           {uncached.p50 / redis_hit.p50:6.0f}x")
-    print(f"200 concurrent cold requests:          {cold_queries} database quer{'y' if cold_queries == 1 else 'ies'} "
-          f"in {cold_seconds * 1e3:.0f} ms, sources {cold_sources}   (goal: exactly 1)  "
-          f"{'MET' if cold_queries == 1 else 'NOT MET'}")
+    print(
+        f"200 concurrent cold requests:          {cold_queries} database quer{'y' if cold_queries == 1 else 'ies'} "
+        f"in {cold_seconds * 1e3:.0f} ms, sources {cold_sources}   (goal: exactly 1)  "
+        f"{'MET' if cold_queries == 1 else 'NOT MET'}"
+    )
     inv = Figures(invalidation)
-    print(f"invalidation latency (commit -> fresh answer, {len(invalidation)} changes): "
-          f"p50 {inv.p50 * 1e3:.1f} ms, p99 {inv.p99 * 1e3:.1f} ms")
+    print(
+        f"invalidation latency (commit -> fresh answer, {len(invalidation)} changes): "
+        f"p50 {inv.p50 * 1e3:.1f} ms, p99 {inv.p99 * 1e3:.1f} ms"
+    )
     print("\nbuilding a hit's answer in the server (per call), and its share of a near hit's p50:")
     for name, (stored, reserialized, size) in assembly.items():
-        print(f"  {name:<24} {size:>6} bytes: stored bytes + CacheInfo {stored * 1e6:6.1f} us, "
-              f"parse + set cache + serialize {reserialized * 1e6:6.1f} us ({reserialized / stored:.1f}x); "
-              f"hand-encoding saves {(reserialized - stored) / near.p50 * 100:.1f}% of the near hit")
+        print(
+            f"  {name:<24} {size:>6} bytes: stored bytes + CacheInfo {stored * 1e6:6.1f} us, "
+            f"parse + set cache + serialize {reserialized * 1e6:6.1f} us ({reserialized / stored:.1f}x); "
+            f"hand-encoding saves {(reserialized - stored) / near.p50 * 100:.1f}% of the near hit"
+        )
     return 0
 
 
@@ -185,8 +202,12 @@ async def invalidation_latencies(dsn: str, stub: object, changes: int) -> list[f
     request = cache_pb2.PriceStatsRequest(city=city)
     out = []
     try:
-        await conn.execute("INSERT INTO properties (id, source, external_id, title, city, property_type, price, area) "
-                           "VALUES ($1, 'avito', 'bench-inv', 'bench', $2, 'apartment', 1, 50)", pid, city)
+        await conn.execute(
+            "INSERT INTO properties (id, source, external_id, title, city, property_type, price, area) "
+            "VALUES ($1, 'avito', 'bench-inv', 'bench', $2, 'apartment', 1, 50)",
+            pid,
+            city,
+        )
         for i in range(2, changes + 2):
             for _ in range(3):  # cached again (A admits it to its near cache)
                 await stub.PriceStats(request)  # type: ignore[attr-defined]

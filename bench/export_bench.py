@@ -119,8 +119,9 @@ def psql_exe() -> str:
 def run_psql(dsn: str, sql: str) -> float:
     """Timed like the gRPC client (from a ready connection to the last byte): psql says `ready` on stderr once
     connected (unbuffered, before the data), and the clock stops at the end of its output, not at its exit."""
-    proc = subprocess.Popen([psql_exe(), dsn, "-X", "-q", "-c", "\\warn ready", "-c", sql],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [psql_exe(), dsn, "-X", "-q", "-c", "\\warn ready", "-c", sql], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert proc.stdout is not None and proc.stderr is not None
     if proc.stderr.readline().strip() != b"ready":
         raise RuntimeError(f"psql did not connect: {proc.stderr.read().decode(errors='replace')}")
@@ -144,18 +145,40 @@ def run_client(target: str, fmt: str, expect_rows: int) -> float:
 class Server:
     """`rentscout serve export` in its own process; peak RSS from /proc/<pid>/status (VmHWM)."""
 
-    def __init__(self, dsn: str, workdir: Path, read_url: str = "", max_concurrent: int = 8,
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, dsn: str, workdir: Path, read_url: str = "", max_concurrent: int = 8, extra_env: dict[str, str] | None = None
+    ) -> None:
         from rentscout.devstack.instances import free_port
 
         self.port = free_port()
         self.log = (workdir / f"export-{self.port}.log").open("wb")
-        env = {**os.environ, "RENTSCOUT_DATABASE_URL": dsn, "RENTSCOUT_LOG_LEVEL": "warning",
-               "RENTSCOUT_EXPORT_TOKEN_SECRET": "bench", "RENTSCOUT_DATABASE_READ_URL": read_url,
-               "RENTSCOUT_EXPORT_MAX_CONCURRENT": str(max_concurrent), **(extra_env or {})}
+        env = {
+            **os.environ,
+            "RENTSCOUT_DATABASE_URL": dsn,
+            "RENTSCOUT_LOG_LEVEL": "warning",
+            "RENTSCOUT_EXPORT_TOKEN_SECRET": "bench",
+            "RENTSCOUT_DATABASE_READ_URL": read_url,
+            "RENTSCOUT_EXPORT_MAX_CONCURRENT": str(max_concurrent),
+            **(extra_env or {}),
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rentscout.main", "serve", "export", "--host", "127.0.0.1", "--port",
-             str(self.port), "--metrics-port", "0"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "rentscout.main",
+                "serve",
+                "export",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--metrics-port",
+                "0",
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         self._wait()
 
     @property
@@ -228,7 +251,7 @@ def process_cpu(pid: int, reaped: bool = False) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return sum(int(f) for f in fields[11:15 if reaped else 13]) / _TICK
+    return sum(int(f) for f in fields[11 : 15 if reaped else 13]) / _TICK
 
 
 POSTMASTER: list[int] = []  # the benchmarked cluster's postmaster pid, when known (else every postgres process)
@@ -246,11 +269,13 @@ def postmaster_of(dsn: str) -> int | None:
                     continue
                 args = (proc / "cmdline").read_bytes().split(b"\0")
                 ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                if (proc.parent / str(ppid) / "comm").exists() and \
-                        (proc.parent / str(ppid) / "comm").read_text().strip() == "postgres":
+                if (proc.parent / str(ppid) / "comm").exists() and (
+                    proc.parent / str(ppid) / "comm"
+                ).read_text().strip() == "postgres":
                     continue  # a backend, not the postmaster
-                if any(a == port.encode() or a == f"port={port}".encode() for a in args) or \
-                        any(a.endswith(b"-p" + port.encode()) for a in args):
+                if any(a == port.encode() or a == f"port={port}".encode() for a in args) or any(
+                    a.endswith(b"-p" + port.encode()) for a in args
+                ):
                     return int(proc.name)
             except (OSError, ValueError, IndexError):
                 continue
@@ -286,8 +311,9 @@ def cpu_now(server_pids: list[int]) -> tuple[float, float, float]:
 
 
 def table_rows(dsn: str) -> int:
-    out = subprocess.run([psql_exe(), dsn, "-X", "-At", "-c", "SELECT count(*) FROM properties"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [psql_exe(), dsn, "-X", "-At", "-c", "SELECT count(*) FROM properties"], capture_output=True, text=True, check=True
+    )
     return int(out.stdout.strip())
 
 
@@ -321,8 +347,16 @@ def flight_main(target: str) -> None:
     with concurrent.futures.ThreadPoolExecutor(len(info.endpoints)) as pool:
         tables = list(pool.map(lambda ep: client.do_get(ep.ticket).read_all(), info.endpoints))
     elapsed = time.perf_counter() - started
-    print(json.dumps({"rows": sum(t.num_rows for t in tables), "bytes": sum(t.nbytes for t in tables),
-                      "seconds": elapsed, "endpoints": len(info.endpoints)}))
+    print(
+        json.dumps(
+            {
+                "rows": sum(t.num_rows for t in tables),
+                "bytes": sum(t.nbytes for t in tables),
+                "seconds": elapsed,
+                "endpoints": len(info.endpoints),
+            }
+        )
+    )
 
 
 def sdk_flight_main(target: str) -> None:
@@ -342,8 +376,9 @@ def connectorx_main(dsn: str, partitions: int) -> None:
 
     started = time.perf_counter()
     if partitions > 1:
-        table = cx.read_sql(dsn, ADBC_SQL.replace(" ORDER BY id", ""), return_type="arrow", partition_on="id",
-                            partition_num=partitions)
+        table = cx.read_sql(
+            dsn, ADBC_SQL.replace(" ORDER BY id", ""), return_type="arrow", partition_on="id", partition_num=partitions
+        )
     else:
         table = cx.read_sql(dsn, ADBC_SQL, return_type="arrow")
     elapsed = time.perf_counter() - started
@@ -364,9 +399,17 @@ FLIGHT_ENDPOINTS = (1, 2, 4)
 
 def flight_servers(dsn: str, workdir: Path, rows: int) -> dict[int, Server]:
     """An export server per endpoint count, its FlightInfo cut into that many endpoints."""
-    return {n: Server(dsn, workdir, extra_env={"RENTSCOUT_EXPORT_FLIGHT_ROWS_PER_ENDPOINT": str(max(1000, -(-rows // n))),
-                                               "RENTSCOUT_EXPORT_FLIGHT_MAX_ENDPOINTS": str(n)})
-            for n in FLIGHT_ENDPOINTS}
+    return {
+        n: Server(
+            dsn,
+            workdir,
+            extra_env={
+                "RENTSCOUT_EXPORT_FLIGHT_ROWS_PER_ENDPOINT": str(max(1000, -(-rows // n))),
+                "RENTSCOUT_EXPORT_FLIGHT_MAX_ENDPOINTS": str(n),
+            },
+        )
+        for n in FLIGHT_ENDPOINTS
+    }
 
 
 def flight_measures(dsn: str, servers: dict[int, Server], sdk_server: Server, rows: int) -> list[tuple[str, Any]]:
@@ -380,12 +423,19 @@ def flight_measures(dsn: str, servers: dict[int, Server], sdk_server: Server, ro
     return out
 
 
-FLIGHT_RATIOS = (("cx-1", None), ("cx-2", None), *((f"flight-{n}e", "adbc") for n in FLIGHT_ENDPOINTS),
-                 *((f"flight-{n}e", "cx-2") for n in FLIGHT_ENDPOINTS), ("sdk-flight", "cx-1"), ("sdk-flight", "adbc"))
+FLIGHT_RATIOS = (
+    ("cx-1", None),
+    ("cx-2", None),
+    *((f"flight-{n}e", "adbc") for n in FLIGHT_ENDPOINTS),
+    *((f"flight-{n}e", "cx-2") for n in FLIGHT_ENDPOINTS),
+    ("sdk-flight", "cx-1"),
+    ("sdk-flight", "adbc"),
+)
 
 
-def report_flight(rows: int, best: dict[str, float], rounds: list[dict[str, float]],
-                  cpu: dict[str, list[tuple[float, float, float]]]) -> None:
+def report_flight(
+    rows: int, best: dict[str, float], rounds: list[dict[str, float]], cpu: dict[str, list[tuple[float, float, float]]]
+) -> None:
     """Flight against its baselines, its CPU per 1M rows by stage, and the wall time the stages would allow."""
     print(f"\nArrow Flight ({rows:,} rows): ratios of the best times (median of per-round ratios)")
     for name, base in FLIGHT_RATIOS:
@@ -401,22 +451,27 @@ def report_flight(rows: int, best: dict[str, float], rounds: list[dict[str, floa
         return pg, srv, cli
 
     adbc_total = sum(stages("adbc"))
-    print("\nCPU seconds per 1M rows (median): PostgreSQL, export server, client; total against ADBC's "
-          "(PostgreSQL + client)")
+    print("\nCPU seconds per 1M rows (median): PostgreSQL, export server, client; total against ADBC's (PostgreSQL + client)")
     for name in ("adbc", "cx-1", "cx-2", *(f"flight-{n}e" for n in FLIGHT_ENDPOINTS), "sdk-flight", "grpc-arrow"):
         pg, srv, cli = stages(name)
         total = pg + srv + cli
-        print(f"  {name:16s} postgres {pg:5.2f}  server {srv:5.2f}  client {cli:5.2f}  total {total:5.2f} "
-              f"({total / adbc_total:.2f}x adbc)")
+        print(
+            f"  {name:16s} postgres {pg:5.2f}  server {srv:5.2f}  client {cli:5.2f}  total {total:5.2f} "
+            f"({total / adbc_total:.2f}x adbc)"
+        )
     # a core per stage and endpoint: PostgreSQL backends, server readers and client streams all split n ways
     pg, srv, cli = stages("flight-1e")
-    print("\nwall time per 1M rows the Flight stages allow with a core each (max stage / endpoints), "
-          "from flight-1e's CPU; ADBC's single connection allows max(postgres, client)")
+    print(
+        "\nwall time per 1M rows the Flight stages allow with a core each (max stage / endpoints), "
+        "from flight-1e's CPU; ADBC's single connection allows max(postgres, client)"
+    )
     a_pg, _, a_cli = stages("adbc")
     print(f"  adbc             {max(a_pg, a_cli):5.2f}s")
     for n in FLIGHT_ENDPOINTS:
-        print(f"  flight {n} endpoint{'s' if n > 1 else ' '}  {max(pg, srv, cli) / n:5.2f}s  "
-              f"({max(a_pg, a_cli) / (max(pg, srv, cli) / n):.2f}x adbc)")
+        print(
+            f"  flight {n} endpoint{'s' if n > 1 else ' '}  {max(pg, srv, cli) / n:5.2f}s  "
+            f"({max(a_pg, a_cli) / (max(pg, srv, cli) / n):.2f}x adbc)"
+        )
 
 
 def flight_peak_rss(dsn: str, workdir: Path, rows: int) -> int:
@@ -444,9 +499,27 @@ def peak_rss(dsn: str, workdir: Path, rows: int) -> tuple[int, int]:
 def cli_export(target: str, out: Path) -> tuple[float, dict[str, object]]:
     """`rentscout export --format csv` of the whole table in its own process: wall seconds and its --json summary."""
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "rentscout.main", "export", "--format", "csv", "-o", str(out),
-                           "--target", target, "--json", "--no-progress", "--resume-timeout", "60"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rentscout.main",
+            "export",
+            "--format",
+            "csv",
+            "-o",
+            str(out),
+            "--target",
+            target,
+            "--json",
+            "--no-progress",
+            "--resume-timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"rentscout export failed ({proc.returncode}): {proc.stderr.strip()}")
@@ -485,21 +558,28 @@ def flaky_main(dsn: str, workdir: Path, rows: int, repeat: int = 1) -> None:
             direct, summary = cli_export(server.target, out)
             if csv_ids(out) != expected:
                 raise RuntimeError("the direct export does not hold every id once")
-            print(f"round {r}: direct                  {direct:6.2f}s  {summary['rows']:,} rows, "
-                  f"{summary['resumes']} resumes", flush=True)
+            print(
+                f"round {r}: direct                  {direct:6.2f}s  {summary['rows']:,} rows, {summary['resumes']} resumes",
+                flush=True,
+            )
             with in_thread(server.port, reset_bytes=(1_000_000, 4_000_000)) as proxy:
                 flaky, summary = cli_export(proxy.target, out)
             ids = csv_ids(out)
             if ids != expected:
                 raise RuntimeError(f"through the proxy: {len(ids)} ids, {len(set(ids))} distinct, expected {len(expected)}")
             ratios.append(flaky / direct)
-            print(f"round {r}: resetting every 1-4 MB  {flaky:6.2f}s  {summary['rows']:,} rows, {summary['resumes']} "
-                  f"resumes ({proxy.resets} resets by the proxy, {proxy.bytes_down / 1e6:,.0f} MB forwarded): "
-                  f"{ratios[-1]:.2f}x", flush=True)
+            print(
+                f"round {r}: resetting every 1-4 MB  {flaky:6.2f}s  {summary['rows']:,} rows, {summary['resumes']} "
+                f"resumes ({proxy.resets} resets by the proxy, {proxy.bytes_down / 1e6:,.0f} MB forwarded): "
+                f"{ratios[-1]:.2f}x",
+                flush=True,
+            )
     finally:
         server.stop()
-    print(f"\n{rows:,} rows as CSV through the CLI, through the resetting proxy: {statistics.median(ratios):.2f}x the "
-          f"direct time (median of {repeat} round(s); goal <= 2x); every id exactly once in every file")
+    print(
+        f"\n{rows:,} rows as CSV through the CLI, through the resetting proxy: {statistics.median(ratios):.2f}x the "
+        f"direct time (median of {repeat} round(s); goal <= 2x); every id exactly once in every file"
+    )
 
 
 def main() -> None:
@@ -573,8 +653,11 @@ def main() -> None:
         best: dict[str, float] = {}
         rounds: list[dict[str, float]] = []
         cpu: dict[str, list[tuple[float, float, float]]] = {}
-        pids = [server.proc.pid] + ([replica_server.proc.pid] if replica_server is not None else []) + \
-            [s.proc.pid for s in fservers.values()]
+        pids = (
+            [server.proc.pid]
+            + ([replica_server.proc.pid] if replica_server is not None else [])
+            + [s.proc.pid for s in fservers.values()]
+        )
         try:
             for r in range(args.repeat):
                 rounds.append({})
@@ -595,41 +678,59 @@ def main() -> None:
             if standby is not None:  # not needed for the memory check below
                 standby.destroy()
                 standby = None
-        print(f"\n{rows:,} rows, best of {args.repeat} (rows/s; speed ratio to its baseline: of the best times, "
-              f"and the median of the ratios within each round)")
-        for name, base in (("psql-csv", None), ("grpc-csv", "psql-csv"), ("pg-json", None),
-                           ("grpc-jsonl", "pg-json"), ("grpc-json", "pg-json"), ("adbc", None),
-                           ("grpc-arrow", "adbc"),
-                           *((("grpc-csv-standby", "grpc-csv"),) if replica_server is not None else ())):
+        print(
+            f"\n{rows:,} rows, best of {args.repeat} (rows/s; speed ratio to its baseline: of the best times, "
+            f"and the median of the ratios within each round)"
+        )
+        for name, base in (
+            ("psql-csv", None),
+            ("grpc-csv", "psql-csv"),
+            ("pg-json", None),
+            ("grpc-jsonl", "pg-json"),
+            ("grpc-json", "pg-json"),
+            ("adbc", None),
+            ("grpc-arrow", "adbc"),
+            *((("grpc-csv-standby", "grpc-csv"),) if replica_server is not None else ()),
+        ):
             ratio = "baseline"
             if base:
                 paired = statistics.median(r[base] / r[name] for r in rounds)
                 ratio = f"{best[base] / best[name]:.2f}x {base} (median per round {paired:.2f}x)"
             print(f"  {name:16s} {best[name]:6.2f}s {rows / best[name]:>12,.0f} rows/s   {ratio}")
         cores = os.cpu_count() or 1
-        print(f"\nCPU seconds of one run (median): PostgreSQL, export server, client (psql/ADBC/gRPC client); "
-              f"their sum / {cores} cores is the least wall time this machine allows")
+        print(
+            f"\nCPU seconds of one run (median): PostgreSQL, export server, client (psql/ADBC/gRPC client); "
+            f"their sum / {cores} cores is the least wall time this machine allows"
+        )
         for name, _ in measures:
             pg_s, srv_s, cli_s = (statistics.median(c[i] for c in cpu[name]) for i in range(3))
-            print(f"  {name:16s} postgres {pg_s:5.2f}  server {srv_s:5.2f}  client {cli_s:5.2f}  "
-                  f"-> >= {(pg_s + srv_s + cli_s) / cores:4.2f}s wall (best {best[name]:.2f}s)")
+            print(
+                f"  {name:16s} postgres {pg_s:5.2f}  server {srv_s:5.2f}  client {cli_s:5.2f}  "
+                f"-> >= {(pg_s + srv_s + cli_s) / cores:4.2f}s wall (best {best[name]:.2f}s)"
+            )
         if fservers:
             report_flight(rows, best, rounds, cpu)
         peak1, idle1 = peak_rss(dsn, workdir, rows)
         flight1 = 0 if args.no_flight else flight_peak_rss(dsn, workdir, rows)
         if flight1:
             print(f"\nexport server peak RSS after a Flight export of {rows:,} rows: {flight1 / 1024:.1f} MB")
-        print(f"\nexport server peak RSS after exporting {rows:,} rows x{len(FORMATS)} formats: {peak1 / 1024:.1f} MB "
-              f"(idle at start {idle1 / 1024:.1f} MB)")
+        print(
+            f"\nexport server peak RSS after exporting {rows:,} rows x{len(FORMATS)} formats: {peak1 / 1024:.1f} MB "
+            f"(idle at start {idle1 / 1024:.1f} MB)"
+        )
         if not args.no_large and args.rss_rows > rows:
             seed_to(dsn, args.rss_rows)
             peak5, idle5 = peak_rss(dsn, workdir, args.rss_rows)
             if flight1:
                 flight5 = flight_peak_rss(dsn, workdir, args.rss_rows)
-                print(f"export server peak RSS after a Flight export of {args.rss_rows:,} rows: {flight5 / 1024:.1f} MB; "
-                      f"growth {100 * (flight5 - flight1) / flight1:+.1f}%")
-            print(f"export server peak RSS after exporting {args.rss_rows:,} rows x{len(FORMATS)} formats: {peak5 / 1024:.1f} MB "
-                  f"(idle at start {idle5 / 1024:.1f} MB); growth {100 * (peak5 - peak1) / peak1:+.1f}%")
+                print(
+                    f"export server peak RSS after a Flight export of {args.rss_rows:,} rows: {flight5 / 1024:.1f} MB; "
+                    f"growth {100 * (flight5 - flight1) / flight1:+.1f}%"
+                )
+            print(
+                f"export server peak RSS after exporting {args.rss_rows:,} rows x{len(FORMATS)} formats: {peak5 / 1024:.1f} MB "
+                f"(idle at start {idle5 / 1024:.1f} MB); growth {100 * (peak5 - peak1) / peak1:+.1f}%"
+            )
     finally:
         if standby is not None:
             standby.destroy()

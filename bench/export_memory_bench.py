@@ -30,8 +30,12 @@ MIB = 1024
 
 
 def stream(target: str, fmt: str, expect_rows: int) -> None:
-    out = subprocess.run([sys.executable, str(Path(__file__).with_name("export_bench.py")), "--client", target, fmt],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("export_bench.py")), "--client", target, fmt],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     if f'"rows": {expect_rows},' not in out.stdout:
         raise RuntimeError(f"{fmt}: unexpected result {out.stdout.strip()}")
 
@@ -71,15 +75,19 @@ def main() -> None:
             for r in range(args.rounds):
                 for name, formats in [*((fmt, [fmt] * args.streams) for fmt in FORMATS), ("mixed", mixed)]:
                     seconds = wave(server, formats, args.rows)
-                    print(f"round {r + 1}: {args.streams} x {name:6s} {seconds:6.1f}s  peak RSS so far "
-                          f"{server.status_kb('VmHWM') / MIB:7.1f} MiB  now {server.status_kb('VmRSS') / MIB:7.1f} MiB",
-                          flush=True)
+                    print(
+                        f"round {r + 1}: {args.streams} x {name:6s} {seconds:6.1f}s  peak RSS so far "
+                        f"{server.status_kb('VmHWM') / MIB:7.1f} MiB  now {server.status_kb('VmRSS') / MIB:7.1f} MiB",
+                        flush=True,
+                    )
             peak = server.status_kb("VmHWM")
         finally:
             server.stop()
         per_stream = max(0, peak - idle) / args.streams
-        print(f"\n{args.streams} concurrent streams of {args.rows:,} rows: peak RSS {peak / MIB:.1f} MiB "
-              f"(idle {idle / MIB:.1f} MiB, {per_stream / MIB:.1f} MiB per stream)")
+        print(
+            f"\n{args.streams} concurrent streams of {args.rows:,} rows: peak RSS {peak / MIB:.1f} MiB "
+            f"(idle {idle / MIB:.1f} MiB, {per_stream / MIB:.1f} MiB per stream)"
+        )
         print(f"suggested: requests.memory {round_up(idle + per_stream)}Mi, limits.memory {round_up(peak * 1.5)}Mi")
     finally:
         pg.destroy()

@@ -30,19 +30,26 @@ def main() -> None:
     pid: list[int] = []
     with cache_service(args.rows, service="all", extra_env={"RENTSCOUT_EXPORT_MAX_CONCURRENT": "32"}, pid=pid) as target:
         proc = psutil.Process(pid[0])
-        load = subprocess.Popen([sys.executable, str(LOADGEN), "--target", target, "--seconds", str(args.seconds),
-                                 "--clients", str(args.clients)], stdout=subprocess.PIPE, text=True)
+        load = subprocess.Popen(
+            [sys.executable, str(LOADGEN), "--target", target, "--seconds", str(args.seconds), "--clients", str(args.clients)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         samples = []
         while load.poll() is None:
             samples.append(proc.memory_info().rss / 2**20)
             time.sleep(0.5)
         result = json.loads(load.communicate(timeout=60)[0])
     warm = samples[len(samples) // 4] if samples else 0.0
-    print(f"load: {result['requests']} requests, {result['rps']} rps, p50 {result['p50_ms']} ms, "
-          f"p99 {result['p99_ms']} ms, errors {result['errors']}, rows exported {result['rows_exported']}")
+    print(
+        f"load: {result['requests']} requests, {result['rps']} rps, p50 {result['p50_ms']} ms, "
+        f"p99 {result['p99_ms']} ms, errors {result['errors']}, rows exported {result['rows_exported']}"
+    )
     if samples:
-        print(f"RSS after warm-up {warm:.0f} MiB -> {samples[-1]:.0f} MiB at the end (max {max(samples):.0f}), "
-              f"growth {samples[-1] - warm:+.0f} MiB")
+        print(
+            f"RSS after warm-up {warm:.0f} MiB -> {samples[-1]:.0f} MiB at the end (max {max(samples):.0f}), "
+            f"growth {samples[-1] - warm:+.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

@@ -58,13 +58,15 @@ def echo_handlers() -> grpc.GenericRpcHandler:
 
     async def echo_ids(request: bytes, ctx: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         trace_id = new_correlation_id().replace("-", "")
-        ctx.set_trailing_metadata((("x-correlation-id", new_correlation_id()),
-                                   ("traceparent", f"00-{trace_id}-{trace_id[:16]}-01")))
+        ctx.set_trailing_metadata(
+            (("x-correlation-id", new_correlation_id()), ("traceparent", f"00-{trace_id}-{trace_id[:16]}-01"))
+        )
         return ECHO_REPLY
 
-    return grpc.method_handlers_generic_handler(ECHO_SERVICE, {
-        ECHO_METHOD: grpc.unary_unary_rpc_method_handler(echo),
-        ECHO_IDS_METHOD: grpc.unary_unary_rpc_method_handler(echo_ids)})
+    return grpc.method_handlers_generic_handler(
+        ECHO_SERVICE,
+        {ECHO_METHOD: grpc.unary_unary_rpc_method_handler(echo), ECHO_IDS_METHOD: grpc.unary_unary_rpc_method_handler(echo_ids)},
+    )
 
 
 def serve(port: int, bare_port: int) -> None:
@@ -76,8 +78,7 @@ def serve(port: int, bare_port: int) -> None:
     settings = load(RuntimeSettings)
     logs.configure("rentscout-runtime-bench", "bench", settings.log_level)
     echo = ServiceSpec(name=ECHO_SERVICE, register=lambda server: server.add_generic_rpc_handlers((echo_handlers(),)))
-    host = ServiceHost([create, lambda resources: echo], settings, label="bench", host="127.0.0.1", port=port,
-                       metrics_port=None)
+    host = ServiceHost([create, lambda resources: echo], settings, label="bench", host="127.0.0.1", port=port, metrics_port=None)
 
     async def main() -> None:
         bare = None
@@ -108,8 +109,9 @@ def top_frames(raw: Path, n: int = 15) -> str:
         if not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
-                  for f in stack_text.split(";") if f]
+        frames = [
+            f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")" for f in stack_text.split(";") if f
+        ]
         if not frames:
             continue
         total += count
@@ -131,9 +133,25 @@ def start_spy(pid: int, seconds: float) -> tuple[subprocess.Popen[bytes], Path] 
         print("\nprofile: py-spy is not installed (pip install py-spy); skipped")
         return None
     out = Path(tempfile.mkdtemp(prefix="rentscout-profile-")) / "server-a.txt"
-    return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
-                             "--format", "raw", "--output", str(out), "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), out
+    return subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    ), out
 
 
 def report_spy(proc: subprocess.Popen[bytes], out: Path, title: str) -> None:
@@ -198,11 +216,15 @@ async def run(args: argparse.Namespace) -> int:
                 for call in warm:
                     await call()
             sources = [(await stub.PriceStats(request)).cache.source for stub in (stub_a, stub_b, stub_c)]
-            assert sources == [cache_pb2.CACHE_SOURCE_NEAR, cache_pb2.CACHE_SOURCE_REDIS,
-                               cache_pb2.CACHE_SOURCE_DATABASE], sources
+            assert sources == [cache_pb2.CACHE_SOURCE_NEAR, cache_pb2.CACHE_SOURCE_REDIS, cache_pb2.CACHE_SOURCE_DATABASE], (
+                sources
+            )
             if args.profile:
-                await profile(a.proc.pid, args.profile,
-                              {"near hit": fast["PriceStats near-cache hit"], "health": fast["Health/Check (baseline)"]})
+                await profile(
+                    a.proc.pid,
+                    args.profile,
+                    {"near hit": fast["PriceStats near-cache hit"], "health": fast["Health/Check (baseline)"]},
+                )
                 if args.profile_only:
                     return 0
 
@@ -210,36 +232,51 @@ async def run(args: argparse.Namespace) -> int:
             seq = {name: Figures() for name in [*fast, miss_name]}
             for r in range(args.rounds):
                 await interleaved(fast, seq, args.calls // args.rounds, args.block, servers=pids)
-                await interleaved({miss_name: lambda: stub_c.PriceStats(request)}, seq, args.miss_calls // args.rounds,
-                                  max(1, args.miss_calls // args.rounds), servers=pids)
+                await interleaved(
+                    {miss_name: lambda: stub_c.PriceStats(request)},
+                    seq,
+                    args.miss_calls // args.rounds,
+                    max(1, args.miss_calls // args.rounds),
+                    servers=pids,
+                )
                 print(f"sequential round {r + 1}/{args.rounds} done", flush=True)
-            parallel = {"Health/Check (baseline)": fast["Health/Check (baseline)"],
-                        "PriceStats near-cache hit": fast["PriceStats near-cache hit"]}
+            parallel = {
+                "Health/Check (baseline)": fast["Health/Check (baseline)"],
+                "PriceStats near-cache hit": fast["PriceStats near-cache hit"],
+            }
             rates: dict[int, dict[str, Figures]] = {}
             for conc in (1, 16, 64):
                 rates[conc] = {name: Figures() for name in parallel}
-                await interleaved(parallel, rates[conc], args.throughput_calls, max(conc * 10, 160), concurrency=conc,
-                                  servers=pids)
+                await interleaved(
+                    parallel, rates[conc], args.throughput_calls, max(conc * 10, 160), concurrency=conc, servers=pids
+                )
             still_near = (await stub_a.PriceStats(request)).cache.source == cache_pb2.CACHE_SOURCE_NEAR
             print(f"done ({load_note()}); A still answers from the near cache: {still_near}")
         finally:
             await bare_channel.close()
 
     base = seq["Health/Check (baseline)"]
-    print(f"\n{'RPC (sequential, one caller)':<34} {'p50':>12} {'p99':>12} {'p50 / base':>11} {'p99 / base':>11}"
-          f" {'server CPU/call':>16}")
+    print(
+        f"\n{'RPC (sequential, one caller)':<34} {'p50':>12} {'p99':>12} {'p50 / base':>11} {'p99 / base':>11}"
+        f" {'server CPU/call':>16}"
+    )
     for name, f in seq.items():
-        print(f"{name:<34} {fmt(f.p50)} {fmt(f.p99)} {f.p50 / base.p50:10.2f}x {f.p99 / base.p99:10.2f}x"
-              f" {fmt(f.cpu_per_call):>16}")
+        print(
+            f"{name:<34} {fmt(f.p50)} {fmt(f.p99)} {f.p50 / base.p50:10.2f}x {f.p99 / base.p99:10.2f}x {fmt(f.cpu_per_call):>16}"
+        )
     print(f"(calls per RPC: {len(base.latencies)}, miss: {len(seq[miss_name].latencies)}; {args.rows:,} rows)")
     print(f"\n{'throughput (one channel)':<34} {'1 caller':>12} {'16 callers':>12} {'64 callers':>12}")
     for name in parallel:
         print(f"{name:<34} " + " ".join(f"{rates[c][name].rps:8.0f} rps" for c in rates))
     for name in parallel:
-        print(f"{'  server CPU/call, ' + name.split(' (')[0].replace('PriceStats ', ''):<34} "
-              + " ".join(f"{fmt(rates[c][name].busy_cpu_per_call[0])}" for c in rates))
-    print(f"{'near hit / Health/Check':<34} " + " ".join(
-        f"{rates[c]['PriceStats near-cache hit'].rps / rates[c]['Health/Check (baseline)'].rps:11.2f}x" for c in rates))
+        print(
+            f"{'  server CPU/call, ' + name.split(' (')[0].replace('PriceStats ', ''):<34} "
+            + " ".join(f"{fmt(rates[c][name].busy_cpu_per_call[0])}" for c in rates)
+        )
+    print(
+        f"{'near hit / Health/Check':<34} "
+        + " ".join(f"{rates[c]['PriceStats near-cache hit'].rps / rates[c]['Health/Check (baseline)'].rps:11.2f}x" for c in rates)
+    )
 
     near, echo, bare = seq["PriceStats near-cache hit"], seq["echo, runtime interceptor"], seq["echo, no interceptor"]
 
@@ -252,12 +289,16 @@ async def run(args: argparse.Namespace) -> int:
     print()
     print(f"near hit / Health/Check, p50:       {p50_ratio:6.2f}x  (goal <= 1.2x)   {verdict(p50_ratio <= 1.2)}")
     print(f"near hit / Health/Check, p99:       {p99_ratio:6.2f}x  (goal <= 1.5x)   {verdict(p99_ratio <= 1.5)}")
-    print(f"interceptor's share of echo p50:    {added:+6.1%}   (goal <= +15%)  {verdict(added <= 0.15)}"
-          f"   (p99 {echo.p99 / bare.p99 - 1:+.1%})")
+    print(
+        f"interceptor's share of echo p50:    {added:+6.1%}   (goal <= +15%)  {verdict(added <= 0.15)}"
+        f"   (p99 {echo.p99 / bare.p99 - 1:+.1%})"
+    )
     ids = seq["echo, no interceptor, ids echoed"]
-    print(f"  of which echoing the ids (trailers):  {ids.p50 / bare.p50 - 1:+6.1%}"
-          f" (server CPU {fmt(ids.cpu_per_call - bare.cpu_per_call).strip()} of"
-          f" {fmt(echo.cpu_per_call - bare.cpu_per_call).strip()} per call)")
+    print(
+        f"  of which echoing the ids (trailers):  {ids.p50 / bare.p50 - 1:+6.1%}"
+        f" (server CPU {fmt(ids.cpu_per_call - bare.cpu_per_call).strip()} of"
+        f" {fmt(echo.cpu_per_call - bare.cpu_per_call).strip()} per call)"
+    )
     print(f"near hit / Health/Check, 64 callers: {tp64:5.2f}x  (goal >= 0.8x)   {verdict(tp64 >= 0.8)}")
     return 0
 

@@ -44,14 +44,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # -- the server (child process) ----------------------------------------------------------------------
 
+
 def serve(port_file: str) -> None:
     from rentscout.cache.v1 import cache_pb2, cache_pb2_grpc
     from rentscout.runtime import logs
     from rentscout.runtime.config import RuntimeSettings, load
     from rentscout.runtime.server import ServiceHost, ServiceSpec
 
-    reply = cache_pb2.CitiesResponse(cities=[cache_pb2.CityCount(city=f"City {i}", count=1000 + i) for i in range(20)],
-                                     cache=cache_pb2.CacheInfo(hit=True, key="bench:cities", source=cache_pb2.CACHE_SOURCE_NEAR))
+    reply = cache_pb2.CitiesResponse(
+        cities=[cache_pb2.CityCount(city=f"City {i}", count=1000 + i) for i in range(20)],
+        cache=cache_pb2.CacheInfo(hit=True, key="bench:cities", source=cache_pb2.CACHE_SOURCE_NEAR),
+    )
 
     class Echo(cache_pb2_grpc.CacheQueryServiceServicer):
         # only Cities is served: the generated servicer's own methods answer UNIMPLEMENTED (named, so Echo is concrete)
@@ -59,14 +62,18 @@ def serve(port_file: str) -> None:
         PopularProperties, PriceStats, PropertyTypes = Base.PopularProperties, Base.PriceStats, Base.PropertyTypes
         Invalidate, InvalidateRelated, GetCacheStats = Base.Invalidate, Base.InvalidateRelated, Base.GetCacheStats
 
-        async def Cities(self, request: cache_pb2.CitiesRequest,
-                         context: grpc.aio.ServicerContext[cache_pb2.CitiesRequest, cache_pb2.CitiesResponse],
-                         ) -> cache_pb2.CitiesResponse:
+        async def Cities(
+            self,
+            request: cache_pb2.CitiesRequest,
+            context: grpc.aio.ServicerContext[cache_pb2.CitiesRequest, cache_pb2.CitiesResponse],
+        ) -> cache_pb2.CitiesResponse:
             return reply
 
     def create(resources: Resources) -> ServiceSpec:
-        return ServiceSpec(name="rentscout.cache.v1.CacheQueryService",
-                           register=lambda s: cache_pb2_grpc.add_CacheQueryServiceServicer_to_server(Echo(), s))
+        return ServiceSpec(
+            name="rentscout.cache.v1.CacheQueryService",
+            register=lambda s: cache_pb2_grpc.add_CacheQueryServiceServicer_to_server(Echo(), s),
+        )
 
     async def main() -> None:
         settings = load(RuntimeSettings)
@@ -80,6 +87,7 @@ def serve(port_file: str) -> None:
 
 
 # -- breaker micro-benchmark -------------------------------------------------------------------------
+
 
 def bench_breaker(n: int = 1_000_000) -> None:
     from rentscout.sdk.breaker import BreakerConfig, CircuitBreaker, CircuitOpenError
@@ -117,8 +125,10 @@ def bench_breaker(n: int = 1_000_000) -> None:
 
 # -- RPC overhead --------------------------------------------------------------------------------------
 
-async def run_block(call: Callable[[], Awaitable[object]], calls: int, concurrency: int,
-                    latencies: list[float]) -> tuple[float, float]:
+
+async def run_block(
+    call: Callable[[], Awaitable[object]], calls: int, concurrency: int, latencies: list[float]
+) -> tuple[float, float]:
     """Run `calls` calls with `concurrency` callers; returns (wall seconds, client CPU seconds)."""
 
     async def worker(count: int) -> None:
@@ -159,7 +169,7 @@ async def bench_stack(target: str, calls: int, rounds: int, concurrency: int, bl
         done = dict.fromkeys(variants, 0)
         names = list(variants)
         for b in range(rounds * max(1, calls // block)):  # small interleaved blocks: drift hits every variant alike
-            for name in names[b % len(names):] + names[:b % len(names)]:
+            for name in names[b % len(names) :] + names[: b % len(names)]:
                 w, c = await run_block(variants[name], block, conc, latencies[name])
                 wall[name] += w
                 cpu[name] += c
@@ -167,20 +177,30 @@ async def bench_stack(target: str, calls: int, rounds: int, concurrency: int, bl
         stats = {}
         for name in names:
             lat = sorted(latencies[name])
-            stats[name] = (statistics.median(lat) * 1e6, lat[int(len(lat) * 0.99) - 1] * 1e6, done[name] / wall[name],
-                           cpu[name] / done[name] * 1e6)
+            stats[name] = (
+                statistics.median(lat) * 1e6,
+                lat[int(len(lat) * 0.99) - 1] * 1e6,
+                done[name] / wall[name],
+                cpu[name] / done[name] * 1e6,
+            )
         base = stats["bare"]
         print(f"\nCities cache-hit RPC, {label}: {done['bare']} calls per variant in interleaved blocks of {block}")
-        print(f"  {'variant':10s} {'p50 us':>8s} {'p99 us':>8s} {'calls/s':>8s} {'client CPU us/call':>19s}"
-              f" {'p50 vs bare':>12s} {'calls/s vs bare':>16s}")
+        print(
+            f"  {'variant':10s} {'p50 us':>8s} {'p99 us':>8s} {'calls/s':>8s} {'client CPU us/call':>19s}"
+            f" {'p50 vs bare':>12s} {'calls/s vs bare':>16s}"
+        )
         for name, (p50, p99, rate, cpu_us) in stats.items():
             print(f"  {name:10s} {p50:8.0f} {p99:8.0f} {rate:8.0f} {cpu_us:19.1f} {p50 / base[0]:11.3f}x {rate / base[2]:15.3f}x")
         extra_cpu = stats["sdk"][3] - base[3]
-        print(f"  sdk vs bare: +{extra_cpu:.1f} us client CPU per call ({extra_cpu / base[0]:.1%} of the bare p50); "
-              f"p50 {stats['sdk'][0] / base[0]:.3f}x")
-        print(f"  sdk vs bare+md (the same call carrying the same correlation-id header): "
-              f"p50 {stats['sdk'][0] / stats['bare+md'][0]:.3f}x, calls/s {stats['sdk'][2] / stats['bare+md'][2]:.3f}x, "
-              f"+{stats['sdk'][3] - stats['bare+md'][3]:.1f} us client CPU")
+        print(
+            f"  sdk vs bare: +{extra_cpu:.1f} us client CPU per call ({extra_cpu / base[0]:.1%} of the bare p50); "
+            f"p50 {stats['sdk'][0] / base[0]:.3f}x"
+        )
+        print(
+            f"  sdk vs bare+md (the same call carrying the same correlation-id header): "
+            f"p50 {stats['sdk'][0] / stats['bare+md'][0]:.3f}x, calls/s {stats['sdk'][2] / stats['bare+md'][2]:.3f}x, "
+            f"+{stats['sdk'][3] - stats['bare+md'][3]:.1f} us client CPU"
+        )
     print("\n  goal: sdk p50 / bare p50 < 1.05 (the whole resilience stack adds under 5%)")
     await sdk.close()
     await plain.close()
@@ -191,10 +211,13 @@ async def bench_stack(target: str, calls: int, rounds: int, concurrency: int, bl
 def echo_server() -> Iterator[str]:
     """This file in --serve mode: the in-memory Cities echo on the shared runtime."""
     port_file = Path(f"/tmp/sdk-bench-{os.getpid()}.port")
-    env = {**os.environ, "RENTSCOUT_LOG_LEVEL": "warning", "RENTSCOUT_HEALTH_CHECK_INTERVAL_SECONDS": "600",
-           "RENTSCOUT_DB_CONNECT_TIMEOUT_SECONDS": "0.2"}
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file)], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "RENTSCOUT_LOG_LEVEL": "warning",
+        "RENTSCOUT_HEALTH_CHECK_INTERVAL_SECONDS": "600",
+        "RENTSCOUT_DB_CONNECT_TIMEOUT_SECONDS": "0.2",
+    }
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while not port_file.exists() or not port_file.read_text():
@@ -209,8 +232,9 @@ def echo_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def cache_service(rows: int, service: str = "cache-query", extra_env: dict[str, str] | None = None,
-                  pid: list[int] | None = None) -> Iterator[str]:
+def cache_service(
+    rows: int, service: str = "cache-query", extra_env: dict[str, str] | None = None, pid: list[int] | None = None
+) -> Iterator[str]:
     """A real service process (`rentscout serve <service>`, cache-query by default) over a private PostgreSQL
     and Redis; its pid is appended to `pid` when given (for memory sampling)."""
     from rentscout.db.migrate import migrate
@@ -231,12 +255,33 @@ def cache_service(rows: int, service: str = "cache-query", extra_env: dict[str, 
 
         asyncio.run(prepare())
         port = free_port()
-        env = {**os.environ, "RENTSCOUT_DATABASE_URL": pg.dsn, "RENTSCOUT_REDIS_URL": redis.url,
-               "RENTSCOUT_LOG_LEVEL": "warning", **(extra_env or {})}
+        env = {
+            **os.environ,
+            "RENTSCOUT_DATABASE_URL": pg.dsn,
+            "RENTSCOUT_REDIS_URL": redis.url,
+            "RENTSCOUT_LOG_LEVEL": "warning",
+            **(extra_env or {}),
+        }
         log = stack.enter_context((Path(tmp) / "cache.log").open("ab"))
-        server = subprocess.Popen([sys.executable, "-m", "rentscout.main", "serve", service, "--host", "127.0.0.1",
-                                   "--port", str(port), "--metrics-port", "0"], env=env, cwd=ROOT, stdout=log,
-                                  stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rentscout.main",
+                "serve",
+                service,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--metrics-port",
+                "0",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
         def stop() -> None:
             server.terminate()
@@ -265,8 +310,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--block", type=int, default=200, help="calls per interleaved block")
     parser.add_argument("--rows", type=int, default=20_000, help="listings seeded for the real cache-query service")
-    parser.add_argument("--server", choices=["cache", "echo"], default="cache",
-                        help="the real cache-query service over private PostgreSQL/Redis (default), or the in-memory echo")
+    parser.add_argument(
+        "--server",
+        choices=["cache", "echo"],
+        default="cache",
+        help="the real cache-query service over private PostgreSQL/Redis (default), or the in-memory echo",
+    )
     parser.add_argument("--target", help="instead, a running cache-query service (e.g. `rentscout stack up`: 127.0.0.1:50052)")
     parser.add_argument("--serve", metavar="PORT_FILE", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -279,8 +328,10 @@ def main() -> int:
     else:
         server = cache_service(args.rows) if args.server == "cache" else echo_server()
     with server as target:
-        print(f"\nserver: {'cache-query at ' + target if args.server == 'cache' or args.target else 'in-memory echo'}"
-              " (Cities: the first call fills the cache, warm-up and every measured call are hits)")
+        print(
+            f"\nserver: {'cache-query at ' + target if args.server == 'cache' or args.target else 'in-memory echo'}"
+            " (Cities: the first call fills the cache, warm-up and every measured call are hits)"
+        )
         asyncio.run(bench_stack(target, args.calls, args.rounds, args.concurrency, args.block))
     return 0
 

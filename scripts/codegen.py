@@ -30,7 +30,7 @@ def import_path(proto: Path) -> str:
     rel = proto.as_posix()
     for disk, virtual in MAPPED.items():
         if rel.startswith(disk + "/"):
-            return virtual + rel[len(disk):]
+            return virtual + rel[len(disk) :]
     return rel
 
 
@@ -40,9 +40,15 @@ def generate(out: Path) -> None:
     well_known = resources.files("grpc_tools") / "_proto"
     bindir = Path(sys.executable).parent
     cmd = [
-        sys.executable, "-m", "grpc_tools.protoc",
-        *mappings, f"-I{PROTOS}", f"-I{well_known}",
-        f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}",
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        *mappings,
+        f"-I{PROTOS}",
+        f"-I{well_known}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
         f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
         f"--mypy_grpc_out={out}",
         *protos,

@@ -177,8 +177,13 @@ def stale() -> list[str]:
         current = path.read_text() if path.exists() else ""
         if current != wanted:
             rel = str(path.relative_to(ROOT))
-            diffs.append("".join(difflib.unified_diff(
-                current.splitlines(True), wanted.splitlines(True), f"{rel} (committed)", f"{rel} (generated)")))
+            diffs.append(
+                "".join(
+                    difflib.unified_diff(
+                        current.splitlines(True), wanted.splitlines(True), f"{rel} (committed)", f"{rel} (generated)"
+                    )
+                )
+            )
     return diffs
 
 

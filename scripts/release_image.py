@@ -33,10 +33,9 @@ def pin(kustomization: Path, tag: str, digest: str | None) -> None:
         text = text.rstrip("\n") + f"\n\nimages:\n  - name: {IMAGE}\n"
         match = _ENTRY.search(text)
         assert match is not None
-    keep = [line for line in match["body"].splitlines(True)
-            if not re.match(r"^    (newTag|digest):", line)]
+    keep = [line for line in match["body"].splitlines(True) if not re.match(r"^    (newTag|digest):", line)]
     body = "".join(keep) + f"    newTag: {tag}\n" + (f"    digest: {digest}\n" if digest else "")
-    kustomization.write_text(text[:match.start("body")] + body + text[match.end("body"):])
+    kustomization.write_text(text[: match.start("body")] + body + text[match.end("body") :])
 
 
 def main() -> int:

@@ -58,8 +58,10 @@ def _build() -> tuple[argparse.ArgumentParser, set[str]]:
 
     parser = Parser(prog="rentscout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # every subparser is a Parser too (argparse makes them of the parent's class): the commands see ArgumentParsers
-    sub = cast("argparse._SubParsersAction[argparse.ArgumentParser]",
-               parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
     for register in installed_registrars():
         register(sub)
     client_commands.register(sub)

@@ -25,8 +25,13 @@ OPERATIONS = ROOT / "docs" / "operations.md"
 # Gauges set only when someone calls an RPC (ListSlowQueries): an alert on them reads a stale number.
 ON_DEMAND = {"rentscout_analyzer_slow_queries_count"}
 # Modules that declare the services' metrics (imported so that the registry holds them all).
-METRIC_MODULES = ("rentscout.runtime.metrics", "rentscout.runtime.replicas", "rentscout.export_service.telemetry",
-                  "rentscout.cache_service.metrics", "rentscout.analyzer_service.metrics")
+METRIC_MODULES = (
+    "rentscout.runtime.metrics",
+    "rentscout.runtime.replicas",
+    "rentscout.export_service.telemetry",
+    "rentscout.cache_service.metrics",
+    "rentscout.analyzer_service.metrics",
+)
 
 
 def promtool() -> str:
@@ -46,8 +51,9 @@ def test_promtool_checks_the_rules() -> None:
 
 
 def test_every_alert_fires_on_its_incident_and_stays_quiet_otherwise() -> None:
-    proc = subprocess.run([promtool(), "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=120,
-                          cwd=RULE_TESTS.parent)
+    proc = subprocess.run(
+        [promtool(), "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=120, cwd=RULE_TESTS.parent
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cases = [case for test in yaml.safe_load(RULE_TESTS.read_text())["tests"] for case in test["alert_rule_test"]]
     for rule in alerts():
@@ -64,16 +70,16 @@ def test_promtool_would_notice_an_alert_that_does_not_fire(tmp_path: Path) -> No
     (tmp_path / "tests").mkdir()
     (tmp_path / RULES.name).write_text(RULES.read_text().replace("> 0.05", "> 0.5", 1))
     (tmp_path / "tests" / RULE_TESTS.name).write_text(RULE_TESTS.read_text())
-    proc = subprocess.run([promtool(), "test", "rules", RULE_TESTS.name], capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path / "tests")
+    proc = subprocess.run(
+        [promtool(), "test", "rules", RULE_TESTS.name], capture_output=True, text=True, timeout=120, cwd=tmp_path / "tests"
+    )
     assert proc.returncode != 0 and "RentScoutHighErrorRatio" in proc.stdout + proc.stderr
 
 
 def _anchors(markdown: str) -> set[str]:
     """GitHub's heading anchors: lower case, punctuation dropped, spaces as dashes."""
     prose = re.sub(r"^```.*?^```", "", markdown, flags=re.M | re.S)  # `# comments` in code blocks are no headings
-    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
-            for h in re.findall(r"^#{1,6} (.+)$", prose, re.M)}
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#{1,6} (.+)$", prose, re.M)}
 
 
 def test_every_alert_has_a_runbook_section_and_reads_continuous_metrics() -> None:
@@ -84,9 +90,18 @@ def test_every_alert_has_a_runbook_section_and_reads_continuous_metrics() -> Non
         assert path.endswith("/docs/operations.md") and anchor in anchors, f"{rule['alert']}: {url}"
         assert rule["labels"]["severity"] in ("page", "ticket", "info")
         assert not promql.metric_names(rule["expr"]) & ON_DEMAND, f"{rule['alert']} reads a gauge set on demand"
-    wanted = {"RentScoutTargetDown", "RentScoutHighLatencyP99", "RentScoutReplicaLag", "RentScoutRejectingRpcs",
-              "RentScoutRedisDown", "RentScoutHighErrorRatio", "RentScoutCacheBreakerOpen", "RentScoutNotReady",
-              "RentScoutSchemaBehind", "RentScoutSlowQueries"}
+    wanted = {
+        "RentScoutTargetDown",
+        "RentScoutHighLatencyP99",
+        "RentScoutReplicaLag",
+        "RentScoutRejectingRpcs",
+        "RentScoutRedisDown",
+        "RentScoutHighErrorRatio",
+        "RentScoutCacheBreakerOpen",
+        "RentScoutNotReady",
+        "RentScoutSchemaBehind",
+        "RentScoutSlowQueries",
+    }
     assert wanted <= {r["alert"] for r in alerts()}
 
 

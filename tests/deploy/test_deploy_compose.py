@@ -161,7 +161,7 @@ def test_bind_mounts_and_build_contexts_exist() -> None:
 def test_every_rentscout_container_is_labelled_for_log_shipping() -> None:
     filebeat = yaml.safe_load((ROOT / "deploy" / "filebeat" / "filebeat.yml").read_text())
     condition = filebeat["filebeat.autodiscover"]["providers"][0]["templates"][0]["condition"]["equals"]
-    (field, value), = condition.items()
+    ((field, value),) = condition.items()
     label = field.removeprefix("docker.container.labels.")
     for name in [*SERVICES, "migrate"]:
         assert COMPOSE["services"][name]["labels"][label] == value, name

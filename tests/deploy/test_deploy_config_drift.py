@@ -57,8 +57,9 @@ def test_stale_check_notices_a_new_setting(monkeypatch: pytest.MonkeyPatch) -> N
 
     @dataclasses.dataclass(frozen=True)
     class Extra:
-        knob: int = config.setting("DRIFT_PROBE_KNOB", 7, "A setting added after the files were generated.",
-                                   config.int_range(0, 10))
+        knob: int = config.setting(
+            "DRIFT_PROBE_KNOB", 7, "A setting added after the files were generated.", config.int_range(0, 10)
+        )
 
     monkeypatch.setattr(GEN, "all_settings", lambda: [*all_settings(), Extra])
     diffs = "\n".join(GEN.stale())
@@ -137,8 +138,7 @@ def test_the_resume_token_secret_comes_from_the_secret_only(overlay: str) -> Non
     from the ConfigMap or an inline value, so replicas share one key and no manifest holds it."""
     data, _ = _rendered_env(overlay)
     assert "RENTSCOUT_EXPORT_TOKEN_SECRET" not in data and "RENTSCOUT_EXPORT_TOKEN_SECRET_PREVIOUS" not in data
-    exports = [d for d in by_kind(render(f"overlays/{overlay}"), "Deployment").values()
-               if "export" in d["metadata"]["name"]]
+    exports = [d for d in by_kind(render(f"overlays/{overlay}"), "Deployment").values() if "export" in d["metadata"]["name"]]
     assert exports, "no export Deployment rendered"
     for deployment in exports:
         for container in deployment["spec"]["template"]["spec"]["containers"]:
@@ -176,7 +176,10 @@ def test_every_documented_setting_is_a_declared_one() -> None:
     from rentscout.wire.metadata import CLIENT_ENV_VARS
 
     docs = [ROOT / "README.md", ROOT / "k8s" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    unknown = {f"{path.relative_to(ROOT)}: {var}" for path in docs
-               for var in set(RENTSCOUT_VAR.findall(path.read_text())) - set(DECLARED) - set(CLIENT_ENV_VARS)}
+    unknown = {
+        f"{path.relative_to(ROOT)}: {var}"
+        for path in docs
+        for var in set(RENTSCOUT_VAR.findall(path.read_text())) - set(DECLARED) - set(CLIENT_ENV_VARS)
+    }
     assert not unknown, sorted(unknown)
     assert "RENTSCOUT_MIGRATE_DATABASE_URL" in (ROOT / "docs" / "operations.md").read_text()

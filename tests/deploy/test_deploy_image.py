@@ -27,8 +27,12 @@ BUILD_TOOLS = re.compile(r"\b(apt-get|apk|gcc|g\+\+|make|build-essential|pip whe
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_hadolint_is_clean(dockerfile: Path) -> None:
-    proc = subprocess.run([tool("hadolint"), "--format", "json", "--failure-threshold", "info", str(dockerfile)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [tool("hadolint"), "--format", "json", "--failure-threshold", "info", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     findings = json.loads(proc.stdout or "[]")
     assert proc.returncode == 0 and not findings, json.dumps(findings, indent=1)
 
@@ -71,8 +75,16 @@ def test_dockerignore_sends_the_sources_and_nothing_else() -> None:
         assert any(f.startswith(f"{root}/rentscout/") for f in files), root
     for f in files:
         assert f in {"pyproject.toml", "uv.lock", "scripts/lock_pin.py"} or f.split("/")[0] in SOURCE_ROOTS, f
-    for path in ("tests/conftest.py", "scripts/bootstrap.sh", ".venv/bin/python", ".git/HEAD",
-                 "services/rentscout/__pycache__/x.pyc", ".env", "k8s/base/kustomization.yaml", "clients/rentscout/cli/x.pyc"):
+    for path in (
+        "tests/conftest.py",
+        "scripts/bootstrap.sh",
+        ".venv/bin/python",
+        ".git/HEAD",
+        "services/rentscout/__pycache__/x.pyc",
+        ".env",
+        "k8s/base/kustomization.yaml",
+        "clients/rentscout/cli/x.pyc",
+    ):
         assert ignore.excluded(path), path
     _, stages = dockerfile_stages(ROOT / "Dockerfile")
     for copy in stages[0].all("COPY"):
@@ -89,10 +101,25 @@ def test_the_build_context_builds_the_wheels_of_the_whole_namespace(tmp_path: Pa
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, target)
     out = tmp_path / "wheels"
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                           "--disable-pip-version-check", "-q", "--wheel-dir", str(out),
-                           *(str(context / member) for member in MEMBERS)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "-q",
+            "--wheel-dir",
+            str(out),
+            *(str(context / member) for member in MEMBERS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names: set[str] = set()
     entry_points: dict[str, str] = {}
@@ -100,14 +127,22 @@ def test_the_build_context_builds_the_wheels_of_the_whole_namespace(tmp_path: Pa
         with zipfile.ZipFile(wheel) as zf:
             names |= set(zf.namelist())
             entry_points[wheel.name.split("-")[0]] = "".join(
-                zf.read(n).decode() for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))
+                zf.read(n).decode() for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt")
+            )
     assert set(entry_points) == {"rentscout_core", "rentscout_client", "rentscout_server"}
     assert re.search(r"^rentscout = rentscout\.main:main$", entry_points["rentscout_client"], re.M)
     assert re.search(r"^\[rentscout\.commands\]\noperator = rentscout\.ops:register$", entry_points["rentscout_server"], re.M)
-    expected = {"rentscout/main.py", "rentscout/ops/serve.py", "rentscout/cli/health.py", "rentscout/runtime/server.py",
-                "rentscout/wire/metadata.py", "rentscout/resilience/breaker.py",
-                "rentscout/export/v1/export_pb2.py", "rentscout/cache/v1/cache_pb2_grpc.py",
-                "rentscout/db/migrations/0001_properties.sql"}
+    expected = {
+        "rentscout/main.py",
+        "rentscout/ops/serve.py",
+        "rentscout/cli/health.py",
+        "rentscout/runtime/server.py",
+        "rentscout/wire/metadata.py",
+        "rentscout/resilience/breaker.py",
+        "rentscout/export/v1/export_pb2.py",
+        "rentscout/cache/v1/cache_pb2_grpc.py",
+        "rentscout/db/migrations/0001_properties.sql",
+    }
     expected |= {e.load().__module__.replace(".", "/") + ".py" for e in SERVICES.values()}
     assert expected <= names, f"missing from the wheel: {expected - names}"
     migrations = {p.name for p in (ROOT / "services" / "rentscout" / "db" / "migrations").glob("*.sql")}

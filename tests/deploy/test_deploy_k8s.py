@@ -108,8 +108,9 @@ def test_yamllint_sources_and_rendered_output(tmp_path) -> None:
         rendered = tmp_path / f"{overlay}.yaml"
         rendered.write_text(render_text(f"overlays/{overlay}"))
         sources.append(str(rendered))
-    proc = subprocess.run([tool("yamllint"), "-f", "parsable", "-c", str(config), *sources],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [tool("yamllint"), "-f", "parsable", "-c", str(config), *sources], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -159,7 +160,10 @@ def test_service_deployments_probe_grpc_health_and_shut_down_gracefully(overlay:
         for probe in (ready, live, start):
             assert set(probe) & {"grpc", "exec", "httpGet", "tcpSocket"} == {kind}, f"{name}: {kind} probes"
         assert [probe_target(p) for p in (ready, live, start)] == [
-            (entry.port, PROTO_SERVICES[name]), (entry.port, ""), (entry.port, "")]  # readiness: the service entry
+            (entry.port, PROTO_SERVICES[name]),
+            (entry.port, ""),
+            (entry.port, ""),
+        ]  # readiness: the service entry
         # preStop pause, then SIGTERM; the pod must outlive the server's own grace period.
         pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
         grace = float(env.get("RENTSCOUT_SHUTDOWN_GRACE_SECONDS") or RuntimeSettings().shutdown_grace_seconds)
@@ -170,7 +174,8 @@ def test_service_deployments_probe_grpc_health_and_shut_down_gracefully(overlay:
         assert annotations["prometheus.io/path"] == "/metrics"
         assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
         assert re.fullmatch(r"[\w./-]+(:[\w.-]+)?(@sha256:[0-9a-f]{64})?", container["image"]) and re.search(
-            r"[:@]", container["image"]), container["image"]  # a tag or a digest, never an implicit :latest
+            r"[:@]", container["image"]
+        ), container["image"]  # a tag or a digest, never an implicit :latest
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert labels_match(deployment["spec"]["selector"], pod_labels)
         spread = pod_spec(deployment)["topologySpreadConstraints"]
@@ -271,7 +276,8 @@ def _peer_matches(peer: Obj, other: Obj, policy_namespace: str) -> bool:
             return False
         ip, block = ipaddress.ip_address(other["ip"]), peer["ipBlock"]
         return ip in ipaddress.ip_network(block["cidr"]) and not any(
-            ip in ipaddress.ip_network(e) for e in block.get("except", []))
+            ip in ipaddress.ip_network(e) for e in block.get("except", [])
+        )
     ns_sel, pod_sel = peer.get("namespaceSelector"), peer.get("podSelector")
     if ns_sel is None and other["namespace"] != policy_namespace:
         return False
@@ -289,15 +295,21 @@ def allowed(policies: list[Obj], src: Obj, dst: Obj, port: int, protocol: str = 
     """Egress of src and ingress of dst must both allow the flow (a pod no policy selects is open)."""
 
     def side(pod: Obj, other: Obj, direction: str, rules_key: str, peers_key: str) -> bool:
-        selecting = [p for p in policies if p["metadata"]["namespace"] == pod["namespace"]
-                     and labels_match(p["spec"]["podSelector"], pod["labels"]) and direction in p["spec"]["policyTypes"]]
+        selecting = [
+            p
+            for p in policies
+            if p["metadata"]["namespace"] == pod["namespace"]
+            and labels_match(p["spec"]["podSelector"], pod["labels"])
+            and direction in p["spec"]["policyTypes"]
+        ]
         if not selecting:
             return True
         for policy in selecting:
             for rule in policy["spec"].get(rules_key) or []:
                 peers = rule.get(peers_key)
                 if _port_matches(rule, port, protocol) and (
-                        not peers or any(_peer_matches(peer, other, policy["metadata"]["namespace"]) for peer in peers)):
+                    not peers or any(_peer_matches(peer, other, policy["metadata"]["namespace"]) for peer in peers)
+                ):
                     return True
         return False
 
@@ -369,7 +381,7 @@ def test_network_policies_allow_dns_and_the_datastores(overlay: str) -> None:
     for name, pod in pods.items():
         assert allowed(policies, pod, kube_dns, 53, "UDP") and allowed(policies, pod, kube_dns, 53, "TCP"), name
         assert allowed(policies, pod, database, 5432), name
-    for port in ((6379,) if overlay == "dev" else (6379, 6380)):  # 6380: TLS on managed Redis
+    for port in (6379,) if overlay == "dev" else (6379, 6380):  # 6380: TLS on managed Redis
         assert allowed(policies, pods["cache-query"], cache, port), port
     for name in SERVICES:
         assert allowed(policies, pods[name], collector, 4317), f"{name}: OTLP to the collector"

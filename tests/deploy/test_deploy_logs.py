@@ -25,8 +25,20 @@ FILEBEAT = yaml.safe_load((ROOT / "deploy" / "filebeat" / "filebeat.yml").read_t
 # is an error on the event instead of its time.
 BEATS_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 # Fields Filebeat itself puts on every event of a container input (objects and leaves).
-FILEBEAT_FIELDS = {"log.offset", "log.file.path", "input.type", "agent.name", "agent.type", "agent.version",
-                   "ecs.version", "host.name", "container.id", "container.name", "container.image.name", "stream"}
+FILEBEAT_FIELDS = {
+    "log.offset",
+    "log.file.path",
+    "input.type",
+    "agent.name",
+    "agent.type",
+    "agent.version",
+    "ecs.version",
+    "host.name",
+    "container.id",
+    "container.name",
+    "container.image.name",
+    "stream",
+}
 
 
 def template_config() -> dict[str, Any]:
@@ -74,16 +86,29 @@ def test_kibana_data_view_covers_the_data_stream_by_timestamp() -> None:
 
 def test_every_field_the_code_logs_is_mapped_by_the_template_with_ecs_types() -> None:
     """By name, over the code (lines the e2e run never emits included); the e2e check adds values."""
-    names = set(_logged_field_names()) | set(_line(exc_info=None)) | FILEBEAT_FIELDS | {
-        "correlation.id", "trace.id", "span.id", "error.message", "error.stack_trace", "client.ip", "client.port",
-        "client.address"}
+    names = (
+        set(_logged_field_names())
+        | set(_line(exc_info=None))
+        | FILEBEAT_FIELDS
+        | {
+            "correlation.id",
+            "trace.id",
+            "span.id",
+            "error.message",
+            "error.stack_trace",
+            "client.ip",
+            "client.port",
+            "client.address",
+        }
+    )
     unmapped = sorted(n for n in names if n not in ecs.mapped_fields())
     assert not unmapped, f"logged but not in deploy/elasticsearch/index-template.json: {unmapped}"
     for name, mapped in ecs.mapped_fields().items():
         spec = ecs.ecs().get(name)
         assert spec is None or spec["type"] == mapped, f"{name}: template {mapped}, ECS {spec and spec['type']}"
-    custom_in_ecs_sets = sorted(n for n in names - FILEBEAT_FIELDS
-                                if n not in ecs.ecs() and n.split(".")[0] in ecs.ecs_field_sets())
+    custom_in_ecs_sets = sorted(
+        n for n in names - FILEBEAT_FIELDS if n not in ecs.ecs() and n.split(".")[0] in ecs.ecs_field_sets()
+    )
     assert not custom_in_ecs_sets, f"not ECS fields, but in ECS field sets: {custom_in_ecs_sets}"
 
 
@@ -153,8 +178,7 @@ def test_log_field_names_form_one_tree_elasticsearch_can_map() -> None:
     base = _line(exc_info=None)
     for key in [*base, "correlation.id", "trace.id", "span.id", "error.message", "error.stack_trace", *FILEBEAT_FIELDS]:
         names.setdefault(key, set()).add("formatter/filebeat")
-    clashes = [f"{a} ({', '.join(sorted(names[a]))}) vs {b} ({', '.join(sorted(names[b]))})"
-               for a, b in conflicts(names)]
+    clashes = [f"{a} ({', '.join(sorted(names[a]))}) vs {b} ({', '.join(sorted(names[b]))})" for a, b in conflicts(names)]
     assert not clashes, "field names that are both a value and an object:\n" + "\n".join(clashes)
 
 
@@ -165,8 +189,7 @@ def conflicts(names: Iterable[str]) -> list[tuple[str, str]]:
 
 
 def test_conflict_check_catches_a_value_that_is_also_a_parent() -> None:
-    assert conflicts(["dependency", "dependency.up", "db.rows", "db.statement.fingerprint"]) == [
-        ("dependency", "dependency.up")]
+    assert conflicts(["dependency", "dependency.up", "db.rows", "db.statement.fingerprint"]) == [("dependency", "dependency.up")]
     assert conflicts(["log.level", "log.file.path", "dbx", "db.rows"]) == []
 
 

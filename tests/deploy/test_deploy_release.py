@@ -71,8 +71,9 @@ def test_prod_is_pinned_by_digest_and_read_replicas_inherit_it() -> None:
 def test_a_prod_release_without_a_digest_or_with_a_bad_one_is_refused(k8s_copy: Path) -> None:
     before = (k8s_copy / "overlays" / "prod" / "kustomization.yaml").read_text()
     assert release(k8s_copy, "prod", "1.0.0", "sha256:1234").returncode != 0
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "release_image.py"), "prod", "1.0.0"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "release_image.py"), "prod", "1.0.0"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode != 0 and "digest" in proc.stderr
     assert (k8s_copy / "overlays" / "prod" / "kustomization.yaml").read_text() == before
 
@@ -81,8 +82,11 @@ def test_a_prod_release_without_a_digest_or_with_a_bad_one_is_refused(k8s_copy: 
 
 STEP_1 = "-l 'app.kubernetes.io/component notin (export,cache-query,analyzer)'"
 STEP_2 = "-l 'app.kubernetes.io/component!=migrate'"
-SELECT_1 = {"matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "NotIn",
-                                  "values": ["export", "cache-query", "analyzer"]}]}
+SELECT_1 = {
+    "matchExpressions": [
+        {"key": "app.kubernetes.io/component", "operator": "NotIn", "values": ["export", "cache-query", "analyzer"]}
+    ]
+}
 SELECT_2 = {"matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "NotIn", "values": ["migrate"]}]}
 
 
@@ -97,8 +101,11 @@ def test_the_migration_is_its_own_step_before_the_deployments(overlay: str) -> N
     first = {key for key, lab in labels.items() if labels_match(SELECT_1, lab)}
     second = {key for key, lab in labels.items() if labels_match(SELECT_2, lab)}
     assert ("Job", "rentscout-migrate") in first and ("Job", "rentscout-migrate") not in second
-    assert {k for k in first if k[0] in ("Deployment", "HorizontalPodAutoscaler", "Service", "PodDisruptionBudget")
-            and k[1].startswith("rentscout-")} == set(), "step 1 must not touch the services"
+    assert {
+        k
+        for k in first
+        if k[0] in ("Deployment", "HorizontalPodAutoscaler", "Service", "PodDisruptionBudget") and k[1].startswith("rentscout-")
+    } == set(), "step 1 must not touch the services"
     # what the Job needs exists after step 1: its ConfigMap, Secret (dev), NetworkPolicies
     assert {k for k in labels if k[0] in ("ConfigMap", "NetworkPolicy", "Secret", "Namespace")} <= first
     assert {("Deployment", f"rentscout-{name}") for name in SERVICES} <= second
@@ -106,15 +113,18 @@ def test_the_migration_is_its_own_step_before_the_deployments(overlay: str) -> N
     for step in (STEP_1, STEP_2):  # the runbook and the overlay say the same
         assert f"kubectl apply -k k8s/overlays/prod {step}" in OPERATIONS
         if overlay != "read-replicas":
-            assert f"kubectl apply -k k8s/overlays/{overlay} {step}" in (K8S / "overlays" / overlay /
-                                                                          "kustomization.yaml").read_text()
+            assert (
+                f"kubectl apply -k k8s/overlays/{overlay} {step}"
+                in (K8S / "overlays" / overlay / "kustomization.yaml").read_text()
+            )
     # Argo CD: ConfigMap and policies, then the Job (a hook re-created each sync), then the Deployments
     job = by_kind(objects, "Job")["rentscout-migrate"]
     assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "Sync"
     assert job["metadata"]["annotations"]["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
     for obj in objects:
         if obj["kind"] in ("ConfigMap", "Secret", "NetworkPolicy", "Certificate") or (
-                obj["kind"] in ("Deployment", "Service") and not obj["metadata"]["name"].startswith("rentscout-")):
+            obj["kind"] in ("Deployment", "Service") and not obj["metadata"]["name"].startswith("rentscout-")
+        ):
             assert wave(obj) < wave(job), f"{obj['kind']}/{obj['metadata']['name']}"
         elif obj["kind"] == "Deployment" and obj["metadata"]["name"].startswith("rentscout-"):
             assert wave(obj) > wave(job), obj["metadata"]["name"]
@@ -186,8 +196,10 @@ def test_prod_serves_tls_from_cert_manager_and_rolls_on_secret_changes(overlay: 
 def test_dsn_examples_verify_the_server() -> None:
     """Every DSN example pointing at a real (non-local) PostgreSQL asks for sslmode=verify-full."""
     local = re.compile(r"@(postgres|postgres-standby|127\.0\.0\.1|localhost)[:/]")
-    texts = {p: p.read_text() for p in (ROOT / "docs" / "operations.md", K8S / "README.md",
-                                        K8S / "overlays" / "read-replicas" / "kustomization.yaml")}
+    texts = {
+        p: p.read_text()
+        for p in (ROOT / "docs" / "operations.md", K8S / "README.md", K8S / "overlays" / "read-replicas" / "kustomization.yaml")
+    }
     seen = 0
     for path, text in texts.items():
         for dsn in re.findall(r"postgres(?:ql)?://[^\s'\",]+", text):

@@ -17,5 +17,6 @@ def _every_e2e_log_line_is_valid_ecs() -> Iterator[None]:
     files = ecs.registered("tests/e2e/")
     problems = ecs.check_lines(ecs.file_lines(files))
     if problems:
-        pytest.fail(f"{len(problems)} log line problem(s) in {len(files)} e2e log file(s):\n" + "\n".join(problems[:60]),
-                    pytrace=False)
+        pytest.fail(
+            f"{len(problems)} log line problem(s) in {len(files)} e2e log file(s):\n" + "\n".join(problems[:60]), pytrace=False
+        )

@@ -37,6 +37,7 @@ def settings(**overrides: Any) -> CacheSettings:
 
 def counted(queries: Mapping[str, CachedQuery], counts: Counter[str]) -> dict[str, CachedQuery]:
     """The same queries (same names, versions, keys), each counting its runs against PostgreSQL in `counts`."""
+
     def counting(query: CachedQuery) -> CachedQuery:
         async def fetch(db: Database, **params: Any) -> Any:
             counts[query.name] += 1
@@ -67,8 +68,9 @@ class CacheServer:
 
 
 @contextlib.asynccontextmanager
-async def cache_server(env: dict[str, str], cache: CacheSettings | None = None, *,
-                       queries: Mapping[str, CachedQuery] | None = None, **runtime: Any) -> AsyncIterator[CacheServer]:
+async def cache_server(
+    env: dict[str, str], cache: CacheSettings | None = None, *, queries: Mapping[str, CachedQuery] | None = None, **runtime: Any
+) -> AsyncIterator[CacheServer]:
     """An in-process cache-query server (the registry's queries unless `queries` is given)."""
     cfg = cache or settings()
     counts: Counter[str] = Counter()
@@ -94,10 +96,13 @@ async def cache_server(env: dict[str, str], cache: CacheSettings | None = None, 
 
 async def statement_calls(conn: asyncpg.Connection, fragment: str) -> int:
     """Executions of statements containing `fragment`, per pg_stat_statements (a real count)."""
-    return int(await conn.fetchval(
-        "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
-        "WHERE d.datname = current_database() AND s.query LIKE '%' || $1 || '%' AND s.query NOT LIKE '%pg_stat_statements%'",
-        fragment))
+    return int(
+        await conn.fetchval(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+            "WHERE d.datname = current_database() AND s.query LIKE '%' || $1 || '%' AND s.query NOT LIKE '%pg_stat_statements%'",
+            fragment,
+        )
+    )
 
 
 PRICE_STATS_SQL_FRAGMENT = "WITHIN GROUP (ORDER BY price)"  # constants are normalized away
@@ -114,13 +119,19 @@ class OwnRows:
         self.conn = conn
         self.ids: list[int] = []
 
-    async def add(self, city: str, price: int, *, property_type: str = "apartment", area: float = 50.0,
-                  views: int = 0) -> int:
+    async def add(self, city: str, price: int, *, property_type: str = "apartment", area: float = 50.0, views: int = 0) -> int:
         pid = OWN_ID_BASE + random.randint(1, 2**40)
         await self.conn.execute(
             "INSERT INTO properties (id, source, external_id, title, city, property_type, price, area, views) "
             "VALUES ($1, 'avito', $2, 'test listing', $3, $4, $5, $6, $7)",
-            pid, f"test-{pid}", city, property_type, price, area, views)
+            pid,
+            f"test-{pid}",
+            city,
+            property_type,
+            price,
+            area,
+            views,
+        )
         self.ids.append(pid)
         return pid
 

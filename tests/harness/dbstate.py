@@ -26,13 +26,17 @@ def data_fingerprint(pg: PostgresInstance) -> str:
 
 async def running_statements(conn: asyncpg.Connection, marker: str) -> int:
     """Statements of other sessions running now whose text contains `marker`."""
-    return int(await conn.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND strpos(query, $1) > 0 "
-        "AND pid <> pg_backend_pid()", marker))
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND strpos(query, $1) > 0 AND pid <> pg_backend_pid()",
+            marker,
+        )
+    )
 
 
-async def deadline_cancels_statement(call: Awaitable[object], conn: asyncpg.Connection, marker: str,
-                                     settle: float = 15.0) -> grpc.aio.AioRpcError:
+async def deadline_cancels_statement(
+    call: Awaitable[object], conn: asyncpg.Connection, marker: str, settle: float = 15.0
+) -> grpc.aio.AioRpcError:
     """Run `call` (whose deadline must outlast the statement's start), see the statement running in
     pg_stat_activity first, then see it gone after the call ended: a check that cannot pass vacuously.
     Returns the call's error (the caller checks its code)."""

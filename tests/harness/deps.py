@@ -27,5 +27,4 @@ def require(ok: bool, what: str) -> None:
     if skips_allowed():
         pytest.skip(f"{what} is not available ({ALLOW_SKIPS_ENV}=1)")
     why = "CI=true" if in_ci() else f"set {ALLOW_SKIPS_ENV}=1 to skip such tests instead"
-    pytest.fail(f"missing dependency: {what}; `sudo bash scripts/bootstrap.sh` installs it with apt ({why})",
-                pytrace=False)
+    pytest.fail(f"missing dependency: {what}; `sudo bash scripts/bootstrap.sh` installs it with apt ({why})", pytrace=False)

@@ -146,8 +146,10 @@ def line_problems(doc: dict[str, Any]) -> list[str]:
     for category in categories if isinstance(categories, list) else [categories]:
         unexpected = [t for t in (types if isinstance(types, list) else [types]) if t not in expected.get(category, [])]
         if unexpected:
-            problems.append(f"event.type {unexpected} is not expected with event.category {category!r} "
-                            f"({', '.join(expected.get(category, []))})")
+            problems.append(
+                f"event.type {unexpected} is not expected with event.category {category!r} "
+                f"({', '.join(expected.get(category, []))})"
+            )
     return problems
 
 
@@ -178,5 +180,9 @@ def check_lines(lines: Iterable[tuple[str, str]]) -> list[str]:
 
 def file_lines(paths: Iterable[Path]) -> list[tuple[str, str]]:
     """(path:line number, line) of every non-blank line of the files (a server's stdout)."""
-    return [(f"{path}:{n}", line) for path in paths
-            for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if line.strip()]
+    return [
+        (f"{path}:{n}", line)
+        for path in paths
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if line.strip()
+    ]

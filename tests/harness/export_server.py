@@ -77,8 +77,9 @@ async def serve(env: dict[str, str], settings: ExportSettings) -> AsyncIterator[
         return spec
 
     async with in_process([factory], env) as host:
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}",
-                                            options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
+        channel = grpc.aio.insecure_channel(
+            f"127.0.0.1:{host.port}", options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)]
+        )
         try:
             yield ExportServer(host, holder["servicer"], channel, export_pb2_grpc.ExportServiceStub(channel), pumps)
         finally:
@@ -100,8 +101,12 @@ class Stream:
         return sum(c.rows for c in self.chunks)
 
 
-async def collect(stub: export_pb2_grpc.ExportServiceAsyncStub, req: export_pb2.ExportPropertiesRequest,
-                  stop_after_chunks: int | None = None, timeout: float = 60) -> Stream:
+async def collect(
+    stub: export_pb2_grpc.ExportServiceAsyncStub,
+    req: export_pb2.ExportPropertiesRequest,
+    stop_after_chunks: int | None = None,
+    timeout: float = 60,
+) -> Stream:
     """Read a whole stream (or cancel it after `stop_after_chunks` data chunks, like a broken connection)."""
     out = Stream()
     call = stub.ExportProperties(req, timeout=timeout)
@@ -119,8 +124,9 @@ async def collect(stub: export_pb2_grpc.ExportServiceAsyncStub, req: export_pb2.
     return out
 
 
-async def read_partitions(stub: export_pb2_grpc.ExportServiceAsyncStub, plan: export_pb2.PlanExportResponse,
-                          req: export_pb2.ExportPropertiesRequest) -> list[bytes]:
+async def read_partitions(
+    stub: export_pb2_grpc.ExportServiceAsyncStub, plan: export_pb2.PlanExportResponse, req: export_pb2.ExportPropertiesRequest
+) -> list[bytes]:
     """The data of each PlanExport partition's stream (each a complete file), checked complete and as planned."""
     out = []
     for part in plan.partitions:
@@ -197,8 +203,9 @@ def parse(fmt: int, data: bytes) -> list[Any]:
     return [json.loads(line) for line in data.split(b"\n")[:-1]]
 
 
-async def reference(conn: asyncpg.Connection, fmt: int, where: str = "TRUE", columns: tuple[str, ...] = COLUMNS,
-                    limit: int | None = None) -> list[Any]:
+async def reference(
+    conn: asyncpg.Connection, fmt: int, where: str = "TRUE", columns: tuple[str, ...] = COLUMNS, limit: int | None = None
+) -> list[Any]:
     """The same rows straight from PostgreSQL: its text output of each value (CSV), or row_to_json."""
     await conn.execute("SET TimeZone = 'UTC'")
     tail = f"FROM properties WHERE {where} ORDER BY id" + (f" LIMIT {limit}" if limit else "")
@@ -211,10 +218,24 @@ async def reference(conn: asyncpg.Connection, fmt: int, where: str = "TRUE", col
 
 
 TRICKY_TITLES = [
-    'quote " inside', "comma, and \"both\"", "new\nline", "crlf\r\nend", "trailing backslash \\",
-    "\\N", "back\\slash\\n not a newline", "tab\tand\vvtab\band\fform", "ctrl \x01\x02\x1f\x7f", "",
-    "unicode ünïcødé 日本 🏠", "\n12345,forged,row", '"', "\\", ',"\n"', "\\v\\\\v",
-    "record separator \x1e looks like the key-quote marker", '\x1e"\x1e:\x1e',
+    'quote " inside',
+    'comma, and "both"',
+    "new\nline",
+    "crlf\r\nend",
+    "trailing backslash \\",
+    "\\N",
+    "back\\slash\\n not a newline",
+    "tab\tand\vvtab\band\fform",
+    "ctrl \x01\x02\x1f\x7f",
+    "",
+    "unicode ünïcødé 日本 🏠",
+    "\n12345,forged,row",
+    '"',
+    "\\",
+    ',"\n"',
+    "\\v\\\\v",
+    "record separator \x1e looks like the key-quote marker",
+    '\x1e"\x1e:\x1e',
 ]
 
 
@@ -228,11 +249,23 @@ async def insert_tricky_rows(conn: asyncpg.Connection, first_id: int = 10_000_00
             "INSERT INTO properties (id, source, external_id, title, city, district, address, property_type, price, "
             "currency, rooms, area, floor, lat, lon, url, views, is_active) VALUES "
             "($1, 'cian', $2, $3, $4, $5, $6, 'room', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            pid, f"zz-tricky-{i}", title, TRICKY_CITY,
-            None if i % 2 else title, None if i % 3 else "addr\n" + title, 1000 + i,
-            "A  " if i % 4 == 0 else "RUB", None if i % 5 == 0 else i, None if i % 6 == 0 else 1e-7 + i,
-            None if i % 7 == 0 else -i, None if i % 8 == 0 else -89.999999, 179.5,
-            None if i % 9 == 0 else f"https://x.test/{i}?q=\"{i}\"", i * 1000, i % 2 == 0)
+            pid,
+            f"zz-tricky-{i}",
+            title,
+            TRICKY_CITY,
+            None if i % 2 else title,
+            None if i % 3 else "addr\n" + title,
+            1000 + i,
+            "A  " if i % 4 == 0 else "RUB",
+            None if i % 5 == 0 else i,
+            None if i % 6 == 0 else 1e-7 + i,
+            None if i % 7 == 0 else -i,
+            None if i % 8 == 0 else -89.999999,
+            179.5,
+            None if i % 9 == 0 else f'https://x.test/{i}?q="{i}"',
+            i * 1000,
+            i % 2 == 0,
+        )
     return ids
 
 
@@ -273,9 +306,14 @@ EDGE_ROWS: list[tuple[str, float | None, str, str, int]] = [
     ("nulls everywhere they are allowed", None, "2024-02-29 23:59:59.999999+00", "2024-03-01 00:00:00+00", 0),
     ("not a number", float("nan"), "0044-03-15 12:00:00.5+00 BC", "4713-01-01 00:00:00+00 BC", INT64_MAX),
     ("infinite area", float("inf"), "infinity", "-infinity", INT64_MAX - 1),
-    ("unicode ünïcødé 日本 🏠 and \"quotes\", commas", 1e-300, "10000-01-01 00:00:00+00", "0001-01-01 00:00:00+00", 1),
-    ("new\nline and \\N and \t tab", 1.7976931348623157e308, "1969-12-31 23:59:59.000001+00",
-     "1970-01-01 00:00:00+00", 9_007_199_254_740_993),
+    ('unicode ünïcødé 日本 🏠 and "quotes", commas', 1e-300, "10000-01-01 00:00:00+00", "0001-01-01 00:00:00+00", 1),
+    (
+        "new\nline and \\N and \t tab",
+        1.7976931348623157e308,
+        "1969-12-31 23:59:59.000001+00",
+        "1970-01-01 00:00:00+00",
+        9_007_199_254_740_993,
+    ),
     ("", 5e-324, "2000-01-01 00:00:00+00", "294246-12-31 23:59:59.999999+00", 42),
 ]
 
@@ -292,8 +330,22 @@ async def insert_edge_rows(conn: asyncpg.Connection, first_id: int = 20_000_001)
             "currency, rooms, area, floor, lat, lon, url, views, is_active, created_at, updated_at) VALUES "
             "($1, 'yandex', $2, $3, $4, $5, $6, 'house', $7, 'EUR', $8, $9, $10, $11, $12, $13, $14, $15, "
             "$16::text::timestamptz, $17::text::timestamptz)",
-            pid, f"zz-arrow-edge-{i}", title, EDGE_CITY, None if nulls else "Район №1", None if nulls else "",
-            price, None if nulls else 32767, area, None if nulls else -32768, None if nulls else -90.0,
-            None if nulls else 180.0, None if nulls else "https://x.test/ü", INT64_MAX if i == 1 else i, i % 2 == 0,
-            created, updated)
+            pid,
+            f"zz-arrow-edge-{i}",
+            title,
+            EDGE_CITY,
+            None if nulls else "Район №1",
+            None if nulls else "",
+            price,
+            None if nulls else 32767,
+            area,
+            None if nulls else -32768,
+            None if nulls else -90.0,
+            None if nulls else 180.0,
+            None if nulls else "https://x.test/ü",
+            INT64_MAX if i == 1 else i,
+            i % 2 == 0,
+            created,
+            updated,
+        )
     return ids

@@ -42,8 +42,7 @@ class ScriptedCache(cache_pb2_grpc.CacheQueryServiceServicer):
         self.failures = failures
         self.calls: dict[str, int] = {}
         self.metadata: list[dict[str, str]] = []
-        self.abort_with: tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]] = (
-            grpc.StatusCode.UNAVAILABLE, "busy", ())
+        self.abort_with: tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]] = (grpc.StatusCode.UNAVAILABLE, "busy", ())
         self.delay = 0.0
 
     def _seen(self, name: str, context: grpc.aio.ServicerContext[Any, Any]) -> int:
@@ -71,9 +70,12 @@ class ScriptedCache(cache_pb2_grpc.CacheQueryServiceServicer):
         return cache_pb2.PropertyTypesResponse()
 
 
-def factory(servicer: Any, name: str = CACHE_SERVICE,
-            add: Callable[[Any, grpc.aio.Server], None] = cache_pb2_grpc.add_CacheQueryServiceServicer_to_server,
-            admin_methods: frozenset[str] = frozenset()) -> Callable[[Resources], ServiceSpec]:
+def factory(
+    servicer: Any,
+    name: str = CACHE_SERVICE,
+    add: Callable[[Any, grpc.aio.Server], None] = cache_pb2_grpc.add_CacheQueryServiceServicer_to_server,
+    admin_methods: frozenset[str] = frozenset(),
+) -> Callable[[Resources], ServiceSpec]:
     def create(resources: Resources) -> ServiceSpec:
         return ServiceSpec(name=name, register=lambda server: add(servicer, server), admin_methods=admin_methods)
 
@@ -120,20 +122,32 @@ class ContractExport(export_pb2_grpc.ExportServiceServicer):
 
     async def PlanExport(self, request: export_pb2.PlanExportRequest, context: Any) -> export_pb2.PlanExportResponse:
         where, args = self._where(request.export)
-        ids = [r["id"] for r in await self.resources.db.fetch(
-            f"SELECT id FROM properties WHERE id > $1 AND id <= $2 {where} ORDER BY id", 0, 2**62, *args)]
+        ids = [
+            r["id"]
+            for r in await self.resources.db.fetch(
+                f"SELECT id FROM properties WHERE id > $1 AND id <= $2 {where} ORDER BY id", 0, 2**62, *args
+            )
+        ]
         n = max(1, min(request.partitions, len(ids)))
         parts = []
         for i in range(n):
-            chunk = ids[i * len(ids) // n:(i + 1) * len(ids) // n]
+            chunk = ids[i * len(ids) // n : (i + 1) * len(ids) // n]
             if not chunk:
                 continue
-            parts.append(export_pb2.ExportPartition(index=i, first_id=chunk[0], last_id=chunk[-1],
-                                                    estimated_rows=len(chunk), resume_token=_token(chunk[0] - 1, 0, chunk[-1])))
+            parts.append(
+                export_pb2.ExportPartition(
+                    index=i,
+                    first_id=chunk[0],
+                    last_id=chunk[-1],
+                    estimated_rows=len(chunk),
+                    resume_token=_token(chunk[0] - 1, 0, chunk[-1]),
+                )
+            )
         return export_pb2.PlanExportResponse(partitions=parts, estimated_total_rows=len(ids), export_id="plan-1")
 
-    async def ExportProperties(self, request: export_pb2.ExportPropertiesRequest,
-                               context: Any) -> AsyncIterator[export_pb2.ExportPropertiesResponse]:
+    async def ExportProperties(
+        self, request: export_pb2.ExportPropertiesRequest, context: Any
+    ) -> AsyncIterator[export_pb2.ExportPropertiesResponse]:
         number = self.streams
         self.streams += 1
         self.requests.append(request)
@@ -141,11 +155,19 @@ class ContractExport(export_pb2_grpc.ExportServiceServicer):
         resumed = bool(request.resume_token)
         where, args = self._where(request)
         total = await self.resources.db.fetchval(
-            f"SELECT count(*) FROM properties WHERE id > $1 AND id <= $2 {where}", last, hi, *args)
+            f"SELECT count(*) FROM properties WHERE id > $1 AND id <= $2 {where}", last, hi, *args
+        )
         fmt = request.format
-        yield export_pb2.ExportPropertiesResponse(header=export_pb2.ExportHeader(
-            format=fmt, columns=EXPORT_COLUMNS, estimated_total_rows=total, export_id=f"exp-{number}",
-            resumed=resumed, rows_already_sent=sent - (self.misreport_resumed_rows if sent else 0)))
+        yield export_pb2.ExportPropertiesResponse(
+            header=export_pb2.ExportHeader(
+                format=fmt,
+                columns=EXPORT_COLUMNS,
+                estimated_total_rows=total,
+                export_id=f"exp-{number}",
+                resumed=resumed,
+                rows_already_sent=sent - (self.misreport_resumed_rows if sent else 0),
+            )
+        )
         per_chunk = request.rows_per_chunk or 1000
         started = time.monotonic()
         first_chunk = True
@@ -153,31 +175,46 @@ class ContractExport(export_pb2_grpc.ExportServiceServicer):
         while True:
             records = await self.resources.db.fetch(
                 f"SELECT {', '.join(EXPORT_COLUMNS)} FROM properties WHERE id > $1 AND id <= $2 {where} "
-                f"ORDER BY id LIMIT {per_chunk}", last, hi, *args)
+                f"ORDER BY id LIMIT {per_chunk}",
+                last,
+                hi,
+                *args,
+            )
             if number in self.breaks and chunks >= self.breaks[number][0]:
                 await context.abort(self.breaks[number][1], "scripted break")
             if not records:
                 break
-            data = self._encode(fmt, [dict(r) for r in records], first=first_chunk and not resumed,
-                                continuing=not first_chunk or (resumed and sent > 0))
+            data = self._encode(
+                fmt,
+                [dict(r) for r in records],
+                first=first_chunk and not resumed,
+                continuing=not first_chunk or (resumed and sent > 0),
+            )
             first_chunk = False
             last = records[-1]["id"]
             sent += len(records)
             rows_total += len(records)
             chunks += 1
-            yield export_pb2.ExportPropertiesResponse(chunk=export_pb2.ExportChunk(
-                data=data, rows=len(records), rows_sent=sent, resume_token=_token(last, sent, hi)))
+            yield export_pb2.ExportPropertiesResponse(
+                chunk=export_pb2.ExportChunk(data=data, rows=len(records), rows_sent=sent, resume_token=_token(last, sent, hi))
+            )
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
         tail = b"]\n" if fmt == export_pb2.EXPORT_FORMAT_JSON else b""
         if fmt == export_pb2.EXPORT_FORMAT_JSON and first_chunk and not resumed:
             tail = b"[]\n"
         if tail:
-            yield export_pb2.ExportPropertiesResponse(chunk=export_pb2.ExportChunk(
-                data=tail, rows=0, rows_sent=sent, resume_token=_token(last, sent, hi)))
-        yield export_pb2.ExportPropertiesResponse(summary=export_pb2.ExportSummary(
-            rows=rows_total, status=export_pb2.EXPORT_STATUS_COMPLETED, export_id=f"exp-{number}",
-            duration=duration_pb2.Duration(nanos=int((time.monotonic() - started) * 1e9) % 10**9)))
+            yield export_pb2.ExportPropertiesResponse(
+                chunk=export_pb2.ExportChunk(data=tail, rows=0, rows_sent=sent, resume_token=_token(last, sent, hi))
+            )
+        yield export_pb2.ExportPropertiesResponse(
+            summary=export_pb2.ExportSummary(
+                rows=rows_total,
+                status=export_pb2.EXPORT_STATUS_COMPLETED,
+                export_id=f"exp-{number}",
+                duration=duration_pb2.Duration(nanos=int((time.monotonic() - started) * 1e9) % 10**9),
+            )
+        )
 
     @staticmethod
     def _encode(fmt: int, rows: list[dict[str, Any]], *, first: bool, continuing: bool) -> bytes:
@@ -198,13 +235,15 @@ def export_factory(holder: list[ContractExport]) -> Callable[[Resources], Servic
     def create(resources: Resources) -> ServiceSpec:
         servicer = ContractExport(resources)
         holder.append(servicer)
-        return ServiceSpec(name=EXPORT_SERVICE,
-                           register=lambda server: export_pb2_grpc.add_ExportServiceServicer_to_server(servicer, server))
+        return ServiceSpec(
+            name=EXPORT_SERVICE, register=lambda server: export_pb2_grpc.add_ExportServiceServicer_to_server(servicer, server)
+        )
 
     return create
 
 
 # -- a TCP proxy that can cut every connection (a network failure the client cannot tell from a crash) --
+
 
 class CuttingProxy:
     """127.0.0.1:<port> -> upstream; `cut()` resets every open connection, new ones still work."""
@@ -275,26 +314,70 @@ class CannedAnalyzer(analyzer_pb2_grpc.AnalyzerServiceServicer):
     async def AnalyzeQuery(self, request: analyzer_pb2.AnalyzeQueryRequest, context: Any) -> analyzer_pb2.AnalyzeQueryResponse:
         self.requests.append(request)
         scan = analyzer_pb2.PlanNode(
-            node_type="Seq Scan", relation_name="properties", total_cost=431.0, plan_rows=12, actual_rows=1450,
-            actual_loops=1, inclusive_time_ms=3.2, exclusive_time_ms=3.2, percent_of_total=80.0,
-            filter="(city = $1)", rows_removed_by_filter=18550, row_estimate_factor=120.8)
-        sort = analyzer_pb2.PlanNode(node_type="Sort", total_cost=440.0, plan_rows=12, actual_rows=1450, actual_loops=1,
-                                     inclusive_time_ms=4.0, exclusive_time_ms=0.8, percent_of_total=20.0,
-                                     sort_method="quicksort", sort_space_type="Memory", sort_space_used_kb=215,
-                                     parent=-1)
+            node_type="Seq Scan",
+            relation_name="properties",
+            total_cost=431.0,
+            plan_rows=12,
+            actual_rows=1450,
+            actual_loops=1,
+            inclusive_time_ms=3.2,
+            exclusive_time_ms=3.2,
+            percent_of_total=80.0,
+            filter="(city = $1)",
+            rows_removed_by_filter=18550,
+            row_estimate_factor=120.8,
+        )
+        sort = analyzer_pb2.PlanNode(
+            node_type="Sort",
+            total_cost=440.0,
+            plan_rows=12,
+            actual_rows=1450,
+            actual_loops=1,
+            inclusive_time_ms=4.0,
+            exclusive_time_ms=0.8,
+            percent_of_total=20.0,
+            sort_method="quicksort",
+            sort_space_type="Memory",
+            sort_space_used_kb=215,
+            parent=-1,
+        )
         scan.parent, scan.depth = 0, 1
-        insight = analyzer_pb2.Insight(kind=analyzer_pb2.INSIGHT_KIND_ROW_MISESTIMATE, severity=common_pb2.SEVERITY_WARNING,
-                                       message="row estimate off by 121x", node="Seq Scan on properties",
-                                       evidence={"estimated_rows": "12", "actual_rows": "1450"})
+        insight = analyzer_pb2.Insight(
+            kind=analyzer_pb2.INSIGHT_KIND_ROW_MISESTIMATE,
+            severity=common_pb2.SEVERITY_WARNING,
+            message="row estimate off by 121x",
+            node="Seq Scan on properties",
+            evidence={"estimated_rows": "12", "actual_rows": "1450"},
+        )
         return analyzer_pb2.AnalyzeQueryResponse(
-            planning_time_ms=0.12, execution_time_ms=4.1, total_cost=440.0, estimated_rows=12, actual_rows=1450,
-            plan=sort, nodes=[sort, scan], node_count=2, insights=[insight], raw_json="[]", fingerprint="abc123",
-            buffers=analyzer_pb2.BufferStats(shared_hit=300, shared_read=12))
+            planning_time_ms=0.12,
+            execution_time_ms=4.1,
+            total_cost=440.0,
+            estimated_rows=12,
+            actual_rows=1450,
+            plan=sort,
+            nodes=[sort, scan],
+            node_count=2,
+            insights=[insight],
+            raw_json="[]",
+            fingerprint="abc123",
+            buffers=analyzer_pb2.BufferStats(shared_hit=300, shared_read=12),
+        )
 
     async def GetTableStats(self, request: analyzer_pb2.GetTableStatsRequest, context: Any) -> analyzer_pb2.GetTableStatsResponse:
         self.requests.append(request)
         return analyzer_pb2.GetTableStatsResponse(
-            table=request.table, live_rows=20000, dead_rows=5000, dead_ratio=0.2, table_bytes=4 << 20,
-            recommendations=[analyzer_pb2.Recommendation(
-                action=analyzer_pb2.RECOMMENDATION_ACTION_VACUUM, severity=common_pb2.SEVERITY_WARNING,
-                reason="20% dead rows", statement=f"VACUUM (ANALYZE) {request.table}")])
+            table=request.table,
+            live_rows=20000,
+            dead_rows=5000,
+            dead_ratio=0.2,
+            table_bytes=4 << 20,
+            recommendations=[
+                analyzer_pb2.Recommendation(
+                    action=analyzer_pb2.RECOMMENDATION_ACTION_VACUUM,
+                    severity=common_pb2.SEVERITY_WARNING,
+                    reason="20% dead rows",
+                    statement=f"VACUUM (ANALYZE) {request.table}",
+                )
+            ],
+        )

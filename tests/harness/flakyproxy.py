@@ -42,8 +42,16 @@ def _reset(writer: asyncio.StreamWriter) -> None:
 class FlakyProxy:
     """127.0.0.1:<port> -> 127.0.0.1:<upstream_port>; see the module docstring."""
 
-    def __init__(self, upstream_port: int, *, mode: Mode = "reset", reset_bytes: tuple[int, int] = (1 << 20, 4 << 20),
-                 seed: int = 28, max_connections: int = 64, blackhole_after: int | None = None) -> None:
+    def __init__(
+        self,
+        upstream_port: int,
+        *,
+        mode: Mode = "reset",
+        reset_bytes: tuple[int, int] = (1 << 20, 4 << 20),
+        seed: int = 28,
+        max_connections: int = 64,
+        blackhole_after: int | None = None,
+    ) -> None:
         if not 0 < reset_bytes[0] <= reset_bytes[1]:
             raise ValueError("reset_bytes must be (low, high) with 0 < low <= high")
         self.upstream_port = upstream_port
@@ -117,8 +125,9 @@ class FlakyProxy:
             _reset(writer)
             self._open.discard(writer)
 
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, allowance: int | None, *,
-                    count: bool = True) -> bool:
+    async def _pipe(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, allowance: int | None, *, count: bool = True
+    ) -> bool:
         """Copy until EOF or an error (False), or until `allowance` bytes went through (True: reset now)."""
         try:
             while data := await src.read(_READ):
@@ -146,6 +155,7 @@ def in_thread(upstream_port: int, **options: object) -> Iterator[FlakyProxy]:
     thread = threading.Thread(target=loop.run_forever, name="flakyproxy", daemon=True)
     thread.start()
     try:
+
         async def make() -> FlakyProxy:
             return await FlakyProxy(upstream_port, **options).__aenter__()  # type: ignore[arg-type]
 

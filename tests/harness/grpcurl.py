@@ -38,9 +38,17 @@ class GrpcurlResult:
         return out
 
 
-def grpcurl(target: str, method: str | None = None, data: Any = None, *, headers: dict[str, str] | None = None,
-            verbose: bool = False, timeout: float = 60, extra: list[str] | None = None,
-            plaintext: bool = True) -> GrpcurlResult:
+def grpcurl(
+    target: str,
+    method: str | None = None,
+    data: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    verbose: bool = False,
+    timeout: float = 60,
+    extra: list[str] | None = None,
+    plaintext: bool = True,
+) -> GrpcurlResult:
     exe = grpcurl_path()
     assert exe, "grpcurl is not installed"
     cmd = [exe, *(["-plaintext"] if plaintext else []), "-max-time", str(timeout)]

@@ -15,11 +15,44 @@ from google.protobuf.message_factory import GetMessageClass
 from hypothesis import strategies as st
 
 HOSTILE_STRINGS = (
-    "", " ", "Moscow", "moscow", "Москва", "Saint Petersburg", "properties", "id", "price", "*", "%", "_", "?",
-    "'; DROP TABLE properties; --", "\" OR 1=1 --", "properties; DELETE FROM properties", "$1", "\\", "\\x00",
-    "\x00", "\x1b[31m", "line\nbreak", "\r\n", "\u202e\u0000", "😀" * 10, "a" * 257, "x" * 1_000_000,
-    "SELECT pg_sleep(10)", "pg_terminate_backend(1)", "{\"a\":1}", "city:*", "rentscout:*", "*:*",
-    "Bearer x", "../../etc/passwd", "NaN", "-1", "9" * 40,
+    "",
+    " ",
+    "Moscow",
+    "moscow",
+    "Москва",
+    "Saint Petersburg",
+    "properties",
+    "id",
+    "price",
+    "*",
+    "%",
+    "_",
+    "?",
+    "'; DROP TABLE properties; --",
+    '" OR 1=1 --',
+    "properties; DELETE FROM properties",
+    "$1",
+    "\\",
+    "\\x00",
+    "\x00",
+    "\x1b[31m",
+    "line\nbreak",
+    "\r\n",
+    "\u202e\u0000",
+    "😀" * 10,
+    "a" * 257,
+    "x" * 1_000_000,
+    "SELECT pg_sleep(10)",
+    "pg_terminate_backend(1)",
+    '{"a":1}',
+    "city:*",
+    "rentscout:*",
+    "*:*",
+    "Bearer x",
+    "../../etc/passwd",
+    "NaN",
+    "-1",
+    "9" * 40,
 )
 INT_EDGES = (0, 1, -1, 2, 10, 100, 1000, 2**31 - 1, -(2**31), 2**53, 2**63 - 1, -(2**63))
 
@@ -58,8 +91,11 @@ def _scalar(field: d.FieldDescriptor) -> st.SearchStrategy[Any]:
 def _timestamp() -> st.SearchStrategy[Message]:
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    return st.builds(Timestamp, seconds=st.one_of(st.integers(-(2**62), 2**62), st.integers(0, 2_000_000_000)),
-                     nanos=st.one_of(st.integers(0, 999_999_999), st.integers(-(2**31), 2**31 - 1)))
+    return st.builds(
+        Timestamp,
+        seconds=st.one_of(st.integers(-(2**62), 2**62), st.integers(0, 2_000_000_000)),
+        nanos=st.one_of(st.integers(0, 999_999_999), st.integers(-(2**31), 2**31 - 1)),
+    )
 
 
 def _duration() -> st.SearchStrategy[Message]:
@@ -91,8 +127,9 @@ def messages(descriptor: d.Descriptor, depth: int = 0) -> st.SearchStrategy[Mess
         for name, value in values.items():
             field = descriptor.fields_by_name[name]
             if field.is_repeated:
-                getattr(msg, name).extend(value) if field.type != d.FieldDescriptor.TYPE_MESSAGE else \
-                    [getattr(msg, name).add().CopyFrom(v) for v in value]
+                getattr(msg, name).extend(value) if field.type != d.FieldDescriptor.TYPE_MESSAGE else [
+                    getattr(msg, name).add().CopyFrom(v) for v in value
+                ]
             elif field.type == d.FieldDescriptor.TYPE_MESSAGE:
                 getattr(msg, name).CopyFrom(value)
             else:

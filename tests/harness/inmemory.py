@@ -129,7 +129,8 @@ class InMemoryServer:
         def call(request: Message, ctx: Any) -> Message | None:
             async def run() -> Any:
                 handler = await self._interceptor.intercept_service(
-                    self._continuation, _CallDetails(full, tuple(ctx.invocation_metadata())))
+                    self._continuation, _CallDetails(full, tuple(ctx.invocation_metadata()))
+                )
                 wire = request.SerializeToString()  # what the handler gets off the wire
                 assert handler is not None and handler.stream_unary is not None, f"no unary handler for {full}"
                 decode = handler.request_deserializer

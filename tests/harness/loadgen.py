@@ -33,8 +33,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def client(n: int, channel: grpc.aio.Channel, until: float, md: list[tuple[str, str]],
-                 latencies: dict[str, list[float]], codes: Counter[str], rows: list[int]) -> None:
+async def client(
+    n: int,
+    channel: grpc.aio.Channel,
+    until: float,
+    md: list[tuple[str, str]],
+    latencies: dict[str, list[float]],
+    codes: Counter[str],
+    rows: list[int],
+) -> None:
     rng = random.Random(n)
     cache = cache_pb2_grpc.CacheQueryServiceStub(channel)
     export = export_pb2_grpc.ExportServiceStub(channel)
@@ -45,16 +52,19 @@ async def client(n: int, channel: grpc.aio.Channel, until: float, md: list[tuple
         started = time.perf_counter()
         try:
             if kind == "popular":
-                await cache.PopularProperties(cache_pb2.PopularPropertiesRequest(city=rng.choice(CITIES), limit=10),
-                                              metadata=md, timeout=10)
+                await cache.PopularProperties(
+                    cache_pb2.PopularPropertiesRequest(city=rng.choice(CITIES), limit=10), metadata=md, timeout=10
+                )
             elif kind == "price":
                 await cache.PriceStats(cache_pb2.PriceStatsRequest(city=rng.choice(CITIES)), metadata=md, timeout=10)
             elif kind == "cities":
                 await cache.Cities(cache_pb2.CitiesRequest(), metadata=md, timeout=10)
             else:
                 request = export_pb2.ExportPropertiesRequest(
-                    format=export_pb2.EXPORT_FORMAT_JSONL, limit=300,
-                    filter=common_pb2.PropertyFilter(cities=[rng.choice(CITIES)]))
+                    format=export_pb2.EXPORT_FORMAT_JSONL,
+                    limit=300,
+                    filter=common_pb2.PropertyFilter(cities=[rng.choice(CITIES)]),
+                )
                 async for message in export.ExportProperties(request, metadata=md, timeout=30):
                     if message.HasField("summary"):
                         rows.append(message.summary.rows)
@@ -73,20 +83,24 @@ async def run(target: str, seconds: float, clients: int, token: str | None) -> d
     channels = [grpc.aio.insecure_channel(target) for _ in range(min(clients, 8))]
     started = time.perf_counter()
     try:
-        await asyncio.gather(*(client(i, channels[i % len(channels)], until, md, latencies, codes, rows)
-                               for i in range(clients)))
+        await asyncio.gather(*(client(i, channels[i % len(channels)], until, md, latencies, codes, rows) for i in range(clients)))
     finally:
         for ch in channels:
             await ch.close()
     elapsed = time.perf_counter() - started
     everything = [v for vs in latencies.values() for v in vs]
     return {
-        "requests": sum(codes.values()), "seconds": round(elapsed, 2),
-        "rps": round(sum(codes.values()) / elapsed, 1), "codes": dict(codes),
+        "requests": sum(codes.values()),
+        "seconds": round(elapsed, 2),
+        "rps": round(sum(codes.values()) / elapsed, 1),
+        "codes": dict(codes),
         "errors": sum(v for k, v in codes.items() if k != "OK"),
-        "p50_ms": round(percentile(everything, 0.50) * 1000, 2), "p99_ms": round(percentile(everything, 0.99) * 1000, 2),
-        "by_rpc": {k: {"n": len(v), "p50_ms": round(percentile(v, 0.5) * 1000, 2),
-                       "p99_ms": round(percentile(v, 0.99) * 1000, 2)} for k, v in latencies.items()},
+        "p50_ms": round(percentile(everything, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(everything, 0.99) * 1000, 2),
+        "by_rpc": {
+            k: {"n": len(v), "p50_ms": round(percentile(v, 0.5) * 1000, 2), "p99_ms": round(percentile(v, 0.99) * 1000, 2)}
+            for k, v in latencies.items()
+        },
         "rows_exported": sum(rows),
     }
 

@@ -36,8 +36,7 @@ def ensure_dev_secrets(k8s: Path = K8S) -> None:
     """The dev overlay generates its Secret from the git-ignored secrets.env (scripts/dev_secrets.py)."""
     target = k8s / "overlays" / "dev" / "secrets.env"
     if not target.exists():
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "dev_secrets.py")], check=True, capture_output=True,
-                       timeout=60)
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "dev_secrets.py")], check=True, capture_output=True, timeout=60)
         if k8s != K8S:
             shutil.copy2(K8S / "overlays" / "dev" / "secrets.env", target)
 
@@ -145,8 +144,13 @@ class DockerIgnore:
 
     def context_files(self, root: Path) -> list[str]:
         """Files git tracks that would be sent in the build context."""
-        listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                                cwd=root, capture_output=True, text=True, check=True).stdout.split()
+        listed = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         return sorted(f for f in listed if (root / f).is_file() and not self.excluded(f))
 
 
@@ -210,18 +214,52 @@ CERTIFICATE = {
                 "renewBefore": {"type": "string", "pattern": r"^\d+h$"},
                 "dnsNames": {"type": "array", "minItems": 1, "items": {"type": "string"}},
                 "ipAddresses": {"type": "array", "items": {"type": "string"}},
-                "usages": {"type": "array", "items": {"enum": [
-                    "signing", "digital signature", "content commitment", "key encipherment", "key agreement",
-                    "data encipherment", "cert sign", "crl sign", "encipher only", "decipher only", "any",
-                    "server auth", "client auth", "code signing", "email protection", "s/mime", "ipsec end system",
-                    "ipsec tunnel", "ipsec user", "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc"]}},
-                "privateKey": {"type": "object", "additionalProperties": False, "properties": {
-                    "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
-                    "size": {"type": "integer"},
-                    "encoding": {"enum": ["PKCS1", "PKCS8"]},
-                    "rotationPolicy": {"enum": ["Never", "Always"]}}},
-                "issuerRef": {"type": "object", "additionalProperties": False, "required": ["name"], "properties": {
-                    "name": _NAME, "kind": {"enum": ["Issuer", "ClusterIssuer"]}, "group": {"type": "string"}}},
+                "usages": {
+                    "type": "array",
+                    "items": {
+                        "enum": [
+                            "signing",
+                            "digital signature",
+                            "content commitment",
+                            "key encipherment",
+                            "key agreement",
+                            "data encipherment",
+                            "cert sign",
+                            "crl sign",
+                            "encipher only",
+                            "decipher only",
+                            "any",
+                            "server auth",
+                            "client auth",
+                            "code signing",
+                            "email protection",
+                            "s/mime",
+                            "ipsec end system",
+                            "ipsec tunnel",
+                            "ipsec user",
+                            "timestamping",
+                            "ocsp signing",
+                            "microsoft sgc",
+                            "netscape sgc",
+                        ]
+                    },
+                },
+                "privateKey": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+                        "size": {"type": "integer"},
+                        "encoding": {"enum": ["PKCS1", "PKCS8"]},
+                        "rotationPolicy": {"enum": ["Never", "Always"]},
+                    },
+                },
+                "issuerRef": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {"name": _NAME, "kind": {"enum": ["Issuer", "ClusterIssuer"]}, "group": {"type": "string"}},
+                },
             },
         },
     },

@@ -15,8 +15,13 @@ def node(node_type: str, *children: dict[str, Any], **fields: Any) -> dict[str, 
     rows: float = fields.pop("rows", 1)
     plan_rows: float = fields.pop("plan_rows", 1)
     extra = fields
-    out: dict[str, Any] = {"Node Type": node_type, "Startup Cost": 0.0, "Total Cost": 100.0, "Plan Rows": plan_rows,
-                           "Plan Width": 8}
+    out: dict[str, Any] = {
+        "Node Type": node_type,
+        "Startup Cost": 0.0,
+        "Total Cost": 100.0,
+        "Plan Rows": plan_rows,
+        "Plan Width": 8,
+    }
     if time is not None:
         out.update({"Actual Startup Time": 0.0, "Actual Total Time": time, "Actual Rows": rows, "Actual Loops": loops})
     out.update(extra)

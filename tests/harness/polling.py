@@ -9,8 +9,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], Any] | None = None,
-                     timeout: float = 10.0) -> T:
+async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], Any] | None = None, timeout: float = 10.0) -> T:
     """Poll `probe` until `ok(result)` is truthy, or until `timeout`; returns the last result.
 
     Without `ok` the probe is a predicate: it must come to return True, and the test fails with its

@@ -31,8 +31,9 @@ class ProbeServicer(export_pb2_grpc.ExportServiceServicer):
         self.resources = resources
 
     async def GetExportStatistics(
-            self, request: export_pb2.GetExportStatisticsRequest,
-            ctx: grpc.aio.ServicerContext[export_pb2.GetExportStatisticsRequest, export_pb2.GetExportStatisticsResponse],
+        self,
+        request: export_pb2.GetExportStatisticsRequest,
+        ctx: grpc.aio.ServicerContext[export_pb2.GetExportStatisticsRequest, export_pb2.GetExportStatisticsResponse],
     ) -> export_pb2.GetExportStatisticsResponse:
         action = _action(ctx)
         if action == "invalid":
@@ -50,14 +51,16 @@ class ProbeServicer(export_pb2_grpc.ExportServiceServicer):
         return export_pb2.GetExportStatisticsResponse(exports_started=1)
 
     async def PlanExport(
-            self, request: export_pb2.PlanExportRequest,
-            ctx: grpc.aio.ServicerContext[export_pb2.PlanExportRequest, export_pb2.PlanExportResponse],
+        self,
+        request: export_pb2.PlanExportRequest,
+        ctx: grpc.aio.ServicerContext[export_pb2.PlanExportRequest, export_pb2.PlanExportResponse],
     ) -> export_pb2.PlanExportResponse:
         return export_pb2.PlanExportResponse(estimated_total_rows=7)
 
     async def ExportProperties(
-            self, request: export_pb2.ExportPropertiesRequest,
-            ctx: grpc.aio.ServicerContext[export_pb2.ExportPropertiesRequest, export_pb2.ExportPropertiesResponse],
+        self,
+        request: export_pb2.ExportPropertiesRequest,
+        ctx: grpc.aio.ServicerContext[export_pb2.ExportPropertiesRequest, export_pb2.ExportPropertiesResponse],
     ) -> AsyncIterator[export_pb2.ExportPropertiesResponse]:
         for i in range(request.limit or 5):
             await asyncio.sleep(request.rows_per_chunk / 1000 if request.rows_per_chunk else 0.05)
@@ -66,5 +69,8 @@ class ProbeServicer(export_pb2_grpc.ExportServiceServicer):
 
 def create(resources: Resources) -> ServiceSpec:
     servicer = ProbeServicer(resources)
-    return ServiceSpec(name=NAME, admin_methods=frozenset({"PlanExport"}),
-                       register=lambda s: export_pb2_grpc.add_ExportServiceServicer_to_server(servicer, s))
+    return ServiceSpec(
+        name=NAME,
+        admin_methods=frozenset({"PlanExport"}),
+        register=lambda s: export_pb2_grpc.add_ExportServiceServicer_to_server(servicer, s),
+    )

@@ -23,8 +23,7 @@ INSTALL = "Prometheus (apt-get install prometheus; `sudo bash scripts/bootstrap.
 
 
 def prometheus_path() -> str | None:
-    return shutil.which("prometheus") or (str(Path("/usr/bin/prometheus")) if Path("/usr/bin/prometheus").exists()
-                                          else None)
+    return shutil.which("prometheus") or (str(Path("/usr/bin/prometheus")) if Path("/usr/bin/prometheus").exists() else None)
 
 
 class Prometheus:
@@ -34,8 +33,7 @@ class Prometheus:
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """The result of an instant query (a vector: one dict per series); an error in the query raises."""
-        with urllib.request.urlopen(f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr}),
-                                    timeout=10) as reply:
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr}), timeout=10) as reply:
             doc = json.loads(reply.read())
         assert doc["status"] == "success", doc
         return list(doc["data"]["result"])
@@ -52,14 +50,22 @@ def running_prometheus(workdir: Path, targets: list[str], timeout: float = 60.0)
     assert exe is not None
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
-    config.write_text(json.dumps({  # YAML is a superset of JSON
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "rentscout", "static_configs": [{"targets": targets}]}]}))
+    config.write_text(
+        json.dumps(
+            {  # YAML is a superset of JSON
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "scrape_configs": [{"job_name": "rentscout", "static_configs": [{"targets": targets}]}],
+            }
+        )
+    )
     port = free_port()
     log = workdir / "prometheus.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([exe, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-                                 f"--web.listen-address=127.0.0.1:{port}"], stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [exe, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     prom = Prometheus(f"http://127.0.0.1:{port}", log)
     try:
         end = time.monotonic() + timeout
@@ -68,8 +74,7 @@ def running_prometheus(workdir: Path, targets: list[str], timeout: float = 60.0)
             with contextlib.suppress(OSError, ValueError, AssertionError):
                 if prom.targets_up() == len(targets):
                     break
-            assert time.monotonic() < end, f"prometheus did not scrape {targets} within {timeout}s:\n" \
-                                           f"{log.read_text()[-3000:]}"
+            assert time.monotonic() < end, f"prometheus did not scrape {targets} within {timeout}s:\n{log.read_text()[-3000:]}"
             time.sleep(0.5)
         yield prom
     finally:

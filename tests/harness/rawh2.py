@@ -31,22 +31,40 @@ def frame(message: bytes) -> bytes:
     return struct.pack(">BI", 0, len(message)) + message
 
 
-def call(target: str, path: str, *, headers: list[tuple[bytes, bytes]] = (), body: bytes | None = b"",  # type: ignore[assignment]
-         end_stream: bool = True, wait: float = 20.0) -> RawReply:
+def call(
+    target: str,
+    path: str,
+    *,
+    headers: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
+    body: bytes | None = b"",
+    end_stream: bool = True,
+    wait: float = 20.0,
+) -> RawReply:
     """POST `path` with gRPC headers plus `headers` (raw bytes, unvalidated); send `body` (None: nothing) as
     the DATA of the request and half-close when `end_stream`; read until the stream ends or `wait` passes."""
     host, port = target.rsplit(":", 1)
-    config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_outbound_headers=False,
-                                       normalize_outbound_headers=False, validate_inbound_headers=False)
+    config = h2.config.H2Configuration(
+        client_side=True,
+        header_encoding=None,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+        validate_inbound_headers=False,
+    )
     conn = h2.connection.H2Connection(config=config)
     reply = RawReply()
     with socket.create_connection((host, int(port)), timeout=wait) as sock:
         conn.initiate_connection()
         sock.sendall(conn.data_to_send())
         stream = conn.get_next_available_stream_id()
-        request = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", path.encode()),
-                   (b":authority", target.encode()), (b"content-type", b"application/grpc"), (b"te", b"trailers"),
-                   *headers]
+        request = [
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":path", path.encode()),
+            (b":authority", target.encode()),
+            (b"content-type", b"application/grpc"),
+            (b"te", b"trailers"),
+            *headers,
+        ]
         conn.send_headers(stream, request, end_stream=end_stream and body is None)
         if body is not None:
             conn.send_data(stream, body, end_stream=end_stream)

@@ -13,8 +13,10 @@ async def replayed(primary: asyncpg.Connection, replica: PostgresInstance) -> No
     target = await primary.fetchval("SELECT pg_current_wal_insert_lsn()")  # with synchronous_commit off too
     conn = await asyncpg.connect(replica.dsn)
     try:
+
         async def caught_up() -> bool:
             return bool(await conn.fetchval("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", target))
+
         await eventually(caught_up, timeout=30)
     finally:
         await conn.close()

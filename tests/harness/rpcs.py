@@ -15,14 +15,16 @@ from rentscout.export.v1 import export_pb2
 
 FILES = (export_pb2.DESCRIPTOR, cache_pb2.DESCRIPTOR, analyzer_pb2.DESCRIPTOR)
 # The documented role policy (README "Auth"): analyzer RPCs and cache invalidation need admin.
-ADMIN_ONLY = frozenset({
-    "/rentscout.analyzer.v1.AnalyzerService/AnalyzeQuery",
-    "/rentscout.analyzer.v1.AnalyzerService/ListSlowQueries",
-    "/rentscout.analyzer.v1.AnalyzerService/SuggestIndexes",
-    "/rentscout.analyzer.v1.AnalyzerService/GetTableStats",
-    "/rentscout.cache.v1.CacheQueryService/Invalidate",
-    "/rentscout.cache.v1.CacheQueryService/InvalidateRelated",
-})
+ADMIN_ONLY = frozenset(
+    {
+        "/rentscout.analyzer.v1.AnalyzerService/AnalyzeQuery",
+        "/rentscout.analyzer.v1.AnalyzerService/ListSlowQueries",
+        "/rentscout.analyzer.v1.AnalyzerService/SuggestIndexes",
+        "/rentscout.analyzer.v1.AnalyzerService/GetTableStats",
+        "/rentscout.cache.v1.CacheQueryService/Invalidate",
+        "/rentscout.cache.v1.CacheQueryService/InvalidateRelated",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,11 @@ class Rpc:
     def callable(self, channel: grpc.Channel):  # type: ignore[no-untyped-def]
         response = GetMessageClass(self.method.output_type)
         factory = channel.unary_stream if self.streaming else channel.unary_unary
-        return factory(self.path, request_serializer=lambda m: m.SerializeToString(),
-                       response_deserializer=response.FromString)
+        return factory(self.path, request_serializer=lambda m: m.SerializeToString(), response_deserializer=response.FromString)
 
-    def invoke(self, channel: grpc.Channel, request: Message, metadata: list[tuple[str, str]] | None = None,
-               timeout: float = 30) -> list[Message]:
+    def invoke(
+        self, channel: grpc.Channel, request: Message, metadata: list[tuple[str, str]] | None = None, timeout: float = 30
+    ) -> list[Message]:
         """Call and drain: the list of responses (one for unary)."""
         call = self.callable(channel)
         if self.streaming:

@@ -27,8 +27,15 @@ def settings_for(env: dict[str, str], **overrides: Any) -> RuntimeSettings:
 
 
 @contextlib.asynccontextmanager
-async def in_process(factories: Sequence[ServiceFactory], env: dict[str, str], *, label: str = "test",
-                     port: int = 0, grace: float = 1.0, **overrides: Any) -> AsyncIterator[ServiceHost]:
+async def in_process(
+    factories: Sequence[ServiceFactory],
+    env: dict[str, str],
+    *,
+    label: str = "test",
+    port: int = 0,
+    grace: float = 1.0,
+    **overrides: Any,
+) -> AsyncIterator[ServiceHost]:
     """A ServiceHost on 127.0.0.1 in this event loop; `host.port` is the bound port.
 
     `port=0` (the default) binds an ephemeral port; a chosen port restarts a server where clients
@@ -81,9 +88,24 @@ class ServerProcess:
         ecs.register(self.log_path)  # the e2e session checks every line against the index template
         with self.log_path.open("ab") as log, self.stderr_path.open("ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rentscout.main", "serve", self.service, "--host", "127.0.0.1",
-                 "--port", str(self.port), "--metrics-port", str(self.metrics_port), *self.extra_args],
-                env={**os.environ, **self.env}, stdout=log, stderr=err)
+                [
+                    sys.executable,
+                    "-m",
+                    "rentscout.main",
+                    "serve",
+                    self.service,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--metrics-port",
+                    str(self.metrics_port),
+                    *self.extra_args,
+                ],
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=err,
+            )
         if wait:
             self.wait_serving(timeout)
         return self

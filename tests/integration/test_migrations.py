@@ -14,8 +14,12 @@ async def test_migrations_are_idempotent_and_recorded(database: str, pg_conn: as
     assert await migrate(database) == []  # the session fixture applied them already
     recorded = [r["name"] for r in await pg_conn.fetch("SELECT name FROM schema_migrations ORDER BY version")]
     assert recorded == [m.name for m in available()]
-    columns = [r["column_name"] for r in await pg_conn.fetch(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'properties' ORDER BY ordinal_position")]
+    columns = [
+        r["column_name"]
+        for r in await pg_conn.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'properties' ORDER BY ordinal_position"
+        )
+    ]
     assert columns[:4] == ["id", "source", "external_id", "title"]
     assert {"price", "views", "is_active", "created_at", "updated_at"} <= set(columns)
 
@@ -44,6 +48,7 @@ async def test_seeded_data_is_realistic(pg_conn: asyncpg.Connection) -> None:
     cities = await pg_conn.fetch("SELECT city, count(*) AS n FROM properties GROUP BY city ORDER BY n DESC")
     assert len(cities) >= 15 and cities[0]["city"] == "Moscow"
     views = await pg_conn.fetchrow(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY views) AS p50, max(views) AS top FROM properties")
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY views) AS p50, max(views) AS top FROM properties"
+    )
     assert views is not None and views["top"] > 50 * views["p50"]  # heavy-tailed popularity
     assert await pg_conn.fetchval("SELECT count(DISTINCT property_type) FROM properties") == 6

@@ -74,8 +74,9 @@ async def test_ddl_behind_a_long_transaction_gives_up_instead_of_queueing_reader
         await holder.close()
 
 
-async def test_a_lock_released_between_attempts_lets_the_migration_through(scratch: str,
-                                                                          caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_lock_released_between_attempts_lets_the_migration_through(
+    scratch: str, caplog: pytest.LogCaptureFixture
+) -> None:
     holder = await asyncpg.connect(scratch)
     try:
         await holder.execute("CREATE TABLE t (id int)")
@@ -118,9 +119,12 @@ async def unprivileged(pg_conn: asyncpg.Connection, database: str) -> AsyncItera
 
 
 async def test_a_migration_that_cannot_grant_the_analyzer_role_fails_unless_allowed(
-        unprivileged: str, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="rentscout.db.migrate"), \
-            pytest.raises(MigrationError, match="rentscout_explain is missing or not granted"):
+    unprivileged: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="rentscout.db.migrate"),
+        pytest.raises(MigrationError, match="rentscout_explain is missing or not granted"),
+    ):
         await migrate(unprivileged)
     assert any("cannot grant rentscout_explain" in r.getMessage() for r in caplog.records)  # the NOTICE, logged
     # the schema itself is complete; an operator who accepts running without the role says so
@@ -170,8 +174,7 @@ async def test_the_gate_needs_the_newest_packaged_migration(database: str) -> No
         await db.close()
 
 
-async def test_cache_query_reports_redis_without_making_it_a_readiness_gate(service_env: dict[str, str],
-                                                                          tmp_path) -> None:
+async def test_cache_query_reports_redis_without_making_it_a_readiness_gate(service_env: dict[str, str], tmp_path) -> None:
     """What the docs say: rentscout_dependency_up{dependency="redis"} follows Redis, readiness does not."""
     from grpc_health.v1 import health_pb2
 
@@ -183,8 +186,10 @@ async def test_cache_query_reports_redis_without_making_it_a_readiness_gate(serv
     redis = RedisInstance(tmp_path / "redis").start()
     gauge = metrics.DEPENDENCY_UP.labels("redis")
     try:
-        async with in_process([cache_service.create], {**service_env, "RENTSCOUT_REDIS_URL": redis.url}) as host, \
-                grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+        async with (
+            in_process([cache_service.create], {**service_env, "RENTSCOUT_REDIS_URL": redis.url}) as host,
+            grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel,
+        ):
             health = health_stub(channel)
             request = health_pb2.HealthCheckRequest(service=cache_service.SERVICE_NAME)
 

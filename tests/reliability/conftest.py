@@ -14,9 +14,12 @@ from harness.servers import ServerProcess
 def secured_env(service_env: dict[str, str]) -> dict[str, str]:
     """Tokens configured, and a DSN carrying a password (trust auth ignores it) that must never be logged."""
     dsn = service_env["RENTSCOUT_DATABASE_URL"].replace("postgresql://postgres@", f"postgresql://postgres:{DB_PASSWORD}@")
-    return {**service_env, "RENTSCOUT_DATABASE_URL": dsn,
-            "RENTSCOUT_AUTH_TOKENS": f"{ADMIN_TOKEN}:admin,{READER_TOKEN}:reader",
-            "RENTSCOUT_EXPORT_MAX_CONCURRENT": "4"}
+    return {
+        **service_env,
+        "RENTSCOUT_DATABASE_URL": dsn,
+        "RENTSCOUT_AUTH_TOKENS": f"{ADMIN_TOKEN}:admin,{READER_TOKEN}:reader",
+        "RENTSCOUT_EXPORT_MAX_CONCURRENT": "4",
+    }
 
 
 @pytest.fixture(scope="session")

@@ -87,8 +87,9 @@ BATTERY = [
 ADMIN = "lp-admin-token"
 # A statement shape no other test runs (pg_stat_statements keys entries by shape, not text, and keeps
 # the first text it saw), so its entry carries the comment.
-MARKER = ("SELECT /* rs-statistics-marker */ relname FROM pg_catalog.pg_class "
-          "WHERE relpages = -7 AND reltuples = -7 AND relnatts = -7")
+MARKER = (
+    "SELECT /* rs-statistics-marker */ relname FROM pg_catalog.pg_class WHERE relpages = -7 AND reltuples = -7 AND relnatts = -7"
+)
 MARKER_COUNT = "SELECT count(*) FROM pg_stat_statements WHERE query LIKE '%rs-statistics-marker%'"
 
 
@@ -154,10 +155,16 @@ async def test_the_service_dsn_is_a_superuser(setup: asyncpg.Connection) -> None
 
 
 @pytest.mark.parametrize(("goal", "sql"), BATTERY)
-async def test_the_battery_reaches_nothing(stub: analyzer_pb2_grpc.AnalyzerServiceAsyncStub, setup: asyncpg.Connection,
-                                           victim: asyncpg.Connection, pg_instance: PostgresInstance,
-                                           analyzer: ServiceHost, request: pytest.FixtureRequest,
-                                           goal: str, sql: str) -> None:
+async def test_the_battery_reaches_nothing(
+    stub: analyzer_pb2_grpc.AnalyzerServiceAsyncStub,
+    setup: asyncpg.Connection,
+    victim: asyncpg.Connection,
+    pg_instance: PostgresInstance,
+    analyzer: ServiceHost,
+    request: pytest.FixtureRequest,
+    goal: str,
+    sql: str,
+) -> None:
     if goal == "hypothetical index":
         request.getfixturevalue("hypopg")  # without HypoPG the attempt fails for the wrong reason
     before = data_fingerprint(pg_instance)
@@ -179,8 +186,7 @@ async def test_the_battery_reaches_nothing(stub: analyzer_pb2_grpc.AnalyzerServi
         assert set(await hypothetical_indexes(analyzer, setup)) == {0}  # none left on any pooled connection
 
 
-async def test_privilege_alone_stops_what_the_catalog_check_would(setup: asyncpg.Connection,
-                                                                  victim: asyncpg.Connection) -> None:
+async def test_privilege_alone_stops_what_the_catalog_check_would(setup: asyncpg.Connection, victim: asyncpg.Connection) -> None:
     """Layer 1 without layer 2: as rentscout_explain, inside the analyzer's kind of transaction."""
     attempts = [
         "SELECT pg_read_file('/etc/hostname')",
@@ -205,9 +211,9 @@ async def test_privilege_alone_stops_what_the_catalog_check_would(setup: asyncpg
     assert not await setup.fetchval("SELECT has_table_privilege('rentscout_explain', 'properties', 'INSERT')")
 
 
-async def test_hypopg_leaves_no_state_across_interleaved_requests(stub: analyzer_pb2_grpc.AnalyzerServiceAsyncStub,
-                                                                 setup: asyncpg.Connection, hypopg: bool,
-                                                                 analyzer: ServiceHost) -> None:
+async def test_hypopg_leaves_no_state_across_interleaved_requests(
+    stub: analyzer_pb2_grpc.AnalyzerServiceAsyncStub, setup: asyncpg.Connection, hypopg: bool, analyzer: ServiceHost
+) -> None:
     """SuggestIndexes creates hypothetical indexes; no AnalyzeQuery on any pooled connection ever plans with one."""
     probe = "SELECT id FROM properties WHERE address = 'rs-none'"  # no index has address
     advice = pb.SuggestIndexesRequest(sql=probe)
@@ -243,17 +249,20 @@ async def test_hypopg_leaves_no_state_across_interleaved_requests(stub: analyzer
     assert set(await hypothetical_indexes(analyzer, setup)) == {0}
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT " + "(SELECT " * 150 + "1" + ")" * 150,
-    "SELECT " + "+".join(["1"] * 45_000),
-    "SELECT " + "CASE WHEN true THEN " * 200 + "1" + " END" * 200,
-    "SELECT 1 WHERE " + "NOT " * 300 + "true",
-])
-async def test_depth_bombs_get_invalid_argument_in_every_rpc(stub: analyzer_pb2_grpc.AnalyzerServiceAsyncStub,
-                                                             sql: str) -> None:
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT " + "(SELECT " * 150 + "1" + ")" * 150,
+        "SELECT " + "+".join(["1"] * 45_000),
+        "SELECT " + "CASE WHEN true THEN " * 200 + "1" + " END" * 200,
+        "SELECT 1 WHERE " + "NOT " * 300 + "true",
+    ],
+)
+async def test_depth_bombs_get_invalid_argument_in_every_rpc(stub: analyzer_pb2_grpc.AnalyzerServiceAsyncStub, sql: str) -> None:
     calls: list[Callable[[], Awaitable[object]]] = [
         lambda: stub.AnalyzeQuery(pb.AnalyzeQueryRequest(sql=sql), metadata=_meta(), timeout=30),
-        lambda: stub.SuggestIndexes(pb.SuggestIndexesRequest(sql=sql), metadata=_meta(), timeout=30)]
+        lambda: stub.SuggestIndexes(pb.SuggestIndexesRequest(sql=sql), metadata=_meta(), timeout=30),
+    ]
     for call in calls:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call()
@@ -263,11 +272,13 @@ async def test_depth_bombs_get_invalid_argument_in_every_rpc(stub: analyzer_pb2_
     assert reply.plan.node_type == "Result"  # the server is still there
 
 
-async def test_a_statement_analyzed_again_is_checked_again(stub: analyzer_pb2_grpc.AnalyzerServiceAsyncStub,
-                                                           setup: asyncpg.Connection) -> None:
+async def test_a_statement_analyzed_again_is_checked_again(
+    stub: analyzer_pb2_grpc.AnalyzerServiceAsyncStub, setup: asyncpg.Connection
+) -> None:
     """The analyzer keeps a statement prepared per connection; a view replaced under it is caught anyway."""
-    await setup.execute("CREATE OR REPLACE VIEW public.rs_changing AS SELECT 1 AS x; "
-                        "GRANT SELECT ON public.rs_changing TO rentscout_explain")
+    await setup.execute(
+        "CREATE OR REPLACE VIEW public.rs_changing AS SELECT 1 AS x; GRANT SELECT ON public.rs_changing TO rentscout_explain"
+    )
     sql = "SELECT x FROM rs_changing"
     try:
         for _ in range(12):  # sequential calls: the same pooled connections, its prepared statements warm
@@ -284,8 +295,9 @@ async def test_a_statement_analyzed_again_is_checked_again(stub: analyzer_pb2_gr
         await setup.execute("DROP VIEW IF EXISTS public.rs_changing")
 
 
-async def test_text_in_identifiers_cannot_forge_a_call(stub: analyzer_pb2_grpc.AnalyzerServiceAsyncStub,
-                                                       setup: asyncpg.Connection) -> None:
+async def test_text_in_identifiers_cannot_forge_a_call(
+    stub: analyzer_pb2_grpc.AnalyzerServiceAsyncStub, setup: asyncpg.Connection
+) -> None:
     """The catalog check reads OIDs out of PostgreSQL's node trees; an alias spelling one out names nothing."""
     sleep_oid = await setup.fetchval("SELECT 'pg_catalog.pg_sleep'::regproc::oid")
     forged = f":funcid {sleep_oid} :opno 1 :relid 1"

@@ -57,7 +57,8 @@ def test_tokens_signed_with_a_guessable_key_are_rejected(service_env: dict[str, 
         token = first_token(one.target)
         fingerprint = base64.urlsafe_b64decode(token + "==")[2:18]  # all a forger lacks is the key
         forged = TokenCodec(old_guessable_key(env["RENTSCOUT_DATABASE_URL"])).encode(
-            fingerprint, ResumeState(b"x" * 16, None, None, 0))
+            fingerprint, ResumeState(b"x" * 16, None, None, 0)
+        )
         assert resume(one.target, forged) == grpc.StatusCode.INVALID_ARGUMENT
         assert resume(two.target, forged) == grpc.StatusCode.INVALID_ARGUMENT
         assert resume(one.target, token) == grpc.StatusCode.OK  # the replica resumes its own tokens
@@ -74,8 +75,11 @@ def test_secret_rotation_keeps_old_tokens_resumable(service_env: dict[str, str],
         token = first_token(before.target)
     finally:
         before.stop()
-    rotated = ServerProcess("export", {**service_env, "RENTSCOUT_EXPORT_TOKEN_SECRET": "new-secret",
-                                       "RENTSCOUT_EXPORT_TOKEN_SECRET_PREVIOUS": "old-secret"}, tmp_path / "b").start()
+    rotated = ServerProcess(
+        "export",
+        {**service_env, "RENTSCOUT_EXPORT_TOKEN_SECRET": "new-secret", "RENTSCOUT_EXPORT_TOKEN_SECRET_PREVIOUS": "old-secret"},
+        tmp_path / "b",
+    ).start()
     done = ServerProcess("export", {**service_env, "RENTSCOUT_EXPORT_TOKEN_SECRET": "new-secret"}, tmp_path / "c").start()
     try:
         assert resume(rotated.target, token) == grpc.StatusCode.OK
@@ -87,8 +91,9 @@ def test_secret_rotation_keeps_old_tokens_resumable(service_env: dict[str, str],
         done.stop()
 
 
-async def test_runs_of_a_dead_replica_are_closed_as_abandoned(service_env: dict[str, str], pg_conn: asyncpg.Connection,
-                                                              tmp_path: Path) -> None:
+async def test_runs_of_a_dead_replica_are_closed_as_abandoned(
+    service_env: dict[str, str], pg_conn: asyncpg.Connection, tmp_path: Path
+) -> None:
     env = {**service_env, "RENTSCOUT_EXPORT_HEARTBEAT_SECONDS": "0.2"}
     since = await pg_conn.fetchval("SELECT clock_timestamp()")
     doomed = ServerProcess("export", env, tmp_path / "doomed").start()
@@ -96,12 +101,16 @@ async def test_runs_of_a_dead_replica_are_closed_as_abandoned(service_env: dict[
     try:
         with grpc.insecure_channel(doomed.target, options=SMALL_WINDOW) as ch:  # the unread export stays running
             stream = export_pb2_grpc.ExportServiceStub(ch).ExportProperties(
-                export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_CSV, rows_per_chunk=10), timeout=60)
+                export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_CSV, rows_per_chunk=10), timeout=60
+            )
             assert next(stream).HasField("header") and next(stream).HasField("chunk")
 
             async def beating() -> bool:
-                return bool(await pg_conn.fetchval(
-                    "SELECT count(*) FROM export_runs WHERE started_at >= $1 AND status = 'running' AND rows > 0", since))
+                return bool(
+                    await pg_conn.fetchval(
+                        "SELECT count(*) FROM export_runs WHERE started_at >= $1 AND status = 'running' AND rows > 0", since
+                    )
+                )
 
             end = time.monotonic() + 20
             while not await beating():  # the doomed replica recorded some progress
@@ -113,8 +122,11 @@ async def test_runs_of_a_dead_replica_are_closed_as_abandoned(service_env: dict[
         survivor = await asyncio.to_thread(lambda: ServerProcess("export", env, tmp_path / "survivor").start())
 
         async def closed() -> asyncpg.Record | None:
-            return await pg_conn.fetchrow("SELECT status, ended_at = heartbeat_at AS at_last_beat, rows, error_code "
-                                          "FROM export_runs WHERE run_id = $1 AND status <> 'running'", run["run_id"])
+            return await pg_conn.fetchrow(
+                "SELECT status, ended_at = heartbeat_at AS at_last_beat, rows, error_code "
+                "FROM export_runs WHERE run_id = $1 AND status <> 'running'",
+                run["run_id"],
+            )
 
         end = time.monotonic() + 30
         while (row := await closed()) is None:

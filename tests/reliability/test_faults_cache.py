@@ -21,9 +21,15 @@ CITIES = ("Moscow", "Kazan", "Sochi", "Perm", "Omsk")
 async def _expected(dsn: str) -> dict[str, list[int]]:
     conn = await asyncpg.connect(dsn)
     try:
-        return {c: [r["id"] for r in await conn.fetch(
-            "SELECT id FROM properties WHERE is_active AND city = $1 ORDER BY views DESC, id LIMIT 10", c)]
-            for c in CITIES}
+        return {
+            c: [
+                r["id"]
+                for r in await conn.fetch(
+                    "SELECT id FROM properties WHERE is_active AND city = $1 ORDER BY views DESC, id LIMIT 10", c
+                )
+            ]
+            for c in CITIES
+        }
     finally:
         await conn.close()
 

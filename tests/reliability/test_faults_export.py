@@ -90,8 +90,10 @@ async def test_postgres_restarted_mid_export(service_env: dict[str, str], tmp_pa
             assert server.process.poll() is None
 
             async def nothing_busy() -> bool:  # checked while the server runs: its connections are idle in its pool
-                busy = await asyncio.to_thread(pg.psql, "SELECT count(*) FROM pg_stat_activity WHERE "
-                                                        "application_name = 'rentscout-export' AND state <> 'idle'")
+                busy = await asyncio.to_thread(
+                    pg.psql,
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rentscout-export' AND state <> 'idle'",
+                )
                 return int(busy) == 0
 
             await eventually(nothing_busy)
@@ -137,6 +139,9 @@ async def test_concurrency_limit_and_sdk_backoff(service_env: dict[str, str], da
         release.set()
         server.stop()
     assert len(rows) == 500
-    codes = [r["rpc.grpc.status_code"] for r in server.log_records()
-             if r.get("correlation.id") == "backoff-1" and r.get("event.dataset") == "rentscout.access"]
+    codes = [
+        r["rpc.grpc.status_code"]
+        for r in server.log_records()
+        if r.get("correlation.id") == "backoff-1" and r.get("event.dataset") == "rentscout.access"
+    ]
     assert codes[0] == "RESOURCE_EXHAUSTED" and codes[-1] == "OK"  # refused, backed off, then served

@@ -44,9 +44,15 @@ async def stack(service_env: dict[str, str], tmp_path: Path) -> Any:
     try:
         await migrate(pg.dsn)
         await seed(pg.dsn, 20_000)  # more than socket buffers hold: the running COPY must wait on PostgreSQL
-        env = {**service_env, "RENTSCOUT_DATABASE_URL": pg.dsn, "RENTSCOUT_REDIS_URL": redis.url,
-               "RENTSCOUT_DEPENDENCY_TIMEOUT_SECONDS": str(BOUND), "RENTSCOUT_DB_CONNECT_TIMEOUT_SECONDS": "1",
-               "RENTSCOUT_CACHE_BREAKER_RESET_SECONDS": "0.5", "RENTSCOUT_LOG_LEVEL": "debug"}
+        env = {
+            **service_env,
+            "RENTSCOUT_DATABASE_URL": pg.dsn,
+            "RENTSCOUT_REDIS_URL": redis.url,
+            "RENTSCOUT_DEPENDENCY_TIMEOUT_SECONDS": str(BOUND),
+            "RENTSCOUT_DB_CONNECT_TIMEOUT_SECONDS": "1",
+            "RENTSCOUT_CACHE_BREAKER_RESET_SECONDS": "0.5",
+            "RENTSCOUT_LOG_LEVEL": "debug",
+        }
         server = await asyncio.to_thread(lambda: ServerProcess("all", env, tmp_path / "srv").start())
         try:
             yield pg, redis, server
@@ -92,8 +98,9 @@ async def until(probe: Callable[[], Awaitable[bool]], seconds: float = CAP) -> b
 
 
 def app_connections(pg: PostgresInstance) -> list[str]:
-    return pg.psql("SELECT application_name || ':' || state FROM pg_stat_activity "
-                   "WHERE application_name LIKE 'rentscout-%' ORDER BY 1").split()
+    return pg.psql(
+        "SELECT application_name || ':' || state FROM pg_stat_activity WHERE application_name LIKE 'rentscout-%' ORDER BY 1"
+    ).split()
 
 
 async def test_frozen_postgres_then_frozen_redis(stack: Any) -> None:
@@ -107,8 +114,11 @@ async def test_frozen_postgres_then_frozen_redis(stack: Any) -> None:
             return cache.PriceStats(cache_pb2.PriceStatsRequest(city=f"Frozen {uuid.uuid4().hex[:8]}"), **kw)
 
         def new_export(**kw: Any) -> Any:
-            return drain(export.ExportProperties(export_pb2.ExportPropertiesRequest(
-                format=export_pb2.EXPORT_FORMAT_JSONL, rows_per_chunk=50), **kw))
+            return drain(
+                export.ExportProperties(
+                    export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_JSONL, rows_per_chunk=50), **kw
+                )
+            )
 
         def analyze(**kw: Any) -> Awaitable[Any]:
             return analyzer.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(sql="SELECT count(*) FROM properties"), **kw)
@@ -120,19 +130,25 @@ async def test_frozen_postgres_then_frozen_redis(stack: Any) -> None:
         popular = await cache.PopularProperties(cache_pb2.PopularPropertiesRequest(city="Moscow"), timeout=30)
 
         # an export already streaming, read slowly
-        running = export.ExportProperties(export_pb2.ExportPropertiesRequest(
-            format=export_pb2.EXPORT_FORMAT_JSON, rows_per_chunk=20))
+        running = export.ExportProperties(
+            export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_JSON, rows_per_chunk=20)
+        )
         first = [await running.read() for _ in range(3)]
-        assert all(isinstance(m, export_pb2.ExportPropertiesResponse) and (m.HasField("header") or m.HasField("chunk"))
-                   for m in first)
+        assert all(
+            isinstance(m, export_pb2.ExportPropertiesResponse) and (m.HasField("header") or m.HasField("chunk")) for m in first
+        )
 
         with frozen(postgres_processes(pg)):
             results = await asyncio.gather(
                 outcome(drain(running)),  # COPY goes silent
-                outcome(new_export()), outcome(new_export(timeout=120)),
-                outcome(cold_stats()), outcome(cold_stats(timeout=120)),
-                outcome(analyze()), outcome(analyze(timeout=120)),
-                outcome(analyze(timeout=BOUND / 4)))  # the caller's deadline is shorter than the bound: its own
+                outcome(new_export()),
+                outcome(new_export(timeout=120)),
+                outcome(cold_stats()),
+                outcome(cold_stats(timeout=120)),
+                outcome(analyze()),
+                outcome(analyze(timeout=120)),
+                outcome(analyze(timeout=BOUND / 4)),
+            )  # the caller's deadline is shorter than the bound: its own
             assert results == ["UNAVAILABLE"] * 7 + ["DEADLINE_EXCEEDED"], results
             assert await until(lambda: _is(readiness(channel, EXPORT), health_pb2.HealthCheckResponse.NOT_SERVING))
             assert await readiness(channel, "") == health_pb2.HealthCheckResponse.SERVING  # liveness stays
@@ -146,12 +162,10 @@ async def test_frozen_postgres_then_frozen_redis(stack: Any) -> None:
 
         with frozen(redis_processes(redis)):  # fail open: answers from PostgreSQL, still right
             for _ in range(5):
-                got = await asyncio.wait_for(cache.PopularProperties(cache_pb2.PopularPropertiesRequest(city="Moscow")),
-                                             CAP)
+                got = await asyncio.wait_for(cache.PopularProperties(cache_pb2.PopularPropertiesRequest(city="Moscow")), CAP)
                 assert [p.id for p in got.properties] == [p.id for p in popular.properties]
             assert await outcome(cold_stats()) == "OK"
-        assert await until(lambda: _ok(cache.PopularProperties(cache_pb2.PopularPropertiesRequest(city="Moscow"),
-                                                               timeout=30)))
+        assert await until(lambda: _ok(cache.PopularProperties(cache_pb2.PopularPropertiesRequest(city="Moscow"), timeout=30)))
 
         # no leak, checked while the server still runs: whatever was stuck in the freeze is gone
         async def settled() -> bool:
@@ -162,8 +176,11 @@ async def test_frozen_postgres_then_frozen_redis(stack: Any) -> None:
     assert server.proc.poll() is None
     assert await asyncio.to_thread(server.stop) == 0  # a clean shutdown after the faults, also in the log below
     records = server.log_records()
-    assert not [r for r in records if "never retrieved" in str(r.get("message", ""))
-                or "was destroyed but it is pending" in str(r.get("message", ""))]
+    assert not [
+        r
+        for r in records
+        if "never retrieved" in str(r.get("message", "")) or "was destroyed but it is pending" in str(r.get("message", ""))
+    ]
     codes = {r.get("rpc.grpc.status_code") for r in records if r.get("event.dataset") == "rentscout.access"}
     assert not codes & {"UNKNOWN", "INTERNAL"}, codes
 

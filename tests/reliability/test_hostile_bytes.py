@@ -46,12 +46,14 @@ async def test_answers_echoing_huge_input_fit_a_default_client(all_server: Serve
         long_cities = [f"{i}" + "Город" * 60 for i in range(1000)]
         errors = [
             await export_error(export_pb2.ExportPropertiesRequest(format=csv, columns=["c" * 1_000_000])),
-            await export_error(export_pb2.ExportPropertiesRequest(
-                format=csv, filter=common_pb2.PropertyFilter(cities=long_cities))),
+            await export_error(
+                export_pb2.ExportPropertiesRequest(format=csv, filter=common_pb2.PropertyFilter(cities=long_cities))
+            ),
         ]
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await analyzer.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(sql="SELECT " + "x" * 10_000), metadata=ADMIN,
-                                        timeout=30)
+            await analyzer.AnalyzeQuery(
+                analyzer_pb2.AnalyzeQueryRequest(sql="SELECT " + "x" * 10_000), metadata=ADMIN, timeout=30
+            )
         errors.append(err.value)
     for error in errors:
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), (error.details() or "")[:300])
@@ -70,8 +72,9 @@ def test_tokens_with_hostile_bytes_never_reach_a_log_line(all_server: ServerProc
         for bad in (b"\xff", b"\xe9", b"\xc3", b"\x80\x80", "é".encode("latin-1") + b" tail"):
             value = b"Bearer " + token.encode() + bad
             for path in methods:
-                reply = rawh2.call(all_server.target, path, headers=[(b"authorization", value), (b"x-api-key", value)],
-                                   body=rawh2.frame(b""))
+                reply = rawh2.call(
+                    all_server.target, path, headers=[(b"authorization", value), (b"x-api-key", value)], body=rawh2.frame(b"")
+                )
                 assert reply.ended and reply.grpc_status is not None, reply
                 assert reply.grpc_status in (OK, 16), reply  # health is open; the rest: UNAUTHENTICATED
                 assert token.encode() not in b"".join(reply.headers.values())
@@ -84,8 +87,11 @@ def test_tokens_with_hostile_bytes_never_reach_a_log_line(all_server: ServerProc
 
 def no_request_total(server: ServerProcess) -> float:
     body = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
-               if line.startswith("rentscout_rpc_rejected_total{") and 'reason="no_request"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith("rentscout_rpc_rejected_total{") and 'reason="no_request"' in line
+    )
 
 
 def test_every_call_without_its_request_ends(secured_env: dict[str, str], tmp_path: Path) -> None:
@@ -93,6 +99,7 @@ def test_every_call_without_its_request_ends(secured_env: dict[str, str], tmp_pa
     auth = [(b"authorization", f"Bearer {ADMIN_TOKEN}".encode())]
     unary = [r.path for r in all_rpcs() if not r.method.client_streaming]
     try:
+
         def half_closed(path: str) -> int | None:  # no message at all
             return rawh2.call(server.target, path, headers=auth, body=None, wait=20).grpc_status
 
@@ -100,21 +107,29 @@ def test_every_call_without_its_request_ends(secured_env: dict[str, str], tmp_pa
             return rawh2.call(server.target, path, headers=auth, body=b"\x00\x00\x00\x00\x10ab", wait=20).grpc_status
 
         def never_finished(path: str) -> int | None:  # the same, left open: only the bound ends it
-            return rawh2.call(server.target, path, headers=auth, body=b"\x00\x00\x00\x00\x10ab", end_stream=False,
-                              wait=20).grpc_status
+            return rawh2.call(
+                server.target, path, headers=auth, body=b"\x00\x00\x00\x00\x10ab", end_stream=False, wait=20
+            ).grpc_status
 
-        calls = [(half_closed, STATS)] * 100 + [(half_closed, p) for p in unary] + [(cut_short, p) for p in unary] \
+        calls = (
+            [(half_closed, STATS)] * 100
+            + [(half_closed, p) for p in unary]
+            + [(cut_short, p) for p in unary]
             + [(never_finished, p) for p in unary]
+        )
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             codes = list(pool.map(lambda c: c[0](c[1]), calls))
         expected = [INVALID_ARGUMENT] * (100 + 2 * len(unary)) + [DEADLINE_EXCEEDED] * len(unary)
         assert codes == expected  # every call ended (no None), with its exact status
         assert no_request_total(server) == len(calls)
+
         def logged() -> collections.Counter[str]:  # access lines, and the open services' one line each
             return collections.Counter(
-                r["rpc.grpc.status_code"] for r in server.log_records()
+                r["rpc.grpc.status_code"]
+                for r in server.log_records()
                 if r.get("rpc.grpc.status_code") in ("INVALID_ARGUMENT", "DEADLINE_EXCEEDED")
-                and (r.get("event.action") == "rpc_without_request" or r.get("log.logger") == "rentscout.events"))
+                and (r.get("event.action") == "rpc_without_request" or r.get("log.logger") == "rentscout.events")
+            )
 
         once_each = collections.Counter({"INVALID_ARGUMENT": 100 + 2 * len(unary), "DEADLINE_EXCEEDED": len(unary)})
         assert wait_until(lambda: logged() == once_each, 10), logged()  # a line may follow its status by a moment
@@ -127,8 +142,9 @@ def test_grpc_library_records_keep_only_static_text() -> None:
     try:
         raise UnicodeDecodeError("utf-8", b"secret\xff", 6, 7, "invalid start byte")
     except UnicodeDecodeError:  # made with exc_info, as logging makes it (an assigned one stays narrowed for mypy)
-        record = logging.LogRecord("grpc._cython.cygrpc", logging.ERROR, "", 0, "Invalid encoding on %s",
-                                   (b"Bearer secret\xff",), sys.exc_info())
+        record = logging.LogRecord(
+            "grpc._cython.cygrpc", logging.ERROR, "", 0, "Invalid encoding on %s", (b"Bearer secret\xff",), sys.exc_info()
+        )
     assert GrpcLibraryRedaction().filter(record)
     assert record.getMessage() == "Invalid encoding on [redacted]" and record.exc_info is None
     assert record.fields == {"error.type": "UnicodeDecodeError"}  # type: ignore[attr-defined]

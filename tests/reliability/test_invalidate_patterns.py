@@ -25,8 +25,7 @@ KEYS = 20_000
 
 
 @pytest.fixture(scope="module")
-async def hostile_target(service_env: dict[str, str], redis_instance: RedisInstance,
-                         tmp_path_factory: pytest.TempPathFactory):
+async def hostile_target(service_env: dict[str, str], redis_instance: RedisInstance, tmp_path_factory: pytest.TempPathFactory):
     ns = f"hostile{uuid.uuid4().hex[:8]}"
     client = Redis.from_url(redis_instance.url)
     keys = [f"{ns}:v{FORMAT_VERSION}.2:popular_properties:{{{hashlib.md5(str(i).encode()).hexdigest()}}}" for i in range(KEYS)]
@@ -77,15 +76,21 @@ async def test_hostile_globs_keep_the_server_responsive(hostile_target) -> None:
     assert len(keys) > len(remaining) > 0  # the patterns matched some keys, not all
 
 
-@pytest.mark.parametrize(("glob", "problem"), [
-    ("[]", "empty character class"), ("[z-a]", "reversed range 'z-a'"), ("[abc", "unterminated character class"),
-    ("x\\", "dangling escape"),
-])
+@pytest.mark.parametrize(
+    ("glob", "problem"),
+    [
+        ("[]", "empty character class"),
+        ("[z-a]", "reversed range 'z-a'"),
+        ("[abc", "unterminated character class"),
+        ("x\\", "dangling escape"),
+    ],
+)
 async def test_malformed_globs_are_invalid_argument(hostile_target, glob: str, problem: str) -> None:
     server, ns, _ = hostile_target
     async with grpc.aio.insecure_channel(server.target) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await cache_pb2_grpc.CacheQueryServiceStub(channel).Invalidate(
-                cache_pb2.InvalidateRequest(pattern=f"{ns}:{glob}"), timeout=30)
+                cache_pb2.InvalidateRequest(pattern=f"{ns}:{glob}"), timeout=30
+            )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (err.value.details() or "").startswith("pattern: ") and problem in (err.value.details() or "")

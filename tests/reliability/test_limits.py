@@ -24,8 +24,11 @@ async def test_deadline_cancels_the_query_in_postgres(all_server: ServerProcess,
     async with grpc.aio.insecure_channel(all_server.target) as ch:
         stub = analyzer_pb2_grpc.AnalyzerServiceStub(ch)
         # seen running in PostgreSQL first, then gone once the call's 3 s deadline passed
-        err = await deadline_cancels_statement(stub.AnalyzeQuery(
-            analyzer_pb2.AnalyzeQueryRequest(sql=slow, analyze=True), metadata=ADMIN, timeout=3), pg_conn, marker)
+        err = await deadline_cancels_statement(
+            stub.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(sql=slow, analyze=True), metadata=ADMIN, timeout=3),
+            pg_conn,
+            marker,
+        )
     assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
@@ -35,7 +38,8 @@ def test_oversized_request_is_refused_and_server_stays_up(all_server: ServerProc
     with grpc.insecure_channel(all_server.target, options=options) as ch:
         try:
             cache_pb2_grpc.CacheQueryServiceStub(ch).PopularProperties(
-                cache_pb2.PopularPropertiesRequest(city=big), metadata=ADMIN, timeout=10)
+                cache_pb2.PopularPropertiesRequest(city=big), metadata=ADMIN, timeout=10
+            )
             raise AssertionError("a 5 MiB request was accepted")
         except grpc.RpcError as exc:
             assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

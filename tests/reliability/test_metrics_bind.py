@@ -17,8 +17,11 @@ def _ipv4(ip: str) -> str:
 
 def listening(server: ServerProcess, port: int) -> set[str]:
     assert server.proc is not None
-    return {_ipv4(c.laddr.ip) for c in psutil.Process(server.proc.pid).net_connections(kind="inet")
-            if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    return {
+        _ipv4(c.laddr.ip)
+        for c in psutil.Process(server.proc.pid).net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
 
 
 def test_metrics_follow_the_grpc_host(service_env: dict[str, str], tmp_path: Path) -> None:

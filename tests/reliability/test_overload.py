@@ -22,13 +22,16 @@ LIMIT = 8
 
 def rejected_total(server: ServerProcess) -> float:
     body = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
-               if line.startswith("rentscout_rpc_rejected_total{"))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith("rentscout_rpc_rejected_total{"))
 
 
 async def test_burst_gets_only_ok_or_resource_exhausted(service_env: dict[str, str], tmp_path: Path) -> None:
-    env = {**service_env, "RENTSCOUT_MAX_CONCURRENT_RPCS": str(LIMIT), "RENTSCOUT_MAX_CONCURRENT_STREAMS": "100",
-           "RENTSCOUT_CACHE_ENABLED": "false"}  # every call reads PostgreSQL: calls overlap
+    env = {
+        **service_env,
+        "RENTSCOUT_MAX_CONCURRENT_RPCS": str(LIMIT),
+        "RENTSCOUT_MAX_CONCURRENT_STREAMS": "100",
+        "RENTSCOUT_CACHE_ENABLED": "false",
+    }  # every call reads PostgreSQL: calls overlap
     server = ServerProcess("cache-query", env, tmp_path).start()
     codes: collections.Counter[str] = collections.Counter()
     health: list[int] = []
@@ -39,8 +42,7 @@ async def test_burst_gets_only_ok_or_resource_exhausted(service_env: dict[str, s
 
             async def one(i: int) -> None:
                 try:
-                    await stub.PriceStats(cache_pb2.PriceStatsRequest(city=("Moscow", "Kazan", "Omsk")[i % 3]),
-                                          timeout=120)
+                    await stub.PriceStats(cache_pb2.PriceStatsRequest(city=("Moscow", "Kazan", "Omsk")[i % 3]), timeout=120)
                     codes["OK"] += 1
                 except grpc.aio.AioRpcError as exc:
                     codes[exc.code().name] += 1

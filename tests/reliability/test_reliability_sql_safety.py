@@ -43,23 +43,28 @@ HOSTILE_SQL = [
 
 @pytest.fixture(scope="module")
 def evil_function(pg_instance: PostgresInstance):
-    pg_instance.psql("CREATE OR REPLACE FUNCTION rentscout_rel_evil() RETURNS int LANGUAGE plpgsql STABLE AS "
-                     "$$ BEGIN DELETE FROM properties WHERE id = 1; RETURN 1; END $$;")
+    pg_instance.psql(
+        "CREATE OR REPLACE FUNCTION rentscout_rel_evil() RETURNS int LANGUAGE plpgsql STABLE AS "
+        "$$ BEGIN DELETE FROM properties WHERE id = 1; RETURN 1; END $$;"
+    )
     yield
     pg_instance.psql("DROP FUNCTION IF EXISTS rentscout_rel_evil()")
 
 
 @pytest.mark.parametrize("sql", HOSTILE_SQL)
-def test_hostile_statement_is_refused(all_server: ServerProcess, pg_instance: PostgresInstance, evil_function,
-                                      sql: str) -> None:
+def test_hostile_statement_is_refused(all_server: ServerProcess, pg_instance: PostgresInstance, evil_function, sql: str) -> None:
     before = data_fingerprint(pg_instance)
     with grpc.insecure_channel(all_server.target) as ch:
         stub = analyzer_pb2_grpc.AnalyzerServiceStub(ch)
         with pytest.raises(grpc.RpcError) as err:
-            stub.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(sql=sql, analyze=True, buffers=True),
-                              metadata=(("authorization", f"Bearer {ADMIN_TOKEN}"),), timeout=20)
-    assert err.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION), \
+            stub.AnalyzeQuery(
+                analyzer_pb2.AnalyzeQueryRequest(sql=sql, analyze=True, buffers=True),
+                metadata=(("authorization", f"Bearer {ADMIN_TOKEN}"),),
+                timeout=20,
+            )
+    assert err.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION), (
         f"{sql!r} -> {err.value.code().name}: {err.value.details()}"
+    )
     assert "Traceback" not in (err.value.details() or "")
     assert data_fingerprint(pg_instance) == before
     assert all_server.process.poll() is None

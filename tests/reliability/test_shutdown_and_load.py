@@ -26,13 +26,13 @@ LOADGEN = Path(__file__).resolve().parents[1] / "harness" / "loadgen.py"
 
 def _busy_connections(pg: PostgresInstance, app: str) -> list[str]:
     """Connections of `app` doing anything but waiting idle in a pool."""
-    out = pg.psql(f"SELECT state || ': ' || left(query, 60) FROM pg_stat_activity WHERE application_name = '{app}' "
-                  "AND state <> 'idle'").strip()
+    out = pg.psql(
+        f"SELECT state || ': ' || left(query, 60) FROM pg_stat_activity WHERE application_name = '{app}' AND state <> 'idle'"
+    ).strip()
     return out.splitlines() if out else []
 
 
-def test_sigterm_with_exports_in_flight(service_env: dict[str, str], pg_instance: PostgresInstance,
-                                        tmp_path: Path) -> None:
+def test_sigterm_with_exports_in_flight(service_env: dict[str, str], pg_instance: PostgresInstance, tmp_path: Path) -> None:
     env = {**service_env, "RENTSCOUT_SHUTDOWN_GRACE_SECONDS": "2"}
     doomed = ServerProcess("export", env, tmp_path / "a").start()
     spare = ServerProcess("export", env, tmp_path / "b").start()
@@ -42,7 +42,8 @@ def test_sigterm_with_exports_in_flight(service_env: dict[str, str], pg_instance
     try:
         with grpc.insecure_channel(doomed.target) as ch, grpc.insecure_channel(doomed.target) as probe_ch:
             watch = health_stub(probe_ch).Watch(
-                health_pb2.HealthCheckRequest(service="rentscout.export.v1.ExportService"), timeout=30)
+                health_pb2.HealthCheckRequest(service="rentscout.export.v1.ExportService"), timeout=30
+            )
             assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
             flipped: list[float] = []
 
@@ -80,8 +81,9 @@ def test_sigterm_with_exports_in_flight(service_env: dict[str, str], pg_instance
         assert code != grpc.StatusCode.OK, "a slow 20k-row stream cannot finish within the grace period"
         # the client continues elsewhere with the last resume token it received
         with grpc.insecure_channel(spare.target) as ch:
-            rest = export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_JSONL, rows_per_chunk=100,
-                                                      resume_token=token)
+            rest = export_pb2.ExportPropertiesRequest(
+                format=export_pb2.EXPORT_FORMAT_JSONL, rows_per_chunk=100, resume_token=token
+            )
             for message in export_pb2_grpc.ExportServiceStub(ch).ExportProperties(rest, timeout=60):
                 if message.HasField("chunk"):
                     received.append(bytes(message.chunk.data))
@@ -105,8 +107,11 @@ def test_bounded_mixed_load(service_env: dict[str, str], tmp_path: Path) -> None
     samples: list[float] = []
     try:
         proc = psutil.Process(server.process.pid)
-        load = subprocess.Popen([sys.executable, str(LOADGEN), "--target", server.target, "--seconds", "20",
-                                 "--clients", "32"], stdout=subprocess.PIPE, text=True)
+        load = subprocess.Popen(
+            [sys.executable, str(LOADGEN), "--target", server.target, "--seconds", "20", "--clients", "32"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         while load.poll() is None:
             samples.append(proc.memory_info().rss / 2**20)
             time.sleep(0.5)

@@ -29,7 +29,9 @@ async def one_more_export(target: str) -> str:
     async with grpc.aio.insecure_channel(target) as channel:
         call = export_pb2_grpc.ExportServiceStub(channel).ExportProperties(
             export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_JSONL),
-            metadata=[("authorization", f"Bearer {READER_TOKEN}")], timeout=60)
+            metadata=[("authorization", f"Bearer {READER_TOKEN}")],
+            timeout=60,
+        )
         try:
             async for _ in call:
                 pass
@@ -38,15 +40,20 @@ async def one_more_export(target: str) -> str:
         return "OK"
 
 
-async def test_eight_stalled_exports_free_their_slots_and_resume(secured_env: dict[str, str], tmp_path: Path,
-                                                                 pg_conn: asyncpg.Connection) -> None:
-    env = {**secured_env, "RENTSCOUT_EXPORT_MAX_CONCURRENT": str(STALLED),
-           "RENTSCOUT_EXPORT_STALL_TIMEOUT_SECONDS": str(STALL_SECONDS)}
+async def test_eight_stalled_exports_free_their_slots_and_resume(
+    secured_env: dict[str, str], tmp_path: Path, pg_conn: asyncpg.Connection
+) -> None:
+    env = {
+        **secured_env,
+        "RENTSCOUT_EXPORT_MAX_CONCURRENT": str(STALLED),
+        "RENTSCOUT_EXPORT_STALL_TIMEOUT_SECONDS": str(STALL_SECONDS),
+    }
     server = ServerProcess("export", env, tmp_path).start()
     expected = [r["id"] for r in await pg_conn.fetch("SELECT id FROM properties ORDER BY id")]
     try:
-        async with ExportClient(server.target, token=READER_TOKEN, reconnect_wait=30.0,
-                                channel=ChannelConfig(extra_options=SMALL_WINDOW)) as client:
+        async with ExportClient(
+            server.target, token=READER_TOKEN, reconnect_wait=30.0, channel=ChannelConfig(extra_options=SMALL_WINDOW)
+        ) as client:
             streams = [client.export(export_request("jsonl", rows_per_chunk=200)) for _ in range(STALLED)]
             readers: list[Any] = [s.rows().__aiter__() for s in streams]
             firsts = [await r.__anext__() for r in readers]  # every slot taken; then nobody reads
@@ -57,12 +64,15 @@ async def test_eight_stalled_exports_free_their_slots_and_resume(secured_env: di
             async def abandoned() -> bool:
                 count: int = await pg_conn.fetchval(
                     "SELECT count(*) FROM export_runs WHERE replica LIKE '%:' || $1 AND status = 'abandoned' "
-                    "AND error_code = 'ABORTED'", str(server.proc.pid if server.proc else 0))
+                    "AND error_code = 'ABORTED'",
+                    str(server.proc.pid if server.proc else 0),
+                )
                 return count == STALLED
 
             await eventually(abandoned)
             copying = await pg_conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rentscout-export' AND state <> 'idle'")
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rentscout-export' AND state <> 'idle'"
+            )
             assert copying == 0  # every connection is back in the pool
 
             async def finish(reader: Any, first: dict[str, Any]) -> list[int]:
@@ -72,8 +82,11 @@ async def test_eight_stalled_exports_free_their_slots_and_resume(secured_env: di
             for stream, ids in zip(streams, results, strict=True):
                 assert ids == expected  # every row exactly once
                 assert stream.resumes >= 1
-        aborted = [r for r in server.log_records()
-                   if r.get("rpc.grpc.status_code") == "ABORTED" and "ExportProperties" in r.get("rpc.method", "")]
+        aborted = [
+            r
+            for r in server.log_records()
+            if r.get("rpc.grpc.status_code") == "ABORTED" and "ExportProperties" in r.get("rpc.method", "")
+        ]
         assert len(aborted) >= STALLED
         assert not any(r.get("rpc.grpc.status_code") in ("UNKNOWN", "INTERNAL") for r in server.log_records())
     finally:

@@ -25,21 +25,25 @@ def bad_utf8(descriptor: d.Descriptor) -> bytes | None:
     return None
 
 
-def call_raw(channel: grpc.Channel, path: str, payload: bytes, *, server_streaming: bool,
-             client_streaming: bool = False) -> grpc.RpcError:
+def call_raw(
+    channel: grpc.Channel, path: str, payload: bytes, *, server_streaming: bool, client_streaming: bool = False
+) -> grpc.RpcError:
     """Send `payload` as the request bytes (identity serializers) and return the error."""
     try:
         if client_streaming:
             call: grpc.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
-                path, request_serializer=None, response_deserializer=None)
+                path, request_serializer=None, response_deserializer=None
+            )
             list(call(iter([payload]), metadata=ADMIN, timeout=10))
         elif server_streaming:
             stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
-                path, request_serializer=None, response_deserializer=None)
+                path, request_serializer=None, response_deserializer=None
+            )
             list(stream(payload, metadata=ADMIN, timeout=10))
         else:
             unary: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-                path, request_serializer=None, response_deserializer=None)
+                path, request_serializer=None, response_deserializer=None
+            )
             unary(payload, metadata=ADMIN, timeout=10)
     except grpc.RpcError as exc:
         return exc
@@ -61,8 +65,7 @@ def test_undecodable_bytes_to_every_rpc(all_server: ServerProcess, rpc) -> None:
         payloads.append(utf8)
     with grpc.insecure_channel(all_server.target) as channel:
         for payload in payloads:
-            assert_invalid(call_raw(channel, rpc.path, payload, server_streaming=rpc.streaming),
-                           rpc.method.input_type.full_name)
+            assert_invalid(call_raw(channel, rpc.path, payload, server_streaming=rpc.streaming), rpc.method.input_type.full_name)
         if utf8 is not None:
             err = call_raw(channel, rpc.path, utf8, server_streaming=rpc.streaming)
             assert "UTF-8" in (err.details() or "")  # the reason, in protobuf's words
@@ -75,16 +78,22 @@ def test_undecodable_bytes_to_health_and_reflection(all_server: ServerProcess) -
             # types-grpcio-health-checking types DESCRIPTOR as upb's Descriptor: the same runtime class
             for payload in (CORRUPT, bad_utf8(health_pb2.HealthCheckRequest.DESCRIPTOR)):  # type: ignore[arg-type]
                 assert payload is not None
-                assert_invalid(call_raw(channel, path, payload, server_streaming=streaming),
-                               "grpc.health.v1.HealthCheckRequest")
+                assert_invalid(call_raw(channel, path, payload, server_streaming=streaming), "grpc.health.v1.HealthCheckRequest")
         for version in ("v1", "v1alpha"):
-            err = call_raw(channel, f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo", CORRUPT,
-                           server_streaming=True, client_streaming=True)
+            err = call_raw(
+                channel,
+                f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+                CORRUPT,
+                server_streaming=True,
+                client_streaming=True,
+            )
             assert_invalid(err, "ServerReflectionRequest")
         # and the server still answers well-formed calls
         check: grpc.UnaryUnaryMultiCallable[bytes, health_pb2.HealthCheckResponse] = channel.unary_unary(
-            "/grpc.health.v1.Health/Check", request_serializer=None,
-            response_deserializer=health_pb2.HealthCheckResponse.FromString)
+            "/grpc.health.v1.Health/Check",
+            request_serializer=None,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
         reply = check(b"", timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -93,13 +102,17 @@ def test_an_undecodable_request_is_logged_as_invalid_argument(all_server: Server
     path = "/rentscout.cache.v1.CacheQueryService/Cities"
     with grpc.insecure_channel(all_server.target) as channel:
         cities: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-            path, request_serializer=None, response_deserializer=None)
+            path, request_serializer=None, response_deserializer=None
+        )
         try:
             cities(CORRUPT, metadata=(*ADMIN, ("x-correlation-id", "undecodable-1")), timeout=10)
         except grpc.RpcError as exc:
             assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+
     def logged() -> bool:
-        return any(r.get("correlation.id") == "undecodable-1" and r.get("rpc.grpc.status_code") == "INVALID_ARGUMENT"
-                   for r in all_server.log_records())
+        return any(
+            r.get("correlation.id") == "undecodable-1" and r.get("rpc.grpc.status_code") == "INVALID_ARGUMENT"
+            for r in all_server.log_records()
+        )
 
     assert wait_until(logged, 10), "the access log has the call with its status"

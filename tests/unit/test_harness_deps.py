@@ -10,8 +10,7 @@ WHAT = "the HypoPG extension (apt-get install postgresql-15-hypopg)"
 
 
 @pytest.mark.parametrize(("ci", "allow"), [("", ""), ("true", ""), ("true", "1")])
-def test_a_missing_dependency_fails_naming_it_and_how_to_install_it(
-        monkeypatch: pytest.MonkeyPatch, ci: str, allow: str) -> None:
+def test_a_missing_dependency_fails_naming_it_and_how_to_install_it(monkeypatch: pytest.MonkeyPatch, ci: str, allow: str) -> None:
     monkeypatch.setenv("CI", ci)
     monkeypatch.setenv("ALLOW_SKIPS", allow)
     with pytest.raises(pytest.fail.Exception) as failed:

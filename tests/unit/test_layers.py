@@ -31,12 +31,26 @@ class Layer:
 
 
 LAYERS = (
-    Layer("generated", "shared", 0, ("rentscout.common", "rentscout.export", "rentscout.cache", "rentscout.analyzer",
-                                     "rentscout.arrow_flight")),
+    Layer(
+        "generated",
+        "shared",
+        0,
+        ("rentscout.common", "rentscout.export", "rentscout.cache", "rentscout.analyzer", "rentscout.arrow_flight"),
+    ),
     Layer("core", "shared", 1, ("rentscout.wire", "rentscout.resilience")),
     Layer("runtime", "services", 2, ("rentscout.runtime",)),
-    Layer("services", "services", 3, ("rentscout.export_service", "rentscout.cache_service", "rentscout.analyzer_service",
-                                      "rentscout.db", "rentscout.devstack")),
+    Layer(
+        "services",
+        "services",
+        3,
+        (
+            "rentscout.export_service",
+            "rentscout.cache_service",
+            "rentscout.analyzer_service",
+            "rentscout.db",
+            "rentscout.devstack",
+        ),
+    ),
     Layer("ops", "services", 4, ("rentscout.ops",)),
     Layer("sdk", "client", 2, ("rentscout.sdk",)),
     Layer("cli", "client", 3, ("rentscout.cli",)),
@@ -207,22 +221,28 @@ def _plant(tmp_path: Path, files: dict[str, str]) -> list[tuple[str, Path]]:
 
 
 def test_a_planted_upward_import_is_caught(tmp_path: Path) -> None:
-    planted = _plant(tmp_path, {
-        "rentscout/runtime/__init__.py": "",
-        "rentscout/runtime/bad.py": "def lazy():\n    from rentscout.cache_service import queries\n",
-        "rentscout/cache_service/__init__.py": "",
-        "rentscout/cache_service/queries.py": "from rentscout.runtime import bad\n",
-    })
+    planted = _plant(
+        tmp_path,
+        {
+            "rentscout/runtime/__init__.py": "",
+            "rentscout/runtime/bad.py": "def lazy():\n    from rentscout.cache_service import queries\n",
+            "rentscout/cache_service/__init__.py": "",
+            "rentscout/cache_service/queries.py": "from rentscout.runtime import bad\n",
+        },
+    )
     assert upward_imports(import_graph(planted)) == ["rentscout.runtime.bad imports rentscout.cache_service.queries"]
 
 
 def test_a_planted_cycle_is_caught(tmp_path: Path) -> None:
-    planted = _plant(tmp_path, {
-        "rentscout/runtime/__init__.py": "",
-        "rentscout/runtime/deadline.py": "from rentscout.runtime.errors import DeadlineExceeded\n",
-        "rentscout/runtime/errors.py": "def classify():\n    from rentscout.runtime import deadline\n",
-        "rentscout/runtime/context.py": "from rentscout.runtime import errors\n",
-    })
+    planted = _plant(
+        tmp_path,
+        {
+            "rentscout/runtime/__init__.py": "",
+            "rentscout/runtime/deadline.py": "from rentscout.runtime.errors import DeadlineExceeded\n",
+            "rentscout/runtime/errors.py": "def classify():\n    from rentscout.runtime import deadline\n",
+            "rentscout/runtime/context.py": "from rentscout.runtime import errors\n",
+        },
+    )
     graph = import_graph(planted)
     assert graph["rentscout.runtime.context"] == {"rentscout.runtime.errors"}
     assert upward_imports(graph) == []

@@ -23,8 +23,9 @@ def _uv_check(project: Path) -> subprocess.CompletedProcess[str]:
     assert UV is not None, "uv is locked in the dev extra: run scripts/bootstrap.sh"
     # --offline: the check reads the lock and pyproject.toml only; a new requirement cannot be satisfied
     # from the lock, so it fails without asking the registry.
-    return subprocess.run([UV, "lock", "--check", "--offline", "--project", str(project)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [UV, "lock", "--check", "--offline", "--project", str(project)], capture_output=True, text=True, timeout=120
+    )
 
 
 def _copy_project(tmp_path: Path) -> Path:
@@ -41,11 +42,14 @@ def test_the_lock_agrees_with_pyproject() -> None:
     assert proc.returncode == 0, f"uv.lock is out of date with pyproject.toml: run `make lock`\n{proc.stderr}"
 
 
-@pytest.mark.parametrize(("member", "edit"), [
-    ("clients", ('"rich>=13.7",', '"rich>=13.7",\n    "six>=1.16",')),  # a dependency added to pyproject only
-    ("services", ('"redis>=5.2",', '"redis>=999",')),  # a bound the locked version no longer meets
-    (".", ('"ruff>=0.6",', '"ruff>=0.6",\n    "six>=1.16",')),  # the workspace root's dev tools
-])
+@pytest.mark.parametrize(
+    ("member", "edit"),
+    [
+        ("clients", ('"rich>=13.7",', '"rich>=13.7",\n    "six>=1.16",')),  # a dependency added to pyproject only
+        ("services", ('"redis>=5.2",', '"redis>=999",')),  # a bound the locked version no longer meets
+        (".", ('"ruff>=0.6",', '"ruff>=0.6",\n    "six>=1.16",')),  # the workspace root's dev tools
+    ],
+)
 def test_a_disagreement_fails_the_check(tmp_path: Path, member: str, edit: tuple[str, str]) -> None:
     project = _copy_project(tmp_path)
     pyproject = project / member / "pyproject.toml"

@@ -9,20 +9,39 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PLUGIN = '''
+PLUGIN = """
 def pytest_collection_finish(session):
     for item in session.items:
         print("MARKS\\t" + item.nodeid + "\\t" + ",".join(sorted({m.name for m in item.iter_markers()})))
-'''
+"""
 DIRECTORY_MARKERS = {"integration", "e2e", "reliability"}
 
 
 def test_every_test_carries_the_marker_of_its_directory_and_no_other(tmp_path: Path) -> None:
     (tmp_path / "list_marks.py").write_text(PLUGIN)
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "list_marks",
-                           "tests/integration", "tests/e2e", "tests/reliability", "tests/unit/test_lock.py"],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "list_marks",
+            "tests/integration",
+            "tests/e2e",
+            "tests/reliability",
+            "tests/unit/test_lock.py",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     marks = {}
     for line in proc.stdout.splitlines():

@@ -128,7 +128,8 @@ def _imported_names(node: ast.Import | ast.ImportFrom, package: str) -> list[str
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _walk(body: list[ast.stmt], top: bool) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
@@ -199,7 +200,10 @@ WORKSPACE = {m.name for m in MEMBER_LIST}
 
 def test_the_workspace_has_the_three_distributions() -> None:
     assert {m.name: m.folder for m in MEMBER_LIST} == {
-        "rentscout-core": "core", "rentscout-client": "clients", "rentscout-server": "services"}
+        "rentscout-core": "core",
+        "rentscout-client": "clients",
+        "rentscout-server": "services",
+    }
     every = [m for member in MEMBER_LIST for m, _ in member_modules(member)]
     assert len(every) == len(set(every)) > 100, "a module in two distributions, or the roots moved"
 
@@ -250,8 +254,10 @@ def test_a_client_module_importing_server_code_is_caught(tmp_path: Path) -> None
 
 def test_an_optional_import_at_load_time_is_caught(tmp_path: Path) -> None:
     planted = tmp_path / "planted.py"
-    planted.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import redis\nimport pyarrow\n"
-                       "try:\n    import pglast\nexcept ImportError:\n    pass\n")
+    planted.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import redis\nimport pyarrow\n"
+        "try:\n    import pglast\nexcept ImportError:\n    pass\n"
+    )
     imports = imports_of([("rentscout.sdk.planted", planted)])
     assert set(imports.top_level) == {"pyarrow"} and {"redis", "pglast", "pyarrow"} <= set(imports.third_party)
     client = next(m for m in MEMBER_LIST if m.name == "rentscout-client")

@@ -20,8 +20,10 @@ def _recipe(target: str) -> list[str]:
 def test_the_hooks_run_ruff_and_mypy_as_make_does() -> None:
     config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
     hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
-    assert set(hooks) == {"ruff", "mypy"}
+    assert set(hooks) == {"ruff-format", "ruff", "mypy"}
     lint, typecheck = _recipe("lint"), _recipe("typecheck")
+    assert any(line.startswith("$(BIN)/ruff format --check") for line in lint)
+    assert hooks["ruff-format"]["entry"] == ".venv/bin/ruff format --check"
     assert any(line.startswith("$(BIN)/ruff check") for line in lint)
     assert hooks["ruff"]["entry"] == ".venv/bin/ruff check"
     assert typecheck == ["$(BIN)/mypy"] and hooks["mypy"]["entry"] == ".venv/bin/mypy"

@@ -40,14 +40,24 @@ SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("analyze", help="EXPLAIN insights, slow queries, index advice, table health (admin)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "analyze",
+        help="EXPLAIN insights, slow queries, index advice, table health (admin)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     actions = p.add_subparsers(dest="analyze_command", required=True, metavar="ACTION")
 
     a = actions.add_parser("explain", help="EXPLAIN one SELECT, with a plan tree and insights")
     a.add_argument("sql")
-    a.add_argument("--param", dest="params", action="append", default=[], type=parse_param,
-                   help="bound parameter $1, $2 ... in order (repeatable)")
+    a.add_argument(
+        "--param",
+        dest="params",
+        action="append",
+        default=[],
+        type=parse_param,
+        help="bound parameter $1, $2 ... in order (repeatable)",
+    )
     a.add_argument("--analyze", action="store_true", help="execute it (read-only, rolled back) for actual figures")
     a.add_argument("--buffers", action="store_true", help="buffer usage (with --analyze)")
     a.add_argument("--raw", action="store_true", help="also print PostgreSQL's JSON plan")
@@ -56,8 +66,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a = actions.add_parser("slow", help="slowest statements from pg_stat_statements")
     a.add_argument("--min-mean-ms", type=float, default=0.0)
     a.add_argument("--min-calls", type=int, default=0)
-    a.add_argument("--order-by", default="total_time",
-                   choices=["total_time", "mean_time", "calls", "max_time", "temp_blocks"])
+    a.add_argument("--order-by", default="total_time", choices=["total_time", "mean_time", "calls", "max_time", "temp_blocks"])
     a.add_argument("--limit", type=int, default=20)
     a.set_defaults(call=_slow)
 
@@ -114,13 +123,15 @@ async def _explain(client: AnalyzerClient, args: argparse.Namespace) -> Any:
 
 
 async def _slow(client: AnalyzerClient, args: argparse.Namespace) -> Any:
-    return await client.list_slow_queries(min_mean_ms=args.min_mean_ms, min_calls=args.min_calls, order_by=args.order_by,
-                                          limit=args.limit)
+    return await client.list_slow_queries(
+        min_mean_ms=args.min_mean_ms, min_calls=args.min_calls, order_by=args.order_by, limit=args.limit
+    )
 
 
 async def _indexes(client: AnalyzerClient, args: argparse.Namespace) -> Any:
-    return await client.suggest_indexes(table=args.table, sql=args.sql, from_slow_queries=args.from_slow_queries,
-                                        limit=args.limit)
+    return await client.suggest_indexes(
+        table=args.table, sql=args.sql, from_slow_queries=args.from_slow_queries, limit=args.limit
+    )
 
 
 async def _table(client: AnalyzerClient, args: argparse.Namespace) -> Any:
@@ -128,6 +139,7 @@ async def _table(client: AnalyzerClient, args: argparse.Namespace) -> Any:
 
 
 # -- explain ---------------------------------------------------------------------------------------
+
 
 def node_label(node: Any, analyzed: bool) -> str:
     """One line per plan node: what it does, on what, and what it cost."""
@@ -156,8 +168,7 @@ def node_label(node: Any, analyzed: bool) -> str:
         removed = f" (removed {node.rows_removed_by_filter:,})" if node.rows_removed_by_filter else ""
         if node.rows_removed_by_filter and node.actual_loops > 1 and node.rows_removed_by_filter_total:
             about = "" if node.filter_totals_exact else "about "
-            removed = (f" (removed {node.rows_removed_by_filter:,} per loop, "
-                       f"{about}{node.rows_removed_by_filter_total:,} in all)")
+            removed = f" (removed {node.rows_removed_by_filter:,} per loop, {about}{node.rows_removed_by_filter_total:,} in all)"
         details.append(f"filter: {node.filter}{removed}")
     if node.sort_method:
         details.append(f"sort: {node.sort_method} {node.sort_space_type} {node.sort_space_used_kb:,} kB")
@@ -218,9 +229,12 @@ def _render_explain(reply: Any, args: argparse.Namespace) -> None:
     if tree is not None:
         console.print(plan_tree(tree, args.analyze))
     if reply.truncated:
-        console.print(f"plan truncated by the server: {len(reply.nodes):,} of {reply.node_count:,} nodes shown"
-                      f"{'' if reply.raw_json else ', no raw JSON'} (the answer would exceed its size cap)",
-                      style="yellow", markup=False)
+        console.print(
+            f"plan truncated by the server: {len(reply.nodes):,} of {reply.node_count:,} nodes shown"
+            f"{'' if reply.raw_json else ', no raw JSON'} (the answer would exceed its size cap)",
+            style="yellow",
+            markup=False,
+        )
     if reply.insights:
         table = Table(title="insights")
         for name in ("severity", "kind", "node", "finding", "evidence"):
@@ -228,8 +242,13 @@ def _render_explain(reply: Any, args: argparse.Namespace) -> None:
         for i in reply.insights:
             severity = name_of(SEVERITY, i.severity)
             evidence = ", ".join(f"{k}={v}" for k, v in sorted(i.evidence.items()))
-            table.add_row(f"[{SEVERITY_STYLE.get(severity, '')}]{severity}[/]", name_of(INSIGHT_KIND, i.kind),
-                          escape(i.node), escape(i.message), escape(evidence))
+            table.add_row(
+                f"[{SEVERITY_STYLE.get(severity, '')}]{severity}[/]",
+                name_of(INSIGHT_KIND, i.kind),
+                escape(i.node),
+                escape(i.message),
+                escape(evidence),
+            )
         console.print(table)
     else:
         console.print("no insights", style="dim")
@@ -240,15 +259,25 @@ def _render_explain(reply: Any, args: argparse.Namespace) -> None:
 def _render_slow(reply: Any, args: argparse.Namespace) -> None:
     """Numbers in a table that fits 80 columns (never folded mid-number), each statement in full below it."""
     console = stdout_console()
-    table = Table(title=f"slow queries (pg_stat_statements {reply.extension_version or '?'}, "
-                        f"by {args.order_by.replace('_', ' ')})", box=box.SIMPLE_HEAD, pad_edge=False,
-                  caption="hit: shared buffer cache hit ratio; temp: temporary blocks read and written")
+    table = Table(
+        title=f"slow queries (pg_stat_statements {reply.extension_version or '?'}, by {args.order_by.replace('_', ' ')})",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        caption="hit: shared buffer cache hit ratio; temp: temporary blocks read and written",
+    )
     for name in ("#", "calls", "total ms", "mean ms", "max ms", "rows", "hit", "temp"):
         table.add_column(name, justify="right", no_wrap=True)
     for n, q in enumerate(reply.queries, 1):
-        table.add_row(str(n), f"{q.calls:,}", f"{q.total_time_ms:,.0f}", f"{q.mean_time_ms:,.2f}",
-                      f"{q.max_time_ms:,.1f}", f"{q.rows:,}", f"{q.cache_hit_ratio:.1%}",
-                      f"{q.temp_blks_read + q.temp_blks_written:,}")
+        table.add_row(
+            str(n),
+            f"{q.calls:,}",
+            f"{q.total_time_ms:,.0f}",
+            f"{q.mean_time_ms:,.2f}",
+            f"{q.max_time_ms:,.1f}",
+            f"{q.rows:,}",
+            f"{q.cache_hit_ratio:.1%}",
+            f"{q.temp_blks_read + q.temp_blks_written:,}",
+        )
     if not reply.queries:
         console.print("no statement matches", style="dim")
         return
@@ -262,8 +291,9 @@ def _render_slow(reply: Any, args: argparse.Namespace) -> None:
 
 def _render_indexes(reply: Any, args: argparse.Namespace) -> None:
     console = stdout_console()
-    console.print(f"method: {reply.method or ('hypopg' if reply.hypopg_available else 'statistics heuristic')}",
-                  style="dim", markup=False)
+    console.print(
+        f"method: {reply.method or ('hypopg' if reply.hypopg_available else 'statistics heuristic')}", style="dim", markup=False
+    )
     if not reply.suggestions:
         console.print("no index worth creating", style="dim")
     table = Table(title="index suggestions")
@@ -271,9 +301,15 @@ def _render_indexes(reply: Any, args: argparse.Namespace) -> None:
         table.add_column(name, overflow="fold")
     for s in reply.suggestions:
         cost = f"{s.cost_before:,.0f} -> {s.cost_after:,.0f}" if s.cost_before else "-"
-        table.add_row(escape(s.table), escape(", ".join(s.columns)), cost, size_text(s.estimated_size_bytes),
-                      "[green]hypopg[/]" if s.hypopg_validated else "heuristic", escape(s.reason),
-                      escape(s.create_statement))
+        table.add_row(
+            escape(s.table),
+            escape(", ".join(s.columns)),
+            cost,
+            size_text(s.estimated_size_bytes),
+            "[green]hypopg[/]" if s.hypopg_validated else "heuristic",
+            escape(s.reason),
+            escape(s.create_statement),
+        )
     if reply.suggestions:
         console.print(table)
     if reply.truncated:
@@ -283,8 +319,13 @@ def _render_indexes(reply: Any, args: argparse.Namespace) -> None:
         for name in ("issue", "index", "table", "size", "detail"):
             issues.add_column(name, overflow="fold")
         for i in reply.index_issues:
-            issues.add_row(name_of(INDEX_ISSUE_KIND, i.kind), escape(i.index_name), escape(i.table),
-                           size_text(i.size_bytes), escape(i.detail))
+            issues.add_row(
+                name_of(INDEX_ISSUE_KIND, i.kind),
+                escape(i.index_name),
+                escape(i.table),
+                size_text(i.size_bytes),
+                escape(i.detail),
+            )
         console.print(issues)
 
 
@@ -300,13 +341,18 @@ def _render_table(reply: Any, args: argparse.Namespace) -> None:
     table.add_column("", style="bold")
     table.add_column("", justify="right")
     rows = [
-        ("live rows", f"{reply.live_rows:,}"), ("dead rows", f"{reply.dead_rows:,} ({reply.dead_ratio:.1%})"),
-        ("table size", size_text(reply.table_bytes)), ("indexes size", size_text(reply.index_bytes)),
-        ("toast size", size_text(reply.toast_bytes)), ("total size", size_text(reply.total_bytes)),
+        ("live rows", f"{reply.live_rows:,}"),
+        ("dead rows", f"{reply.dead_rows:,} ({reply.dead_ratio:.1%})"),
+        ("table size", size_text(reply.table_bytes)),
+        ("indexes size", size_text(reply.index_bytes)),
+        ("toast size", size_text(reply.toast_bytes)),
+        ("total size", size_text(reply.total_bytes)),
         ("bloat", f"{size_text(reply.bloat_bytes)} ({reply.bloat_ratio:.1%}, {name_of(BLOAT_METHOD, reply.bloat_method)})"),
         ("seq / index scans", f"{reply.seq_scans:,} / {reply.idx_scans:,}"),
-        ("last vacuum", _when(reply.last_vacuum)), ("last autovacuum", _when(reply.last_autovacuum)),
-        ("last analyze", _when(reply.last_analyze)), ("last autoanalyze", _when(reply.last_autoanalyze)),
+        ("last vacuum", _when(reply.last_vacuum)),
+        ("last autovacuum", _when(reply.last_autovacuum)),
+        ("last analyze", _when(reply.last_analyze)),
+        ("last autoanalyze", _when(reply.last_autoanalyze)),
         ("changed since analyze", f"{reply.modifications_since_analyze:,}"),
     ]
     for label, value in rows:
@@ -318,8 +364,12 @@ def _render_table(reply: Any, args: argparse.Namespace) -> None:
             recs.add_column(name, overflow="fold")
         for r in reply.recommendations:
             severity = name_of(SEVERITY, r.severity)
-            recs.add_row(f"[{SEVERITY_STYLE.get(severity, '')}]{severity}[/]", name_of(RECOMMENDATION_ACTION, r.action),
-                         escape(r.reason), escape(r.statement))
+            recs.add_row(
+                f"[{SEVERITY_STYLE.get(severity, '')}]{severity}[/]",
+                name_of(RECOMMENDATION_ACTION, r.action),
+                escape(r.reason),
+                escape(r.statement),
+            )
         console.print(recs)
     else:
         console.print("no maintenance needed", style="dim")

@@ -37,8 +37,12 @@ from rentscout.wire.enums import BREAKER_STATE, CACHE_SOURCE, PROPERTY_TYPE, nam
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("cache", help="popular queries served from the cache, invalidation, cache statistics",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "cache",
+        help="popular queries served from the cache, invalidation, cache statistics",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     actions = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
 
     a = actions.add_parser("popular", help="most viewed active properties of a city")
@@ -124,28 +128,53 @@ def _render(args: argparse.Namespace, reply: Any) -> None:
     command = args.cache_command
     if command == "popular":
         table = Table(title=f"most viewed active listings in {args.city}")
-        for name, justify in (("id", "right"), ("views", "right"), ("price", "right"), ("type", "left"),
-                              ("rooms", "right"), ("m²", "right"), ("district", "left"), ("title", "left")):
+        for name, justify in (
+            ("id", "right"),
+            ("views", "right"),
+            ("price", "right"),
+            ("type", "left"),
+            ("rooms", "right"),
+            ("m²", "right"),
+            ("district", "left"),
+            ("title", "left"),
+        ):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
         for p in reply.properties:  # a NULL column (an absent field) is a blank cell, never 0 or ""
-            table.add_row(str(p.id), f"{p.views:,}", f"{p.price:,} {p.currency}", name_of(PROPERTY_TYPE, p.property_type),
-                          present(p, "rooms", str), present(p, "area", _area), present(p, "district", str), p.title)
+            table.add_row(
+                str(p.id),
+                f"{p.views:,}",
+                f"{p.price:,} {p.currency}",
+                name_of(PROPERTY_TYPE, p.property_type),
+                present(p, "rooms", str),
+                present(p, "area", _area),
+                present(p, "district", str),
+                p.title,
+            )
         console.print(table)
     elif command == "price-stats":
-        table = Table(title=f"prices in {args.city}" + (f" ({args.property_type})" if args.property_type else ""),
-                      show_header=False)
+        table = Table(
+            title=f"prices in {args.city}" + (f" ({args.property_type})" if args.property_type else ""), show_header=False
+        )
         table.add_column("", style="bold")
         table.add_column("", justify="right")
         table.add_row("active listings", f"{reply.count:,}")
-        for label, name in (("min", "min"), ("p25", "p25"), ("median", "median"), ("mean", "mean"), ("p75", "p75"),
-                            ("max", "max"), ("mean per m²", "mean_price_per_sqm")):
+        for label, name in (
+            ("min", "min"),
+            ("p25", "p25"),
+            ("median", "median"),
+            ("mean", "mean"),
+            ("p75", "p75"),
+            ("max", "max"),
+            ("mean per m²", "mean_price_per_sqm"),
+        ):
             table.add_row(label, present(reply, name, _amount))  # absent (no listings, no areas): blank
         console.print(table)
     elif command == "cities":
         _counts(console, "cities", "city", [(c.city, c.count) for c in reply.cities])
     elif command == "types":
-        _counts(console, "property types", "type",
-                [(name_of(PROPERTY_TYPE, t.property_type), t.count) for t in reply.property_types])
+        _counts(
+            console, "property types", "type", [(name_of(PROPERTY_TYPE, t.property_type), t.count) for t in reply.property_types]
+        )
     elif command == "invalidate":
         tags = f" (tags: {', '.join(reply.tags)})" if getattr(reply, "tags", None) else ""
         console.print(f"deleted {reply.keys_deleted} cache key(s){tags}", markup=False)
@@ -166,8 +195,7 @@ def _amount(value: float) -> str:
 
 
 def _area(value: float) -> str:
-    return f"{value:.0f}" if math.isfinite(value) and value >= 1 else (str(value) if not math.isfinite(value)
-                                                                         else f"{value:.3g}")
+    return f"{value:.0f}" if math.isfinite(value) and value >= 1 else (str(value) if not math.isfinite(value) else f"{value:.3g}")
 
 
 def _counts(console: Any, title: str, label: str, rows: list[tuple[str, int]]) -> None:
@@ -204,10 +232,13 @@ def _stats_tables(console: Any, reply: Any) -> None:
     summary = Table(show_header=False)
     summary.add_column("", style="bold")
     summary.add_column("", justify="right")
-    for label, value in (("stampedes prevented", f"{reply.stampedes_prevented:,}"),
-                         ("invalidations", f"{reply.invalidations:,}"), ("redis keys", f"{reply.redis_keys:,}"),
-                         ("redis memory", size_text(reply.redis_memory_bytes)),
-                         ("near-cache entries", f"{reply.near_cache_entries:,}"),
-                         ("redis breaker", name_of(BREAKER_STATE, reply.breaker_state))):
+    for label, value in (
+        ("stampedes prevented", f"{reply.stampedes_prevented:,}"),
+        ("invalidations", f"{reply.invalidations:,}"),
+        ("redis keys", f"{reply.redis_keys:,}"),
+        ("redis memory", size_text(reply.redis_memory_bytes)),
+        ("near-cache entries", f"{reply.near_cache_entries:,}"),
+        ("redis breaker", name_of(BREAKER_STATE, reply.breaker_state)),
+    ):
         summary.add_row(label, value)
     console.print(summary)

@@ -53,13 +53,20 @@ def exit_code(exc: errors.RentScoutError) -> int:
 
 def add_client_flags(parser: argparse.ArgumentParser, service: str, timeout: float | None = 30.0) -> None:
     g = parser.add_argument_group("connection")
-    g.add_argument("--target", default=os.environ.get(TARGET_ENV[service]) or DEFAULT_TARGETS[service],
-                   help="host:port or dns:///host:port (round-robin over every address) "
-                        f"(default: ${TARGET_ENV[service]}, else {DEFAULT_TARGETS[service]})")
+    g.add_argument(
+        "--target",
+        default=os.environ.get(TARGET_ENV[service]) or DEFAULT_TARGETS[service],
+        help="host:port or dns:///host:port (round-robin over every address) "
+        f"(default: ${TARGET_ENV[service]}, else {DEFAULT_TARGETS[service]})",
+    )
     g.add_argument("--token", default=None, help=f"bearer token (default: ${TOKEN_ENV})")
-    g.add_argument("--timeout", type=float, default=timeout, metavar="SECONDS",
-                   help="overall deadline of the call, retries included" + (" (default: %(default)s)" if timeout
-                                                                            else " (default: none)"))
+    g.add_argument(
+        "--timeout",
+        type=float,
+        default=timeout,
+        metavar="SECONDS",
+        help="overall deadline of the call, retries included" + (" (default: %(default)s)" if timeout else " (default: none)"),
+    )
     g.add_argument("--retries", type=int, default=3, metavar="N", help="retries of a failed call (default: %(default)s)")
     g.add_argument("--tls-ca", metavar="PEM", help="verify the server with this CA (enables TLS)")
     g.add_argument("--tls-cert", metavar="PEM", help="client certificate for mutual TLS (with --tls-key)")
@@ -67,23 +74,26 @@ def add_client_flags(parser: argparse.ArgumentParser, service: str, timeout: flo
     g.add_argument("--tls-server-name", metavar="NAME", help="expected server name when it differs from the target host")
     g.add_argument("--correlation-id", help="correlation id for the server logs (default: a new UUID)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log retries, reconnects and warnings on stderr (default: errors only)")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log retries, reconnects and warnings on stderr (default: errors only)"
+    )
 
 
 def client_options(args: argparse.Namespace) -> dict[str, Any]:
     """ClientConfig keyword arguments from the flags."""
     tls = None
     if args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
-        tls = TlsConfig(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key,
-                        server_name=args.tls_server_name)
+        tls = TlsConfig(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key, server_name=args.tls_server_name)
     if args.retries < 0:
         raise UsageError("--retries must be >= 0")
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
-    return {"token": args.token or os.environ.get(TOKEN_ENV) or None, "timeout": args.timeout,
-            "retry": RetryPolicy(max_attempts=args.retries + 1, initial_delay=0.1, max_delay=2.0),
-            "channel": ChannelConfig(tls=tls)}
+    return {
+        "token": args.token or os.environ.get(TOKEN_ENV) or None,
+        "timeout": args.timeout,
+        "retry": RetryPolicy(max_attempts=args.retries + 1, initial_delay=0.1, max_delay=2.0),
+        "channel": ChannelConfig(tls=tls),
+    }
 
 
 class UsageError(Exception):
@@ -133,16 +143,26 @@ def run(args: argparse.Namespace, work: Callable[[], Coroutine[Any, Any, int | N
     except errors.RentScoutError as exc:
         if isinstance(exc, errors.CircuitOpenError):
             return fail(args, console, EXIT_UNAVAILABLE, "UNAVAILABLE", str(exc), cid, hint=hint_for(args, exc))
-        return fail(args, console, exit_code(exc), exc.code.name, exc.details, exc.correlation_id or cid,
-                    violations=exc.violations, notes=getattr(exc, "__notes__", []), hint=hint_for(args, exc))
+        return fail(
+            args,
+            console,
+            exit_code(exc),
+            exc.code.name,
+            exc.details,
+            exc.correlation_id or cid,
+            violations=exc.violations,
+            notes=getattr(exc, "__notes__", []),
+            hint=hint_for(args, exc),
+        )
     except (ValueError, TypeError) as exc:  # bad flag values caught by the SDK's request builders
         return fail(args, console, EXIT_USAGE, "USAGE", str(exc), None)
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except OSError as exc:  # a local file: no server was involved, so no correlation id to quote
-        return fail(args, console, EXIT_FAILED, "IO", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), None,
-                    hint=io_hint(exc))
+        return fail(
+            args, console, EXIT_FAILED, "IO", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), None, hint=io_hint(exc)
+        )
 
 
 def io_hint(exc: OSError) -> str | None:
@@ -161,23 +181,38 @@ def hint_for(args: argparse.Namespace, exc: errors.RentScoutError) -> str | None
     """What to try next, for the failures a newcomer meets first."""
     target = getattr(args, "target", "") or exc.target
     if exc.code is grpc.StatusCode.UNAVAILABLE:
-        return (f"is the service running at {target}? `make up` starts the local stack; "
-                "--target picks another address")
+        return f"is the service running at {target}? `make up` starts the local stack; --target picks another address"
     if exc.code is grpc.StatusCode.UNAUTHENTICATED:
         return f"pass --token or set {TOKEN_ENV} (`make up` prints the local stack's tokens, kept in .stack/tokens)"
     if exc.code is grpc.StatusCode.PERMISSION_DENIED:
-        return (f'this call needs a token with the admin role (the local stack prints it: --token "${ADMIN_TOKEN_ENV}")')
+        return f'this call needs a token with the admin role (the local stack prints it: --token "${ADMIN_TOKEN_ENV}")'
     return None
 
 
-def fail(args: argparse.Namespace, console: Console, code: int, status: str, message: str, cid: str | None,
-         violations: list[tuple[str, str]] | None = None, notes: list[str] | None = None,
-         hint: str | None = None) -> int:
+def fail(
+    args: argparse.Namespace,
+    console: Console,
+    code: int,
+    status: str,
+    message: str,
+    cid: str | None,
+    violations: list[tuple[str, str]] | None = None,
+    notes: list[str] | None = None,
+    hint: str | None = None,
+) -> int:
     """Report a failure once: one line (and its details below it), or one JSON object with --json."""
     if getattr(args, "json", False):
-        doc = {"error": {"status": status, "message": message, "exit_code": code, "correlation_id": cid,
-                         "violations": [{"field": f, "description": d} for f, d in violations or []],
-                         "notes": list(notes or []), "hint": hint}}
+        doc = {
+            "error": {
+                "status": status,
+                "message": message,
+                "exit_code": code,
+                "correlation_id": cid,
+                "violations": [{"field": f, "description": d} for f, d in violations or []],
+                "notes": list(notes or []),
+                "hint": hint,
+            }
+        }
         sys.stderr.write(orjson.dumps(doc).decode() + "\n")
         return code
     console.print(f"[bold red]error[/]: {status}: {message}", markup=True, highlight=False)
@@ -220,8 +255,11 @@ def _absent_as_null(message: Message, doc: dict[str, Any]) -> None:
                     _absent_as_null(item, item_doc)
             elif message.HasField(field.name) and isinstance(doc.get(field.name), dict):
                 _absent_as_null(value, doc[field.name])
-        elif field.containing_oneof is not None and field.containing_oneof.name == f"_{field.name}" \
-                and not message.HasField(field.name):
+        elif (
+            field.containing_oneof is not None
+            and field.containing_oneof.name == f"_{field.name}"
+            and not message.HasField(field.name)
+        ):
             doc[field.name] = None  # a proto3 `optional` scalar that is absent
 
 

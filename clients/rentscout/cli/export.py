@@ -59,8 +59,12 @@ from rentscout.wire import formats
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("export", help="export properties as CSV, JSON, JSONL, Arrow or Parquet (resumable, parallel)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "export",
+        help="export properties as CSV, JSON, JSONL, Arrow or Parquet (resumable, parallel)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--format", default="jsonl", choices=[*formats.names(), parquet.NAME], help="(default: %(default)s)")
     p.add_argument("-o", "--output", default="-", metavar="PATH", help="file to write, or - for stdout (default)")
     f = p.add_argument_group("filter")
@@ -73,17 +77,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     f.add_argument("--max-rooms", type=int)
     f.add_argument("--active-only", action="store_true")
     f.add_argument("--updated-since", type=_datetime, metavar="ISO8601", help="e.g. 2026-01-31T00:00:00Z")
-    p.add_argument("--columns", type=lambda s: [c.strip() for c in s.split(",") if c.strip()], default=[],
-                   help="comma-separated columns (default: all, in table order)")
+    p.add_argument(
+        "--columns",
+        type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
+        default=[],
+        help="comma-separated columns (default: all, in table order)",
+    )
     p.add_argument("--limit", type=int, default=0, help="maximum rows (default: no limit)")
     p.add_argument("--rows-per-chunk", type=int, default=0, help="rows per streamed chunk (default: server's)")
     p.add_argument("--parallel", type=int, default=1, metavar="N", help="read N PlanExport partitions at once")
     p.add_argument("--split", action="store_true", help="with --parallel: one file per partition instead of one file")
-    p.add_argument("--resume-timeout", type=float, default=DEFAULT_MAX_STALL, metavar="SECONDS",
-                   help="once the export has started, give up after this long without receiving a chunk, "
-                        "however often the stream is cut while it advances (default: %(default)s)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument(
+        "--resume-timeout",
+        type=float,
+        default=DEFAULT_MAX_STALL,
+        metavar="SECONDS",
+        help="once the export has started, give up after this long without receiving a chunk, "
+        "however often the stream is cut while it advances (default: %(default)s)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
     parquet.add_flags(p)
     add_client_flags(p, "export", timeout=None)
     p.set_defaults(func=main)
@@ -133,13 +150,33 @@ def main(args: argparse.Namespace) -> int:
         _check(args)
         server_format = parquet.SERVER_FORMAT if args.format == parquet.NAME else args.format
         request = export_request(
-            server_format, cities=args.city, property_types=args.types, sources=args.sources, min_price=args.min_price,
-            max_price=args.max_price, min_rooms=args.min_rooms, max_rooms=args.max_rooms,
-            active_only=args.active_only, updated_since=args.updated_since, columns=args.columns, limit=args.limit,
-            rows_per_chunk=args.rows_per_chunk)
+            server_format,
+            cities=args.city,
+            property_types=args.types,
+            sources=args.sources,
+            min_price=args.min_price,
+            max_price=args.max_price,
+            min_rooms=args.min_rooms,
+            max_rooms=args.max_rooms,
+            active_only=args.active_only,
+            updated_since=args.updated_since,
+            columns=args.columns,
+            limit=args.limit,
+            rows_per_chunk=args.rows_per_chunk,
+        )
         show = args.progress if args.progress is not None else console.is_terminal
-        progress = Progress(TextColumn("[bold]export[/]"), BarColumn(), TaskProgressColumn(), RowsColumn(), RateColumn(),
-                            BytesColumn(), TimeRemainingColumn(), console=console, transient=False, disable=not show)
+        progress = Progress(
+            TextColumn("[bold]export[/]"),
+            BarColumn(),
+            TaskProgressColumn(),
+            RowsColumn(),
+            RateColumn(),
+            BytesColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+            disable=not show,
+        )
         task = progress.add_task("export", total=None, bytes=0)
 
         def on_progress(state: DownloadProgress) -> None:
@@ -171,14 +208,15 @@ def _say_interrupted(args: argparse.Namespace, console: Any, rows: int, size: in
         what = f"interrupted {got}: the data on stdout is incomplete"
     elif args.split:
         parts = sorted(str(p) for p in _split_base(args)[0].parent.glob(_split_base(args)[1] + ".part-*"))
-        what = (f"interrupted {got}: the {len(parts)} part file(s) written so far are incomplete "
-                f"({', '.join(parts[:3])}{', ...' if len(parts) > 3 else ''}); delete them before running again")
+        what = (
+            f"interrupted {got}: the {len(parts)} part file(s) written so far are incomplete "
+            f"({', '.join(parts[:3])}{', ...' if len(parts) > 3 else ''}); delete them before running again"
+        )
     else:
         final = Path(args.output)
         state = "is unchanged" if final.exists() else "was not created"
         what = f"interrupted {got}: removed the incomplete {final}.partial; {final} {state}"
-    hint = ("run the same command again: a new export starts from the first row (a broken stream is resumed "
-            "only within one run)")
+    hint = "run the same command again: a new export starts from the first row (a broken stream is resumed only within one run)"
     return fail(args, console, EXIT_INTERRUPTED, "INTERRUPTED", what, None, hint=hint)
 
 
@@ -225,8 +263,18 @@ async def _download(client: ExportClient, request: Any, args: argparse.Namespace
 async def _say_empty(args: argparse.Namespace, console: Any, token: str | None) -> None:
     if args.city:
         hint = city_hint(args.city, await known_cities(None, args, token))
-    elif any((args.types, args.sources, args.active_only, args.updated_since, args.min_price, args.max_price,
-              args.min_rooms, args.max_rooms)):
+    elif any(
+        (
+            args.types,
+            args.sources,
+            args.active_only,
+            args.updated_since,
+            args.min_price,
+            args.max_price,
+            args.min_rooms,
+            args.max_rooms,
+        )
+    ):
         hint = "nothing matched the filter; widen it"
     else:
         hint = "the properties table is empty: `rentscout db seed` loads demo listings"
@@ -236,9 +284,17 @@ async def _say_empty(args: argparse.Namespace, console: Any, token: str | None) 
 def _report(args: argparse.Namespace, result: DownloadResult, console: Any) -> None:
     rate = result.rows / result.elapsed if result.elapsed > 0 else 0.0
     if args.json:
-        doc = {"rows": result.rows, "bytes": result.bytes_written, "seconds": round(result.elapsed, 3),
-               "rows_per_second": round(rate), "resumes": result.resumes, "partitions": result.partitions,
-               "files": result.files, "export_ids": result.export_ids, "format": args.format}
+        doc = {
+            "rows": result.rows,
+            "bytes": result.bytes_written,
+            "seconds": round(result.elapsed, 3),
+            "rows_per_second": round(rate),
+            "resumes": result.resumes,
+            "partitions": result.partitions,
+            "files": result.files,
+            "export_ids": result.export_ids,
+            "format": args.format,
+        }
         stream = sys.stderr if args.output == "-" else sys.stdout
         stream.write(orjson.dumps(doc).decode() + "\n")
         return
@@ -246,6 +302,8 @@ def _report(args: argparse.Namespace, result: DownloadResult, console: Any) -> N
     resumed = f", resumed {result.resumes}x" if result.resumes else ""
     parts = f", {result.partitions} partitions" if result.partitions > 1 else ""
     what = "active listings" if args.active_only else "rows (active and inactive listings)"
-    console.print(f"exported {result.rows:,} {what} ({size_text(result.bytes_written)}) in "
-                  f"{duration_text(result.elapsed)} ({rate:,.0f} rows/s{parts}{resumed}) -> {where}", markup=False)
-
+    console.print(
+        f"exported {result.rows:,} {what} ({size_text(result.bytes_written)}) in "
+        f"{duration_text(result.elapsed)} ({rate:,.0f} rows/s{parts}{resumed}) -> {where}",
+        markup=False,
+    )

@@ -51,8 +51,7 @@ async def known_cities(client: CacheQueryClient | None, args: argparse.Namespace
             reply = await client.cities(timeout=2.0)
         else:
             target = os.environ.get(TARGET_ENV["cache"]) or "127.0.0.1:50052"
-            async with CacheQueryClient(target, token=token, timeout=2.0,
-                                        retry=RetryPolicy(max_attempts=1)) as cache:
+            async with CacheQueryClient(target, token=token, timeout=2.0, retry=RetryPolicy(max_attempts=1)) as cache:
                 reply = await cache.cities()
         return [c.city for c in reply.cities]
     return None

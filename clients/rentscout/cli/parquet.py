@@ -18,8 +18,13 @@ EXTENSION = "parquet"
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--row-group-rows", type=int, default=DEFAULT_ROW_GROUP_ROWS, metavar="N",
-                   help="with --format parquet: rows per Parquet row group (default: %(default)s)")
+    p.add_argument(
+        "--row-group-rows",
+        type=int,
+        default=DEFAULT_ROW_GROUP_ROWS,
+        metavar="N",
+        help="with --format parquet: rows per Parquet row group (default: %(default)s)",
+    )
 
 
 def check(args: argparse.Namespace) -> None:
@@ -33,8 +38,9 @@ def check(args: argparse.Namespace) -> None:
         raise UsageError(arrow.INSTALL_HINT)
 
 
-async def download(client: ExportClient, request: Any, out: IO[bytes], args: argparse.Namespace,
-                   **options: Any) -> DownloadResult:
+async def download(
+    client: ExportClient, request: Any, out: IO[bytes], args: argparse.Namespace, **options: Any
+) -> DownloadResult:
     """The export as one Parquet file written to `out`; `bytes_written` is the Parquet file's size."""
     start = out.tell() if out.seekable() else 0
     with ParquetSink(out, row_group_rows=args.row_group_rows) as sink:

@@ -17,15 +17,21 @@ _LEAF = "_rentscout_unrecognized_by"
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose subparsers (the same class) report unrecognized arguments themselves."""
 
-    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
-                         namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+    def parse_known_args(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        namespace: Any = None,
+    ) -> tuple[argparse.Namespace, list[str]]:
         ns, extras = super().parse_known_args(args, namespace)
         if extras and not hasattr(ns, _LEAF):  # the innermost parser runs first: it keeps the mark
             setattr(ns, _LEAF, self)
         return ns, extras
 
-    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
-                   namespace: Any = None) -> argparse.Namespace:
+    def parse_args(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        namespace: Any = None,
+    ) -> argparse.Namespace:
         ns, extras = self.parse_known_args(args, namespace)
         leaf: Parser = vars(ns).pop(_LEAF, self)
         if extras:

@@ -69,21 +69,26 @@ class AnalyzerClient(BaseClient):
     SERVICE = "rentscout.analyzer.v1.AnalyzerService"
     STUB = analyzer_pb2_grpc.AnalyzerServiceStub
 
-    async def analyze_query(self, sql: str, params: Sequence[Any] = (), *, analyze: bool = False, buffers: bool = False,
-                            **call: Any) -> analyzer_pb2.AnalyzeQueryResponse:
+    async def analyze_query(
+        self, sql: str, params: Sequence[Any] = (), *, analyze: bool = False, buffers: bool = False, **call: Any
+    ) -> analyzer_pb2.AnalyzeQueryResponse:
         """EXPLAIN (ANALYZE executes the statement read-only, so it is not retried on overload)."""
-        request = analyzer_pb2.AnalyzeQueryRequest(sql=sql, params=[query_param(p) for p in params], analyze=analyze,
-                                                   buffers=buffers)
+        request = analyzer_pb2.AnalyzeQueryRequest(
+            sql=sql, params=[query_param(p) for p in params], analyze=analyze, buffers=buffers
+        )
         return await self._call("AnalyzeQuery", request, analyzer_pb2.AnalyzeQueryResponse, idempotent=not analyze, **call)
 
-    async def list_slow_queries(self, *, min_mean_ms: float = 0.0, min_calls: int = 0, order_by: str | int = "total_time",
-                                limit: int = 20, **call: Any) -> analyzer_pb2.ListSlowQueriesResponse:
-        request = analyzer_pb2.ListSlowQueriesRequest(min_mean_ms=min_mean_ms, min_calls=min_calls, limit=limit,
-                                                      order_by=enum_value(SLOW_QUERY_ORDER, order_by))
+    async def list_slow_queries(
+        self, *, min_mean_ms: float = 0.0, min_calls: int = 0, order_by: str | int = "total_time", limit: int = 20, **call: Any
+    ) -> analyzer_pb2.ListSlowQueriesResponse:
+        request = analyzer_pb2.ListSlowQueriesRequest(
+            min_mean_ms=min_mean_ms, min_calls=min_calls, limit=limit, order_by=enum_value(SLOW_QUERY_ORDER, order_by)
+        )
         return await self._call("ListSlowQueries", request, analyzer_pb2.ListSlowQueriesResponse, **call)
 
-    async def suggest_indexes(self, *, table: str | None = None, sql: str | None = None, from_slow_queries: bool = False,
-                              limit: int = 10, **call: Any) -> analyzer_pb2.SuggestIndexesResponse:
+    async def suggest_indexes(
+        self, *, table: str | None = None, sql: str | None = None, from_slow_queries: bool = False, limit: int = 10, **call: Any
+    ) -> analyzer_pb2.SuggestIndexesResponse:
         """Exactly one source: a table, a query, or the slow queries."""
         if sum((table is not None, sql is not None, from_slow_queries)) != 1:
             raise ValueError("give exactly one of table, sql and from_slow_queries")

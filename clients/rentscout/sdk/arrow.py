@@ -57,8 +57,9 @@ class ArrowStream:
             batches = self._decoder.feed(chunk.data)
             rows = sum(b.num_rows for b in batches)
             if rows != chunk.rows:
-                raise errors.ExportIntegrityError(f"a chunk announced {chunk.rows} rows but holds {rows}",
-                                                  correlation_id=self.stream.correlation_id)
+                raise errors.ExportIntegrityError(
+                    f"a chunk announced {chunk.rows} rows but holds {rows}", correlation_id=self.stream.correlation_id
+                )
             for batch in batches:
                 yield batch
         self._decoder.finish()
@@ -93,8 +94,9 @@ class ParquetSink:
     complete, so memory stays at about one row group whatever the export's size. Close it (or use `with`) to
     write the last row group and the footer; an empty export is a valid Parquet file with the schema."""
 
-    def __init__(self, where: str | Path | IO[bytes], *, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
-                 compression: Compression = "zstd") -> None:
+    def __init__(
+        self, where: str | Path | IO[bytes], *, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS, compression: Compression = "zstd"
+    ) -> None:
         arrow_format.require()
         if row_group_rows < 1:
             raise ValueError("row_group_rows must be at least 1")

@@ -28,9 +28,15 @@ class BaseClient:
     SERVICE: ClassVar[str]
     STUB: ClassVar[Any]
 
-    def __init__(self, target: str | None = None, *, config: ClientConfig | None = None,
-                 grpc_channel: grpc.aio.Channel | None = None, breakers: BreakerRegistry | None = None,
-                 **options: Any) -> None:
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        config: ClientConfig | None = None,
+        grpc_channel: grpc.aio.Channel | None = None,
+        breakers: BreakerRegistry | None = None,
+        **options: Any,
+    ) -> None:
         if config is None:
             if not target:
                 raise ValueError("a target (host:port or dns:///host:port) is required")
@@ -51,8 +57,7 @@ class BaseClient:
     def channel(self) -> grpc.aio.Channel:
         return self._invoker.channel
 
-    async def _call(self, method: str, request: Message, response: type[M], *, idempotent: bool = True,
-                    **call: Any) -> M:
+    async def _call(self, method: str, request: Message, response: type[M], *, idempotent: bool = True, **call: Any) -> M:
         """One unary RPC through the invoker; `response` is the method's response message type."""
         reply = await self._invoker.unary(method, request, idempotent=idempotent, **call)
         if not isinstance(reply, response):  # only a stub of another version of the protos could do this

@@ -23,8 +23,19 @@ from rentscout.resilience.breaker import (
 from rentscout.resilience.clock import SYSTEM_CLOCK, Clock
 from rentscout.sdk import metrics
 
-__all__ = ["BreakerConfig", "BreakerRegistry", "CircuitBreaker", "CircuitOpenError", "CircuitState", "ClientBreakerMetrics",
-           "Outcome", "StateChange", "WindowSnapshot", "default_classify", "open_message"]
+__all__ = [
+    "BreakerConfig",
+    "BreakerRegistry",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
+    "ClientBreakerMetrics",
+    "Outcome",
+    "StateChange",
+    "WindowSnapshot",
+    "default_classify",
+    "open_message",
+]
 
 
 class ClientBreakerMetrics:
@@ -34,8 +45,11 @@ class ClientBreakerMetrics:
         self._name = name
         self._state = metrics.BREAKER_STATE.labels(name)
         calls = metrics.BREAKER_CALLS
-        self._calls = {(o, s): calls.labels(name, o.value + ("_slow" if s else ""))
-                       for o in (Outcome.SUCCESS, Outcome.FAILURE) for s in (False, True)}
+        self._calls = {
+            (o, s): calls.labels(name, o.value + ("_slow" if s else ""))
+            for o in (Outcome.SUCCESS, Outcome.FAILURE)
+            for s in (False, True)
+        }
         self._ignored = calls.labels(name, "ignored")
         self._rejected = calls.labels(name, "rejected")
 
@@ -56,8 +70,9 @@ class ClientBreakerMetrics:
 class CircuitBreaker(_shared.CircuitBreaker):
     """One breaker guards one target; with `metrics` it publishes `rentscout_client_breaker_*{target=name}`."""
 
-    def __init__(self, name: str, config: BreakerConfig | None = None, *, clock: Clock = SYSTEM_CLOCK,
-                 metrics: bool = True) -> None:
+    def __init__(
+        self, name: str, config: BreakerConfig | None = None, *, clock: Clock = SYSTEM_CLOCK, metrics: bool = True
+    ) -> None:
         super().__init__(name, config, clock=clock, observer=ClientBreakerMetrics(name) if metrics else None)
 
 

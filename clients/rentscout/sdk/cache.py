@@ -18,8 +18,12 @@ class CacheQueryClient(BaseClient):
     STUB = cache_pb2_grpc.CacheQueryServiceStub
 
     async def popular_properties(self, city: str, limit: int = 10, **call: Any) -> cache_pb2.PopularPropertiesResponse:
-        return await self._call("PopularProperties", cache_pb2.PopularPropertiesRequest(city=city, limit=limit),
-                                cache_pb2.PopularPropertiesResponse, **call)
+        return await self._call(
+            "PopularProperties",
+            cache_pb2.PopularPropertiesRequest(city=city, limit=limit),
+            cache_pb2.PopularPropertiesResponse,
+            **call,
+        )
 
     async def price_stats(self, city: str, property_type: str | int | None = None, **call: Any) -> cache_pb2.PriceStatsResponse:
         request = cache_pb2.PriceStatsRequest(city=city, property_type=enum_value(PROPERTY_TYPE, property_type))
@@ -33,14 +37,17 @@ class CacheQueryClient(BaseClient):
 
     async def invalidate(self, pattern: str = "", tags: Sequence[str] = (), **call: Any) -> cache_pb2.InvalidateResponse:
         """Admin. Exactly one of a key glob (`pattern`) and `tags`."""
-        return await self._call("Invalidate", cache_pb2.InvalidateRequest(pattern=pattern, tags=list(tags)),
-                                cache_pb2.InvalidateResponse, **call)
+        return await self._call(
+            "Invalidate", cache_pb2.InvalidateRequest(pattern=pattern, tags=list(tags)), cache_pb2.InvalidateResponse, **call
+        )
 
-    async def invalidate_related(self, entity: str | int, id: str, previous_city: str = "",
-                                 **call: Any) -> cache_pb2.InvalidateRelatedResponse:
+    async def invalidate_related(
+        self, entity: str | int, id: str, previous_city: str = "", **call: Any
+    ) -> cache_pb2.InvalidateRelatedResponse:
         """Admin. `entity` is 'property' or 'city'."""
-        request = cache_pb2.InvalidateRelatedRequest(entity=enum_value(ENTITY_TYPE, entity), id=str(id),
-                                                     previous_city=previous_city)
+        request = cache_pb2.InvalidateRelatedRequest(
+            entity=enum_value(ENTITY_TYPE, entity), id=str(id), previous_city=previous_city
+        )
         return await self._call("InvalidateRelated", request, cache_pb2.InvalidateRelatedResponse, **call)
 
     async def stats(self, **call: Any) -> cache_pb2.GetCacheStatsResponse:

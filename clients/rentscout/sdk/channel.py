@@ -43,8 +43,9 @@ class TlsConfig:
         def read(path: str | None) -> bytes | None:
             return Path(path).read_bytes() if path else None
 
-        return grpc.ssl_channel_credentials(root_certificates=read(self.ca_file), private_key=read(self.key_file),
-                                            certificate_chain=read(self.cert_file))
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.ca_file), private_key=read(self.key_file), certificate_chain=read(self.cert_file)
+        )
 
 
 @dataclass(frozen=True)

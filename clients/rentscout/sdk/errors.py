@@ -29,9 +29,18 @@ class RentScoutError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
-    def __init__(self, details: str, *, code: grpc.StatusCode | None = None, method: str = "",
-                 target: str = "", correlation_id: str | None = None, violations: Iterable[tuple[str, str]] = (),
-                 trailing_metadata: Metadata = (), retry_pushback: float | None = None) -> None:
+    def __init__(
+        self,
+        details: str,
+        *,
+        code: grpc.StatusCode | None = None,
+        method: str = "",
+        target: str = "",
+        correlation_id: str | None = None,
+        violations: Iterable[tuple[str, str]] = (),
+        trailing_metadata: Metadata = (),
+        retry_pushback: float | None = None,
+    ) -> None:
         if code is not None:
             self.code = code
         self.details = details
@@ -131,10 +140,24 @@ class CircuitOpenError(UnavailableError, _BreakerOpen):
 
 
 _BY_CODE: dict[grpc.StatusCode, type[RentScoutError]] = {
-    cls.code: cls for cls in (
-        InvalidArgumentError, NotFoundError, AlreadyExistsError, UnauthenticatedError, PermissionDeniedError,
-        FailedPreconditionError, OutOfRangeError, ResourceExhaustedError, AbortedError, UnavailableError,
-        DeadlineExceededError, CallCancelledError, UnimplementedError, InternalError, DataLossError)
+    cls.code: cls
+    for cls in (
+        InvalidArgumentError,
+        NotFoundError,
+        AlreadyExistsError,
+        UnauthenticatedError,
+        PermissionDeniedError,
+        FailedPreconditionError,
+        OutOfRangeError,
+        ResourceExhaustedError,
+        AbortedError,
+        UnavailableError,
+        DeadlineExceededError,
+        CallCancelledError,
+        UnimplementedError,
+        InternalError,
+        DataLossError,
+    )
 }
 
 
@@ -159,8 +182,9 @@ def _metadata(call_md: object) -> tuple[tuple[str, str | bytes], ...]:
     return tuple(call_md) if isinstance(call_md, Iterable) else ()
 
 
-def from_rpc_error(exc: grpc.RpcError, *, method: str = "", target: str = "",
-                   correlation_id: str | None = None) -> RentScoutError:
+def from_rpc_error(
+    exc: grpc.RpcError, *, method: str = "", target: str = "", correlation_id: str | None = None
+) -> RentScoutError:
     """The typed exception for a failed call (sync `grpc.RpcError` or `grpc.aio.AioRpcError`)."""
     code: grpc.StatusCode | None = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     details = (exc.details() if hasattr(exc, "details") else str(exc)) or ""
@@ -168,6 +192,13 @@ def from_rpc_error(exc: grpc.RpcError, *, method: str = "", target: str = "",
     initial = _metadata(exc.initial_metadata() if hasattr(exc, "initial_metadata") else ())
     echoed = next((v for k, v in initial + trailing if k == CORRELATION_HEADER and isinstance(v, str)), None)
     cls = error_class(code or grpc.StatusCode.UNKNOWN)
-    return cls(details, code=code, method=method, target=target, correlation_id=echoed or correlation_id,
-               violations=bad_request_violations(trailing), trailing_metadata=trailing,
-               retry_pushback=parse_pushback(trailing))
+    return cls(
+        details,
+        code=code,
+        method=method,
+        target=target,
+        correlation_id=echoed or correlation_id,
+        violations=bad_request_violations(trailing),
+        trailing_metadata=trailing,
+        retry_pushback=parse_pushback(trailing),
+    )

@@ -60,25 +60,45 @@ def _timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def export_request(format: str | int = "jsonl", *, cities: Sequence[str] = (), property_types: Sequence[str | int] = (),
-                   sources: Sequence[str | int] = (), min_price: int | None = None, max_price: int | None = None,
-                   min_rooms: int | None = None, max_rooms: int | None = None, active_only: bool = False,
-                   updated_since: dt.datetime | None = None, columns: Sequence[str] = (), limit: int = 0,
-                   rows_per_chunk: int = 0, bytes_per_chunk: int = 0,
-                   resume_token: str = "") -> export_pb2.ExportPropertiesRequest:
+def export_request(
+    format: str | int = "jsonl",
+    *,
+    cities: Sequence[str] = (),
+    property_types: Sequence[str | int] = (),
+    sources: Sequence[str | int] = (),
+    min_price: int | None = None,
+    max_price: int | None = None,
+    min_rooms: int | None = None,
+    max_rooms: int | None = None,
+    active_only: bool = False,
+    updated_since: dt.datetime | None = None,
+    columns: Sequence[str] = (),
+    limit: int = 0,
+    rows_per_chunk: int = 0,
+    bytes_per_chunk: int = 0,
+    resume_token: str = "",
+) -> export_pb2.ExportPropertiesRequest:
     """An ExportPropertiesRequest from plain Python values ('jsonl', 'apartment', 'avito', datetimes)."""
     flt = common_pb2.PropertyFilter(
-        cities=list(cities), property_types=[enum_value(PROPERTY_TYPE, t) for t in property_types],
-        sources=[enum_value(LISTING_SOURCE, s) for s in sources], active_only=active_only)
-    for name, value in (("min_price", min_price), ("max_price", max_price), ("min_rooms", min_rooms),
-                        ("max_rooms", max_rooms)):
+        cities=list(cities),
+        property_types=[enum_value(PROPERTY_TYPE, t) for t in property_types],
+        sources=[enum_value(LISTING_SOURCE, s) for s in sources],
+        active_only=active_only,
+    )
+    for name, value in (("min_price", min_price), ("max_price", max_price), ("min_rooms", min_rooms), ("max_rooms", max_rooms)):
         if value is not None:
             setattr(flt, name, value)
     if updated_since is not None:
         flt.updated_since.CopyFrom(_timestamp(updated_since))
     return export_pb2.ExportPropertiesRequest(
-        format=formats.format_value(format), filter=flt, columns=list(columns), limit=limit,
-        rows_per_chunk=rows_per_chunk, bytes_per_chunk=bytes_per_chunk, resume_token=resume_token)
+        format=formats.format_value(format),
+        filter=flt,
+        columns=list(columns),
+        limit=limit,
+        rows_per_chunk=rows_per_chunk,
+        bytes_per_chunk=bytes_per_chunk,
+        resume_token=resume_token,
+    )
 
 
 @dataclass
@@ -123,9 +143,16 @@ class ExportClient(BaseClient):
     SERVICE = "rentscout.export.v1.ExportService"
     STUB = export_pb2_grpc.ExportServiceStub
 
-    def __init__(self, target: str | None = None, *, resume: RetryPolicy | None = None,
-                 max_stall: float = DEFAULT_MAX_STALL, reconnect_wait: float = DEFAULT_RECONNECT_WAIT,
-                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        resume: RetryPolicy | None = None,
+        max_stall: float = DEFAULT_MAX_STALL,
+        reconnect_wait: float = DEFAULT_RECONNECT_WAIT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
         """`resume` paces resuming broken streams; see `export_stream` for `max_stall`, `reconnect_wait`
         and `connect_timeout` (how long starting an export may take before it fails)."""
         super().__init__(target, **kwargs)
@@ -135,10 +162,16 @@ class ExportClient(BaseClient):
         self.connect_timeout = connect_timeout
         self._flights: FlightExports | None = None
 
-    def export(self, request: export_pb2.ExportPropertiesRequest | None = None, *, timeout: float | None = None,
-               metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
-               on_chunk: Callable[[ExportStream, export_pb2.ExportChunk], object] | None = None,
-               **request_fields: Any) -> ExportStream:
+    def export(
+        self,
+        request: export_pb2.ExportPropertiesRequest | None = None,
+        *,
+        timeout: float | None = None,
+        metadata: Sequence[tuple[str, str]] | None = None,
+        correlation_id: str | None = None,
+        on_chunk: Callable[[ExportStream, export_pb2.ExportChunk], object] | None = None,
+        **request_fields: Any,
+    ) -> ExportStream:
         """A resumable stream (read it with `async for row in ...`, `.chunks()` or `.data()`).
 
         `timeout` bounds the whole export including resumes (None: no deadline; keepalive detects
@@ -148,18 +181,31 @@ class ExportClient(BaseClient):
             request = export_request(**request_fields)
         elif request_fields:
             raise TypeError("pass either a request or request fields, not both")
-        return ExportStream(self._invoker, request, resume=self.resume_policy, timeout=timeout, metadata=metadata,
-                            correlation_id=correlation_id, on_chunk=on_chunk, max_stall=self.max_stall,
-                            reconnect_wait=self.reconnect_wait, connect_timeout=self.connect_timeout)
+        return ExportStream(
+            self._invoker,
+            request,
+            resume=self.resume_policy,
+            timeout=timeout,
+            metadata=metadata,
+            correlation_id=correlation_id,
+            on_chunk=on_chunk,
+            max_stall=self.max_stall,
+            reconnect_wait=self.reconnect_wait,
+            connect_timeout=self.connect_timeout,
+        )
 
     @property
     def flights(self) -> FlightExports:
         """This client's Arrow Flight reader (made at first use, closed with the client): the target's breaker and
         retry budget, this client's resume policy and `max_stall`."""
         if self._flights is None:
-            self._flights = FlightExports(self.config, breaker=self._invoker.breaker,
-                                          retry_budget=self._invoker.budget, resume=self.resume_policy,
-                                          max_stall=self.max_stall)
+            self._flights = FlightExports(
+                self.config,
+                breaker=self._invoker.breaker,
+                retry_budget=self._invoker.budget,
+                resume=self.resume_policy,
+                max_stall=self.max_stall,
+            )
         return self._flights
 
     async def close(self) -> None:
@@ -168,20 +214,42 @@ class ExportClient(BaseClient):
         await super().close()
 
     @overload
-    def export_arrow(self, request: export_pb2.ExportPropertiesRequest | None = None, *, timeout: float | None = None,
-                     metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
-                     flight: Literal[False] = False, parallel: Literal[1] = 1, **request_fields: Any) -> ArrowStream: ...
+    def export_arrow(
+        self,
+        request: export_pb2.ExportPropertiesRequest | None = None,
+        *,
+        timeout: float | None = None,
+        metadata: Sequence[tuple[str, str]] | None = None,
+        correlation_id: str | None = None,
+        flight: Literal[False] = False,
+        parallel: Literal[1] = 1,
+        **request_fields: Any,
+    ) -> ArrowStream: ...
 
     @overload
-    def export_arrow(self, request: export_pb2.ExportPropertiesRequest | None = None, *, timeout: float | None = None,
-                     metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
-                     flight: bool = False, parallel: int = 1,
-                     **request_fields: Any) -> ArrowStream | FlightArrowStream: ...
+    def export_arrow(
+        self,
+        request: export_pb2.ExportPropertiesRequest | None = None,
+        *,
+        timeout: float | None = None,
+        metadata: Sequence[tuple[str, str]] | None = None,
+        correlation_id: str | None = None,
+        flight: bool = False,
+        parallel: int = 1,
+        **request_fields: Any,
+    ) -> ArrowStream | FlightArrowStream: ...
 
-    def export_arrow(self, request: export_pb2.ExportPropertiesRequest | None = None, *, timeout: float | None = None,
-                     metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
-                     flight: bool = False, parallel: int = 1,
-                     **request_fields: Any) -> ArrowStream | FlightArrowStream:
+    def export_arrow(
+        self,
+        request: export_pb2.ExportPropertiesRequest | None = None,
+        *,
+        timeout: float | None = None,
+        metadata: Sequence[tuple[str, str]] | None = None,
+        correlation_id: str | None = None,
+        flight: bool = False,
+        parallel: int = 1,
+        **request_fields: Any,
+    ) -> ArrowStream | FlightArrowStream:
         """The record batches of an Arrow export (`async for batch in ...`: pyarrow.RecordBatch), resumable, every
         row exactly once. Pass an EXPORT_FORMAT_ARROW request or `export_request` keyword arguments (the format
         defaults to arrow). Needs the `arrow` extra (pyarrow).
@@ -199,16 +267,22 @@ class ExportClient(BaseClient):
             flights, read = self.flights, request
 
             def open_reader() -> pa.RecordBatchReader:
-                return flights.read(read, parallel=parallel, timeout=timeout, metadata=metadata or (),
-                                    correlation_id=correlation_id)
+                return flights.read(
+                    read, parallel=parallel, timeout=timeout, metadata=metadata or (), correlation_id=correlation_id
+                )
 
             return FlightArrowStream(open_reader, flights)
         return ArrowStream(self.export(request, timeout=timeout, metadata=metadata, correlation_id=correlation_id))
 
-    async def plan_export(self, request: export_pb2.ExportPropertiesRequest, partitions: int,
-                          **call: Any) -> export_pb2.PlanExportResponse:
-        return await self._call("PlanExport", export_pb2.PlanExportRequest(export=request, partitions=partitions),
-                                export_pb2.PlanExportResponse, **call)
+    async def plan_export(
+        self, request: export_pb2.ExportPropertiesRequest, partitions: int, **call: Any
+    ) -> export_pb2.PlanExportResponse:
+        return await self._call(
+            "PlanExport",
+            export_pb2.PlanExportRequest(export=request, partitions=partitions),
+            export_pb2.PlanExportResponse,
+            **call,
+        )
 
     async def statistics(self, since: dt.datetime | None = None, **call: Any) -> export_pb2.GetExportStatisticsResponse:
         request = export_pb2.GetExportStatisticsRequest()
@@ -216,8 +290,9 @@ class ExportClient(BaseClient):
             request.since.CopyFrom(_timestamp(since))
         return await self._call("GetExportStatistics", request, export_pb2.GetExportStatisticsResponse, **call)
 
-    def partition_streams(self, request: export_pb2.ExportPropertiesRequest, plan: export_pb2.PlanExportResponse,
-                          **stream_options: Any) -> list[ExportStream]:
+    def partition_streams(
+        self, request: export_pb2.ExportPropertiesRequest, plan: export_pb2.PlanExportResponse, **stream_options: Any
+    ) -> list[ExportStream]:
         """One resumable stream per PlanExport partition (read them concurrently)."""
         streams = []
         for partition in sorted(plan.partitions, key=lambda p: p.index):
@@ -227,11 +302,19 @@ class ExportClient(BaseClient):
             streams.append(self.export(part, **stream_options))
         return streams
 
-    async def download(self, request: export_pb2.ExportPropertiesRequest, out: BinarySink | None = None, *,
-                       parallel: int = 1, split: Callable[[int], Path] | None = None,
-                       progress: Callable[[DownloadProgress], object] | None = None, spool_dir: str | None = None,
-                       timeout: float | None = None, correlation_id: str | None = None,
-                       flight: bool = False) -> DownloadResult:
+    async def download(
+        self,
+        request: export_pb2.ExportPropertiesRequest,
+        out: BinarySink | None = None,
+        *,
+        parallel: int = 1,
+        split: Callable[[int], Path] | None = None,
+        progress: Callable[[DownloadProgress], object] | None = None,
+        spool_dir: str | None = None,
+        timeout: float | None = None,
+        correlation_id: str | None = None,
+        flight: bool = False,
+    ) -> DownloadResult:
         """Write a whole export to `out` (one valid file) or, with `split`, one file per partition.
 
         `flight=True` (Arrow exports only, one file) reads it over Arrow Flight, `parallel` endpoints at once, and
@@ -244,8 +327,16 @@ class ExportClient(BaseClient):
             if split is not None or request.format != formats.ARROW:
                 raise ValueError("download(flight=True) writes one Arrow file: an ARROW request and out, not split")
             assert out is not None
-            return await self._download_flight(request, _Counting(out), state, started, parallel=parallel,
-                                               progress=progress, timeout=timeout, correlation_id=correlation_id)
+            return await self._download_flight(
+                request,
+                _Counting(out),
+                state,
+                started,
+                parallel=parallel,
+                progress=progress,
+                timeout=timeout,
+                correlation_id=correlation_id,
+            )
         streams: list[ExportStream] = []
 
         def on_chunk(stream: ExportStream, chunk: export_pb2.ExportChunk) -> None:
@@ -261,8 +352,9 @@ class ExportClient(BaseClient):
         if parallel <= 1:
             streams.append(self.export(request, **options))
         else:
-            plan = await self.plan_export(request, parallel, timeout=timeout if timeout is not None else 60.0,
-                                          correlation_id=correlation_id)
+            plan = await self.plan_export(
+                request, parallel, timeout=timeout if timeout is not None else 60.0, correlation_id=correlation_id
+            )
             state.estimated_total_rows = plan.estimated_total_rows
             streams += self.partition_streams(request, plan, **options)
             state.partitions = len(streams)
@@ -280,17 +372,30 @@ class ExportClient(BaseClient):
         state.resumes = sum(s.resumes for s in streams)
         if progress is not None:
             progress(state)
-        return DownloadResult(rows=state.rows, bytes_written=written, resumes=state.resumes, partitions=len(streams),
-                              elapsed=time.monotonic() - started, files=files,
-                              export_ids=sorted({s.header.export_id for s in streams if s.header and s.header.export_id}))
+        return DownloadResult(
+            rows=state.rows,
+            bytes_written=written,
+            resumes=state.resumes,
+            partitions=len(streams),
+            elapsed=time.monotonic() - started,
+            files=files,
+            export_ids=sorted({s.header.export_id for s in streams if s.header and s.header.export_id}),
+        )
 
-    async def _download_flight(self, request: export_pb2.ExportPropertiesRequest, sink: _Counting,
-                               state: DownloadProgress, started: float, *, parallel: int,
-                               progress: Callable[[DownloadProgress], object] | None, timeout: float | None,
-                               correlation_id: str | None) -> DownloadResult:
+    async def _download_flight(
+        self,
+        request: export_pb2.ExportPropertiesRequest,
+        sink: _Counting,
+        state: DownloadProgress,
+        started: float,
+        *,
+        parallel: int,
+        progress: Callable[[DownloadProgress], object] | None,
+        timeout: float | None,
+        correlation_id: str | None,
+    ) -> DownloadResult:
         """The Flight reader's batches as one Arrow IPC stream (schema message, batch messages, end of stream)."""
-        stream = self.export_arrow(request, flight=True, parallel=parallel, timeout=timeout,
-                                   correlation_id=correlation_id)
+        stream = self.export_arrow(request, flight=True, parallel=parallel, timeout=timeout, correlation_id=correlation_id)
         assert isinstance(stream, FlightArrowStream)
         resumed = stream.resumes  # the reader's count is per client
         state.partitions = max(1, parallel)
@@ -310,11 +415,21 @@ class ExportClient(BaseClient):
         state.resumes = stream.resumes - resumed
         if progress is not None:
             progress(state)
-        return DownloadResult(rows=state.rows, bytes_written=sink.written, resumes=state.resumes,
-                              partitions=state.partitions, elapsed=time.monotonic() - started)
+        return DownloadResult(
+            rows=state.rows,
+            bytes_written=sink.written,
+            resumes=state.resumes,
+            partitions=state.partitions,
+            elapsed=time.monotonic() - started,
+        )
 
-    async def _write_split(self, request: export_pb2.ExportPropertiesRequest, streams: list[ExportStream],
-                           split: Callable[[int], Path], files: list[str]) -> int:
+    async def _write_split(
+        self,
+        request: export_pb2.ExportPropertiesRequest,
+        streams: list[ExportStream],
+        split: Callable[[int], Path],
+        files: list[str],
+    ) -> int:
         async def one(index: int, stream: ExportStream) -> int:
             path = split(index)
             files.append(str(path))
@@ -332,8 +447,9 @@ class ExportClient(BaseClient):
             return path.stat().st_size
         return sum(await _gather_or_cancel([one(i, s) for i, s in enumerate(streams)]))
 
-    async def _write_merged(self, request: export_pb2.ExportPropertiesRequest, streams: list[ExportStream],
-                            sink: _Counting, spool_dir: str | None) -> None:
+    async def _write_merged(
+        self, request: export_pb2.ExportPropertiesRequest, streams: list[ExportStream], sink: _Counting, spool_dir: str | None
+    ) -> None:
         merged = formats.stitcher(request.format, request.columns)
         if not streams:
             sink.write(merged.finish())
@@ -424,8 +540,9 @@ class SyncExportClient(SyncClient):
     def export(self, request: export_pb2.ExportPropertiesRequest | None = None, **kwargs: Any) -> SyncExportStream:
         return SyncExportStream(self._loop, self._async.export(request, **kwargs))
 
-    def export_arrow(self, request: export_pb2.ExportPropertiesRequest | None = None, *, flight: bool = False,
-                     parallel: int = 1, **kwargs: Any) -> pa.RecordBatchReader:
+    def export_arrow(
+        self, request: export_pb2.ExportPropertiesRequest | None = None, *, flight: bool = False, parallel: int = 1, **kwargs: Any
+    ) -> pa.RecordBatchReader:
         """A pyarrow.RecordBatchReader over an Arrow export (resumable, every row exactly once); DuckDB, polars and
         pandas read it as it streams. Arguments as for `ExportClient.export_arrow`.
 

@@ -86,12 +86,20 @@ class SegmentStart:
 class ExportStream:
     """One export (a request, or a PlanExport partition's token); see the module docstring."""
 
-    def __init__(self, invoker: Invoker, request: export_pb2.ExportPropertiesRequest, *,
-                 resume: RetryPolicy | None = None, timeout: float | None = None,
-                 metadata: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None,
-                 on_chunk: Callable[[ExportStream, export_pb2.ExportChunk], object] | None = None,
-                 max_stall: float = DEFAULT_MAX_STALL, reconnect_wait: float = DEFAULT_RECONNECT_WAIT,
-                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        invoker: Invoker,
+        request: export_pb2.ExportPropertiesRequest,
+        *,
+        resume: RetryPolicy | None = None,
+        timeout: float | None = None,
+        metadata: Sequence[tuple[str, str]] | None = None,
+        correlation_id: str | None = None,
+        on_chunk: Callable[[ExportStream, export_pb2.ExportChunk], object] | None = None,
+        max_stall: float = DEFAULT_MAX_STALL,
+        reconnect_wait: float = DEFAULT_RECONNECT_WAIT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
         self._invoker = invoker
         self.max_stall = max_stall
         self.connect_timeout = connect_timeout
@@ -114,8 +122,9 @@ class ExportStream:
         self._first_failure: errors.RentScoutError | None = None  # the most telling error while starting
         self._opened = 0.0  # when the first attempt started
         self._largest_chunk = 0  # bytes of the largest chunk received (about the server's chunk size)
-        self.budget = ResumeBudget(self._resume, max_stall, breaker=invoker.breaker, retry_budget=invoker.budget,
-                                   clock=invoker.clock)
+        self.budget = ResumeBudget(
+            self._resume, max_stall, breaker=invoker.breaker, retry_budget=invoker.budget, clock=invoker.clock
+        )
 
     @property
     def format(self) -> int:
@@ -157,7 +166,8 @@ class ExportStream:
                 parsed = decode(event.data)
                 if len(parsed) != event.rows:
                     raise errors.ExportIntegrityError(
-                        f"a chunk announced {event.rows} rows but holds {len(parsed)}", target=self._invoker.config.target)
+                        f"a chunk announced {event.rows} rows but holds {len(parsed)}", target=self._invoker.config.target
+                    )
                 for row in parsed:
                     yield row
 
@@ -224,16 +234,20 @@ class ExportStream:
                         elif kind == "summary":
                             self.summary = message.summary
                 except grpc.aio.AioRpcError as exc:
-                    failure = errors.from_rpc_error(exc, method=self._method, target=inv.config.target,
-                                                    correlation_id=self.correlation_id)
+                    failure = errors.from_rpc_error(
+                        exc, method=self._method, target=inv.config.target, correlation_id=self.correlation_id
+                    )
                     if not self._resumable(failure, got_message):
                         attempt.failed(failure)
                         raise failure from exc
                 except _Silent:
                     call.cancel()
                     failure = errors.UnavailableError(
-                        f"no message from {inv.config.target} for {self.max_stall:g}s", method=self._method,
-                        target=inv.config.target, correlation_id=self.correlation_id)
+                        f"no message from {inv.config.target} for {self.max_stall:g}s",
+                        method=self._method,
+                        target=inv.config.target,
+                        correlation_id=self.correlation_id,
+                    )
                 except BaseException:  # the consumer stopped reading (GeneratorExit), cancellation, integrity error
                     call.cancel()
                     attempt.abandoned()
@@ -244,25 +258,38 @@ class ExportStream:
                         self._finished()
                         return
                     attempt.abandoned()  # a clean end without a summary: odd, but not the target failing
-                    failure = errors.UnavailableError("the export stream ended without a summary", method=self._method,
-                                                      target=inv.config.target, correlation_id=self.correlation_id)
+                    failure = errors.UnavailableError(
+                        "the export stream ended without a summary",
+                        method=self._method,
+                        target=inv.config.target,
+                        correlation_id=self.correlation_id,
+                    )
             assert failure is not None
             if self.header is None:
                 if attempt is not None:
                     attempt.failed(failure)
                     starts += 1
                 delay = self._start_delay(failure, starts, deadline)
-                _log.info("export did not start (%s); retrying in %.2fs", failure, delay,
-                          extra={"fields": {"retry.attempt": starts, "server.address": inv.config.target}})
+                _log.info(
+                    "export did not start (%s); retrying in %.2fs",
+                    failure,
+                    delay,
+                    extra={"fields": {"retry.attempt": starts, "server.address": inv.config.target}},
+                )
                 await clock.async_sleep(delay)
                 continue
             progressed = attempt is not None and attempt.progressed
             try:
-                delay = budget.broke(attempt, failure, deadline=deadline,
-                                     context=f"export stopped after {self.rows_received} rows and {self.resumes} resume(s)")
+                delay = budget.broke(
+                    attempt,
+                    failure,
+                    deadline=deadline,
+                    context=f"export stopped after {self.rows_received} rows and {self.resumes} resume(s)",
+                )
             except BreakerOpen as exc:  # say it as the export's failure (the breaker's error reads as "failing fast")
-                raised = errors.UnavailableError(str(exc), method=self._method, target=inv.config.target,
-                                                 correlation_id=self.correlation_id)
+                raised = errors.UnavailableError(
+                    str(exc), method=self._method, target=inv.config.target, correlation_id=self.correlation_id
+                )
                 for note in getattr(exc, "__notes__", ()):
                     raised.add_note(note)
                 raise raised from exc
@@ -271,10 +298,20 @@ class ExportStream:
                 metrics.STREAM_RESUMES.labels(inv.config.target).inc()
             # A cut after progress (GOAWAY, a proxy's RST, a load balancer's stream timeout) is routine, and so is
             # one empty attempt after it (re-opened at once, it may still meet the dying connection); more is not.
-            _log.log(logging.INFO if progressed or budget.stuck <= 1 else logging.WARNING,
-                     "export stream broke after %d rows (%s); resuming in %.2fs", self.rows_received, failure, delay,
-                     extra={"fields": {"export.rows": self.rows_received, "export.resumes": self.resumes,
-                                       "server.address": inv.config.target}})
+            _log.log(
+                logging.INFO if progressed or budget.stuck <= 1 else logging.WARNING,
+                "export stream broke after %d rows (%s); resuming in %.2fs",
+                self.rows_received,
+                failure,
+                delay,
+                extra={
+                    "fields": {
+                        "export.rows": self.rows_received,
+                        "export.resumes": self.resumes,
+                        "server.address": inv.config.target,
+                    }
+                },
+            )
             if delay > 0:
                 await clock.async_sleep(delay)
 
@@ -291,8 +328,9 @@ class ExportStream:
                 raise _Silent from None
             yield message
 
-    async def _prepare(self, segment: int, attempt: StreamAttempt,
-                       deadline: float | None) -> tuple[float | None, BaseException | None]:
+    async def _prepare(
+        self, segment: int, attempt: StreamAttempt, deadline: float | None
+    ) -> tuple[float | None, BaseException | None]:
         """The segment's timeout, after waiting (resumed segments only) for the channel to reconnect.
 
         Returns a failure when no connection came up: for a resumed stream, when one connection attempt
@@ -302,8 +340,9 @@ class ExportStream:
         timeout = None if deadline is None else deadline - inv.clock.monotonic()
         if timeout is not None and timeout <= 0:
             attempt.abandoned()
-            raise errors.DeadlineExceededError("the export's deadline expired", target=inv.config.target,
-                                               method=self._method, correlation_id=self.correlation_id)
+            raise errors.DeadlineExceededError(
+                "the export's deadline expired", target=inv.config.target, method=self._method, correlation_id=self.correlation_id
+            )
         if segment == 1:
             return timeout, None
         if self.header is None:  # still starting: a short wait, within what connect_timeout leaves
@@ -317,9 +356,12 @@ class ExportStream:
             ready = await inv.wait_connected(wait)
         if ready:
             return (None if deadline is None else deadline - inv.clock.monotonic()), None
-        failure = errors.UnavailableError(f"no connection to {inv.config.target} within {wait:.1f}s",
-                                          method=self._method, target=inv.config.target,
-                                          correlation_id=self.correlation_id)
+        failure = errors.UnavailableError(
+            f"no connection to {inv.config.target} within {wait:.1f}s",
+            method=self._method,
+            target=inv.config.target,
+            correlation_id=self.correlation_id,
+        )
         return timeout, failure
 
     @property
@@ -364,8 +406,12 @@ class ExportStream:
         if not isinstance(cause, errors.RentScoutError):
             raise cause
         raised = errors.error_class(cause.code)(
-            f"cannot start the export on {inv.config.target}: {cause.details}", code=cause.code, method=self._method,
-            target=inv.config.target, correlation_id=cause.correlation_id or self.correlation_id)
+            f"cannot start the export on {inv.config.target}: {cause.details}",
+            code=cause.code,
+            method=self._method,
+            target=inv.config.target,
+            correlation_id=cause.correlation_id or self.correlation_id,
+        )
         raised.add_note(f"gave up: {reason}")
         raise raised from cause
 
@@ -381,17 +427,25 @@ class ExportStream:
         if header.resumed != sent_token or header.rows_already_sent != expected:
             raise errors.ExportIntegrityError(
                 f"stream {segment} reports {header.rows_already_sent} rows already sent (resumed={header.resumed}) "
-                f"but {expected} were received before it", target=self._invoker.config.target,
-                correlation_id=self.correlation_id)
+                f"but {expected} were received before it",
+                target=self._invoker.config.target,
+                correlation_id=self.correlation_id,
+            )
         return header.rows_already_sent
 
     def _check_chunk(self, chunk: export_pb2.ExportChunk, expected_rows_sent: int) -> None:
         if chunk.rows_sent and chunk.rows_sent != expected_rows_sent:
             raise errors.ExportIntegrityError(
                 f"chunk says {chunk.rows_sent} rows sent, {expected_rows_sent} were received",
-                target=self._invoker.config.target, correlation_id=self.correlation_id)
+                target=self._invoker.config.target,
+                correlation_id=self.correlation_id,
+            )
 
     def _finished(self) -> None:
         if self.summary is not None and self.summary.status == export_pb2.EXPORT_STATUS_FAILED:
-            raise errors.InternalError("the server reported the export as failed", method=self._method,
-                                       target=self._invoker.config.target, correlation_id=self.correlation_id)
+            raise errors.InternalError(
+                "the server reported the export as failed",
+                method=self._method,
+                target=self._invoker.config.target,
+                correlation_id=self.correlation_id,
+            )

@@ -58,7 +58,8 @@ def _transient(exc: BaseException) -> bool:
     import pyarrow.flight as fl
 
     return isinstance(exc, (fl.FlightUnavailableError, fl.FlightCancelledError, fl.FlightTimedOutError)) or (
-        isinstance(exc, fl.FlightInternalError) and "Server never sent" not in str(exc))
+        isinstance(exc, fl.FlightInternalError) and "Server never sent" not in str(exc)
+    )
 
 
 @dataclass
@@ -107,9 +108,15 @@ class FlightExports:
     `breaker` and `retry_budget` default to the target's process-wide ones (those the SDK's gRPC calls use);
     `resume` paces resuming and `max_stall` bounds the time without a batch, as for `ExportStream`."""
 
-    def __init__(self, config: ClientConfig, *, breaker: CircuitBreaker | None = None,
-                 retry_budget: RetryBudget | None = None, resume: RetryPolicy | None = None,
-                 max_stall: float = DEFAULT_MAX_STALL) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        breaker: CircuitBreaker | None = None,
+        retry_budget: RetryBudget | None = None,
+        resume: RetryPolicy | None = None,
+        max_stall: float = DEFAULT_MAX_STALL,
+    ) -> None:
         self.config = config
         self.breaker = breaker if breaker is not None else BREAKERS.get(config.target, config.breaker)
         self.retry_budget = retry_budget if retry_budget is not None else target_retry_budget(config.target)
@@ -128,14 +135,19 @@ class FlightExports:
                 tls = self.config.channel.tls
                 # the SDK's channel settings (keepalive, reconnect backoff, user agent, extra options); the balancing
                 # policy and the message limit stay Flight's own
-                kept = [(k, v) for k, v in self.config.channel.options()
-                        if k not in ("grpc.service_config", "grpc.max_receive_message_length")]
+                kept = [
+                    (k, v)
+                    for k, v in self.config.channel.options()
+                    if k not in ("grpc.service_config", "grpc.max_receive_message_length")
+                ]
                 kwargs: dict[str, Any] = {"generic_options": kept}
                 if tls is not None:
-                    kwargs.update(tls_root_certs=Path(tls.ca_file).read_bytes() if tls.ca_file else None,
-                                  cert_chain=Path(tls.cert_file).read_bytes() if tls.cert_file else None,
-                                  private_key=Path(tls.key_file).read_bytes() if tls.key_file else None,
-                                  override_hostname=tls.server_name)
+                    kwargs.update(
+                        tls_root_certs=Path(tls.ca_file).read_bytes() if tls.ca_file else None,
+                        cert_chain=Path(tls.cert_file).read_bytes() if tls.cert_file else None,
+                        private_key=Path(tls.key_file).read_bytes() if tls.key_file else None,
+                        override_hostname=tls.server_name,
+                    )
                 self._client = fl.FlightClient(location(self.config), **kwargs)
             return self._client
 
@@ -145,8 +157,9 @@ class FlightExports:
                 self._client.close()
                 self._client = None
 
-    def options(self, timeout: float | None = None, metadata: Sequence[tuple[str, str]] = (),
-                correlation_id: str | None = None) -> fl.FlightCallOptions:
+    def options(
+        self, timeout: float | None = None, metadata: Sequence[tuple[str, str]] = (), correlation_id: str | None = None
+    ) -> fl.FlightCallOptions:
         import pyarrow.flight as fl
 
         headers = [(k.encode(), v.encode()) for k, v in (*self.config.metadata, *metadata)]
@@ -165,8 +178,9 @@ class FlightExports:
         command.format = export_pb2.EXPORT_FORMAT_ARROW
         return self.client.get_flight_info(fl.FlightDescriptor.for_command(command.SerializeToString()), options)
 
-    def endpoint_batches(self, ticket: bytes, options: fl.FlightCallOptions, *,
-                         deadline: float | None = None) -> Generator[pa.RecordBatch, None, None]:
+    def endpoint_batches(
+        self, ticket: bytes, options: fl.FlightCallOptions, *, deadline: float | None = None
+    ) -> Generator[pa.RecordBatch, None, None]:
         """One endpoint's batches; a cut stream resumes after its last batch (app_metadata), paced and bounded by
         progress (`ResumeBudget`). `deadline` (the resume policy's clock) is the whole read's, if any."""
         import pyarrow.flight as fl
@@ -210,7 +224,8 @@ class FlightExports:
                     failure = exc
                     if silence.fired:
                         failure = fl.FlightUnavailableError(
-                            f"no batch from {self.config.target} for {time.monotonic() - silence.mark:.1f}s")
+                            f"no batch from {self.config.target} for {time.monotonic() - silence.mark:.1f}s"
+                        )
                         failure.__cause__ = exc
                 finally:
                     silence.stop()
@@ -218,11 +233,16 @@ class FlightExports:
                         reader.cancel()  # a stream left behind would hold a server export slot until its deadline
             progressed = attempt is not None and attempt.progressed
             try:
-                delay = budget.broke(attempt, failure, deadline=deadline,
-                                     context=f"Flight export stopped after {rows} rows and {resumes} resume(s)")
+                delay = budget.broke(
+                    attempt,
+                    failure,
+                    deadline=deadline,
+                    context=f"Flight export stopped after {rows} rows and {resumes} resume(s)",
+                )
             except CircuitOpenError as exc:  # say it as the export's failure, like ExportStream
-                raised = errors.UnavailableError(str(exc), method="/arrow.flight.protocol.FlightService/DoGet",
-                                                 target=self.config.target)
+                raised = errors.UnavailableError(
+                    str(exc), method="/arrow.flight.protocol.FlightService/DoGet", target=self.config.target
+                )
                 for note in getattr(exc, "__notes__", ()):
                     raised.add_note(note)
                 raise raised from exc
@@ -232,15 +252,26 @@ class FlightExports:
                     self.resumes += 1
                 metrics.STREAM_RESUMES.labels(self.config.target).inc()
             # a cut after progress is routine, and so is one empty attempt right after it (the dying connection)
-            _log.log(logging.INFO if progressed or budget.stuck <= 1 else logging.WARNING,
-                     "Flight stream broke after %d rows (%s); resuming in %.2fs", rows, failure, delay,
-                     extra={"fields": {"export.rows": rows, "export.resumes": resumes,
-                                       "server.address": self.config.target}})
+            _log.log(
+                logging.INFO if progressed or budget.stuck <= 1 else logging.WARNING,
+                "Flight stream broke after %d rows (%s); resuming in %.2fs",
+                rows,
+                failure,
+                delay,
+                extra={"fields": {"export.rows": rows, "export.resumes": resumes, "server.address": self.config.target}},
+            )
             if delay > 0:
                 self.resume_policy.clock.sleep(delay)
 
-    def read(self, request: export_pb2.ExportPropertiesRequest, *, parallel: int = 1, timeout: float | None = None,
-             metadata: Sequence[tuple[str, str]] = (), correlation_id: str | None = None) -> pa.RecordBatchReader:
+    def read(
+        self,
+        request: export_pb2.ExportPropertiesRequest,
+        *,
+        parallel: int = 1,
+        timeout: float | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        correlation_id: str | None = None,
+    ) -> pa.RecordBatchReader:
         """A RecordBatchReader over the whole export, batches in id order, up to `parallel` endpoints read at once."""
         import pyarrow as pa
 
@@ -248,11 +279,11 @@ class FlightExports:
         options = self.options(timeout, metadata, correlation_id)
         info = self.info(request, options)
         tickets = [ep.ticket.ticket for ep in info.endpoints]
-        return pa.RecordBatchReader.from_batches(info.schema,
-                                                 self._ordered(tickets, options, max(1, parallel), deadline))
+        return pa.RecordBatchReader.from_batches(info.schema, self._ordered(tickets, options, max(1, parallel), deadline))
 
-    def _ordered(self, tickets: list[bytes], options: fl.FlightCallOptions, parallel: int,
-                 deadline: float | None) -> Iterator[pa.RecordBatch]:
+    def _ordered(
+        self, tickets: list[bytes], options: fl.FlightCallOptions, parallel: int, deadline: float | None
+    ) -> Iterator[pa.RecordBatch]:
         if parallel == 1:
             for ticket in tickets:
                 yield from self.endpoint_batches(ticket, options, deadline=deadline)
@@ -280,8 +311,9 @@ class FlightExports:
 
         def start(index: int) -> None:
             feeds.append(queue.Queue(LOOKAHEAD))
-            threading.Thread(target=pump, args=(tickets[index], feeds[index]), daemon=True,
-                             name=f"flight-endpoint-{index}").start()
+            threading.Thread(
+                target=pump, args=(tickets[index], feeds[index]), daemon=True, name=f"flight-endpoint-{index}"
+            ).start()
 
         try:
             for index in range(min(parallel, len(tickets))):

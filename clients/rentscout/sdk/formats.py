@@ -16,8 +16,19 @@ from typing import Any
 from rentscout.export.v1 import export_pb2
 from rentscout.wire.formats import RowDecoder, Stitcher, by_enum, by_name
 
-__all__ = ["ARROW", "CSV", "JSON", "JSONL", "RowDecoder", "Stitcher", "format_value", "merge_files", "parse_rows",
-           "row_decoder", "stitcher"]
+__all__ = [
+    "ARROW",
+    "CSV",
+    "JSON",
+    "JSONL",
+    "RowDecoder",
+    "Stitcher",
+    "format_value",
+    "merge_files",
+    "parse_rows",
+    "row_decoder",
+    "stitcher",
+]
 
 CSV, JSON, JSONL = export_pb2.EXPORT_FORMAT_CSV, export_pb2.EXPORT_FORMAT_JSON, export_pb2.EXPORT_FORMAT_JSONL
 ARROW = export_pb2.EXPORT_FORMAT_ARROW

@@ -34,8 +34,9 @@ class _Once:
                 self.suppressed += 1
                 return
             self.suppressed = 0
-        self.logger.log(self.level, "%s failed, returning the default value (repeats are not logged): %s",
-                        self.name, exc, exc_info=exc)
+        self.logger.log(
+            self.level, "%s failed, returning the default value (repeats are not logged): %s", self.name, exc, exc_info=exc
+        )
 
     def succeeded(self) -> None:
         if self.failing is None:
@@ -43,14 +44,18 @@ class _Once:
         with self.lock:
             failing, suppressed, self.failing = self.failing, self.suppressed, None
         if failing is not None:
-            self.logger.info("%s recovered after %s (%d repeated failure(s) not logged)", self.name,
-                             failing.__name__, suppressed)
+            self.logger.info("%s recovered after %s (%d repeated failure(s) not logged)", self.name, failing.__name__, suppressed)
 
 
-def handle_errors(default: Any = None, *, default_factory: Callable[[], Any] | None = None,
-                  exceptions: type[BaseException] | tuple[type[BaseException], ...] = Exception,
-                  logger: logging.Logger | None = None, log_level: int = logging.WARNING,
-                  log: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def handle_errors(
+    default: Any = None,
+    *,
+    default_factory: Callable[[], Any] | None = None,
+    exceptions: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+    logger: logging.Logger | None = None,
+    log_level: int = logging.WARNING,
+    log: bool = True,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a function so that `exceptions` return `default` (or `default_factory()`)."""
 
     def fallback() -> Any:
@@ -60,6 +65,7 @@ def handle_errors(default: Any = None, *, default_factory: Callable[[], Any] | N
         once = _Once(getattr(fn, "__qualname__", repr(fn)), logger or logging.getLogger(fn.__module__), log_level)
 
         if inspect.iscoroutinefunction(fn):
+
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 try:

@@ -121,8 +121,15 @@ class AttemptTimeout:
 class Invoker:
     """Calls methods of one service on one target through the resilience stack."""
 
-    def __init__(self, config: ClientConfig, service: str, stub_factory: Any, *,
-                 channel: grpc.aio.Channel | None = None, breakers: BreakerRegistry | None = None) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        service: str,
+        stub_factory: Any,
+        *,
+        channel: grpc.aio.Channel | None = None,
+        breakers: BreakerRegistry | None = None,
+    ) -> None:
         self.config = config
         self.service = service
         self.channel = channel or create_channel(config.target, config.channel)
@@ -133,7 +140,8 @@ class Invoker:
         self.budget = retry_budget(config.target)
         self._policies = {idem: self._policy(idem) for idem in (True, False)}
         self._static_md: tuple[tuple[str, str], ...] = tuple(config.metadata) + (
-            ((AUTHORIZATION_HEADER, f"Bearer {config.token}"),) if config.token else ())
+            ((AUTHORIZATION_HEADER, f"Bearer {config.token}"),) if config.token else ()
+        )
 
     def _policy(self, idempotent: bool) -> RetryPolicy:
         user_hook = self.config.retry.on_retry
@@ -143,14 +151,20 @@ class Invoker:
             code = codes.code_of(event.error)
             method = getattr(event.error, "method", "") or ""
             metrics.RETRIES.labels(target, method.rsplit("/", 1)[-1], code.name if code else "UNKNOWN").inc()
-            _log.info("retrying %s in %.3fs after attempt %d failed: %s", method or target, event.delay, event.attempt,
-                      event.error, extra={"fields": {"retry.attempt": event.attempt, "retry.delay_s": event.delay,
-                                                     "server.address": target}})
+            _log.info(
+                "retrying %s in %.3fs after attempt %d failed: %s",
+                method or target,
+                event.delay,
+                event.attempt,
+                event.error,
+                extra={"fields": {"retry.attempt": event.attempt, "retry.delay_s": event.delay, "server.address": target}},
+            )
             if user_hook is not None:
                 user_hook(event)
 
         return self.config.retry.replace(
-            retry_on=lambda exc: codes.is_retryable(exc, idempotent), on_retry=on_retry, budget=self.budget)
+            retry_on=lambda exc: codes.is_retryable(exc, idempotent), on_retry=on_retry, budget=self.budget
+        )
 
     async def wait_ready(self, timeout: float | None) -> bool:
         """True once the channel is READY (connecting if idle), False if not within `timeout`."""
@@ -176,8 +190,7 @@ class Invoker:
         failing = grpc.ChannelConnectivity.TRANSIENT_FAILURE
         state = self.channel.get_state(try_to_connect=True)
         loop = asyncio.get_running_loop()
-        limits = [t for t in (timeout, self.config.channel.max_reconnect_backoff if state is failing else None)
-                  if t is not None]
+        limits = [t for t in (timeout, self.config.channel.max_reconnect_backoff if state is failing else None) if t is not None]
         end = loop.time() + min(limits) if limits else None
         tried = False
         while state is not grpc.ChannelConnectivity.READY:
@@ -201,8 +214,9 @@ class Invoker:
 
     # -- metadata ----------------------------------------------------------------------------
 
-    def metadata(self, extra: Sequence[tuple[str, str]] | None = None,
-                 correlation_id: str | None = None) -> tuple[list[tuple[str, str]], str]:
+    def metadata(
+        self, extra: Sequence[tuple[str, str]] | None = None, correlation_id: str | None = None
+    ) -> tuple[list[tuple[str, str]], str]:
         """Outgoing metadata (token, correlation id, traceparent of the current span) and the id used."""
         cid = correlation_id or current_correlation_id.get() or new_correlation_id()
         md = [*self._static_md, (CORRELATION_HEADER, cid)]
@@ -230,20 +244,36 @@ class Invoker:
 
     # -- unary calls ---------------------------------------------------------------------------
 
-    async def unary(self, method: str, request: Any, *, idempotent: bool = True, timeout: Any = DEFAULT,
-                    attempt_timeout: Any = DEFAULT, metadata: Sequence[tuple[str, str]] | None = None,
-                    correlation_id: str | None = None) -> Any:
+    async def unary(
+        self,
+        method: str,
+        request: Any,
+        *,
+        idempotent: bool = True,
+        timeout: Any = DEFAULT,
+        attempt_timeout: Any = DEFAULT,
+        metadata: Sequence[tuple[str, str]] | None = None,
+        correlation_id: str | None = None,
+    ) -> Any:
         full = f"/{self.service}/{method}"
         multicallable = getattr(self.stub, method)
         deadline = self.deadline(timeout)
-        span = _tracer.start_as_current_span(f"{self.service}/{method}", kind=trace.SpanKind.CLIENT, attributes={
-            "rpc.system": "grpc", "rpc.service": self.service, "rpc.method": method}) if _tracing_on() else _NO_SPAN
+        span = (
+            _tracer.start_as_current_span(
+                f"{self.service}/{method}",
+                kind=trace.SpanKind.CLIENT,
+                attributes={"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": method},
+            )
+            if _tracing_on()
+            else _NO_SPAN
+        )
         with span:
             md, cid = self.metadata(metadata, correlation_id)
             if not self.config.resilience:
                 try:
-                    return await multicallable(request, timeout=None if deadline is None
-                                               else deadline - self.clock.monotonic(), metadata=md)
+                    return await multicallable(
+                        request, timeout=None if deadline is None else deadline - self.clock.monotonic(), metadata=md
+                    )
                 except grpc.aio.AioRpcError as exc:
                     raise errors.from_rpc_error(exc, method=full, target=self.config.target, correlation_id=cid) from exc
             attempts = 0
@@ -254,8 +284,12 @@ class Invoker:
                 attempts += 1
                 per, attempt_bound = self.attempt_timeout(deadline, attempt_timeout)
                 if per is not None and per <= 0:
-                    raise errors.DeadlineExceededError("the call's deadline expired before the attempt could start",
-                                                       method=full, target=self.config.target, correlation_id=cid)
+                    raise errors.DeadlineExceededError(
+                        "the call's deadline expired before the attempt could start",
+                        method=full,
+                        target=self.config.target,
+                        correlation_id=cid,
+                    )
                 permit = self.breaker.acquire()
                 attempt_md = md if attempts == 1 else [*md, (PREVIOUS_ATTEMPTS_HEADER, str(attempts - 1))]
                 if attempts > 1:
@@ -264,7 +298,10 @@ class Invoker:
                         cause = getattr(last_error, "details", "") or ""
                         unready: errors.RentScoutError = errors.UnavailableError(
                             f"no connection to {self.config.target} within {wait:.2f}s" + (f" ({cause})" if cause else ""),
-                            method=full, target=self.config.target, correlation_id=cid)
+                            method=full,
+                            target=self.config.target,
+                            correlation_id=cid,
+                        )
                         self.breaker.on_error(permit, unready, None)
                         raise unready
                     per, attempt_bound = self.attempt_timeout(deadline, attempt_timeout)

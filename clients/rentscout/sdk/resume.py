@@ -71,8 +71,15 @@ class StreamAttempt:
 class ResumeBudget:
     """Pacing and the no-progress limit of one resumable stream; see the module docstring."""
 
-    def __init__(self, policy: RetryPolicy, max_stall: float, *, breaker: CircuitBreaker,
-                 retry_budget: RetryBudget | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        max_stall: float,
+        *,
+        breaker: CircuitBreaker,
+        retry_budget: RetryBudget | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         if max_stall <= 0:
             raise ValueError("max_stall must be positive")
         self.policy = policy
@@ -102,8 +109,14 @@ class ResumeBudget:
         """Admit one attempt through the target's breaker (raises its open error when refused)."""
         return StreamAttempt(self, self.breaker.acquire())
 
-    def broke(self, attempt: StreamAttempt | None, failure: BaseException, *, deadline: float | None = None,
-              context: str = "gave up resuming") -> float:
+    def broke(
+        self,
+        attempt: StreamAttempt | None,
+        failure: BaseException,
+        *,
+        deadline: float | None = None,
+        context: str = "gave up resuming",
+    ) -> float:
         """Seconds to wait before the next attempt; raises `failure` with a note "<context>: <why>" when giving up.
 
         `attempt` is None when the breaker refused one (`failure` is its open error): not an attempt.
@@ -133,11 +146,15 @@ class ResumeBudget:
         stalled = now - self.last_progress
         if reason is None and stalled + delay > self.max_stall:
             if isinstance(failure, CircuitOpenError):
-                reason = (f"no progress for {stalled:.1f}s and the circuit breaker stays open for another "
-                          f"{delay:.1f}s, past the resume timeout ({self.max_stall:g}s)")
+                reason = (
+                    f"no progress for {stalled:.1f}s and the circuit breaker stays open for another "
+                    f"{delay:.1f}s, past the resume timeout ({self.max_stall:g}s)"
+                )
             else:
-                reason = (f"no progress for {stalled:.1f}s; the next attempt (in {delay:.1f}s) would fall past the "
-                          f"resume timeout ({self.max_stall:g}s)")
+                reason = (
+                    f"no progress for {stalled:.1f}s; the next attempt (in {delay:.1f}s) would fall past the "
+                    f"resume timeout ({self.max_stall:g}s)"
+                )
         if reason is None and deadline is not None and now + delay >= deadline:
             reason = "the deadline leaves no time to resume"
         if reason is not None:

@@ -207,8 +207,14 @@ class BreakerObserver(Protocol):
 class CircuitBreaker:
     """One breaker guards one dependency (the SDK keeps one per target: `rentscout.sdk.breaker.BreakerRegistry`)."""
 
-    def __init__(self, name: str, config: BreakerConfig | None = None, *, clock: Clock = SYSTEM_CLOCK,
-                 observer: BreakerObserver | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: BreakerConfig | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        observer: BreakerObserver | None = None,
+    ) -> None:
         self.name = name
         self.config = config or BreakerConfig()
         self.clock = clock
@@ -216,7 +222,8 @@ class CircuitBreaker:
         self._state = CircuitState.CLOSED
         self._generation = 0
         self._window: _CountWindow | _TimeWindow = (
-            _TimeWindow(self.config.window_seconds) if self.config.window_seconds else _CountWindow(self.config.window_size))
+            _TimeWindow(self.config.window_seconds) if self.config.window_seconds else _CountWindow(self.config.window_size)
+        )
         self._consecutive = 0
         self._opened_at = 0.0
         self._open_reason = ""
@@ -256,8 +263,9 @@ class CircuitBreaker:
             if self._state is CircuitState.OPEN:
                 if now < self._opened_at + self.config.recovery_timeout:
                     self._rejected()
-                    raise self.config.open_error(self.name, CircuitState.OPEN,
-                                                 self._opened_at + self.config.recovery_timeout - now, self._open_reason)
+                    raise self.config.open_error(
+                        self.name, CircuitState.OPEN, self._opened_at + self.config.recovery_timeout - now, self._open_reason
+                    )
                 changes.append(self._transition(CircuitState.HALF_OPEN, "recovery timeout elapsed", now))
             if self._state is CircuitState.HALF_OPEN:
                 if self._probes_admitted >= self.config.half_open_probes:
@@ -306,6 +314,7 @@ class CircuitBreaker:
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate a sync or async function."""
         if inspect.iscoroutinefunction(fn):
+
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await self.acall(fn, *args, **kwargs)
@@ -349,7 +358,8 @@ class CircuitBreaker:
                     self._probes_admitted -= 1
                 elif outcome is Outcome.FAILURE or slow:
                     change = self._transition(
-                        CircuitState.OPEN, "a probe call was slow" if outcome is Outcome.SUCCESS else "a probe call failed", now)
+                        CircuitState.OPEN, "a probe call was slow" if outcome is Outcome.SUCCESS else "a probe call failed", now
+                    )
                 else:
                     self._probes_succeeded += 1
                     if self._probes_succeeded >= cfg.half_open_probes:
@@ -392,8 +402,15 @@ class CircuitBreaker:
             if self._observer is not None:
                 self._observer.transition(change)
             level = logging.WARNING if change.new is CircuitState.OPEN else logging.INFO
-            _log.log(level, "circuit breaker %s: %s -> %s (%s)", change.name, change.old.value, change.new.value,
-                     change.reason, extra={"fields": {"breaker.name": change.name, "breaker.state": change.new.value}})
+            _log.log(
+                level,
+                "circuit breaker %s: %s -> %s (%s)",
+                change.name,
+                change.old.value,
+                change.new.value,
+                change.reason,
+                extra={"fields": {"breaker.name": change.name, "breaker.state": change.new.value}},
+            )
             for listener in list(self._listeners):
                 try:
                     listener(change)

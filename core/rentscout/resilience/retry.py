@@ -283,6 +283,7 @@ class RetryPolicy:
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Use the policy as a decorator of a sync or async function."""
         if inspect.iscoroutinefunction(fn):
+
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await self.aexecute(lambda: fn(*args, **kwargs))
@@ -325,7 +326,17 @@ def retry_advanced(
     """
     if isinstance(jitter, bool):
         jitter = Jitter.FULL if jitter else Jitter.NONE
-    return RetryPolicy(max_attempts=max_attempts, initial_delay=initial_delay, max_delay=max_delay,
-                       backoff_factor=backoff_factor, strategy=RetryStrategy(strategy), jitter=jitter,
-                       retry_on=exceptions, on_retry=on_retry, timeout=timeout, budget=budget, clock=clock,
-                       rng=rng or random.Random())
+    return RetryPolicy(
+        max_attempts=max_attempts,
+        initial_delay=initial_delay,
+        max_delay=max_delay,
+        backoff_factor=backoff_factor,
+        strategy=RetryStrategy(strategy),
+        jitter=jitter,
+        retry_on=exceptions,
+        on_retry=on_retry,
+        timeout=timeout,
+        budget=budget,
+        clock=clock,
+        rng=rng or random.Random(),
+    )

@@ -41,7 +41,7 @@ def clip_bytes(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
     if len(raw) <= limit:
         return text
     marker = f"...[truncated, {len(raw)} bytes]"
-    return raw[:max(limit - len(marker), 0)].decode(errors="ignore") + marker
+    return raw[: max(limit - len(marker), 0)].decode(errors="ignore") + marker
 
 
 def bounded(violations: Iterable[Violation]) -> list[Violation]:
@@ -59,14 +59,20 @@ def bounded(violations: Iterable[Violation]) -> list[Violation]:
                 continue
         left_out += 1
     if left_out:
-        out.append(("request", f"{left_out} more problem(s) not listed (an answer lists at most {MAX_VIOLATIONS}, "
-                                f"within {MAX_DETAILS_BYTES} bytes)"))
+        out.append(
+            (
+                "request",
+                f"{left_out} more problem(s) not listed (an answer lists at most {MAX_VIOLATIONS}, "
+                f"within {MAX_DETAILS_BYTES} bytes)",
+            )
+        )
     return out
 
 
 def bad_request(violations: Iterable[Violation]) -> error_details_pb2.BadRequest:
-    return error_details_pb2.BadRequest(field_violations=[
-        error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in bounded(violations)])
+    return error_details_pb2.BadRequest(
+        field_violations=[error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in bounded(violations)]
+    )
 
 
 def bad_request_violations(trailing_metadata: Iterable[tuple[str, str | bytes]] | None) -> list[Violation]:

@@ -78,5 +78,6 @@ SLOW_QUERY_ORDER: EnumSpec[analyzer_pb2.SlowQueryOrder] = EnumSpec(analyzer_pb2.
 INSIGHT_KIND: EnumSpec[analyzer_pb2.InsightKind] = EnumSpec(analyzer_pb2.InsightKind, "INSIGHT_KIND_")
 INDEX_ISSUE_KIND: EnumSpec[analyzer_pb2.IndexIssueKind] = EnumSpec(analyzer_pb2.IndexIssueKind, "INDEX_ISSUE_KIND_")
 RECOMMENDATION_ACTION: EnumSpec[analyzer_pb2.RecommendationAction] = EnumSpec(
-    analyzer_pb2.RecommendationAction, "RECOMMENDATION_ACTION_")
+    analyzer_pb2.RecommendationAction, "RECOMMENDATION_ACTION_"
+)
 BLOAT_METHOD: EnumSpec[analyzer_pb2.BloatMethod] = EnumSpec(analyzer_pb2.BloatMethod, "BLOAT_METHOD_")

@@ -15,6 +15,5 @@ TOKEN_ENV = "RENTSCOUT_TOKEN"
 # `rentscout stack up` prints its admin token as this variable, for `--token "$RENTSCOUT_ADMIN_TOKEN"`.
 ADMIN_TOKEN_ENV = "RENTSCOUT_ADMIN_TOKEN"
 # Default --target of the client commands, by service (`rentscout stack up --port-offset` prints them).
-TARGET_ENV = {"export": "RENTSCOUT_EXPORT_TARGET", "cache": "RENTSCOUT_CACHE_TARGET",
-              "analyzer": "RENTSCOUT_ANALYZER_TARGET"}
+TARGET_ENV = {"export": "RENTSCOUT_EXPORT_TARGET", "cache": "RENTSCOUT_CACHE_TARGET", "analyzer": "RENTSCOUT_ANALYZER_TARGET"}
 CLIENT_ENV_VARS = frozenset({TOKEN_ENV, ADMIN_TOKEN_ENV, *TARGET_ENV.values()})

@@ -37,8 +37,9 @@ def split(epoch: Decimal) -> tuple[int, int]:
 def set_time(message: Any, field: str, epoch: Decimal) -> None:
     """Set `field` (a Timestamp) of `message`, or its `<field>_out_of_range` twin when no Timestamp can hold it."""
     if epoch.is_infinite():
-        getattr(message, f"{field}_out_of_range").infinity = \
+        getattr(message, f"{field}_out_of_range").infinity = (
             common_pb2.INFINITY_POSITIVE if epoch > 0 else common_pb2.INFINITY_NEGATIVE
+        )
         return
     seconds, nanos = split(epoch)
     target = getattr(message, field if MIN_SECONDS <= seconds <= MAX_SECONDS else f"{field}_out_of_range")
@@ -53,12 +54,15 @@ def text(seconds: int, nanos: int = 0) -> str:
     if MIN_SECONDS <= seconds <= MAX_SECONDS:
         return (_EPOCH + timedelta(seconds=seconds, microseconds=micros)).isoformat().replace("+00:00", "Z")
     # shift by whole 400-year cycles into datetime's range, then name the real year
-    cycles = (MIN_SECONDS - seconds) // _SECONDS_400_YEARS + 1 if seconds < MIN_SECONDS else \
-        -((seconds - MAX_SECONDS) // _SECONDS_400_YEARS + 1)
+    cycles = (
+        (MIN_SECONDS - seconds) // _SECONDS_400_YEARS + 1
+        if seconds < MIN_SECONDS
+        else -((seconds - MAX_SECONDS) // _SECONDS_400_YEARS + 1)
+    )
     shifted = _EPOCH + timedelta(seconds=seconds + cycles * _SECONDS_400_YEARS, microseconds=micros)
     year = shifted.year - 400 * cycles
     iso = shifted.isoformat().replace("+00:00", "Z")
-    body = iso[iso.index("-"):]
+    body = iso[iso.index("-") :]
     return f"{1 - year:04d}{body} BC" if year <= 0 else f"{year:04d}{body}"
 
 

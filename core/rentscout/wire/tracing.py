@@ -33,8 +33,11 @@ _tracer: tuple[object, trace.Tracer] | None = None  # (provider, its tracer)
 _fields: tuple[TextMapPropagator, frozenset[str]] | None = None  # (global propagator, the headers it reads)
 # The propagator OpenTelemetry installed from OTEL_PROPAGATORS, when that is its default (W3C trace
 # context, then baggage): while it is the global one, `response_headers` may write traceparent itself.
-_W3C_TEXTMAP = propagate.get_global_textmap() if os.environ.get(
-    "OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "") == "tracecontext,baggage" else None
+_W3C_TEXTMAP = (
+    propagate.get_global_textmap()
+    if os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "") == "tracecontext,baggage"
+    else None
+)
 
 
 def _exporter(name: str) -> SpanExporter | None:
@@ -72,8 +75,9 @@ def configure(service_name: str, service_version: str) -> None:
     if _configured:
         return
     _configured = True
-    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name),
-                                "service.version": service_version})
+    resource = Resource.create(
+        {"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name), "service.version": service_version}
+    )
     provider = TracerProvider(resource=resource)
     exporter = _exporter(exporter_name(os.environ))
     if exporter is not None:
@@ -131,8 +135,7 @@ def hex_ids(span: trace.Span) -> tuple[str, str]:
     return (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}") if ctx.is_valid else ("", "")
 
 
-def response_headers(span: trace.Span, baggage: bool, ids: tuple[str, str] | None = None
-                     ) -> tuple[tuple[str, str], ...]:
+def response_headers(span: trace.Span, baggage: bool, ids: tuple[str, str] | None = None) -> tuple[tuple[str, str], ...]:
     """What `inject` adds for `span`, the current span, as metadata pairs. Written directly (the W3C
     `traceparent`, and `tracestate` when set) while the default propagators are in use and the context
     holds no baggage (`baggage`: whether the caller sent any); else through the propagators. `ids`:

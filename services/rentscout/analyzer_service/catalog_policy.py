@@ -58,13 +58,15 @@ _TY = ", ".join(f"'{f}'" for f in TYPE_FIELDS)
 # identifier cannot forge a field: the identifier's spaces are escaped (`x\ :funcid\ 1`), so its piece
 # never starts with a field name, one space and a number.
 # (A regular expression over the whole text did the same at about five times the cost.)
-_REFS = (f"SELECT CASE WHEN t.f = 'opnos' THEN 'opno' ELSE t.f END AS field, "
-         f"pg_catalog.unnest(pg_catalog.string_to_array(CASE WHEN t.f = 'opnos' "
-         f"THEN pg_catalog.btrim(pg_catalog.substring(t.piece, '^opnos \\(o ([0-9 ]+)\\)')) "
-         f"ELSE pg_catalog.substring(t.piece, '^[a-z]+ ([0-9]+)') END, ' '))::oid AS oid "
-         f"FROM (SELECT pg_catalog.split_part(x.piece, ' ', 1) AS f, x.piece "
-         f"FROM pg_catalog.unnest(pg_catalog.string_to_array({{body}}, ':')) AS x(piece)) AS t "
-         f"WHERE t.f IN ({_FN}, {_OP}, {_TY}, 'relid', 'opnos')")
+_REFS = (
+    f"SELECT CASE WHEN t.f = 'opnos' THEN 'opno' ELSE t.f END AS field, "
+    f"pg_catalog.unnest(pg_catalog.string_to_array(CASE WHEN t.f = 'opnos' "
+    f"THEN pg_catalog.btrim(pg_catalog.substring(t.piece, '^opnos \\(o ([0-9 ]+)\\)')) "
+    f"ELSE pg_catalog.substring(t.piece, '^[a-z]+ ([0-9]+)') END, ' '))::oid AS oid "
+    f"FROM (SELECT pg_catalog.split_part(x.piece, ' ', 1) AS f, x.piece "
+    f"FROM pg_catalog.unnest(pg_catalog.string_to_array({{body}}, ':')) AS x(piece)) AS t "
+    f"WHERE t.f IN ({_FN}, {_OP}, {_TY}, 'relid', 'opnos')"
+)
 
 _CLOSURE_SQL = tagged(f"""
 WITH RECURSIVE refs(field, oid) AS (
@@ -156,8 +158,10 @@ def relation_names(parsed: ParsedQuery) -> tuple[list[tuple[str | None, str]], l
 
 
 def probe_head(parameter_types: Sequence[str]) -> str:
-    return (f"CREATE FUNCTION {TAG} pg_temp.{PROBE}({', '.join(parameter_types)}) RETURNS SETOF pg_catalog.record "
-            f"LANGUAGE sql BEGIN ATOMIC\n")
+    return (
+        f"CREATE FUNCTION {TAG} pg_temp.{PROBE}({', '.join(parameter_types)}) RETURNS SETOF pg_catalog.record "
+        f"LANGUAGE sql BEGIN ATOMIC\n"
+    )
 
 
 def probe_sql(parsed: ParsedQuery, parameter_types: Sequence[str]) -> str:
@@ -174,17 +178,31 @@ def probe_offset(parsed: ParsedQuery, parameter_types: Sequence[str]) -> int:
 
 def _health(row: list[Any]) -> TableHealth:
     schema, name, reltuples, relpages, live, modified, analyzed, autoanalyzed = row
-    return TableHealth(schema=schema, name=name, reltuples=reltuples, relpages=relpages, n_live_tup=live,
-                       n_mod_since_analyze=modified, last_analyze=_timestamp(analyzed),
-                       last_autoanalyze=_timestamp(autoanalyzed))
+    return TableHealth(
+        schema=schema,
+        name=name,
+        reltuples=reltuples,
+        relpages=relpages,
+        n_live_tup=live,
+        n_mod_since_analyze=modified,
+        last_analyze=_timestamp(analyzed),
+        last_autoanalyze=_timestamp(autoanalyzed),
+    )
 
 
 def _timestamp(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-async def check(conn: asyncpg.Connection, parsed: ParsedQuery, parameter_types: Sequence[str],
-                trusted_schemas: frozenset[str], *, then_read_only: bool, statement_timeout_ms: int) -> Resolution:
+async def check(
+    conn: asyncpg.Connection,
+    parsed: ParsedQuery,
+    parameter_types: Sequence[str],
+    trusted_schemas: frozenset[str],
+    *,
+    then_read_only: bool,
+    statement_timeout_ms: int,
+) -> Resolution:
     """Raise Rejected when the statement would run a function the policy does not allow.
 
     Runs inside the caller's transaction, as the role the statement will run as (same search_path,
@@ -199,11 +217,13 @@ async def check(conn: asyncpg.Connection, parsed: ParsedQuery, parameter_types: 
     except asyncpg.InsufficientPrivilegeError:
         raise FailedPrecondition(
             "the analyzer role cannot create the temporary probe function of the catalog check: "
-            "GRANT TEMPORARY ON DATABASE <database> TO rentscout_explain (PUBLIC has it by default)") from None
+            "GRANT TEMPORARY ON DATABASE <database> TO rentscout_explain (PUBLIC has it by default)"
+        ) from None
     # two texts, prepared once per connection (asyncpg's statement cache); $1: the relations as written
     keys, names = relation_names(parsed)
-    row = await conn.fetchrow(_CLOSURE_READ_ONLY if then_read_only else _CLOSURE, names, str(statement_timeout_ms),
-                              timeout=deadline.remaining())
+    row = await conn.fetchrow(
+        _CLOSURE_READ_ONLY if then_read_only else _CLOSURE, names, str(statement_timeout_ms), timeout=deadline.remaining()
+    )
     if row is None or not row["probed"]:
         raise Rejected("function:catalog", "could not be resolved in the catalog")
     if then_read_only and row["read_only"] != "on":
@@ -225,5 +245,10 @@ async def check(conn: asyncpg.Connection, parsed: ParsedQuery, parameter_types: 
         if tables.setdefault(health.name, health) is not health:
             shared.add(health.name)
     relation_oids = {keys[i - 1]: oid for i, oid in orjson.loads(row["relations"] or "[]")}
-    return Resolution(relation_oids=relation_oids, tables=tables, work_mem=str(row["restored_work_mem"]),
-                      shared_names=frozenset(shared), row_security_names=frozenset(row_security))
+    return Resolution(
+        relation_oids=relation_oids,
+        tables=tables,
+        work_mem=str(row["restored_work_mem"]),
+        shared_names=frozenset(shared),
+        row_security_names=frozenset(row_security),
+    )

@@ -86,8 +86,16 @@ def parameter_types(stmt: asyncpg.prepared_stmt.PreparedStatement) -> list[str]:
     return out
 
 
-async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, params: Sequence[Any], *,
-                        analyze: bool, buffers: bool, reads: ReadRouter | None = None) -> Analysis:
+async def analyze_query(
+    db: Database,
+    settings: AnalyzerSettings,
+    sql: str,
+    params: Sequence[Any],
+    *,
+    analyze: bool,
+    buffers: bool,
+    reads: ReadRouter | None = None,
+) -> Analysis:
     """With `reads` (a router with standbys): checked on the primary, run on a standby that has replayed
     the primary's position at the check (`on_standby`), else checked and run on the primary (`on_primary`).
     Counted in the analyzer's metrics and logged by its fingerprint, never by its text."""
@@ -97,8 +105,10 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
     try:
         parsed = vet(sql)
         if parsed.param_count != len(params):
-            raise InvalidArgument("params", f"the statement uses {parsed.param_count} placeholder(s) ($1..$n) "
-                                            f"but {len(params)} parameter(s) were given")
+            raise InvalidArgument(
+                "params",
+                f"the statement uses {parsed.param_count} placeholder(s) ($1..$n) but {len(params)} parameter(s) were given",
+            )
         for attempt in (1, 2):  # again once when the placeholder types remembered for the text are outdated
             try:
                 if reads is not None and reads.standbys:
@@ -121,13 +131,28 @@ async def analyze_query(db: Database, settings: AnalyzerSettings, sql: str, para
     metrics.ANALYSIS_DURATION.labels(mode).observe(elapsed)
     for insight in insights:
         metrics.INSIGHTS.labels(insight.kind, insight.severity).inc()
-    annotate(**{"db.statement.fingerprint": parsed.fingerprint, "analyzer.insights": len(insights),
-                "analyzer.execution_time_ms": result.execution_time_ms})
-    _log.info("statement analyzed", extra={"fields": {
-        "db.statement.fingerprint": parsed.fingerprint, "analyzer.mode": mode,
-        "analyzer.execution_time_ms": result.execution_time_ms, "analyzer.total_cost": result.root.total_cost,
-        "analyzer.insights": len(insights), "analyzer.insight_kinds": [i.kind for i in insights],
-        "db.node": analysis.node, "event.duration": logs.ns(elapsed)}})
+    annotate(
+        **{
+            "db.statement.fingerprint": parsed.fingerprint,
+            "analyzer.insights": len(insights),
+            "analyzer.execution_time_ms": result.execution_time_ms,
+        }
+    )
+    _log.info(
+        "statement analyzed",
+        extra={
+            "fields": {
+                "db.statement.fingerprint": parsed.fingerprint,
+                "analyzer.mode": mode,
+                "analyzer.execution_time_ms": result.execution_time_ms,
+                "analyzer.total_cost": result.root.total_cost,
+                "analyzer.insights": len(insights),
+                "analyzer.insight_kinds": [i.kind for i in insights],
+                "db.node": analysis.node,
+                "event.duration": logs.ns(elapsed),
+            }
+        },
+    )
     return analysis
 
 
@@ -142,8 +167,7 @@ TYPE_CACHE_SIZE = 256
 _types_seen: collections.OrderedDict[str, list[str]] = collections.OrderedDict()
 
 
-async def _types(conn: asyncpg.Connection, prefix: str, parsed: ParsedQuery, stmt_timeout_ms: int
-                 ) -> tuple[list[str], bool]:
+async def _types(conn: asyncpg.Connection, prefix: str, parsed: ParsedQuery, stmt_timeout_ms: int) -> tuple[list[str], bool]:
     """(the placeholder types, whether they were remembered rather than asked for now)."""
     known = _types_seen.get(parsed.sql)
     if known is not None:
@@ -157,9 +181,16 @@ async def _types(conn: asyncpg.Connection, prefix: str, parsed: ParsedQuery, stm
     return types, False
 
 
-async def _checked(conn: asyncpg.Connection, parsed: ParsedQuery, prefix: str, settings: AnalyzerSettings,
-                   stmt_timeout_ms: int, *, then_read_only: bool, at_lsn: bool = False
-                   ) -> tuple[list[str], catalog_policy.Resolution, int]:
+async def _checked(
+    conn: asyncpg.Connection,
+    parsed: ParsedQuery,
+    prefix: str,
+    settings: AnalyzerSettings,
+    stmt_timeout_ms: int,
+    *,
+    then_read_only: bool,
+    at_lsn: bool = False,
+) -> tuple[list[str], catalog_policy.Resolution, int]:
     """(types, the check's resolution, the primary's flushed position when `at_lsn`). A check refused with
     remembered types is TypesChanged: the caller tries again with the types of now."""
     types, remembered = await _types(conn, prefix, parsed, stmt_timeout_ms)
@@ -178,15 +209,18 @@ def _forget_types(sql: str) -> None:
     _types_seen.pop(sql, None)
 
 
-async def on_primary(db: Database, settings: AnalyzerSettings, parsed: ParsedQuery, prefix: str,
-                     params: Sequence[Any]) -> Analysis:
+async def on_primary(
+    db: Database, settings: AnalyzerSettings, parsed: ParsedQuery, prefix: str, params: Sequence[Any]
+) -> Analysis:
     """Check and run on the primary, in one transaction: the check makes it READ ONLY in its own round trip,
     then the statement runs and its scans are counted (`filter_counts`)."""
     async with Releases() as later:  # the connection is reset while the plan is read
-        async with db.connection(later) as conn, dropped_when_stuck(conn), \
-                session.transaction(conn, settings, released=True) as stmt_timeout_ms:
-            types, resolution, _ = await _checked(conn, parsed, prefix, settings, stmt_timeout_ms,
-                                                  then_read_only=True)
+        async with (
+            db.connection(later) as conn,
+            dropped_when_stuck(conn),
+            session.transaction(conn, settings, released=True) as stmt_timeout_ms,
+        ):
+            types, resolution, _ = await _checked(conn, parsed, prefix, settings, stmt_timeout_ms, then_read_only=True)
             stmt = await _describe(conn, prefix, parsed.sql, stmt_timeout_ms, expected=types)
             raw = await _run_explain(stmt, prefix, parsed.sql, params, stmt_timeout_ms)
             countable = resolution.countable_tables()
@@ -200,19 +234,26 @@ async def on_primary(db: Database, settings: AnalyzerSettings, parsed: ParsedQue
         return _finish(result, parsed, params, resolution, resolution.work_mem, PRIMARY)
 
 
-async def on_standby(db: Database, reads: ReadRouter, settings: AnalyzerSettings, parsed: ParsedQuery, prefix: str,
-                     params: Sequence[Any]) -> Analysis:
+async def on_standby(
+    db: Database, reads: ReadRouter, settings: AnalyzerSettings, parsed: ParsedQuery, prefix: str, params: Sequence[Any]
+) -> Analysis:
     """Check on the primary (the committed catalog at its flush position: aborted probes of earlier requests
     may sit unflushed past it, and no standby would ever wait for them), then run on a standby that has
     replayed that position (the catalog is the same there), else on the primary."""
     async with Releases() as later:
-        async with db.connection(later) as conn, dropped_when_stuck(conn), \
-                session.transaction(conn, settings, released=True) as stmt_timeout_ms:
-            types, resolution, checked_at = await _checked(conn, parsed, prefix, settings, stmt_timeout_ms,
-                                                           then_read_only=False, at_lsn=True)
-        async with reads.connection(checked_at) as (replica, node), dropped_when_stuck(replica), \
-                session.transaction(replica, settings, read_only=True, checking=False,
-                                    released=True) as stmt_timeout_ms:
+        async with (
+            db.connection(later) as conn,
+            dropped_when_stuck(conn),
+            session.transaction(conn, settings, released=True) as stmt_timeout_ms,
+        ):
+            types, resolution, checked_at = await _checked(
+                conn, parsed, prefix, settings, stmt_timeout_ms, then_read_only=False, at_lsn=True
+            )
+        async with (
+            reads.connection(checked_at) as (replica, node),
+            dropped_when_stuck(replica),
+            session.transaction(replica, settings, read_only=True, checking=False, released=True) as stmt_timeout_ms,
+        ):
             stmt = await _describe(replica, prefix, parsed.sql, stmt_timeout_ms, expected=types)
             result = parse_explain(await _run_explain(stmt, prefix, parsed.sql, params, stmt_timeout_ms))
             work_mem = await _work_mem(replica, result)
@@ -231,8 +272,14 @@ async def dropped_when_stuck(conn: asyncpg.Connection) -> AsyncIterator[None]:
         raise
 
 
-def _finish(result: ExplainResult, parsed: ParsedQuery, params: Sequence[Any], resolution: catalog_policy.Resolution,
-            work_mem: str, node: str) -> Analysis:
+def _finish(
+    result: ExplainResult,
+    parsed: ParsedQuery,
+    params: Sequence[Any],
+    resolution: catalog_policy.Resolution,
+    work_mem: str,
+    node: str,
+) -> Analysis:
     tables = plan_tables(result, resolution.tables)
     insights = analyze_plan(result, offsets=parsed.offsets, params=params, tables=tables, work_mem=work_mem)
     return Analysis(result=result, insights=insights, fingerprint=parsed.fingerprint, node=node)
@@ -241,23 +288,39 @@ def _finish(result: ExplainResult, parsed: ParsedQuery, params: Sequence[Any], r
 def _memory_bound(node: Node, analyzed: bool) -> bool:
     if not analyzed:  # a plan only: an estimated sort may not fit
         return node.node_type in ("Sort", "Incremental Sort")
-    return (node.sort_space_type == "Disk" or node.hash_batches > 1 or node.hashagg_batches > 1
-            or node.disk_usage_kb > 0 or node.lossy_heap_blocks > 0)
+    return (
+        node.sort_space_type == "Disk"
+        or node.hash_batches > 1
+        or node.hashagg_batches > 1
+        or node.disk_usage_kb > 0
+        or node.lossy_heap_blocks > 0
+    )
 
 
-async def _check(conn: asyncpg.Connection, parsed: ParsedQuery, types: list[str], settings: AnalyzerSettings,
-                 stmt_timeout_ms: int, *, then_read_only: bool) -> catalog_policy.Resolution:
+async def _check(
+    conn: asyncpg.Connection,
+    parsed: ParsedQuery,
+    types: list[str],
+    settings: AnalyzerSettings,
+    stmt_timeout_ms: int,
+    *,
+    then_read_only: bool,
+) -> catalog_policy.Resolution:
     """Layer 2 (catalog_policy) with its refusals as INVALID_ARGUMENT on `sql`."""
     try:
-        return await catalog_policy.check(conn, parsed, types, settings.trusted_schemas,
-                                          then_read_only=then_read_only,
-                                          statement_timeout_ms=limits.statement_timeout_ms(settings.statement_timeout_ms))
+        return await catalog_policy.check(
+            conn,
+            parsed,
+            types,
+            settings.trusted_schemas,
+            then_read_only=then_read_only,
+            statement_timeout_ms=limits.statement_timeout_ms(settings.statement_timeout_ms),
+        )
     except Rejected as exc:
         metrics.REJECTED.labels(exc.reason).inc()
         raise InvalidArgument("sql", exc.message) from None
     except asyncpg.PostgresError as exc:  # the statement's own errors, found in the probe: positions in its text
-        raise map_statement_error(exc, "sql", stmt_timeout_ms, catalog_policy.probe_offset(parsed, types),
-                                  parsed.sql) from None
+        raise map_statement_error(exc, "sql", stmt_timeout_ms, catalog_policy.probe_offset(parsed, types), parsed.sql) from None
 
 
 async def _work_mem(conn: asyncpg.Connection, result: ExplainResult) -> str:
@@ -267,8 +330,9 @@ async def _work_mem(conn: asyncpg.Connection, result: ExplainResult) -> str:
     return ""
 
 
-async def _describe(conn: asyncpg.Connection, prefix: str, sql: str, stmt_timeout_ms: int,
-                   expected: list[str] | None = None) -> asyncpg.prepared_stmt.PreparedStatement:
+async def _describe(
+    conn: asyncpg.Connection, prefix: str, sql: str, stmt_timeout_ms: int, expected: list[str] | None = None
+) -> asyncpg.prepared_stmt.PreparedStatement:
     """Parse and describe (nothing runs) as the unnamed statement (`session.prepare`): the parameter types
     PostgreSQL inferred, errors without row data. With `expected`, the types the check saw: a statement
     whose placeholders PostgreSQL now reads otherwise (a concurrent change of the catalog) is refused."""
@@ -278,13 +342,15 @@ async def _describe(conn: asyncpg.Connection, prefix: str, sql: str, stmt_timeou
         raise map_statement_error(exc, "sql", stmt_timeout_ms, len(prefix), sql) from None
     if expected is not None and parameter_types(stmt) != expected:
         _forget_types(sql)
-        raise TypesChanged("sql", "its parameter types changed while it was being checked (a concurrent "
-                                     "change of the catalog); retry")
+        raise TypesChanged(
+            "sql", "its parameter types changed while it was being checked (a concurrent change of the catalog); retry"
+        )
     return stmt
 
 
-async def _run_explain(stmt: asyncpg.prepared_stmt.PreparedStatement, prefix: str, sql: str, params: Sequence[Any],
-                       stmt_timeout_ms: int) -> str:
+async def _run_explain(
+    stmt: asyncpg.prepared_stmt.PreparedStatement, prefix: str, sql: str, params: Sequence[Any], stmt_timeout_ms: int
+) -> str:
     """Bind the parameters to the types PostgreSQL inferred and run; errors mapped without row data."""
     types = [(t.name, t.kind, t.schema) for t in stmt.get_parameters()]
     try:
@@ -298,19 +364,24 @@ async def _run_explain(stmt: asyncpg.prepared_stmt.PreparedStatement, prefix: st
         return str(raw)
     except asyncpg.exceptions.DataError as exc:
         if (number := argument_number(exc)) is not None:  # asyncpg's encoder refused our own value
-            raise InvalidArgument(field_of(number - 1), f"${number} ({types[number - 1][0]}) cannot be encoded "
-                                                       "for its placeholder") from None
+            raise InvalidArgument(
+                field_of(number - 1), f"${number} ({types[number - 1][0]}) cannot be encoded for its placeholder"
+            ) from None
         raise _statement_or_parameter_error(exc, prefix, sql, stmt_timeout_ms, types) from None
     except asyncpg.PostgresError as exc:
         raise _statement_or_parameter_error(exc, prefix, sql, stmt_timeout_ms, types) from None
 
 
-def _statement_or_parameter_error(exc: asyncpg.PostgresError, prefix: str, sql: str, stmt_timeout_ms: int,
-                                  types: Sequence[tuple[str, str, str]]) -> ServiceError:
+def _statement_or_parameter_error(
+    exc: asyncpg.PostgresError, prefix: str, sql: str, stmt_timeout_ms: int, types: Sequence[tuple[str, str, str]]
+) -> ServiceError:
     """A parameter PostgreSQL could not read (input of its type, at bind) names params[i]; the rest `sql`."""
     number = bound_parameter(exc)
     if number is not None and 0 < number <= len(types):
         log_withheld(exc)
-        return InvalidArgument(field_of(number - 1), f"${number} ({types[number - 1][0]}) is not a valid value of its "
-                                                     f"type: {condition_name(exc)} (SQLSTATE {exc.sqlstate})")
+        return InvalidArgument(
+            field_of(number - 1),
+            f"${number} ({types[number - 1][0]}) is not a valid value of its "
+            f"type: {condition_name(exc)} (SQLSTATE {exc.sqlstate})",
+        )
     return map_statement_error(exc, "sql", stmt_timeout_ms, len(prefix), sql)

@@ -61,9 +61,11 @@ def countable(result: ExplainResult, tables: Mapping[str, TableHealth]) -> list[
     """The parallel scans of `result` whose totals a count can give exactly, each with its count."""
     if not result.analyzed:
         return []
-    return [Count(node, count_sql(tables[node.relation_name], node))
-            for node in _drained_scans(result.root, parent_drains=True)
-            if node.relation_name in tables]
+    return [
+        Count(node, count_sql(tables[node.relation_name], node))
+        for node in _drained_scans(result.root, parent_drains=True)
+        if node.relation_name in tables
+    ]
 
 
 def _drained_scans(root: Node, parent_drains: bool) -> Iterator[Node]:
@@ -71,8 +73,14 @@ def _drained_scans(root: Node, parent_drains: bool) -> Iterator[Node]:
     stack = [(root, parent_drains)]
     while stack:
         node, drained = stack.pop()
-        if (drained and node.node_type == "Seq Scan" and node.raw.get("Parallel Aware") is True
-                and node.actual_loops > 1 and node.filter and not any(s in node.filter for s in _FOREIGN_VALUES)):
+        if (
+            drained
+            and node.node_type == "Seq Scan"
+            and node.raw.get("Parallel Aware") is True
+            and node.actual_loops > 1
+            and node.filter
+            and not any(s in node.filter for s in _FOREIGN_VALUES)
+        ):
             yield node
         drains = drained and node.node_type in DRAINING
         # an InitPlan or SubPlan may be run for fewer rows than its table holds
@@ -83,9 +91,11 @@ def count_sql(table: TableHealth, node: Node) -> str:
     """The filter as EXPLAIN printed it (PostgreSQL's own deparse: unqualified columns, names qualified
     where the search_path would not find them), over the same table under the same alias."""
     alias = quote_ident(node.alias or node.relation_name)
-    return (f"SELECT {TAG} pg_catalog.count(*) FILTER (WHERE ({node.filter}) IS NOT TRUE) AS removed, "
-            f"pg_catalog.count(*) FILTER (WHERE ({node.filter})) AS kept "
-            f"FROM ONLY {qualified(table.schema, table.name)} AS {alias}")
+    return (
+        f"SELECT {TAG} pg_catalog.count(*) FILTER (WHERE ({node.filter}) IS NOT TRUE) AS removed, "
+        f"pg_catalog.count(*) FILTER (WHERE ({node.filter})) AS kept "
+        f"FROM ONLY {qualified(table.schema, table.name)} AS {alias}"
+    )
 
 
 def agrees(node: Node, removed: int, kept: int) -> bool:
@@ -115,5 +125,7 @@ async def fill(conn: asyncpg.Connection, result: ExplainResult, tables: Mapping[
         if agrees(node, removed, kept):
             node.filter_totals = (removed, kept)
         else:
-            _log.debug("filter count disagrees with EXPLAIN; per-loop figures kept",
-                       extra={"fields": {"analyzer.table": node.relation_name}})
+            _log.debug(
+                "filter count disagrees with EXPLAIN; per-loop figures kept",
+                extra={"fields": {"analyzer.table": node.relation_name}},
+            )

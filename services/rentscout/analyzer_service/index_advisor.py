@@ -148,18 +148,39 @@ class _Context:
 
 async def load_indexes(conn: asyncpg.Connection, table_oids: Sequence[int] | None) -> list[IndexInfo]:
     rows = await conn.fetch(_INDEXES_SQL, None if table_oids is None else list(table_oids), timeout=deadline.remaining())
-    return [IndexInfo(oid=r["oid"], schema=r["schema"], name=r["name"], table=r["table_name"], table_oid=r["table_oid"],
-                      columns=tuple(r["columns"]), key_count=r["key_count"], unique=r["is_unique"],
-                      primary=r["is_primary"], valid=r["is_valid"], constraint=r["is_constraint"], am=r["am"],
-                      predicate=r["predicate"], expressions=r["expressions"], definition=redact_constants(r["definition"]),
-                      size_bytes=r["size_bytes"], idx_scan=r["idx_scan"]) for r in rows]
+    return [
+        IndexInfo(
+            oid=r["oid"],
+            schema=r["schema"],
+            name=r["name"],
+            table=r["table_name"],
+            table_oid=r["table_oid"],
+            columns=tuple(r["columns"]),
+            key_count=r["key_count"],
+            unique=r["is_unique"],
+            primary=r["is_primary"],
+            valid=r["is_valid"],
+            constraint=r["is_constraint"],
+            am=r["am"],
+            predicate=r["predicate"],
+            expressions=r["expressions"],
+            definition=redact_constants(r["definition"]),
+            size_bytes=r["size_bytes"],
+            idx_scan=r["idx_scan"],
+        )
+        for r in rows
+    ]
 
 
-async def load_relations(conn: asyncpg.Connection, oids: Sequence[int]) -> tuple[dict[int, Relation], dict[int, frozenset[str]],
-                                                                                 dict[int, float]]:
+async def load_relations(
+    conn: asyncpg.Connection, oids: Sequence[int]
+) -> tuple[dict[int, Relation], dict[int, frozenset[str]], dict[int, float]]:
     rows = await conn.fetch(_RELATIONS_SQL, list(oids), timeout=deadline.remaining())
-    return ({r["oid"]: Relation(r["oid"], r["schema"], r["name"]) for r in rows},
-            {r["oid"]: frozenset(r["columns"]) for r in rows}, {r["oid"]: max(r["reltuples"], 0.0) for r in rows})
+    return (
+        {r["oid"]: Relation(r["oid"], r["schema"], r["name"]) for r in rows},
+        {r["oid"]: frozenset(r["columns"]) for r in rows},
+        {r["oid"]: max(r["reltuples"], 0.0) for r in rows},
+    )
 
 
 ColumnKey = tuple[int, str]
@@ -168,27 +189,38 @@ ColumnKey = tuple[int, str]
 async def load_stats(conn: asyncpg.Connection, oids: Sequence[int]) -> tuple[dict[ColumnKey, ColumnStats], set[ColumnKey]]:
     """Column statistics, and the columns whose type a B-tree can index."""
     rows = await conn.fetch(_STATS_SQL, list(oids), timeout=deadline.remaining())
-    stats = {(r["oid"], r["column_name"]): ColumnStats(r["null_frac"] or 0.0, r["n_distinct"] or 0.0, r["correlation"],
-                                                       r["avg_width"] or 0) for r in rows if r["null_frac"] is not None}
+    stats = {
+        (r["oid"], r["column_name"]): ColumnStats(
+            r["null_frac"] or 0.0, r["n_distinct"] or 0.0, r["correlation"], r["avg_width"] or 0
+        )
+        for r in rows
+        if r["null_frac"] is not None
+    }
     return stats, {(r["oid"], r["column_name"]) for r in rows if r["btree_ok"]}
 
 
 async def hypopg_schema(conn: asyncpg.Connection) -> tuple[str | None, bool]:
     """(schema HypoPG is installed in or None, whether the server could install it)."""
-    row = await conn.fetchrow(tagged(
-        "SELECT n.nspname AS schema FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n "
-        "ON n.oid = e.extnamespace WHERE e.extname = 'hypopg'"), timeout=deadline.remaining())
+    row = await conn.fetchrow(
+        tagged(
+            "SELECT n.nspname AS schema FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n "
+            "ON n.oid = e.extnamespace WHERE e.extname = 'hypopg'"
+        ),
+        timeout=deadline.remaining(),
+    )
     if row is not None:
         return row["schema"], True
-    available = await conn.fetchval(tagged(
-        "SELECT count(*) > 0 FROM pg_catalog.pg_available_extensions WHERE name = 'hypopg'"), timeout=deadline.remaining())
+    available = await conn.fetchval(
+        tagged("SELECT count(*) > 0 FROM pg_catalog.pg_available_extensions WHERE name = 'hypopg'"), timeout=deadline.remaining()
+    )
     return None, bool(available)
 
 
 async def stats_reset(conn: asyncpg.Connection) -> str | None:
-    value = await conn.fetchval(tagged(
-        "SELECT stats_reset FROM pg_catalog.pg_stat_database WHERE datname = pg_catalog.current_database()"),
-        timeout=deadline.remaining())
+    value = await conn.fetchval(
+        tagged("SELECT stats_reset FROM pg_catalog.pg_stat_database WHERE datname = pg_catalog.current_database()"),
+        timeout=deadline.remaining(),
+    )
     return value.isoformat() if value is not None else None
 
 
@@ -208,8 +240,9 @@ async def plan_cost(conn: asyncpg.Connection, sql: str, param_count: int, field:
         else:
             # fetch(), not execute(): the extended protocol refuses a second statement whatever the text holds
             await conn.fetch(prefix + sql, timeout=deadline.remaining())
-            raw = await conn.fetchval(f"EXPLAIN {TAG} (FORMAT JSON) EXECUTE {name}({', '.join(['NULL'] * param_count)})",
-                                      timeout=deadline.remaining())
+            raw = await conn.fetchval(
+                f"EXPLAIN {TAG} (FORMAT JSON) EXECUTE {name}({', '.join(['NULL'] * param_count)})", timeout=deadline.remaining()
+            )
             await conn.execute(f"DEALLOCATE {TAG} {name}", timeout=deadline.remaining())
     except asyncpg.PostgresError as exc:
         if field is None:
@@ -222,8 +255,11 @@ async def plan_cost(conn: asyncpg.Connection, sql: str, param_count: int, field:
 async def _measure(ctx: _Context, sql: str, param_count: int, candidate: Candidate) -> tuple[float, int, bool]:
     """(cost with the hypothetical index, its size, whether the plan used it); the index is dropped after."""
     schema = quote_ident(ctx.hypopg_schema or "public")
-    row = await ctx.conn.fetchrow(f"SELECT {TAG} indexrelid FROM {schema}.hypopg_create_index($1)",
-                                  candidate.hypothetical_statement(), timeout=deadline.remaining())
+    row = await ctx.conn.fetchrow(
+        f"SELECT {TAG} indexrelid FROM {schema}.hypopg_create_index($1)",
+        candidate.hypothetical_statement(),
+        timeout=deadline.remaining(),
+    )
     assert row is not None  # hypopg_create_index returns one row per index created, and this creates one
     oid = row["indexrelid"]
     try:
@@ -251,8 +287,13 @@ async def check_statement(ctx: _Context, parsed: ParsedQuery, field: str | None 
     try:
         stmt = await session.prepare(ctx.conn, parsed.sql)
         return await catalog_policy.check(
-            ctx.conn, parsed, parameter_types(stmt), ctx.settings.trusted_schemas, then_read_only=False,
-            statement_timeout_ms=limits.statement_timeout_ms(ctx.settings.statement_timeout_ms))
+            ctx.conn,
+            parsed,
+            parameter_types(stmt),
+            ctx.settings.trusted_schemas,
+            then_read_only=False,
+            statement_timeout_ms=limits.statement_timeout_ms(ctx.settings.statement_timeout_ms),
+        )
     except Rejected as exc:
         metrics.REJECTED.labels(exc.reason).inc()
         if field is None:
@@ -276,15 +317,28 @@ async def _reset_hypopg(ctx: _Context) -> None:
         await ctx.conn.execute(f"SELECT {TAG} {quote_ident(ctx.hypopg_schema)}.hypopg_reset()", timeout=5)
 
 
-async def evaluate(ctx: _Context, sql: str, param_count: int, candidates: Sequence[Candidate],
-                   stats: dict[tuple[int, str], ColumnStats], reltuples: dict[int, float],
-                   cost_before: float) -> list[Suggestion]:
+async def evaluate(
+    ctx: _Context,
+    sql: str,
+    param_count: int,
+    candidates: Sequence[Candidate],
+    stats: dict[tuple[int, str], ColumnStats],
+    reltuples: dict[int, float],
+    cost_before: float,
+) -> list[Suggestion]:
     """Cost each candidate; with HypoPG keep the best per table that cuts the cost enough."""
     if ctx.hypopg_schema is None:
-        return [Suggestion(c, cost_before=cost_before, queries=[sql],
-                           size_bytes=estimate_index_bytes(c, stats, reltuples.get(c.relation.oid, 0.0)),
-                           reason=f"{c.reason}; not validated (statistics heuristic)")
-                for c in candidates if heuristic_keep(c, reltuples.get(c.relation.oid, 0.0))]
+        return [
+            Suggestion(
+                c,
+                cost_before=cost_before,
+                queries=[sql],
+                size_bytes=estimate_index_bytes(c, stats, reltuples.get(c.relation.oid, 0.0)),
+                reason=f"{c.reason}; not validated (statistics heuristic)",
+            )
+            for c in candidates
+            if heuristic_keep(c, reltuples.get(c.relation.oid, 0.0))
+        ]
     best: dict[int, Suggestion] = {}
     threshold = ctx.settings.hypopg_min_cost_reduction
     for c in candidates:
@@ -292,11 +346,21 @@ async def evaluate(ctx: _Context, sql: str, param_count: int, candidates: Sequen
         cut = 1.0 - cost_after / cost_before if cost_before > 0 else 0.0
         if not used or cut < threshold:
             continue
-        s = Suggestion(c, cost_before, cost_after, size, True, [sql],
-                       f"{c.reason}; HypoPG: planner cost {cost_before:.1f} -> {cost_after:.1f} ({100 * cut:.0f}% lower)")
+        s = Suggestion(
+            c,
+            cost_before,
+            cost_after,
+            size,
+            True,
+            [sql],
+            f"{c.reason}; HypoPG: planner cost {cost_before:.1f} -> {cost_after:.1f} ({100 * cut:.0f}% lower)",
+        )
         current = best.get(c.relation.oid)
-        if current is None or s.cost_after < current.cost_after or (
-                s.cost_after == current.cost_after and len(c.columns) < len(current.candidate.columns)):
+        if (
+            current is None
+            or s.cost_after < current.cost_after
+            or (s.cost_after == current.cost_after and len(c.columns) < len(current.candidate.columns))
+        ):
             best[c.relation.oid] = s
     return list(best.values())
 
@@ -304,21 +368,26 @@ async def evaluate(ctx: _Context, sql: str, param_count: int, candidates: Sequen
 # -- one statement -------------------------------------------------------------------------------
 
 
-async def candidates_for(ctx: _Context, parsed: ParsedQuery, resolution: catalog_policy.Resolution
-                         ) -> tuple[list[Candidate], dict[tuple[int, str], ColumnStats], dict[int, float], list[int]]:
+async def candidates_for(
+    ctx: _Context, parsed: ParsedQuery, resolution: catalog_policy.Resolution
+) -> tuple[list[Candidate], dict[tuple[int, str], ColumnStats], dict[int, float], list[int]]:
     relations, columns_of, reltuples = await load_relations(ctx.conn, list(set(resolution.relation_oids.values())))
     resolve = {key: relations[oid] for key, oid in resolution.relation_oids.items() if oid in relations}
     uses = column_uses(parsed.statement, resolve, columns_of, parsed.cte_names)
     oids = sorted(relations)
     stats, indexable = await load_stats(ctx.conn, oids)
     indexes = await load_indexes(ctx.conn, oids)
-    candidates = [c for c in build_candidates(uses, stats, reltuples)
-                  if covered_by(c, indexes) is None and all((c.relation.oid, col) in indexable for col in c.columns)]
+    candidates = [
+        c
+        for c in build_candidates(uses, stats, reltuples)
+        if covered_by(c, indexes) is None and all((c.relation.oid, col) in indexable for col in c.columns)
+    ]
     return candidates, stats, reltuples, oids
 
 
-async def advise_statement(ctx: _Context, parsed: ParsedQuery, resolution: catalog_policy.Resolution,
-                           field: str | None = None) -> tuple[list[Suggestion], list[int]]:
+async def advise_statement(
+    ctx: _Context, parsed: ParsedQuery, resolution: catalog_policy.Resolution, field: str | None = None
+) -> tuple[list[Suggestion], list[int]]:
     """Suggestions for one checked statement (see check_statement for `field`)."""
     cost_before, _ = await plan_as_role(ctx, parsed.sql, parsed.param_count, field)
     candidates, stats, reltuples, oids = await candidates_for(ctx, parsed, resolution)
@@ -337,8 +406,9 @@ async def from_sql(ctx: _Context, sql: str) -> tuple[list[Suggestion], list[int]
     return await advise_statement(ctx, parsed, resolution, field="sql")
 
 
-async def checked_statements(ctx: _Context, statements: Sequence[slow_queries.SlowQuery]
-                             ) -> list[tuple[slow_queries.SlowQuery, ParsedQuery, catalog_policy.Resolution]]:
+async def checked_statements(
+    ctx: _Context, statements: Sequence[slow_queries.SlowQuery]
+) -> list[tuple[slow_queries.SlowQuery, ParsedQuery, catalog_policy.Resolution]]:
     """The recorded statements that pass both policy layers (the others are skipped, and logged)."""
     out = []
     for stmt in statements:
@@ -346,8 +416,12 @@ async def checked_statements(ctx: _Context, statements: Sequence[slow_queries.Sl
             parsed = parse_select(stmt.query)
             out.append((stmt, parsed, await check_statement(ctx, parsed)))
         except (Rejected, asyncpg.PostgresError) as exc:
-            _log.info("recorded statement skipped", extra={"fields": {
-                "db.statement.fingerprint": statement_fingerprint(stmt.query), "error.type": type(exc).__name__}})
+            _log.info(
+                "recorded statement skipped",
+                extra={
+                    "fields": {"db.statement.fingerprint": statement_fingerprint(stmt.query), "error.type": type(exc).__name__}
+                },
+            )
     return out
 
 
@@ -365,8 +439,9 @@ async def _savepoint(ctx: _Context, step: Callable[[], Awaitable[T]]) -> T | Non
     return result
 
 
-def _statistics_candidates(rel: Relation, rows: float, stats: dict[ColumnKey, ColumnStats], indexable: set[ColumnKey],
-                           indexes: list[IndexInfo]) -> list[Candidate]:
+def _statistics_candidates(
+    rel: Relation, rows: float, stats: dict[ColumnKey, ColumnStats], indexable: set[ColumnKey], indexes: list[IndexInfo]
+) -> list[Candidate]:
     candidates = []
     for (oid, column), st in stats.items():
         selectivity = st.eq_selectivity(rows)
@@ -375,9 +450,14 @@ def _statistics_candidates(rel: Relation, rows: float, stats: dict[ColumnKey, Co
         if selectivity > TABLE_MODE_MAX_SELECTIVITY:
             continue
         correlation = f", correlation {st.correlation:.2f}" if st.correlation is not None else ""
-        c = Candidate(rel, (column,), (), selectivity,
-                      f"column statistics: {column} has ~{st.distinct(rows):.0f} distinct values{correlation}, so an "
-                      f"equality lookup keeps about {100 * selectivity:.2g}% of {rows:.0f} rows")
+        c = Candidate(
+            rel,
+            (column,),
+            (),
+            selectivity,
+            f"column statistics: {column} has ~{st.distinct(rows):.0f} distinct values{correlation}, so an "
+            f"equality lookup keeps about {100 * selectivity:.2g}% of {rows:.0f} rows",
+        )
         if covered_by(c, indexes) is None:
             candidates.append(c)
     candidates.sort(key=lambda c: (c.selectivity, c.columns))
@@ -386,33 +466,55 @@ def _statistics_candidates(rel: Relation, rows: float, stats: dict[ColumnKey, Co
 
 async def _qualstats_query_ids(ctx: _Context, rel: Relation) -> list[int]:
     """The statements pg_qualstats saw filter `rel` (none when it is not installed)."""
-    schema = await ctx.conn.fetchval(tagged(
-        "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
-        "WHERE e.extname = 'pg_qualstats'"), timeout=deadline.remaining())
+    schema = await ctx.conn.fetchval(
+        tagged(
+            "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE e.extname = 'pg_qualstats'"
+        ),
+        timeout=deadline.remaining(),
+    )
     if schema is None:
         return []
-    ids = await ctx.conn.fetchval(tagged(
-        f"SELECT array_agg(DISTINCT queryid) FROM {quote_ident(schema)}.pg_qualstats "
-        "WHERE (lrelid = $1 OR rrelid = $1) AND queryid IS NOT NULL"), rel.oid, timeout=deadline.remaining())
+    ids = await ctx.conn.fetchval(
+        tagged(
+            f"SELECT array_agg(DISTINCT queryid) FROM {quote_ident(schema)}.pg_qualstats "
+            "WHERE (lrelid = $1 OR rrelid = $1) AND queryid IS NOT NULL"
+        ),
+        rel.oid,
+        timeout=deadline.remaining(),
+    )
     return list(ids or [])
 
 
 async def table_workload(ctx: _Context, rel: Relation) -> list[slow_queries.SlowQuery]:
     """Recorded SELECTs that may touch `rel`: the costliest ones, plus those pg_qualstats saw filter it."""
     ext = await slow_queries.extension(ctx.conn)
-    found = await slow_queries.fetch(ctx.conn, ext, min_calls=1, min_mean_ms=0.0, order="total_time",
-                                     limit=TABLE_MODE_WORKLOAD, selects_only=True)
+    found = await slow_queries.fetch(
+        ctx.conn, ext, min_calls=1, min_mean_ms=0.0, order="total_time", limit=TABLE_MODE_WORKLOAD, selects_only=True
+    )
     ids = await _savepoint(ctx, functools.partial(_qualstats_query_ids, ctx, rel))  # may be installed, not loaded
     known = {q.query_id for q in found}
     if ids:
-        found += [q for q in await slow_queries.fetch(ctx.conn, ext, min_calls=1, min_mean_ms=0.0, order="total_time",
-                                                      limit=TABLE_MODE_WORKLOAD, selects_only=True, query_ids=ids)
-                  if q.query_id not in known]
+        found += [
+            q
+            for q in await slow_queries.fetch(
+                ctx.conn,
+                ext,
+                min_calls=1,
+                min_mean_ms=0.0,
+                order="total_time",
+                limit=TABLE_MODE_WORKLOAD,
+                selects_only=True,
+                query_ids=ids,
+            )
+            if q.query_id not in known
+        ]
     return found
 
 
-async def _plan_for_table(ctx: _Context, parsed: ParsedQuery, res: catalog_policy.Resolution, rel: Relation
-                          ) -> tuple[float, list[Candidate]]:
+async def _plan_for_table(
+    ctx: _Context, parsed: ParsedQuery, res: catalog_policy.Resolution, rel: Relation
+) -> tuple[float, list[Candidate]]:
     """(cost now, the statement's candidates on `rel`)."""
     cost_before, _ = await plan_as_role(ctx, parsed.sql, parsed.param_count)
     candidates, _, _, _ = await candidates_for(ctx, parsed, res)
@@ -425,8 +527,11 @@ async def from_table(ctx: _Context, raw_table: str) -> tuple[list[Suggestion], l
     rows = reltuples.get(rel.oid, 0.0)
     stats, indexable = await load_stats(ctx.conn, [rel.oid])
     indexes = await load_indexes(ctx.conn, [rel.oid])
-    touching = [(stmt, parsed, res) for stmt, parsed, res in await checked_statements(ctx, await table_workload(ctx, rel))
-                if rel.oid in res.relation_oids.values()]
+    touching = [
+        (stmt, parsed, res)
+        for stmt, parsed, res in await checked_statements(ctx, await table_workload(ctx, rel))
+        if rel.oid in res.relation_oids.values()
+    ]
     await read_only(ctx)
     if not touching:
         return _statistics_only(rel, rows, stats, indexable, indexes), [rel.oid]
@@ -440,8 +545,9 @@ async def from_table(ctx: _Context, raw_table: str) -> tuple[list[Suggestion], l
         for c in candidates:
             if ctx.hypopg_schema is None:
                 if heuristic_keep(c, rows):
-                    merged.setdefault(c.key, Suggestion(c, size_bytes=estimate_index_bytes(c, stats, rows))
-                                      ).queries.append(stmt.shown.text)
+                    merged.setdefault(c.key, Suggestion(c, size_bytes=estimate_index_bytes(c, stats, rows))).queries.append(
+                        stmt.shown.text
+                    )
                 continue
             measured = await _savepoint(ctx, functools.partial(_measure, ctx, parsed.sql, parsed.param_count, c))
             if measured is None:
@@ -460,25 +566,34 @@ async def from_table(ctx: _Context, raw_table: str) -> tuple[list[Suggestion], l
         return sorted(merged.values(), key=lambda s: (-len(s.queries), s.candidate.columns)), [rel.oid]
     ranked = sorted(merged.values(), key=lambda s: (-s.saved_cost, len(s.candidate.columns), s.candidate.columns))
     for s in ranked:
-        s.reason = (f"{s.candidate.reason}; HypoPG: {len(s.queries)} recorded statement(s) filtering "
-                    f"{rel.qualified} would save planner cost {s.saved_cost:.0f} in total (cost x calls, "
-                    f"{100 * s.reduction:.0f}% lower)")
+        s.reason = (
+            f"{s.candidate.reason}; HypoPG: {len(s.queries)} recorded statement(s) filtering "
+            f"{rel.qualified} would save planner cost {s.saved_cost:.0f} in total (cost x calls, "
+            f"{100 * s.reduction:.0f}% lower)"
+        )
     return ranked, [rel.oid]
 
 
-def _statistics_only(rel: Relation, rows: float, stats: dict[ColumnKey, ColumnStats],
-                           indexable: set[ColumnKey], indexes: list[IndexInfo]) -> list[Suggestion]:
+def _statistics_only(
+    rel: Relation, rows: float, stats: dict[ColumnKey, ColumnStats], indexable: set[ColumnKey], indexes: list[IndexInfo]
+) -> list[Suggestion]:
     """No recorded statement touches the table: candidates from its statistics, unvalidated and last."""
-    return [Suggestion(c, size_bytes=estimate_index_bytes(c, stats, rows),
-                       reason=f"{c.reason}; not validated: no recorded statement filters {rel.qualified} "
-                              f"(pg_stat_statements), so this comes from column statistics alone")
-            for c in _statistics_candidates(rel, rows, stats, indexable, indexes)]
+    return [
+        Suggestion(
+            c,
+            size_bytes=estimate_index_bytes(c, stats, rows),
+            reason=f"{c.reason}; not validated: no recorded statement filters {rel.qualified} "
+            f"(pg_stat_statements), so this comes from column statistics alone",
+        )
+        for c in _statistics_candidates(rel, rows, stats, indexable, indexes)
+    ]
 
 
 async def from_slow_queries(ctx: _Context) -> tuple[list[Suggestion], list[int] | None]:
     ext = await slow_queries.extension(ctx.conn)
-    statements = await slow_queries.fetch(ctx.conn, ext, min_calls=1, min_mean_ms=0.0, order="total_time",
-                                          limit=ctx.settings.slow_query_sample, selects_only=True)
+    statements = await slow_queries.fetch(
+        ctx.conn, ext, min_calls=1, min_mean_ms=0.0, order="total_time", limit=ctx.settings.slow_query_sample, selects_only=True
+    )
     checked = await checked_statements(ctx, statements)
     await read_only(ctx)
     merged: dict[tuple[int, tuple[str, ...]], Suggestion] = {}
@@ -507,8 +622,11 @@ async def from_slow_queries(ctx: _Context) -> tuple[list[Suggestion], list[int] 
 async def dedicated_connection(runtime: RuntimeSettings) -> AsyncIterator[asyncpg.Connection]:
     """A connection of its own, closed afterwards, so hypothetical indexes cannot outlive the call."""
     try:
-        conn = await asyncpg.connect(runtime.database_url, timeout=deadline.remaining(runtime.db_connect_timeout_seconds),
-                                     server_settings={"application_name": "rentscout-analyzer-hypopg"})
+        conn = await asyncpg.connect(
+            runtime.database_url,
+            timeout=deadline.remaining(runtime.db_connect_timeout_seconds),
+            server_settings={"application_name": "rentscout-analyzer-hypopg"},
+        )
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise Unavailable(f"cannot open a dedicated database connection for HypoPG ({type(exc).__name__})") from None
     try:
@@ -527,8 +645,16 @@ def _method(hypopg: str | None, installable: bool, threshold: float) -> str:
     return f"statistics heuristic ({why})"
 
 
-async def suggest(db: Database, runtime: RuntimeSettings, settings: AnalyzerSettings, *, table: str | None = None,
-                  sql: str | None = None, from_slow: bool = False, limit: int = 10) -> Advice:
+async def suggest(
+    db: Database,
+    runtime: RuntimeSettings,
+    settings: AnalyzerSettings,
+    *,
+    table: str | None = None,
+    sql: str | None = None,
+    from_slow: bool = False,
+    limit: int = 10,
+) -> Advice:
     """Always on a dedicated connection: neither hypothetical indexes nor the PREPAREd statements of
     generic plans can then be left behind on a pooled connection."""
     if sql is not None:

@@ -95,8 +95,7 @@ class Candidate:
         return base if len(base) <= 63 else f"{base[:54]}_{hashlib.sha1(base.encode()).hexdigest()[:8]}"
 
     def create_statement(self) -> str:
-        return (f"CREATE INDEX CONCURRENTLY {quote_ident(self.index_name())} ON {self.relation.qualified} "
-                f"({self.column_sql()});")
+        return f"CREATE INDEX CONCURRENTLY {quote_ident(self.index_name())} ON {self.relation.qualified} ({self.column_sql()});"
 
     def hypothetical_statement(self) -> str:
         return f"CREATE INDEX ON {self.relation.qualified} ({self.column_sql()})"
@@ -147,8 +146,7 @@ class _Scope:
     relations: list[Relation] = field(default_factory=list)
 
 
-def _from_items(node: object, resolve: Mapping[tuple[str | None, str], Relation], ctes: frozenset[str],
-                scope: _Scope) -> None:
+def _from_items(node: object, resolve: Mapping[tuple[str | None, str], Relation], ctes: frozenset[str], scope: _Scope) -> None:
     if isinstance(node, (tuple, list)):
         for item in node:
             _from_items(item, resolve, ctes, scope)
@@ -221,8 +219,12 @@ def _column(node: object, scope: _Scope, columns_of: Mapping[int, frozenset[str]
     return (owners[0], column) if len(owners) == 1 else None
 
 
-def column_uses(statement: ast.SelectStmt, resolve: Mapping[tuple[str | None, str], Relation],
-                columns_of: Mapping[int, frozenset[str]], ctes: frozenset[str] = frozenset()) -> list[ColumnUse]:
+def column_uses(
+    statement: ast.SelectStmt,
+    resolve: Mapping[tuple[str | None, str], Relation],
+    columns_of: Mapping[int, frozenset[str]],
+    ctes: frozenset[str] = frozenset(),
+) -> list[ColumnUse]:
     """Indexable column uses of every SELECT level of `statement` (each level has its own FROM)."""
     uses: list[ColumnUse] = []
     for select in walk(statement):
@@ -290,8 +292,9 @@ def _describe(column: str, stats: ColumnStats | None, reltuples: float) -> str:
     return text + ")"
 
 
-def build_candidates(uses: Iterable[ColumnUse], stats: Mapping[tuple[int, str], ColumnStats],
-                     reltuples: Mapping[int, float]) -> list[Candidate]:
+def build_candidates(
+    uses: Iterable[ColumnUse], stats: Mapping[tuple[int, str], ColumnStats], reltuples: Mapping[int, float]
+) -> list[Candidate]:
     """Candidates per relation: the full composite, and narrower variants worth comparing."""
     by_rel: dict[Relation, list[ColumnUse]] = {}
     for use in uses:
@@ -309,8 +312,9 @@ def build_candidates(uses: Iterable[ColumnUse], stats: Mapping[tuple[int, str], 
             return st.distinct(rows) if st else 0.0
 
         eq = sorted(dict.fromkeys(u.column for u in rel_uses if u.kind == EQ), key=lambda c: (sel(c), c))
-        ranges = sorted(dict.fromkeys(u.column for u in rel_uses if u.kind == RANGE and u.column not in eq),
-                        key=lambda c: (-distinct(c), c))
+        ranges = sorted(
+            dict.fromkeys(u.column for u in rel_uses if u.kind == RANGE and u.column not in eq), key=lambda c: (-distinct(c), c)
+        )
         order = [u for u in rel_uses if u.kind == ORDER]
         rest: list[str] = []
         if ranges:
@@ -346,8 +350,7 @@ def build_candidates(uses: Iterable[ColumnUse], stats: Mapping[tuple[int, str], 
             if order_cols:
                 parts.append("ORDER BY " + ", ".join(order_cols))
             reason = f"{'; '.join(parts)}; keeps about {100 * selectivity:.2g}% of {rows:.0f} rows" if e else "; ".join(parts)
-            out.append(Candidate(rel, tuple(e), tuple(r), selectivity, reason,
-                                 tuple(c for c in desc if c in cols)))
+            out.append(Candidate(rel, tuple(e), tuple(r), selectivity, reason, tuple(c for c in desc if c in cols)))
     return out
 
 
@@ -360,7 +363,7 @@ def covered_by(candidate: Candidate, indexes: Iterable[IndexInfo]) -> IndexInfo 
         keys = list(index.keys)
         if len(keys) < len(candidate.columns):
             continue
-        if set(keys[: len(eq)]) == eq and keys[len(eq): len(eq) + len(rest)] == rest:
+        if set(keys[: len(eq)]) == eq and keys[len(eq) : len(eq) + len(rest)] == rest:
             return index
     return None
 
@@ -374,8 +377,9 @@ def heuristic_keep(candidate: Candidate, reltuples: float) -> bool:
 
 def estimate_index_bytes(candidate: Candidate, stats: Mapping[tuple[int, str], ColumnStats], reltuples: float) -> int:
     """B-tree size estimate: (tuple header + line pointer + aligned key data) per row at 90% leaf fill."""
-    width = sum(stats[(candidate.relation.oid, c)].avg_width if (candidate.relation.oid, c) in stats else 8
-                for c in candidate.columns)
+    width = sum(
+        stats[(candidate.relation.oid, c)].avg_width if (candidate.relation.oid, c) in stats else 8 for c in candidate.columns
+    )
     per_row = 8 + 4 + int(math.ceil((width + 1) / 8.0) * 8)
     usable = 8192 - 24 - 16
     rows_per_page = max(1, int(usable * 0.9 // per_row))
@@ -391,20 +395,41 @@ def index_issues(indexes: Sequence[IndexInfo], stats_reset: str | None = None) -
     issues: list[IndexIssue] = []
     for index in indexes:
         if not index.valid:
-            issues.append(IndexIssue("INVALID", index, (
-                f"invalid (a failed CREATE INDEX CONCURRENTLY?): it costs writes and serves no reads; "
-                f"DROP INDEX CONCURRENTLY {quote_ident(index.schema)}.{quote_ident(index.name)}; then re-create it")))
+            issues.append(
+                IndexIssue(
+                    "INVALID",
+                    index,
+                    (
+                        f"invalid (a failed CREATE INDEX CONCURRENTLY?): it costs writes and serves no reads; "
+                        f"DROP INDEX CONCURRENTLY {quote_ident(index.schema)}.{quote_ident(index.name)}; then re-create it"
+                    ),
+                )
+            )
     for index in indexes:
         if (other := redundant_with(index, indexes)) is not None:
-            issues.append(IndexIssue("DUPLICATE", index, (
-                f"its columns are a leading part of {other.display} ({other.definition}), which serves the same "
-                f"lookups; consider DROP INDEX CONCURRENTLY {quote_ident(index.schema)}.{quote_ident(index.name)}")))
+            issues.append(
+                IndexIssue(
+                    "DUPLICATE",
+                    index,
+                    (
+                        f"its columns are a leading part of {other.display} ({other.definition}), which serves the same "
+                        f"lookups; consider DROP INDEX CONCURRENTLY {quote_ident(index.schema)}.{quote_ident(index.name)}"
+                    ),
+                )
+            )
     since = f"since statistics were reset at {stats_reset}" if stats_reset else "since statistics were last reset"
     for index in indexes:
         if index.valid and index.idx_scan == 0 and not (index.unique or index.primary or index.constraint):
-            issues.append(IndexIssue("UNUSED", index, (
-                f"never used by a query {since} ({index.size_bytes} bytes maintained on every write); "
-                f"check replicas before dropping it")))
+            issues.append(
+                IndexIssue(
+                    "UNUSED",
+                    index,
+                    (
+                        f"never used by a query {since} ({index.size_bytes} bytes maintained on every write); "
+                        f"check replicas before dropping it"
+                    ),
+                )
+            )
     return issues
 
 

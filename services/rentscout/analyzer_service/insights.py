@@ -81,12 +81,19 @@ def staleness(t: TableHealth, min_modifications: int = STALE_MIN_MODIFICATIONS) 
         return None
     severity = CRITICAL if mods >= max(known, 1.0) else WARNING
     share = f"{100.0 * mods / known:.0f}% of" if known >= 1 else "more rows than"
-    return severity, (f"{mods} rows of {t.qualified} changed since its last analyze "
-                      f"({share} the {known:.0f} rows the planner assumes)")
+    return severity, (
+        f"{mods} rows of {t.qualified} changed since its last analyze ({share} the {known:.0f} rows the planner assumes)"
+    )
 
 
-def analyze_plan(result: ExplainResult, *, offsets: Sequence[OffsetRef] = (), params: Sequence[object] = (),
-                 tables: Mapping[str, TableHealth] | None = None, work_mem: str = "") -> list[Insight]:
+def analyze_plan(
+    result: ExplainResult,
+    *,
+    offsets: Sequence[OffsetRef] = (),
+    params: Sequence[object] = (),
+    tables: Mapping[str, TableHealth] | None = None,
+    work_mem: str = "",
+) -> list[Insight]:
     """Every insight for one plan, most severe first."""
     found: list[Insight] = []
     if result.analyzed:
@@ -120,12 +127,29 @@ def misestimates(nodes: Iterable[Node]) -> list[Insight]:
             continue
         severity = next(level for threshold, level in MISESTIMATE_LEVELS if factor >= threshold)
         direction = "under" if under else "over"
-        message = (f"{node.label}: the planner expected {_fmt(node.plan_rows)} rows but got {_fmt(node.actual_rows)}"
-                   f"{' per loop' if loops > 1 else ''} ({direction}-estimated {factor:.0f}x); stale or missing "
-                   f"statistics, correlated columns (CREATE STATISTICS) or a too-small statistics target")
-        out.append((factor, Insight("ROW_MISESTIMATE", severity, message, node.label, {
-            "estimated_rows": _fmt(node.plan_rows), "actual_rows": _fmt(node.actual_rows), "loops": str(loops),
-            "factor": f"{factor:.1f}", "direction": direction})))
+        message = (
+            f"{node.label}: the planner expected {_fmt(node.plan_rows)} rows but got {_fmt(node.actual_rows)}"
+            f"{' per loop' if loops > 1 else ''} ({direction}-estimated {factor:.0f}x); stale or missing "
+            f"statistics, correlated columns (CREATE STATISTICS) or a too-small statistics target"
+        )
+        out.append(
+            (
+                factor,
+                Insight(
+                    "ROW_MISESTIMATE",
+                    severity,
+                    message,
+                    node.label,
+                    {
+                        "estimated_rows": _fmt(node.plan_rows),
+                        "actual_rows": _fmt(node.actual_rows),
+                        "loops": str(loops),
+                        "factor": f"{factor:.1f}",
+                        "direction": direction,
+                    },
+                ),
+            )
+        )
     out.sort(key=lambda pair: -pair[0])
     return [insight for _, insight in out[:MAX_MISESTIMATES]]
 
@@ -142,12 +166,22 @@ def seq_scan_filters(nodes: Iterable[Node]) -> list[Insight]:
         if fraction < SEQ_SCAN_REMOVED_FRACTION:
             continue
         severity = CRITICAL if fraction >= 0.99 and removed >= 100_000 else WARNING
-        out.append(Insight("SEQ_SCAN_FILTER", severity,
-                           f"{node.label} read {_fmt(removed + kept)} rows and its filter discarded {100 * fraction:.1f}% "
-                           f"of them; an index on the filtered columns would read only the {_fmt(kept)} it keeps",
-                           node.label, {"rows_removed_by_filter": _fmt(removed), "rows_returned": _fmt(kept),
-                                        "removed_percent": f"{100 * fraction:.2f}", "filter": node.filter,
-                                        "relation": node.relation_name}))
+        out.append(
+            Insight(
+                "SEQ_SCAN_FILTER",
+                severity,
+                f"{node.label} read {_fmt(removed + kept)} rows and its filter discarded {100 * fraction:.1f}% "
+                f"of them; an index on the filtered columns would read only the {_fmt(kept)} it keeps",
+                node.label,
+                {
+                    "rows_removed_by_filter": _fmt(removed),
+                    "rows_returned": _fmt(kept),
+                    "removed_percent": f"{100 * fraction:.2f}",
+                    "filter": node.filter,
+                    "relation": node.relation_name,
+                },
+            )
+        )
     return out
 
 
@@ -163,13 +197,24 @@ def estimated_seq_scan_filters(nodes: Iterable[Node], tables: Mapping[str, Table
         if scanned - kept < SEQ_SCAN_MIN_REMOVED or kept / scanned > 1 - SEQ_SCAN_REMOVED_FRACTION:
             continue
         fraction = 1 - kept / scanned
-        out.append(Insight("SEQ_SCAN_FILTER", WARNING,
-                           f"{node.label} is estimated to read about {_fmt(scanned)} rows and keep {_fmt(kept)} "
-                           f"({100 * fraction:.1f}% discarded by its filter); an index on the filtered columns would "
-                           f"read only those", node.label,
-                           {"estimated": "true", "estimated_rows_scanned": _fmt(scanned),
-                            "estimated_rows_returned": _fmt(kept), "removed_percent": f"{100 * fraction:.2f}",
-                            "filter": node.filter, "relation": node.relation_name}))
+        out.append(
+            Insight(
+                "SEQ_SCAN_FILTER",
+                WARNING,
+                f"{node.label} is estimated to read about {_fmt(scanned)} rows and keep {_fmt(kept)} "
+                f"({100 * fraction:.1f}% discarded by its filter); an index on the filtered columns would "
+                f"read only those",
+                node.label,
+                {
+                    "estimated": "true",
+                    "estimated_rows_scanned": _fmt(scanned),
+                    "estimated_rows_returned": _fmt(kept),
+                    "removed_percent": f"{100 * fraction:.2f}",
+                    "filter": node.filter,
+                    "relation": node.relation_name,
+                },
+            )
+        )
     return out
 
 
@@ -190,18 +235,28 @@ def nested_loops_rescanning(nodes: Iterable[Node]) -> list[Insight]:
         scan = _scanned_relation(inner)
         if scan is None or outer.plan_rows < NESTED_LOOP_MIN_OUTER_ROWS:
             continue
-        out.append(Insight("MISSING_JOIN_INDEX", WARNING,
-                           f"{node.label} is planned to scan {scan.relation_name or 'its inner side'} sequentially "
-                           f"for each of about {_fmt(outer.plan_rows)} outer rows; an index on the join columns of "
-                           f"{scan.relation_name or 'the inner table'} lets each loop look its rows up",
-                           node.label, {"estimated": "true", "estimated_outer_rows": _fmt(outer.plan_rows),
-                                        "inner": scan.label, "join_filter": node.filter or scan.filter}))
+        out.append(
+            Insight(
+                "MISSING_JOIN_INDEX",
+                WARNING,
+                f"{node.label} is planned to scan {scan.relation_name or 'its inner side'} sequentially "
+                f"for each of about {_fmt(outer.plan_rows)} outer rows; an index on the join columns of "
+                f"{scan.relation_name or 'the inner table'} lets each loop look its rows up",
+                node.label,
+                {
+                    "estimated": "true",
+                    "estimated_outer_rows": _fmt(outer.plan_rows),
+                    "inner": scan.label,
+                    "join_filter": node.filter or scan.filter,
+                },
+            )
+        )
     return out
 
 
 def work_mem_kb(text: str) -> int | None:
     """'4MB' -> 4096 (SHOW work_mem); None when it cannot be read."""
-    units = {"kB": 1, "MB": 1024, "GB": 1024 ** 2, "TB": 1024 ** 3}
+    units = {"kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
     for unit, factor in units.items():
         if text.endswith(unit) and text[: -len(unit)].strip().isdigit():
             return int(text[: -len(unit)]) * factor
@@ -218,11 +273,21 @@ def estimated_sorts_over_work_mem(nodes: Iterable[Node], work_mem: str) -> list[
         size_kb = node.plan_rows * node.processes * (node.plan_width + SORT_TUPLE_OVERHEAD_BYTES) / 1024
         if size_kb <= limit_kb:
             continue
-        out.append(Insight("DISK_SPILL", WARNING,
-                           f"{node.label} is estimated to sort about {_fmt(size_kb / 1024)} MB, more than work_mem "
-                           f"({work_mem}): it will likely sort on disk; raise work_mem for this query or sort fewer rows",
-                           node.label, {"estimated": "true", "estimated_sort_kb": f"{size_kb:.0f}", "work_mem": work_mem,
-                                        "estimated_rows": _fmt(node.plan_rows * node.processes)}))
+        out.append(
+            Insight(
+                "DISK_SPILL",
+                WARNING,
+                f"{node.label} is estimated to sort about {_fmt(size_kb / 1024)} MB, more than work_mem "
+                f"({work_mem}): it will likely sort on disk; raise work_mem for this query or sort fewer rows",
+                node.label,
+                {
+                    "estimated": "true",
+                    "estimated_sort_kb": f"{size_kb:.0f}",
+                    "work_mem": work_mem,
+                    "estimated_rows": _fmt(node.plan_rows * node.processes),
+                },
+            )
+        )
     return out
 
 
@@ -251,10 +316,16 @@ def disk_spills(nodes: Iterable[Node], work_mem: str) -> list[Insight]:
         if work_mem:
             evidence["work_mem"] = work_mem
         severity = CRITICAL if spill_kb >= 1024 * 1024 else WARNING
-        out.append(Insight("DISK_SPILL", severity,
-                           f"{node.label} {what}: it did not fit in work_mem{f' ({work_mem})' if work_mem else ''}; "
-                           f"raise work_mem for this query or reduce the rows reaching it",
-                           node.label, evidence))
+        out.append(
+            Insight(
+                "DISK_SPILL",
+                severity,
+                f"{node.label} {what}: it did not fit in work_mem{f' ({work_mem})' if work_mem else ''}; "
+                f"raise work_mem for this query or reduce the rows reaching it",
+                node.label,
+                evidence,
+            )
+        )
     return out
 
 
@@ -263,13 +334,23 @@ def lossy_bitmaps(nodes: Iterable[Node], work_mem: str) -> list[Insight]:
     for node in nodes:
         if node.lossy_heap_blocks <= 0:
             continue
-        evidence = {"exact_heap_blocks": str(node.exact_heap_blocks), "lossy_heap_blocks": str(node.lossy_heap_blocks),
-                    "rows_removed_by_index_recheck": str(node.rows_removed_by_recheck * max(node.actual_loops, 1))}
+        evidence = {
+            "exact_heap_blocks": str(node.exact_heap_blocks),
+            "lossy_heap_blocks": str(node.lossy_heap_blocks),
+            "rows_removed_by_index_recheck": str(node.rows_removed_by_recheck * max(node.actual_loops, 1)),
+        }
         if work_mem:
             evidence["work_mem"] = work_mem
-        out.append(Insight("LOSSY_BITMAP", WARNING,
-                           f"{node.label}: {node.lossy_heap_blocks} heap blocks were lossy, so every row on them was "
-                           f"rechecked; the bitmap did not fit in work_mem", node.label, evidence))
+        out.append(
+            Insight(
+                "LOSSY_BITMAP",
+                WARNING,
+                f"{node.label}: {node.lossy_heap_blocks} heap blocks were lossy, so every row on them was "
+                f"rechecked; the bitmap did not fit in work_mem",
+                node.label,
+                evidence,
+            )
+        )
     return out
 
 
@@ -281,11 +362,20 @@ def dominant_node(result: ExplainResult) -> list[Insight]:
     if node.percent_of_total < DOMINANT_PERCENT:
         return []
     severity = WARNING if node.percent_of_total >= 80 and node.exclusive_time_ms >= 100 else INFO
-    return [Insight("DOMINANT_NODE", severity,
-                    f"{node.label} takes {node.percent_of_total:.0f}% of the execution time "
-                    f"({node.exclusive_time_ms:.1f} of {total:.1f} ms): start there", node.label,
-                    {"exclusive_time_ms": f"{node.exclusive_time_ms:.3f}", "execution_time_ms": f"{total:.3f}",
-                     "percent_of_total": f"{node.percent_of_total:.1f}"})]
+    return [
+        Insight(
+            "DOMINANT_NODE",
+            severity,
+            f"{node.label} takes {node.percent_of_total:.0f}% of the execution time "
+            f"({node.exclusive_time_ms:.1f} of {total:.1f} ms): start there",
+            node.label,
+            {
+                "exclusive_time_ms": f"{node.exclusive_time_ms:.3f}",
+                "execution_time_ms": f"{total:.3f}",
+                "percent_of_total": f"{node.percent_of_total:.1f}",
+            },
+        )
+    ]
 
 
 def _offset_value(ref: OffsetRef, params: Sequence[object]) -> int | None:
@@ -314,10 +404,16 @@ def large_offsets(result: ExplainResult, offsets: Sequence[OffsetRef], params: S
         evidence["rows_fetched"] = _fmt(fetched)
         evidence["rows_discarded"] = _fmt(max(0.0, fetched - limit.total_rows))
     severity = CRITICAL if offset >= HUGE_OFFSET else WARNING
-    return [Insight("LARGE_OFFSET", severity,
-                    f"OFFSET {offset} makes PostgreSQL produce and throw away {offset} rows on every call; "
-                    f"use keyset pagination (WHERE (sort_key, id) > ($last_key, $last_id) ... LIMIT n)",
-                    limit.label if limit is not None else "", evidence)]
+    return [
+        Insight(
+            "LARGE_OFFSET",
+            severity,
+            f"OFFSET {offset} makes PostgreSQL produce and throw away {offset} rows on every call; "
+            f"use keyset pagination (WHERE (sort_key, id) > ($last_key, $last_id) ... LIMIT n)",
+            limit.label if limit is not None else "",
+            evidence,
+        )
+    ]
 
 
 def stale_statistics(result: ExplainResult, tables: Mapping[str, TableHealth]) -> list[Insight]:
@@ -329,10 +425,21 @@ def stale_statistics(result: ExplainResult, tables: Mapping[str, TableHealth]) -
             continue
         severity, reason = verdict
         last = health.last_analyzed
-        out.append(Insight("STALE_STATISTICS", severity, f"{reason}; run ANALYZE {health.qualified}", node.label, {
-            "table": health.qualified, "n_mod_since_analyze": str(health.n_mod_since_analyze),
-            "reltuples": _fmt(max(health.reltuples, 0.0)), "n_live_tup": str(health.n_live_tup),
-            "last_analyze": last.isoformat() if last else "never"}))
+        out.append(
+            Insight(
+                "STALE_STATISTICS",
+                severity,
+                f"{reason}; run ANALYZE {health.qualified}",
+                node.label,
+                {
+                    "table": health.qualified,
+                    "n_mod_since_analyze": str(health.n_mod_since_analyze),
+                    "reltuples": _fmt(max(health.reltuples, 0.0)),
+                    "n_live_tup": str(health.n_live_tup),
+                    "last_analyze": last.isoformat() if last else "never",
+                },
+            )
+        )
     return out
 
 
@@ -344,9 +451,15 @@ def workers_not_launched(nodes: Iterable[Node]) -> list[Insight]:
         if node.workers_launched >= node.workers_planned:
             continue
         severity = WARNING if node.workers_launched == 0 else INFO
-        out.append(Insight("WORKERS_NOT_LAUNCHED", severity,
-                           f"{node.label} planned {node.workers_planned} parallel workers but launched "
-                           f"{node.workers_launched}: the pool (max_parallel_workers / max_worker_processes) was "
-                           f"exhausted, so the query ran with less parallelism than planned", node.label,
-                           {"workers_planned": str(node.workers_planned), "workers_launched": str(node.workers_launched)}))
+        out.append(
+            Insight(
+                "WORKERS_NOT_LAUNCHED",
+                severity,
+                f"{node.label} planned {node.workers_planned} parallel workers but launched "
+                f"{node.workers_launched}: the pool (max_parallel_workers / max_worker_processes) was "
+                f"exhausted, so the query ran with less parallelism than planned",
+                node.label,
+                {"workers_planned": str(node.workers_planned), "workers_launched": str(node.workers_launched)},
+            )
+        )
     return out

@@ -46,7 +46,7 @@ def loads_iterative(text: str) -> Any:
     done = False
     while True:
         # -- one value at pos
-        char = text[pos:pos + 1]
+        char = text[pos : pos + 1]
         value: Any
         opened = False
         if char == "{":
@@ -82,7 +82,7 @@ def loads_iterative(text: str) -> Any:
         if opened:
             stack.append([value, None])
             close = "}" if isinstance(value, dict) else "]"
-            if text[pos:pos + 1] == close:  # empty container
+            if text[pos : pos + 1] == close:  # empty container
                 stack.pop()
                 pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
             else:
@@ -94,7 +94,7 @@ def loads_iterative(text: str) -> Any:
                 done = True
                 break
             container = stack[-1][0]
-            char = text[pos:pos + 1]
+            char = text[pos : pos + 1]
             close = "}" if isinstance(container, dict) else "]"
             if char == ",":
                 pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
@@ -118,10 +118,10 @@ def _expect_key(text: str, pos: int, stack: list[list[Any]]) -> int:
     entry = stack[-1]
     if not isinstance(entry[0], dict):
         return pos
-    if text[pos:pos + 1] != '"':
+    if text[pos : pos + 1] != '"':
         raise ValueError(f"invalid JSON at offset {pos}: expected a key")
     entry[1], pos = _string(text, pos)
     pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
-    if text[pos:pos + 1] != ":":
+    if text[pos : pos + 1] != ":":
         raise ValueError(f"invalid JSON at offset {pos}: expected ':'")
     return _WS.match(text, pos + 1).end()  # type: ignore[union-attr]

@@ -38,7 +38,8 @@ class Slots:
             metrics.REFUSED.inc()
             raise ResourceExhausted(
                 f"{self.size} analyses are already running on this server (RENTSCOUT_ANALYZER_MAX_CONCURRENT_STATEMENTS); "
-                "retry later")
+                "retry later"
+            )
         self.busy += 1
         metrics.RUNNING.set(self.busy)
         try:
@@ -76,13 +77,13 @@ def budget(settings: AnalyzerSettings) -> Iterator[int]:
     seconds = left if by_caller and left is not None else configured
     budget_ms = max(1, math.floor(seconds * 1000))
     if not by_caller:
-        deadline.set_from_time_remaining(configured + GRACE_SECONDS if left is None
-                                         else min(left, configured + GRACE_SECONDS))
+        deadline.set_from_time_remaining(configured + GRACE_SECONDS if left is None else min(left, configured + GRACE_SECONDS))
     caller_bound = left is not None and left < configured + GRACE_SECONDS
     token = _budget_end.set(time.monotonic() + seconds)
     source = "the call's deadline" if by_caller else "RENTSCOUT_ANALYZER_STATEMENT_TIMEOUT_MS"
-    exceeded = (f"the analysis ran longer than its budget of {budget_ms} ms ({source}), for all of its steps "
-                "together, and was cancelled")
+    exceeded = (
+        f"the analysis ran longer than its budget of {budget_ms} ms ({source}), for all of its steps together, and was cancelled"
+    )
     try:
         yield budget_ms
     except DeadlineExceeded:
@@ -92,7 +93,9 @@ def budget(settings: AnalyzerSettings) -> Iterator[int]:
             raise  # the server's own bound on a wait (a stuck dependency): UNAVAILABLE, not the budget
         if caller_bound:
             raise DeadlineExceeded(exceeded) from None
-        raise Unavailable(f"PostgreSQL did not cancel the analysis at its budget of {budget_ms} ms nor answer "
-                          f"{GRACE_SECONDS:g} s later: it is stuck or unreachable") from None
+        raise Unavailable(
+            f"PostgreSQL did not cancel the analysis at its budget of {budget_ms} ms nor answer "
+            f"{GRACE_SECONDS:g} s later: it is stuck or unreachable"
+        ) from None
     finally:
         _budget_end.reset(token)

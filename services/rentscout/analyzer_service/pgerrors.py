@@ -27,10 +27,26 @@ from rentscout.runtime.errors import (
 
 # The kind of object a SQLSTATE is about (class 42 and friends), for the answer.
 OBJECT_KINDS = {
-    "42P01": "relation", "42703": "column", "42883": "function", "42725": "function", "42P02": "parameter",
-    "42702": "column", "42704": "object", "3F000": "schema", "42P09": "alias", "42P08": "parameter",
-    "42P18": "parameter", "42804": "expression", "42846": "cast", "42803": "column", "42P10": "column",
-    "42P13": "function", "42P07": "relation", "42P06": "schema", "42710": "object", "0A000": "feature",
+    "42P01": "relation",
+    "42703": "column",
+    "42883": "function",
+    "42725": "function",
+    "42P02": "parameter",
+    "42702": "column",
+    "42704": "object",
+    "3F000": "schema",
+    "42P09": "alias",
+    "42P08": "parameter",
+    "42P18": "parameter",
+    "42804": "expression",
+    "42846": "cast",
+    "42803": "column",
+    "42P10": "column",
+    "42P13": "function",
+    "42P07": "relation",
+    "42P06": "schema",
+    "42710": "object",
+    "0A000": "feature",
     "42P19": "recursion",
 }
 # PostgreSQL's error context for a parameter it could not read at bind ("unnamed portal parameter $1 = '...'")
@@ -60,8 +76,13 @@ def argument_number(exc: Exception) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def map_statement_error(exc: asyncpg.PostgresError, field: str = "sql", statement_timeout_ms: int | None = None,
-                        offset: int = 0, sql: str | None = None) -> ServiceError:
+def map_statement_error(
+    exc: asyncpg.PostgresError,
+    field: str = "sql",
+    statement_timeout_ms: int | None = None,
+    offset: int = 0,
+    sql: str | None = None,
+) -> ServiceError:
     """The status for an error raised while planning or running the analyzed statement.
 
     `offset` is where the caller's text `sql` starts in what was sent (after `EXPLAIN (...) `), so
@@ -74,8 +95,10 @@ def map_statement_error(exc: asyncpg.PostgresError, field: str = "sql", statemen
     if state == "55P03":
         return Unavailable("the statement waited longer than lock_timeout for a lock; retry later")
     if state == "25006":
-        return InvalidArgument(field, "tried to write in the read-only analysis transaction (SQLSTATE 25006); "
-                                      "only read-only statements can be analyzed")
+        return InvalidArgument(
+            field,
+            "tried to write in the read-only analysis transaction (SQLSTATE 25006); only read-only statements can be analyzed",
+        )
     if state == "42501":
         return InvalidArgument(field, "is not permitted for the analyzer's database role (SQLSTATE 42501)")
     if state.startswith("53"):
@@ -88,8 +111,11 @@ def map_statement_error(exc: asyncpg.PostgresError, field: str = "sql", statemen
     kind = OBJECT_KINDS.get(state)
     about = f" ({kind})" if kind else ""
     where = _where(exc, sql, offset)
-    return InvalidArgument(field, f"failed with {condition_name(exc)}{about}{where} (SQLSTATE {state}); the database "
-                                  f"message is not shown because it may quote data")
+    return InvalidArgument(
+        field,
+        f"failed with {condition_name(exc)}{about}{where} (SQLSTATE {state}); the database "
+        f"message is not shown because it may quote data",
+    )
 
 
 def _where(exc: asyncpg.PostgresError, sql: str | None, offset: int) -> str:
@@ -104,15 +130,25 @@ def _where(exc: asyncpg.PostgresError, sql: str | None, offset: int) -> str:
 
 def log_withheld(exc: asyncpg.PostgresError) -> None:
     """The error for the server log: what PostgreSQL named from the catalog, never its message."""
-    _log.debug("analyzed statement failed", extra={"fields": {
-        "error.type": type(exc).__name__, "error.code": exc.sqlstate,
-        "db.error.position": int(raw) if (raw := getattr(exc, "position", None)) and str(raw).isdigit() else None,
-        **{f"db.error.{name}": getattr(exc, name, None) for name in (
-            "schema_name", "table_name", "column_name", "data_type_name", "constraint_name")
-           if getattr(exc, name, None)}}})
+    _log.debug(
+        "analyzed statement failed",
+        extra={
+            "fields": {
+                "error.type": type(exc).__name__,
+                "error.code": exc.sqlstate,
+                "db.error.position": int(raw) if (raw := getattr(exc, "position", None)) and str(raw).isdigit() else None,
+                **{
+                    f"db.error.{name}": getattr(exc, name, None)
+                    for name in ("schema_name", "table_name", "column_name", "data_type_name", "constraint_name")
+                    if getattr(exc, name, None)
+                },
+            }
+        },
+    )
 
 
 def map_role_error(exc: asyncpg.PostgresError, role: str) -> ServiceError:
     return FailedPrecondition(
         f"cannot switch to the analyzer role {role!r} (SQLSTATE {exc.sqlstate}): create it and grant it to the "
-        f"service's user (migration 0004 does), or unset RENTSCOUT_ANALYZER_EXPLAIN_ROLE")
+        f"service's user (migration 0004 does), or unset RENTSCOUT_ANALYZER_EXPLAIN_ROLE"
+    )

@@ -23,11 +23,16 @@ from typing import Any
 from rentscout.analyzer_service import jsontext
 
 BUFFER_KEYS = {
-    "shared_hit": "Shared Hit Blocks", "shared_read": "Shared Read Blocks",
-    "shared_dirtied": "Shared Dirtied Blocks", "shared_written": "Shared Written Blocks",
-    "local_hit": "Local Hit Blocks", "local_read": "Local Read Blocks",
-    "local_dirtied": "Local Dirtied Blocks", "local_written": "Local Written Blocks",
-    "temp_read": "Temp Read Blocks", "temp_written": "Temp Written Blocks",
+    "shared_hit": "Shared Hit Blocks",
+    "shared_read": "Shared Read Blocks",
+    "shared_dirtied": "Shared Dirtied Blocks",
+    "shared_written": "Shared Written Blocks",
+    "local_hit": "Local Hit Blocks",
+    "local_read": "Local Read Blocks",
+    "local_dirtied": "Local Dirtied Blocks",
+    "local_written": "Local Written Blocks",
+    "temp_read": "Temp Read Blocks",
+    "temp_written": "Temp Written Blocks",
 }
 # Nodes below which a parent may stop pulling rows early, so an over-estimate is not a misestimate.
 _EARLY_STOP_JOINS = {"Semi", "Anti"}
@@ -170,24 +175,37 @@ def _str(data: dict[str, Any], key: str) -> str:
 
 def _node(data: dict[str, Any]) -> Node:
     return Node(
-        node_type=_str(data, "Node Type") or "?", raw=data,
+        node_type=_str(data, "Node Type") or "?",
+        raw=data,
         relation_name=_str(data, "Relation Name") or _str(data, "CTE Name") or _str(data, "Function Name"),
-        alias=_str(data, "Alias"), index_name=_str(data, "Index Name"), join_type=_str(data, "Join Type"),
-        parent_relationship=_str(data, "Parent Relationship"), subplan_name=_str(data, "Subplan Name"),
-        startup_cost=_float(data, "Startup Cost"), total_cost=_float(data, "Total Cost"),
-        plan_rows=_float(data, "Plan Rows"), plan_width=_int(data, "Plan Width"), actual_rows=_float(data, "Actual Rows"),
-        actual_loops=_int(data, "Actual Loops"), actual_total_time=_float(data, "Actual Total Time"),
+        alias=_str(data, "Alias"),
+        index_name=_str(data, "Index Name"),
+        join_type=_str(data, "Join Type"),
+        parent_relationship=_str(data, "Parent Relationship"),
+        subplan_name=_str(data, "Subplan Name"),
+        startup_cost=_float(data, "Startup Cost"),
+        total_cost=_float(data, "Total Cost"),
+        plan_rows=_float(data, "Plan Rows"),
+        plan_width=_int(data, "Plan Width"),
+        actual_rows=_float(data, "Actual Rows"),
+        actual_loops=_int(data, "Actual Loops"),
+        actual_total_time=_float(data, "Actual Total Time"),
         analyzed="Actual Loops" in data,
         filter=_str(data, "Filter") or _str(data, "Join Filter"),
         index_cond=_str(data, "Index Cond") or _str(data, "Recheck Cond"),
         rows_removed_by_filter=_int(data, "Rows Removed by Filter") + _int(data, "Rows Removed by Join Filter"),
         rows_removed_by_recheck=_int(data, "Rows Removed by Index Recheck"),
-        workers_planned=_int(data, "Workers Planned"), workers_launched=_int(data, "Workers Launched"),
-        sort_method=_str(data, "Sort Method"), sort_space_type=_str(data, "Sort Space Type"),
+        workers_planned=_int(data, "Workers Planned"),
+        workers_launched=_int(data, "Workers Launched"),
+        sort_method=_str(data, "Sort Method"),
+        sort_space_type=_str(data, "Sort Space Type"),
         sort_space_used_kb=_int(data, "Sort Space Used"),
-        hash_batches=_int(data, "Hash Batches"), original_hash_batches=_int(data, "Original Hash Batches"),
-        hashagg_batches=_int(data, "HashAgg Batches"), disk_usage_kb=_int(data, "Disk Usage"),
-        exact_heap_blocks=_int(data, "Exact Heap Blocks"), lossy_heap_blocks=_int(data, "Lossy Heap Blocks"),
+        hash_batches=_int(data, "Hash Batches"),
+        original_hash_batches=_int(data, "Original Hash Batches"),
+        hashagg_batches=_int(data, "HashAgg Batches"),
+        disk_usage_kb=_int(data, "Disk Usage"),
+        exact_heap_blocks=_int(data, "Exact Heap Blocks"),
+        lossy_heap_blocks=_int(data, "Lossy Heap Blocks"),
         buffers=Buffers.from_json(data),
     )
 
@@ -225,9 +243,14 @@ def parse_explain(raw: str | list[Any] | dict[str, Any]) -> ExplainResult:
     node_list = parse_tree(doc["Plan"])
     root = node_list[0]
     result = ExplainResult(
-        root=root, planning_time_ms=_float(doc, "Planning Time"), execution_time_ms=_float(doc, "Execution Time"),
-        planning_buffers=Buffers.from_json(doc.get("Planning")), analyzed=root.analyzed, raw_json=raw_json,
-        node_list=node_list)
+        root=root,
+        planning_time_ms=_float(doc, "Planning Time"),
+        execution_time_ms=_float(doc, "Execution Time"),
+        planning_buffers=Buffers.from_json(doc.get("Planning")),
+        analyzed=root.analyzed,
+        raw_json=raw_json,
+        node_list=node_list,
+    )
     derive(result)
     return result
 

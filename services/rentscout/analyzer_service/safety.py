@@ -49,51 +49,126 @@ DENIED_FUNCTIONS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
     "notify": (frozenset({"pg_notify"}), ()),
     "backend_signal": (frozenset({"pg_cancel_backend", "pg_terminate_backend", "pg_log_backend_memory_contexts"}), ()),
     "dblink": (frozenset(), ("dblink",)),
-    "file_access": (frozenset({"pg_stat_file", "pg_logdir_ls", "pg_current_logfile"}),
-                    ("pg_read_file", "pg_read_binary_file", "pg_ls_", "pg_file_")),
+    "file_access": (
+        frozenset({"pg_stat_file", "pg_logdir_ls", "pg_current_logfile"}),
+        ("pg_read_file", "pg_read_binary_file", "pg_ls_", "pg_file_"),
+    ),
     "large_object": (frozenset({"loread", "lowrite"}), ("lo_",)),
-    "configuration": (frozenset({"set_config", "pg_reload_conf", "pg_rotate_logfile", "pg_rotate_logfile_old",
-                                 "setseed"}), ()),
+    "configuration": (frozenset({"set_config", "pg_reload_conf", "pg_rotate_logfile", "pg_rotate_logfile_old", "setseed"}), ()),
     "sequence": (frozenset({"nextval", "setval"}), ()),
-    "transaction_id": (frozenset({"txid_current", "txid_current_if_assigned", "pg_current_xact_id",
-                                  "pg_current_xact_id_if_assigned", "pg_export_snapshot"}), ()),
-    "server_admin": (frozenset({"pg_switch_wal", "pg_create_restore_point", "pg_promote", "pg_import_system_collations",
-                                "pg_stop_making_pinned_objects", "pg_nextoid", "pg_extension_config_dump",
-                                "pg_logical_emit_message"}),
-                     ("pg_backup_", "pg_start_backup", "pg_stop_backup", "pg_wal_replay_", "binary_upgrade_")),
-    "replication": (frozenset({"pg_drop_replication_slot", "pg_replication_slot_advance"}),
-                    ("pg_create_", "pg_copy_", "pg_logical_slot_", "pg_replication_origin_")),
+    "transaction_id": (
+        frozenset(
+            {
+                "txid_current",
+                "txid_current_if_assigned",
+                "pg_current_xact_id",
+                "pg_current_xact_id_if_assigned",
+                "pg_export_snapshot",
+            }
+        ),
+        (),
+    ),
+    "server_admin": (
+        frozenset(
+            {
+                "pg_switch_wal",
+                "pg_create_restore_point",
+                "pg_promote",
+                "pg_import_system_collations",
+                "pg_stop_making_pinned_objects",
+                "pg_nextoid",
+                "pg_extension_config_dump",
+                "pg_logical_emit_message",
+            }
+        ),
+        ("pg_backup_", "pg_start_backup", "pg_stop_backup", "pg_wal_replay_", "binary_upgrade_"),
+    ),
+    "replication": (
+        frozenset({"pg_drop_replication_slot", "pg_replication_slot_advance"}),
+        ("pg_create_", "pg_copy_", "pg_logical_slot_", "pg_replication_origin_"),
+    ),
     "statistics_reset": (frozenset({"pg_stat_statements_reset", "pg_qualstats_reset"}), ("pg_stat_reset",)),
     "index_maintenance": (frozenset({"gin_clean_pending_list", "pg_prewarm"}), ("brin_summarize", "brin_desummarize")),
     "hypothetical_index": (frozenset(), ("hypopg",)),
-    "dynamic_sql": (frozenset({"ts_stat", "ts_rewrite", "xpath_table"}),
-                    ("query_to_xml", "cursor_to_xml", "table_to_xml", "schema_to_xml", "database_to_xml")),
+    "dynamic_sql": (
+        frozenset({"ts_stat", "ts_rewrite", "xpath_table"}),
+        ("query_to_xml", "cursor_to_xml", "table_to_xml", "schema_to_xml", "database_to_xml"),
+    ),
 }
 
 # Volatile built-ins that only read (everything else volatile in pg_catalog is refused).
-HARMLESS_VOLATILE_BUILTINS = frozenset({
-    "random", "random_normal", "clock_timestamp", "timeofday", "gen_random_uuid", "currval", "lastval",
-    "pg_relation_size", "pg_table_size", "pg_indexes_size", "pg_total_relation_size", "pg_database_size",
-    "pg_tablespace_size", "pg_blocking_pids", "pg_safe_snapshot_blocking_pids", "pg_lock_status",
-    "pg_is_in_recovery", "pg_current_wal_lsn", "pg_current_wal_insert_lsn", "pg_current_wal_flush_lsn",
-    "pg_last_wal_receive_lsn", "pg_last_wal_replay_lsn", "pg_last_xact_replay_timestamp", "pg_jit_available",
-    "pg_partition_tree", "pg_partition_ancestors", "pg_notification_queue_usage", "pg_xact_commit_timestamp",
-    "pg_xact_commit_timestamp_origin", "pg_xact_status", "txid_status", "pg_last_committed_xact",
-    "pg_sequence_last_value", "pg_stat_have_stats", "pg_collation_actual_version",
-    "pg_database_collation_actual_version", "pg_is_wal_replay_paused", "pg_get_wal_replay_pause_state",
-    "current_query", "currtid2",
-})
+HARMLESS_VOLATILE_BUILTINS = frozenset(
+    {
+        "random",
+        "random_normal",
+        "clock_timestamp",
+        "timeofday",
+        "gen_random_uuid",
+        "currval",
+        "lastval",
+        "pg_relation_size",
+        "pg_table_size",
+        "pg_indexes_size",
+        "pg_total_relation_size",
+        "pg_database_size",
+        "pg_tablespace_size",
+        "pg_blocking_pids",
+        "pg_safe_snapshot_blocking_pids",
+        "pg_lock_status",
+        "pg_is_in_recovery",
+        "pg_current_wal_lsn",
+        "pg_current_wal_insert_lsn",
+        "pg_current_wal_flush_lsn",
+        "pg_last_wal_receive_lsn",
+        "pg_last_wal_replay_lsn",
+        "pg_last_xact_replay_timestamp",
+        "pg_jit_available",
+        "pg_partition_tree",
+        "pg_partition_ancestors",
+        "pg_notification_queue_usage",
+        "pg_xact_commit_timestamp",
+        "pg_xact_commit_timestamp_origin",
+        "pg_xact_status",
+        "txid_status",
+        "pg_last_committed_xact",
+        "pg_sequence_last_value",
+        "pg_stat_have_stats",
+        "pg_collation_actual_version",
+        "pg_database_collation_actual_version",
+        "pg_is_wal_replay_paused",
+        "pg_get_wal_replay_pause_state",
+        "current_query",
+        "currtid2",
+    }
+)
 HARMLESS_VOLATILE_PREFIXES = ("pg_stat_get_xact_",)
 BUILTIN_SCHEMAS = frozenset({"pg_catalog", "information_schema"})
 TRUSTED_LANGUAGES = frozenset({"c", "internal"})  # only superusers can create functions in these
 
 _WRITE_STATEMENTS = {
-    "InsertStmt": "INSERT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE", "MergeStmt": "MERGE",
+    "InsertStmt": "INSERT",
+    "UpdateStmt": "UPDATE",
+    "DeleteStmt": "DELETE",
+    "MergeStmt": "MERGE",
 }
-_LOCK_STRENGTH = {"LCS_FORKEYSHARE": "FOR KEY SHARE", "LCS_FORSHARE": "FOR SHARE",
-                  "LCS_FORNOKEYUPDATE": "FOR NO KEY UPDATE", "LCS_FORUPDATE": "FOR UPDATE"}
-_OPERATOR_KINDS = {"AEXPR_OP", "AEXPR_OP_ANY", "AEXPR_OP_ALL", "AEXPR_DISTINCT", "AEXPR_NOT_DISTINCT",
-                   "AEXPR_NULLIF", "AEXPR_IN", "AEXPR_LIKE", "AEXPR_ILIKE", "AEXPR_SIMILAR"}
+_LOCK_STRENGTH = {
+    "LCS_FORKEYSHARE": "FOR KEY SHARE",
+    "LCS_FORSHARE": "FOR SHARE",
+    "LCS_FORNOKEYUPDATE": "FOR NO KEY UPDATE",
+    "LCS_FORUPDATE": "FOR UPDATE",
+}
+_OPERATOR_KINDS = {
+    "AEXPR_OP",
+    "AEXPR_OP_ANY",
+    "AEXPR_OP_ALL",
+    "AEXPR_DISTINCT",
+    "AEXPR_NOT_DISTINCT",
+    "AEXPR_NULLIF",
+    "AEXPR_IN",
+    "AEXPR_LIKE",
+    "AEXPR_ILIKE",
+    "AEXPR_SIMILAR",
+}
 
 
 class Rejected(Exception):
@@ -229,9 +304,14 @@ def parse_select(sql: str) -> ParsedQuery:
     if not isinstance(stmt, ast.SelectStmt):
         raise Rejected(*_not_select(stmt))
     start = raw.stmt_location or 0
-    body = sql[start:start + raw.stmt_len] if raw.stmt_len else sql[start:]
-    parsed = ParsedQuery(sql=sql, statement=stmt, fingerprint=statement_fingerprint(sql), body=body.strip(),
-                         body_offset=start + len(body) - len(body.lstrip()))
+    body = sql[start : start + raw.stmt_len] if raw.stmt_len else sql[start:]
+    parsed = ParsedQuery(
+        sql=sql,
+        statement=stmt,
+        fingerprint=statement_fingerprint(sql),
+        body=body.strip(),
+        body_offset=start + len(body) - len(body.lstrip()),
+    )
     _inspect(parsed)
     return parsed
 
@@ -281,8 +361,7 @@ def _inspect(parsed: ParsedQuery) -> None:
         elif isinstance(node, ast.FuncCall):
             name = _qualified(_names(node.funcname))
             if (category := denied_category(name.name)) is not None:
-                raise Rejected(f"function:{category}",
-                               f"calls {name}(), which is not allowed ({category.replace('_', ' ')})")
+                raise Rejected(f"function:{category}", f"calls {name}(), which is not allowed ({category.replace('_', ' ')})")
             functions.add(name)
         elif isinstance(node, ast.A_Expr):
             kind_name = getattr(node.kind, "name", str(node.kind))
@@ -357,5 +436,7 @@ def function_verdict(fn: FunctionInfo, trusted_schemas: frozenset[str] = frozens
         return f"{label} is a volatile user-defined function; it could write or hold locks"
     if fn.schema in trusted_schemas or fn.language in TRUSTED_LANGUAGES:
         return None
-    return (f"{label} is a {fn.language} function outside pg_catalog; only built-in and extension (C) "
-            f"functions are allowed unless its schema is trusted (RENTSCOUT_ANALYZER_TRUSTED_FUNCTION_SCHEMAS)")
+    return (
+        f"{label} is a {fn.language} function outside pg_catalog; only built-in and extension (C) "
+        f"functions are allowed unless its schema is trusted (RENTSCOUT_ANALYZER_TRUSTED_FUNCTION_SCHEMAS)"
+    )

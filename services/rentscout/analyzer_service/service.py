@@ -46,8 +46,9 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
         self.answer_cap = convert.answer_cap(resources.settings.max_send_message_bytes)
 
     async def AnalyzeQuery(
-            self, request: analyzer_pb2.AnalyzeQueryRequest,
-            context: grpc.aio.ServicerContext[analyzer_pb2.AnalyzeQueryRequest, analyzer_pb2.AnalyzeQueryResponse],
+        self,
+        request: analyzer_pb2.AnalyzeQueryRequest,
+        context: grpc.aio.ServicerContext[analyzer_pb2.AnalyzeQueryRequest, analyzer_pb2.AnalyzeQueryResponse],
     ) -> analyzer_pb2.AnalyzeQueryResponse:
         if len(request.params) > MAX_PARAMS:
             raise InvalidArgument("params", f"at most {MAX_PARAMS} parameters are supported")
@@ -56,18 +57,24 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
         except ParamError as exc:
             raise InvalidArgument(exc.field, str(exc)) from None
         with self.slots.take(), limits.budget(self.settings):
-            result = await explain.analyze_query(self.resources.db, self.settings, request.sql, params,
-                                                 analyze=request.analyze, buffers=request.buffers,
-                                                 reads=self.resources.reads if request.on_standby else None)
+            result = await explain.analyze_query(
+                self.resources.db,
+                self.settings,
+                request.sql,
+                params,
+                analyze=request.analyze,
+                buffers=request.buffers,
+                reads=self.resources.reads if request.on_standby else None,
+            )
         return convert.analysis(result, self.answer_cap)
 
     async def ListSlowQueries(
-            self, request: analyzer_pb2.ListSlowQueriesRequest,
-            context: grpc.aio.ServicerContext[analyzer_pb2.ListSlowQueriesRequest, analyzer_pb2.ListSlowQueriesResponse],
+        self,
+        request: analyzer_pb2.ListSlowQueriesRequest,
+        context: grpc.aio.ServicerContext[analyzer_pb2.ListSlowQueriesRequest, analyzer_pb2.ListSlowQueriesResponse],
     ) -> analyzer_pb2.ListSlowQueriesResponse:
         v = Violations()
-        v.check(math.isfinite(request.min_mean_ms) and request.min_mean_ms >= 0, "min_mean_ms",
-                "must be a number >= 0")
+        v.check(math.isfinite(request.min_mean_ms) and request.min_mean_ms >= 0, "min_mean_ms", "must be a number >= 0")
         v.check(request.min_calls >= 0, "min_calls", "must be >= 0")
         order = SLOW_ORDERS.get(request.order_by)
         v.check(order is not None, "order_by", "is not a known SlowQueryOrder")
@@ -76,15 +83,16 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
         # each node keeps its own pg_stat_statements: the primary's, or a standby's when asked
         async with self.resources.reads.connection(standby=request.on_standby) as (conn, node):
             ext, rows = await slow_queries.list_slow_queries(
-                conn, min_calls=request.min_calls, min_mean_ms=request.min_mean_ms, order=order or "total_time",
-                limit=limit)
+                conn, min_calls=request.min_calls, min_mean_ms=request.min_mean_ms, order=order or "total_time", limit=limit
+            )
         metrics.SLOW_QUERIES.set(len(rows))
         annotate(**{"analyzer.slow_queries": len(rows)})
         return convert.slow_queries(ext.version, rows, node, self.answer_cap)
 
     async def SuggestIndexes(
-            self, request: analyzer_pb2.SuggestIndexesRequest,
-            context: grpc.aio.ServicerContext[analyzer_pb2.SuggestIndexesRequest, analyzer_pb2.SuggestIndexesResponse],
+        self,
+        request: analyzer_pb2.SuggestIndexesRequest,
+        context: grpc.aio.ServicerContext[analyzer_pb2.SuggestIndexesRequest, analyzer_pb2.SuggestIndexesResponse],
     ) -> analyzer_pb2.SuggestIndexesResponse:
         v = Violations()
         source = request.WhichOneof("source")
@@ -95,15 +103,21 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
         v.raise_if_any()
         with self.slots.take(), limits.budget(self.settings):
             result = await index_advisor.suggest(
-                self.resources.db, self.resources.settings, self.settings, limit=limit,
-                table=request.table if source == "table" else None, sql=request.sql if source == "sql" else None,
-                from_slow=source == "from_slow_queries")
+                self.resources.db,
+                self.resources.settings,
+                self.settings,
+                limit=limit,
+                table=request.table if source == "table" else None,
+                sql=request.sql if source == "sql" else None,
+                from_slow=source == "from_slow_queries",
+            )
         annotate(**{"analyzer.index_suggestions": len(result.suggestions), "analyzer.index_issues": len(result.issues)})
         return convert.advice(result, self.answer_cap)
 
     async def GetTableStats(
-            self, request: analyzer_pb2.GetTableStatsRequest,
-            context: grpc.aio.ServicerContext[analyzer_pb2.GetTableStatsRequest, analyzer_pb2.GetTableStatsResponse],
+        self,
+        request: analyzer_pb2.GetTableStatsRequest,
+        context: grpc.aio.ServicerContext[analyzer_pb2.GetTableStatsRequest, analyzer_pb2.GetTableStatsResponse],
     ) -> analyzer_pb2.GetTableStatsResponse:
         stats = await table_stats.get_table_stats(self.resources.db, self.settings, request.table, request.exact_bloat)
         annotate(**{"analyzer.table": stats.table, "analyzer.recommendations": len(stats.recommendations)})
@@ -114,9 +128,14 @@ def create(resources: Resources, settings: AnalyzerSettings | None = None) -> Se
     """`settings` defaults to the environment (tests pass their own)."""
     settings = settings or load(AnalyzerSettings)
     if settings.unprivileged_opt_out:
-        _log.warning("UNSAFE: RENTSCOUT_ANALYZER_RUN_AS_SERVICE_USER=true: caller-written statements run with the "
-                     "service's own database privileges, not as a low-privilege role; only the catalog check "
-                     "stands between them and whatever this user may do")
+        _log.warning(
+            "UNSAFE: RENTSCOUT_ANALYZER_RUN_AS_SERVICE_USER=true: caller-written statements run with the "
+            "service's own database privileges, not as a low-privilege role; only the catalog check "
+            "stands between them and whatever this user may do"
+        )
     servicer = AnalyzerServicer(resources, settings)
-    return ServiceSpec(name=SERVICE_NAME, admin_methods=ADMIN_METHODS,
-                       register=lambda server: analyzer_pb2_grpc.add_AnalyzerServiceServicer_to_server(servicer, server))
+    return ServiceSpec(
+        name=SERVICE_NAME,
+        admin_methods=ADMIN_METHODS,
+        register=lambda server: analyzer_pb2_grpc.add_AnalyzerServiceServicer_to_server(servicer, server),
+    )

@@ -34,14 +34,16 @@ ROLE_ERRORS = (asyncpg.InvalidParameterValueError, asyncpg.InsufficientPrivilege
 # starts with `jit = off`, a small work_mem and nested loops only (index lookups), the session's own
 # values stashed in `rentscout.*` placeholders, and the check itself restores them before the
 # caller's statement is planned.
-CHECK_SETTINGS = {"jit": "off", "work_mem": "64kB", "enable_hashjoin": "off", "enable_mergejoin": "off",
-                  "enable_hashagg": "off"}
+CHECK_SETTINGS = {"jit": "off", "work_mem": "64kB", "enable_hashjoin": "off", "enable_mergejoin": "off", "enable_hashagg": "off"}
 STASH_SETTINGS_SQL = ", ".join(
     f"pg_catalog.set_config('rentscout.{name}', pg_catalog.current_setting('{name}'), true), "
-    f"pg_catalog.set_config('{name}', '{value}', true)" for name, value in CHECK_SETTINGS.items())
+    f"pg_catalog.set_config('{name}', '{value}', true)"
+    for name, value in CHECK_SETTINGS.items()
+)
 RESTORE_SETTINGS_SQL = ", ".join(
     f"pg_catalog.set_config('{name}', pg_catalog.current_setting('rentscout.{name}'), true) AS restored_{name}"
-    for name in CHECK_SETTINGS)
+    for name in CHECK_SETTINGS
+)
 
 
 def timeout_ms(configured_ms: int) -> int:
@@ -54,7 +56,8 @@ def timeout_ms(configured_ms: int) -> int:
 TEMP_FILE_LIMIT_FIX = (
     "the service's database user may not set temp_file_limit, which bounds the temporary files of analyzed "
     "statements: as a superuser, GRANT SET ON PARAMETER temp_file_limit TO <that user> (PostgreSQL 15+), or set "
-    "RENTSCOUT_ANALYZER_TEMP_FILE_LIMIT_KB=-1 to leave the server's own temp_file_limit")
+    "RENTSCOUT_ANALYZER_TEMP_FILE_LIMIT_KB=-1 to leave the server's own temp_file_limit"
+)
 
 
 def memory_limits(settings: AnalyzerSettings) -> dict[str, str]:
@@ -63,16 +66,17 @@ def memory_limits(settings: AnalyzerSettings) -> dict[str, str]:
     kb = int(settings.work_mem_kb)
     limits = {
         "work_mem": f"CASE WHEN pg_catalog.pg_size_bytes(pg_catalog.current_setting('work_mem')) > {kb * 1024} "
-                    f"THEN '{kb}kB' ELSE pg_catalog.current_setting('work_mem') END",
+        f"THEN '{kb}kB' ELSE pg_catalog.current_setting('work_mem') END",
         "hash_mem_multiplier": f"LEAST(pg_catalog.current_setting('hash_mem_multiplier')::float8, "
-                               f"{float(settings.hash_mem_multiplier)!r}::float8)::text",
+        f"{float(settings.hash_mem_multiplier)!r}::float8)::text",
     }
     if settings.temp_file_limit_kb >= 0:
         temp = int(settings.temp_file_limit_kb)
         limits["temp_file_limit"] = (
             f"CASE WHEN pg_catalog.current_setting('temp_file_limit') = '-1' OR pg_catalog.pg_size_bytes("
             f"pg_catalog.current_setting('temp_file_limit')) > {temp * 1024} THEN '{temp}kB' "
-            f"ELSE pg_catalog.current_setting('temp_file_limit') END")
+            f"ELSE pg_catalog.current_setting('temp_file_limit') END"
+        )
     return limits
 
 
@@ -83,7 +87,8 @@ def statement_role(settings: AnalyzerSettings) -> str | None:
     if not settings.explain_role:
         raise FailedPrecondition(
             "RENTSCOUT_ANALYZER_EXPLAIN_ROLE is empty: set it to the analyzer's low-privilege role (rentscout_explain, "
-            "created by the migrations), or opt out explicitly with RENTSCOUT_ANALYZER_RUN_AS_SERVICE_USER=true")
+            "created by the migrations), or opt out explicitly with RENTSCOUT_ANALYZER_RUN_AS_SERVICE_USER=true"
+        )
     return settings.explain_role
 
 
@@ -102,8 +107,9 @@ async def ensure_temp_schema(conn: asyncpg.Connection) -> None:
     pid = conn.get_server_pid()
     if pid in _TEMP_SCHEMA_READY:
         return
-    await conn.execute(f"BEGIN {TAG}; CREATE TEMP TABLE rentscout_temp_schema () ON COMMIT DROP; COMMIT",
-                       timeout=deadline.remaining())
+    await conn.execute(
+        f"BEGIN {TAG}; CREATE TEMP TABLE rentscout_temp_schema () ON COMMIT DROP; COMMIT", timeout=deadline.remaining()
+    )
     _TEMP_SCHEMA_READY.add(pid)
 
 
@@ -124,8 +130,15 @@ def set_role_sql(role: str | None) -> str:
 
 
 @contextlib.asynccontextmanager
-async def transaction(conn: asyncpg.Connection, settings: AnalyzerSettings, *, read_only: bool = False,
-                      as_role: bool = True, checking: bool = True, released: bool = False) -> AsyncIterator[int]:
+async def transaction(
+    conn: asyncpg.Connection,
+    settings: AnalyzerSettings,
+    *,
+    read_only: bool = False,
+    as_role: bool = True,
+    checking: bool = True,
+    released: bool = False,
+) -> AsyncIterator[int]:
     """BEGIN + SET LOCAL timeouts (+ SET LOCAL ROLE); ROLLBACK on the way out whatever happened.
 
     `checking=False` (a statement the primary already checked, run on a standby): no catalog check
@@ -144,10 +157,14 @@ async def transaction(conn: asyncpg.Connection, settings: AnalyzerSettings, *, r
     # One round trip: BEGIN and one SELECT of set_config(..., is_local => true), the same as SET LOCAL
     # (the values are ours: integers we format, names we quote). If it fails half-way, the transaction
     # may be open: the finally below rolls it back either way.
-    local = {"statement_timeout": literal(str(int(stmt_ms))), "lock_timeout": literal(str(int(lock_ms))),
-             "idle_in_transaction_session_timeout": literal(str(int(stmt_ms) + 5000)),
-             # the parser that vetted the statement (pglast) assumes standard strings
-             "standard_conforming_strings": "'on'", **memory_limits(settings)}
+    local = {
+        "statement_timeout": literal(str(int(stmt_ms))),
+        "lock_timeout": literal(str(int(lock_ms))),
+        "idle_in_transaction_session_timeout": literal(str(int(stmt_ms) + 5000)),
+        # the parser that vetted the statement (pglast) assumes standard strings
+        "standard_conforming_strings": "'on'",
+        **memory_limits(settings),
+    }
     if role:  # last: temp_file_limit is set with the service's privilege, not the role's
         local["role"] = literal(role)
     assignments = ", ".join(f"pg_catalog.set_config('{name}', {value}, true)" for name, value in local.items())
@@ -170,8 +187,10 @@ async def transaction(conn: asyncpg.Connection, settings: AnalyzerSettings, *, r
             if not conn.is_closed() and not released:
                 await conn.execute(f"ROLLBACK {TAG}", timeout=5)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, OSError) as exc:
-            _log.warning("rollback of an analysis transaction failed; dropping the connection",
-                         extra={"fields": {"error.type": type(exc).__name__}})
+            _log.warning(
+                "rollback of an analysis transaction failed; dropping the connection",
+                extra={"fields": {"error.type": type(exc).__name__}},
+            )
             conn.terminate()
 
 

@@ -96,13 +96,13 @@ def shown_statement(sql: str) -> Shown:
     if any(t.name == "ASCII_59" for t in words[:-1]):  # a ';' before the last token
         return Shown("", "several statements")
     first = next((t for t in words if t.name != "ASCII_40"), words[0])  # skip '('
-    keyword = data[first.start:first.end + 1].upper()
+    keyword = data[first.start : first.end + 1].upper()
     if keyword not in PLANNABLE:
         kind = []
-        for t in words[words.index(first):words.index(first) + _KIND_WORDS]:
+        for t in words[words.index(first) : words.index(first) + _KIND_WORDS]:
             if t.kind == "NO_KEYWORD":
                 break
-            kind.append(data[t.start:t.end + 1].upper())
+            kind.append(data[t.start : t.end + 1].upper())
         return Shown("", f"{' '.join(kind)} (utility statement)")
     names = {t.name for t in words}
     if "INTO" in names and not names & {"INSERT", "MERGE"}:
@@ -124,10 +124,10 @@ def _replace_constants(data: str, tokens: Sequence[Any]) -> str:
     at = 0
     for t in tokens:
         if t.name in _COMMENTS:
-            out += [data[at:t.start], " "]
+            out += [data[at : t.start], " "]
         elif t.name in _STRING_CONSTANTS:
             number += 1
-            out += [data[at:t.start], f"${number}"]
+            out += [data[at : t.start], f"${number}"]
         else:
             continue
         at = t.end + 1

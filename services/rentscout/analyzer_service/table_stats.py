@@ -120,29 +120,49 @@ def recommend(s: TableStats, schema: str, name: str, settings: AnalyzerSettings)
     if vacuum_due:
         last = max(filter(None, (s.last_vacuum, s.last_autovacuum)), default=None)
         severity = CRITICAL if s.dead_ratio >= 0.5 else WARNING
-        out.append(Recommendation("VACUUM", severity, (
-            f"{s.dead_rows} dead rows ({100 * s.dead_ratio:.0f}% of the table) waste space and slow scans; last vacuum: "
-            f"{last.isoformat() if last else 'never'} (is autovacuum keeping up, or disabled for this table?)"),
-            f"VACUUM (ANALYZE) {target};"))
-    health = TableHealth(schema, name, s.reltuples, 0, s.live_rows, s.modifications_since_analyze,
-                         s.last_analyze, s.last_autoanalyze)
+        out.append(
+            Recommendation(
+                "VACUUM",
+                severity,
+                (
+                    f"{s.dead_rows} dead rows ({100 * s.dead_ratio:.0f}% of the table) waste space and slow scans; last vacuum: "
+                    f"{last.isoformat() if last else 'never'} (is autovacuum keeping up, or disabled for this table?)"
+                ),
+                f"VACUUM (ANALYZE) {target};",
+            )
+        )
+    health = TableHealth(
+        schema, name, s.reltuples, 0, s.live_rows, s.modifications_since_analyze, s.last_analyze, s.last_autoanalyze
+    )
     verdict = staleness(health, min_modifications=settings.analyze_min_modifications)
     if verdict is not None:
         severity, reason = verdict
-        out.append(Recommendation("ANALYZE", severity, f"{reason}: the planner works from outdated row counts "
-                                                       f"and value distributions", f"ANALYZE {target};"))
-    if (s.bloat_known and s.bloat_bytes >= settings.rewrite_min_bloat_bytes
-            and s.bloat_ratio >= settings.rewrite_bloat_ratio):
+        out.append(
+            Recommendation(
+                "ANALYZE",
+                severity,
+                f"{reason}: the planner works from outdated row counts and value distributions",
+                f"ANALYZE {target};",
+            )
+        )
+    if s.bloat_known and s.bloat_bytes >= settings.rewrite_min_bloat_bytes and s.bloat_ratio >= settings.rewrite_bloat_ratio:
         how = "measured by pgstattuple_approx" if s.bloat_method == PGSTATTUPLE_APPROX else "estimated from pg_stats"
         if vacuum_due:
             severity, advice = INFO, "VACUUM first; if the space is still not returned to the operating system, rewrite"
         else:
             severity = CRITICAL if s.bloat_ratio >= 0.6 else WARNING
             advice = "VACUUM only makes this space reusable inside the table; a rewrite returns it"
-        out.append(Recommendation("REWRITE", severity, (
-            f"about {_mib(s.bloat_bytes)} ({100 * s.bloat_ratio:.0f}%) of the table is free space ({how}); {advice}. "
-            f"VACUUM FULL locks the table (ACCESS EXCLUSIVE) while it runs; pg_repack rewrites it online"),
-            f"VACUUM (FULL, ANALYZE) {target};"))
+        out.append(
+            Recommendation(
+                "REWRITE",
+                severity,
+                (
+                    f"about {_mib(s.bloat_bytes)} ({100 * s.bloat_ratio:.0f}%) of the table is free space ({how}); {advice}. "
+                    f"VACUUM FULL locks the table (ACCESS EXCLUSIVE) while it runs; pg_repack rewrites it online"
+                ),
+                f"VACUUM (FULL, ANALYZE) {target};",
+            )
+        )
     return out
 
 
@@ -156,9 +176,13 @@ async def _estimate(conn: asyncpg.Connection, oid: int) -> tuple[int, float, boo
 
 
 async def _pgstattuple_schema(conn: asyncpg.Connection) -> str | None:
-    schema: str | None = await conn.fetchval(tagged(
-        "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
-        "WHERE e.extname = 'pgstattuple'"), timeout=deadline.remaining())
+    schema: str | None = await conn.fetchval(
+        tagged(
+            "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE e.extname = 'pgstattuple'"
+        ),
+        timeout=deadline.remaining(),
+    )
     return schema
 
 
@@ -169,8 +193,9 @@ async def _exact(conn: asyncpg.Connection, oid: int, fillfactor: int) -> tuple[i
         return None
     try:
         async with conn.transaction():  # a savepoint when nested: a refusal must not abort the caller's work
-            row = await conn.fetchrow(f"SELECT * FROM {quote_ident(schema)}.pgstattuple_approx($1::oid::regclass)", oid,
-                                      timeout=deadline.remaining())
+            row = await conn.fetchrow(
+                f"SELECT * FROM {quote_ident(schema)}.pgstattuple_approx($1::oid::regclass)", oid, timeout=deadline.remaining()
+            )
     except (asyncpg.InsufficientPrivilegeError, asyncpg.FeatureNotSupportedError, asyncpg.WrongObjectTypeError):
         return None
     assert row is not None  # pgstattuple_approx returns exactly one row
@@ -186,12 +211,22 @@ async def get_table_stats(db: Database, settings: AnalyzerSettings, raw_table: s
         row = await conn.fetchrow(_STATS_SQL, rel.oid, timeout=deadline.remaining())
         assert row is not None  # resolve_table just found this oid in pg_class (only a concurrent DROP loses it)
         stats = TableStats(
-            table=rel.display, live_rows=row["n_live_tup"], dead_rows=row["n_dead_tup"],
-            table_bytes=row["table_bytes"], index_bytes=row["index_bytes"], toast_bytes=row["toast_bytes"],
-            total_bytes=row["total_bytes"], seq_scans=row["seq_scan"], idx_scans=row["idx_scan"],
-            last_vacuum=row["last_vacuum"], last_autovacuum=row["last_autovacuum"], last_analyze=row["last_analyze"],
-            last_autoanalyze=row["last_autoanalyze"], modifications_since_analyze=row["n_mod_since_analyze"],
-            reltuples=row["reltuples"])
+            table=rel.display,
+            live_rows=row["n_live_tup"],
+            dead_rows=row["n_dead_tup"],
+            table_bytes=row["table_bytes"],
+            index_bytes=row["index_bytes"],
+            toast_bytes=row["toast_bytes"],
+            total_bytes=row["total_bytes"],
+            seq_scans=row["seq_scan"],
+            idx_scans=row["idx_scan"],
+            last_vacuum=row["last_vacuum"],
+            last_autovacuum=row["last_autovacuum"],
+            last_analyze=row["last_analyze"],
+            last_autoanalyze=row["last_autoanalyze"],
+            modifications_since_analyze=row["n_mod_since_analyze"],
+            reltuples=row["reltuples"],
+        )
         measured = await _exact(conn, rel.oid, row["fillfactor"]) if exact_bloat and relkind != "p" else None
         if measured is not None:
             stats.bloat_bytes, stats.bloat_ratio = measured

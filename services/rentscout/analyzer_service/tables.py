@@ -15,8 +15,15 @@ FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamesp
 WHERE c.oid = pg_catalog.to_regclass($1)
 """)
 TABLE_KINDS = {"r": "table", "p": "partitioned table", "m": "materialized view"}
-OTHER_KINDS = {"v": "a view", "i": "an index", "I": "a partitioned index", "S": "a sequence", "c": "a composite type",
-               "f": "a foreign table", "t": "a TOAST table"}
+OTHER_KINDS = {
+    "v": "a view",
+    "i": "an index",
+    "I": "a partitioned index",
+    "S": "a sequence",
+    "c": "a composite type",
+    "f": "a foreign table",
+    "t": "a TOAST table",
+}
 
 
 async def resolve_table(conn: asyncpg.Connection, raw: str, field: str = "table") -> tuple[Relation, str]:

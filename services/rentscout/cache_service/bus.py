@@ -36,8 +36,9 @@ def parse(data: bytes) -> list[str] | None:
 
 
 class InvalidationBus:
-    def __init__(self, store: RedisStore, on_keys: Callable[[list[str] | None], None],
-                 on_state: Callable[[bool], None], timeout: float) -> None:
+    def __init__(
+        self, store: RedisStore, on_keys: Callable[[list[str] | None], None], on_state: Callable[[bool], None], timeout: float
+    ) -> None:
         self._store = store
         self._on_keys = on_keys
         self._on_state = on_state
@@ -53,11 +54,16 @@ class InvalidationBus:
             self.connected = connected
             metrics.INVALIDATION_BUS_UP.set(1 if connected else 0)
             lost = not connected and not self._stopped  # closed by our own shutdown: nothing for an operator to do
-            _log.log(logging.WARNING if lost else logging.INFO, "invalidation channel %s",
-                     "subscribed: near cache on" if connected else
-                     "lost: near cache off until resubscribed" if lost else "closed: the service is stopping",
-                     extra={"fields": {**logs.ecs_event("database", "info" if connected else "error"),
-                                       "cache.bus.up": connected}})
+            _log.log(
+                logging.WARNING if lost else logging.INFO,
+                "invalidation channel %s",
+                "subscribed: near cache on"
+                if connected
+                else "lost: near cache off until resubscribed"
+                if lost
+                else "closed: the service is stopping",
+                extra={"fields": {**logs.ecs_event("database", "info" if connected else "error"), "cache.bus.up": connected}},
+            )
             self._on_state(connected)
 
     async def run(self) -> None:

@@ -105,7 +105,7 @@ class ChangeLog:
         for i, hole in enumerate(self._holes):
             if hole.lo <= seq <= hole.hi:
                 pieces = [_Hole(hole.lo, seq - 1, hole.xmax), _Hole(seq + 1, hole.hi, hole.xmax)]
-                self._holes[i:i + 1] = [p for p in pieces if p.lo <= p.hi]
+                self._holes[i : i + 1] = [p for p in pieces if p.lo <= p.hi]
                 return
 
     def _advance(self) -> None:

@@ -45,8 +45,11 @@ from rentscout.runtime.resources import Resources
 
 _log = logging.getLogger(__name__)
 BREAKER_CODES = {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.HALF_OPEN: 2}
-BREAKER_PROTO = {BreakerState.CLOSED: cache_pb2.BREAKER_STATE_CLOSED, BreakerState.OPEN: cache_pb2.BREAKER_STATE_OPEN,
-                 BreakerState.HALF_OPEN: cache_pb2.BREAKER_STATE_HALF_OPEN}
+BREAKER_PROTO = {
+    BreakerState.CLOSED: cache_pb2.BREAKER_STATE_CLOSED,
+    BreakerState.OPEN: cache_pb2.BREAKER_STATE_OPEN,
+    BreakerState.HALF_OPEN: cache_pb2.BREAKER_STATE_HALF_OPEN,
+}
 
 
 class QueryCache:
@@ -56,30 +59,62 @@ class QueryCache:
         self.queries = dict(queries)
         self.keys = KeySpace(settings.namespace)
         # consecutive Redis failures open it; one probe after the reset time decides (any Redis error fails it)
-        self.breaker = CircuitBreaker("cache-redis", BreakerConfig(
-            consecutive_failures=settings.breaker_failures, recovery_timeout=settings.breaker_reset_seconds,
-            half_open_probes=1, failure_rate_threshold=1.0, slow_call_duration=None))
+        self.breaker = CircuitBreaker(
+            "cache-redis",
+            BreakerConfig(
+                consecutive_failures=settings.breaker_failures,
+                recovery_timeout=settings.breaker_reset_seconds,
+                half_open_probes=1,
+                failure_rate_threshold=1.0,
+                slow_call_duration=None,
+            ),
+        )
         self.breaker.add_listener(lambda change: self._breaker_changed(change.old, change.new))
-        self.store = RedisStore(lambda: resources.redis, self.keys, self.breaker,
-                                timeout=resources.settings.redis_timeout_seconds,
-                                window_ms=settings.access_window_seconds * 1000)
+        self.store = RedisStore(
+            lambda: resources.redis,
+            self.keys,
+            self.breaker,
+            timeout=resources.settings.redis_timeout_seconds,
+            window_ms=settings.access_window_seconds * 1000,
+        )
         self.near = NearCache(settings.near_max_entries, settings.near_max_age_seconds)
         self.stats = CacheStats(self.store, self.queries)
         # fills read from standbys, once they have replayed every change this replica heard of
         self.watermark = CommitWatermark(resources.reads)
         self.log = ChangeLog(settings.changes_max_lag_ms / 1000)
-        self.fills = Fills(self.watermark.view, self.store, self.log, self.stats, settings, self.queries.values(),
-                           redis_usable=lambda: self.breaker.state is not BreakerState.OPEN)
+        self.fills = Fills(
+            self.watermark.view,
+            self.store,
+            self.log,
+            self.stats,
+            settings,
+            self.queries.values(),
+            redis_usable=lambda: self.breaker.state is not BreakerState.OPEN,
+        )
         timeout = resources.settings.db_connect_timeout_seconds
-        self.feed = ChangeFeed(resources.settings.database_url, self.log, timeout=timeout,
-                               poll_interval=settings.changes_poll_ms / 1000,
-                               retention=settings.change_retention_seconds, listen=settings.listen,
-                               before_apply=self.watermark.advance, on_changed=lambda tags: self.invalidation.changed(tags))
+        self.feed = ChangeFeed(
+            resources.settings.database_url,
+            self.log,
+            timeout=timeout,
+            poll_interval=settings.changes_poll_ms / 1000,
+            retention=settings.change_retention_seconds,
+            listen=settings.listen,
+            before_apply=self.watermark.advance,
+            on_changed=lambda tags: self.invalidation.changed(tags),
+        )
         self.invalidation = Invalidation(self.store, self.stats, (self.near, self.fills), self.db, self.feed, timeout)
-        self.reader = Reader(enabled=settings.enabled, near_min_accesses=settings.near_min_accesses,
-                             near=self.near, store=self.store, fills=self.fills, stats=self.stats, log=self.log)
-        self.bus = bus.InvalidationBus(self.store, self.invalidation.forget_local, self.near.set_enabled,
-                                       resources.settings.redis_timeout_seconds)
+        self.reader = Reader(
+            enabled=settings.enabled,
+            near_min_accesses=settings.near_min_accesses,
+            near=self.near,
+            store=self.store,
+            fills=self.fills,
+            stats=self.stats,
+            log=self.log,
+        )
+        self.bus = bus.InvalidationBus(
+            self.store, self.invalidation.forget_local, self.near.set_enabled, resources.settings.redis_timeout_seconds
+        )
         self._tasks: list[asyncio.Task[Any]] = []
         self._running = False  # background work (refreshes, bus, flushes) only between start and stop
         metrics.track(self)
@@ -148,6 +183,11 @@ class QueryCache:
             fields: dict[str, Any] = {**logs.ecs_event("database", "change"), "cache.breaker.state": new.value}
             if new is BreakerState.OPEN:
                 fields["error.message"] = self.store.last_error
-            _log.log(level, "Redis circuit breaker %s -> %s%s", old.value, new.value,
-                     ": serving from PostgreSQL without the cache" if new is BreakerState.OPEN else "",
-                     extra={"fields": fields})
+            _log.log(
+                level,
+                "Redis circuit breaker %s -> %s%s",
+                old.value,
+                new.value,
+                ": serving from PostgreSQL without the cache" if new is BreakerState.OPEN else "",
+                extra={"fields": fields},
+            )

@@ -89,8 +89,9 @@ class Entry:
         return self.created + self.ttl
 
     def encode(self) -> bytes:
-        return _HEADER.pack(FORMAT_VERSION, self.created, int(self.ttl * 1000), int(self.delta * 1000),
-                            self.from_seq) + self.payload
+        return (
+            _HEADER.pack(FORMAT_VERSION, self.created, int(self.ttl * 1000), int(self.delta * 1000), self.from_seq) + self.payload
+        )
 
     @classmethod
     def decode(cls, key: str, raw: bytes, tags: tuple[str, ...] = ()) -> Entry | None:
@@ -113,6 +114,5 @@ class Entry:
     def near_response(self, now: float) -> bytes:
         """`response(True, NEAR, now)`: of a hit's CacheInfo, only the age is made per call."""
         age = _duration(now - self.created) if now > self.created else b""
-        info = b"".join((b"\x08\x01", self._key_field, *((b"\x1a", _SMALL[len(age)], age) if age else ()),
-                         self._near_tail))
+        info = b"".join((b"\x08\x01", self._key_field, *((b"\x1a", _SMALL[len(age)], age) if age else ()), self._near_tail))
         return b"".join((self.payload, b"\x7a", varint(len(info)), info))

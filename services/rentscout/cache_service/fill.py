@@ -80,8 +80,16 @@ def tag_set_ttl(settings: CacheSettings, policy: AdaptiveTtl, queries: Iterable[
 
 
 class Fills:
-    def __init__(self, reads: Callable[[], Reads], store: RedisStore, log: ChangeLog, stats: CacheStats,
-                 settings: CacheSettings, queries: Iterable[CachedQuery], redis_usable: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        reads: Callable[[], Reads],
+        store: RedisStore,
+        log: ChangeLog,
+        stats: CacheStats,
+        settings: CacheSettings,
+        queries: Iterable[CachedQuery],
+        redis_usable: Callable[[], bool],
+    ) -> None:
         """`redis_usable` says whether a refresh could be stored now (the Redis breaker is not open)."""
         self._reads = reads  # where a fill reads from now (a standby that replayed every change heard of)
         self._store = store
@@ -134,8 +142,9 @@ class Fills:
                 if (f := self._flights.get(key)) is not None and f.task is flight:
                     del self._flights[key]
 
-    def _start_flight(self, q: CachedQuery, params: Params, key: str, use_redis: bool,
-                      newer_than: float = 0.0) -> asyncio.Task[Outcome]:
+    def _start_flight(
+        self, q: CachedQuery, params: Params, key: str, use_redis: bool, newer_than: float = 0.0
+    ) -> asyncio.Task[Outcome]:
         from_seq = self._log.low  # before the fill's query: every change at or below it is visible to it
         task = asyncio.create_task(self._fill(q, params, key, use_redis, newer_than, from_seq), name=f"cache-fill {key}")
         self._flights[key] = _Flight(task, from_seq)
@@ -171,8 +180,7 @@ class Fills:
 
     # -- one fill -----------------------------------------------------------------------------
 
-    async def _fill(self, q: CachedQuery, params: Params, key: str, use_redis: bool, newer_than: float,
-                    from_seq: int) -> Outcome:
+    async def _fill(self, q: CachedQuery, params: Params, key: str, use_redis: bool, newer_than: float, from_seq: int) -> Outcome:
         """Compute and store one entry, taking the cluster-wide lease first (see the module docstring)."""
         tags = tuple(q.tags(params))
         policy = q.ttl or self._policy
@@ -181,8 +189,7 @@ class Fills:
         for _ in range(MAX_FILL_ATTEMPTS if use_redis else 0):
             token = os.urandom(12).hex()
             try:
-                raw, leased, reads, churn = await self._store.acquire(key, token, tags, self._s.lock_ttl_ms,
-                                                                      self._tag_ttl, force)
+                raw, leased, reads, churn = await self._store.acquire(key, token, tags, self._s.lock_ttl_ms, self._tag_ttl, force)
             except RedisUnavailable:
                 break
             if raw is not None:  # filled by another replica since our read
@@ -204,8 +211,7 @@ class Fills:
             from_seq = max(from_seq, self._log.low)  # (a retry starts after the change that discarded the last try)
             last = await self.compute(q, params, key, ttl, from_seq)
             try:
-                stored = await self._store.store(key, token, last.encode(),
-                                                 int((ttl + self._s.stale_grace_seconds) * 1000))
+                stored = await self._store.store(key, token, last.encode(), int((ttl + self._s.stale_grace_seconds) * 1000))
             except RedisUnavailable:
                 break
             if stored:
@@ -220,8 +226,7 @@ class Fills:
 
     def _usable(self, entry: Entry, newer_than: float) -> bool:
         """Another replica's entry: newer than the one being refreshed, unexpired, after every change known."""
-        return (entry.created > newer_than and time.time() < entry.expires
-                and self._log.current(entry.from_seq, entry.tags))
+        return entry.created > newer_than and time.time() < entry.expires and self._log.current(entry.from_seq, entry.tags)
 
     async def _await_remote(self, key: str, tags: tuple[str, ...], newer_than: float) -> Entry | _Wait:
         """Poll for another replica's result: the entry, LEASE_GONE (holder gone) or TIMED_OUT."""

@@ -43,8 +43,9 @@ class LocalCopy(Protocol):
 
 
 class Invalidation:
-    def __init__(self, store: RedisStore, stats: CacheStats, local: Sequence[LocalCopy], db: Database,
-                 feed: ChangeFeed, timeout: float) -> None:
+    def __init__(
+        self, store: RedisStore, stats: CacheStats, local: Sequence[LocalCopy], db: Database, feed: ChangeFeed, timeout: float
+    ) -> None:
         self._store = store
         self._keys = store.keys
         self._stats = stats
@@ -99,9 +100,19 @@ class Invalidation:
 
     def _counted(self, trigger: str, deleted: int, keys: int) -> None:
         self._stats.invalidated(trigger, deleted)
-        _log.debug("cache invalidated", extra={"fields": {
-            **logs.ecs_event("database", "change"), "event.action": "cache-invalidate", "cache.trigger": trigger,
-            "cache.keys_deleted": deleted, "cache.keys": keys, "cache.all_keys": False}})
+        _log.debug(
+            "cache invalidated",
+            extra={
+                "fields": {
+                    **logs.ecs_event("database", "change"),
+                    "event.action": "cache-invalidate",
+                    "cache.trigger": trigger,
+                    "cache.keys_deleted": deleted,
+                    "cache.keys": keys,
+                    "cache.all_keys": False,
+                }
+            },
+        )
 
     def stop(self) -> asyncio.Task[None] | None:
         self._dirty.clear()

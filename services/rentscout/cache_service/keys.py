@@ -36,7 +36,7 @@ class KeySpace:
         return f"{self.namespace}:v{FORMAT_VERSION}.{version}:{query_type}:{{{params_digest(params)}}}"
 
     def _companion(self, kind: str, entry_key: str) -> str:
-        return f"{self.namespace}:{kind}:{entry_key[len(self.namespace) + 1:]}"
+        return f"{self.namespace}:{kind}:{entry_key[len(self.namespace) + 1 :]}"
 
     def lease(self, entry_key: str) -> str:
         """Held while one replica recomputes the entry; its token guards the write (no stale refill)."""
@@ -52,7 +52,7 @@ class KeySpace:
 
     def entry_of_lease(self, lease_key: str) -> str | None:
         prefix = f"{self.namespace}:lease:"
-        return f"{self.namespace}:{lease_key[len(prefix):]}" if lease_key.startswith(prefix) else None
+        return f"{self.namespace}:{lease_key[len(prefix) :]}" if lease_key.startswith(prefix) else None
 
     def tag(self, tag: str) -> str:
         return f"{self.namespace}:tag:{tag}"
@@ -227,5 +227,10 @@ def parse_glob(pattern: str) -> Glob:
             prefix.append(c)
         i += 1
     starred = len(segments) > 1
-    return Glob(pattern, tuple(re.compile("".join(seg), re.DOTALL) for seg in segments),
-                tuple(len(seg) for seg in segments), starred, "".join(prefix))
+    return Glob(
+        pattern,
+        tuple(re.compile("".join(seg), re.DOTALL) for seg in segments),
+        tuple(len(seg) for seg in segments),
+        starred,
+        "".join(prefix),
+    )

@@ -56,9 +56,18 @@ class Fetcher(Protocol):
 
 
 class ChangeFeed:
-    def __init__(self, dsn: str, log: ChangeLog, *, timeout: float, poll_interval: float, retention: float,
-                 listen: bool, before_apply: Callable[[], Awaitable[None]],
-                 on_changed: Callable[[set[str]], None]) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        log: ChangeLog,
+        *,
+        timeout: float,
+        poll_interval: float,
+        retention: float,
+        listen: bool,
+        before_apply: Callable[[], Awaitable[None]],
+        on_changed: Callable[[set[str]], None],
+    ) -> None:
         """`before_apply` runs before new rows take effect (the standby watermark); `on_changed` gets
         the tags they touched (best-effort cleanup in Redis)."""
         self._dsn = dsn
@@ -99,8 +108,10 @@ class ChangeFeed:
         started = time.monotonic()
         log = self.log
         if log.floor >= 0 and started - self._last_read > self._retention / 2:
-            _log.warning("the change log was not read for %.0f s: starting over from its oldest row "
-                         "(older cache entries are misses)", started - self._last_read)
+            _log.warning(
+                "the change log was not read for %.0f s: starting over from its oldest row (older cache entries are misses)",
+                started - self._last_read,
+            )
             log.reset()
         first = log.floor < 0
         if first:  # (what the retained log changed before is not this replica's to clean up)
@@ -122,8 +133,9 @@ class ChangeFeed:
 
     async def prune(self, db: Fetcher) -> int:
         """Delete rows older than the retention (never the newest); returns how many."""
-        rows = await db.fetch(f"WITH d AS ({PRUNE_SQL} RETURNING 1) SELECT count(*) AS n FROM d", self._retention,
-                              timeout=self._timeout)
+        rows = await db.fetch(
+            f"WITH d AS ({PRUNE_SQL} RETURNING 1) SELECT count(*) AS n FROM d", self._retention, timeout=self._timeout
+        )
         return int(rows[0]["n"])
 
     # -- the loop -------------------------------------------------------------------------------
@@ -133,8 +145,9 @@ class ChangeFeed:
         while not self._stop.is_set():
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=self._timeout,
-                                             server_settings={"application_name": "rentscout-cache-listener"})
+                conn = await asyncpg.connect(
+                    self._dsn, timeout=self._timeout, server_settings={"application_name": "rentscout-cache-listener"}
+                )
                 lost = asyncio.Event()
 
                 def terminated(_conn: object, ev: asyncio.Event = lost) -> None:
@@ -160,8 +173,12 @@ class ChangeFeed:
                 if not self._stop.is_set():
                     _log.warning("change log connection lost; reconnecting (resumes from position %d)", self.log.low)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                _log.warning("change log reader: %s; reconnecting in %.1fs", type(exc).__name__, backoff,
-                             extra={"fields": {"error.type": type(exc).__name__, "error.message": str(exc)[:300]}})
+                _log.warning(
+                    "change log reader: %s; reconnecting in %.1fs",
+                    type(exc).__name__,
+                    backoff,
+                    extra={"fields": {"error.type": type(exc).__name__, "error.message": str(exc)[:300]}},
+                )
             except Exception:  # a bug must not stop the reader for good (meanwhile the cache is bypassed, never stale)
                 _log.exception("change log reader failed; reconnecting in %.1fs", backoff)
             finally:

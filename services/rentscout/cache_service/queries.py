@@ -66,16 +66,34 @@ def no_params(_req: Any) -> Params:
 # is a value to send, not a datetime to fail on.
 TIME_COLUMNS = ("created_at", "updated_at")
 PROPERTY_COLUMNS = ", ".join(
-    f"{times.epoch_sql(c.name)} AS {c.name}" if c.name in TIME_COLUMNS else c.name for c in schema.PROPERTIES)
+    f"{times.epoch_sql(c.name)} AS {c.name}" if c.name in TIME_COLUMNS else c.name for c in schema.PROPERTIES
+)
 # NULL-able columns are `optional` fields: a NULL stays absent (never "" or 0).
-VALUE_FIELDS = ("id", "external_id", "title", "city", "district", "address", "price", "currency", "rooms", "area",
-                "floor", "lat", "lon", "url", "views", "is_active")
+VALUE_FIELDS = (
+    "id",
+    "external_id",
+    "title",
+    "city",
+    "district",
+    "address",
+    "price",
+    "currency",
+    "rooms",
+    "area",
+    "floor",
+    "lat",
+    "lon",
+    "url",
+    "views",
+    "is_active",
+)
 
 
 def to_property(row: asyncpg.Record) -> common_pb2.Property:
     fields = {k: row[k] for k in VALUE_FIELDS if row[k] is not None}
-    prop = common_pb2.Property(source=enum_value(LISTING_SOURCE, row["source"]),
-                               property_type=enum_value(PROPERTY_TYPE, row["property_type"]), **fields)
+    prop = common_pb2.Property(
+        source=enum_value(LISTING_SOURCE, row["source"]), property_type=enum_value(PROPERTY_TYPE, row["property_type"]), **fields
+    )
     for name in TIME_COLUMNS:
         times.set_time(prop, name, row[name])
     return prop
@@ -84,18 +102,30 @@ def to_property(row: asyncpg.Record) -> common_pb2.Property:
 # -- the queries ------------------------------------------------------------------------------
 
 
-@cached_query("popular_properties", rpc="PopularProperties", request=cache_pb2.PopularPropertiesRequest,
-              params=popular_params, tags=lambda p: [city_tag(p["city"]), popular_tag(p["city"])], version=2)
+@cached_query(
+    "popular_properties",
+    rpc="PopularProperties",
+    request=cache_pb2.PopularPropertiesRequest,
+    params=popular_params,
+    tags=lambda p: [city_tag(p["city"]), popular_tag(p["city"])],
+    version=2,
+)
 async def popular_properties(db: Reads, *, city: str, limit: int) -> cache_pb2.PopularPropertiesResponse:
     """Most viewed active listings of a city (index properties_city_views_active_idx)."""
     rows = await db.fetch(
-        f"SELECT {PROPERTY_COLUMNS} FROM properties WHERE is_active AND city = $1 ORDER BY views DESC, id LIMIT $2",
-        city, limit)
+        f"SELECT {PROPERTY_COLUMNS} FROM properties WHERE is_active AND city = $1 ORDER BY views DESC, id LIMIT $2", city, limit
+    )
     return cache_pb2.PopularPropertiesResponse(properties=[to_property(r) for r in rows])
 
 
-@cached_query("price_stats", rpc="PriceStats", request=cache_pb2.PriceStatsRequest,
-              params=price_stats_params, tags=lambda p: [city_tag(p["city"])], version=2)
+@cached_query(
+    "price_stats",
+    rpc="PriceStats",
+    request=cache_pb2.PriceStatsRequest,
+    params=price_stats_params,
+    tags=lambda p: [city_tag(p["city"])],
+    version=2,
+)
 async def price_stats(db: Reads, *, city: str, property_type: str | None) -> cache_pb2.PriceStatsResponse:
     """Price distribution of a city's active listings; price per m2 is the mean of each listing's price/area.
 
@@ -107,12 +137,15 @@ async def price_stats(db: Reads, *, city: str, property_type: str | None) -> cac
                   avg(price::numeric / area::numeric) FILTER (WHERE area > 0) AS per_sqm
              FROM properties
             WHERE is_active AND city = $1 AND ($2::text IS NULL OR property_type = $2)""",
-        city, property_type)
+        city,
+        property_type,
+    )
     if row is None or not row["n"]:
         return cache_pb2.PriceStatsResponse()
     p25, median, p75 = row["q"]
-    out = cache_pb2.PriceStatsResponse(count=row["n"], min=row["lo"], max=row["hi"], mean=row["mean"], median=median,
-                                       p25=p25, p75=p75)
+    out = cache_pb2.PriceStatsResponse(
+        count=row["n"], min=row["lo"], max=row["hi"], mean=row["mean"], median=median, p25=p25, p75=p75
+    )
     if row["per_sqm"] is not None:  # absent when no listing has an area
         out.mean_price_per_sqm = float(row["per_sqm"])  # a Decimal: beyond double's range it is +-Infinity
     return out
@@ -124,14 +157,19 @@ async def cities(db: Reads) -> cache_pb2.CitiesResponse:
     return cache_pb2.CitiesResponse(cities=[cache_pb2.CityCount(city=r["city"], count=r["n"]) for r in rows])
 
 
-@cached_query("property_types", rpc="PropertyTypes", request=cache_pb2.PropertyTypesRequest, params=no_params,
-              tags=lambda p: [TYPES_TAG])
+@cached_query(
+    "property_types", rpc="PropertyTypes", request=cache_pb2.PropertyTypesRequest, params=no_params, tags=lambda p: [TYPES_TAG]
+)
 async def property_types(db: Reads) -> cache_pb2.PropertyTypesResponse:
-    rows = await db.fetch("SELECT property_type, count(*) AS n FROM properties WHERE is_active "
-                          "GROUP BY property_type ORDER BY n DESC, property_type")
-    return cache_pb2.PropertyTypesResponse(property_types=[
-        cache_pb2.PropertyTypeCount(property_type=enum_value(PROPERTY_TYPE, r["property_type"]), count=r["n"])
-        for r in rows])
+    rows = await db.fetch(
+        "SELECT property_type, count(*) AS n FROM properties WHERE is_active "
+        "GROUP BY property_type ORDER BY n DESC, property_type"
+    )
+    return cache_pb2.PropertyTypesResponse(
+        property_types=[
+            cache_pb2.PropertyTypeCount(property_type=enum_value(PROPERTY_TYPE, r["property_type"]), count=r["n"]) for r in rows
+        ]
+    )
 
 
 QUERIES: Mapping[str, CachedQuery] = MappingProxyType(REGISTRY)  # what the service serves (read-only view)

@@ -29,8 +29,17 @@ _events = logging.getLogger("rentscout.events")
 
 
 class Reader:
-    def __init__(self, *, enabled: bool, near_min_accesses: int, near: NearCache, store: RedisStore,
-                 fills: Fills, stats: CacheStats, log: ChangeLog) -> None:
+    def __init__(
+        self,
+        *,
+        enabled: bool,
+        near_min_accesses: int,
+        near: NearCache,
+        store: RedisStore,
+        fills: Fills,
+        stats: CacheStats,
+        log: ChangeLog,
+    ) -> None:
         self._enabled = enabled
         self._near_min_accesses = near_min_accesses
         self._near = near
@@ -87,6 +96,11 @@ class Reader:
         source = SOURCE_NAMES[out.source]
         context.annotate(**{"cache.hit": out.hit, "cache.key": out.entry.key, "cache.source": source})
         if _events.isEnabledFor(logging.DEBUG):  # skip building the fields when nobody logs them
-            logs.log_cache_op("get", out.entry.key, out.hit, time.perf_counter() - started,
-                              **{"cache.source": source, "cache.query_type": q.name})
+            logs.log_cache_op(
+                "get",
+                out.entry.key,
+                out.hit,
+                time.perf_counter() - started,
+                **{"cache.source": source, "cache.query_type": q.name},
+            )
         return out.entry.response(out.hit, out.source, time.time() if now is None else now)

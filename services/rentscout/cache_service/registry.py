@@ -44,9 +44,17 @@ class CachedQuery:
 REGISTRY: dict[str, CachedQuery] = {}
 
 
-def cached_query(name: str, *, rpc: str, request: type[Message], params: Callable[[Any], Params],
-                 tags: Callable[[Params], Iterable[str]], version: int = 1, ttl: TtlPolicy | None = None,
-                 registry: MutableMapping[str, CachedQuery] | None = None) -> Callable[[Fetch], CachedQuery]:
+def cached_query(
+    name: str,
+    *,
+    rpc: str,
+    request: type[Message],
+    params: Callable[[Any], Params],
+    tags: Callable[[Params], Iterable[str]],
+    version: int = 1,
+    ttl: TtlPolicy | None = None,
+    registry: MutableMapping[str, CachedQuery] | None = None,
+) -> Callable[[Fetch], CachedQuery]:
     """Register `fetch` as the cached query `name` (in REGISTRY unless another registry is given)."""
     if not name.replace("_", "").isalnum() or not name.islower():
         raise ValueError(f"query type {name!r} must be lower_snake_case")

@@ -42,8 +42,9 @@ class CacheQueryServicer:
     # -- admin and stats ----------------------------------------------------------------------
 
     async def Invalidate(
-            self, request: cache_pb2.InvalidateRequest,
-            ctx: grpc.aio.ServicerContext[cache_pb2.InvalidateRequest, cache_pb2.InvalidateResponse],
+        self,
+        request: cache_pb2.InvalidateRequest,
+        ctx: grpc.aio.ServicerContext[cache_pb2.InvalidateRequest, cache_pb2.InvalidateResponse],
     ) -> cache_pb2.InvalidateResponse:
         v = Violations()
         prefix = self.engine.keys.namespace + ":"
@@ -82,8 +83,9 @@ class CacheQueryServicer:
         return cache_pb2.InvalidateResponse(keys_deleted=deleted)
 
     async def InvalidateRelated(
-            self, request: cache_pb2.InvalidateRelatedRequest,
-            ctx: grpc.aio.ServicerContext[cache_pb2.InvalidateRelatedRequest, cache_pb2.InvalidateRelatedResponse],
+        self,
+        request: cache_pb2.InvalidateRelatedRequest,
+        ctx: grpc.aio.ServicerContext[cache_pb2.InvalidateRelatedRequest, cache_pb2.InvalidateRelatedResponse],
     ) -> cache_pb2.InvalidateRelatedResponse:
         v = Violations()
         previous = check_city(v, "previous_city", request.previous_city) if request.previous_city else ""
@@ -114,8 +116,9 @@ class CacheQueryServicer:
         return cache_pb2.InvalidateRelatedResponse(keys_deleted=deleted, tags=sorted(tags))
 
     async def GetCacheStats(
-            self, request: cache_pb2.GetCacheStatsRequest,
-            ctx: grpc.aio.ServicerContext[cache_pb2.GetCacheStatsRequest, cache_pb2.GetCacheStatsResponse],
+        self,
+        request: cache_pb2.GetCacheStatsRequest,
+        ctx: grpc.aio.ServicerContext[cache_pb2.GetCacheStatsRequest, cache_pb2.GetCacheStatsResponse],
     ) -> cache_pb2.GetCacheStatsResponse:
         return await self.engine.report()
 
@@ -143,12 +146,13 @@ class CacheQueryServicer:
                 raise ValueError(f"two queries are served by rpc {query.rpc!r}")
             handlers[query.rpc] = self._query_handler(query)
         for name, request, response in (
-                ("Invalidate", cache_pb2.InvalidateRequest, cache_pb2.InvalidateResponse),
-                ("InvalidateRelated", cache_pb2.InvalidateRelatedRequest, cache_pb2.InvalidateRelatedResponse),
-                ("GetCacheStats", cache_pb2.GetCacheStatsRequest, cache_pb2.GetCacheStatsResponse)):
+            ("Invalidate", cache_pb2.InvalidateRequest, cache_pb2.InvalidateResponse),
+            ("InvalidateRelated", cache_pb2.InvalidateRelatedRequest, cache_pb2.InvalidateRelatedResponse),
+            ("GetCacheStats", cache_pb2.GetCacheStatsRequest, cache_pb2.GetCacheStatsResponse),
+        ):
             handlers[name] = grpc.unary_unary_rpc_method_handler(
-                getattr(self, name), request_deserializer=request.FromString,
-                response_serializer=response.SerializeToString)
+                getattr(self, name), request_deserializer=request.FromString, response_serializer=response.SerializeToString
+            )
         missing = set(_SERVICE.methods_by_name) - set(handlers)
         if missing:
             raise ValueError(f"no handler for {', '.join(sorted(missing))}")
@@ -160,20 +164,27 @@ class CacheQueryServicer:
         server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
-def build(resources: Resources, settings: CacheSettings | None = None,
-          queries: Mapping[str, CachedQuery] | None = None) -> tuple[CacheQueryServicer, ServiceSpec]:
+def build(
+    resources: Resources, settings: CacheSettings | None = None, queries: Mapping[str, CachedQuery] | None = None
+) -> tuple[CacheQueryServicer, ServiceSpec]:
     """The servicer and its ServiceSpec; `settings` default to the environment, `queries` to the
     registry (tests pass their own, and use the servicer's engine to look inside)."""
     settings = settings or config.load(CacheSettings)
     engine = QueryCache(resources, settings, QUERIES if queries is None else queries)
     servicer = CacheQueryServicer(engine)
-    spec = ServiceSpec(name=SERVICE_NAME, register=servicer.register,
-                       admin_methods=frozenset({"Invalidate", "InvalidateRelated"}), needs_redis=False,
-                       on_start=[engine.start], on_stop=[engine.stop])
+    spec = ServiceSpec(
+        name=SERVICE_NAME,
+        register=servicer.register,
+        admin_methods=frozenset({"Invalidate", "InvalidateRelated"}),
+        needs_redis=False,
+        on_start=[engine.start],
+        on_stop=[engine.stop],
+    )
     return servicer, spec
 
 
-def create(resources: Resources, settings: CacheSettings | None = None,
-           queries: Mapping[str, CachedQuery] | None = None) -> ServiceSpec:
+def create(
+    resources: Resources, settings: CacheSettings | None = None, queries: Mapping[str, CachedQuery] | None = None
+) -> ServiceSpec:
     """The cache-query service. Readiness follows PostgreSQL only: without Redis it still answers."""
     return build(resources, settings, queries)[1]

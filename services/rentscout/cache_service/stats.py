@@ -38,8 +38,9 @@ class CacheStats:
         self.total: Counter[str] = Counter()  # since start
         self._unflushed: Counter[str] = Counter()  # not yet added to the shared hash
         self._near_reads: Counter[str] = Counter()  # reads Redis did not see, by entry key
-        self._hit_children = {(q, s): metrics.HITS.labels(q, SOURCE_NAMES[s]) for q in self._query_types
-                              for s in (NEAR, REDIS, STALE)}
+        self._hit_children = {
+            (q, s): metrics.HITS.labels(q, SOURCE_NAMES[s]) for q in self._query_types for s in (NEAR, REDIS, STALE)
+        }
         self._miss_children = {q: metrics.MISSES.labels(q) for q in self._query_types}
         self._fields = {q: ("hits:" + q, "misses:" + q) for q in self._query_types}  # the shared hash's fields
 
@@ -103,12 +104,18 @@ class CacheStats:
         except RedisUnavailable:
             redis_keys, memory = 0, 0
         out = cache_pb2.GetCacheStatsResponse(
-            stampedes_prevented=counts["stampedes"], invalidations=counts["invalidations"], redis_keys=redis_keys,
-            redis_memory_bytes=memory, breaker_state=breaker_state, near_cache_entries=near_entries)
+            stampedes_prevented=counts["stampedes"],
+            invalidations=counts["invalidations"],
+            redis_keys=redis_keys,
+            redis_memory_bytes=memory,
+            breaker_state=breaker_state,
+            near_cache_entries=near_entries,
+        )
         for name in sorted(self._query_types):
             hits, misses = (counts[field] for field in self._fields[name])
-            out.by_query_type.add(query_type=name, hits=hits, misses=misses,
-                                  hit_ratio=hits / (hits + misses) if hits + misses else 0.0)
+            out.by_query_type.add(
+                query_type=name, hits=hits, misses=misses, hit_ratio=hits / (hits + misses) if hits + misses else 0.0
+            )
             out.hits += hits
             out.misses += misses
         out.hit_ratio = out.hits / (out.hits + out.misses) if out.hits + out.misses else 0.0

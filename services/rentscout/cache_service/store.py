@@ -89,8 +89,9 @@ class RedisUnavailable(Exception):
 
 
 class RedisStore:
-    def __init__(self, client: Callable[[], Redis | RedisCluster], keys: KeySpace, breaker: CircuitBreaker,
-                 timeout: float, window_ms: int) -> None:
+    def __init__(
+        self, client: Callable[[], Redis | RedisCluster], keys: KeySpace, breaker: CircuitBreaker, timeout: float, window_ms: int
+    ) -> None:
         self._client_factory = client
         self._client: Redis | RedisCluster | None = None
         self.keys = keys
@@ -105,8 +106,14 @@ class RedisStore:
     def client(self) -> Redis | RedisCluster:
         if self._client is None:
             self._client = self._client_factory()
-            scripts = {"read": READ, "acquire": ACQUIRE, "store": STORE, "invalidate": INVALIDATE, "pop_tag": POP_TAG,
-                       "incr_window": INCR_WINDOW}
+            scripts = {
+                "read": READ,
+                "acquire": ACQUIRE,
+                "store": STORE,
+                "invalidate": INVALIDATE,
+                "pop_tag": POP_TAG,
+                "incr_window": INCR_WINDOW,
+            }
             for name, lua in scripts.items():
                 self._scripts[name] = self._client.register_script(lua)
         return self._client
@@ -144,8 +151,12 @@ class RedisStore:
             self.last_error = f"{operation}: {type(exc).__name__}: {exc}"[:300]
             self.breaker.on_error(permit, exc)
             metrics.REDIS_ERRORS.labels(operation).inc()
-            _log.debug("redis %s failed: %s", operation, exc,
-                       extra={"fields": {"error.type": type(exc).__name__, "cache.operation": operation}})
+            _log.debug(
+                "redis %s failed: %s",
+                operation,
+                exc,
+                extra={"fields": {"error.type": type(exc).__name__, "cache.operation": operation}},
+            )
             raise RedisUnavailable(f"redis {operation} failed: {type(exc).__name__}") from exc
         except BaseException:
             self.breaker.release(permit)  # cancelled, or not Redis' fault
@@ -158,12 +169,12 @@ class RedisStore:
     async def read(self, key: str) -> tuple[bytes | None, int]:
         """(value or None, reads of the key in the window including this one)."""
         script = self.script("read")
-        value, count = await self.call(
-            "read", lambda: script(keys=[key, self.keys.accesses(key)], args=[self.window_ms]))
+        value, count = await self.call("read", lambda: script(keys=[key, self.keys.accesses(key)], args=[self.window_ms]))
         return value, int(count)
 
     async def peek(self, key: str) -> tuple[bytes | None, bool]:
         """(value or None, whether a lease on the key exists): what a waiting replica polls."""
+
         async def run() -> list[Any]:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.get(key)
@@ -173,8 +184,9 @@ class RedisStore:
         value, lease = await self.call("peek", run)
         return value, bool(lease)
 
-    async def acquire(self, key: str, token: str, tags: Sequence[str], lease_ms: int, tag_ttl_s: int,
-                      force: bool = False) -> tuple[bytes | None, bool, int, int]:
+    async def acquire(
+        self, key: str, token: str, tags: Sequence[str], lease_ms: int, tag_ttl_s: int, force: bool = False
+    ) -> tuple[bytes | None, bool, int, int]:
         """Try to take the recompute lease and register the key under its tags, before any database read.
 
         Returns (the entry if it exists now, lease taken, reads in window, invalidations in window).
@@ -190,6 +202,7 @@ class RedisStore:
 
         async def run() -> list[Any]:
             if self.is_cluster:  # the tag sets live on other slots: send both at once
+
                 async def register() -> None:
                     async with self.client.pipeline(transaction=False) as pipe:
                         tag_commands(pipe)
@@ -235,6 +248,7 @@ class RedisStore:
 
     async def scan(self, pattern: str, keep: Callable[[str], bool] | None = None) -> list[str]:
         """Keys matching `pattern` (SCAN MATCH, batches of 1000), filtered by `keep` between batches."""
+
         async def run() -> list[str]:
             out = []
             async for raw in self.client.scan_iter(match=pattern, count=1000):
@@ -290,12 +304,16 @@ class RedisStore:
 
     async def usage(self) -> tuple[int, int]:
         """(keys in the Redis database(s), bytes of memory used)."""
+
         async def run() -> tuple[int, int]:
             keys = await self.client.dbsize()  # on a cluster, redis-py sums the primaries' counts
             info = await self.client.info("memory")
             if self.is_cluster:  # {node: info} per primary
-                memory = sum(int(i.get("used_memory", 0)) for i in info.values()) if isinstance(info, dict) and \
-                    all(isinstance(v, dict) for v in info.values()) else int(info.get("used_memory", 0))
+                memory = (
+                    sum(int(i.get("used_memory", 0)) for i in info.values())
+                    if isinstance(info, dict) and all(isinstance(v, dict) for v in info.values())
+                    else int(info.get("used_memory", 0))
+                )
             else:
                 memory = int(info.get("used_memory", 0))
             return int(keys), memory

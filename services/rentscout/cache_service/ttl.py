@@ -38,8 +38,14 @@ class AdaptiveTtl:
 
     @classmethod
     def from_settings(cls, s: CacheSettings) -> AdaptiveTtl:
-        return cls(default=s.default_ttl_seconds, frequent=s.frequent_ttl_seconds, popular=s.popular_ttl_seconds,
-                   frequent_after=s.frequent_accesses, popular_after=s.popular_accesses, floor=s.min_ttl_seconds)
+        return cls(
+            default=s.default_ttl_seconds,
+            frequent=s.frequent_ttl_seconds,
+            popular=s.popular_ttl_seconds,
+            frequent_after=s.frequent_accesses,
+            popular_after=s.popular_accesses,
+            floor=s.min_ttl_seconds,
+        )
 
     def tier(self, accesses: int) -> float:
         if accesses >= self.popular_after:

@@ -74,8 +74,14 @@ class _Notices:
         severity = str(getattr(message, "severity", "NOTICE"))
         sqlstate = str(getattr(message, "sqlstate", "") or "")
         level = logging.WARNING if severity in ("WARNING", "ERROR") else logging.INFO
-        _log.log(level, "PostgreSQL %s during %s: %s", severity, self.current, message.message,
-                 extra={"fields": {"event.action": "migration_notice", "error.code": sqlstate}})
+        _log.log(
+            level,
+            "PostgreSQL %s during %s: %s",
+            severity,
+            self.current,
+            message.message,
+            extra={"fields": {"event.action": "migration_notice", "error.code": sqlstate}},
+        )
 
 
 async def _bounded(what: str, attempt: Callable[[], Awaitable[T]], s: MigrateSettings) -> T:
@@ -87,31 +93,43 @@ async def _bounded(what: str, attempt: Callable[[], Awaitable[T]], s: MigrateSet
             if n == s.lock_retries:
                 break
             pause = min(30.0, 0.5 * 2 ** (n - 1))
-            _log.warning("%s: a lock was not granted within %d ms (attempt %d of %d); retrying in %.1fs",
-                         what, s.lock_timeout_ms, n, s.lock_retries, pause,
-                         extra={"fields": {"event.action": "migration_lock_retry"}})
+            _log.warning(
+                "%s: a lock was not granted within %d ms (attempt %d of %d); retrying in %.1fs",
+                what,
+                s.lock_timeout_ms,
+                n,
+                s.lock_retries,
+                pause,
+                extra={"fields": {"event.action": "migration_lock_retry"}},
+            )
             await asyncio.sleep(pause)
-    raise MigrationError(f"{what}: a lock was not granted within {s.lock_timeout_ms} ms in {s.lock_retries} attempts; "
-                         "a long transaction holds it (see pg_locks / pg_stat_activity), retry later")
+    raise MigrationError(
+        f"{what}: a lock was not granted within {s.lock_timeout_ms} ms in {s.lock_retries} attempts; "
+        "a long transaction holds it (see pg_locks / pg_stat_activity), retry later"
+    )
 
 
 async def analyzer_role_usable(conn: asyncpg.Connection) -> bool:
     """Whether rentscout_explain exists and the connected user may switch to it."""
-    return bool(await conn.fetchval(
-        "SELECT coalesce((SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_catalog.pg_roles WHERE rolname = $1),"
-        " false)", EXPLAIN_ROLE))
+    return bool(
+        await conn.fetchval(
+            "SELECT coalesce((SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_catalog.pg_roles WHERE rolname = $1),"
+            " false)",
+            EXPLAIN_ROLE,
+        )
+    )
 
 
 async def _check_analyzer_role(conn: asyncpg.Connection) -> None:
     if not await analyzer_role_usable(conn):
         raise MigrationError(
             f"the analyzer's role {EXPLAIN_ROLE} is missing or not granted to the migrating user (see the NOTICEs "
-            "above): create it as an administrator (docs/operations.md, \"The analyzer's database role\"), or set "
-            "RENTSCOUT_MIGRATE_ALLOW_MISSING_ANALYZER_ROLE=true and RENTSCOUT_ANALYZER_RUN_AS_SERVICE_USER=true")
+            'above): create it as an administrator (docs/operations.md, "The analyzer\'s database role"), or set '
+            "RENTSCOUT_MIGRATE_ALLOW_MISSING_ANALYZER_ROLE=true and RENTSCOUT_ANALYZER_RUN_AS_SERVICE_USER=true"
+        )
 
 
-async def migrate(dsn: str, settings: MigrateSettings | None = None,
-                  migrations: Sequence[Migration] | None = None) -> list[str]:
+async def migrate(dsn: str, settings: MigrateSettings | None = None, migrations: Sequence[Migration] | None = None) -> list[str]:
     """Apply pending migrations (`migrations`: the packaged ones by default); returns the names applied."""
     s = settings or MigrateSettings()
     conn = await asyncpg.connect(dsn, timeout=10)
@@ -140,8 +158,12 @@ async def migrate(dsn: str, settings: MigrateSettings | None = None,
             async def apply(mig: Migration = mig) -> None:
                 async with conn.transaction():
                     await conn.execute(mig.sql)
-                    await conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                                       mig.version, mig.name, mig.checksum)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                        mig.version,
+                        mig.name,
+                        mig.checksum,
+                    )
 
             await _bounded(f"migration {mig.name}", apply, s)
             _log.info("applied migration %s", mig.name)
@@ -150,8 +172,11 @@ async def migrate(dsn: str, settings: MigrateSettings | None = None,
         if migrations is None:  # the packaged migrations create the role
             if s.allow_missing_analyzer_role:
                 if not await analyzer_role_usable(conn):
-                    _log.warning("the analyzer's role %s is missing or not granted; allowed by "
-                                 "RENTSCOUT_MIGRATE_ALLOW_MISSING_ANALYZER_ROLE", EXPLAIN_ROLE)
+                    _log.warning(
+                        "the analyzer's role %s is missing or not granted; allowed by "
+                        "RENTSCOUT_MIGRATE_ALLOW_MISSING_ANALYZER_ROLE",
+                        EXPLAIN_ROLE,
+                    )
             else:
                 await _check_analyzer_role(conn)
     finally:

@@ -18,10 +18,32 @@ from rentscout.wire.schema import COLUMN_NAMES
 
 # (city, weight, lat, lon, price per m2 multiplier, districts)
 CITIES: list[tuple[str, float, float, float, float, tuple[str, ...]]] = [
-    ("Moscow", 30, 55.7558, 37.6173, 2.6, ("Arbat", "Tverskoy", "Khamovniki", "Presnensky", "Basmanny",
-                                          "Zamoskvorechye", "Sokolniki", "Khoroshevo-Mnevniki", "Maryino")),
-    ("Saint Petersburg", 16, 59.9343, 30.3351, 1.8, ("Admiralteysky", "Vasileostrovsky", "Petrogradsky",
-                                                    "Tsentralny", "Primorsky", "Moskovsky", "Nevsky")),
+    (
+        "Moscow",
+        30,
+        55.7558,
+        37.6173,
+        2.6,
+        (
+            "Arbat",
+            "Tverskoy",
+            "Khamovniki",
+            "Presnensky",
+            "Basmanny",
+            "Zamoskvorechye",
+            "Sokolniki",
+            "Khoroshevo-Mnevniki",
+            "Maryino",
+        ),
+    ),
+    (
+        "Saint Petersburg",
+        16,
+        59.9343,
+        30.3351,
+        1.8,
+        ("Admiralteysky", "Vasileostrovsky", "Petrogradsky", "Tsentralny", "Primorsky", "Moskovsky", "Nevsky"),
+    ),
     ("Novosibirsk", 6, 55.0084, 82.9357, 0.9, ("Tsentralny", "Zheleznodorozhny", "Oktyabrsky", "Leninsky")),
     ("Yekaterinburg", 6, 56.8389, 60.6057, 1.0, ("Verkh-Isetsky", "Leninsky", "Oktyabrsky", "Kirovsky")),
     ("Kazan", 5, 55.7963, 49.1088, 1.0, ("Vakhitovsky", "Sovetsky", "Privolzhsky", "Novo-Savinovsky")),
@@ -42,12 +64,37 @@ CITIES: list[tuple[str, float, float, float, float, tuple[str, ...]]] = [
     ("Vladivostok", 1.5, 43.1155, 131.8855, 1.2, ("Frunzensky", "Leninsky", "Pervorechensky")),
 ]
 # (type, weight, base price per m2 in RUB/month)
-TYPES = [("apartment", 55, 650.0), ("room", 10, 900.0), ("studio", 15, 800.0), ("house", 9, 450.0),
-         ("townhouse", 4, 520.0), ("commercial", 7, 1100.0)]
-SOURCES = [("avito", 45, "https://www.avito.ru/item/"), ("cian", 30, "https://www.cian.ru/rent/flat/"),
-           ("domclick", 15, "https://domclick.ru/card/rent__"), ("yandex", 10, "https://realty.ya.ru/offer/")]
-STREETS = ("Lenina", "Mira", "Sovetskaya", "Gagarina", "Pushkina", "Tsentralnaya", "Molodezhnaya", "Shkolnaya",
-           "Lesnaya", "Sadovaya", "Naberezhnaya", "Kirova", "Pobedy", "Oktyabrskaya", "Zelenaya")
+TYPES = [
+    ("apartment", 55, 650.0),
+    ("room", 10, 900.0),
+    ("studio", 15, 800.0),
+    ("house", 9, 450.0),
+    ("townhouse", 4, 520.0),
+    ("commercial", 7, 1100.0),
+]
+SOURCES = [
+    ("avito", 45, "https://www.avito.ru/item/"),
+    ("cian", 30, "https://www.cian.ru/rent/flat/"),
+    ("domclick", 15, "https://domclick.ru/card/rent__"),
+    ("yandex", 10, "https://realty.ya.ru/offer/"),
+]
+STREETS = (
+    "Lenina",
+    "Mira",
+    "Sovetskaya",
+    "Gagarina",
+    "Pushkina",
+    "Tsentralnaya",
+    "Molodezhnaya",
+    "Shkolnaya",
+    "Lesnaya",
+    "Sadovaya",
+    "Naberezhnaya",
+    "Kirova",
+    "Pobedy",
+    "Oktyabrskaya",
+    "Zelenaya",
+)
 COLUMNS = COLUMN_NAMES
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 BLOCK = 10_000  # rows per independently seeded block: the output does not depend on batching
@@ -83,8 +130,13 @@ def block_lines(seed: int, block: int) -> Iterator[str]:
         views = min(2_000_000, int(rng.paretovariate(1.1) * 8))
         created = EPOCH + timedelta(seconds=rng.randint(0, 300 * 86400))
         updated = created + timedelta(seconds=rng.randint(0, 30 * 86400))
-        label = {"studio": "Studio", "room": "Room", "commercial": "Commercial space",
-                 "house": f"{rooms}-room house", "townhouse": f"{rooms}-room townhouse"}.get(kind, f"{rooms}-room apartment")
+        label = {
+            "studio": "Studio",
+            "room": "Room",
+            "commercial": "Commercial space",
+            "house": f"{rooms}-room house",
+            "townhouse": f"{rooms}-room townhouse",
+        }.get(kind, f"{rooms}-room apartment")
         ext = f"{source[:2]}{pid:09d}"
         yield (
             f'{pid},{source},{ext},"{label}, {area:g} m², {district}",{city},{district},'
@@ -106,8 +158,9 @@ def lines(seed: int, first_id: int, rows: int) -> Iterator[str]:
         pid = block_end
 
 
-async def _chunks(seed: int, first_id: int, rows: int, size: int = 1 << 20,
-                  progress: Callable[[int], object] | None = None) -> AsyncIterator[bytes]:
+async def _chunks(
+    seed: int, first_id: int, rows: int, size: int = 1 << 20, progress: Callable[[int], object] | None = None
+) -> AsyncIterator[bytes]:
     buf: list[str] = []
     length = done = 0
     for line in lines(seed, first_id, rows):
@@ -125,8 +178,9 @@ async def _chunks(seed: int, first_id: int, rows: int, size: int = 1 << 20,
             progress(done + len(buf))
 
 
-async def seed(dsn: str, rows: int, *, seed_value: int = 42, reset: bool = False,
-               progress: Callable[[int], object] | None = None) -> tuple[int, int]:
+async def seed(
+    dsn: str, rows: int, *, seed_value: int = 42, reset: bool = False, progress: Callable[[int], object] | None = None
+) -> tuple[int, int]:
     """Append `rows` demo listings (after the highest id), or replace all with `reset`. Returns (first, last) id.
 
     `progress(rows_sent)` is called after each block handed to COPY (about 1 MiB)."""
@@ -137,10 +191,12 @@ async def seed(dsn: str, rows: int, *, seed_value: int = 42, reset: bool = False
                 await conn.execute("TRUNCATE properties RESTART IDENTITY")
             first = (await conn.fetchval("SELECT coalesce(max(id), 0) FROM properties")) + 1
             if rows > 0:
-                await conn.copy_to_table("properties", source=_chunks(seed_value, first, rows, progress=progress),
-                                         columns=list(COLUMNS), format="csv")
+                await conn.copy_to_table(
+                    "properties", source=_chunks(seed_value, first, rows, progress=progress), columns=list(COLUMNS), format="csv"
+                )
             await conn.execute(
-                "SELECT setval(pg_get_serial_sequence('properties', 'id'), greatest(1, (SELECT max(id) FROM properties)))")
+                "SELECT setval(pg_get_serial_sequence('properties', 'id'), greatest(1, (SELECT max(id) FROM properties)))"
+            )
         await conn.execute("ANALYZE properties")
         return first, first + rows - 1
     finally:

@@ -85,8 +85,19 @@ class PostgresInstance:
     def init(self) -> None:
         self._place_datadir()
         if not (self.datadir / "PG_VERSION").exists():
-            self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", self.user, "-A", "trust",
-                      "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+            self._run(
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                self.user,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            )
             conf = self.datadir / "postgresql.conf"
             # pg_qualstats (where installed) records the predicates SuggestIndexes' table mode reads;
             # every statement is sampled, as the analyzer's tests expect
@@ -96,21 +107,35 @@ class PostgresInstance:
                     "\n# rentscout private instance\n"
                     "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
                     f"shared_preload_libraries = '{','.join(self.preload + qualstats)}'\n"
-                    + ("pg_qualstats.sample_rate = 1\n" if qualstats else "") +
-                    "pg_stat_statements.track = all\ncompute_query_id = on\ntrack_io_timing = on\n"
+                    + ("pg_qualstats.sample_rate = 1\n" if qualstats else "")
+                    + "pg_stat_statements.track = all\ncompute_query_id = on\ntrack_io_timing = on\n"
                     "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                     "max_connections = 200\nshared_buffers = 256MB\nwork_mem = 16MB\n"
-                    "logging_collector = off\nlog_min_messages = warning\n")
+                    "logging_collector = off\nlog_min_messages = warning\n"
+                )
 
     def start(self, timeout: float = 30.0) -> PostgresInstance:
         self.init()
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", f"-p {self.port}",
-                  "-l", str(self.datadir / "server.log"), "-w", "-t", str(int(timeout)), "start")
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-o",
+            f"-p {self.port}",
+            "-l",
+            str(self.datadir / "server.log"),
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "start",
+        )
         _wait_port(self.port, timeout)
         if self.is_standby:  # read-only: everything below came with the base backup
             return self
-        self._psql_admin(f"SELECT 'CREATE DATABASE {self.database}' WHERE NOT EXISTS "
-                         f"(SELECT FROM pg_database WHERE datname = '{self.database}')\\gexec")
+        self._psql_admin(
+            f"SELECT 'CREATE DATABASE {self.database}' WHERE NOT EXISTS "
+            f"(SELECT FROM pg_database WHERE datname = '{self.database}')\\gexec"
+        )
         self.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
         for extension in ("hypopg", "pg_qualstats"):
             if self.has_extension(extension):
@@ -124,11 +149,25 @@ class PostgresInstance:
     def standby(self, root: Path) -> PostgresInstance:
         """A streaming standby of this running instance, on its own port: `pg_basebackup -R` copies the
         cluster and writes the replication settings (primary_conninfo, standby.signal). Not started."""
-        replica = PostgresInstance(root, database=self.database, user=self.user, preload=self.preload,
-                                   bindir=self.bindir)
+        replica = PostgresInstance(root, database=self.database, user=self.user, preload=self.preload, bindir=self.bindir)
         replica._place_datadir()
-        self._run(str(self.bindir / "pg_basebackup"), "-D", str(replica.datadir), "-h", "127.0.0.1",
-                  "-p", str(self.port), "-U", self.user, "-R", "-X", "stream", "--no-sync", "-c", "fast")
+        self._run(
+            str(self.bindir / "pg_basebackup"),
+            "-D",
+            str(replica.datadir),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+            "-c",
+            "fast",
+        )
         return replica
 
     def pause_replay(self) -> None:
@@ -167,8 +206,9 @@ class PostgresInstance:
     def _psql(self, dsn: str, sql: str) -> str:
         psql = self.bindir / "psql"
         exe = str(psql) if psql.exists() else (shutil.which("psql") or "psql")
-        out = subprocess.run([exe, dsn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At"], input=sql, text=True,
-                             capture_output=True, timeout=120)
+        out = subprocess.run(
+            [exe, dsn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At"], input=sql, text=True, capture_output=True, timeout=120
+        )
         if out.returncode != 0:
             raise RuntimeError(f"psql failed: {out.stderr.strip()}")
         return out.stdout
@@ -189,10 +229,29 @@ class RedisInstance:
         self.root.mkdir(parents=True, exist_ok=True)
         log = (self.root / "redis.log").open("ab")
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.root), "--protected-mode", "yes", "--maxmemory", "256mb",
-             "--maxmemory-policy", "allkeys-lru"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.root),
+                "--protected-mode",
+                "yes",
+                "--maxmemory",
+                "256mb",
+                "--maxmemory-policy",
+                "allkeys-lru",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         _wait_port(self.port, timeout, self.proc)
         return self
 

@@ -39,8 +39,9 @@ PG_EPOCH_SHIFT_DAYS = 10_957
 PG_MIN_US = -210_866_803_200_000_000
 PG_MIN_DAYS = -2_440_588
 # types ADBC decodes to the export's Arrow type (or one cast cheaply to it); any other is read as its text
-NATIVE = frozenset({"int2", "int4", "int8", "float4", "float8", "bool", "text", "varchar", "bpchar", "timestamptz",
-                    "timestamp", "date"})
+NATIVE = frozenset(
+    {"int2", "int4", "int8", "float4", "float8", "bool", "text", "varchar", "bpchar", "timestamptz", "timestamp", "date"}
+)
 
 
 INSTALL_HINT = "Arrow Flight needs the ADBC PostgreSQL driver: pip install 'rentscout-dataplane[server]'"
@@ -78,8 +79,9 @@ def fix_times(array: Any, column: str) -> Any:
     wrapped = pc.less(ints, pa.scalar(floor, ints.type))
     positive, negative = pc.equal(raw, pa.scalar(high, ints.type)), pc.equal(raw, pa.scalar(lowest, ints.type))
     if pc.any(pc.and_(wrapped, pc.invert(pc.or_(positive, negative)))).as_py():
-        raise FailedPrecondition(f"column {column} holds a time after year 294246, beyond Arrow's range: "
-                                 "export it as CSV or JSON")
+        raise FailedPrecondition(
+            f"column {column} holds a time after year 294246, beyond Arrow's range: export it as CSV or JSON"
+        )
     fixed = pc.if_else(positive, pa.scalar(high, ints.type), pc.if_else(negative, pa.scalar(lowest, ints.type), ints))
     return fixed.view(array.type)
 
@@ -124,8 +126,10 @@ def adbc_uri(dsn: str, connect_timeout: float, application_name: str, statement_
     query = dict(parse_qsl(parts.query))
     query["connect_timeout"] = str(max(1, math.ceil(connect_timeout)))
     query["application_name"] = application_name
-    query["options"] = (f"-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=1 "
-                        f"-c statement_timeout={int(statement_timeout_ms)}")
+    query["options"] = (
+        f"-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=1 "
+        f"-c statement_timeout={int(statement_timeout_ms)}"
+    )
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 

@@ -50,8 +50,9 @@ def _enums(values: list[int], names: dict[int, str], field: str, column: str, v:
     return _in_list(column, sorted(set(out))) if out and len(out) == len(values) else None
 
 
-def _range(f: common_pb2.PropertyFilter, lo: str, hi: str, column: str, prefix: str, v: Violations,
-           top: int | None = None) -> list[str]:
+def _range(
+    f: common_pb2.PropertyFilter, lo: str, hi: str, column: str, prefix: str, v: Violations, top: int | None = None
+) -> list[str]:
     parts = []
     lo_set, hi_set = f.HasField(lo), f.HasField(hi)
     lo_val, hi_val = getattr(f, lo), getattr(f, hi)
@@ -84,8 +85,9 @@ def filter_sql(f: common_pb2.PropertyFilter, v: Violations, prefix: str = "filte
                     ok = False
             if ok:
                 parts.append(_in_list("city", sorted(set(cities))))
-    if f.property_types and (sql := _enums(list(f.property_types), PROPERTY_TYPES, f"{prefix}property_types",
-                                           "property_type", v)):
+    if f.property_types and (
+        sql := _enums(list(f.property_types), PROPERTY_TYPES, f"{prefix}property_types", "property_type", v)
+    ):
         parts.append(sql)
     if f.sources and (sql := _enums(list(f.sources), SOURCES, f"{prefix}sources", "source", v)):
         parts.append(sql)

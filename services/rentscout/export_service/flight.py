@@ -126,8 +126,9 @@ class Feed:
         except TimeoutError:
             if deadline.expired():
                 raise
-            raise Unavailable(f"PostgreSQL sent nothing for {bound:g}s during the Flight export "
-                              "(RENTSCOUT_DEPENDENCY_TIMEOUT_SECONDS)") from None
+            raise Unavailable(
+                f"PostgreSQL sent nothing for {bound:g}s during the Flight export (RENTSCOUT_DEPENDENCY_TIMEOUT_SECONDS)"
+            ) from None
         self.room.release()
         return item
 
@@ -137,8 +138,9 @@ def _adbc_error(exc: BaseException) -> ServiceError:
     state = getattr(exc, "sqlstate", None) or ""
     if state == "57014":
         return Unavailable("PostgreSQL cancelled the export's query (statement timeout or shutdown)")
-    return Unavailable(f"PostgreSQL failed during the Flight export ({type(exc).__name__}"
-                       f"{', SQLSTATE ' + state if state else ''})")
+    return Unavailable(
+        f"PostgreSQL failed during the Flight export ({type(exc).__name__}{', SQLSTATE ' + state if state else ''})"
+    )
 
 
 def read_window(feed: Feed, conform: Conformer) -> None:
@@ -235,7 +237,10 @@ class FlightServicer:
         bounds = await self.export.reads.fetchval(
             "SELECT s.histogram_bounds::text::bigint[] FROM pg_stats s JOIN pg_class c ON c.oid = $1::regclass "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE s.schemaname = n.nspname AND s.tablename = c.relname "
-            "AND s.attname = $2", TABLE, KEY)
+            "AND s.attname = $2",
+            TABLE,
+            KEY,
+        )
         if not bounds or len(bounds) < parts + 1:
             return []
         cuts = sorted({int(bounds[len(bounds) * k // parts]) for k in range(1, parts)})
@@ -258,13 +263,13 @@ class FlightServicer:
             ranges = sqlgen.plan_ranges(rows, spec.effective_limit)
             total = sum(r.rows for r in ranges)
             windows = [(r.after_id, r.upper_id) for r in ranges] or windows
-        info = flight_pb2.FlightInfo(schema=self._schema_bytes(spec), flight_descriptor=descriptor,
-                                     total_records=total, total_bytes=-1, ordered=True)
+        info = flight_pb2.FlightInfo(
+            schema=self._schema_bytes(spec), flight_descriptor=descriptor, total_records=total, total_bytes=-1, ordered=True
+        )
         tickets = TicketCodec(await self.export.keys.codec())
         for after, upper in windows:
             endpoint = info.endpoint.add()
-            endpoint.ticket.ticket = tickets.ticket(request, spec.fingerprint,
-                                                         ResumeState(export_id.bytes, after, upper, 0))
+            endpoint.ticket.ticket = tickets.ticket(request, spec.fingerprint, ResumeState(export_id.bytes, after, upper, 0))
             if s.advertised_address:
                 endpoint.location.add(uri=s.advertised_address)
         context.annotate(**{"export.id": str(export_id), "export.partitions": len(windows)})
@@ -282,8 +287,7 @@ class FlightServicer:
         codec = await export.keys.codec()
         export.slots.take()
         try:
-            progress = await export.runs.start_run(state.export_id, spec.format.name, start.resumed,
-                                                   context.correlation_id.get())
+            progress = await export.runs.start_run(state.export_id, spec.format.name, start.resumed, context.correlation_id.get())
             run = ExportRun(start, codec, export.runs, export.slots, None, progress)
         except BaseException:
             export.slots.release()
@@ -319,7 +323,8 @@ class FlightServicer:
             return [whole]
         key = f"{ident(TABLE)}.{ident(KEY)}"
         row = await self.export.reads.fetchrow(
-            f"SELECT min({key}) AS lo, max({key}) AS hi FROM {ident(TABLE)} WHERE {sqlgen.where_sql('', whole)}")
+            f"SELECT min({key}) AS lo, max({key}) AS hi FROM {ident(TABLE)} WHERE {sqlgen.where_sql('', whole)}"
+        )
         if row is None or row["lo"] is None or row["hi"] - row["lo"] < readers * MIN_IDS_PER_READER:
             return [whole]
         lo, hi = int(row["lo"]), int(row["hi"])
@@ -342,8 +347,9 @@ class FlightServicer:
             feeds.append(feed)
         return feeds
 
-    async def _batches(self, run: ExportRun, request: export_pb2.ExportPropertiesRequest, state: ResumeState,
-                       feeds: list[Feed]) -> AsyncIterator[bytes]:
+    async def _batches(
+        self, run: ExportRun, request: export_pb2.ExportPropertiesRequest, state: ResumeState, feeds: list[Feed]
+    ) -> AsyncIterator[bytes]:
         fmt = run.spec.format.name
         tickets = TicketCodec(run.codec)  # the run's key signs every resume ticket it sends
         rows_sent = state.rows_sent
@@ -376,8 +382,10 @@ class FlightServicer:
 
     @staticmethod
     def _unimplemented(what: str) -> Unimplemented:
-        return Unimplemented(f"{what} is not served here: this Flight service only exports (ListFlights, "
-                             "GetFlightInfo, GetSchema, DoGet); authenticate with an `authorization: Bearer` header")
+        return Unimplemented(
+            f"{what} is not served here: this Flight service only exports (ListFlights, "
+            "GetFlightInfo, GetSchema, DoGet); authenticate with an `authorization: Bearer` header"
+        )
 
     async def Handshake(self, request_iterator: Any, context_: Any) -> None:
         raise self._unimplemented("Handshake")
@@ -398,8 +406,12 @@ class FlightServicer:
         raise self._unimplemented("ListActions (there are no actions)")
 
 
-_FACTORIES = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
-              (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
+_FACTORIES = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
 
 
 def register(servicer: FlightServicer, server: grpc.aio.Server) -> None:
@@ -411,6 +423,8 @@ def register(servicer: FlightServicer, server: grpc.aio.Server) -> None:
         response_class = getattr(flight_pb2, method.output_type.name)
         factory: Any = _FACTORIES[(method.client_streaming, method.server_streaming)]
         handlers[method.name] = factory(
-            getattr(servicer, method.name), request_deserializer=request_class.FromString,
-            response_serializer=identity if method.name == "DoGet" else response_class.SerializeToString)
+            getattr(servicer, method.name),
+            request_deserializer=request_class.FromString,
+            response_serializer=identity if method.name == "DoGet" else response_class.SerializeToString,
+        )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -36,7 +36,7 @@ def split_message(message: Any) -> tuple[memoryview, memoryview]:
     if bytes(view[:4]) != b"\xff\xff\xff\xff":
         raise ValueError("not an encapsulated Arrow IPC message")
     size = _LEN.unpack_from(view, 4)[0]
-    return view[8:8 + size], view[8 + size:]
+    return view[8 : 8 + size], view[8 + size :]
 
 
 def flight_data(message: Any, app_metadata: bytes = b"") -> bytes:

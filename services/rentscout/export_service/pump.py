@@ -104,13 +104,18 @@ class CopyPump:
         try:
             async with asyncio.timeout(bound) as silence:
                 self._silence = silence
-                await conn.copy_from_query(sqlgen.select_sql(job.select_list, job.where, job.window),
-                                           output=self.deliver, timeout=deadline.call_remaining(), **job.copy_options)
+                await conn.copy_from_query(
+                    sqlgen.select_sql(job.select_list, job.where, job.window),
+                    output=self.deliver,
+                    timeout=deadline.call_remaining(),
+                    **job.copy_options,
+                )
         except TimeoutError:
             if self._silence is not None and self._silence.expired() and not deadline.expired():
                 conn.terminate()  # stuck mid-COPY: never back into the pool (TimeoutError does not reach it)
-                raise Unavailable(f"PostgreSQL sent nothing for {bound:g}s during the export "
-                                  "(RENTSCOUT_DEPENDENCY_TIMEOUT_SECONDS)") from None
+                raise Unavailable(
+                    f"PostgreSQL sent nothing for {bound:g}s during the export (RENTSCOUT_DEPENDENCY_TIMEOUT_SECONDS)"
+                ) from None
             raise
         finally:
             self._silence = None
@@ -119,8 +124,9 @@ class CopyPump:
         job, put = self.job, self.queue.put
         try:
             async with self.reads.connection(job.min_lsn) as (conn, node):
-                await conn.execute(sqlgen.SESSION_SETUP.format(timeout=int(job.statement_timeout_ms)),
-                                   timeout=deadline.remaining())
+                await conn.execute(
+                    sqlgen.SESSION_SETUP.format(timeout=int(job.statement_timeout_ms)), timeout=deadline.remaining()
+                )
                 lsn = parse_lsn(await conn.fetchval(NODE_LSN_SQL, timeout=deadline.remaining()))
                 if job.window.limit == 0:
                     await put(Started(0, node, lsn))

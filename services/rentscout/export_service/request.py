@@ -53,8 +53,7 @@ def check_static(req: export_pb2.ExportPropertiesRequest, s: ExportSettings, v: 
     if not 0 <= req.rows_per_chunk <= s.max_rows_per_chunk:
         v.add(f"{prefix}rows_per_chunk", f"must be from 1 to {s.max_rows_per_chunk}, or 0 for the default")
     if req.bytes_per_chunk != 0 and not MIN_BYTES_PER_CHUNK <= req.bytes_per_chunk <= s.max_bytes_per_chunk:
-        v.add(f"{prefix}bytes_per_chunk",
-              f"must be from {MIN_BYTES_PER_CHUNK} to {s.max_bytes_per_chunk}, or 0 for the default")
+        v.add(f"{prefix}bytes_per_chunk", f"must be from {MIN_BYTES_PER_CHUNK} to {s.max_bytes_per_chunk}, or 0 for the default")
     if len(req.columns) > MAX_COLUMNS:
         v.add(f"{prefix}columns", f"at most {MAX_COLUMNS} columns")
     return filter_sql(req.filter, v, f"{prefix}filter.")
@@ -86,14 +85,18 @@ def fingerprint(req: export_pb2.ExportPropertiesRequest, columns: Sequence[Colum
     return h.digest()[:16]
 
 
-def build_spec(req: export_pb2.ExportPropertiesRequest, where: str, columns: tuple[Column, ...],
-               s: ExportSettings) -> ExportSpec:
+def build_spec(req: export_pb2.ExportPropertiesRequest, where: str, columns: tuple[Column, ...], s: ExportSettings) -> ExportSpec:
     fmt = formats.by_enum(req.format)
-    rows, nbytes = fmt.chunk_limits(columns, req.rows_per_chunk,
-                                    req.bytes_per_chunk or min(s.default_bytes_per_chunk, s.max_bytes_per_chunk))
+    rows, nbytes = fmt.chunk_limits(
+        columns, req.rows_per_chunk, req.bytes_per_chunk or min(s.default_bytes_per_chunk, s.max_bytes_per_chunk)
+    )
     return ExportSpec(
-        format=fmt, columns=columns, where=where, limit=req.limit,
+        format=fmt,
+        columns=columns,
+        where=where,
+        limit=req.limit,
         effective_limit=req.limit or s.max_limit,
         rows_per_chunk=rows or DEFAULT_ROWS_PER_CHUNK,
         bytes_per_chunk=nbytes,
-        fingerprint=fingerprint(req, columns))
+        fingerprint=fingerprint(req, columns),
+    )

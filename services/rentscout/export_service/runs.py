@@ -57,7 +57,12 @@ class RunStore:
         run_id = await self._db.fetchval(
             "INSERT INTO export_runs (export_id, format, resumed, replica, correlation_id) "
             "VALUES ($1, $2, $3, $4, $5) RETURNING run_id",
-            uuid.UUID(bytes=export_id), fmt, resumed, REPLICA, correlation_id)
+            uuid.UUID(bytes=export_id),
+            fmt,
+            resumed,
+            REPLICA,
+            correlation_id,
+        )
         progress = RunProgress(run_id)
         self.open[run_id] = progress
         return progress
@@ -69,10 +74,19 @@ class RunStore:
             await self._write(
                 "UPDATE export_runs SET status = $2, ended_at = clock_timestamp(), heartbeat_at = clock_timestamp(), "
                 "rows = $3, bytes = $4, error_code = $5 WHERE run_id = $1",
-                progress.run_id, status, progress.rows, progress.bytes, error_code, timeout=END_TIMEOUT_SECONDS)
+                progress.run_id,
+                status,
+                progress.rows,
+                progress.bytes,
+                error_code,
+                timeout=END_TIMEOUT_SECONDS,
+            )
         except Exception as exc:  # PostgreSQL down or slow: bookkeeping must never break an export
-            _log.warning("could not record the end of export run %s", progress.run_id,
-                         extra={"fields": {"error.type": type(exc).__name__, "error.message": str(exc)[:300]}})
+            _log.warning(
+                "could not record the end of export run %s",
+                progress.run_id,
+                extra={"fields": {"error.type": type(exc).__name__, "error.message": str(exc)[:300]}},
+            )
 
     async def _write(self, sql: str, *args: object, timeout: float) -> str:
         """One statement outside any call's deadline (the run may end after its RPC), within `timeout`
@@ -95,17 +109,22 @@ class RunStore:
                 "UPDATE export_runs r SET heartbeat_at = clock_timestamp(), rows = v.rows, bytes = v.bytes "
                 "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(run_id, rows, bytes) "
                 "WHERE r.run_id = v.run_id AND r.ended_at IS NULL",
-                [p.run_id for p in runs], [p.rows for p in runs], [p.bytes for p in runs],
-                timeout=max(self.heartbeat_seconds * 2, 1.0))
+                [p.run_id for p in runs],
+                [p.rows for p in runs],
+                [p.bytes for p in runs],
+                timeout=max(self.heartbeat_seconds * 2, 1.0),
+            )
 
     async def sweep(self) -> int:
         """Close the runs of replicas that died (heartbeat silent for SWEEP_BEATS intervals) as abandoned."""
-        status = await self._write(SWEEP_SQL, self.heartbeat_seconds * SWEEP_BEATS,
-                                   timeout=max(self.heartbeat_seconds * 2, 1.0))
+        status = await self._write(SWEEP_SQL, self.heartbeat_seconds * SWEEP_BEATS, timeout=max(self.heartbeat_seconds * 2, 1.0))
         swept = int(status.rsplit(" ", 1)[-1]) if status.startswith("UPDATE") else 0
         if swept:
-            _log.warning("closed %d export run(s) of replicas that stopped sending heartbeats as abandoned", swept,
-                         extra={"fields": {"export.runs_abandoned": swept}})
+            _log.warning(
+                "closed %d export run(s) of replicas that stopped sending heartbeats as abandoned",
+                swept,
+                extra={"fields": {"export.runs_abandoned": swept}},
+            )
         return swept
 
     async def _loop(self) -> None:
@@ -117,8 +136,11 @@ class RunStore:
                 await self.sweep()
                 beats += 1
                 if self.retention_days and beats % 720 == 1:  # at start, then every ~hour at 5 s
-                    await self._write("DELETE FROM export_runs WHERE started_at < now() - make_interval(days => $1)",
-                                      self.retention_days, timeout=30)
+                    await self._write(
+                        "DELETE FROM export_runs WHERE started_at < now() - make_interval(days => $1)",
+                        self.retention_days,
+                        timeout=30,
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # PostgreSQL down: the next beat tries again
@@ -161,7 +183,10 @@ class RunStore:
                    coalesce(sum(bytes), 0)::bigint AS bytes,
                    coalesce(sum(rows) FILTER (WHERE state = 'completed'), 0)::float8 AS done_rows,
                    coalesce(sum(seconds) FILTER (WHERE state = 'completed'), 0)::float8 AS done_seconds
-            FROM r GROUP BY format ORDER BY format""", since, stale)
+            FROM r GROUP BY format ORDER BY format""",
+            since,
+            stale,
+        )
         out = export_pb2.GetExportStatisticsResponse()
         for r in rows:
             out.exports_started += r["started"]
@@ -173,6 +198,11 @@ class RunStore:
             out.rows_exported += r["rows"]
             out.bytes_exported += r["bytes"]
             seconds = r["done_seconds"]
-            out.by_format.add(format=formats.by_name(r["format"]).enum, exports=r["started"], rows=r["rows"], bytes=r["bytes"],
-                              mean_rows_per_second=r["done_rows"] / seconds if seconds > 0 else 0.0)
+            out.by_format.add(
+                format=formats.by_name(r["format"]).enum,
+                exports=r["started"],
+                rows=r["rows"],
+                bytes=r["bytes"],
+                mean_rows_per_second=r["done_rows"] / seconds if seconds > 0 else 0.0,
+            )
         return out

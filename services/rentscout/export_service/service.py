@@ -70,15 +70,17 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         return StreamStart(spec, ResumeState(uuid.uuid4().bytes, None, None, 0), resumed=False)
 
     async def ExportProperties(
-            self, request: export_pb2.ExportPropertiesRequest,
-            context_: grpc.aio.ServicerContext[export_pb2.ExportPropertiesRequest, export_pb2.ExportPropertiesResponse],
+        self,
+        request: export_pb2.ExportPropertiesRequest,
+        context_: grpc.aio.ServicerContext[export_pb2.ExportPropertiesRequest, export_pb2.ExportPropertiesResponse],
     ) -> AsyncIterator[export_pb2.ExportPropertiesResponse]:
         start = await self._start(request)
         codec = await self.keys.codec()
         self.slots.take()
         try:
-            progress = await self.runs.start_run(start.state.export_id, start.spec.format.name, start.resumed,
-                                                 context.correlation_id.get())
+            progress = await self.runs.start_run(
+                start.state.export_id, start.spec.format.name, start.resumed, context.correlation_id.get()
+            )
             job = copy_job(start.spec, start.state, self.settings.statement_timeout_ms)
             pump = None if start.state.done else self.pump(self.reads, job)
             run = ExportRun(start, codec, self.runs, self.slots, pump, progress)
@@ -108,8 +110,9 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
                 await pump.stop()
 
     async def PlanExport(
-            self, request: export_pb2.PlanExportRequest,
-            context_: grpc.aio.ServicerContext[export_pb2.PlanExportRequest, export_pb2.PlanExportResponse],
+        self,
+        request: export_pb2.PlanExportRequest,
+        context_: grpc.aio.ServicerContext[export_pb2.PlanExportRequest, export_pb2.PlanExportResponse],
     ) -> export_pb2.PlanExportResponse:
         v = Violations()
         req = request.export
@@ -129,19 +132,26 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         total = sum(r["n"] for r in rows)
         if not rows:
             state = ResumeState(export_id.bytes, None, None, 0)
-            out.partitions.add(index=0, first_id=0, last_id=0, estimated_rows=0,
-                               resume_token=codec.encode(spec.fingerprint, state))
+            out.partitions.add(
+                index=0, first_id=0, last_id=0, estimated_rows=0, resume_token=codec.encode(spec.fingerprint, state)
+            )
         for i, r in enumerate(sqlgen.plan_ranges(rows, spec.effective_limit)):
             state = ResumeState(export_id.bytes, r.after_id, r.upper_id, 0)
-            out.partitions.add(index=i, first_id=r.first_id, last_id=r.last_id, estimated_rows=r.rows,
-                               resume_token=codec.encode(spec.fingerprint, state))
+            out.partitions.add(
+                index=i,
+                first_id=r.first_id,
+                last_id=r.last_id,
+                estimated_rows=r.rows,
+                resume_token=codec.encode(spec.fingerprint, state),
+            )
         out.estimated_total_rows = total
         context.annotate(**{"export.id": str(export_id), "export.partitions": len(out.partitions)})
         return out
 
     async def GetExportStatistics(
-            self, request: export_pb2.GetExportStatisticsRequest,
-            context_: grpc.aio.ServicerContext[export_pb2.GetExportStatisticsRequest, export_pb2.GetExportStatisticsResponse],
+        self,
+        request: export_pb2.GetExportStatisticsRequest,
+        context_: grpc.aio.ServicerContext[export_pb2.GetExportStatisticsRequest, export_pb2.GetExportStatisticsResponse],
     ) -> export_pb2.GetExportStatisticsResponse:
         since = None
         if request.HasField("since"):
@@ -152,14 +162,17 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         return await self.runs.statistics(since)
 
 
-def build(resources: Resources, settings: ExportSettings | None = None,
-          pump: PumpFactory = CopyPump) -> tuple[ExportServicer, ServiceSpec]:
+def build(
+    resources: Resources, settings: ExportSettings | None = None, pump: PumpFactory = CopyPump
+) -> tuple[ExportServicer, ServiceSpec]:
     """The servicer and its ServiceSpec (tests use the servicer to look inside, and may give the pump)."""
     settings = settings or load(ExportSettings)
     if not settings.token_secret:
-        _log.info("RENTSCOUT_EXPORT_TOKEN_SECRET is unset: resume tokens are signed with the key stored in "
-                  "PostgreSQL (token_signing_keys), shared by every replica of the database",
-                  extra={"fields": {"event.category": "configuration"}})
+        _log.info(
+            "RENTSCOUT_EXPORT_TOKEN_SECRET is unset: resume tokens are signed with the key stored in "
+            "PostgreSQL (token_signing_keys), shared by every replica of the database",
+            extra={"fields": {"event.category": "configuration"}},
+        )
     servicer = ExportServicer(resources, settings, pump)
     flights = flight.FlightServicer(servicer)
 
@@ -167,10 +180,17 @@ def build(resources: Resources, settings: ExportSettings | None = None,
         export_pb2_grpc.add_ExportServiceServicer_to_server(servicer, server)
         flight.register(flights, server)
 
-    spec = ServiceSpec(name=SERVICE_NAME, register=register, also=(flight.SERVICE_NAME,),
-                       on_start=[servicer.runs.start], on_stop=[servicer.runs.stop, flights.stop],
-                       stall_timeouts={"ExportProperties": settings.stall_timeout_seconds,
-                                       f"/{flight.SERVICE_NAME}/DoGet": settings.stall_timeout_seconds})
+    spec = ServiceSpec(
+        name=SERVICE_NAME,
+        register=register,
+        also=(flight.SERVICE_NAME,),
+        on_start=[servicer.runs.start],
+        on_stop=[servicer.runs.stop, flights.stop],
+        stall_timeouts={
+            "ExportProperties": settings.stall_timeout_seconds,
+            f"/{flight.SERVICE_NAME}/DoGet": settings.stall_timeout_seconds,
+        },
+    )
     return servicer, spec
 
 

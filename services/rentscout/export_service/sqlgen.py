@@ -16,8 +16,10 @@ from rentscout.wire.schema import KEY, TABLE
 from rentscout.wire.sql import ident
 
 # Session settings every export stream runs with, so output never depends on the pool's defaults.
-SESSION_SETUP = ("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; "
-                 "SET extra_float_digits = 1; SET standard_conforming_strings = on; SET statement_timeout = {timeout}")
+SESSION_SETUP = (
+    "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; "
+    "SET extra_float_digits = 1; SET standard_conforming_strings = on; SET statement_timeout = {timeout}"
+)
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,10 @@ def where_sql(base: str, window: Window) -> str:
 
 def select_sql(select_list: Sequence[str], base_where: str, window: Window) -> str:
     # ORDER BY a qualified name: a bare "id" would mean an output column called id (e.g. the text key)
-    sql = (f"SELECT {', '.join(select_list)} FROM {ident(TABLE)} WHERE {where_sql(base_where, window)} "
-           f"ORDER BY {ident(TABLE)}.{ident(KEY)}")
+    sql = (
+        f"SELECT {', '.join(select_list)} FROM {ident(TABLE)} WHERE {where_sql(base_where, window)} "
+        f"ORDER BY {ident(TABLE)}.{ident(KEY)}"
+    )
     if window.limit is not None:
         sql += f" LIMIT {int(window.limit)}"
     return sql
@@ -55,10 +59,12 @@ def plan_sql(base_where: str, limit: int, partitions: int) -> str:
     """PlanExport: the filtered, limited id sequence cut into `partitions` ranges of equal row counts
     (ntile, one pass): per range k its first and last id and row count n, in order."""
     key = ident(KEY)
-    return (f"SELECT k, min({key}) AS first_id, max({key}) AS last_id, count(*) AS n "
-            f"FROM (SELECT {key}, ntile({int(partitions)}) OVER (ORDER BY {key}) AS k "
-            f"FROM (SELECT {key} FROM {ident(TABLE)} WHERE {base_where or 'TRUE'} ORDER BY {key} "
-            f"LIMIT {int(limit)}) s) t GROUP BY k ORDER BY k")
+    return (
+        f"SELECT k, min({key}) AS first_id, max({key}) AS last_id, count(*) AS n "
+        f"FROM (SELECT {key}, ntile({int(partitions)}) OVER (ORDER BY {key}) AS k "
+        f"FROM (SELECT {key} FROM {ident(TABLE)} WHERE {base_where or 'TRUE'} ORDER BY {key} "
+        f"LIMIT {int(limit)}) s) t GROUP BY k ORDER BY k"
+    )
 
 
 @dataclass(frozen=True)

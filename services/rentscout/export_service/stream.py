@@ -28,8 +28,11 @@ from rentscout.runtime import context, logs
 from rentscout.runtime.errors import ResourceExhausted
 from rentscout.wire.formats import Segment
 
-STATUS = {"completed": export_pb2.EXPORT_STATUS_COMPLETED, "failed": export_pb2.EXPORT_STATUS_FAILED,
-          "cancelled": export_pb2.EXPORT_STATUS_CANCELLED}
+STATUS = {
+    "completed": export_pb2.EXPORT_STATUS_COMPLETED,
+    "failed": export_pb2.EXPORT_STATUS_FAILED,
+    "cancelled": export_pb2.EXPORT_STATUS_CANCELLED,
+}
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ class Slots:
         if self.used >= self.maximum:
             raise ResourceExhausted(
                 f"this replica already runs {self.used} exports (RENTSCOUT_EXPORT_MAX_CONCURRENT={self.maximum}); "
-                "retry later or on another replica")
+                "retry later or on another replica"
+            )
         self.used += 1
         telemetry.EXPORTS_IN_FLIGHT.inc()
 
@@ -60,8 +64,9 @@ class Slots:
 
 
 class ExportRun:
-    def __init__(self, start: StreamStart, codec: TokenCodec, store: RunStore, slots: Slots,
-                 pump: CopyPump | None, progress: RunProgress) -> None:
+    def __init__(
+        self, start: StreamStart, codec: TokenCodec, store: RunStore, slots: Slots, pump: CopyPump | None, progress: RunProgress
+    ) -> None:
         self.start = start
         self.spec = start.spec
         self.codec = codec
@@ -92,21 +97,26 @@ class ExportRun:
         telemetry.EXPORTS_TOTAL.labels(fmt, status).inc()
         telemetry.EXPORT_DURATION.labels(fmt, status).observe(elapsed)
         fields: dict[str, object] = {
-            "export.id": self.export_id, "export.format": fmt, "export.status": status,
-            "export.rows": self.progress.rows, "export.bytes": self.progress.bytes, "export.rows_sent": self.rows_sent,
-            "event.duration": logs.ns(elapsed)}
+            "export.id": self.export_id,
+            "export.format": fmt,
+            "export.status": status,
+            "export.rows": self.progress.rows,
+            "export.bytes": self.progress.bytes,
+            "export.rows_sent": self.rows_sent,
+            "event.duration": logs.ns(elapsed),
+        }
         if code:
             fields["error.code"] = code
         if self.correlation_id:  # the done-callback may run outside the RPC's context
             fields["correlation.id"] = self.correlation_id
-        context.annotate(**{"export.id": self.export_id, "export.rows": self.progress.rows,
-                            "export.bytes": self.progress.bytes})
+        context.annotate(**{"export.id": self.export_id, "export.rows": self.progress.rows, "export.bytes": self.progress.bytes})
         telemetry.log_end(fields, failed=status == "failed")
         if record_later:
             self.store.end_run_later(self.progress, status, code)
 
     def interrupted(
-            self, ctx: grpc.aio.ServicerContext[export_pb2.ExportPropertiesRequest, export_pb2.ExportPropertiesResponse],
+        self,
+        ctx: grpc.aio.ServicerContext[export_pb2.ExportPropertiesRequest, export_pb2.ExportPropertiesResponse],
     ) -> None:
         """The call ended before the stream did: its deadline passed (failed) or the client left (cancelled)."""
         left = ctx.time_remaining()
@@ -118,9 +128,16 @@ class ExportRun:
     # -- the stream ------------------------------------------------------------------------------
 
     def header(self, estimate: int) -> export_pb2.ExportPropertiesResponse:
-        return export_pb2.ExportPropertiesResponse(header=export_pb2.ExportHeader(
-            format=self.spec.format.enum, columns=[c.name for c in self.spec.columns], estimated_total_rows=estimate,
-            export_id=self.export_id, resumed=self.start.resumed, rows_already_sent=self.start.state.rows_sent))
+        return export_pb2.ExportPropertiesResponse(
+            header=export_pb2.ExportHeader(
+                format=self.spec.format.enum,
+                columns=[c.name for c in self.spec.columns],
+                estimated_total_rows=estimate,
+                export_id=self.export_id,
+                resumed=self.start.resumed,
+                rows_already_sent=self.start.state.rows_sent,
+            )
+        )
 
     def _chunk(self, data: bytes, rows: int, state: ResumeState) -> export_pb2.ExportPropertiesResponse:
         self.rows_sent = state.rows_sent
@@ -151,16 +168,30 @@ class ExportRun:
     def summary(self, status: str) -> export_pb2.ExportPropertiesResponse:
         duration = Duration()
         duration.FromNanoseconds(int((time.perf_counter() - self.started) * 1e9))
-        return export_pb2.ExportPropertiesResponse(summary=export_pb2.ExportSummary(
-            rows=self.progress.rows, bytes=self.progress.bytes, duration=duration, status=STATUS[status],
-            export_id=self.export_id))
+        return export_pb2.ExportPropertiesResponse(
+            summary=export_pb2.ExportSummary(
+                rows=self.progress.rows,
+                bytes=self.progress.bytes,
+                duration=duration,
+                status=STATUS[status],
+                export_id=self.export_id,
+            )
+        )
 
     def log_start(self) -> None:
         st = self.start.state
-        telemetry.log_start({
-            "export.id": self.export_id, "export.format": self.spec.format.name, "export.resumed": self.start.resumed,
-            "export.rows_already_sent": st.rows_sent, "export.columns": len(self.spec.columns),
-            "export.limit": self.spec.limit, "export.after_id": st.after_id, "export.upper_id": st.upper_id})
+        telemetry.log_start(
+            {
+                "export.id": self.export_id,
+                "export.format": self.spec.format.name,
+                "export.resumed": self.start.resumed,
+                "export.rows_already_sent": st.rows_sent,
+                "export.columns": len(self.spec.columns),
+                "export.limit": self.spec.limit,
+                "export.after_id": st.after_id,
+                "export.upper_id": st.upper_id,
+            }
+        )
 
     async def messages(self) -> AsyncIterator[export_pb2.ExportPropertiesResponse]:
         """Header, data chunks, closing chunk, then (after recording completion) the summary."""
@@ -198,8 +229,7 @@ class ExportRun:
                 yield message
             closing = self.writer.trailer(st.rows_sent, self.rows_sent)
             if closing is not None:
-                yield self._chunk(closing, 0, ResumeState(st.export_id, None, None, self.rows_sent, done=True,
-                                                          lsn=self.lsn))
+                yield self._chunk(closing, 0, ResumeState(st.export_id, None, None, self.rows_sent, done=True, lsn=self.lsn))
         self.close("completed", None, record_later=False)
         await self.store.end_run(self.progress, "completed", None)
         yield self.summary("completed")
@@ -208,5 +238,11 @@ class ExportRun:
 def copy_job(spec: ExportSpec, state: ResumeState, statement_timeout_ms: int) -> CopyJob:
     remaining = max(spec.effective_limit - state.rows_sent, 0)
     window = sqlgen.Window(state.after_id, state.upper_id, remaining)
-    return CopyJob(spec.format.select_list(spec.columns, spec.hidden_key), spec.where, window, spec.format.copy_options,
-                   statement_timeout_ms, min_lsn=state.lsn)
+    return CopyJob(
+        spec.format.select_list(spec.columns, spec.hidden_key),
+        spec.where,
+        window,
+        spec.format.copy_options,
+        statement_timeout_ms,
+        min_lsn=state.lsn,
+    )

@@ -89,8 +89,10 @@ async def stored_keys(db: Fetcher) -> tuple[bytes, list[bytes]]:
     rows = await db.fetch(STORED_KEYS_SQL)
     keys = [bytes(r["key"]) for r in rows]
     if not keys:
-        raise FailedPrecondition("no resume-token signing key is stored in PostgreSQL: run `rentscout db migrate` "
-                                 "(or set RENTSCOUT_EXPORT_TOKEN_SECRET)")
+        raise FailedPrecondition(
+            "no resume-token signing key is stored in PostgreSQL: run `rentscout db migrate` "
+            "(or set RENTSCOUT_EXPORT_TOKEN_SECRET)"
+        )
     return keys[0], keys
 
 
@@ -99,10 +101,13 @@ async def rotate_stored_key(conn: Any) -> int:
     key's id. `conn`: an asyncpg connection of the migrating role (one transaction, rotations serialized)."""
     async with conn.transaction():
         await conn.execute("LOCK TABLE token_signing_keys IN SHARE ROW EXCLUSIVE MODE")
-        key_id: int = await conn.fetchval("INSERT INTO token_signing_keys (key) VALUES ($1) RETURNING key_id",
-                                          secrets.token_bytes(KEY_BYTES))
-        await conn.execute("DELETE FROM token_signing_keys WHERE key_id NOT IN "
-                           f"(SELECT key_id FROM token_signing_keys ORDER BY key_id DESC LIMIT {KEPT_KEYS})")
+        key_id: int = await conn.fetchval(
+            "INSERT INTO token_signing_keys (key) VALUES ($1) RETURNING key_id", secrets.token_bytes(KEY_BYTES)
+        )
+        await conn.execute(
+            "DELETE FROM token_signing_keys WHERE key_id NOT IN "
+            f"(SELECT key_id FROM token_signing_keys ORDER BY key_id DESC LIMIT {KEPT_KEYS})"
+        )
     return key_id
 
 
@@ -120,10 +125,14 @@ class TokenCodec:
         return hmac.new(self._secret if key is None else key, payload, hashlib.sha256).digest()[:_TAG]
 
     def encode(self, fingerprint: bytes, state: ResumeState) -> str:
-        flags = ((HAS_AFTER if state.after_id is not None else 0) | (HAS_UPPER if state.upper_id is not None else 0)
-                 | (DONE if state.done else 0))
-        payload = _LAYOUT.pack(VERSION, flags, fingerprint, state.export_id, state.after_id or 0,
-                               state.upper_id or 0, state.rows_sent, state.lsn)
+        flags = (
+            (HAS_AFTER if state.after_id is not None else 0)
+            | (HAS_UPPER if state.upper_id is not None else 0)
+            | (DONE if state.done else 0)
+        )
+        payload = _LAYOUT.pack(
+            VERSION, flags, fingerprint, state.export_id, state.after_id or 0, state.upper_id or 0, state.rows_sent, state.lsn
+        )
         return base64.urlsafe_b64encode(payload + self._tag(payload)).rstrip(b"=").decode()
 
     def decode(self, token: str, fingerprint: bytes) -> ResumeState:
@@ -139,7 +148,7 @@ class TokenCodec:
         layout = next((lay for lay in _LAYOUTS.values() if len(raw) == lay.size + _TAG), None)
         if layout is None:
             raise InvalidArgument(FIELD, "is malformed (wrong length)")
-        payload, tag = raw[:layout.size], raw[layout.size:]
+        payload, tag = raw[: layout.size], raw[layout.size :]
         if not any(hmac.compare_digest(tag, self._tag(payload, key)) for key in self._verify):
             raise UnknownKey(FIELD, "is forged, corrupted or from a server with another secret")
         version, flags, fp, export_id, after, upper, rows_sent, *rest = layout.unpack(payload)
@@ -149,9 +158,14 @@ class TokenCodec:
             raise InvalidArgument(FIELD, "does not match this request's format, filter, columns and limit")
         if rows_sent < 0:
             raise InvalidArgument(FIELD, "is malformed (negative row count)")
-        return ResumeState(export_id=export_id, after_id=after if flags & HAS_AFTER else None,
-                           upper_id=upper if flags & HAS_UPPER else None, rows_sent=rows_sent, done=bool(flags & DONE),
-                           lsn=rest[0] if rest else 0)
+        return ResumeState(
+            export_id=export_id,
+            after_id=after if flags & HAS_AFTER else None,
+            upper_id=upper if flags & HAS_UPPER else None,
+            rows_sent=rows_sent,
+            done=bool(flags & DONE),
+            lsn=rest[0] if rest else 0,
+        )
 
 
 class KeyRing:

@@ -25,8 +25,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--reset", action="store_true", help="truncate properties first")
     add_settings_flags(s)
     s.set_defaults(func=seed)
-    r = dbsub.add_parser("rotate-token-key",
-                         help="store a new resume-token signing key; the previous one still verifies tokens")
+    r = dbsub.add_parser("rotate-token-key", help="store a new resume-token signing key; the previous one still verifies tokens")
     add_settings_flags(r)
     r.set_defaults(func=rotate_token_key)
 
@@ -89,6 +88,8 @@ def rotate_token_key(args: argparse.Namespace) -> int:
         key_id = asyncio.run(run(_dsn(args)))
     except (ConfigError, OSError, asyncpg.PostgresError) as exc:  # e.g. the migrations were not applied
         return failed("db rotate-token-key", exc, "database unavailable: ")
-    print(f"stored resume-token key {key_id}; replicas sign with it within {KEY_REFRESH_SECONDS:g}s, and the "
-          f"{KEPT_KEYS - 1} key(s) before it still verify tokens")
+    print(
+        f"stored resume-token key {key_id}; replicas sign with it within {KEY_REFRESH_SECONDS:g}s, and the "
+        f"{KEPT_KEYS - 1} key(s) before it still verify tokens"
+    )
     return 0

@@ -28,8 +28,10 @@ class PortInUse(OSError):
 
     def __init__(self, port: int, host: str, what: str) -> None:
         self.port, self.host, self.what = port, host, what
-        super().__init__(errno.EADDRINUSE, f"port {port} ({what}) on {host} is already in use by another process "
-                                           f"(`ss -ltnp 'sport = :{port}'` shows which)")
+        super().__init__(
+            errno.EADDRINUSE,
+            f"port {port} ({what}) on {host} is already in use by another process (`ss -ltnp 'sport = :{port}'` shows which)",
+        )
 
     def __str__(self) -> str:
         return str(self.strerror)
@@ -41,8 +43,9 @@ class AlreadyRunning(Exception):
     def __init__(self, directory: Path, pid: int | None) -> None:
         self.directory, self.pid = directory, pid
         who = f"pid {pid}" if pid else "another process"
-        super().__init__(f"a stack is already running in {directory} ({who}); stop it (Ctrl-C, or kill {pid or 'it'}) "
-                         "or pass another --dir")
+        super().__init__(
+            f"a stack is already running in {directory} ({who}); stop it (Ctrl-C, or kill {pid or 'it'}) or pass another --dir"
+        )
 
 
 def ensure_ports_free(host: str, ports: Iterable[tuple[int | None, str]]) -> None:
@@ -69,8 +72,11 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, subprocess.CalledProcessError):
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
-        cmd = exc.cmd if isinstance(exc.cmd, str) else next(
-            (Path(str(part)).name for part in exc.cmd if not str(part).startswith("-") and str(part) != "runuser"), "")
+        cmd = (
+            exc.cmd
+            if isinstance(exc.cmd, str)
+            else next((Path(str(part)).name for part in exc.cmd if not str(part).startswith("-") and str(part) != "runuser"), "")
+        )
         return f"{cmd} failed with exit code {exc.returncode}" + (f": {last}" if last else "")
     if isinstance(exc, OSError) and exc.strerror and exc.filename:
         return f"{exc.strerror}: {exc.filename}"

@@ -60,15 +60,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", help="bind address (overrides RENTSCOUT_HOST)")
     p.add_argument("--port", type=int, help="gRPC port (overrides RENTSCOUT_PORT)")
     p.add_argument("--metrics-port", type=int, help="Prometheus port, 0 disables (overrides RENTSCOUT_METRICS_PORT)")
-    p.add_argument("--insecure", action="store_true", default=None,
-                   help="without auth tokens, still listen on --host (overrides RENTSCOUT_ALLOW_INSECURE)")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="without auth tokens, still listen on --host (overrides RENTSCOUT_ALLOW_INSECURE)",
+    )
     add_settings_flags(p)
     p.set_defaults(func=run)
 
 
 def build_host(args: argparse.Namespace) -> ServiceHost:
-    settings = load(RuntimeSettings, host=args.host, port=args.port, metrics_port=args.metrics_port,
-                    allow_insecure=args.insecure, database_url=args.database_url, redis_url=args.redis_url)
+    settings = load(
+        RuntimeSettings,
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        allow_insecure=args.insecure,
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+    )
     names = list(SERVICES) if args.service == "all" else [args.service]
     label = "all" if args.service == "all" else args.service
     entries = [SERVICES[n] for n in names]
@@ -79,9 +90,15 @@ def build_host(args: argparse.Namespace) -> ServiceHost:
         logs.get_logger(__name__).warning("ignoring unknown setting %s (typo?)", var)
     factories = [e.load() for e in entries]
     metrics_port = default_metrics if settings.metrics_port is None else settings.metrics_port
-    return ServiceHost(factories, settings, label=label, host=settings.host,
-                       port=default_port if settings.port is None else settings.port,
-                       metrics_port=metrics_port or None, version=__version__)
+    return ServiceHost(
+        factories,
+        settings,
+        label=label,
+        host=settings.host,
+        port=default_port if settings.port is None else settings.port,
+        metrics_port=metrics_port or None,
+        version=__version__,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

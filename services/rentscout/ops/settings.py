@@ -28,8 +28,11 @@ def all_settings() -> list[type]:
     classes: list[type] = []
     for module in SETTINGS_MODULES:
         classes += [
-            obj for obj in vars(module).values()
-            if dataclasses.is_dataclass(obj) and isinstance(obj, type) and obj.__module__ == module.__name__
+            obj
+            for obj in vars(module).values()
+            if dataclasses.is_dataclass(obj)
+            and isinstance(obj, type)
+            and obj.__module__ == module.__name__
             and any(True for _ in env_vars(obj))
         ]
     return classes

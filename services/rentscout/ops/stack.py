@@ -47,11 +47,17 @@ TARGET_VARS = {"export": TARGET_ENV["export"], "cache-query": TARGET_ENV["cache"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("stack", help="run the whole data plane locally (private PostgreSQL/Redis if none set)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "stack",
+        help="run the whole data plane locally (private PostgreSQL/Redis if none set)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ssub = p.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
-    for name, helptext in (("up", "start everything and wait for Ctrl-C (or SIGTERM/SIGHUP)"),
-                           ("demo", "start everything, run a sample export and queries, stop")):
+    for name, helptext in (
+        ("up", "start everything and wait for Ctrl-C (or SIGTERM/SIGHUP)"),
+        ("demo", "start everything, run a sample export and queries, stop"),
+    ):
         s = ssub.add_parser(name, help=helptext)
         s.add_argument("--dir", default=".stack", help="state directory for private instances, tokens and logs")
         s.add_argument("--rows", type=int, default=200_000, help="demo rows to load when the table is empty")
@@ -170,8 +176,14 @@ class Stack:
         return grpc_port + self.offset, metrics_port + self.offset
 
     def check_ports(self) -> None:
-        ensure_ports_free("127.0.0.1", [(port, f"{name} {kind}") for name in SERVICES
-                                        for port, kind in zip(self.ports(name), ("gRPC", "metrics"), strict=True)])
+        ensure_ports_free(
+            "127.0.0.1",
+            [
+                (port, f"{name} {kind}")
+                for name in SERVICES
+                for port, kind in zip(self.ports(name), ("gRPC", "metrics"), strict=True)
+            ],
+        )
 
     # -- auth ----------------------------------------------------------------------------------
 
@@ -281,15 +293,32 @@ class Stack:
                 # (and then the instances) in order. Should the stack be killed outright, the kernel
                 # sends them SIGTERM (parent-death signal), so they never outlive it.
                 self.procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", "rentscout.main", "serve", name, "--host", "127.0.0.1",
-                     "--port", str(port), "--metrics-port", str(metrics_port)],
-                    env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                    preexec_fn=_term_with_parent)
+                    [
+                        sys.executable,
+                        "-m",
+                        "rentscout.main",
+                        "serve",
+                        name,
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--metrics-port",
+                        str(metrics_port),
+                    ],
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_term_with_parent,
+                )
         for name in SERVICES:
             self._wait_serving(name)
             port, metrics_port = self.ports(name)
-            self.say(f"{name:12s} grpc 127.0.0.1:{port}  metrics http://127.0.0.1:{metrics_port}/metrics  "
-                     f"log {logdir / (name + '.log')}")
+            self.say(
+                f"{name:12s} grpc 127.0.0.1:{port}  metrics http://127.0.0.1:{metrics_port}/metrics  "
+                f"log {logdir / (name + '.log')}"
+            )
 
     def _wait_serving(self, name: str, timeout: float = 30.0) -> None:
         port = self.ports(name)[0]
@@ -297,8 +326,7 @@ class Stack:
         while time.monotonic() < end:
             if self.procs[name].poll() is not None:
                 log = self.root / "logs" / f"{name}.log"
-                raise RuntimeError(f"{name} exited with code {self.procs[name].returncode}: {_last_words(log)} "
-                                   f"(log: {log})")
+                raise RuntimeError(f"{name} exited with code {self.procs[name].returncode}: {_last_words(log)} (log: {log})")
             with contextlib.suppress(Exception):
                 if check_health(f"127.0.0.1:{port}", "", 1.0) == "SERVING":
                     return
@@ -327,8 +355,10 @@ class Stack:
         while True:
             for name, proc in self.procs.items():
                 if proc.poll() is not None:
-                    self.say(f"{name} exited with code {proc.returncode} (see {self.root / 'logs' / (name + '.log')}); "
-                             "stopping the stack")
+                    self.say(
+                        f"{name} exited with code {proc.returncode} (see {self.root / 'logs' / (name + '.log')}); "
+                        "stopping the stack"
+                    )
                     return 1
             time.sleep(0.5)
 
@@ -342,8 +372,10 @@ class Stack:
         if self.offset:
             lines += [f"export {TARGET_VARS[name]}={self.target(name)}" for name in SERVICES]
         header = ' -H "authorization: Bearer $RENTSCOUT_TOKEN"' if self.tokens.get(READER) else ""
-        lines.append(f"grpcurl -plaintext{header} -d '{{\"city\":\"Moscow\",\"limit\":3}}' {self.target('cache-query')} "
-                     "rentscout.cache.v1.CacheQueryService/PopularProperties")
+        lines.append(
+            f'grpcurl -plaintext{header} -d \'{{"city":"Moscow","limit":3}}\' {self.target("cache-query")} '
+            "rentscout.cache.v1.CacheQueryService/PopularProperties"
+        )
         return "\n".join(lines)
 
 
@@ -367,8 +399,10 @@ def run(args: argparse.Namespace) -> int:
                     from rentscout.ops.demo import run_demo
 
                     code = run_demo(stack_obj)
-                    stack_obj.say("`make up` (rentscout stack up) runs this stack until Ctrl-C, with the same tokens "
-                                  "and ports; then paste into another shell:")
+                    stack_obj.say(
+                        "`make up` (rentscout stack up) runs this stack until Ctrl-C, with the same tokens "
+                        "and ports; then paste into another shell:"
+                    )
                     print("\n" + stack_obj.paste_block() + "\n", flush=True)
                     return code
                 state = "auth on" if stack_obj.tokens else "auth OFF"

@@ -113,91 +113,129 @@ def optional_port(raw: str) -> int | None:
 @dataclass(frozen=True)
 class RuntimeSettings:
     database_url: str = setting(
-        "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/rentscout",
-        "PostgreSQL DSN (asyncpg/libpq URL).", dsn("postgresql", "postgres"), secret=True)
+        "DATABASE_URL",
+        "postgresql://postgres@127.0.0.1:5432/rentscout",
+        "PostgreSQL DSN (asyncpg/libpq URL).",
+        dsn("postgresql", "postgres"),
+        secret=True,
+    )
     database_read_url: str = setting(
-        "DATABASE_READ_URL", "",
+        "DATABASE_READ_URL",
+        "",
         "Comma-separated DSNs of streaming standbys, used round-robin for reads that tolerate replication "
         "(export streams, PlanExport, cache fills); empty reads from DATABASE_URL.",
-        dsn_list("postgresql", "postgres"), secret=True)
+        dsn_list("postgresql", "postgres"),
+        secret=True,
+    )
     database_max_replica_lag: float = setting(
-        "DATABASE_MAX_REPLICA_LAG", 10.0, "Seconds of replay lag beyond which a standby is not read from.",
-        float_range(0, 86400))
+        "DATABASE_MAX_REPLICA_LAG", 10.0, "Seconds of replay lag beyond which a standby is not read from.", float_range(0, 86400)
+    )
     database_replica_wait_ms: int = setting(
-        "DATABASE_REPLICA_WAIT_MS", 200,
+        "DATABASE_REPLICA_WAIT_MS",
+        200,
         "How long a read that must see a given commit (a cache fill after an invalidation, a resumed export) "
-        "waits for a standby to replay it before reading from the primary.", int_range(0, 60_000))
+        "waits for a standby to replay it before reading from the primary.",
+        int_range(0, 60_000),
+    )
     redis_url: str = setting(
-        "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL (redis://, rediss:// or unix://).",
-        dsn("redis", "rediss", "unix"), secret=True)
+        "REDIS_URL",
+        "redis://127.0.0.1:6379/0",
+        "Redis URL (redis://, rediss:// or unix://).",
+        dsn("redis", "rediss", "unix"),
+        secret=True,
+    )
     redis_cluster: bool = setting("REDIS_CLUSTER", False, "Treat REDIS_URL as a Redis Cluster seed node.", parse_bool)
     host: str = setting("HOST", "0.0.0.0", "Address the gRPC server binds (loopback is forced when no auth tokens are set).")
     port: int | None = setting("PORT", None, "gRPC port; unset means the service default (50051-50053).", optional_port)
     metrics_port: int | None = setting(
-        "METRICS_PORT", None, "Prometheus /metrics HTTP port; unset means the default (9101-9103), 0 disables.",
-        optional_port)
-    metrics_host: str = setting(
-        "METRICS_HOST", "", "Address /metrics binds; unset means the address the gRPC server binds.")
-    auth_tokens: str = setting(
-        "AUTH_TOKENS", "", "Comma-separated `token:role` pairs (roles: reader, admin).", secret=True)
+        "METRICS_PORT", None, "Prometheus /metrics HTTP port; unset means the default (9101-9103), 0 disables.", optional_port
+    )
+    metrics_host: str = setting("METRICS_HOST", "", "Address /metrics binds; unset means the address the gRPC server binds.")
+    auth_tokens: str = setting("AUTH_TOKENS", "", "Comma-separated `token:role` pairs (roles: reader, admin).", secret=True)
     auth_tokens_file: str = setting("AUTH_TOKENS_FILE", "", "File with one `token:role` per line (# comments).")
     allow_insecure: bool = setting(
-        "ALLOW_INSECURE", False, "Without tokens, listen on HOST anyway (no auth). Never in production.", parse_bool)
+        "ALLOW_INSECURE", False, "Without tokens, listen on HOST anyway (no auth). Never in production.", parse_bool
+    )
     tls_cert_file: str = setting("TLS_CERT_FILE", "", "PEM server certificate; enables TLS with TLS_KEY_FILE.")
     tls_key_file: str = setting("TLS_KEY_FILE", "", "PEM private key of TLS_CERT_FILE.")
     tls_client_ca_file: str = setting(
-        "TLS_CLIENT_CA_FILE", "", "PEM CA bundle; when set, clients must present certificates (mTLS).")
+        "TLS_CLIENT_CA_FILE", "", "PEM CA bundle; when set, clients must present certificates (mTLS)."
+    )
     log_level: str = setting("LOG_LEVEL", "info", "debug, info, warning or error.", one_of("debug", "info", "warning", "error"))
     shutdown_grace_seconds: float = setting(
-        "SHUTDOWN_GRACE_SECONDS", 20.0, "Time in-flight RPCs get to finish after SIGTERM.", float_range(0, 3600))
+        "SHUTDOWN_GRACE_SECONDS", 20.0, "Time in-flight RPCs get to finish after SIGTERM.", float_range(0, 3600)
+    )
     db_pool_min_size: int = setting("DB_POOL_MIN_SIZE", 0, "Connections opened at start (0: lazily).", int_range(0, 100))
     db_pool_max_size: int = setting("DB_POOL_MAX_SIZE", 10, "Maximum PostgreSQL connections per process.", int_range(1, 500))
     db_connect_timeout_seconds: float = setting(
-        "DB_CONNECT_TIMEOUT_SECONDS", 3.0, "Timeout to open a PostgreSQL connection.", float_range(0.1, 120))
+        "DB_CONNECT_TIMEOUT_SECONDS", 3.0, "Timeout to open a PostgreSQL connection.", float_range(0.1, 120)
+    )
     db_statement_timeout_ms: int = setting(
-        "DB_STATEMENT_TIMEOUT_MS", 30000, "Server-side statement_timeout for every connection.", int_range(0, 86_400_000))
+        "DB_STATEMENT_TIMEOUT_MS", 30000, "Server-side statement_timeout for every connection.", int_range(0, 86_400_000)
+    )
     db_lock_timeout_ms: int = setting(
-        "DB_LOCK_TIMEOUT_MS", 2000,
+        "DB_LOCK_TIMEOUT_MS",
+        2000,
         "lock_timeout of every connection: a statement waits at most this for a lock another session holds (a "
         "migration's ALTER TABLE), then the call gets RESOURCE_EXHAUSTED with a retry pushback (0: wait forever).",
-        int_range(0, 86_400_000))
+        int_range(0, 86_400_000),
+    )
     dependency_timeout_seconds: float = setting(
-        "DEPENDENCY_TIMEOUT_SECONDS", 30.0,
+        "DEPENDENCY_TIMEOUT_SECONDS",
+        30.0,
         "Longest the server waits on PostgreSQL or Redis at any one step, whatever the client's deadline: a pooled "
         "connection, one statement's answer, the next block of an export's COPY, the change listener's LISTEN. "
         "A frozen dependency then gives UNAVAILABLE within it. Keep statement timeouts below it.",
-        float_range(0.1, 300))
+        float_range(0.1, 300),
+    )
     redis_timeout_seconds: float = setting(
-        "REDIS_TIMEOUT_SECONDS", 0.25, "Connect and socket timeout for Redis commands.", float_range(0.01, 60))
+        "REDIS_TIMEOUT_SECONDS", 0.25, "Connect and socket timeout for Redis commands.", float_range(0.01, 60)
+    )
     max_receive_message_bytes: int = setting(
-        "MAX_RECEIVE_MESSAGE_BYTES", 4 * 1024 * 1024, "Largest request message accepted.", int_range(1024, 64 * 1024 * 1024))
+        "MAX_RECEIVE_MESSAGE_BYTES", 4 * 1024 * 1024, "Largest request message accepted.", int_range(1024, 64 * 1024 * 1024)
+    )
     max_send_message_bytes: int = setting(
-        "MAX_SEND_MESSAGE_BYTES", 4 * 1024 * 1024, "Largest response message sent.", int_range(1024, 64 * 1024 * 1024))
+        "MAX_SEND_MESSAGE_BYTES", 4 * 1024 * 1024, "Largest response message sent.", int_range(1024, 64 * 1024 * 1024)
+    )
     max_concurrent_rpcs: int = setting(
-        "MAX_CONCURRENT_RPCS", 1000,
+        "MAX_CONCURRENT_RPCS",
+        1000,
         "RPCs served at once per process (health checks and reflection not counted); more get RESOURCE_EXHAUSTED, "
-        "each logged and counted in rentscout_rpc_rejected_total.", int_range(1, 100_000))
+        "each logged and counted in rentscout_rpc_rejected_total.",
+        int_range(1, 100_000),
+    )
     request_timeout_seconds: float = setting(
-        "REQUEST_TIMEOUT_SECONDS", 10.0,
+        "REQUEST_TIMEOUT_SECONDS",
+        10.0,
         "Longest a unary call may take to deliver its request message after it started; a call whose message never "
         "comes (closed without one, or cut short) then ends INVALID_ARGUMENT or DEADLINE_EXCEEDED, logged and counted "
-        "in rentscout_rpc_rejected_total{reason=\"no_request\"}.", float_range(0.1, 3600))
+        'in rentscout_rpc_rejected_total{reason="no_request"}.',
+        float_range(0.1, 3600),
+    )
     max_concurrent_streams: int = setting(
-        "MAX_CONCURRENT_STREAMS", 256,
+        "MAX_CONCURRENT_STREAMS",
+        256,
         "HTTP/2 streams (calls) one client connection may have open at once; clients queue calls beyond it.",
-        int_range(1, 100_000))
+        int_range(1, 100_000),
+    )
     keepalive_time_seconds: float = setting(
-        "KEEPALIVE_TIME_SECONDS", 30.0, "Server keepalive ping interval.", float_range(1, 86400))
+        "KEEPALIVE_TIME_SECONDS", 30.0, "Server keepalive ping interval.", float_range(1, 86400)
+    )
     keepalive_timeout_seconds: float = setting(
-        "KEEPALIVE_TIMEOUT_SECONDS", 10.0, "Time to wait for a keepalive ack.", float_range(1, 3600))
+        "KEEPALIVE_TIMEOUT_SECONDS", 10.0, "Time to wait for a keepalive ack.", float_range(1, 3600)
+    )
     max_connection_age_seconds: float = setting(
-        "MAX_CONNECTION_AGE_SECONDS", 300.0,
-        "Connections are recycled after this age so clients rebalance over new pods (0: never).", float_range(0, 86400 * 30))
+        "MAX_CONNECTION_AGE_SECONDS",
+        300.0,
+        "Connections are recycled after this age so clients rebalance over new pods (0: never).",
+        float_range(0, 86400 * 30),
+    )
     max_connection_age_grace_seconds: float = setting(
-        "MAX_CONNECTION_AGE_GRACE_SECONDS", 600.0, "Time streams on a recycled connection get to finish.",
-        float_range(0, 86400))
+        "MAX_CONNECTION_AGE_GRACE_SECONDS", 600.0, "Time streams on a recycled connection get to finish.", float_range(0, 86400)
+    )
     health_check_interval_seconds: float = setting(
-        "HEALTH_CHECK_INTERVAL_SECONDS", 2.0, "How often dependency health is probed.", float_range(0.05, 600))
+        "HEALTH_CHECK_INTERVAL_SECONDS", 2.0, "How often dependency health is probed.", float_range(0.05, 600)
+    )
 
 
 T = TypeVar("T")

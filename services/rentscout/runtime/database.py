@@ -33,8 +33,10 @@ def _release_done(task: asyncio.Future[None]) -> None:
         return
     exc = task.exception()
     if exc is not None:
-        _log.debug("a database connection could not be reset in time and was closed",
-                   extra={"fields": {"error.type": type(exc).__name__}})
+        _log.debug(
+            "a database connection could not be reset in time and was closed",
+            extra={"fields": {"error.type": type(exc).__name__}},
+        )
 
 
 class Releases:
@@ -78,8 +80,11 @@ class Database:
     def server_settings(self, suffix: str = "") -> dict[str, str]:
         """Session settings of every connection: who it is, and how long one statement and one lock wait last."""
         s = self.settings
-        return {"application_name": self.application_name + suffix, "statement_timeout": str(s.db_statement_timeout_ms),
-                "lock_timeout": str(s.db_lock_timeout_ms)}
+        return {
+            "application_name": self.application_name + suffix,
+            "statement_timeout": str(s.db_statement_timeout_ms),
+            "lock_timeout": str(s.db_lock_timeout_ms),
+        }
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -90,15 +95,17 @@ class Database:
     async def start(self) -> None:
         s = self.settings
         kwargs: dict[str, Any] = dict(
-            dsn=self.dsn, max_size=s.db_pool_max_size, timeout=s.db_connect_timeout_seconds,
-            max_inactive_connection_lifetime=300.0, reset=self._pool_reset,
+            dsn=self.dsn,
+            max_size=s.db_pool_max_size,
+            timeout=s.db_connect_timeout_seconds,
+            max_inactive_connection_lifetime=300.0,
+            reset=self._pool_reset,
             server_settings=self.server_settings(),
         )
         try:
             self._pool = await asyncpg.create_pool(min_size=s.db_pool_min_size, **kwargs)
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            _log.warning("database unreachable at start; connecting lazily",
-                         extra={"fields": {"error.type": type(exc).__name__}})
+            _log.warning("database unreachable at start; connecting lazily", extra={"fields": {"error.type": type(exc).__name__}})
             self._pool = await asyncpg.create_pool(min_size=0, **kwargs)
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -129,7 +136,9 @@ class Database:
             if self.saturated():
                 raise ResourceExhausted(
                     f"every database connection of this server is busy (RENTSCOUT_DB_POOL_MAX_SIZE="
-                    f"{self.settings.db_pool_max_size}); retry shortly", retry_after=LOCKED_RETRY_AFTER_SECONDS) from None
+                    f"{self.settings.db_pool_max_size}); retry shortly",
+                    retry_after=LOCKED_RETRY_AFTER_SECONDS,
+                ) from None
             raise Unavailable("no database connection could be obtained in time") from None
         except Exception as exc:
             raise (classify(exc) or exc) from None
@@ -229,8 +238,9 @@ class Database:
             try:
                 async with asyncio.timeout(timeout):
                     if self._probe is None or self._probe.is_closed():
-                        self._probe = await asyncpg.connect(self.dsn, timeout=timeout,
-                                                            server_settings=self.server_settings(":probe"))
+                        self._probe = await asyncpg.connect(
+                            self.dsn, timeout=timeout, server_settings=self.server_settings(":probe")
+                        )
                     row: asyncpg.Record | None = await self._probe.fetchrow(sql)
                     return row
             except Exception as exc:

@@ -108,8 +108,10 @@ class ConsumerStalled(Aborted):
     held; the caller resumes from the last message it received."""
 
     def __init__(self, seconds: float) -> None:
-        super().__init__(f"the client took no message for {seconds:g}s: the server ended the stream to free its "
-                         "resources; resume from the last message received")
+        super().__init__(
+            f"the client took no message for {seconds:g}s: the server ended the stream to free its "
+            "resources; resume from the last message received"
+        )
         self.seconds = seconds
 
 
@@ -142,4 +144,3 @@ class Violations:
     def raise_if_any(self) -> None:
         if self.items:
             raise InvalidArgument(self.items)
-

@@ -27,8 +27,9 @@ class HealthStatuses(Protocol):
 class DependencyMonitor:
     """Probes PostgreSQL (and Redis where a service needs it) and sets each service's health."""
 
-    def __init__(self, health: HealthStatuses, resources: Resources,
-                 services: Sequence[tuple[str, bool]], interval: float) -> None:
+    def __init__(
+        self, health: HealthStatuses, resources: Resources, services: Sequence[tuple[str, bool]], interval: float
+    ) -> None:
         self._health = health
         self._resources = resources
         self._services = list(services)  # (service name, needs redis)
@@ -46,9 +47,19 @@ class DependencyMonitor:
             metrics.DEPENDENCY_UP.labels(dep).set(1 if ok else 0)
             if self._last.get(dep) != ok:
                 level = logging.INFO if ok else logging.WARNING
-                _log.log(level, "%s is %s", dep, "up" if ok else "down",
-                         extra={"fields": {**logs.ecs_event("database", "info" if ok else "error"), "dependency.name": dep,
-                                           "dependency.up": ok}})
+                _log.log(
+                    level,
+                    "%s is %s",
+                    dep,
+                    "up" if ok else "down",
+                    extra={
+                        "fields": {
+                            **logs.ecs_event("database", "info" if ok else "error"),
+                            "dependency.name": dep,
+                            "dependency.up": ok,
+                        }
+                    },
+                )
             self._last[dep] = ok
         for name, needs_redis in self._services:
             ok = schema_ok and (states.get("redis", True) or not needs_redis)

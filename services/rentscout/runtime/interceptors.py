@@ -54,11 +54,13 @@ from rentscout.wire.metadata import AUTHORIZATION_HEADER, CORRELATION_HEADER, RE
 
 _log = logging.getLogger("rentscout.rpc")
 
-OPEN_SERVICES = frozenset({
-    "grpc.health.v1.Health",
-    "grpc.reflection.v1alpha.ServerReflection",
-    "grpc.reflection.v1.ServerReflection",
-})
+OPEN_SERVICES = frozenset(
+    {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+    }
+)
 
 
 async def _checked(requests: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -74,8 +76,11 @@ def _rebuild(handler: grpc.RpcMethodHandler[Any, Any], wrapped: Any, method: str
     """`handler` with behavior `wrapped` and its request deserializer made safe (see Undecodable). Always
     request-streaming: `wrapped` of a unary-request method reads its one message itself (see Arrival)."""
     factory = grpc.stream_stream_rpc_method_handler if handler.response_streaming else grpc.stream_unary_rpc_method_handler
-    return factory(wrapped, request_deserializer=safe_deserializer(handler.request_deserializer, method),
-                   response_serializer=handler.response_serializer)
+    return factory(
+        wrapped,
+        request_deserializer=safe_deserializer(handler.request_deserializer, method),
+        response_serializer=handler.response_serializer,
+    )
 
 
 class NoRequest(Exception):
@@ -114,13 +119,17 @@ class ArrivalWatch:
                 raise
             self._expired.discard(task)
             task.uncancel()
-            raise NoRequest(DeadlineExceeded(f"the request message did not arrive within {self.timeout:g}s "
-                                             "(RENTSCOUT_REQUEST_TIMEOUT_SECONDS)")) from None
+            raise NoRequest(
+                DeadlineExceeded(
+                    f"the request message did not arrive within {self.timeout:g}s (RENTSCOUT_REQUEST_TIMEOUT_SECONDS)"
+                )
+            ) from None
         finally:
             self._waiting.pop(task, None)
         if request is grpc.aio.EOF:
-            raise NoRequest(InvalidArgument("request", "the call was closed without a request message "
-                                                       "(or with an incomplete one)"))
+            raise NoRequest(
+                InvalidArgument("request", "the call was closed without a request message (or with an incomplete one)")
+            )
         return request
 
     async def _sweep(self) -> None:
@@ -145,6 +154,7 @@ def _check_stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
     """A request-streaming behavior whose request stream aborts at an undecodable message; of the same kind
     (grpc.aio tells async generators from coroutines by their function)."""
     if inspect.isasyncgenfunction(behavior):
+
         async def generator(requests: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             async for item in behavior(_checked(requests, ctx), ctx):
                 yield item
@@ -159,14 +169,16 @@ def _check_stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _behavior(handler: grpc.RpcMethodHandler[Any, Any]) -> Callable[..., Any]:
-    behavior = (handler.unary_stream or handler.stream_stream) if handler.response_streaming else \
-        (handler.unary_unary or handler.stream_unary)
+    behavior = (
+        (handler.unary_stream or handler.stream_stream)
+        if handler.response_streaming
+        else (handler.unary_unary or handler.stream_unary)
+    )
     assert behavior is not None
     return behavior
 
 
-def _guard_open(method: str, handler: grpc.RpcMethodHandler[Any, Any], arrival: ArrivalWatch
-                ) -> grpc.RpcMethodHandler[Any, Any]:
+def _guard_open(method: str, handler: grpc.RpcMethodHandler[Any, Any], arrival: ArrivalWatch) -> grpc.RpcMethodHandler[Any, Any]:
     """Health and reflection: only the arrival bound and the undecodable-request check, nothing else."""
     behavior = _behavior(handler)
     service, short = metrics.split_method(method)
@@ -180,15 +192,26 @@ def _guard_open(method: str, handler: grpc.RpcMethodHandler[Any, Any], arrival: 
             return await arrival.receive(ctx)
         except NoRequest as exc:  # these calls have no access line: this is their one log line
             metrics.RPC_REJECTED.labels(service, short, "no_request").inc()
-            _log.warning("%s: %s", method, exc.error.message, extra={"fields": {
-                "event.category": "network", "event.action": "rpc_without_request",
-                "rpc.method": method, "rpc.grpc.status_code": exc.error.code.name}})
+            _log.warning(
+                "%s: %s",
+                method,
+                exc.error.message,
+                extra={
+                    "fields": {
+                        "event.category": "network",
+                        "event.action": "rpc_without_request",
+                        "rpc.method": method,
+                        "rpc.grpc.status_code": exc.error.code.name,
+                    }
+                },
+            )
             status = exc.error.to_status()
             await ctx.abort(status.code, status.details, status.trailing_metadata)
 
     if handler.request_streaming:
         wrapped: Any = _check_stream(behavior)
     elif handler.response_streaming:
+
         async def unary_stream(requests: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             request = await first(ctx)
             if isinstance(request, Undecodable):
@@ -202,6 +225,7 @@ def _guard_open(method: str, handler: grpc.RpcMethodHandler[Any, Any], arrival: 
 
         wrapped = unary_stream
     else:
+
         async def unary(requests: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             request = await first(ctx)
             if isinstance(request, Undecodable):
@@ -236,8 +260,21 @@ class _Method:
 
 
 class _Call:
-    __slots__ = ("authorization", "baggage", "code", "correlation_id", "counted", "finished", "hex_ids", "ids", "m",
-                 "peer", "role", "span", "started")
+    __slots__ = (
+        "authorization",
+        "baggage",
+        "code",
+        "correlation_id",
+        "counted",
+        "finished",
+        "hex_ids",
+        "ids",
+        "m",
+        "peer",
+        "role",
+        "span",
+        "started",
+    )
 
     def __init__(self, m: _Method, peer: str) -> None:
         self.started = time.perf_counter()
@@ -260,9 +297,15 @@ _MAX_CACHED_METHODS = 1024  # the services' methods are a fixed set; this only b
 
 
 class RuntimeInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator, required_roles: Mapping[str, str],
-                 max_concurrent_rpcs: int | None = None, *, request_timeout: float = 10.0,
-                 stall_timeouts: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        required_roles: Mapping[str, str],
+        max_concurrent_rpcs: int | None = None,
+        *,
+        request_timeout: float = 10.0,
+        stall_timeouts: Mapping[str, float] | None = None,
+    ) -> None:
         """`required_roles` maps full method names ('/pkg.Service/Method') to a role; default reader.
         `max_concurrent_rpcs` bounds the RPCs handled at once (health and reflection not counted).
         `request_timeout` bounds the wait for a unary request's message; `stall_timeouts` maps full method
@@ -302,8 +345,11 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         if not receives:
             behavior = _check_stream(behavior)
         m = _Method(method, self._roles.get(method, READER))
-        wrapped: Any = (self._wrap_stream(m, behavior, receives, self._stalls.get(method)) if handler.response_streaming
-                        else self._wrap_unary(m, behavior, receives=receives))
+        wrapped: Any = (
+            self._wrap_stream(m, behavior, receives, self._stalls.get(method))
+            if handler.response_streaming
+            else self._wrap_unary(m, behavior, receives=receives)
+        )
         return _rebuild(handler, wrapped, method)
 
     # -- per-call steps ---------------------------------------------------------------------
@@ -327,8 +373,9 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
                 request_id = value if request_id is None else request_id
             elif key == AUTHORIZATION_HEADER and call.authorization is None:
                 call.authorization = value
-        call.correlation_id = cid = (new_correlation_id() if correlation is None and request_id is None
-                                     else choose_correlation_id(correlation, request_id))
+        call.correlation_id = cid = (
+            new_correlation_id() if correlation is None and request_id is None else choose_correlation_id(correlation, request_id)
+        )
         context.correlation_id.set(cid)
         context.rpc_method.set(m.name)
         context.rpc_fields.set({})
@@ -351,12 +398,21 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         """Refuse a call over the concurrency limit (logged and counted, once per rejection). Always raises."""
         m = call.m
         metrics.RPC_REJECTED.labels(m.service, m.short, "concurrency").inc()
-        _log.warning("rejected %s: %d RPCs in flight, the limit (RENTSCOUT_MAX_CONCURRENT_RPCS) is %d",
-                     m.name, self.in_flight, self._max_concurrent,
-                     extra={"fields": {"event.category": "overload", "event.action": "rpc_rejected",
-                                       "rpc.in_flight": self.in_flight, "rpc.limit": self._max_concurrent}})
-        raise ResourceExhausted(f"the server is at its limit of {self._max_concurrent} concurrent calls; "
-                                "retry with backoff")
+        _log.warning(
+            "rejected %s: %d RPCs in flight, the limit (RENTSCOUT_MAX_CONCURRENT_RPCS) is %d",
+            m.name,
+            self.in_flight,
+            self._max_concurrent,
+            extra={
+                "fields": {
+                    "event.category": "overload",
+                    "event.action": "rpc_rejected",
+                    "rpc.in_flight": self.in_flight,
+                    "rpc.limit": self._max_concurrent,
+                }
+            },
+        )
+        raise ResourceExhausted(f"the server is at its limit of {self._max_concurrent} concurrent calls; retry with backoff")
 
     @staticmethod
     def _ids(call: _Call) -> tuple[tuple[str, str], ...]:
@@ -407,8 +463,12 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
             _log.error("unhandled error in %s", call.m.name, exc_info=exc)
             error = ServiceError(f"internal error (correlation id {cid})")
         elif error.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and error is not exc:
-            _log.warning("%s: %s", error.code.name, error.message,
-                         extra={"fields": {"error.type": type(exc).__name__, "error.message": str(exc)[:500]}})
+            _log.warning(
+                "%s: %s",
+                error.code.name,
+                error.message,
+                extra={"fields": {"error.type": type(exc).__name__, "error.message": str(exc)[:500]}},
+            )
         call.code = error.code
         if call.span is not None:
             call.span.set_status(trace.Status(trace.StatusCode.ERROR, error.code.name))
@@ -436,11 +496,13 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
 
     # -- wrappers (built once per method) ---------------------------------------------------
 
-    def _wrap_unary(self, m: _Method, behavior: Callable[..., Any], streaming: bool = False, receives: bool = False
-                    ) -> Callable[..., Awaitable[Any]]:
+    def _wrap_unary(
+        self, m: _Method, behavior: Callable[..., Any], streaming: bool = False, receives: bool = False
+    ) -> Callable[..., Awaitable[Any]]:
         """A unary handler, or (`streaming`) a response-streaming one that writes with ctx.write(); with
         `receives`, it reads its request message itself (see Arrival)."""
         if inspect.iscoroutinefunction(behavior):
+
             async def direct(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 call = self._start(m, ctx)
                 try:
@@ -480,8 +542,9 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
 
         return wrapped
 
-    def _wrap_stream(self, m: _Method, behavior: Callable[..., Any], receives: bool = False,
-                     stall: float | None = None) -> Callable[..., Any]:
+    def _wrap_stream(
+        self, m: _Method, behavior: Callable[..., Any], receives: bool = False, stall: float | None = None
+    ) -> Callable[..., Any]:
         if not inspect.isasyncgenfunction(behavior):  # writes with ctx.write()
             return self._wrap_unary(m, behavior, streaming=True, receives=receives)
 
@@ -513,8 +576,9 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
                         raise stalled from None  # (a handler that swallowed it ends the same way)
                     except Exception as exc:  # grpc's ExecuteBatchError: the call is over, nothing can be sent
                         left = ctx.time_remaining()
-                        call.code = (grpc.StatusCode.DEADLINE_EXCEEDED if left is not None and left <= 0
-                                     else grpc.StatusCode.CANCELLED)
+                        call.code = (
+                            grpc.StatusCode.DEADLINE_EXCEEDED if left is not None and left <= 0 else grpc.StatusCode.CANCELLED
+                        )
                         _log.debug("stream ended by the transport: %s", type(exc).__name__)
                         return
             except GeneratorExit:  # this coroutine is being destroyed (its task was dropped): await nothing

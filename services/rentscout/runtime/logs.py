@@ -53,8 +53,9 @@ def add_call_ids(doc: dict[str, Any]) -> None:
         doc["trace.id"], doc["span.id"] = trace_id, span_id
 
 
-def ecs_document(created: float, level: str, message: str, logger: str, fields: dict[str, Any] | None,
-                 exc_info: Any = None) -> dict[str, Any]:
+def ecs_document(
+    created: float, level: str, message: str, logger: str, fields: dict[str, Any] | None, exc_info: Any = None
+) -> dict[str, Any]:
     """One line's fields: the record's, the current RPC's ids (correlation, trace, span, method), then `fields`."""
     doc: dict[str, Any] = {
         "@timestamp": timestamp(created),
@@ -83,8 +84,16 @@ def ecs_line(doc: dict[str, Any]) -> str:
 
 class EcsJsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return ecs_line(ecs_document(record.created, record.levelname, record.getMessage(), record.name,
-                                     getattr(record, "fields", None), record.exc_info))
+        return ecs_line(
+            ecs_document(
+                record.created,
+                record.levelname,
+                record.getMessage(),
+                record.name,
+                getattr(record, "fields", None),
+                record.exc_info,
+            )
+        )
 
 
 _REDACTED = "[redacted]"
@@ -106,8 +115,7 @@ class GrpcLibraryRedaction(logging.Filter):
             return True
         if record.args:
             args = record.args
-            record.args = (dict.fromkeys(args, _REDACTED) if isinstance(args, dict)
-                           else tuple(_REDACTED for _ in args))
+            record.args = dict.fromkeys(args, _REDACTED) if isinstance(args, dict) else tuple(_REDACTED for _ in args)
         elif isinstance(record.msg, str) and len(record.msg) > GRPC_MESSAGE_CHARS:
             record.msg = record.msg[:GRPC_MESSAGE_CHARS] + "...[truncated]"
         if record.exc_info:
@@ -231,16 +239,37 @@ def ecs_event(category: str, *types: str) -> dict[str, list[str]]:
 
 def log_db_query(sql: str, duration_s: float, rows: int | None = None, level: int = logging.DEBUG, **extra: Any) -> None:
     """A database statement: fingerprint (never parameters), duration, rows."""
-    _events.log(level, "database query", extra={"fields": {
-        **ecs_event("database", "access"), "event.duration": ns(duration_s),
-        "db.statement.fingerprint": fingerprint(sql), "db.rows": rows, **extra}})
+    _events.log(
+        level,
+        "database query",
+        extra={
+            "fields": {
+                **ecs_event("database", "access"),
+                "event.duration": ns(duration_s),
+                "db.statement.fingerprint": fingerprint(sql),
+                "db.rows": rows,
+                **extra,
+            }
+        },
+    )
 
 
 def log_cache_op(operation: str, key: str, hit: bool | None, duration_s: float, **extra: Any) -> None:
     """A cache operation: key, hit or miss, duration."""
-    _events.debug("cache %s", operation, extra={"fields": {
-        **ecs_event("database", "access"), "event.action": f"cache-{operation}", "cache.key": key, "cache.hit": hit,
-        "event.duration": ns(duration_s), **extra}})
+    _events.debug(
+        "cache %s",
+        operation,
+        extra={
+            "fields": {
+                **ecs_event("database", "access"),
+                "event.action": f"cache-{operation}",
+                "cache.key": key,
+                "cache.hit": hit,
+                "event.duration": ns(duration_s),
+                **extra,
+            }
+        },
+    )
 
 
 @lru_cache(maxsize=4096)  # a connection makes many calls; the dict is only ever read
@@ -278,12 +307,23 @@ class AccessLine:
         self.level = logging.ERROR if code in ("INTERNAL", "UNKNOWN", "DATA_LOSS") else level
         self.message = f"rpc {method} {code}"
         self.fields: dict[str, Any] = {
-            "event.kind": "event", **ecs_event("api", "access", *(("denied",) if code in _DENIED else ())),
-            "event.dataset": "rentscout.access", "event.outcome": "success" if code == "OK" else "failure",
-            "rpc.system": "grpc", "rpc.method": method, "rpc.grpc.status_code": code}
+            "event.kind": "event",
+            **ecs_event("api", "access", *(("denied",) if code in _DENIED else ())),
+            "event.dataset": "rentscout.access",
+            "event.outcome": "success" if code == "OK" else "failure",
+            "rpc.system": "grpc",
+            "rpc.method": method,
+            "rpc.grpc.status_code": code,
+        }
 
-    def emit(self, duration_s: float, peer: str, role: str | None, extra: dict[str, Any] | None = None,
-             ids: tuple[str, str, str] | None = None) -> None:
+    def emit(
+        self,
+        duration_s: float,
+        peer: str,
+        role: str | None,
+        extra: dict[str, Any] | None = None,
+        ids: tuple[str, str, str] | None = None,
+    ) -> None:
         """Log the line; on an event loop, once the current callback is done (the call's response is on its
         way by then), in a copy of the call's context. `ids`: the call's correlation, trace and span ids
         (default: the current context's); business fields in `extra` win over the line's own, as in
@@ -297,8 +337,14 @@ class AccessLine:
             return
         loop.call_soon(self.log, duration_s, peer, role, extra, ids)
 
-    def log(self, duration_s: float, peer: str, role: str | None, extra: dict[str, Any] | None = None,
-            ids: tuple[str, str, str] | None = None) -> None:
+    def log(
+        self,
+        duration_s: float,
+        peer: str,
+        role: str | None,
+        extra: dict[str, Any] | None = None,
+        ids: tuple[str, str, str] | None = None,
+    ) -> None:
         """Log the line now."""
         fields = {**self.fields, "event.duration": ns(duration_s), **peer_fields(peer), "user.roles": [role] if role else []}
         if ids is not None:

@@ -16,8 +16,9 @@ _log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _LABELS = ("grpc_service", "grpc_method", "grpc_code")
 RPC_REQUESTS = Counter("rentscout_rpc_requests", "RPCs handled, by method and gRPC status code.", _LABELS)
-RPC_DURATION = Histogram("rentscout_rpc_duration_seconds", "RPC latency, by method and gRPC status code.", _LABELS,
-                         buckets=LATENCY_BUCKETS)
+RPC_DURATION = Histogram(
+    "rentscout_rpc_duration_seconds", "RPC latency, by method and gRPC status code.", _LABELS, buckets=LATENCY_BUCKETS
+)
 RPC_IN_FLIGHT = Gauge("rentscout_rpc_in_flight", "RPCs being handled now.", _LABELS[:2])
 
 
@@ -79,8 +80,10 @@ class RpcMetrics:
 
 RPCS = RpcMetrics()
 RPC_REJECTED = Counter(
-    "rentscout_rpc_rejected_total", "RPCs refused before any work because the server was at a limit, by reason.",
-    ["grpc_service", "grpc_method", "reason"])
+    "rentscout_rpc_rejected_total",
+    "RPCs refused before any work because the server was at a limit, by reason.",
+    ["grpc_service", "grpc_method", "reason"],
+)
 DEPENDENCY_UP = Gauge("rentscout_dependency_up", "1 when the dependency answered its last probe.", ["dependency"])
 
 
@@ -99,6 +102,10 @@ def serve(port: int | None, host: str) -> int | None:
         return None
     server, _thread = start_http_server(port, addr=host)
     bound = server.server_address[1]
-    _log.info("metrics listening on %s:%d", host, bound,
-              extra={"fields": {"server.address": host, "url.port": bound, "url.path": "/metrics"}})
+    _log.info(
+        "metrics listening on %s:%d",
+        host,
+        bound,
+        extra={"fields": {"server.address": host, "url.port": bound, "url.path": "/metrics"}},
+    )
     return int(bound)

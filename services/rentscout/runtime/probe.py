@@ -16,8 +16,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
-def check(port: int, service: str, ca_file: str, server_name: str, timeout: float,
-          cert_file: str = "", key_file: str = "") -> str:
+def check(
+    port: int, service: str, ca_file: str, server_name: str, timeout: float, cert_file: str = "", key_file: str = ""
+) -> str:
     """The serving status name of `service` on 127.0.0.1:`port`, over TLS verified against `ca_file`."""
     with open(ca_file, "rb") as f:
         ca = f.read()
@@ -46,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client-key", default="")
     args = p.parse_args(argv)
     try:
-        status = check(args.port, args.service, args.ca, args.server_name, args.timeout, args.client_cert,
-                       args.client_key)
+        status = check(args.port, args.service, args.ca, args.server_name, args.timeout, args.client_cert, args.client_key)
     except (grpc.RpcError, OSError) as exc:
         detail = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.RpcError) else str(exc)
         print(f"127.0.0.1:{args.port} {args.service or '(server)'}: {detail}", file=sys.stderr)

@@ -14,8 +14,7 @@ from rentscout.runtime.config import RuntimeSettings
 
 def create_redis(settings: RuntimeSettings) -> Redis | RedisCluster:
     t = settings.redis_timeout_seconds
-    kwargs: dict[str, Any] = dict(socket_timeout=t, socket_connect_timeout=t, retry=Retry(NoBackoff(), 0),
-                                  decode_responses=False)
+    kwargs: dict[str, Any] = dict(socket_timeout=t, socket_connect_timeout=t, retry=Retry(NoBackoff(), 0), decode_responses=False)
     if settings.redis_cluster:
         return RedisCluster.from_url(settings.redis_url, **kwargs)
     return Redis.from_url(settings.redis_url, health_check_interval=0, retry_on_timeout=False, **kwargs)

@@ -35,11 +35,14 @@ from rentscout.runtime.errors import ServiceError
 _log = logging.getLogger(__name__)
 
 PRIMARY = "primary"
-FALLBACKS = Counter("rentscout_db_read_fallbacks_total",
-                    "Reads that could have gone to a standby but went to the primary, by reason.", ["reason"])
-LAG = Gauge("rentscout_db_replica_lag_seconds",
-            "Replay lag of each standby (seconds; -1 while unreachable, +Inf while behind by an unknown time).",
-            ["node"])
+FALLBACKS = Counter(
+    "rentscout_db_read_fallbacks_total", "Reads that could have gone to a standby but went to the primary, by reason.", ["reason"]
+)
+LAG = Gauge(
+    "rentscout_db_replica_lag_seconds",
+    "Replay lag of each standby (seconds; -1 while unreachable, +Inf while behind by an unknown time).",
+    ["node"],
+)
 UP = Gauge("rentscout_db_replica_up", "1 while a standby is used for reads, else 0.", ["node"])
 
 # Lag is 0 while the standby has replayed all it received (an idle primary sends nothing, and the
@@ -54,8 +57,10 @@ SELECT pg_catalog.pg_is_in_recovery() AS in_recovery, pg_catalog.pg_last_wal_rep
                           'Infinity')
        END::float8 AS lag"""
 _REPLAY_SQL = "SELECT pg_catalog.pg_last_wal_replay_lsn()::text"
-NODE_LSN_SQL = ("SELECT (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() "
-                "ELSE pg_catalog.pg_current_wal_insert_lsn() END)::text")
+NODE_LSN_SQL = (
+    "SELECT (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() "
+    "ELSE pg_catalog.pg_current_wal_insert_lsn() END)::text"
+)
 # the insert position: with synchronous_commit = off a commit record may not be written yet, and it counts
 CURRENT_LSN_SQL = "SELECT pg_catalog.pg_current_wal_insert_lsn()::text"
 # what a standby can have received: the flush position (committed catalog changes, with synchronous_commit)
@@ -93,8 +98,10 @@ class ReadRouter:
     def __init__(self, settings: RuntimeSettings, primary: Database, application_name: str) -> None:
         self.settings = settings
         self.primary = primary
-        self.standbys = [Standby(node_name(dsn), Database(settings, application_name, dsn))
-                         for dsn in filter(None, settings.database_read_url.split(","))]
+        self.standbys = [
+            Standby(node_name(dsn), Database(settings, application_name, dsn))
+            for dsn in filter(None, settings.database_read_url.split(","))
+        ]
         self._turn = itertools.count()
         self._monitor: asyncio.Task[None] | None = None
 
@@ -152,8 +159,10 @@ class ReadRouter:
             if healthy:
                 _log.info("standby in use for reads", extra={"fields": fields})
             else:
-                _log.warning(f"standby not used for reads ({reason}); reading from the primary",
-                             extra={"fields": {**fields, "db.replica.state": reason}})
+                _log.warning(
+                    f"standby not used for reads ({reason}); reading from the primary",
+                    extra={"fields": {**fields, "db.replica.state": reason}},
+                )
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -170,16 +179,17 @@ class ReadRouter:
             return True
         end = time.monotonic() + self.settings.database_replica_wait_ms / 1000
         while True:
-            standby.replay_lsn = max(standby.replay_lsn, parse_lsn(
-                await conn.fetchval(_REPLAY_SQL, timeout=deadline.remaining(self.settings.db_connect_timeout_seconds))))
+            standby.replay_lsn = max(
+                standby.replay_lsn,
+                parse_lsn(await conn.fetchval(_REPLAY_SQL, timeout=deadline.remaining(self.settings.db_connect_timeout_seconds))),
+            )
             if standby.replay_lsn >= min_lsn:
                 return True
             if time.monotonic() + POLL_SECONDS > end or ((left := deadline.remaining()) is not None and left < 0.05):
                 return False
             await asyncio.sleep(POLL_SECONDS)
 
-    async def _standby_connection(self, stack: contextlib.AsyncExitStack, min_lsn: int
-                                  ) -> tuple[asyncpg.Connection, str] | str:
+    async def _standby_connection(self, stack: contextlib.AsyncExitStack, min_lsn: int) -> tuple[asyncpg.Connection, str] | str:
         """A standby connection entered on `stack`, or the reason there is none."""
         if min_lsn >= CommitWatermark.UNKNOWN:
             return "primary_lsn_unknown"
@@ -202,8 +212,7 @@ class ReadRouter:
         return reason
 
     @contextlib.asynccontextmanager
-    async def connection(self, min_lsn: int = 0, *, standby: bool = True
-                         ) -> AsyncIterator[tuple[asyncpg.Connection, str]]:
+    async def connection(self, min_lsn: int = 0, *, standby: bool = True) -> AsyncIterator[tuple[asyncpg.Connection, str]]:
         """(connection, node name) for one read; `min_lsn`: the commit the read must see (0: any);
         `standby=False`: the primary's (for what each node keeps for itself, like pg_stat_statements)."""
         async with contextlib.AsyncExitStack() as stack:

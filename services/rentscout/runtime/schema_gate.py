@@ -59,8 +59,10 @@ async def ready(db: Database, timeout: float) -> bool:
             _log.info("schema version %s present (this build needs %s): ready", present, needed)
     elif db not in _blocked_logged:
         _blocked_logged.add(db)
-        _log.warning("schema version %s present, this build needs %s: not ready until `rentscout db migrate` has run",
-                     present or "(none)", needed,
-                     extra={"fields": {**logs.ecs_event("database", "error"), "dependency.name": "schema",
-                                       "dependency.up": False}})
+        _log.warning(
+            "schema version %s present, this build needs %s: not ready until `rentscout db migrate` has run",
+            present or "(none)",
+            needed,
+            extra={"fields": {**logs.ecs_event("database", "error"), "dependency.name": "schema", "dependency.up": False}},
+        )
     return ok

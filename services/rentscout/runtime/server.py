@@ -82,8 +82,10 @@ def server_options(s: RuntimeSettings) -> list[tuple[str, int]]:
         ("grpc.http.overload_protection", 0),
     ]
     if s.max_connection_age_seconds > 0:
-        opts += [("grpc.max_connection_age_ms", int(s.max_connection_age_seconds * 1000)),
-                 ("grpc.max_connection_age_grace_ms", int(s.max_connection_age_grace_seconds * 1000))]
+        opts += [
+            ("grpc.max_connection_age_ms", int(s.max_connection_age_seconds * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(s.max_connection_age_grace_seconds * 1000)),
+        ]
     return opts
 
 
@@ -125,7 +127,7 @@ def _register_reflection_v1() -> None:
     for message in proto.message_type:
         for fld in message.field:
             if fld.type_name.startswith(f".{alpha}."):
-                fld.type_name = f".{proto.package}." + fld.type_name[len(alpha) + 2:]
+                fld.type_name = f".{proto.package}." + fld.type_name[len(alpha) + 2 :]
     for service in proto.service:
         for method in service.method:
             method.input_type = method.input_type.replace(f".{alpha}.", f".{proto.package}.", 1)
@@ -143,16 +145,25 @@ def _enable_reflection(server: grpc.aio.Server, names: Sequence[str]) -> None:
     handler = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
-        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": handler}),))
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": handler}),))
 
 
 class ServiceHost:
     """One gRPC server process hosting some services, with its whole lifecycle."""
 
-    def __init__(self, factories: Sequence[ServiceFactory], settings: RuntimeSettings, *, label: str,
-                 host: str, port: int, metrics_port: int | None, version: str = "0.0.0") -> None:
+    def __init__(
+        self,
+        factories: Sequence[ServiceFactory],
+        settings: RuntimeSettings,
+        *,
+        label: str,
+        host: str,
+        port: int,
+        metrics_port: int | None,
+        version: str = "0.0.0",
+    ) -> None:
         self.settings = settings
         self.label = label
         self.host = host
@@ -176,9 +187,12 @@ class ServiceHost:
             if not auth.enabled:
                 _log.warning("authentication is disabled: no tokens configured (RENTSCOUT_AUTH_TOKENS)")
             return self.host
-        _log.warning("no auth tokens configured: listening on loopback only (%s instead of %s); "
-                     "set RENTSCOUT_AUTH_TOKENS, or RENTSCOUT_ALLOW_INSECURE=true to expose an unauthenticated server",
-                     LOOPBACK, self.host)
+        _log.warning(
+            "no auth tokens configured: listening on loopback only (%s instead of %s); "
+            "set RENTSCOUT_AUTH_TOKENS, or RENTSCOUT_ALLOW_INSECURE=true to expose an unauthenticated server",
+            LOOPBACK,
+            self.host,
+        )
         return LOOPBACK
 
     async def start(self) -> int:
@@ -199,9 +213,13 @@ class ServiceHost:
             stalls.update(spec.stall_bounds())
         # the interceptor enforces the concurrency limit (grpc's own would refuse silently, health included),
         # the wait for a unary request's message, and the stall bounds of response streams
-        self.interceptor = RuntimeInterceptor(auth, roles, self.settings.max_concurrent_rpcs,
-                                              request_timeout=self.settings.request_timeout_seconds,
-                                              stall_timeouts=stalls)
+        self.interceptor = RuntimeInterceptor(
+            auth,
+            roles,
+            self.settings.max_concurrent_rpcs,
+            request_timeout=self.settings.request_timeout_seconds,
+            stall_timeouts=stalls,
+        )
         server = grpc.aio.server(interceptors=[self.interceptor], options=server_options(self.settings))
         for spec in self.specs:
             spec.register(server)
@@ -223,12 +241,22 @@ class ServiceHost:
         for spec in self.specs:
             for hook in spec.on_start:
                 await hook()
-        monitor = DependencyMonitor(self.health, self.resources, [(n, s.needs_redis) for s in self.specs for n in s.names],
-                                    self.settings.health_check_interval_seconds)
+        monitor = DependencyMonitor(
+            self.health,
+            self.resources,
+            [(n, s.needs_redis) for s in self.specs for n in s.names],
+            self.settings.health_check_interval_seconds,
+        )
         await monitor.probe_once()
         self._monitor_task = asyncio.create_task(monitor.run(), name="health-monitor")
-        _log.info("serving %s on %s:%d%s", ", ".join(n for s in self.specs for n in s.names), host, bound,
-                  " (TLS)" if credentials else "", extra={"fields": {"server.address": host, "server.port": bound}})
+        _log.info(
+            "serving %s on %s:%d%s",
+            ", ".join(n for s in self.specs for n in s.names),
+            host,
+            bound,
+            " (TLS)" if credentials else "",
+            extra={"fields": {"server.address": host, "server.port": bound}},
+        )
         return bound
 
     async def stop(self, grace: float | None = None) -> None:

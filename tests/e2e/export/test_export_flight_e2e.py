@@ -24,8 +24,15 @@ CID = "e2e-flight-5c1d"
 
 @pytest.fixture
 def export_process(service_env: dict[str, str], workdir: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess("export", {**service_env, "RENTSCOUT_EXPORT_FLIGHT_ROWS_PER_ENDPOINT": "5000",
-                                      "RENTSCOUT_EXPORT_ADVERTISED_ADDRESS": "grpc://export.e2e:50051"}, workdir)
+    server = ServerProcess(
+        "export",
+        {
+            **service_env,
+            "RENTSCOUT_EXPORT_FLIGHT_ROWS_PER_ENDPOINT": "5000",
+            "RENTSCOUT_EXPORT_ADVERTISED_ADDRESS": "grpc://export.e2e:50051",
+        },
+        workdir,
+    )
     server.start()
     server.wait_serving(service=SERVICE)  # health knows the Flight service too
     yield server
@@ -56,13 +63,17 @@ async def test_grpcurl_sees_flight_and_pyarrow_reads_it(export_process: ServerPr
     assert rows == int(info.json()["total_records"])  # grpcurl prints proto field names
 
     async def access_lines() -> list[dict[str, Any]]:  # written just after each response leaves: poll for them
-        return [r for r in export_process.log_records() if r.get("rpc.method") == f"/{SERVICE}/DoGet"
-                and r.get("event.dataset") == "rentscout.access"]
+        return [
+            r
+            for r in export_process.log_records()
+            if r.get("rpc.method") == f"/{SERVICE}/DoGet" and r.get("event.dataset") == "rentscout.access"
+        ]
 
     access = await eventually(access_lines, lambda lines: len(lines) >= len(endpoints))
     assert len(access) == len(endpoints) and {r["correlation.id"] for r in access} == {CID}
-    finished = [r for r in export_process.log_records() if r.get("message") == "export finished"
-                and r.get("correlation.id") == CID]
+    finished = [
+        r for r in export_process.log_records() if r.get("message") == "export finished" and r.get("correlation.id") == CID
+    ]
     assert sum(r["export.rows"] for r in finished) == rows and {r["export.format"] for r in finished} == {"arrow"}
 
     refused = grpcurl(export_process.target, f"{SERVICE}/ListActions", {}, verbose=True)

@@ -34,9 +34,15 @@ def data_of(messages: list[dict[str, Any]]) -> bytes:
 
 
 async def test_grpcurl_exports_jsonl_and_resumes_with_the_correlation_id_in_the_logs(
-        export_process: ServerProcess, grpcurl_bin: str, database: str) -> None:
-    request = {"format": "EXPORT_FORMAT_JSONL", "limit": 50, "rowsPerChunk": 20, "filter": {"cities": ["Moscow"]},
-               "columns": ["id", "city", "price", "created_at"]}
+    export_process: ServerProcess, grpcurl_bin: str, database: str
+) -> None:
+    request = {
+        "format": "EXPORT_FORMAT_JSONL",
+        "limit": 50,
+        "rowsPerChunk": 20,
+        "filter": {"cities": ["Moscow"]},
+        "columns": ["id", "city", "price", "created_at"],
+    }
     out = grpcurl(export_process.target, METHOD, request, headers={"x-correlation-id": CID})
     assert out.returncode == 0, out.stderr
     messages = out.json_stream()
@@ -49,31 +55,42 @@ async def test_grpcurl_exports_jsonl_and_resumes_with_the_correlation_id_in_the_
     conn = await asyncpg.connect(database)
     try:
         await conn.execute("SET TimeZone = 'UTC'")
-        expected = [json.loads(r[0]) for r in await conn.fetch(
-            "SELECT row_to_json(t)::text FROM (SELECT id, city, price, created_at FROM properties "
-            "WHERE city = 'Moscow' ORDER BY id LIMIT 50) t")]
+        expected = [
+            json.loads(r[0])
+            for r in await conn.fetch(
+                "SELECT row_to_json(t)::text FROM (SELECT id, city, price, created_at FROM properties "
+                "WHERE city = 'Moscow' ORDER BY id LIMIT 50) t"
+            )
+        ]
     finally:
         await conn.close()
     assert rows == expected
 
     # a consumer whose stream broke after the first chunk resumes with that chunk's token
     token = chunks_of(messages)[0]["resume_token"]  # grpcurl prints proto field names
-    resumed = grpcurl(export_process.target, METHOD, {**request, "resumeToken": token},
-                      headers={"x-correlation-id": CID + "-resume"})
+    resumed = grpcurl(
+        export_process.target, METHOD, {**request, "resumeToken": token}, headers={"x-correlation-id": CID + "-resume"}
+    )
     assert resumed.returncode == 0, resumed.stderr
     resumed_messages = resumed.json_stream()
     assert resumed_messages[0]["header"]["resumed"] is True
     assert data_of(messages) == base64.b64decode(chunks_of(messages)[0]["data"]) + data_of(resumed_messages)
 
     export_id = header["export_id"]
-    lines = [r for r in export_process.log_records()
-             if r.get("message") in ("export started", "export finished") and r.get("export.id") == export_id]
+    lines = [
+        r
+        for r in export_process.log_records()
+        if r.get("message") in ("export started", "export finished") and r.get("export.id") == export_id
+    ]
     assert [r["message"] for r in lines] == ["export started", "export finished", "export started", "export finished"]
     assert [r["correlation.id"] for r in lines] == [CID, CID, CID + "-resume", CID + "-resume"]
     assert lines[1]["export.rows"] == 50 and lines[1]["export.bytes"] == int(summary["bytes"])
     assert lines[1]["export.format"] == "jsonl" and lines[1]["event.duration"] > 0
-    access = [r for r in export_process.log_records() if r.get("rpc.method") == "/" + METHOD
-              and r.get("event.dataset") == "rentscout.access"]
+    access = [
+        r
+        for r in export_process.log_records()
+        if r.get("rpc.method") == "/" + METHOD and r.get("event.dataset") == "rentscout.access"
+    ]
     assert {r["correlation.id"] for r in access} == {CID, CID + "-resume"}
 
 

@@ -27,8 +27,9 @@ UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("
 SERVER_ONLY = ("asyncpg", "redis", "pglast", "grpcio-reflection", "grpcio-status", "rentscout-server")
 
 
-def _run(*args: str, timeout: float = 300, cwd: Path | None = None,
-         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, timeout: float = 300, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
     assert proc.returncode == 0, f"{' '.join(args)}\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -57,20 +58,44 @@ def client_venv(wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """An empty venv holding the client wheel and what it requires, at the versions uv.lock pins."""
     assert UV is not None
     base = tmp_path_factory.mktemp("client")
-    pins = _run(UV, "export", "--frozen", "--package", "rentscout-client", "--no-emit-workspace", "--no-dev",
-                "--no-hashes", "--no-header", cwd=ROOT).stdout
+    pins = _run(
+        UV,
+        "export",
+        "--frozen",
+        "--package",
+        "rentscout-client",
+        "--no-emit-workspace",
+        "--no-dev",
+        "--no-hashes",
+        "--no-header",
+        cwd=ROOT,
+    ).stdout
     (base / "pins.txt").write_text(pins)
     venv = base / "venv"
     _run(UV, "venv", "-q", "--python", sys.executable, str(venv))
     (client_wheel,) = wheels.glob("rentscout_client-*.whl")
-    _run(UV, "pip", "install", "-q", "--offline", "--python", str(venv / "bin" / "python"), "--find-links", str(wheels),
-         "-c", str(base / "pins.txt"), str(client_wheel))
+    _run(
+        UV,
+        "pip",
+        "install",
+        "-q",
+        "--offline",
+        "--python",
+        str(venv / "bin" / "python"),
+        "--find-links",
+        str(wheels),
+        "-c",
+        str(base / "pins.txt"),
+        str(client_wheel),
+    )
     yield venv
 
 
 def _installed(venv: Path) -> dict[str, str]:
-    code = ("import json, importlib.metadata as m;"
-            " print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))")
+    code = (
+        "import json, importlib.metadata as m;"
+        " print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))"
+    )
     return dict(json.loads(_run(str(venv / "bin" / "python"), "-c", code).stdout))
 
 
@@ -79,8 +104,10 @@ def test_the_client_wheel_alone_pulls_no_server_dependency(client_venv: Path) ->
     assert {"rentscout-client", "rentscout-core", "grpcio", "protobuf"} <= set(installed)
     assert not set(SERVER_ONLY) & set(installed), sorted(set(SERVER_ONLY) & set(installed))
     # the server's modules are not there either: the namespace holds the client and the shared layer only
-    probe = ("import importlib.util as u; print([n for n in ('rentscout.runtime', 'rentscout.ops', 'rentscout.cache_service')"
-             " if u.find_spec(n) is not None])")
+    probe = (
+        "import importlib.util as u; print([n for n in ('rentscout.runtime', 'rentscout.ops', 'rentscout.cache_service')"
+        " if u.find_spec(n) is not None])"
+    )
     assert _run(str(client_venv / "bin" / "python"), "-c", probe).stdout.strip() == "[]"
     # the `rentscout` command is there, and without the `cli` extra it says what to install
     command = subprocess.run([str(client_venv / "bin" / "rentscout"), "health"], capture_output=True, text=True, timeout=60)
@@ -88,17 +115,16 @@ def test_the_client_wheel_alone_pulls_no_server_dependency(client_venv: Path) ->
 
 
 async def test_the_readme_sdk_example_exports_and_reads_through_the_cache(
-        client_venv: Path, service_env: dict[str, str], database: str, tmp_path: Path) -> None:
+    client_venv: Path, service_env: dict[str, str], database: str, tmp_path: Path
+) -> None:
     example = tmp_path / "example.py"
     example.write_text(readme_sdk_example())
     env = {**service_env, "RENTSCOUT_CACHE_NAMESPACE": f"wheel{uuid.uuid4().hex[:10]}"}
     export = ServerProcess("export", env, tmp_path / "export").start()
     cache = ServerProcess("cache-query", env, tmp_path / "cache").start()
     try:
-        client_env = {"PATH": "/usr/bin:/bin", "RENTSCOUT_EXPORT_TARGET": export.target,
-                      "RENTSCOUT_CACHE_TARGET": cache.target}
-        outputs = [_run(str(client_venv / "bin" / "python"), str(example), env=client_env, timeout=120).stdout
-                   for _ in range(2)]
+        client_env = {"PATH": "/usr/bin:/bin", "RENTSCOUT_EXPORT_TARGET": export.target, "RENTSCOUT_CACHE_TARGET": cache.target}
+        outputs = [_run(str(client_venv / "bin" / "python"), str(example), env=client_env, timeout=120).stdout for _ in range(2)]
     finally:
         export.stop()
         cache.stop()
@@ -116,25 +142,53 @@ async def test_the_readme_sdk_example_exports_and_reads_through_the_cache(
 
 
 def test_the_rentscout_command_of_a_client_install_names_what_serve_needs(
-        client_venv: Path, wheels: Path, service_env: dict[str, str], tmp_path: Path) -> None:
+    client_venv: Path, wheels: Path, service_env: dict[str, str], tmp_path: Path
+) -> None:
     """With the `cli` extra, `rentscout` runs the client commands; operator commands say which distribution has them."""
     assert UV is not None
     (client_wheel,) = wheels.glob("rentscout_client-*.whl")
     cli_venv = tmp_path / "cli"
     _run(UV, "venv", "-q", "--python", sys.executable, str(cli_venv))
     pins = tmp_path / "pins.txt"
-    pins.write_text(_run(UV, "export", "--frozen", "--package", "rentscout-client", "--extra", "cli", "--no-emit-workspace",
-                         "--no-dev", "--no-hashes", "--no-header", cwd=ROOT).stdout)
-    _run(UV, "pip", "install", "-q", "--offline", "--python", str(cli_venv / "bin" / "python"), "--find-links", str(wheels),
-         "-c", str(pins), f"{client_wheel}[cli]")
+    pins.write_text(
+        _run(
+            UV,
+            "export",
+            "--frozen",
+            "--package",
+            "rentscout-client",
+            "--extra",
+            "cli",
+            "--no-emit-workspace",
+            "--no-dev",
+            "--no-hashes",
+            "--no-header",
+            cwd=ROOT,
+        ).stdout
+    )
+    _run(
+        UV,
+        "pip",
+        "install",
+        "-q",
+        "--offline",
+        "--python",
+        str(cli_venv / "bin" / "python"),
+        "--find-links",
+        str(wheels),
+        "-c",
+        str(pins),
+        f"{client_wheel}[cli]",
+    )
     assert not set(SERVER_ONLY) & set(_installed(cli_venv))
     rentscout = str(cli_venv / "bin" / "rentscout")
     serve = subprocess.run([rentscout, "serve", "export"], capture_output=True, text=True, timeout=60)
     assert serve.returncode == 2 and "pip install rentscout-server" in serve.stderr, serve.stderr
     server = ServerProcess("cache-query", service_env, tmp_path / "cache").start()
     try:
-        health = subprocess.run([rentscout, "health", "--target", server.target, "--timeout", "5"],
-                                capture_output=True, text=True, timeout=60)
+        health = subprocess.run(
+            [rentscout, "health", "--target", server.target, "--timeout", "5"], capture_output=True, text=True, timeout=60
+        )
     finally:
         server.stop()
     assert health.returncode == 0, health.stdout + health.stderr

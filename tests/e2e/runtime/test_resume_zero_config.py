@@ -30,14 +30,32 @@ async def test_kill_9_mid_export_with_nothing_configured(service_env: dict[str, 
     try:
         env = {k: v for k, v in service_env.items() if k != "RENTSCOUT_EXPORT_TOKEN_SECRET"}
         env["RENTSCOUT_DATABASE_URL"] = pg.dsn
-        migrated = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "rentscout.main", "db", "migrate"],
-                                           env={**os.environ, **env}, capture_output=True, timeout=120)
+        migrated = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "rentscout.main", "db", "migrate"],
+            env={**os.environ, **env},
+            capture_output=True,
+            timeout=120,
+        )
         assert migrated.returncode == 0, migrated.stderr
         await seed(pg.dsn, ROWS)
         server = ServerProcess("export", env, tmp_path / "first").start()
         replacement = ServerProcess("export", env, tmp_path / "second", port=server.port)
-        reader = cli("export", "--format", "jsonl", "-o", "-", "--rows-per-chunk", "200", "--no-progress",
-                     "--target", server.target, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        reader = cli(
+            "export",
+            "--format",
+            "jsonl",
+            "-o",
+            "-",
+            "--rows-per-chunk",
+            "200",
+            "--no-progress",
+            "--target",
+            server.target,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         try:
             assert reader.stdout is not None
             head = reader.stdout.read(64 * 1024)  # the export is running; then stop reading: back-pressure
@@ -61,7 +79,8 @@ async def test_kill_9_mid_export_with_nothing_configured(service_env: dict[str, 
         assert ids == expected  # every row exactly once, in order
         resumed = [r for r in replacement.log_records() if r.get("export.resumed") is True]
         assert resumed, "the export was not resumed on the restarted server"
-        assert not any("resume_token" in r.get("message", "") and "forged" in r.get("message", "")
-                       for r in replacement.log_records())
+        assert not any(
+            "resume_token" in r.get("message", "") and "forged" in r.get("message", "") for r in replacement.log_records()
+        )
     finally:
         await asyncio.to_thread(pg.destroy)

@@ -15,11 +15,19 @@ from harness.ports import free_offset
 
 
 def test_stack_demo_end_to_end(service_env: dict[str, str], tmp_path: Path) -> None:
-    env = {**os.environ, "RENTSCOUT_DATABASE_URL": service_env["RENTSCOUT_DATABASE_URL"],
-           "RENTSCOUT_REDIS_URL": service_env["RENTSCOUT_REDIS_URL"]}
+    env = {
+        **os.environ,
+        "RENTSCOUT_DATABASE_URL": service_env["RENTSCOUT_DATABASE_URL"],
+        "RENTSCOUT_REDIS_URL": service_env["RENTSCOUT_REDIS_URL"],
+    }
     offset = free_offset(random.Random().randrange(2000, 8000, 10))  # away from the default ports a developer may use
-    out = subprocess.run([sys.executable, "-m", "rentscout.main", "stack", "demo", "--dir", str(tmp_path),
-                          "--port-offset", str(offset)], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "rentscout.main", "stack", "demo", "--dir", str(tmp_path), "--port-offset", str(offset)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     assert "exported" in text and "JSONL" in text
@@ -38,12 +46,13 @@ def test_stack_demo_end_to_end(service_env: dict[str, str], tmp_path: Path) -> N
     assert "EXPLAIN ANALYZE popular query" in text and "demo finished" in text
     # auth on by default: the demo called with the generated tokens, and says how to call the stack yourself
     assert "auth is on" in text and (tmp_path / "tokens").stat().st_mode & 0o077 == 0
-    assert "export RENTSCOUT_TOKEN=" in text and "grpcurl -plaintext -H \"authorization: Bearer $RENTSCOUT_TOKEN\"" in text
+    assert "export RENTSCOUT_TOKEN=" in text and 'grpcurl -plaintext -H "authorization: Bearer $RENTSCOUT_TOKEN"' in text
     # never silent for long: each step announces itself before it runs
     assert [line for line in text.splitlines() if line.startswith("[stack] demo: ")][:3] == [
         "[stack] demo: exporting up to 20,000 Moscow listings as JSONL ...",
         "[stack] demo: the most viewed Moscow listings, twice (the second call is a cache hit) ...",
-        "[stack] demo: table statistics and EXPLAIN ANALYZE of the popular query (admin) ..."]
+        "[stack] demo: table statistics and EXPLAIN ANALYZE of the popular query (admin) ...",
+    ]
     lines = (tmp_path / "demo-export.jsonl").read_text().splitlines()
     assert lines and all('"city":"Moscow"' in line for line in lines)
     for name in ("export", "cache-query", "analyzer"):

@@ -27,8 +27,13 @@ START_WAIT = 180
 
 
 def rentscout(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rentscout.main", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env or dict(os.environ))
+    return subprocess.run(
+        [sys.executable, "-m", "rentscout.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or dict(os.environ),
+    )
 
 
 def port_offset() -> int:
@@ -43,8 +48,24 @@ class RunningStack:
         self.out = root.parent / f"{root.name}.out"
         with self.out.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rentscout.main", "stack", "up", "--dir", str(root), "--rows", "200",
-                 "--port-offset", str(self.offset), *extra], env=env, stdout=out, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "rentscout.main",
+                    "stack",
+                    "up",
+                    "--dir",
+                    str(root),
+                    "--rows",
+                    "200",
+                    "--port-offset",
+                    str(self.offset),
+                    *extra,
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def text(self) -> str:
         return self.out.read_text(errors="replace")
@@ -102,8 +123,13 @@ def test_sigterm_stops_services_and_private_instances_leaving_no_process(tmp_pat
         assert f"export RENTSCOUT_TOKEN={roles['reader']}" in block
         assert f"export RENTSCOUT_ADMIN_TOKEN={roles['admin']}" in block
         assert f'export PATH="{Path(sys.executable).parent}:$PATH"' in block
-        pasted = subprocess.run(["bash", "-euc", block], capture_output=True, text=True, timeout=60,
-                                env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+        pasted = subprocess.run(
+            ["bash", "-euc", block],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        )
         assert pasted.returncode == 0 and '"properties"' in pasted.stdout, pasted.stderr
         without_token = rentscout("cache", "cities", "--target", f"127.0.0.1:{50052 + stack.offset}")
         assert without_token.returncode == 4 and "UNAUTHENTICATED" in without_token.stderr
@@ -115,9 +141,13 @@ def test_sigterm_stops_services_and_private_instances_leaving_no_process(tmp_pat
         assert str(stack.root) in second.stderr and f"pid {stack.proc.pid}" in second.stderr
         assert "Traceback" not in second.stderr + second.stdout
         # the same through make, as the README documents it: make reports `Error 8` and exits 2 itself
-        made = subprocess.run(["make", "-s", "-o", "bootstrap", "up",
-                               f"STACK_ARGS=--dir {stack.root} --port-offset {stack.offset}"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        made = subprocess.run(
+            ["make", "-s", "-o", "bootstrap", "up", f"STACK_ARGS=--dir {stack.root} --port-offset {stack.offset}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert made.returncode == 2 and "Error 8" in made.stderr and str(stack.root) in made.stderr, made.stderr
         assert "exits 8, which make reports as `Error 8` before exiting 2" in " ".join((ROOT / "README.md").read_text().split())
 
@@ -127,8 +157,13 @@ def test_sigterm_stops_services_and_private_instances_leaving_no_process(tmp_pat
         assert not alive, [" ".join(p.cmdline()) for p in alive]
         assert "SIGTERM received: everything stopped" in stack.text()
         stops = [line for line in stack.text().splitlines() if line.startswith("[stack] stopped ")]
-        assert stops == ["[stack] stopped export", "[stack] stopped cache-query", "[stack] stopped analyzer",
-                         "[stack] stopped private Redis", "[stack] stopped private PostgreSQL"], stops
+        assert stops == [
+            "[stack] stopped export",
+            "[stack] stopped cache-query",
+            "[stack] stopped analyzer",
+            "[stack] stopped private Redis",
+            "[stack] stopped private PostgreSQL",
+        ], stops
         assert not (stack.root / "stack.pid").exists()
     finally:
         stack.stop()
@@ -137,10 +172,12 @@ def test_sigterm_stops_services_and_private_instances_leaving_no_process(tmp_pat
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
-def test_sigint_and_sighup_stop_everything_too(sig: signal.Signals, service_env: dict[str, str],
-                                               tmp_path: Path) -> None:
-    env = {**os.environ, "RENTSCOUT_DATABASE_URL": service_env["RENTSCOUT_DATABASE_URL"],
-           "RENTSCOUT_REDIS_URL": service_env["RENTSCOUT_REDIS_URL"]}
+def test_sigint_and_sighup_stop_everything_too(sig: signal.Signals, service_env: dict[str, str], tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "RENTSCOUT_DATABASE_URL": service_env["RENTSCOUT_DATABASE_URL"],
+        "RENTSCOUT_REDIS_URL": service_env["RENTSCOUT_REDIS_URL"],
+    }
     stack = RunningStack(tmp_path / "stack", env, "--insecure")
     try:
         stack.wait_ready()
@@ -165,8 +202,10 @@ def test_serve_on_a_busy_port_says_so_in_one_line(service_env: dict[str, str]) -
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        for flags, what in ((["--port", str(port), "--metrics-port", "0"], "gRPC"),
-                            (["--port", "0", "--metrics-port", str(port)], "metrics")):
+        for flags, what in (
+            (["--port", str(port), "--metrics-port", "0"], "gRPC"),
+            (["--port", "0", "--metrics-port", str(port)], "metrics"),
+        ):
             out = rentscout("serve", "export", "--host", "127.0.0.1", *flags, env={**os.environ, **service_env})
             assert out.returncode == 7, out.stderr
             assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
@@ -183,9 +222,18 @@ def test_stack_on_a_busy_port_names_the_service_and_bad_configuration_exits_2(tm
         busy.listen()
         out = rentscout("stack", "up", "--dir", str(tmp_path / "s"), "--port-offset", str(offset))
     assert out.returncode == 7
-    assert out.stderr.strip() == f"rentscout stack: port {9102 + offset} (cache-query metrics) on 127.0.0.1 is " \
-                                 f"already in use by another process (`ss -ltnp 'sport = :{9102 + offset}'` shows which)"
-    bad = rentscout("stack", "up", "--dir", str(tmp_path / "b"), "--port-offset", str(offset),
-                    env={**os.environ, "RENTSCOUT_AUTH_TOKENS": "short:admin"})
+    assert (
+        out.stderr.strip() == f"rentscout stack: port {9102 + offset} (cache-query metrics) on 127.0.0.1 is "
+        f"already in use by another process (`ss -ltnp 'sport = :{9102 + offset}'` shows which)"
+    )
+    bad = rentscout(
+        "stack",
+        "up",
+        "--dir",
+        str(tmp_path / "b"),
+        "--port-offset",
+        str(offset),
+        env={**os.environ, "RENTSCOUT_AUTH_TOKENS": "short:admin"},
+    )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert bad.stderr.startswith("rentscout stack: configuration error: RENTSCOUT_AUTH_TOKENS")

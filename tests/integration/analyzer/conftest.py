@@ -48,8 +48,9 @@ def analyzer_server(analyzer_env: dict[str, str]) -> ServerFactory:
     """`async with analyzer_server(settings=..., database=..., **session_settings) as host:`."""
 
     @contextlib.asynccontextmanager
-    async def start(settings: AnalyzerSettings | None = None, database: str | None = None,
-                    **session_settings: str) -> AsyncIterator[ServiceHost]:
+    async def start(
+        settings: AnalyzerSettings | None = None, database: str | None = None, **session_settings: str
+    ) -> AsyncIterator[ServiceHost]:
         env = dict(analyzer_env)
         dsn = database or env["RENTSCOUT_DATABASE_URL"]
         if session_settings:
@@ -73,5 +74,3 @@ async def client(analyzer_host: ServiceHost) -> AsyncIterator[Client]:
     c = Client(analyzer_host.port)
     yield c
     await c.close()
-
-

@@ -30,8 +30,9 @@ SECRET = "Hunter2-9f8e7d-s3cr3t"
 
 
 @contextlib.asynccontextmanager
-async def analyzer(env: dict[str, str], settings: AnalyzerSettings | None = None, **runtime: Any
-                   ) -> AsyncIterator[tuple[ServiceHost, Client]]:
+async def analyzer(
+    env: dict[str, str], settings: AnalyzerSettings | None = None, **runtime: Any
+) -> AsyncIterator[tuple[ServiceHost, Client]]:
     factory = functools.partial(create, settings=settings or AnalyzerSettings())
     async with in_process([factory], env, label="analyzer", **runtime) as host:
         client = Client(host.port, ADMIN)
@@ -47,23 +48,27 @@ def violations(err: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
 
 # -- 1. no secret through any RPC -------------------------------------------------------------------
 
+
 async def test_no_rpc_returns_a_secret_typed_in_a_utility_statement(analyzer_env: dict[str, str], database: str) -> None:
     conn = await asyncpg.connect(database)
     try:
-        await conn.execute("DROP ROLE IF EXISTS rs_secret_role; DROP SERVER IF EXISTS rs_secret_srv CASCADE; "
-                           "DROP FOREIGN DATA WRAPPER IF EXISTS rs_secret_fdw CASCADE")
+        await conn.execute(
+            "DROP ROLE IF EXISTS rs_secret_role; DROP SERVER IF EXISTS rs_secret_srv CASCADE; "
+            "DROP FOREIGN DATA WRAPPER IF EXISTS rs_secret_fdw CASCADE"
+        )
         for statement in (
-                f"CREATE ROLE rs_secret_role LOGIN PASSWORD '{SECRET}'",
-                f"ALTER ROLE rs_secret_role PASSWORD '{SECRET}-2'",
-                "CREATE FOREIGN DATA WRAPPER rs_secret_fdw",
-                "CREATE SERVER rs_secret_srv FOREIGN DATA WRAPPER rs_secret_fdw",
-                f"CREATE USER MAPPING FOR rs_secret_role SERVER rs_secret_srv OPTIONS (user 'u', password '{SECRET}-3')",
-                f"ALTER SYSTEM SET cluster_name = '{SECRET}-4'",  # only read at a restart
-                "ALTER SYSTEM RESET cluster_name",
-                # a quarter second: among the 500 slowest by total time however many statements the suite ran
-                f"SELECT /* {SECRET}-5 */ pg_sleep(0.25) AS plannable",
-                f"CREATE TABLE {SCHEMA}.secretive (id int, token text)",
-                f"CREATE INDEX secretive_partial ON {SCHEMA}.secretive (id) WHERE token <> '{SECRET}-6'"):
+            f"CREATE ROLE rs_secret_role LOGIN PASSWORD '{SECRET}'",
+            f"ALTER ROLE rs_secret_role PASSWORD '{SECRET}-2'",
+            "CREATE FOREIGN DATA WRAPPER rs_secret_fdw",
+            "CREATE SERVER rs_secret_srv FOREIGN DATA WRAPPER rs_secret_fdw",
+            f"CREATE USER MAPPING FOR rs_secret_role SERVER rs_secret_srv OPTIONS (user 'u', password '{SECRET}-3')",
+            f"ALTER SYSTEM SET cluster_name = '{SECRET}-4'",  # only read at a restart
+            "ALTER SYSTEM RESET cluster_name",
+            # a quarter second: among the 500 slowest by total time however many statements the suite ran
+            f"SELECT /* {SECRET}-5 */ pg_sleep(0.25) AS plannable",
+            f"CREATE TABLE {SCHEMA}.secretive (id int, token text)",
+            f"CREATE INDEX secretive_partial ON {SCHEMA}.secretive (id) WHERE token <> '{SECRET}-6'",
+        ):
             await conn.execute(statement)
         async with analyzer(analyzer_env) as (_, client):
             slow = await client("ListSlowQueries", pb.ListSlowQueriesRequest(limit=500))
@@ -72,8 +77,10 @@ async def test_no_rpc_returns_a_secret_typed_in_a_utility_statement(analyzer_env
             stats = await client("GetTableStats", pb.GetTableStatsRequest(table=f"{SCHEMA}.secretive"))
     finally:
         await conn.execute("ALTER SYSTEM RESET cluster_name")
-        await conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.secretive; DROP SERVER IF EXISTS rs_secret_srv CASCADE; "
-                           "DROP FOREIGN DATA WRAPPER IF EXISTS rs_secret_fdw CASCADE; DROP ROLE IF EXISTS rs_secret_role")
+        await conn.execute(
+            f"DROP TABLE IF EXISTS {SCHEMA}.secretive; DROP SERVER IF EXISTS rs_secret_srv CASCADE; "
+            "DROP FOREIGN DATA WRAPPER IF EXISTS rs_secret_fdw CASCADE; DROP ROLE IF EXISTS rs_secret_role"
+        )
         await conn.close()
     for reply in (slow, advice, from_slow, stats):
         assert SECRET.encode() not in reply.SerializeToString()
@@ -86,6 +93,7 @@ async def test_no_rpc_returns_a_secret_typed_in_a_utility_statement(analyzer_env
 
 
 # -- 2. any plan is answered -------------------------------------------------------------------------
+
 
 def join_of(terms: int) -> str:
     return "SELECT 1 FROM " + ", ".join(f"generate_series(1, 1) g{i}" for i in range(terms))
@@ -111,8 +119,9 @@ async def test_index_advice_on_a_deep_plan_is_answered(analyzer_env: dict[str, s
     assert reply.method  # planned and costed (its JSON, 1800 levels deep, decoded without recursion)
 
 
-async def test_the_sdk_and_cli_decode_the_deepest_answer(analyzer_env: dict[str, str],
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+async def test_the_sdk_and_cli_decode_the_deepest_answer(
+    analyzer_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     from rentscout.main import main as cli
     from rentscout.sdk import AnalyzerClient
 
@@ -122,8 +131,9 @@ async def test_the_sdk_and_cli_decode_the_deepest_answer(analyzer_env: dict[str,
             reply = await sdk.analyze_query(join_of(600), analyze=True)
         tree = plan_tree(reply)
         assert tree is not None and sum(1 for _ in tree.walk()) == reply.node_count > 1000
-        code = await asyncio.to_thread(cli, ["analyze", "explain", join_of(600), "--analyze", "--target", target,
-                                             "--token", ADMIN, "--timeout", "180"])
+        code = await asyncio.to_thread(
+            cli, ["analyze", "explain", join_of(600), "--analyze", "--target", target, "--token", ADMIN, "--timeout", "180"]
+        )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "Traceback" not in out + err and out.count("Nested Loop") >= 599 and "level " in out
@@ -159,18 +169,19 @@ async def test_temp_files_beyond_the_limit_are_resource_exhausted(analyzer_serve
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "53400" in (info.value.details() or "")
 
 
-async def test_analyses_beyond_the_cap_are_resource_exhausted_at_once(analyzer_env: dict[str, str],
-                                                                      database: str) -> None:
+async def test_analyses_beyond_the_cap_are_resource_exhausted_at_once(analyzer_env: dict[str, str], database: str) -> None:
     settings = AnalyzerSettings(max_concurrent_statements=1, lock_timeout_ms=60_000, statement_timeout_ms=60_000)
     locker = await asyncpg.connect(database)
     try:
         async with analyzer(analyzer_env, settings) as (_, client):
             await locker.execute(f"BEGIN; LOCK TABLE {SCHEMA}.audit IN ACCESS EXCLUSIVE MODE")
-            first = asyncio.ensure_future(client("AnalyzeQuery", pb.AnalyzeQueryRequest(
-                sql=f"SELECT count(*) FROM {SCHEMA}.audit", analyze=True)))
+            first = asyncio.ensure_future(
+                client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql=f"SELECT count(*) FROM {SCHEMA}.audit", analyze=True))
+            )
             for _ in range(300):  # the first analysis waits for the lock, inside its slot
-                if await locker.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = $1::regclass",
-                                         f"{SCHEMA}.audit"):
+                if await locker.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = $1::regclass", f"{SCHEMA}.audit"
+                ):
                     break
                 await asyncio.sleep(0.1)
             with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -187,13 +198,17 @@ async def test_analyses_beyond_the_cap_are_resource_exhausted_at_once(analyzer_e
 async def test_one_budget_for_the_whole_call_named_in_the_message(analyzer_env: dict[str, str]) -> None:
     async with analyzer(analyzer_env, AnalyzerSettings(statement_timeout_ms=300)) as (_, client):
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await client("AnalyzeQuery", pb.AnalyzeQueryRequest(
-                sql="SELECT count(*) FROM generate_series(1, 1000000000)", analyze=True))
+            await client(
+                "AnalyzeQuery", pb.AnalyzeQueryRequest(sql="SELECT count(*) FROM generate_series(1, 1000000000)", analyze=True)
+            )
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert "budget of 300 ms" in (info.value.details() or "")
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await client("AnalyzeQuery", pb.AnalyzeQueryRequest(
-                sql="SELECT count(*) FROM generate_series(1, 1000000000)", analyze=True), timeout=0.25)
+            await client(
+                "AnalyzeQuery",
+                pb.AnalyzeQueryRequest(sql="SELECT count(*) FROM generate_series(1, 1000000000)", analyze=True),
+                timeout=0.25,
+            )
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert (await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql="SELECT 1", analyze=True))).nodes
 
@@ -209,43 +224,63 @@ async def test_an_oversized_answer_is_truncated_and_recorded_as_what_the_caller_
     assert reply.ByteSize() <= convert.answer_cap(64 * 1024) and slow.ByteSize() <= convert.answer_cap(64 * 1024)
     tree = plan_tree(reply)
     assert tree is not None and sum(1 for _ in tree.walk()) == len(reply.nodes)
-    access = [r for r in logs.records()
-              if r.get("event.dataset") == "rentscout.access" and r.get("rpc.method", "").endswith("/AnalyzeQuery")]
+    access = [
+        r
+        for r in logs.records()
+        if r.get("event.dataset") == "rentscout.access" and r.get("rpc.method", "").endswith("/AnalyzeQuery")
+    ]
     assert [r["rpc.grpc.status_code"] for r in access] == ["OK"]
     assert RPCS.calls_by_code(SERVICE_NAME).get("OK", 0) == before + 2
 
 
 # -- 4. nothing of a caller's statement stays on a pooled connection ------------------------------------
 
+
 async def test_a_later_caller_cannot_read_an_earlier_callers_statement(analyzer_env: dict[str, str]) -> None:
     token = "tok_live_9f8e7d"
     probe = "SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE pg_catalog.strpos(statement, $1) > 0"
     async with analyzer(analyzer_env, db_pool_min_size=1, db_pool_max_size=1) as (_, client):  # one connection
-        await client("AnalyzeQuery", pb.AnalyzeQueryRequest(
-            sql=f"SELECT id FROM properties WHERE title = '{token}'", analyze=True))
-        await client("AnalyzeQuery", pb.AnalyzeQueryRequest(
-            sql=f"SELECT id FROM properties WHERE title = $1 AND city = '{token}'", analyze=True,
-            params=[pb.QueryParam(string_value=token)]))
-        found = await client("AnalyzeQuery", pb.AnalyzeQueryRequest(
-            sql=probe, analyze=True, params=[pb.QueryParam(string_value=token)]))
-        ours = await client("AnalyzeQuery", pb.AnalyzeQueryRequest(  # the service's own statements are there
-            sql=probe, analyze=True, params=[pb.QueryParam(string_value="rentscout_probe")]))
+        await client(
+            "AnalyzeQuery", pb.AnalyzeQueryRequest(sql=f"SELECT id FROM properties WHERE title = '{token}'", analyze=True)
+        )
+        await client(
+            "AnalyzeQuery",
+            pb.AnalyzeQueryRequest(
+                sql=f"SELECT id FROM properties WHERE title = $1 AND city = '{token}'",
+                analyze=True,
+                params=[pb.QueryParam(string_value=token)],
+            ),
+        )
+        found = await client(
+            "AnalyzeQuery", pb.AnalyzeQueryRequest(sql=probe, analyze=True, params=[pb.QueryParam(string_value=token)])
+        )
+        ours = await client(
+            "AnalyzeQuery",
+            pb.AnalyzeQueryRequest(  # the service's own statements are there
+                sql=probe, analyze=True, params=[pb.QueryParam(string_value="rentscout_probe")]
+            ),
+        )
     assert found.actual_rows == 0
     assert ours.actual_rows >= 1  # so the view is readable on that connection: the test can fail
 
 
 # -- 5. parameters -------------------------------------------------------------------------------------
 
+
 async def test_array_placeholders_and_parameter_errors_name_params_i(client: Client) -> None:
-    reply = await client("AnalyzeQuery", pb.AnalyzeQueryRequest(
-        sql="SELECT id FROM properties WHERE id = ANY($1)", analyze=True, params=[pb.QueryParam(string_value="{1,2}")]))
+    reply = await client(
+        "AnalyzeQuery",
+        pb.AnalyzeQueryRequest(
+            sql="SELECT id FROM properties WHERE id = ANY($1)", analyze=True, params=[pb.QueryParam(string_value="{1,2}")]
+        ),
+    )
     assert reply.actual_rows == 2
     for sql, params, field in [
-            ("SELECT $1::jsonb", [pb.QueryParam(string_value="{bad")], "params[0]"),
-            ("SELECT $1::int, $2::date", [pb.QueryParam(int_value=1), pb.QueryParam(string_value="2026-13-45")],
-             "params[1]"),
-            ("SELECT id FROM properties WHERE id = ANY($1)", [pb.QueryParam(string_value="{1,x}")], "params[0]"),
-            ("SELECT $1::inet", [pb.QueryParam(string_value="not an address")], "params[0]")]:
+        ("SELECT $1::jsonb", [pb.QueryParam(string_value="{bad")], "params[0]"),
+        ("SELECT $1::int, $2::date", [pb.QueryParam(int_value=1), pb.QueryParam(string_value="2026-13-45")], "params[1]"),
+        ("SELECT id FROM properties WHERE id = ANY($1)", [pb.QueryParam(string_value="{1,x}")], "params[0]"),
+        ("SELECT $1::inet", [pb.QueryParam(string_value="not an address")], "params[0]"),
+    ]:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql=sql, params=params, analyze=True))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, sql
@@ -261,8 +296,9 @@ async def test_a_statement_seen_before_is_checked_with_the_types_and_errors_of_n
         await conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.retyped; CREATE TABLE {SCHEMA}.retyped (id int, v int)")
         await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql=sql, params=[pb.QueryParam(int_value=1)]))
         await conn.execute(f"ALTER TABLE {SCHEMA}.retyped ALTER COLUMN v TYPE text")
-        again = await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql=sql, params=[pb.QueryParam(string_value="x")],
-                                                                    analyze=True))
+        again = await client(
+            "AnalyzeQuery", pb.AnalyzeQueryRequest(sql=sql, params=[pb.QueryParam(string_value="x")], analyze=True)
+        )
         assert "(v = 'x'::text)" in next(n.filter for n in again.nodes if n.node_type == "Seq Scan")
         await conn.execute(f"ALTER TABLE {SCHEMA}.retyped DROP COLUMN v")
         with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -275,7 +311,8 @@ async def test_a_statement_seen_before_is_checked_with_the_types_and_errors_of_n
 
 
 async def test_a_frozen_postgresql_is_unavailable_at_the_budget_not_a_deadline(
-        analyzer_env: dict[str, str], tmp_path: Any) -> None:
+    analyzer_env: dict[str, str], tmp_path: Any
+) -> None:
     """The budget (1.5 s) is shorter than the server's bound on a wait (30 s): PostgreSQL is told to cancel at
     the budget, and one that does not answer 2 s later is stuck, so the caller gets UNAVAILABLE."""
     from harness.freeze import frozen, postgres_processes
@@ -286,8 +323,9 @@ async def test_a_frozen_postgresql_is_unavailable_at_the_budget_not_a_deadline(
     try:
         await migrate(pg.dsn)
         env = {**analyzer_env, "RENTSCOUT_DATABASE_URL": pg.dsn}
-        async with analyzer(env, AnalyzerSettings(statement_timeout_ms=1500), dependency_timeout_seconds=30.0,
-                            db_pool_min_size=1) as (_, client):
+        async with analyzer(
+            env, AnalyzerSettings(statement_timeout_ms=1500), dependency_timeout_seconds=30.0, db_pool_min_size=1
+        ) as (_, client):
             assert (await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql="SELECT 1", analyze=True))).nodes
             with frozen(postgres_processes(pg)), pytest.raises(grpc.aio.AioRpcError) as info:
                 await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql="SELECT 1", analyze=True), timeout=25)

@@ -42,8 +42,11 @@ async def test_timings_buffers_and_tree_come_from_the_real_plan(client: Client) 
     assert reply.execution_time_ms == pytest.approx(raw["Execution Time"]) and reply.execution_time_ms > 0
     assert reply.total_cost == pytest.approx(raw["Plan"]["Total Cost"])
     assert reply.estimated_rows == raw["Plan"]["Plan Rows"] and reply.actual_rows == raw["Plan"]["Actual Rows"]
-    assert reply.buffers.shared_hit + reply.buffers.shared_read == (
-        raw["Plan"]["Shared Hit Blocks"] + raw["Plan"]["Shared Read Blocks"]) > 0
+    assert (
+        reply.buffers.shared_hit + reply.buffers.shared_read
+        == (raw["Plan"]["Shared Hit Blocks"] + raw["Plan"]["Shared Read Blocks"])
+        > 0
+    )
     assert reply.planning_buffers.shared_hit == raw.get("Planning", {}).get("Shared Hit Blocks", 0)
     nodes = list(walk(reply))
     scan = next(n for n in nodes if n.relation_name == "properties")
@@ -79,11 +82,11 @@ async def test_seq_scan_whose_filter_discards_most_rows(client: Client) -> None:
 
 
 async def test_sort_and_hash_spilling_to_disk(analyzer_server) -> None:
-    async with analyzer_server(work_mem="64kB", enable_nestloop="off", enable_mergejoin="off") as host, \
-            client_for(host) as c:
+    async with analyzer_server(work_mem="64kB", enable_nestloop="off", enable_mergejoin="off") as host, client_for(host) as c:
         sort = await c("AnalyzeQuery", req(f"SELECT * FROM {SCHEMA}.events ORDER BY payload"))
-        hashed = await c("AnalyzeQuery", req(
-            f"SELECT e1.payload, e2.kind FROM {SCHEMA}.events e1 JOIN {SCHEMA}.events e2 ON e1.c = e2.id"))
+        hashed = await c(
+            "AnalyzeQuery", req(f"SELECT e1.payload, e2.kind FROM {SCHEMA}.events e1 JOIN {SCHEMA}.events e2 ON e1.c = e2.id")
+        )
     spill = insights_of(sort, K.INSIGHT_KIND_DISK_SPILL)
     assert spill and spill[0].evidence["work_mem"] == "64kB" and spill[0].evidence["sort_method"].startswith("external")
     assert next(n for n in walk(sort) if n.node_type == "Sort").sort_space_type == "Disk"
@@ -92,8 +95,7 @@ async def test_sort_and_hash_spilling_to_disk(analyzer_server) -> None:
 
 
 async def test_lossy_bitmap_heap_scan(analyzer_server) -> None:
-    async with analyzer_server(work_mem="64kB", enable_seqscan="off", enable_indexscan="off") as host, \
-            client_for(host) as c:
+    async with analyzer_server(work_mem="64kB", enable_seqscan="off", enable_indexscan="off") as host, client_for(host) as c:
         reply = await c("AnalyzeQuery", req(f"SELECT * FROM {SCHEMA}.wide WHERE k < 49"))
     found = insights_of(reply, K.INSIGHT_KIND_LOSSY_BITMAP)
     assert found and int(found[0].evidence["lossy_heap_blocks"]) > 0
@@ -109,8 +111,9 @@ async def test_dominant_node(client: Client) -> None:
 
 
 async def test_large_offset_bound_as_a_parameter(client: Client) -> None:
-    reply = await client("AnalyzeQuery", req(f"SELECT id FROM {SCHEMA}.events ORDER BY id OFFSET $1 LIMIT 10",
-                                             pb.QueryParam(int_value=5000)))
+    reply = await client(
+        "AnalyzeQuery", req(f"SELECT id FROM {SCHEMA}.events ORDER BY id OFFSET $1 LIMIT 10", pb.QueryParam(int_value=5000))
+    )
     found = insights_of(reply, K.INSIGHT_KIND_LARGE_OFFSET)
     assert found and found[0].evidence["offset"] == "5000" and found[0].evidence["rows_discarded"] == "5000"
 
@@ -125,9 +128,16 @@ async def test_stale_statistics(client: Client) -> None:
 
 
 async def test_workers_planned_but_not_launched(analyzer_server) -> None:
-    async with analyzer_server(max_parallel_workers="0", parallel_setup_cost="0", parallel_tuple_cost="0",
-                               min_parallel_table_scan_size="0", max_parallel_workers_per_gather="2") as host, \
-            client_for(host) as c:
+    async with (
+        analyzer_server(
+            max_parallel_workers="0",
+            parallel_setup_cost="0",
+            parallel_tuple_cost="0",
+            min_parallel_table_scan_size="0",
+            max_parallel_workers_per_gather="2",
+        ) as host,
+        client_for(host) as c,
+    ):
         reply = await c("AnalyzeQuery", req(f"SELECT count(*) FROM {SCHEMA}.events WHERE c = 5"))
     found = insights_of(reply, K.INSIGHT_KIND_WORKERS_NOT_LAUNCHED)
     assert found and found[0].evidence == {"workers_planned": "2", "workers_launched": "0"}
@@ -137,21 +147,25 @@ async def test_workers_planned_but_not_launched(analyzer_server) -> None:
 
 async def test_parameters_are_bound_not_interpolated(client: Client) -> None:
     hostile = "'; DROP TABLE properties; --"
-    reply = await client("AnalyzeQuery", req("SELECT count(*) FROM properties WHERE city = $1 AND price > $2",
-                                             pb.QueryParam(string_value=hostile), pb.QueryParam(string_value="100")))
+    reply = await client(
+        "AnalyzeQuery",
+        req(
+            "SELECT count(*) FROM properties WHERE city = $1 AND price > $2",
+            pb.QueryParam(string_value=hostile),
+            pb.QueryParam(string_value="100"),
+        ),
+    )
     assert reply.actual_rows == 1
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await client("AnalyzeQuery", req("SELECT count(*) FROM properties WHERE price > $1"))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "params" in (err.value.details() or "")
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await client("AnalyzeQuery", req("SELECT count(*) FROM properties WHERE price > $1",
-                                         pb.QueryParam(string_value="cheap")))
+        await client("AnalyzeQuery", req("SELECT count(*) FROM properties WHERE price > $1", pb.QueryParam(string_value="cheap")))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "$1 (int8)" in (err.value.details() or "")
 
 
 async def test_low_privilege_role(analyzer_server) -> None:
-    async with analyzer_server(settings=AnalyzerSettings(explain_role="rentscout_explain")) as host, \
-            client_for(host) as c:
+    async with analyzer_server(settings=AnalyzerSettings(explain_role="rentscout_explain")) as host, client_for(host) as c:
         reply = await c("AnalyzeQuery", req("SELECT count(*) FROM properties"))
         assert reply.actual_rows == 1
     async with analyzer_server(settings=AnalyzerSettings(explain_role="no_such_role")) as host, client_for(host) as c:
@@ -168,12 +182,15 @@ async def test_statement_timeout_cancels_long_statements(analyzer_server) -> Non
         assert (await c("AnalyzeQuery", req("SELECT 1"))).actual_rows == 1  # the connection is usable again
 
 
-@pytest.mark.parametrize("method, request_", [
-    ("AnalyzeQuery", pb.AnalyzeQueryRequest(sql="SELECT 1")),
-    ("ListSlowQueries", pb.ListSlowQueriesRequest()),
-    ("SuggestIndexes", pb.SuggestIndexesRequest(table="properties")),
-    ("GetTableStats", pb.GetTableStatsRequest(table="properties")),
-])
+@pytest.mark.parametrize(
+    "method, request_",
+    [
+        ("AnalyzeQuery", pb.AnalyzeQueryRequest(sql="SELECT 1")),
+        ("ListSlowQueries", pb.ListSlowQueriesRequest()),
+        ("SuggestIndexes", pb.SuggestIndexesRequest(table="properties")),
+        ("GetTableStats", pb.GetTableStatsRequest(table="properties")),
+    ],
+)
 async def test_every_rpc_needs_the_admin_role(client: Client, method: str, request_: object) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await client(method, request_, token=READER)
@@ -198,14 +215,16 @@ async def test_plan_only_insights_come_from_the_estimates(client: Client, analyz
     scan = insights_of(reply, K.INSIGHT_KIND_SEQ_SCAN_FILTER)
     assert scan and scan[0].evidence["estimated"] == "true" and scan[0].node == "Seq Scan on events"
     assert float(scan[0].evidence["removed_percent"]) > 99 and reply.execution_time_ms == 0
-    async with analyzer_server(work_mem="64kB", enable_hashjoin="off", enable_mergejoin="off") as host, \
-            client_for(host) as c:
-        joined = await c("AnalyzeQuery", req(
-            f"SELECT * FROM {SCHEMA}.events e JOIN {SCHEMA}.stale s ON s.v = e.c WHERE e.a < 50", analyze=False))
+    async with analyzer_server(work_mem="64kB", enable_hashjoin="off", enable_mergejoin="off") as host, client_for(host) as c:
+        joined = await c(
+            "AnalyzeQuery",
+            req(f"SELECT * FROM {SCHEMA}.events e JOIN {SCHEMA}.stale s ON s.v = e.c WHERE e.a < 50", analyze=False),
+        )
         sorted_ = await c("AnalyzeQuery", req(f"SELECT * FROM {SCHEMA}.events ORDER BY payload", analyze=False))
     join = insights_of(joined, K.INSIGHT_KIND_MISSING_JOIN_INDEX)
-    assert join and join[0].evidence["estimated"] == "true" and "stale" in join[0].evidence["inner"], \
-        [(i.kind, i.message) for i in joined.insights]
+    assert join and join[0].evidence["estimated"] == "true" and "stale" in join[0].evidence["inner"], [
+        (i.kind, i.message) for i in joined.insights
+    ]
     spill = insights_of(sorted_, K.INSIGHT_KIND_DISK_SPILL)
     assert spill and spill[0].evidence["estimated"] == "true" and spill[0].evidence["work_mem"] == "64kB"
     assert float(spill[0].evidence["estimated_sort_kb"]) > 64
@@ -214,8 +233,9 @@ async def test_plan_only_insights_come_from_the_estimates(client: Client, analyz
     assert all("estimated" not in i.evidence for i in analyzed.insights)
 
 
-PARALLEL = dict(parallel_setup_cost="0", parallel_tuple_cost="0", min_parallel_table_scan_size="0",
-                max_parallel_workers_per_gather="2")
+PARALLEL = dict(
+    parallel_setup_cost="0", parallel_tuple_cost="0", min_parallel_table_scan_size="0", max_parallel_workers_per_gather="2"
+)
 
 
 async def test_a_parallel_scan_reports_the_true_filter_total(analyzer_server, analyzer_env) -> None:

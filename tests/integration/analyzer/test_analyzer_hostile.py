@@ -66,8 +66,9 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize(("sql", "why"), HOSTILE)
-async def test_hostile_statements_are_refused_and_change_nothing(client: Client, pg_conn: asyncpg.Connection,
-                                                                 sql: str, why: str) -> None:
+async def test_hostile_statements_are_refused_and_change_nothing(
+    client: Client, pg_conn: asyncpg.Connection, sql: str, why: str
+) -> None:
     before = await db_state(pg_conn)
     for analyze in (True, False):
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -84,8 +85,7 @@ async def test_hostile_statements_are_refused_and_change_nothing(client: Client,
 async def test_a_trusted_schema_still_cannot_write(analyzer_server, pg_conn: asyncpg.Connection) -> None:
     """Trusting the schema lets the STABLE plpgsql function run; PostgreSQL then refuses its INSERT."""
     before = await db_state(pg_conn)
-    async with analyzer_server(settings=AnalyzerSettings(trusted_function_schemas=SCHEMA)) as host, \
-            client_for(host) as c:
+    async with analyzer_server(settings=AnalyzerSettings(trusted_function_schemas=SCHEMA)) as host, client_for(host) as c:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await c("AnalyzeQuery", pb.AnalyzeQueryRequest(sql=f"SELECT {SCHEMA}.sneaky_stable()", analyze=True))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "SQLSTATE 0A000" in (err.value.details() or "")
@@ -114,8 +114,12 @@ async def test_the_read_only_transaction_is_the_last_line(pg_conn: asyncpg.Conne
 
 
 async def test_safe_views_and_builtins_are_allowed(client: Client) -> None:
-    reply = await client("AnalyzeQuery", pb.AnalyzeQueryRequest(
-        sql=f"SELECT kind, count(*), max(now()), min(random()) FROM {SCHEMA}.safe_view GROUP BY kind", analyze=True))
+    reply = await client(
+        "AnalyzeQuery",
+        pb.AnalyzeQueryRequest(
+            sql=f"SELECT kind, count(*), max(now()), min(random()) FROM {SCHEMA}.safe_view GROUP BY kind", analyze=True
+        ),
+    )
     assert reply.actual_rows == 5
 
 
@@ -124,15 +128,18 @@ async def test_error_text_that_could_quote_rows_is_not_echoed(client: Client) ->
         await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql=f"SELECT card::int FROM {SCHEMA}.secrets", analyze=True))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "22P02" in (err.value.details() or "") and "secret" not in (err.value.details() or "")
-    for method, request in (("AnalyzeQuery", pb.AnalyzeQueryRequest(sql="SELECT nope FROM properties", analyze=True)),
-                            ("SuggestIndexes", pb.SuggestIndexesRequest(sql="SELECT nope FROM properties")),
-                            ("SuggestIndexes", pb.SuggestIndexesRequest(sql="SELECT nope FROM properties WHERE id = $1"))):
+    for method, request in (
+        ("AnalyzeQuery", pb.AnalyzeQueryRequest(sql="SELECT nope FROM properties", analyze=True)),
+        ("SuggestIndexes", pb.SuggestIndexesRequest(sql="SELECT nope FROM properties")),
+        ("SuggestIndexes", pb.SuggestIndexesRequest(sql="SELECT nope FROM properties WHERE id = $1")),
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await client(method, request)
         # the position is in the caller's statement, not in the EXPLAIN / PREPARE wrapped around it, and the
         # token quoted there is the caller's own text, never the database's message
-        assert "undefined column (column) at position 8 near nope (SQLSTATE 42703)" in (err.value.details() or ""), \
+        assert "undefined column (column) at position 8 near nope (SQLSTATE 42703)" in (err.value.details() or ""), (
             err.value.details()
+        )
         assert "does not exist" not in (err.value.details() or "")
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql="SELECT * FORM properties"))
@@ -155,11 +162,12 @@ INJECTIONS = [
 
 
 @pytest.mark.parametrize("name", INJECTIONS)
-async def test_table_names_are_resolved_through_the_catalog(client: Client, pg_conn: asyncpg.Connection,
-                                                            name: str) -> None:
+async def test_table_names_are_resolved_through_the_catalog(client: Client, pg_conn: asyncpg.Connection, name: str) -> None:
     before = await db_state(pg_conn)
-    for method, request in (("GetTableStats", pb.GetTableStatsRequest(table=name)),
-                            ("SuggestIndexes", pb.SuggestIndexesRequest(table=name))):
+    for method, request in (
+        ("GetTableStats", pb.GetTableStatsRequest(table=name)),
+        ("SuggestIndexes", pb.SuggestIndexesRequest(table=name)),
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await client(method, request)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()

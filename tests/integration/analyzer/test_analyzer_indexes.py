@@ -17,12 +17,14 @@ from rentscout.wire.badrequest import bad_request_violations
 
 async def no_hypopg_backends(conn: asyncpg.Connection) -> bool:
     none: bool = await conn.fetchval(
-        "SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name = 'rentscout-analyzer-hypopg'")
+        "SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name = 'rentscout-analyzer-hypopg'"
+    )
     return none
 
 
-async def test_missing_index_is_suggested_and_validated_by_hypopg(client: Client, hypopg: bool,
-                                                                  pg_conn: asyncpg.Connection) -> None:
+async def test_missing_index_is_suggested_and_validated_by_hypopg(
+    client: Client, hypopg: bool, pg_conn: asyncpg.Connection
+) -> None:
     sql = f"SELECT * FROM {SCHEMA}.events WHERE d = $1 ORDER BY id LIMIT 50"
     reply = await client("SuggestIndexes", pb.SuggestIndexesRequest(sql=sql))
     assert reply.hypopg_available and reply.method.startswith("hypopg")
@@ -43,8 +45,9 @@ async def test_an_existing_index_is_not_suggested(client: Client, hypopg: bool) 
     assert not [s for s in reply.suggestions if list(s.columns)[:1] == ["a"]]
 
 
-async def test_a_suggestion_once_created_is_no_longer_suggested(client: Client, hypopg: bool,
-                                                                pg_conn: asyncpg.Connection) -> None:
+async def test_a_suggestion_once_created_is_no_longer_suggested(
+    client: Client, hypopg: bool, pg_conn: asyncpg.Connection
+) -> None:
     table = f"t_{uuid.uuid4().hex[:6]}"
     await pg_conn.execute(f"""
         CREATE TABLE {SCHEMA}.{table} (id int PRIMARY KEY, owner int, score int);
@@ -70,8 +73,9 @@ async def _fresh_table(pg_conn: asyncpg.Connection) -> str:
     return table
 
 
-async def test_table_mode_builds_candidates_from_the_recorded_workload(client: Client, hypopg: bool,
-                                                                       pg_conn: asyncpg.Connection) -> None:
+async def test_table_mode_builds_candidates_from_the_recorded_workload(
+    client: Client, hypopg: bool, pg_conn: asyncpg.Connection
+) -> None:
     table = await _fresh_table(pg_conn)
     for value in range(30):  # the workload: owner often, tag a little; serial (as selective) never
         await pg_conn.fetch(f"SELECT * FROM {table} WHERE owner = $1", value)
@@ -87,8 +91,9 @@ async def test_table_mode_builds_candidates_from_the_recorded_workload(client: C
     assert "recorded statement" in first.reason and "save planner cost" in first.reason
 
 
-async def test_table_mode_without_workload_falls_back_to_statistics_unvalidated(client: Client, hypopg: bool,
-                                                                               pg_conn: asyncpg.Connection) -> None:
+async def test_table_mode_without_workload_falls_back_to_statistics_unvalidated(
+    client: Client, hypopg: bool, pg_conn: asyncpg.Connection
+) -> None:
     table = await _fresh_table(pg_conn)
     reply = await client("SuggestIndexes", pb.SuggestIndexesRequest(table=table, limit=3))
     cols = [list(s.columns) for s in reply.suggestions]
@@ -108,8 +113,7 @@ async def test_suggestions_from_slow_queries(analyzer_server, hypopg: bool, pg_c
     assert any("WHERE c = $1" in q for q in mine[0].queries)
 
 
-async def test_without_hypopg_the_heuristic_says_so(analyzer_server, pg_conn: asyncpg.Connection,
-                                                    database: str) -> None:
+async def test_without_hypopg_the_heuristic_says_so(analyzer_server, pg_conn: asyncpg.Connection, database: str) -> None:
     name = f"analyzer_nohypo_{uuid.uuid4().hex[:6]}"
     await pg_conn.execute(f"CREATE DATABASE {name}")
     try:
@@ -123,8 +127,7 @@ async def test_without_hypopg_the_heuristic_says_so(analyzer_server, pg_conn: as
         finally:
             await other.close()
         async with analyzer_server(database=database.rsplit("/", 1)[0] + f"/{name}") as host, client_for(host) as c:
-            reply = await c("SuggestIndexes", pb.SuggestIndexesRequest(
-                sql="SELECT * FROM items WHERE sku = $1"))
+            reply = await c("SuggestIndexes", pb.SuggestIndexesRequest(sql="SELECT * FROM items WHERE sku = $1"))
             low = await c("SuggestIndexes", pb.SuggestIndexesRequest(sql="SELECT * FROM items WHERE color = 1"))
         assert not reply.hypopg_available and reply.method.startswith("statistics heuristic")
         assert "CREATE EXTENSION hypopg" in reply.method
@@ -159,10 +162,12 @@ async def test_index_hygiene(client: Client, pg_conn: asyncpg.Connection) -> Non
 
 
 async def test_bad_requests(client: Client) -> None:
-    for request, field in ((pb.SuggestIndexesRequest(), "source"),
-                           (pb.SuggestIndexesRequest(from_slow_queries=False), "from_slow_queries"),
-                           (pb.SuggestIndexesRequest(table="properties", limit=101), "limit"),
-                           (pb.SuggestIndexesRequest(sql="SELECT nope FROM properties"), "sql")):
+    for request, field in (
+        (pb.SuggestIndexesRequest(), "source"),
+        (pb.SuggestIndexesRequest(from_slow_queries=False), "from_slow_queries"),
+        (pb.SuggestIndexesRequest(table="properties", limit=101), "limit"),
+        (pb.SuggestIndexesRequest(sql="SELECT nope FROM properties"), "sql"),
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await client("SuggestIndexes", request)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -22,8 +22,10 @@ async def test_a_slow_statement_is_listed_and_the_analyzer_is_not(client: Client
         await pg_conn.fetch(f"SELECT count(*) AS {marker} FROM {SCHEMA}.events, pg_sleep(0.03)")
     await client("AnalyzeQuery", pb.AnalyzeQueryRequest(sql=f"SELECT count(*) FROM {SCHEMA}.events", analyze=True))
     await client("SuggestIndexes", pb.SuggestIndexesRequest(sql=f"SELECT * FROM {SCHEMA}.events WHERE d = $1"))
-    reply = await client("ListSlowQueries", pb.ListSlowQueriesRequest(
-        min_mean_ms=20, min_calls=3, order_by=pb.SLOW_QUERY_ORDER_MEAN_TIME, limit=500))
+    reply = await client(
+        "ListSlowQueries",
+        pb.ListSlowQueriesRequest(min_mean_ms=20, min_calls=3, order_by=pb.SLOW_QUERY_ORDER_MEAN_TIME, limit=500),
+    )
     assert reply.extension_version
     mine = [q for q in reply.queries if marker in q.query]
     assert len(mine) == 1, [q.query for q in reply.queries]
@@ -33,8 +35,13 @@ async def test_a_slow_statement_is_listed_and_the_analyzer_is_not(client: Client
     assert [r.mean_time_ms for r in reply.queries] == sorted((r.mean_time_ms for r in reply.queries), reverse=True)
     everything = await client("ListSlowQueries", pb.ListSlowQueriesRequest(limit=500))
     assert everything.queries
-    own = [x.query for x in everything.queries if "rentscout-analyzer" in x.query or x.query == HYPOPG_INTERNAL
-           or (x.query.startswith("SELECT") and "hypopg_create_index" in x.query)]
+    own = [
+        x.query
+        for x in everything.queries
+        if "rentscout-analyzer" in x.query
+        or x.query == HYPOPG_INTERNAL
+        or (x.query.startswith("SELECT") and "hypopg_create_index" in x.query)
+    ]
     assert not own
 
 
@@ -51,11 +58,14 @@ async def test_orders_and_limits(client: Client) -> None:
 
 async def test_bad_requests_name_every_field(client: Client) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await client("ListSlowQueries", pb.ListSlowQueriesRequest(limit=501, min_calls=-1, min_mean_ms=-1,
-                                                                  order_by=99))  # type: ignore[arg-type]  # unknown, on purpose
+        await client("ListSlowQueries", pb.ListSlowQueriesRequest(limit=501, min_calls=-1, min_mean_ms=-1, order_by=99))  # type: ignore[arg-type]  # unknown, on purpose
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert {f for f, _ in bad_request_violations(err.value.trailing_metadata())} == {
-        "limit", "min_calls", "min_mean_ms", "order_by"}
+        "limit",
+        "min_calls",
+        "min_mean_ms",
+        "order_by",
+    }
 
 
 async def test_extension_not_installed(analyzer_server, pg_conn: asyncpg.Connection, database: str) -> None:

@@ -42,8 +42,9 @@ NEAR, REDIS, DATABASE = cache_pb2.CACHE_SOURCE_NEAR, cache_pb2.CACHE_SOURCE_REDI
 
 def two_replicas_settings() -> tuple[CacheSettings, CacheSettings]:
     near = settings(near_min_accesses=1, changes_max_lag_ms=BOUND_MS, changes_poll_ms=50, flush_interval_seconds=0.2)
-    far = settings(namespace=near.namespace, near_max_entries=0, changes_max_lag_ms=BOUND_MS, changes_poll_ms=50,
-                   flush_interval_seconds=0.2)
+    far = settings(
+        namespace=near.namespace, near_max_entries=0, changes_max_lag_ms=BOUND_MS, changes_poll_ms=50, flush_interval_seconds=0.2
+    )
     return near, far
 
 
@@ -88,8 +89,12 @@ async def fresh_after_the_bound(replicas: tuple[CacheServer, ...], city: str, pr
 
 
 def metric(name: str, **labels: str) -> float:
-    return sum(s.value for m in REGISTRY.collect() for s in m.samples
-               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+    return sum(
+        s.value
+        for m in REGISTRY.collect()
+        for s in m.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 @pytest.fixture
@@ -105,7 +110,8 @@ def own_redis(tmp_path: Path) -> Iterator[RedisInstance]:
 
 
 async def test_allkeys_lru_eviction_then_a_change_is_fresh_on_every_replica(
-        service_env: dict[str, str], own_redis: RedisInstance, own_rows: OwnRows) -> None:
+    service_env: dict[str, str], own_redis: RedisInstance, own_rows: OwnRows
+) -> None:
     env = {**service_env, "RENTSCOUT_REDIS_URL": own_redis.url}
     city = unique_city("Evictsk")
     pid = await own_rows.add(city, 10_000)
@@ -132,7 +138,8 @@ async def test_allkeys_lru_eviction_then_a_change_is_fresh_on_every_replica(
 
 
 async def test_a_full_redis_with_noeviction_fails_open_and_never_serves_stale(
-        service_env: dict[str, str], own_redis: RedisInstance, own_rows: OwnRows) -> None:
+    service_env: dict[str, str], own_redis: RedisInstance, own_rows: OwnRows
+) -> None:
     env = {**service_env, "RENTSCOUT_REDIS_URL": own_redis.url}
     city = unique_city("Fullburg")
     pid = await own_rows.add(city, 10_000)
@@ -160,7 +167,8 @@ async def test_a_full_redis_with_noeviction_fails_open_and_never_serves_stale(
 
 
 async def test_poisoned_and_flooded_notifications_lose_no_change_and_cannot_write_the_log(
-        service_env: dict[str, str], own_rows: OwnRows, pg_conn: asyncpg.Connection) -> None:
+    service_env: dict[str, str], own_rows: OwnRows, pg_conn: asyncpg.Connection
+) -> None:
     role = f"flooder_{uuid.uuid4().hex[:8]}"
     await pg_conn.execute(f'CREATE ROLE "{role}" LOGIN')
     dsn = service_env["RENTSCOUT_DATABASE_URL"].replace("postgresql://postgres@", f"postgresql://{role}@")
@@ -172,9 +180,12 @@ async def test_poisoned_and_flooded_notifications_lose_no_change_and_cannot_writ
             async with two_replicas(service_env) as replicas:
                 await warm(replicas, city)
                 # 20,000 distinct NOTIFYs (identical ones would be folded) from a role with no grants...
-                flood = asyncio.ensure_future(flooder.execute(
-                    "SELECT pg_notify('rentscout_cache', json_build_object('cities', i)::text) "
-                    "FROM generate_series(1, 20000) AS i"))
+                flood = asyncio.ensure_future(
+                    flooder.execute(
+                        "SELECT pg_notify('rentscout_cache', json_build_object('cities', i)::text) "
+                        "FROM generate_series(1, 20000) AS i"
+                    )
+                )
                 # ...while a change commits with a malformed NOTIFY of its own
                 async with own_rows.conn.transaction():
                     await own_rows.conn.execute("UPDATE properties SET price = 20000 WHERE id = $1", pid)
@@ -183,9 +194,13 @@ async def test_poisoned_and_flooded_notifications_lose_no_change_and_cannot_writ
                 await flood
                 await fresh_after_the_bound(replicas, city, 20_000)
                 assert replicas[0].engine.feed.doorbells >= 1
-            for sql in ("INSERT INTO cache_changes (tags) VALUES ('{*}')", "DELETE FROM cache_changes",
-                        "UPDATE cache_changes SET tags = '{}'", "SELECT nextval('cache_changes_seq_seq')",
-                        "SELECT count(*) FROM cache_changes"):
+            for sql in (
+                "INSERT INTO cache_changes (tags) VALUES ('{*}')",
+                "DELETE FROM cache_changes",
+                "UPDATE cache_changes SET tags = '{}'",
+                "SELECT nextval('cache_changes_seq_seq')",
+                "SELECT count(*) FROM cache_changes",
+            ):
                 with pytest.raises(asyncpg.InsufficientPrivilegeError):
                     await flooder.execute(sql)
         finally:
@@ -198,7 +213,8 @@ async def test_poisoned_and_flooded_notifications_lose_no_change_and_cannot_writ
 
 
 async def test_nothing_is_served_from_a_cache_once_the_log_is_not_read_within_the_bound(
-        service_env: dict[str, str], own_rows: OwnRows) -> None:
+    service_env: dict[str, str], own_rows: OwnRows
+) -> None:
     city = unique_city("Stallsk")
     pid = await own_rows.add(city, 10_000)
     async with two_replicas(service_env) as replicas:
@@ -228,7 +244,7 @@ def key_text(key: bytes | str) -> str:
 
 def kind_of(ns: str, key: str) -> str:
     """Which of the cache's keys `key` is: its entry, a companion (hits, churn, lease), a tag set, the stats."""
-    rest = key[len(ns) + 1:]
+    rest = key[len(ns) + 1 :]
     head = rest.split(":", 1)[0]
     return head if head in KINDS else "entry"
 
@@ -251,7 +267,8 @@ class _Loop:
 
 
 def test_any_subset_of_redis_keys_deleted_never_hides_a_committed_change(
-        service_env: dict[str, str], database: str, redis_instance: RedisInstance) -> None:
+    service_env: dict[str, str], database: str, redis_instance: RedisInstance
+) -> None:
     runner = _Loop()
     stack = contextlib.AsyncExitStack()
     city = unique_city("Subsetsk")
@@ -262,7 +279,11 @@ def test_any_subset_of_redis_keys_deleted_never_hides_a_committed_change(
         stack.push_async_callback(conn.close)
         await OwnRows(conn).conn.execute(
             "INSERT INTO properties (id, source, external_id, title, city, property_type, price, area) "
-            "VALUES ($1, 'avito', $2, 'test listing', $3, 'apartment', 1, 50)", pid, f"test-{pid}", city)
+            "VALUES ($1, 'avito', $2, 'test listing', $3, 'apartment', 1, 50)",
+            pid,
+            f"test-{pid}",
+            city,
+        )
         stack.push_async_callback(conn.execute, "DELETE FROM properties WHERE id = $1", pid)
         redis = Redis.from_url(redis_instance.url)
         stack.push_async_callback(redis.aclose)
@@ -287,7 +308,7 @@ def test_any_subset_of_redis_keys_deleted_never_hides_a_committed_change(
             await conn.execute("UPDATE properties SET price = $2 WHERE id = $1", pid, price)
 
         runner.run(warm(replicas, city))
-        for step in ((change, delete) if after_change else (delete, change)):
+        for step in (change, delete) if after_change else (delete, change):
             runner.run(step())
         runner.run(fresh_after_the_bound(replicas, city, price, reads=3))
 
@@ -298,12 +319,14 @@ def test_any_subset_of_redis_keys_deleted_never_hides_a_committed_change(
         runner.close()
 
 
-
-async def test_old_log_rows_are_pruned_by_age_and_the_newest_is_kept(service_env: dict[str, str],
-                                                                      pg_conn: asyncpg.Connection) -> None:
+async def test_old_log_rows_are_pruned_by_age_and_the_newest_is_kept(
+    service_env: dict[str, str], pg_conn: asyncpg.Connection
+) -> None:
     tag = f"test:prune-{uuid.uuid4().hex[:8]}"
-    old = [await pg_conn.fetchval("INSERT INTO cache_changes (tags, at) VALUES ($1, now() - interval '3 days') "
-                                  "RETURNING seq", [tag]) for _ in range(2)]
+    old = [
+        await pg_conn.fetchval("INSERT INTO cache_changes (tags, at) VALUES ($1, now() - interval '3 days') RETURNING seq", [tag])
+        for _ in range(2)
+    ]
     async with cache_server(service_env, settings(change_retention_seconds=86400)) as srv:
         assert await srv.engine.feed.prune(pg_conn) >= 1
     assert await pg_conn.fetchval("SELECT count(*) FROM cache_changes WHERE seq = $1", old[0]) == 0
@@ -311,8 +334,7 @@ async def test_old_log_rows_are_pruned_by_age_and_the_newest_is_kept(service_env
     assert await pg_conn.fetchval("SELECT max(seq) FROM cache_changes") == old[1]
 
 
-async def test_a_new_replica_reads_a_log_longer_than_one_batch(service_env: dict[str, str],
-                                                               pg_conn: asyncpg.Connection) -> None:
+async def test_a_new_replica_reads_a_log_longer_than_one_batch(service_env: dict[str, str], pg_conn: asyncpg.Connection) -> None:
     city = unique_city("Batchsk")
     await pg_conn.execute("INSERT INTO cache_changes (tags) SELECT ARRAY['test:batch-' || i] FROM generate_series(1, 6000) i")
     last = await pg_conn.fetchval("INSERT INTO cache_changes (tags) VALUES ($1) RETURNING seq", [f"city:{city}"])
@@ -322,7 +344,8 @@ async def test_a_new_replica_reads_a_log_longer_than_one_batch(service_env: dict
 
 
 async def test_a_change_committed_after_a_later_one_still_supersedes_fills_made_in_between(
-        service_env: dict[str, str], own_rows: OwnRows, database: str) -> None:
+    service_env: dict[str, str], own_rows: OwnRows, database: str
+) -> None:
     """Positions are taken before commit: T1 takes seq n and commits after T2 took n+1 and committed.
     A fill made between the two commits saw T2 but not T1; it must not count as newer than T1."""
     a, b = unique_city("Firstsk"), unique_city("Secondsk")
@@ -347,8 +370,9 @@ async def test_a_change_committed_after_a_later_one_still_supersedes_fills_made_
         await t1.close()
 
 
-async def test_a_writer_cannot_divert_its_changes_from_the_log(service_env: dict[str, str], own_rows: OwnRows,
-                                                               pg_conn: asyncpg.Connection) -> None:
+async def test_a_writer_cannot_divert_its_changes_from_the_log(
+    service_env: dict[str, str], own_rows: OwnRows, pg_conn: asyncpg.Connection
+) -> None:
     """A role allowed to update listings creates a temporary table named like the log (pg_temp comes
     first in a search_path that does not place it): its change must still reach the real log."""
     role = f"writer_{uuid.uuid4().hex[:8]}"
@@ -370,13 +394,16 @@ async def test_a_writer_cannot_divert_its_changes_from_the_log(service_env: dict
         await pg_conn.execute(f'DROP ROLE "{role}"')
 
 
-async def test_without_doorbells_reading_the_log_on_its_own_keeps_the_bound(service_env: dict[str, str],
-                                                                             own_rows: OwnRows) -> None:
+async def test_without_doorbells_reading_the_log_on_its_own_keeps_the_bound(
+    service_env: dict[str, str], own_rows: OwnRows
+) -> None:
     city = unique_city("Deafsk")
     pid = await own_rows.add(city, 10_000)
     near_cfg, far_cfg = two_replicas_settings()
-    async with cache_server(service_env, replace(near_cfg, listen=False)) as near, \
-            cache_server(service_env, replace(far_cfg, listen=False)) as far:
+    async with (
+        cache_server(service_env, replace(near_cfg, listen=False)) as near,
+        cache_server(service_env, replace(far_cfg, listen=False)) as far,
+    ):
         await eventually(lambda: asyncio.sleep(0, near.engine.bus.connected), bool)
         await warm((near, far), city)
         await own_rows.conn.execute("UPDATE properties SET price = 20000 WHERE id = $1", pid)

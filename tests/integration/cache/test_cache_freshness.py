@@ -37,6 +37,7 @@ async def test_ttl_tiers_follow_access_counts_and_churn(service_env: dict[str, s
     cfg = settings(frequent_accesses=3, popular_accesses=6, ttl_jitter=0.0, near_max_entries=0, xfetch_beta=0.0)
     request = cache_pb2.CitiesRequest()
     async with cache_server(service_env, cfg) as srv:
+
         async def call() -> cache_pb2.CacheInfo:
             return (await srv.stub.Cities(request)).cache
 
@@ -66,8 +67,10 @@ async def test_ttl_tiers_follow_access_counts_and_churn(service_env: dict[str, s
 
 async def test_ttl_jitter_spreads_expiries(service_env: dict[str, str]) -> None:
     async with cache_server(service_env, settings(ttl_jitter=0.2)) as srv:
-        ttls = {(await srv.stub.PriceStats(cache_pb2.PriceStatsRequest(city=c))).cache.ttl.ToMilliseconds()
-                for c in ("Moscow", "Kazan", "Omsk", "Perm", "Ufa", "Sochi")}
+        ttls = {
+            (await srv.stub.PriceStats(cache_pb2.PriceStatsRequest(city=c))).cache.ttl.ToMilliseconds()
+            for c in ("Moscow", "Kazan", "Omsk", "Perm", "Ufa", "Sochi")
+        }
     assert len(ttls) > 1 and all(240_000 <= t <= 360_000 for t in ttls)
 
 
@@ -98,8 +101,9 @@ async def test_single_flight_across_replicas_sends_one_query(service_env: dict[s
     assert len({(r.count, r.mean) for r in replies}) == 1
 
 
-async def test_expired_entry_is_served_stale_while_one_refresh_runs(service_env: dict[str, str],
-                                                                   pg_conn: asyncpg.Connection) -> None:
+async def test_expired_entry_is_served_stale_while_one_refresh_runs(
+    service_env: dict[str, str], pg_conn: asyncpg.Connection
+) -> None:
     cfg = settings(default_ttl_seconds=1, ttl_jitter=0.0, stale_grace_seconds=300, near_max_entries=0, xfetch_beta=0.0)
     async with cache_server(service_env, cfg) as srv:
         request = cache_pb2.PriceStatsRequest(city="Tyumen")

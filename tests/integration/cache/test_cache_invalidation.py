@@ -21,8 +21,6 @@ DATABASE, REDIS, NEAR = cache_pb2.CACHE_SOURCE_DATABASE, cache_pb2.CACHE_SOURCE_
 PROPERTY, CITY = cache_pb2.ENTITY_TYPE_PROPERTY, cache_pb2.ENTITY_TYPE_CITY
 
 
-
-
 def bus_connected(srv: CacheServer) -> Callable[[], Awaitable[bool]]:
     """A probe for `eventually`: is `srv` subscribed to the invalidation bus now?"""
     return lambda: asyncio.sleep(0, srv.engine.bus.connected)
@@ -60,8 +58,7 @@ async def test_invalidate_by_pattern_uses_scan_over_the_namespace(service_env: d
     assert everything.keys_deleted == 2  # Cities and the Kazan entry; companions (leases, counters) are not entries
 
 
-async def test_invalidate_related_property_that_moved_drops_both_cities(service_env: dict[str, str],
-                                                                        own_rows: OwnRows) -> None:
+async def test_invalidate_related_property_that_moved_drops_both_cities(service_env: dict[str, str], own_rows: OwnRows) -> None:
     old_city, new_city = unique_city("Oldtown"), unique_city("Newtown")
     pid = await own_rows.add(old_city, 40_000)
     await own_rows.add(new_city, 60_000)
@@ -70,8 +67,9 @@ async def test_invalidate_related_property_that_moved_drops_both_cities(service_
         assert (await srv.stub.PriceStats(stats(new_city))).count == 1
         cities_before = {c.city: c.count for c in (await srv.stub.Cities(cache_pb2.CitiesRequest())).cities}
         await own_rows.conn.execute("UPDATE properties SET city = $1 WHERE id = $2", new_city, pid)
-        reply = await srv.stub.InvalidateRelated(cache_pb2.InvalidateRelatedRequest(
-            entity=PROPERTY, id=str(pid), previous_city=old_city))
+        reply = await srv.stub.InvalidateRelated(
+            cache_pb2.InvalidateRelatedRequest(entity=PROPERTY, id=str(pid), previous_city=old_city)
+        )
         assert set(reply.tags) == {city_tag(old_city), city_tag(new_city), "cities", "property_types"}
         assert reply.keys_deleted <= 3  # (the change log may have been read, and the entries deleted, already)
         moved_out, moved_in = await srv.stub.PriceStats(stats(old_city)), await srv.stub.PriceStats(stats(new_city))
@@ -90,8 +88,7 @@ async def test_invalidate_related_city(service_env: dict[str, str]) -> None:
         assert (await srv.stub.PriceStats(stats("Perm"))).cache.hit
 
 
-async def test_direct_update_in_postgresql_invalidates_through_notify(service_env: dict[str, str],
-                                                                     own_rows: OwnRows) -> None:
+async def test_direct_update_in_postgresql_invalidates_through_notify(service_env: dict[str, str], own_rows: OwnRows) -> None:
     city, other = unique_city("Notifygrad"), unique_city("Otherburg")
     pid = await own_rows.add(city, 30_000)
     async with cache_server(service_env, settings(near_min_accesses=1)) as srv:
@@ -108,13 +105,15 @@ async def test_direct_update_in_postgresql_invalidates_through_notify(service_en
         moved = await eventually(lambda: srv.stub.PriceStats(stats(other)), lambda r: r.count == 1)
         assert moved.count == 1
         assert (await eventually(lambda: srv.stub.PriceStats(stats(city)), lambda r: r.count == 0)).count == 0
-        listed = await eventually(lambda: srv.stub.Cities(cache_pb2.CitiesRequest()),
-                                  lambda r: city not in {c.city for c in r.cities})
+        listed = await eventually(
+            lambda: srv.stub.Cities(cache_pb2.CitiesRequest()), lambda r: city not in {c.city for c in r.cities}
+        )
         assert city not in {c.city for c in listed.cities} and other in {c.city for c in listed.cities}
 
 
 async def test_a_change_committed_while_the_listener_is_killed_is_applied_after_reconnecting(
-        service_env: dict[str, str], own_rows: OwnRows, pg_conn: asyncpg.Connection) -> None:
+    service_env: dict[str, str], own_rows: OwnRows, pg_conn: asyncpg.Connection
+) -> None:
     """The listener's backend is terminated between a change and its notification (the UPDATE is made,
     the backend killed, then the COMMIT sends a NOTIFY nobody hears): the change is applied once the
     listener reconnects, from the position it had reached, and nothing else is dropped."""
@@ -129,7 +128,8 @@ async def test_a_change_committed_while_the_listener_is_killed_is_applied_after_
             await own_rows.conn.execute("UPDATE properties SET price = 20000 WHERE id = $1", pid)
             killed = await pg_conn.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = "
-                "'rentscout-cache-listener' AND pid <> pg_backend_pid()")
+                "'rentscout-cache-listener' AND pid <> pg_backend_pid()"
+            )
             assert killed >= 1
         after = await eventually(lambda: srv.stub.PriceStats(stats(city)), lambda r: r.max == 20_000)
         assert after.max == 20_000 and srv.engine.feed.connections >= 2
@@ -164,8 +164,14 @@ async def test_invalidation_during_a_fill_wins_over_the_stale_value(service_env:
     calls: list[int] = []
     registry: dict[str, CachedQuery] = {}
 
-    @cached_query("gated_price", rpc="PriceStats", request=cache_pb2.PriceStatsRequest, params=price_stats_params,
-                  tags=lambda p: [city_tag(p["city"])], registry=registry)
+    @cached_query(
+        "gated_price",
+        rpc="PriceStats",
+        request=cache_pb2.PriceStatsRequest,
+        params=price_stats_params,
+        tags=lambda p: [city_tag(p["city"])],
+        registry=registry,
+    )
     async def gated_price(db: Database, *, city: str, property_type: str | None) -> cache_pb2.PriceStatsResponse:
         price = await db.fetchval("SELECT max(price) FROM properties WHERE city = $1", city)
         calls.append(price)
@@ -208,13 +214,14 @@ async def test_one_statement_touching_two_cities_reaches_both(service_env: dict[
         for city in (a, b):
             await srv.stub.PriceStats(stats(city))
         await own_rows.conn.execute("UPDATE properties SET price = price * 2 WHERE id = ANY($1::bigint[])", ids)
-        both = await eventually(lambda: asyncio.gather(srv.stub.PriceStats(stats(a)), srv.stub.PriceStats(stats(b))),
-                                lambda r: (r[0].max, r[1].max) == (2000, 4000))
+        both = await eventually(
+            lambda: asyncio.gather(srv.stub.PriceStats(stats(a)), srv.stub.PriceStats(stats(b))),
+            lambda r: (r[0].max, r[1].max) == (2000, 4000),
+        )
         assert (both[0].max, both[1].max) == (2000, 4000)
 
 
-async def test_a_views_change_drops_popular_lists_but_keeps_price_stats(service_env: dict[str, str],
-                                                                       own_rows: OwnRows) -> None:
+async def test_a_views_change_drops_popular_lists_but_keeps_price_stats(service_env: dict[str, str], own_rows: OwnRows) -> None:
     city = unique_city("Viewsk")
     low = await own_rows.add(city, 10_000, views=1)
     await own_rows.add(city, 20_000, views=5)

@@ -32,13 +32,19 @@ def without_cache(message):
     return copy
 
 
-@pytest.mark.parametrize(("city", "kind"), [("Moscow", None), ("Kazan", common_pb2.PROPERTY_TYPE_STUDIO),
-                                            ("Sochi", common_pb2.PROPERTY_TYPE_HOUSE)])
-async def test_price_stats_equal_direct_sql(service_env: dict[str, str], pg_conn: asyncpg.Connection,
-                                            city: str, kind: common_pb2.PropertyType | None) -> None:
+@pytest.mark.parametrize(
+    ("city", "kind"), [("Moscow", None), ("Kazan", common_pb2.PROPERTY_TYPE_STUDIO), ("Sochi", common_pb2.PROPERTY_TYPE_HOUSE)]
+)
+async def test_price_stats_equal_direct_sql(
+    service_env: dict[str, str], pg_conn: asyncpg.Connection, city: str, kind: common_pb2.PropertyType | None
+) -> None:
     type_name = common_pb2.PropertyType.Name(kind).removeprefix("PROPERTY_TYPE_").lower() if kind else None
-    rows = await pg_conn.fetch("SELECT price, area FROM properties WHERE is_active AND city = $1 "
-                               "AND ($2::text IS NULL OR property_type = $2) ORDER BY price", city, type_name)
+    rows = await pg_conn.fetch(
+        "SELECT price, area FROM properties WHERE is_active AND city = $1 "
+        "AND ($2::text IS NULL OR property_type = $2) ORDER BY price",
+        city,
+        type_name,
+    )
     prices = [float(r["price"]) for r in rows]
     per_sqm = [r["price"] / r["area"] for r in rows if r["area"]]
     assert len(prices) > 10  # the seed has enough rows for the comparison to mean something
@@ -58,16 +64,22 @@ async def test_price_stats_equal_direct_sql(service_env: dict[str, str], pg_conn
 
 
 async def test_popular_properties_equal_direct_sql(service_env: dict[str, str], pg_conn: asyncpg.Connection) -> None:
-    rows = await pg_conn.fetch("SELECT * FROM properties WHERE city = 'Yekaterinburg' AND is_active "
-                               "ORDER BY views DESC, id LIMIT 15")
+    rows = await pg_conn.fetch(
+        "SELECT * FROM properties WHERE city = 'Yekaterinburg' AND is_active ORDER BY views DESC, id LIMIT 15"
+    )
     async with cache_server(service_env) as srv:
         reply = await srv.stub.PopularProperties(cache_pb2.PopularPropertiesRequest(city="Yekaterinburg", limit=15))
         default = await srv.stub.PopularProperties(cache_pb2.PopularPropertiesRequest(city="Yekaterinburg"))
         hit = await srv.stub.PopularProperties(cache_pb2.PopularPropertiesRequest(city="Yekaterinburg", limit=15))
     assert [p.id for p in reply.properties] == [r["id"] for r in rows]
     for prop, row in zip(reply.properties, rows, strict=True):
-        assert (prop.title, prop.city, prop.price, prop.views, prop.currency) == \
-            (row["title"], row["city"], row["price"], row["views"], row["currency"])
+        assert (prop.title, prop.city, prop.price, prop.views, prop.currency) == (
+            row["title"],
+            row["city"],
+            row["price"],
+            row["views"],
+            row["currency"],
+        )
         assert prop.property_type == common_pb2.PropertyType.Value("PROPERTY_TYPE_" + row["property_type"].upper())
         assert prop.source == common_pb2.ListingSource.Value("LISTING_SOURCE_" + row["source"].upper())
         assert prop.area == pytest.approx(row["area"]) and prop.is_active
@@ -78,17 +90,21 @@ async def test_popular_properties_equal_direct_sql(service_env: dict[str, str], 
 
 
 async def test_cities_and_types_equal_direct_sql(service_env: dict[str, str], pg_conn: asyncpg.Connection) -> None:
-    cities = {r["city"]: r["n"] for r in await pg_conn.fetch(
-        "SELECT city, count(*) AS n FROM properties WHERE is_active GROUP BY city")}
-    types = {r["property_type"]: r["n"] for r in await pg_conn.fetch(
-        "SELECT property_type, count(*) AS n FROM properties WHERE is_active GROUP BY property_type")}
+    cities = {
+        r["city"]: r["n"] for r in await pg_conn.fetch("SELECT city, count(*) AS n FROM properties WHERE is_active GROUP BY city")
+    }
+    types = {
+        r["property_type"]: r["n"]
+        for r in await pg_conn.fetch("SELECT property_type, count(*) AS n FROM properties WHERE is_active GROUP BY property_type")
+    }
     async with cache_server(service_env) as srv:
         c = await srv.stub.Cities(cache_pb2.CitiesRequest())
         t = await srv.stub.PropertyTypes(cache_pb2.PropertyTypesRequest())
     assert {x.city: x.count for x in c.cities} == cities
     assert [x.count for x in c.cities] == sorted(cities.values(), reverse=True)
-    assert {common_pb2.PropertyType.Name(x.property_type).removeprefix("PROPERTY_TYPE_").lower(): x.count
-            for x in t.property_types} == types
+    assert {
+        common_pb2.PropertyType.Name(x.property_type).removeprefix("PROPERTY_TYPE_").lower(): x.count for x in t.property_types
+    } == types
 
 
 async def test_cache_metadata_miss_then_redis_then_near(service_env: dict[str, str]) -> None:
@@ -129,8 +145,11 @@ BAD_INPUTS = [
     ("InvalidateRelated", cache_pb2.InvalidateRelatedRequest(entity=cache_pb2.ENTITY_TYPE_PROPERTY, id="abc"), "id"),
     ("InvalidateRelated", cache_pb2.InvalidateRelatedRequest(entity=cache_pb2.ENTITY_TYPE_PROPERTY, id="-3"), "id"),
     ("InvalidateRelated", cache_pb2.InvalidateRelatedRequest(entity=cache_pb2.ENTITY_TYPE_CITY, id=""), "id"),
-    ("InvalidateRelated", cache_pb2.InvalidateRelatedRequest(entity=cache_pb2.ENTITY_TYPE_CITY, id="Kazan",
-                                                             previous_city="y" * 500), "previous_city"),
+    (
+        "InvalidateRelated",
+        cache_pb2.InvalidateRelatedRequest(entity=cache_pb2.ENTITY_TYPE_CITY, id="Kazan", previous_city="y" * 500),
+        "previous_city",
+    ),
     ("Invalidate", cache_pb2.InvalidateRequest(), "pattern"),
     ("Invalidate", cache_pb2.InvalidateRequest(pattern="x*", tags=["cities"]), "pattern"),
     ("Invalidate", cache_pb2.InvalidateRequest(pattern="*"), "pattern"),  # outside the namespace
@@ -139,8 +158,9 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize(("method", "request_", "field"), BAD_INPUTS)
-async def test_bad_input_is_invalid_argument_naming_the_field(service_env: dict[str, str], method: str,
-                                                              request_: object, field: str) -> None:
+async def test_bad_input_is_invalid_argument_naming_the_field(
+    service_env: dict[str, str], method: str, request_: object, field: str
+) -> None:
     async with cache_server(service_env) as srv:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await getattr(srv.stub, method)(request_)
@@ -151,11 +171,13 @@ async def test_bad_input_is_invalid_argument_naming_the_field(service_env: dict[
 async def test_invalidate_related_unknown_property_is_not_found(service_env: dict[str, str]) -> None:
     async with cache_server(service_env) as srv:
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await srv.stub.InvalidateRelated(cache_pb2.InvalidateRelatedRequest(
-                entity=cache_pb2.ENTITY_TYPE_PROPERTY, id="999999999"))
+            await srv.stub.InvalidateRelated(
+                cache_pb2.InvalidateRelatedRequest(entity=cache_pb2.ENTITY_TYPE_PROPERTY, id="999999999")
+            )
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
-        reply = await srv.stub.InvalidateRelated(cache_pb2.InvalidateRelatedRequest(
-            entity=cache_pb2.ENTITY_TYPE_PROPERTY, id="999999999", previous_city="Kazan"))
+        reply = await srv.stub.InvalidateRelated(
+            cache_pb2.InvalidateRelatedRequest(entity=cache_pb2.ENTITY_TYPE_PROPERTY, id="999999999", previous_city="Kazan")
+        )
     assert list(reply.tags) == ["cities", "city:Kazan", "property_types"]
 
 
@@ -196,9 +218,12 @@ async def test_invalidation_needs_the_admin_role(service_env: dict[str, str]) ->
     async with cache_server(service_env, auth_tokens="reader-token-1:reader,admin-token-1:admin") as srv:
         assert (await srv.stub.Cities(cache_pb2.CitiesRequest(), metadata=reader)).cities
         await srv.stub.GetCacheStats(cache_pb2.GetCacheStatsRequest(), metadata=reader)
-        for call in (lambda md: srv.stub.Invalidate(cache_pb2.InvalidateRequest(tags=["cities"]), metadata=md),
-                     lambda md: srv.stub.InvalidateRelated(cache_pb2.InvalidateRelatedRequest(
-                         entity=cache_pb2.ENTITY_TYPE_CITY, id="Kazan"), metadata=md)):
+        for call in (
+            lambda md: srv.stub.Invalidate(cache_pb2.InvalidateRequest(tags=["cities"]), metadata=md),
+            lambda md: srv.stub.InvalidateRelated(
+                cache_pb2.InvalidateRelatedRequest(entity=cache_pb2.ENTITY_TYPE_CITY, id="Kazan"), metadata=md
+            ),
+        ):
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await call(reader)
             assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -36,10 +36,29 @@ def cluster_url(tmp_path: Path) -> Iterator[str]:
         require(False, str(exc))
     port = free_port()
     # the cluster bus defaults to port + 10000, which may not exist for an ephemeral port: choose it
-    proc = subprocess.Popen([binary, "--port", str(port), "--cluster-port", str(free_port()), "--bind", "127.0.0.1",
-                             "--cluster-enabled", "yes",
-                             "--cluster-config-file", str(tmp_path / "nodes.conf"), "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--cluster-port",
+            str(free_port()),
+            "--bind",
+            "127.0.0.1",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            str(tmp_path / "nodes.conf"),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         client = Redis(host="127.0.0.1", port=port)
         end = time.monotonic() + 15
@@ -82,8 +101,9 @@ async def test_cache_works_on_a_redis_cluster(service_env: dict[str, str], clust
         deleted = await a.stub.Invalidate(cache_pb2.InvalidateRequest(pattern=f"{cfg.namespace}:*"))
         assert deleted.keys_deleted == 2  # Cities and the refilled Kazan entry, found by SCAN on every node
         # counters of both replicas meet in Redis (each flushes its own)
-        stats = await eventually(lambda: a.stub.GetCacheStats(cache_pb2.GetCacheStatsRequest()),
-                                 lambda st: st.misses >= 2 and st.hits >= 1)
+        stats = await eventually(
+            lambda: a.stub.GetCacheStats(cache_pb2.GetCacheStatsRequest()), lambda st: st.misses >= 2 and st.hits >= 1
+        )
         assert stats.breaker_state == cache_pb2.BREAKER_STATE_CLOSED and stats.redis_keys > 0
         assert stats.misses >= 2 and stats.hits >= 1
         assert a.breaker_opened == 0 and b.breaker_opened == 0
@@ -97,10 +117,32 @@ def three_masters(tmp_path: Path) -> Iterator[list[tuple[int, int]]]:
     except MissingBinary as exc:
         require(False, str(exc))
     nodes = [(free_port(), free_port()) for _ in range(3)]
-    procs = [subprocess.Popen([binary, "--port", str(port), "--cluster-port", str(bus), "--bind", "127.0.0.1",
-                               "--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / f"nodes-{port}.conf"),
-                               "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for port, bus in nodes]
+    procs = [
+        subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--cluster-port",
+                str(bus),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(tmp_path / f"nodes-{port}.conf"),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for port, bus in nodes
+    ]
     try:
         clients = [Redis(host="127.0.0.1", port=port) for port, _ in nodes]
         end = time.monotonic() + 15
@@ -117,8 +159,11 @@ def three_masters(tmp_path: Path) -> Iterator[list[tuple[int, int]]]:
             client.execute_command("CLUSTER", "ADDSLOTSRANGE", str(lo), str(hi))
         for port, bus in nodes[1:]:
             clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", str(port), str(bus))
-        while not all("cluster_state:ok" in c.execute_command("CLUSTER", "INFO").decode()
-                      and c.execute_command("CLUSTER", "NODES").decode().count("master") == 3 for c in clients):
+        while not all(
+            "cluster_state:ok" in c.execute_command("CLUSTER", "INFO").decode()
+            and c.execute_command("CLUSTER", "NODES").decode().count("master") == 3
+            for c in clients
+        ):
             if time.monotonic() > end + 30:
                 raise TimeoutError("the 3-master cluster did not form")
             time.sleep(0.05)
@@ -156,7 +201,8 @@ def move_slot(nodes: list[tuple[int, int]], key: str) -> tuple[int, int]:
 
 
 async def test_freshness_on_a_three_master_cluster_with_a_slot_moved(
-        service_env: dict[str, str], three_masters: list[tuple[int, int]], own_rows: OwnRows) -> None:
+    service_env: dict[str, str], three_masters: list[tuple[int, int]], own_rows: OwnRows
+) -> None:
     port = three_masters[0][0]
     env = {**service_env, "RENTSCOUT_REDIS_URL": f"redis://127.0.0.1:{port}/0", "RENTSCOUT_REDIS_CLUSTER": "true"}
     near_cfg = settings(near_min_accesses=1, changes_max_lag_ms=300, changes_poll_ms=50)

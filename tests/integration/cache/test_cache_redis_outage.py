@@ -30,20 +30,24 @@ def own_redis(tmp_path: Path) -> Iterator[RedisInstance]:
     redis.stop()
 
 
-
-
 def connected(srv: CacheServer) -> bool:
     """The invalidation bus's state, read afresh: to mypy an attribute stays what an earlier assert made it."""
     return srv.engine.bus.connected
 
 
 def redis_errors() -> float:
-    return sum(s.value for m in REGISTRY.collect() if m.name == "rentscout_cache_redis_errors" for s in m.samples
-               if s.name.endswith("_total"))
+    return sum(
+        s.value
+        for m in REGISTRY.collect()
+        if m.name == "rentscout_cache_redis_errors"
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
 
 
 async def test_redis_stopped_answers_keep_coming_breaker_opens_and_recovers(
-        service_env: dict[str, str], own_redis: RedisInstance) -> None:
+    service_env: dict[str, str], own_redis: RedisInstance
+) -> None:
     env = {**service_env, "RENTSCOUT_REDIS_URL": own_redis.url}
     cfg = settings(breaker_failures=2, breaker_reset_seconds=0.5, near_min_accesses=1)
     async with cache_server(env, cfg) as srv:
@@ -81,7 +85,8 @@ async def test_redis_stopped_answers_keep_coming_breaker_opens_and_recovers(
 
 
 async def test_frozen_redis_never_serves_the_old_value_it_still_holds(
-        service_env: dict[str, str], own_redis: RedisInstance, own_rows: OwnRows) -> None:
+    service_env: dict[str, str], own_redis: RedisInstance, own_rows: OwnRows
+) -> None:
     """SIGSTOP makes Redis slow rather than gone: commands time out, and its data survives. An UPDATE
     made meanwhile cannot be deleted from Redis; once Redis thaws, the old entry is still there and
     must never be served (the change log says it is superseded)."""

@@ -32,11 +32,26 @@ from rentscout.wire.schema import COLUMN_NAMES
 Req = export_pb2.ExportPropertiesRequest
 MOSCOW = common_pb2.PropertyFilter(cities=["Moscow"])
 EXPECTED_TYPES = {
-    "id": pa.int64(), "source": pa.utf8(), "external_id": pa.utf8(), "title": pa.utf8(), "city": pa.utf8(),
-    "district": pa.utf8(), "address": pa.utf8(), "property_type": pa.utf8(), "price": pa.int64(),
-    "currency": pa.utf8(), "rooms": pa.int16(), "area": pa.float64(), "floor": pa.int16(), "lat": pa.float64(),
-    "lon": pa.float64(), "url": pa.utf8(), "views": pa.int64(), "is_active": pa.bool_(),
-    "created_at": pa.timestamp("us", tz="UTC"), "updated_at": pa.timestamp("us", tz="UTC"),
+    "id": pa.int64(),
+    "source": pa.utf8(),
+    "external_id": pa.utf8(),
+    "title": pa.utf8(),
+    "city": pa.utf8(),
+    "district": pa.utf8(),
+    "address": pa.utf8(),
+    "property_type": pa.utf8(),
+    "price": pa.int64(),
+    "currency": pa.utf8(),
+    "rooms": pa.int16(),
+    "area": pa.float64(),
+    "floor": pa.int16(),
+    "lat": pa.float64(),
+    "lon": pa.float64(),
+    "url": pa.utf8(),
+    "views": pa.int64(),
+    "is_active": pa.bool_(),
+    "created_at": pa.timestamp("us", tz="UTC"),
+    "updated_at": pa.timestamp("us", tz="UTC"),
 }
 
 
@@ -82,8 +97,11 @@ async def test_polars_and_duckdb_read_the_stream(export_server, database: str) -
     relation = duckdb.sql("SELECT count(*), sum(price), epoch_us(min(created_at)) FROM arrow_table")
     assert relation is not None  # a SELECT always has a result
     (got,) = relation.fetchall()
-    expected = await adbc(database, "SELECT count(*), sum(price)::int8, (extract(epoch FROM min(created_at)) * 1e6)::int8 "
-                                    "FROM properties WHERE city = 'Moscow'")
+    expected = await adbc(
+        database,
+        "SELECT count(*), sum(price)::int8, (extract(epoch FROM min(created_at)) * 1e6)::int8 "
+        "FROM properties WHERE city = 'Moscow'",
+    )
     assert list(got) == [expected.column(i)[0].as_py() for i in range(3)]
     assert frame["id"].to_list() == arrow_table.column("id").to_pylist()
 
@@ -120,7 +138,8 @@ async def test_column_selection(export_server, database: str, columns: tuple[str
     stream = await collect(export_server.stub, Req(format=ARROW, filter=MOSCOW, columns=columns, rows_per_chunk=300))
     ours = read_stream(stream.data)
     assert ours.schema.names == list(columns) and [ours.schema.field(c).type for c in columns] == [
-        EXPECTED_TYPES[c] for c in columns]
+        EXPECTED_TYPES[c] for c in columns
+    ]
     theirs = await adbc(database, f"SELECT {', '.join(columns)} FROM properties WHERE city = 'Moscow' ORDER BY id")
     assert ours.equals(theirs.cast(ours.schema))
     assert max(c.rows for c in stream.chunks) == 300
@@ -171,8 +190,9 @@ async def test_empty_export_is_the_schema_and_the_end_of_stream(export_server) -
     assert table.num_rows == 0 and table.schema.names == list(COLUMN_NAMES)
 
 
-@pytest.mark.parametrize("columns", [(), ("id", "rooms", "floor", "views", "is_active"), ("views",)],
-                         ids=["all", "small-numbers", "hidden-key"])
+@pytest.mark.parametrize(
+    "columns", [(), ("id", "rooms", "floor", "views", "is_active"), ("views",)], ids=["all", "small-numbers", "hidden-key"]
+)
 async def test_chunks_are_byte_bounded_and_limits_apply(export_server, columns: tuple[str, ...]) -> None:
     # small integers grow up to 4x from CSV text to Arrow (a digit and a comma -> 8 bytes): still within budget
     budget = 16 * 1024

@@ -34,9 +34,15 @@ INT64_MIN = -(2**63)
 ADBC_PLUS_INFINITY = INT64_MAX + 946_684_800_000_000 - 2**64  # ADBC's wrapped 'infinity' (its known overflow)
 ADBC_MINUS_INFINITY = INT64_MIN + 946_684_800_000_000
 ENDPOINT_ROWS = 5000  # the session's 20,000 rows make 4 endpoints
-SETTINGS = TEST_SETTINGS.__class__(**{**TEST_SETTINGS.__dict__, "flight_rows_per_endpoint": ENDPOINT_ROWS,
-                                      "flight_max_endpoints": 6, "max_concurrent": 8,
-                                      "advertised_address": "grpc://export.test:50051"})
+SETTINGS = TEST_SETTINGS.__class__(
+    **{
+        **TEST_SETTINGS.__dict__,
+        "flight_rows_per_endpoint": ENDPOINT_ROWS,
+        "flight_max_endpoints": 6,
+        "max_concurrent": 8,
+        "advertised_address": "grpc://export.test:50051",
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +69,11 @@ def client(server: ExportServer, **options: Any) -> Any:
 def read_all(c: Any, info: Any, parallel: bool = True) -> Any:
     """Every endpoint of `info`, read at once (one thread each), in endpoint order."""
     with concurrent.futures.ThreadPoolExecutor(len(info.endpoints)) as pool:
-        tables = list(pool.map(lambda ep: c.do_get(ep.ticket).read_all(), info.endpoints)) if parallel else \
-            [c.do_get(ep.ticket).read_all() for ep in info.endpoints]
+        tables = (
+            list(pool.map(lambda ep: c.do_get(ep.ticket).read_all(), info.endpoints))
+            if parallel
+            else [c.do_get(ep.ticket).read_all() for ep in info.endpoints]
+        )
     return pa.concat_tables(tables)
 
 
@@ -73,8 +82,9 @@ def expected(sql: str, dsn: str) -> dict[str, list[Any]]:
     values = arrow_values(adbc_table(dsn, sql))
     for name in ("created_at", "updated_at"):
         if name in values:
-            values[name] = [INT64_MAX if v == ADBC_PLUS_INFINITY else INT64_MIN if v == ADBC_MINUS_INFINITY else v
-                            for v in values[name]]
+            values[name] = [
+                INT64_MAX if v == ADBC_PLUS_INFINITY else INT64_MIN if v == ADBC_MINUS_INFINITY else v for v in values[name]
+            ]
     return values
 
 
@@ -82,8 +92,7 @@ def flight_in_thread(fn: Any, *args: Any) -> Any:
     return asyncio.to_thread(fn, *args)
 
 
-async def test_whole_table_equals_adbc_every_column(flight_server: ExportServer, edge_rows: list[int],
-                                                    database: str) -> None:
+async def test_whole_table_equals_adbc_every_column(flight_server: ExportServer, edge_rows: list[int], database: str) -> None:
     def run() -> Any:
         c = client(flight_server)
         info = c.get_flight_info(fl.FlightDescriptor.for_path("properties"))
@@ -91,7 +100,8 @@ async def test_whole_table_equals_adbc_every_column(flight_server: ExportServer,
 
     info, table, schema = await flight_in_thread(run)
     assert len(info.endpoints) > 1 and all(
-        [loc.uri.decode() for loc in ep.locations] == ["grpc://export.test:50051"] for ep in info.endpoints)
+        [loc.uri.decode() for loc in ep.locations] == ["grpc://export.test:50051"] for ep in info.endpoints
+    )
     assert info.schema == schema == table.schema
     assert table.schema.field("created_at").type == pa.timestamp("us", tz="UTC")
     assert table.schema.field("rooms").type == pa.int16() and table.schema.field("currency").type == pa.utf8()
@@ -109,7 +119,9 @@ async def test_whole_table_equals_adbc_every_column(flight_server: ExportServer,
 async def test_filtered_command_equals_adbc(flight_server: ExportServer, edge_rows: list[int], database: str) -> None:
     request = export_pb2.ExportPropertiesRequest(
         filter=common_pb2.PropertyFilter(cities=[TRICKY_CITY, "Omsk"], min_price=20_000),
-        columns=["id", "title", "address", "rooms", "area", "updated_at"], limit=700)
+        columns=["id", "title", "address", "rooms", "area", "updated_at"],
+        limit=700,
+    )
 
     def run() -> Any:
         c = client(flight_server)
@@ -118,17 +130,20 @@ async def test_filtered_command_equals_adbc(flight_server: ExportServer, edge_ro
         return read_all(c, info)
 
     table = await flight_in_thread(run)
-    want = expected("SELECT id, title, address, rooms, area, updated_at FROM properties WHERE city IN "
-                    f"('{TRICKY_CITY}', 'Omsk') AND price >= 20000 ORDER BY id LIMIT 700", database)
+    want = expected(
+        "SELECT id, title, address, rooms, area, updated_at FROM properties WHERE city IN "
+        f"('{TRICKY_CITY}', 'Omsk') AND price >= 20000 ORDER BY id LIMIT 700",
+        database,
+    )
     assert table.column_names == list(want)
-    assert {k: [str(x) for x in v] for k, v in arrow_values(table).items()} == \
-        {k: [str(x) for x in v] for k, v in want.items()}
+    assert {k: [str(x) for x in v] for k, v in arrow_values(table).items()} == {k: [str(x) for x in v] for k, v in want.items()}
     assert 0 < table.num_rows <= 700
 
 
 @pytest.mark.parametrize("filtered", [False, True], ids=["histogram-cut", "planned-cut"])
 async def test_every_row_exactly_once_over_parallel_endpoints_and_one_stream(
-        flight_server: ExportServer, database: str, filtered: bool) -> None:
+    flight_server: ExportServer, database: str, filtered: bool
+) -> None:
     """The whole table is cut by the key's histogram (ANALYZE made one); a filtered export by PlanExport's ntile."""
     conn = await asyncpg.connect(database)
     try:
@@ -137,8 +152,11 @@ async def test_every_row_exactly_once_over_parallel_endpoints_and_one_stream(
     finally:
         await conn.close()
     every_price = export_pb2.ExportPropertiesRequest(filter=common_pb2.PropertyFilter(min_price=0))
-    descriptor = fl.FlightDescriptor.for_command(every_price.SerializeToString()) if filtered else \
-        fl.FlightDescriptor.for_path("properties")
+    descriptor = (
+        fl.FlightDescriptor.for_command(every_price.SerializeToString())
+        if filtered
+        else fl.FlightDescriptor.for_path("properties")
+    )
 
     def run() -> Any:
         c = client(flight_server)
@@ -151,18 +169,22 @@ async def test_every_row_exactly_once_over_parallel_endpoints_and_one_stream(
     assert ids == want  # in endpoint order, each row once
 
 
-async def test_one_window_read_over_several_connections_stays_in_order(service_env: dict[str, str],
-                                                                       database: str) -> None:
+async def test_one_window_read_over_several_connections_stays_in_order(service_env: dict[str, str], database: str) -> None:
     settings = SETTINGS.__class__(**{**SETTINGS.__dict__, "flight_rows_per_endpoint": 10**9, "flight_readers": 3})
     conn = await asyncpg.connect(database)
     ids = list(range(30_000_001, 30_000_001 + 3))
     try:  # far ids make the window wide enough (100,000+ ids per reader) to be cut
         for pid in ids:
-            await conn.execute("INSERT INTO properties (id, source, external_id, title, city, property_type, price, "
-                               "currency, views, is_active) VALUES ($1, 'cian', $2, 't', 'Zz Far', 'room', 1, 'RUB', 0, "
-                               "true)", pid, f"zz-far-{pid}")
+            await conn.execute(
+                "INSERT INTO properties (id, source, external_id, title, city, property_type, price, "
+                "currency, views, is_active) VALUES ($1, 'cian', $2, 't', 'Zz Far', 'room', 1, 'RUB', 0, "
+                "true)",
+                pid,
+                f"zz-far-{pid}",
+            )
         want = [r["id"] for r in await conn.fetch("SELECT id FROM properties ORDER BY id")]
         async with serve(service_env, settings) as server:
+
             def run() -> Any:
                 c = client(server)
                 info = c.get_flight_info(fl.FlightDescriptor.for_path("properties"))
@@ -204,9 +226,11 @@ async def test_bad_forged_and_foreign_tickets_are_invalid_argument(flight_server
     mine = export_pb2.ExportPropertiesRequest(filter=common_pb2.PropertyFilter(cities=["Omsk"]))
     other = export_pb2.ExportPropertiesRequest(filter=common_pb2.PropertyFilter(cities=["Kazan"]))
     # a resume token ExportService signed for this very request: no Flight ticket (another domain)
-    plan = await flight_server.stub.PlanExport(export_pb2.PlanExportRequest(
-        export=export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_ARROW, filter=mine.filter),
-        partitions=1))
+    plan = await flight_server.stub.PlanExport(
+        export_pb2.PlanExportRequest(
+            export=export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_ARROW, filter=mine.filter), partitions=1
+        )
+    )
 
     def run() -> list[tuple[type, str]]:
         c = client(flight_server)
@@ -214,8 +238,11 @@ async def test_bad_forged_and_foreign_tickets_are_invalid_argument(flight_server
         parsed = export_pb2.ExportPropertiesRequest.FromString(ticket)
         token = parsed.resume_token
         variants = []
-        for field, value in (("resume_token", token[:10] + ("A" if token[10] != "A" else "B") + token[11:]),
-                             ("resume_token", plan.partitions[0].resume_token), ("filter", other.filter)):
+        for field, value in (
+            ("resume_token", token[:10] + ("A" if token[10] != "A" else "B") + token[11:]),
+            ("resume_token", plan.partitions[0].resume_token),
+            ("filter", other.filter),
+        ):
             bad = export_pb2.ExportPropertiesRequest()
             bad.CopyFrom(parsed)
             if field == "filter":
@@ -242,9 +269,11 @@ async def test_other_rpcs_are_unimplemented_with_a_clear_message(flight_server: 
     def run() -> list[tuple[type, str]]:
         c = client(flight_server)
         out = []
-        for call in (lambda: list(c.list_actions()), lambda: list(c.do_action(fl.Action("drop", b""))),
-                     lambda: c.do_put(fl.FlightDescriptor.for_path("properties"), pa.schema([("a", pa.int64())]))[0]
-                     .close()):
+        for call in (
+            lambda: list(c.list_actions()),
+            lambda: list(c.do_action(fl.Action("drop", b""))),
+            lambda: c.do_put(fl.FlightDescriptor.for_path("properties"), pa.schema([("a", pa.int64())]))[0].close(),
+        ):
             with pytest.raises(NotImplementedError) as err:  # pyarrow's mapping of UNIMPLEMENTED
                 call()
             out.append((type(err.value), str(err.value)))
@@ -259,10 +288,12 @@ async def test_unknown_dataset_and_bad_command_name_the_field(flight_server: Exp
     def run() -> list[str]:
         c = client(flight_server)
         out = []
-        for descriptor in (fl.FlightDescriptor.for_path("flats"), fl.FlightDescriptor.for_command(b"\xff\xff"),
-                           fl.FlightDescriptor.for_command(export_pb2.ExportPropertiesRequest(limit=-1).SerializeToString()),
-                           fl.FlightDescriptor.for_command(export_pb2.ExportPropertiesRequest(
-                               columns=["id", "nope"]).SerializeToString())):
+        for descriptor in (
+            fl.FlightDescriptor.for_path("flats"),
+            fl.FlightDescriptor.for_command(b"\xff\xff"),
+            fl.FlightDescriptor.for_command(export_pb2.ExportPropertiesRequest(limit=-1).SerializeToString()),
+            fl.FlightDescriptor.for_command(export_pb2.ExportPropertiesRequest(columns=["id", "nope"]).SerializeToString()),
+        ):
             with pytest.raises(pa.ArrowInvalid) as err:
                 c.get_flight_info(descriptor)
             out.append(str(err.value))
@@ -278,6 +309,7 @@ async def test_unknown_dataset_and_bad_command_name_the_field(flight_server: Exp
 async def test_reader_tokens_allowed_none_or_bad_unauthenticated(service_env: dict[str, str]) -> None:
     env = {**service_env, "RENTSCOUT_AUTH_TOKENS": "reader-token-123:reader,admin-token-456:admin"}
     async with serve(env, SETTINGS) as server:
+
         def run() -> tuple[int, list[type]]:
             c = client(server)
             ok = fl.FlightCallOptions(headers=[(b"authorization", b"Bearer reader-token-123")])
@@ -285,8 +317,10 @@ async def test_reader_tokens_allowed_none_or_bad_unauthenticated(service_env: di
             rows = c.do_get(info.endpoints[0].ticket, ok).read_all().num_rows
             errors = []
             for options in (fl.FlightCallOptions(), fl.FlightCallOptions(headers=[(b"authorization", b"Bearer wrong")])):
-                for call in (lambda o=options: c.get_flight_info(fl.FlightDescriptor.for_path("properties"), o),
-                             lambda o=options: c.do_get(info.endpoints[0].ticket, o).read_all()):
+                for call in (
+                    lambda o=options: c.get_flight_info(fl.FlightDescriptor.for_path("properties"), o),
+                    lambda o=options: c.do_get(info.endpoints[0].ticket, o).read_all(),
+                ):
                     with pytest.raises(fl.FlightError) as err:
                         call()
                     errors.append(type(err.value))
@@ -297,8 +331,7 @@ async def test_reader_tokens_allowed_none_or_bad_unauthenticated(service_env: di
     assert errors == [fl.FlightUnauthenticatedError] * 4
 
 
-async def test_a_stalled_reader_paces_postgresql_and_ends_with_its_deadline(flight_server: ExportServer,
-                                                                            database: str) -> None:
+async def test_a_stalled_reader_paces_postgresql_and_ends_with_its_deadline(flight_server: ExportServer, database: str) -> None:
     request = export_pb2.ExportPropertiesRequest(bytes_per_chunk=4096)  # one endpoint's share of the table
     c = client(flight_server, generic_options=[("grpc.http2.bdp_probe", 0)])  # a small HTTP/2 window
     info = await flight_in_thread(c.get_flight_info, fl.FlightDescriptor.for_command(request.SerializeToString()))
@@ -325,8 +358,7 @@ async def test_a_stalled_reader_paces_postgresql_and_ends_with_its_deadline(flig
         await flight_in_thread(reader.read_all)
 
 
-async def test_postgresql_silent_mid_doget_is_unavailable_within_the_bound(service_env: dict[str, str],
-                                                                           database: str) -> None:
+async def test_postgresql_silent_mid_doget_is_unavailable_within_the_bound(service_env: dict[str, str], database: str) -> None:
     env = {**service_env, "RENTSCOUT_DEPENDENCY_TIMEOUT_SECONDS": "1"}
     request = export_pb2.ExportPropertiesRequest(limit=100)
     async with serve(env, SETTINGS) as server:

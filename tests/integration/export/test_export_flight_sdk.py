@@ -28,7 +28,8 @@ SETTINGS = TEST_SETTINGS.__class__(**{**TEST_SETTINGS.__dict__, "flight_rows_per
 @pytest.fixture
 async def expected(database: str) -> Any:
     return await asyncio.to_thread(
-        adbc_table, database, f"SELECT {', '.join(COLUMNS)} FROM properties WHERE city = '{CITY}' ORDER BY id")
+        adbc_table, database, f"SELECT {', '.join(COLUMNS)} FROM properties WHERE city = '{CITY}' ORDER BY id"
+    )
 
 
 def same(table: Any, expected: Any) -> None:
@@ -38,6 +39,7 @@ def same(table: Any, expected: Any) -> None:
 
 async def test_export_arrow_over_flight_one_stream_and_parallel(service_env: dict[str, str], expected: Any) -> None:
     async with serve(service_env, SETTINGS) as server:
+
         def read() -> tuple[Any, Any, list[tuple[Any, ...]], int]:
             with SyncExportClient(f"127.0.0.1:{server.host.port}") as client:
                 one = client.export_arrow(cities=[CITY], columns=COLUMNS, flight=True).read_all()
@@ -63,6 +65,7 @@ async def test_export_arrow_over_flight_one_stream_and_parallel(service_env: dic
 async def test_a_cut_stream_resumes_from_app_metadata(service_env: dict[str, str], expected: Any) -> None:
     loop = asyncio.get_running_loop()
     async with serve(service_env, SETTINGS) as server, CuttingProxy(server.host.port) as proxy:
+
         def read() -> tuple[list[Any], int]:
             cut = threading.Event()
             batches = []

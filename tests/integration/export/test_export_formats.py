@@ -52,8 +52,9 @@ async def test_whole_table_parses_back_to_exactly_the_rows(export_server, pg_con
     assert stream.summary.rows == stream.rows and stream.summary.bytes == len(stream.data)
     assert stream.summary.export_id == stream.header.export_id
     assert all(0 < c.rows <= 1000 for c in stream.chunks if c.rows)
-    assert [c.rows_sent for c in stream.chunks] == [sum(x.rows for x in stream.chunks[:i + 1])
-                                                    for i in range(len(stream.chunks))]
+    assert [c.rows_sent for c in stream.chunks] == [
+        sum(x.rows for x in stream.chunks[: i + 1]) for i in range(len(stream.chunks))
+    ]
 
 
 async def test_jsonl_is_byte_identical_to_row_to_json(export_server, pg_conn, tricky) -> None:
@@ -65,8 +66,9 @@ async def test_jsonl_is_byte_identical_to_row_to_json(export_server, pg_conn, tr
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("columns", [("title", "city"), ("district", "id", "address"), ("id",), ("title",)])
-async def test_tricky_text_with_selected_columns(export_server, pg_conn, tricky, fmt: export_pb2.ExportFormat,
-                                                 columns: tuple[str, ...]) -> None:
+async def test_tricky_text_with_selected_columns(
+    export_server, pg_conn, tricky, fmt: export_pb2.ExportFormat, columns: tuple[str, ...]
+) -> None:
     """Quotes, backslashes, newlines, control bytes, NULL vs '' - with and without the id in front."""
     req = Req(format=fmt, columns=columns, rows_per_chunk=3, filter=common_pb2.PropertyFilter(cities=[TRICKY_CITY]))
     stream = await collect(export_server.stub, req)
@@ -80,32 +82,43 @@ async def test_nan_and_infinity_become_json_null(export_server, pg_conn) -> None
         await pg_conn.execute(
             "INSERT INTO properties (id, source, external_id, title, city, property_type, price, area) VALUES "
             "(10000101, 'avito', 'zz-nan-1', 't', 'Zz NaN', 'room', 1, 'NaN'), "
-            "(10000102, 'avito', 'zz-nan-2', 't', 'Zz NaN', 'room', 1, 'Infinity')")
+            "(10000102, 'avito', 'zz-nan-2', 't', 'Zz NaN', 'room', 1, 'Infinity')"
+        )
     try:
         req = Req(format=JSONL, columns=["id", "area"], filter=common_pb2.PropertyFilter(cities=["Zz NaN"]))
         assert parse(JSONL, (await collect(export_server.stub, req)).data) == [
-            {"id": 10000101, "area": None}, {"id": 10000102, "area": None}]
+            {"id": 10000101, "area": None},
+            {"id": 10000102, "area": None},
+        ]
         req.format = CSV
-        assert parse(CSV, (await collect(export_server.stub, req)).data)[1:] == [
-            ["10000101", "NaN"], ["10000102", "Infinity"]]
+        assert parse(CSV, (await collect(export_server.stub, req)).data)[1:] == [["10000101", "NaN"], ["10000102", "Infinity"]]
     finally:
         await pg_conn.execute("DELETE FROM properties WHERE city = 'Zz NaN'")
 
 
 FILTERS = [
     (common_pb2.PropertyFilter(cities=["Kazan", "Omsk"]), "city IN ('Kazan', 'Omsk')"),
-    (common_pb2.PropertyFilter(property_types=[common_pb2.PROPERTY_TYPE_STUDIO, common_pb2.PROPERTY_TYPE_HOUSE]),
-     "property_type IN ('studio', 'house')"),
+    (
+        common_pb2.PropertyFilter(property_types=[common_pb2.PROPERTY_TYPE_STUDIO, common_pb2.PROPERTY_TYPE_HOUSE]),
+        "property_type IN ('studio', 'house')",
+    ),
     (common_pb2.PropertyFilter(sources=[common_pb2.LISTING_SOURCE_YANDEX]), "source = 'yandex'"),
     (common_pb2.PropertyFilter(min_price=40_000, max_price=60_000), "price BETWEEN 40000 AND 60000"),
     (common_pb2.PropertyFilter(min_rooms=3), "rooms >= 3"),
     (common_pb2.PropertyFilter(max_rooms=0), "rooms <= 0"),
     (common_pb2.PropertyFilter(active_only=True), "is_active"),
-    (common_pb2.PropertyFilter(updated_since=Timestamp(seconds=1_790_000_000)),
-     "updated_at >= to_timestamp(1790000000)"),
-    (common_pb2.PropertyFilter(cities=["Moscow"], active_only=True, min_rooms=2, max_rooms=2, max_price=80_000,
-                               sources=[common_pb2.LISTING_SOURCE_AVITO, common_pb2.LISTING_SOURCE_CIAN]),
-     "city = 'Moscow' AND is_active AND rooms = 2 AND price <= 80000 AND source IN ('avito', 'cian')"),
+    (common_pb2.PropertyFilter(updated_since=Timestamp(seconds=1_790_000_000)), "updated_at >= to_timestamp(1790000000)"),
+    (
+        common_pb2.PropertyFilter(
+            cities=["Moscow"],
+            active_only=True,
+            min_rooms=2,
+            max_rooms=2,
+            max_price=80_000,
+            sources=[common_pb2.LISTING_SOURCE_AVITO, common_pb2.LISTING_SOURCE_CIAN],
+        ),
+        "city = 'Moscow' AND is_active AND rooms = 2 AND price <= 80000 AND source IN ('avito', 'cian')",
+    ),
     (common_pb2.PropertyFilter(cities=["No Such City"]), "FALSE"),
 ]
 
@@ -122,16 +135,16 @@ async def test_filters_select_exactly_the_matching_rows(export_server, pg_conn, 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_empty_export_is_a_valid_empty_file(export_server, fmt: export_pb2.ExportFormat) -> None:
-    stream = await collect(export_server.stub, Req(format=fmt, columns=["id", "city"],
-                                                   filter=common_pb2.PropertyFilter(cities=["Atlantis"])))
+    stream = await collect(
+        export_server.stub, Req(format=fmt, columns=["id", "city"], filter=common_pb2.PropertyFilter(cities=["Atlantis"]))
+    )
     assert stream.data == {CSV: b"id,city\n", JSON: b"[]\n", JSONL: b""}[fmt]
     assert stream.rows == 0 and stream.summary is not None and stream.summary.status == export_pb2.EXPORT_STATUS_COMPLETED
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_limit_returns_the_first_rows_by_id(export_server, pg_conn, fmt: export_pb2.ExportFormat) -> None:
-    stream = await collect(export_server.stub, Req(format=fmt, limit=2_345, filter=common_pb2.PropertyFilter(
-        cities=["Moscow"])))
+    stream = await collect(export_server.stub, Req(format=fmt, limit=2_345, filter=common_pb2.PropertyFilter(cities=["Moscow"])))
     assert parse(fmt, stream.data) == await reference(pg_conn, fmt, "city = 'Moscow'", limit=2_345)
     assert stream.rows == 2_345 and stream.header is not None and stream.header.estimated_total_rows == 2_345
 

@@ -25,12 +25,15 @@ Probe = Callable[[], Awaitable[object]]  # what `eventually` polls
 async def export_queries(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT pid, state, wait_event, query FROM pg_stat_activity "
-        "WHERE application_name = $1 AND query LIKE 'COPY%' AND state <> 'idle'", APP)
+        "WHERE application_name = $1 AND query LIKE 'COPY%' AND state <> 'idle'",
+        APP,
+    )
 
 
 def no_export_query(conn: asyncpg.Connection) -> Probe:
     async def check() -> object:
         return await export_queries(conn) or True
+
     return check
 
 
@@ -39,12 +42,14 @@ def pool_released(server) -> Probe:
         pool = server.host.resources.db.pool
         idle, size = pool.get_idle_size(), pool.get_size()
         return True if idle == size and server.servicer.slots.used == 0 else (idle, size, server.servicer.slots.used)
+
     return check
 
 
 def no_running_pump(server) -> Probe:
     async def check() -> object:  # the COPY task ends just after it gave its connection back
         return server.running_pumps() or True
+
     return check
 
 
@@ -139,13 +144,16 @@ BAD = [
     (Req(format=CSV, filter=common_pb2.PropertyFilter(min_price=10, max_price=5)), ["filter.min_price"]),
     (Req(format=CSV, filter=common_pb2.PropertyFilter(min_rooms=4, max_rooms=1)), ["filter.min_rooms"]),
     (Req(format=CSV, filter=common_pb2.PropertyFilter(min_price=-1)), ["filter.min_price"]),
-    (Req(format=CSV, filter=common_pb2.PropertyFilter(property_types=[common_pb2.PROPERTY_TYPE_UNSPECIFIED])),
-     ["filter.property_types[0]"]),
-    (Req(format=CSV, filter=common_pb2.PropertyFilter(sources=[99])),  # type: ignore[list-item]  # unknown, on purpose
-     ["filter.sources[0]"]),
+    (
+        Req(format=CSV, filter=common_pb2.PropertyFilter(property_types=[common_pb2.PROPERTY_TYPE_UNSPECIFIED])),
+        ["filter.property_types[0]"],
+    ),
+    (
+        Req(format=CSV, filter=common_pb2.PropertyFilter(sources=[99])),  # type: ignore[list-item]  # unknown, on purpose
+        ["filter.sources[0]"],
+    ),
     (Req(format=CSV, filter=common_pb2.PropertyFilter(cities=["Omsk", "a\x00b"])), ["filter.cities[1]"]),
-    (Req(format=CSV, filter=common_pb2.PropertyFilter(updated_since=Timestamp(seconds=-10**12))),
-     ["filter.updated_since"]),
+    (Req(format=CSV, filter=common_pb2.PropertyFilter(updated_since=Timestamp(seconds=-(10**12)))), ["filter.updated_since"]),
     (Req(format=CSV, columns=["id", "password"]), ["columns[1]"]),
     (Req(format=CSV, columns=["city", "city"]), ["columns[1]"]),
     (Req(format=CSV, rows_per_chunk=-1), ["rows_per_chunk"]),
@@ -165,18 +173,24 @@ async def test_bad_input_is_invalid_argument_naming_the_field(export_server, req
 
 
 async def test_statistics_rejects_a_bad_since(export_server) -> None:
-    err = await rpc_error(export_server.stub.GetExportStatistics(
-        export_pb2.GetExportStatisticsRequest(since=Timestamp(seconds=1, nanos=-1))))
+    err = await rpc_error(
+        export_server.stub.GetExportStatistics(export_pb2.GetExportStatisticsRequest(since=Timestamp(seconds=1, nanos=-1)))
+    )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and violated_fields(err) == ["since"]
 
 
 async def test_postgres_down_is_unavailable_fast(service_env) -> None:
-    env = {**service_env, "RENTSCOUT_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/rentscout",
-           "RENTSCOUT_DB_CONNECT_TIMEOUT_SECONDS": "1"}
+    env = {
+        **service_env,
+        "RENTSCOUT_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/rentscout",
+        "RENTSCOUT_DB_CONNECT_TIMEOUT_SECONDS": "1",
+    }
     async with serve(env, TEST_SETTINGS) as server:
-        for call in (server.stub.ExportProperties(Req(format=CSV)),
-                     server.stub.PlanExport(export_pb2.PlanExportRequest(export=Req(format=CSV), partitions=2)),
-                     server.stub.GetExportStatistics(export_pb2.GetExportStatisticsRequest())):
+        for call in (
+            server.stub.ExportProperties(Req(format=CSV)),
+            server.stub.PlanExport(export_pb2.PlanExportRequest(export=Req(format=CSV), partitions=2)),
+            server.stub.GetExportStatistics(export_pb2.GetExportStatisticsRequest()),
+        ):
             err = await rpc_error(call)
             assert err.code() == grpc.StatusCode.UNAVAILABLE, err
         assert server.servicer.slots.used == 0

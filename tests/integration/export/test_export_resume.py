@@ -36,8 +36,9 @@ def request(fmt: export_pb2.ExportFormat, **kw: Any) -> export_pb2.ExportPropert
 
 @pytest.mark.parametrize("columns", [(), ("title", "price")], ids=["all-columns", "no-id-column"])
 @pytest.mark.parametrize("fmt", FORMATS)
-async def test_a_cut_stream_resumes_after_its_last_row_twice(export_server, pg_conn, fmt: export_pb2.ExportFormat,
-                                                             columns: tuple[str, ...]) -> None:
+async def test_a_cut_stream_resumes_after_its_last_row_twice(
+    export_server, pg_conn, fmt: export_pb2.ExportFormat, columns: tuple[str, ...]
+) -> None:
     stub = export_server.stub
     whole = await collect(stub, request(fmt, columns=columns))
     first = await collect(stub, request(fmt, columns=columns), stop_after_chunks=3)
@@ -146,10 +147,10 @@ async def test_a_partition_stream_resumes_within_its_range(export_server) -> Non
     plan = await stub.PlanExport(export_pb2.PlanExportRequest(export=req, partitions=3))
     middle = plan.partitions[1]
     whole = await collect(stub, Req(format=JSON, filter=MOSCOW, rows_per_chunk=100, resume_token=middle.resume_token))
-    cut = await collect(stub, Req(format=JSON, filter=MOSCOW, rows_per_chunk=100, resume_token=middle.resume_token),
-                        stop_after_chunks=2)
-    rest = await collect(stub, Req(format=JSON, filter=MOSCOW, rows_per_chunk=100,
-                                   resume_token=cut.chunks[-1].resume_token))
+    cut = await collect(
+        stub, Req(format=JSON, filter=MOSCOW, rows_per_chunk=100, resume_token=middle.resume_token), stop_after_chunks=2
+    )
+    rest = await collect(stub, Req(format=JSON, filter=MOSCOW, rows_per_chunk=100, resume_token=cut.chunks[-1].resume_token))
     assert cut.data + rest.data == whole.data  # the resumed stream stops at the partition's upper bound
     ids = [r["id"] for r in parse(JSON, whole.data)]
     assert ids[0] == middle.first_id and ids[-1] == middle.last_id and len(ids) == middle.estimated_rows
@@ -168,14 +169,16 @@ async def test_plan_ranges_also_hold_rows_inserted_after_planning(export_server,
     req = Req(format=JSONL, columns=["id"], filter=common_pb2.PropertyFilter(cities=["Zz Late"]))
     await pg_conn.execute(
         "INSERT INTO properties (id, source, external_id, title, city, property_type, price) "
-        "SELECT g, 'yandex', 'zz-late-' || g, 't', 'Zz Late', 'room', 1 FROM generate_series(10000201, 10000210) g")
+        "SELECT g, 'yandex', 'zz-late-' || g, 't', 'Zz Late', 'room', 1 FROM generate_series(10000201, 10000210) g"
+    )
     try:
         plan = await stub.PlanExport(export_pb2.PlanExportRequest(export=req, partitions=20))
         assert len(plan.partitions) == 10  # fewer partitions than asked for a small export
         await pg_conn.execute(  # below the first and above the last partition's rows
             "INSERT INTO properties (id, source, external_id, title, city, property_type, price) VALUES "
             "(10000199, 'yandex', 'zz-late-a', 't', 'Zz Late', 'room', 1), "
-            "(10000299, 'yandex', 'zz-late-c', 't', 'Zz Late', 'room', 1)")
+            "(10000299, 'yandex', 'zz-late-c', 't', 'Zz Late', 'room', 1)"
+        )
         ids = [r["id"] for data in await read_partitions_loose(stub, plan, req) for r in parse(JSONL, data)]
         assert ids == [10000199, *range(10000201, 10000211), 10000299]
     finally:
@@ -202,14 +205,22 @@ async def test_plan_of_an_empty_export_is_one_empty_partition(export_server, fmt
     assert data == {CSV: b"id\n", JSON: b"[]\n", JSONL: b""}[fmt]
 
 
-@pytest.mark.parametrize(("plan", "fields"), [
-    (export_pb2.PlanExportRequest(export=Req(format=CSV), partitions=0), ["partitions"]),
-    (export_pb2.PlanExportRequest(export=Req(format=CSV), partitions=65), ["partitions"]),
-    (export_pb2.PlanExportRequest(export=Req(format=CSV, resume_token="x"), partitions=2), ["export.resume_token"]),
-    (export_pb2.PlanExportRequest(export=Req(format=9, limit=-2),  # type: ignore[arg-type]  # an unknown format, on purpose
-                                  partitions=2), ["export.format", "export.limit"]),
-    (export_pb2.PlanExportRequest(export=Req(format=CSV, columns=["nope"]), partitions=2), ["export.columns[0]"]),
-])
+@pytest.mark.parametrize(
+    ("plan", "fields"),
+    [
+        (export_pb2.PlanExportRequest(export=Req(format=CSV), partitions=0), ["partitions"]),
+        (export_pb2.PlanExportRequest(export=Req(format=CSV), partitions=65), ["partitions"]),
+        (export_pb2.PlanExportRequest(export=Req(format=CSV, resume_token="x"), partitions=2), ["export.resume_token"]),
+        (
+            export_pb2.PlanExportRequest(
+                export=Req(format=9, limit=-2),  # type: ignore[arg-type]  # an unknown format, on purpose
+                partitions=2,
+            ),
+            ["export.format", "export.limit"],
+        ),
+        (export_pb2.PlanExportRequest(export=Req(format=CSV, columns=["nope"]), partitions=2), ["export.columns[0]"]),
+    ],
+)
 async def test_plan_rejects_bad_requests(export_server, plan, fields: list[str]) -> None:
     err = await rpc_error(export_server.stub.PlanExport(plan))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and violated_fields(err) == fields

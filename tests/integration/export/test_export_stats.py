@@ -18,8 +18,7 @@ from rentscout.export.v1 import export_pb2, export_pb2_grpc
 Req = export_pb2.ExportPropertiesRequest
 
 
-async def stats_since(stub: export_pb2_grpc.ExportServiceAsyncStub,
-                      since: Timestamp) -> export_pb2.GetExportStatisticsResponse:
+async def stats_since(stub: export_pb2_grpc.ExportServiceAsyncStub, since: Timestamp) -> export_pb2.GetExportStatisticsResponse:
     return await stub.GetExportStatistics(export_pb2.GetExportStatisticsRequest(since=since))
 
 
@@ -33,7 +32,8 @@ async def test_statistics_count_every_outcome_across_replicas(export_server, ser
         await rpc_error(other_replica.stub.ExportProperties(Req(format=JSON)))
     await pg_conn.execute(  # a run whose replica died: open, but its heartbeat stopped an hour ago
         "INSERT INTO export_runs (export_id, format, replica, heartbeat_at) "
-        "VALUES (gen_random_uuid(), 'jsonl', 'dead:1', clock_timestamp() - interval '1 hour')")
+        "VALUES (gen_random_uuid(), 'jsonl', 'dead:1', clock_timestamp() - interval '1 hour')"
+    )
     held_channel = grpc.aio.insecure_channel(f"127.0.0.1:{export_server.host.port}", options=SMALL_WINDOW)
     try:  # the held export stays running on its small window
         held = export_pb2_grpc.ExportServiceStub(held_channel).ExportProperties(Req(format=CSV, rows_per_chunk=10))
@@ -49,8 +49,9 @@ async def test_statistics_count_every_outcome_across_replicas(export_server, ser
 
         async def heartbeat_progress() -> object:  # the running export's progress is visible to others
             row = await pg_conn.fetchrow(
-                "SELECT rows, bytes FROM export_runs WHERE ended_at IS NULL AND replica <> 'dead:1' "
-                "AND started_at >= $1", since.ToDatetime().replace(tzinfo=None))
+                "SELECT rows, bytes FROM export_runs WHERE ended_at IS NULL AND replica <> 'dead:1' AND started_at >= $1",
+                since.ToDatetime().replace(tzinfo=None),
+            )
             return True if row and row["rows"] >= 10 and row["bytes"] > 0 else row
 
         await eventually(heartbeat_progress)
@@ -104,8 +105,12 @@ async def test_one_log_line_at_start_and_one_at_end(export_server, caplog: pytes
     stream = await collect(export_server.stub, Req(format=JSONL, limit=77))
     await asyncio.sleep(0)
     assert stream.header is not None
-    lines = [r for r in caplog.records if r.name == "rentscout.export_service"
-             and r.fields.get("export.id") == stream.header.export_id]  # type: ignore[attr-defined]
+    export_id = stream.header.export_id
+    lines = [
+        r
+        for r in caplog.records
+        if r.name == "rentscout.export_service" and r.fields.get("export.id") == export_id  # type: ignore[attr-defined]
+    ]
     assert [r.getMessage() for r in lines] == ["export started", "export finished"]
     start, end = (r.fields for r in lines)  # type: ignore[attr-defined]
     assert start["export.format"] == "jsonl" and start["export.limit"] == 77 and start["export.resumed"] is False

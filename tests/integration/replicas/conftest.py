@@ -11,8 +11,9 @@ from rentscout.devstack.instances import PostgresInstance
 
 
 @pytest.fixture(scope="session")
-async def standby(pg_instance: PostgresInstance, database: str,
-                  tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PostgresInstance]:
+async def standby(
+    pg_instance: PostgresInstance, database: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[PostgresInstance]:
     """Started after the shared table is seeded, so it holds the same rows; destroyed at the end."""
     replica = pg_instance.standby(tmp_path_factory.mktemp("standby"))
     replica.start()

@@ -45,8 +45,7 @@ def env_with(service_env: dict[str, str], replica: PostgresInstance, **extra: st
     """A service reading from `replica`. A paused standby's lag is the age of its last replayed commit, which the
     rest of the suite can make older than the default limit (10 s): tests that pause replay to tell the nodes
     apart must not trip the lag limit, so it is an hour here unless a test sets its own (the lag test does)."""
-    return {**service_env, "RENTSCOUT_DATABASE_READ_URL": replica.dsn, "RENTSCOUT_DATABASE_MAX_REPLICA_LAG": "3600",
-            **extra}
+    return {**service_env, "RENTSCOUT_DATABASE_READ_URL": replica.dsn, "RENTSCOUT_DATABASE_MAX_REPLICA_LAG": "3600", **extra}
 
 
 @contextlib.asynccontextmanager
@@ -73,8 +72,7 @@ def ids_of(data: bytes) -> list[int]:
     return [int(r[0]) for r in parse_csv(data) if r and r[0] and r[0].isdigit()]
 
 
-async def test_export_streams_from_the_standby(service_env: dict[str, str], standby: PostgresInstance,
-                                               database: str) -> None:
+async def test_export_streams_from_the_standby(service_env: dict[str, str], standby: PostgresInstance, database: str) -> None:
     primary = await asyncpg.connect(database)
     rows = OwnRows(primary)
     try:
@@ -94,9 +92,9 @@ async def test_export_streams_from_the_standby(service_env: dict[str, str], stan
         await primary.close()
 
 
-async def test_plan_export_partitions_on_the_standby_cover_the_table_once(service_env: dict[str, str],
-                                                                          standby: PostgresInstance,
-                                                                          database: str) -> None:
+async def test_plan_export_partitions_on_the_standby_cover_the_table_once(
+    service_env: dict[str, str], standby: PostgresInstance, database: str
+) -> None:
     primary = await asyncpg.connect(database)
     rows = OwnRows(primary)
     try:
@@ -105,8 +103,9 @@ async def test_plan_export_partitions_on_the_standby_cover_the_table_once(servic
             await rows.add(unique_city("Partitiongrad"), 1)
             before = fallbacks("no_healthy_standby"), fallbacks("replay_behind")
             async with serve(env_with(service_env, standby), TEST_SETTINGS) as srv:
-                plan = await srv.stub.PlanExport(export_pb2.PlanExportRequest(export=Req(format=CSV, columns=["id"]),
-                                                                              partitions=3))
+                plan = await srv.stub.PlanExport(
+                    export_pb2.PlanExportRequest(export=Req(format=CSV, columns=["id"]), partitions=3)
+                )
                 seen: list[int] = []
                 for part in plan.partitions:
                     stream = await collect(srv.stub, Req(format=CSV, columns=["id"], resume_token=part.resume_token))
@@ -121,7 +120,8 @@ async def test_plan_export_partitions_on_the_standby_cover_the_table_once(servic
 
 
 async def test_a_fill_after_an_invalidation_never_caches_what_a_paused_standby_still_shows(
-        service_env: dict[str, str], standby: PostgresInstance, database: str) -> None:
+    service_env: dict[str, str], standby: PostgresInstance, database: str
+) -> None:
     primary = await asyncpg.connect(database)
     rows = OwnRows(primary)
     city = unique_city("Lagburg")
@@ -129,8 +129,7 @@ async def test_a_fill_after_an_invalidation_never_caches_what_a_paused_standby_s
     try:
         await rows.add(city, 10_000)
         await replayed(primary, standby)
-        async with cache_server(env_with(service_env, standby), settings(),
-                                database_replica_wait_ms=100) as srv:
+        async with cache_server(env_with(service_env, standby), settings(), database_replica_wait_ms=100) as srv:
             with capture_logs(logging.DEBUG) as logs:
                 first = await srv.stub.PriceStats(request)
             assert first.count == 1 and first.max == 10_000
@@ -157,9 +156,9 @@ async def test_a_fill_after_an_invalidation_never_caches_what_a_paused_standby_s
         await primary.close()
 
 
-async def test_resume_tokens_stay_exact_when_the_stream_moves_between_nodes(service_env: dict[str, str],
-                                                                            standby: PostgresInstance,
-                                                                            database: str) -> None:
+async def test_resume_tokens_stay_exact_when_the_stream_moves_between_nodes(
+    service_env: dict[str, str], standby: PostgresInstance, database: str
+) -> None:
     primary = await asyncpg.connect(database)
     rows = OwnRows(primary)
     try:
@@ -174,10 +173,13 @@ async def test_resume_tokens_stay_exact_when_the_stream_moves_between_nodes(serv
             async with serve(service_env, TEST_SETTINGS) as on_primary:
                 head = await collect(on_primary.stub, req, stop_after_chunks=3)
             before = fallbacks("replay_behind")
-            async with serve(env_with(service_env, standby, RENTSCOUT_DATABASE_REPLICA_WAIT_MS="100"),
-                             TEST_SETTINGS) as on_standby:
-                tail = await collect(on_standby.stub, Req(format=CSV, columns=["id"], rows_per_chunk=500,
-                                                          resume_token=head.chunks[-1].resume_token))
+            async with serve(
+                env_with(service_env, standby, RENTSCOUT_DATABASE_REPLICA_WAIT_MS="100"), TEST_SETTINGS
+            ) as on_standby:
+                tail = await collect(
+                    on_standby.stub,
+                    Req(format=CSV, columns=["id"], rows_per_chunk=500, resume_token=head.chunks[-1].resume_token),
+                )
             assert fallbacks("replay_behind") > before
         ids = ids_of(head.data) + ids_of(tail.data)
         assert len(ids) == len(set(ids)) == total and set(ids) == await table_ids(primary)  # each row once
@@ -186,8 +188,9 @@ async def test_resume_tokens_stay_exact_when_the_stream_moves_between_nodes(serv
         async with serve(env_with(service_env, standby), TEST_SETTINGS) as on_standby:
             head = await collect(on_standby.stub, req, stop_after_chunks=2)
         async with serve(service_env, TEST_SETTINGS) as on_primary:
-            tail = await collect(on_primary.stub, Req(format=CSV, columns=["id"], rows_per_chunk=500,
-                                                      resume_token=head.chunks[-1].resume_token))
+            tail = await collect(
+                on_primary.stub, Req(format=CSV, columns=["id"], rows_per_chunk=500, resume_token=head.chunks[-1].resume_token)
+            )
         ids = ids_of(head.data) + ids_of(tail.data)
         assert len(ids) == len(set(ids)) == total and set(ids) == await table_ids(primary)
     finally:
@@ -196,13 +199,13 @@ async def test_resume_tokens_stay_exact_when_the_stream_moves_between_nodes(serv
 
 
 async def test_a_killed_standby_degrades_reads_to_the_primary_and_they_fail_back(
-        service_env: dict[str, str], standby: PostgresInstance, database: str) -> None:
+    service_env: dict[str, str], standby: PostgresInstance, database: str
+) -> None:
     primary = await asyncpg.connect(database)
     try:
         await replayed(primary, standby)
         every = await table_ids(primary)
-        async with serve(env_with(service_env, standby, RENTSCOUT_DB_CONNECT_TIMEOUT_SECONDS="1"),
-                         TEST_SETTINGS) as srv:
+        async with serve(env_with(service_env, standby, RENTSCOUT_DB_CONNECT_TIMEOUT_SECONDS="1"), TEST_SETTINGS) as srv:
             assert replica_up(standby) == 1
             standby.kill()
             try:
@@ -229,14 +232,14 @@ async def test_a_killed_standby_degrades_reads_to_the_primary_and_they_fail_back
         await primary.close()
 
 
-async def test_a_standby_lagging_beyond_the_limit_is_skipped(service_env: dict[str, str], standby: PostgresInstance,
-                                                             database: str) -> None:
+async def test_a_standby_lagging_beyond_the_limit_is_skipped(
+    service_env: dict[str, str], standby: PostgresInstance, database: str
+) -> None:
     primary = await asyncpg.connect(database)
     rows = OwnRows(primary)
     try:
         await replayed(primary, standby)
-        async with serve(env_with(service_env, standby, RENTSCOUT_DATABASE_MAX_REPLICA_LAG="0.5"),
-                         TEST_SETTINGS) as srv:
+        async with serve(env_with(service_env, standby, RENTSCOUT_DATABASE_MAX_REPLICA_LAG="0.5"), TEST_SETTINGS) as srv:
             assert replica_up(standby) == 1
             async with paused(standby):
                 await rows.add(unique_city("Slowtown"), 1)
@@ -260,37 +263,44 @@ async def test_a_standby_lagging_beyond_the_limit_is_skipped(service_env: dict[s
 
 
 async def test_the_analyzer_runs_on_a_standby_only_when_asked_and_says_which_node(
-        service_env: dict[str, str], standby: PostgresInstance, database: str) -> None:
+    service_env: dict[str, str], standby: PostgresInstance, database: str
+) -> None:
     primary = await asyncpg.connect(database)
     try:
         await replayed(primary, standby)
         # a standby that has replayed the check's position answers: waiting up to 3 s for it, not the
         # default 200 ms, so a machine loaded by the rest of the suite cannot make the primary answer instead
-        env = {**env_with(service_env, standby, RENTSCOUT_DATABASE_REPLICA_WAIT_MS="3000"),
-               "RENTSCOUT_AUTH_TOKENS": "an-admin:admin"}
+        env = {
+            **env_with(service_env, standby, RENTSCOUT_DATABASE_REPLICA_WAIT_MS="3000"),
+            "RENTSCOUT_AUTH_TOKENS": "an-admin:admin",
+        }
         meta = [("authorization", "Bearer an-admin")]
-        async with in_process([analyzer_create], env, label="analyzer-replica") as host, \
-                grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+        async with (
+            in_process([analyzer_create], env, label="analyzer-replica") as host,
+            grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel,
+        ):
             stub = analyzer_pb2_grpc.AnalyzerServiceStub(channel)
             marker = "SELECT count(*) FROM properties WHERE views > 123456"
             default = await stub.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(sql=marker, analyze=True), metadata=meta)
-            there = await stub.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(sql=marker, analyze=True, on_standby=True),
-                                            metadata=meta)
+            there = await stub.AnalyzeQuery(
+                analyzer_pb2.AnalyzeQueryRequest(sql=marker, analyze=True, on_standby=True), metadata=meta
+            )
             assert default.node == "primary" and there.node == node_name(standby.dsn)
             assert there.actual_rows == default.actual_rows and there.plan.node_type
             # the catalog check still applies (it ran on the primary)
             with pytest.raises(grpc.aio.AioRpcError) as err:
-                await stub.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(
-                    sql="SELECT pg_terminate_backend(1)", on_standby=True), metadata=meta)
+                await stub.AnalyzeQuery(
+                    analyzer_pb2.AnalyzeQueryRequest(sql="SELECT pg_terminate_backend(1)", on_standby=True), metadata=meta
+                )
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             replica = await asyncpg.connect(standby.dsn)
             try:  # a statement only the standby has run
                 await replica.fetchval(
-                    "SELECT count(*) FROM properties WHERE views > $1 AND rooms = 77 AND lat IS NULL AND floor < -3", 1)
+                    "SELECT count(*) FROM properties WHERE views > $1 AND rooms = 77 AND lat IS NULL AND floor < -3", 1
+                )
             finally:
                 await replica.close()
-            slow = await stub.ListSlowQueries(analyzer_pb2.ListSlowQueriesRequest(on_standby=True, limit=500),
-                                              metadata=meta)
+            slow = await stub.ListSlowQueries(analyzer_pb2.ListSlowQueriesRequest(on_standby=True, limit=500), metadata=meta)
             assert slow.node == node_name(standby.dsn)
             assert any("lat IS NULL AND floor <" in q.query for q in slow.queries)  # the standby's own pg_stat_statements
             mine = await stub.ListSlowQueries(analyzer_pb2.ListSlowQueriesRequest(limit=500), metadata=meta)
@@ -299,8 +309,7 @@ async def test_the_analyzer_runs_on_a_standby_only_when_asked_and_says_which_nod
             async with paused(standby):  # behind the primary: the primary answers, and says so
                 await primary.execute("SET synchronous_commit = on")  # flushed at commit: a standby could have it
                 await primary.execute("CREATE TABLE rs_replica_probe (); DROP TABLE rs_replica_probe")
-                behind = await stub.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(sql=marker, on_standby=True),
-                                                 metadata=meta)
+                behind = await stub.AnalyzeQuery(analyzer_pb2.AnalyzeQueryRequest(sql=marker, on_standby=True), metadata=meta)
             assert behind.node == "primary"
     finally:
         await primary.close()

@@ -31,8 +31,10 @@ async def test_service_health_follows_postgres(tmp_path: Path, service_env: dict
     try:
         await migrate(pg.dsn)  # readiness also waits for the schema this build needs
         env = {**service_env, "RENTSCOUT_DATABASE_URL": pg.dsn, "RENTSCOUT_DB_CONNECT_TIMEOUT_SECONDS": "1"}
-        async with in_process([probe_service.create], env) as host, \
-                grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+        async with (
+            in_process([probe_service.create], env) as host,
+            grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel,
+        ):
             health = health_stub(channel)
             watch = health.Watch(health_pb2.HealthCheckRequest(service=probe_service.NAME))
             await _wait_for(watch, SERVING)
@@ -54,12 +56,13 @@ async def test_metrics_endpoint_counts_rpcs_by_code(service_env: dict[str, str])
             s = export_pb2_grpc.ExportServiceStub(channel)
             await s.GetExportStatistics(export_pb2.GetExportStatisticsRequest())
             try:
-                await s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(),
-                                            metadata=[("x-test-action", "invalid")])
+                await s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(), metadata=[("x-test-action", "invalid")])
             except grpc.aio.AioRpcError:
                 pass
         body = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())
     for code in ("OK", "INVALID_ARGUMENT"):
-        assert (f'rentscout_rpc_requests_total{{grpc_code="{code}",grpc_method="GetExportStatistics",'
-                f'grpc_service="rentscout.export.v1.ExportService"}}') in body
+        assert (
+            f'rentscout_rpc_requests_total{{grpc_code="{code}",grpc_method="GetExportStatistics",'
+            f'grpc_service="rentscout.export.v1.ExportService"}}'
+        ) in body
     assert "rentscout_rpc_duration_seconds_bucket" in body

@@ -52,8 +52,10 @@ async def test_auth_matrix(host) -> None:
     async with channel:
         req = export_pb2.GetExportStatisticsRequest()
         assert (await s.GetExportStatistics(req, metadata=md(READER))).exports_started == 1
-        for token, code, text in ((None, grpc.StatusCode.UNAUTHENTICATED, "missing credentials"),
-                                  ("wrong-token-9", grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")):
+        for token, code, text in (
+            (None, grpc.StatusCode.UNAUTHENTICATED, "missing credentials"),
+            ("wrong-token-9", grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token"),
+        ):
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await s.GetExportStatistics(req, metadata=md(token))
             assert err.value.code() == code and text in (err.value.details() or "")
@@ -71,8 +73,9 @@ async def test_correlation_id_is_echoed_and_logged(host) -> None:
     cid = f"cid-{uuid.uuid4()}"
     with capture_logs() as logs:
         async with channel:
-            call = s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(),
-                                         metadata=md(x_correlation_id=cid, x_test_action="db"))
+            call = s.GetExportStatistics(
+                export_pb2.GetExportStatisticsRequest(), metadata=md(x_correlation_id=cid, x_test_action="db")
+            )
             reply = await call
             echoed = dict(await call.trailing_metadata())  # a unary call: with the response and the status
             generated = s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(), metadata=md())
@@ -94,8 +97,9 @@ async def test_correlation_id_is_echoed_and_logged(host) -> None:
 async def test_a_stream_echoes_the_ids_in_its_headers_before_any_message(host) -> None:
     channel, s = stub(host.port)
     async with channel:
-        stream = s.ExportProperties(export_pb2.ExportPropertiesRequest(limit=10, rows_per_chunk=100),
-                                    metadata=md(x_correlation_id="stream-1"))
+        stream = s.ExportProperties(
+            export_pb2.ExportPropertiesRequest(limit=10, rows_per_chunk=100), metadata=md(x_correlation_id="stream-1")
+        )
         headers = dict(await stream.initial_metadata())
         traceparent = headers["traceparent"]
         assert headers["x-correlation-id"] == "stream-1" and isinstance(traceparent, str) and traceparent.startswith("00-")
@@ -126,16 +130,20 @@ async def test_error_mapping(host) -> None:
             await s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(), metadata=md(x_test_action="invalid"))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert bad_request_violations(err.value.trailing_metadata()) == [
-            ("since", "must not be in the future"), ("since.nanos", "out of range")]
+            ("since", "must not be in the future"),
+            ("since.nanos", "out of range"),
+        ]
         assert "since: must not be in the future" in (err.value.details() or "")
         with pytest.raises(grpc.aio.AioRpcError) as err:  # refused before the handler: the id comes back too
-            await s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(),
-                                        metadata=md("wrong-token", x_correlation_id="denied-1"))
+            await s.GetExportStatistics(
+                export_pb2.GetExportStatisticsRequest(), metadata=md("wrong-token", x_correlation_id="denied-1")
+            )
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert dict(err.value.trailing_metadata())["x-correlation-id"] == "denied-1"
         with capture_logs() as logs, pytest.raises(grpc.aio.AioRpcError) as err:
-            await s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(),
-                                        metadata=md(x_test_action="boom", x_correlation_id="boom-1"))
+            await s.GetExportStatistics(
+                export_pb2.GetExportStatisticsRequest(), metadata=md(x_test_action="boom", x_correlation_id="boom-1")
+            )
         assert err.value.code() == grpc.StatusCode.INTERNAL
         assert err.value.details() == "internal error (correlation id boom-1)"  # no detail, no traceback
         logged = [r for r in logs.records() if r.get("error.type") == "ValueError"]
@@ -145,9 +153,11 @@ async def test_error_mapping(host) -> None:
 async def test_deadline_cancels_the_database_statement(host, pg_conn: asyncpg.Connection) -> None:
     channel, s = stub(host.port)
     async with channel:  # seen running first (pg_sleep(30)), then gone once the 3 s deadline passed
-        err = await deadline_cancels_statement(s.GetExportStatistics(
-            export_pb2.GetExportStatisticsRequest(), metadata=md(x_test_action="slow-db"), timeout=3), pg_conn,
-            "/* probe-slow */")
+        err = await deadline_cancels_statement(
+            s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(), metadata=md(x_test_action="slow-db"), timeout=3),
+            pg_conn,
+            "/* probe-slow */",
+        )
     assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
@@ -157,12 +167,12 @@ async def test_database_down_is_unavailable_and_not_ready(service_env: dict[str,
         channel, s = stub(h.port)
         async with channel:
             with pytest.raises(grpc.aio.AioRpcError) as err:
-                await s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(), metadata=md(x_test_action="db"),
-                                            timeout=10)
+                await s.GetExportStatistics(export_pb2.GetExportStatisticsRequest(), metadata=md(x_test_action="db"), timeout=10)
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
             health = health_stub(channel)
-            assert (await health.Check(health_pb2.HealthCheckRequest(service=probe_service.NAME))).status == \
-                health_pb2.HealthCheckResponse.NOT_SERVING
+            assert (
+                await health.Check(health_pb2.HealthCheckRequest(service=probe_service.NAME))
+            ).status == health_pb2.HealthCheckResponse.NOT_SERVING
             assert (await health.Check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.SERVING
 
 
@@ -194,8 +204,7 @@ async def test_no_tokens_binds_loopback_only(service_env: dict[str, str]) -> Non
     from rentscout.runtime.server import ServiceHost
 
     with capture_logs() as logs:
-        h = ServiceHost([probe_service.create], settings_for(service_env), label="t", host="0.0.0.0", port=0,
-                        metrics_port=None)
+        h = ServiceHost([probe_service.create], settings_for(service_env), label="t", host="0.0.0.0", port=0, metrics_port=None)
         await h.start()
         await h.stop(grace=0)
     assert any("listening on loopback only" in r["message"] for r in logs.records())

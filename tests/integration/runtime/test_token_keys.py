@@ -63,7 +63,7 @@ async def test_rotation_keeps_the_previous_key(service_env: dict[str, str], data
     conn = await asyncpg.connect(database)
     try:
         async with serve(env, ZERO_CONFIG) as before:
-            old = (await collect(before.stub, request(), stop_after_chunks=1))
+            old = await collect(before.stub, request(), stop_after_chunks=1)
             await rotate_stored_key(conn)
             async with serve(env, ZERO_CONFIG) as after:
                 assert len(await resume_rows(after.stub, old.chunks[-1].resume_token)) == 2500  # previous key verifies

@@ -29,8 +29,7 @@ async def test_sdk_and_cli_against_the_analyzer(service_env: dict[str, str], cap
                 await client.analyze_query("DELETE FROM properties")
             assert info.value.violations and info.value.violations[0][0] == "sql"
 
-        assert await run_cli("analyze", "explain", SQL, "--param", "Moscow", "--analyze", "--buffers",
-                             "--target", target) == 0
+        assert await run_cli("analyze", "explain", SQL, "--param", "Moscow", "--analyze", "--buffers", "--target", target) == 0
         out = capsys.readouterr().out
         assert "Limit" in out and "properties" in out and "ms self" in out and "shared buffers" in out
         assert await run_cli("analyze", "explain", "SELECT 1; SELECT 2", "--target", target, "--json") == 2
@@ -42,6 +41,8 @@ async def test_sdk_and_cli_against_the_analyzer(service_env: dict[str, str], cap
         assert await run_cli("analyze", "slow", "--limit", "5", "--target", target, "--json") == 0
         slow = json.loads(capsys.readouterr().out)
         assert slow["extension_version"] and len(slow.get("queries", [])) <= 5  # pg_stat_statements is preloaded
-        assert await run_cli("analyze", "indexes", "--sql", "SELECT * FROM properties WHERE lower(title) = 'x'",
-                             "--target", target) == 0
+        assert (
+            await run_cli("analyze", "indexes", "--sql", "SELECT * FROM properties WHERE lower(title) = 'x'", "--target", target)
+            == 0
+        )
         assert "method:" in capsys.readouterr().out

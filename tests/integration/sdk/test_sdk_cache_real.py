@@ -17,8 +17,10 @@ from rentscout.sdk import CacheQueryClient, InvalidArgumentError, SyncCacheQuery
 
 async def test_hits_misses_invalidation_and_typed_errors(service_env: dict[str, str], pg_conn: asyncpg.Connection) -> None:
     factory = functools.partial(create, settings=CacheSettings(namespace=f"sdk{uuid.uuid4().hex[:10]}"))
-    async with in_process([factory], service_env, label="cache", redis_timeout_seconds=2.0) as host, \
-            CacheQueryClient(f"127.0.0.1:{host.port}", timeout=10) as client:
+    async with (
+        in_process([factory], service_env, label="cache", redis_timeout_seconds=2.0) as host,
+        CacheQueryClient(f"127.0.0.1:{host.port}", timeout=10) as client,
+    ):
         first = await client.popular_properties("Moscow", 5)
         second = await client.popular_properties("Moscow", 5)
         assert not first.cache.hit and second.cache.hit and first.cache.key == second.cache.key
@@ -26,7 +28,8 @@ async def test_hits_misses_invalidation_and_typed_errors(service_env: dict[str, 
 
         stats = await client.price_stats("Moscow", "apartment")
         expected = await pg_conn.fetchval(
-            "SELECT count(*) FROM properties WHERE city = 'Moscow' AND property_type = 'apartment' AND is_active")
+            "SELECT count(*) FROM properties WHERE city = 'Moscow' AND property_type = 'apartment' AND is_active"
+        )
         assert stats.count == expected
 
         with pytest.raises(InvalidArgumentError) as info:

@@ -44,14 +44,28 @@ async def read_bytes(path: Path) -> bytes:
     return await asyncio.to_thread(path.read_bytes)
 
 
-async def test_export_to_a_file_resumes_and_reports_json(service_env: dict[str, str], city_ids: list[int],
-                                                          tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_export_to_a_file_resumes_and_reports_json(
+    service_env: dict[str, str], city_ids: list[int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     holder: list[ContractExport] = []
     out = tmp_path / "moscow.jsonl"
     async with in_process([export_factory(holder)], service_env) as host:
         holder[0].breaks = {0: (2, grpc.StatusCode.UNAVAILABLE)}
-        code = await run_cli("export", "--format", "jsonl", "--city", CITY, "-o", str(out), "--rows-per-chunk", "100",
-                             "--target", f"127.0.0.1:{host.port}", "--json", "--no-progress")
+        code = await run_cli(
+            "export",
+            "--format",
+            "jsonl",
+            "--city",
+            CITY,
+            "-o",
+            str(out),
+            "--rows-per-chunk",
+            "100",
+            "--target",
+            f"127.0.0.1:{host.port}",
+            "--json",
+            "--no-progress",
+        )
     assert code == 0
     assert [json.loads(line)["id"] for line in (await read_bytes(out)).splitlines()] == city_ids
     summary = json.loads(capsys.readouterr().out)
@@ -59,17 +73,47 @@ async def test_export_to_a_file_resumes_and_reports_json(service_env: dict[str, 
     assert not (tmp_path / "moscow.jsonl.partial").exists()
 
 
-async def test_parallel_export_single_file_and_split(service_env: dict[str, str], city_ids: list[int],
-                                                      tmp_path: Path) -> None:
+async def test_parallel_export_single_file_and_split(service_env: dict[str, str], city_ids: list[int], tmp_path: Path) -> None:
     holder: list[ContractExport] = []
     async with in_process([export_factory(holder)], service_env) as host:
         target = f"127.0.0.1:{host.port}"
         out = tmp_path / "all.json"
-        assert await run_cli("export", "--format", "json", "--city", CITY, "-o", str(out), "--parallel", "3",
-                             "--target", target, "--no-progress") == 0
+        assert (
+            await run_cli(
+                "export",
+                "--format",
+                "json",
+                "--city",
+                CITY,
+                "-o",
+                str(out),
+                "--parallel",
+                "3",
+                "--target",
+                target,
+                "--no-progress",
+            )
+            == 0
+        )
         assert [r["id"] for r in json.loads(await read_bytes(out))] == city_ids
-        assert await run_cli("export", "--format", "csv", "--city", CITY, "-o", str(tmp_path / "p.csv"), "--parallel",
-                             "3", "--split", "--target", target, "--no-progress") == 0
+        assert (
+            await run_cli(
+                "export",
+                "--format",
+                "csv",
+                "--city",
+                CITY,
+                "-o",
+                str(tmp_path / "p.csv"),
+                "--parallel",
+                "3",
+                "--split",
+                "--target",
+                target,
+                "--no-progress",
+            )
+            == 0
+        )
     parts = sorted(await asyncio.to_thread(lambda: list(tmp_path.glob("p.part-*.csv"))))
     assert [p.name for p in parts] == ["p.part-000.csv", "p.part-001.csv", "p.part-002.csv"]
     ids = []
@@ -80,14 +124,27 @@ async def test_parallel_export_single_file_and_split(service_env: dict[str, str]
     assert ids == city_ids
 
 
-async def test_export_to_stdout_keeps_progress_and_summary_on_stderr(service_env: dict[str, str],
-                                                                    city_ids: list[int]) -> None:
+async def test_export_to_stdout_keeps_progress_and_summary_on_stderr(service_env: dict[str, str], city_ids: list[int]) -> None:
     holder: list[ContractExport] = []
     async with in_process([export_factory(holder)], service_env) as host:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "rentscout.main", "export", "--format", "csv", "--city", CITY, "-o", "-",
-            "--target", f"127.0.0.1:{host.port}", "--progress", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, "COLUMNS": "120"})
+            sys.executable,
+            "-m",
+            "rentscout.main",
+            "export",
+            "--format",
+            "csv",
+            "--city",
+            CITY,
+            "-o",
+            "-",
+            "--target",
+            f"127.0.0.1:{host.port}",
+            "--progress",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "COLUMNS": "120"},
+        )
         stdout, stderr = await proc.communicate()
     assert proc.returncode == 0, stderr.decode()
     lines = stdout.decode().splitlines()
@@ -120,14 +177,29 @@ async def test_exit_codes_say_what_failed(service_env: dict[str, str], capsys: p
     assert await run_cli("export", "--split", "-o", "x.jsonl") == 2
 
 
-async def test_analyze_explain_prints_a_plan_tree_and_insights(service_env: dict[str, str],
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+async def test_analyze_explain_prints_a_plan_tree_and_insights(
+    service_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     servicer = CannedAnalyzer()
     spec = factory(servicer, ANALYZER_SERVICE, analyzer_pb2_grpc.add_AnalyzerServiceServicer_to_server)
     async with in_process([spec], service_env) as host:
         target = ("--target", f"127.0.0.1:{host.port}")
-        assert await run_cli("analyze", "explain", "SELECT * FROM properties WHERE city = $1 ORDER BY price",
-                             "--param", CITY, "--param", "42", "--param", "str:7", "--analyze", *target) == 0
+        assert (
+            await run_cli(
+                "analyze",
+                "explain",
+                "SELECT * FROM properties WHERE city = $1 ORDER BY price",
+                "--param",
+                CITY,
+                "--param",
+                "42",
+                "--param",
+                "str:7",
+                "--analyze",
+                *target,
+            )
+            == 0
+        )
         out = capsys.readouterr().out
         assert await run_cli("analyze", "table", "properties", *target) == 0
         table_out = capsys.readouterr().out

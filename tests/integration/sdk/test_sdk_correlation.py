@@ -17,8 +17,7 @@ from rentscout.wire import tracing
 METHOD = "/rentscout.export.v1.ExportService/GetExportStatistics"
 
 
-async def test_correlation_id_and_trace_id_are_in_the_servers_access_log(service_env: dict[str, str],
-                                                                          tmp_path: Path) -> None:
+async def test_correlation_id_and_trace_id_are_in_the_servers_access_log(service_env: dict[str, str], tmp_path: Path) -> None:
     server = ServerProcess("export", service_env, tmp_path)
     await asyncio.to_thread(server.start)
     try:

@@ -53,10 +53,14 @@ def same(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
 async def test_a_stream_cut_by_the_network_is_completed_exactly_once(
-        fmt: str, service_env: dict[str, str], expected: list[dict[str, Any]]) -> None:
+    fmt: str, service_env: dict[str, str], expected: list[dict[str, Any]]
+) -> None:
     request = export_request(fmt, columns=COLUMNS, rows_per_chunk=500)
-    async with in_process([export_service], service_env, label="export") as host, CuttingProxy(host.port) as proxy, \
-            ExportClient(proxy.target, resume=RESUME, channel=CHANNEL) as client:
+    async with (
+        in_process([export_service], service_env, label="export") as host,
+        CuttingProxy(host.port) as proxy,
+        ExportClient(proxy.target, resume=RESUME, channel=CHANNEL) as client,
+    ):
         stream = client.export(request)
         pieces = []
         async for piece in stream.data():
@@ -81,7 +85,8 @@ async def test_a_stream_cut_by_the_network_is_completed_exactly_once(
 
 
 async def test_a_killed_and_restarted_server_process_finishes_the_export(
-        service_env: dict[str, str], expected: list[dict[str, Any]], tmp_path: Path) -> None:
+    service_env: dict[str, str], expected: list[dict[str, Any]], tmp_path: Path
+) -> None:
     server = ServerProcess("export", service_env, tmp_path)
     await asyncio.to_thread(server.start)
     try:
@@ -106,10 +111,14 @@ async def test_a_killed_and_restarted_server_process_finishes_the_export(
 
 @pytest.mark.parametrize("fmt", ["json", "csv"])
 async def test_parallel_partitions_of_the_real_service_make_one_valid_file(
-        fmt: str, service_env: dict[str, str], expected: list[dict[str, Any]], tmp_path: Path) -> None:
+    fmt: str, service_env: dict[str, str], expected: list[dict[str, Any]], tmp_path: Path
+) -> None:
     request = export_request(fmt, columns=COLUMNS, rows_per_chunk=500)
-    async with in_process([export_service], service_env, label="export") as host, CuttingProxy(host.port) as proxy, \
-            ExportClient(proxy.target, resume=RESUME, channel=CHANNEL) as client:
+    async with (
+        in_process([export_service], service_env, label="export") as host,
+        CuttingProxy(host.port) as proxy,
+        ExportClient(proxy.target, resume=RESUME, channel=CHANNEL) as client,
+    ):
         out = io.BytesIO()
         cut_once: list[bool] = []
 
@@ -128,16 +137,46 @@ async def test_parallel_partitions_of_the_real_service_make_one_valid_file(
         same([row for part in parts for row in part], expected)
 
 
-async def test_cli_export_against_the_real_service(service_env: dict[str, str], expected: list[dict[str, Any]],
-                                                   tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_cli_export_against_the_real_service(
+    service_env: dict[str, str], expected: list[dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "moscow.json"
     async with in_process([export_service], service_env, label="export") as host:
-        code = await asyncio.to_thread(cli, [
-            "export", "--format", "json", "--columns", ",".join(COLUMNS), "--parallel", "2",
-            "-o", str(out), "--target", f"127.0.0.1:{host.port}", "--json", "--no-progress"])
+        code = await asyncio.to_thread(
+            cli,
+            [
+                "export",
+                "--format",
+                "json",
+                "--columns",
+                ",".join(COLUMNS),
+                "--parallel",
+                "2",
+                "-o",
+                str(out),
+                "--target",
+                f"127.0.0.1:{host.port}",
+                "--json",
+                "--no-progress",
+            ],
+        )
         assert code == 0
-        bad = await asyncio.to_thread(cli, ["export", "--format", "json", "--columns", "id,nope", "-o", str(tmp_path / "x"),
-                                            "--target", f"127.0.0.1:{host.port}", "--json", "--no-progress"])
+        bad = await asyncio.to_thread(
+            cli,
+            [
+                "export",
+                "--format",
+                "json",
+                "--columns",
+                "id,nope",
+                "-o",
+                str(tmp_path / "x"),
+                "--target",
+                f"127.0.0.1:{host.port}",
+                "--json",
+                "--no-progress",
+            ],
+        )
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[0])
     assert summary["rows"] == len(expected) and summary["partitions"] == 2

@@ -39,8 +39,10 @@ FAST_CHANNEL = ChannelConfig(initial_reconnect_backoff=0.05, max_reconnect_backo
 
 @pytest.fixture
 async def city_rows(pg_conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    rows = [dict(r) for r in await pg_conn.fetch(
-        f"SELECT {', '.join(EXPORT_COLUMNS)} FROM properties WHERE city = $1 ORDER BY id", CITY)]
+    rows = [
+        dict(r)
+        for r in await pg_conn.fetch(f"SELECT {', '.join(EXPORT_COLUMNS)} FROM properties WHERE city = $1 ORDER BY id", CITY)
+    ]
     assert len(rows) > 300, "the seeded table should hold a few hundred rows of the test city"
     return rows
 
@@ -72,14 +74,18 @@ def same_rows(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
 async def test_scripted_breaks_mid_stream_deliver_every_row_exactly_once(
-        fmt: str, service_env: dict[str, str], city_rows: list[dict[str, Any]]) -> None:
+    fmt: str, service_env: dict[str, str], city_rows: list[dict[str, Any]]
+) -> None:
     holder: list[ContractExport] = []
     per_chunk = max(20, len(city_rows) // 12)
     request = export_request(fmt, cities=[CITY], rows_per_chunk=per_chunk)
     async with in_process([export_factory(holder)], service_env) as host, client(f"127.0.0.1:{host.port}") as c:
         server = holder[0]
-        server.breaks = {0: (3, grpc.StatusCode.UNAVAILABLE), 1: (2, grpc.StatusCode.INTERNAL),
-                         2: (0, grpc.StatusCode.UNAVAILABLE)}
+        server.breaks = {
+            0: (3, grpc.StatusCode.UNAVAILABLE),
+            1: (2, grpc.StatusCode.INTERNAL),
+            2: (0, grpc.StatusCode.UNAVAILABLE),
+        }
         stream = c.export(request)
         rows = [row async for row in stream]
         same_rows(rows, city_rows)
@@ -96,8 +102,11 @@ async def test_scripted_breaks_mid_stream_deliver_every_row_exactly_once(
 
 async def test_a_cut_tcp_connection_is_resumed(service_env: dict[str, str], city_rows: list[dict[str, Any]]) -> None:
     holder: list[ContractExport] = []
-    async with in_process([export_factory(holder)], service_env) as host, CuttingProxy(host.port) as proxy, \
-            client(proxy.target) as c:
+    async with (
+        in_process([export_factory(holder)], service_env) as host,
+        CuttingProxy(host.port) as proxy,
+        client(proxy.target) as c,
+    ):
         stream = c.export(export_request("jsonl", cities=[CITY], rows_per_chunk=50))
         ids = []
         async for chunk in stream.chunks():
@@ -110,7 +119,8 @@ async def test_a_cut_tcp_connection_is_resumed(service_env: dict[str, str], city
 
 
 async def test_a_restarted_server_on_the_same_port_finishes_the_export(
-        service_env: dict[str, str], city_rows: list[dict[str, Any]]) -> None:
+    service_env: dict[str, str], city_rows: list[dict[str, Any]]
+) -> None:
     port = free_port()
     holder: list[ContractExport] = []
     async with client(f"127.0.0.1:{port}") as c:
@@ -128,11 +138,11 @@ async def test_a_restarted_server_on_the_same_port_finishes_the_export(
 
 
 async def test_an_export_waits_out_an_open_breaker_while_the_server_is_down(
-        service_env: dict[str, str], city_rows: list[dict[str, Any]]) -> None:
+    service_env: dict[str, str], city_rows: list[dict[str, Any]]
+) -> None:
     port = free_port()
     holder: list[ContractExport] = []
-    breaker = dataclasses.replace(default_breaker_config(), consecutive_failures=2, recovery_timeout=0.3,
-                                  half_open_probes=1)
+    breaker = dataclasses.replace(default_breaker_config(), consecutive_failures=2, recovery_timeout=0.3, half_open_probes=1)
     resume = RetryPolicy(max_attempts=100, initial_delay=0.02, max_delay=0.1)
     async with client(f"127.0.0.1:{port}", breaker=breaker, resume=resume, reconnect_wait=0.2) as c:
         stream = c.export(export_request("jsonl", cities=[CITY], rows_per_chunk=60))
@@ -159,7 +169,8 @@ async def test_an_export_waits_out_an_open_breaker_while_the_server_is_down(
 
 
 async def test_a_server_contradicting_the_row_counts_is_an_integrity_error(
-        service_env: dict[str, str], city_rows: list[dict[str, Any]]) -> None:
+    service_env: dict[str, str], city_rows: list[dict[str, Any]]
+) -> None:
     holder: list[ContractExport] = []
     async with in_process([export_factory(holder)], service_env) as host, client(f"127.0.0.1:{host.port}") as c:
         server = holder[0]
@@ -174,8 +185,7 @@ async def test_a_server_contradicting_the_row_counts_is_an_integrity_error(
 
 async def test_bad_input_is_not_resumed_and_endless_breaks_give_up(service_env: dict[str, str]) -> None:
     holder: list[ContractExport] = []
-    async with in_process([export_factory(holder)], service_env) as host, \
-            client(f"127.0.0.1:{host.port}", max_stall=30.0) as c:
+    async with in_process([export_factory(holder)], service_env) as host, client(f"127.0.0.1:{host.port}", max_stall=30.0) as c:
         server = holder[0]
         server.breaks = dict.fromkeys(range(3), (0, grpc.StatusCode.INVALID_ARGUMENT))
         with pytest.raises(InvalidArgumentError):
@@ -198,7 +208,8 @@ async def test_bad_input_is_not_resumed_and_endless_breaks_give_up(service_env: 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
 async def test_parallel_download_merges_partitions_into_one_valid_file(
-        fmt: str, service_env: dict[str, str], city_rows: list[dict[str, Any]], tmp_path: Path) -> None:
+    fmt: str, service_env: dict[str, str], city_rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
     holder: list[ContractExport] = []
     request = export_request(fmt, cities=[CITY], rows_per_chunk=40)
     async with in_process([export_factory(holder)], service_env) as host, client(f"127.0.0.1:{host.port}") as c:
@@ -206,8 +217,9 @@ async def test_parallel_download_merges_partitions_into_one_valid_file(
         server.breaks = {1: (1, grpc.StatusCode.UNAVAILABLE), 2: (2, grpc.StatusCode.UNAVAILABLE)}
         progress = []
         out = io.BytesIO()
-        result = await c.download(request, out, parallel=3, progress=lambda p: progress.append((p.rows, p.partitions)),
-                                  spool_dir=str(tmp_path))
+        result = await c.download(
+            request, out, parallel=3, progress=lambda p: progress.append((p.rows, p.partitions)), spool_dir=str(tmp_path)
+        )
         same_rows(file_rows(fmt, out.getvalue()), city_rows)
         assert result.partitions == 3 and result.rows == len(city_rows) and result.resumes == 2
         assert result.bytes_written == len(out.getvalue())
@@ -252,7 +264,8 @@ async def test_an_unreachable_target_fails_at_once_naming_it_and_is_not_resumed(
 
 
 async def test_once_started_resuming_is_bounded_by_the_stall_limit(
-        service_env: dict[str, str], city_rows: list[dict[str, Any]]) -> None:
+    service_env: dict[str, str], city_rows: list[dict[str, Any]]
+) -> None:
     port = free_port()
     holder: list[ContractExport] = []
     resume = RetryPolicy(max_attempts=1000, initial_delay=0.05, max_delay=0.2)

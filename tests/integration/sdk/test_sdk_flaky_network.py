@@ -56,10 +56,13 @@ def exactly_once(got: list[int], table_ids: list[int]) -> None:
 
 
 async def test_every_sdk_reader_gets_every_row_once_through_a_resetting_proxy(
-        service_env: dict[str, str], table_ids: list[int], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    async with in_process([export_service], service_env, label="export") as host, \
-            FlakyProxy(host.port, reset_bytes=RESETS) as proxy, \
-            ExportClient(proxy.target, channel=FAST_CHANNEL) as client:
+    service_env: dict[str, str], table_ids: list[int], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with (
+        in_process([export_service], service_env, label="export") as host,
+        FlakyProxy(host.port, reset_bytes=RESETS) as proxy,
+        ExportClient(proxy.target, channel=FAST_CHANNEL) as client,
+    ):
         changes = watch(proxy.target)
 
         stream = client.export(export_request("jsonl", rows_per_chunk=ROWS_PER_CHUNK))
@@ -79,9 +82,12 @@ async def test_every_sdk_reader_gets_every_row_once_through_a_resetting_proxy(
         assert arrow.stream.resumes >= 2
 
         out = io.BytesIO()
-        result = await client.download(export_request("csv", columns=["id", "title", "address"],
-                                                      rows_per_chunk=ROWS_PER_CHUNK), out, parallel=3,
-                                       spool_dir=str(tmp_path))
+        result = await client.download(
+            export_request("csv", columns=["id", "title", "address"], rows_per_chunk=ROWS_PER_CHUNK),
+            out,
+            parallel=3,
+            spool_dir=str(tmp_path),
+        )
         reader = csv.reader(io.StringIO(out.getvalue().decode(), newline=""))
         assert next(reader) == ["id", "title", "address"]
         exactly_once([int(r[0]) for r in reader], table_ids)
@@ -92,12 +98,15 @@ async def test_every_sdk_reader_gets_every_row_once_through_a_resetting_proxy(
 
 
 async def test_a_link_cutting_before_a_whole_default_chunk_still_progresses(
-        service_env: dict[str, str], table_ids: list[int]) -> None:
+    service_env: dict[str, str], table_ids: list[int]
+) -> None:
     # The server's default chunks are 1 MiB and this proxy cuts every connection before 1 MiB went through:
     # the first segment delivers nothing, then resumed segments ask for smaller chunks and progress.
-    async with in_process([export_service], service_env, label="export") as host, \
-            FlakyProxy(host.port, reset_bytes=(600 * 1024, 1000 * 1024)) as proxy, \
-            ExportClient(proxy.target, channel=FAST_CHANNEL) as client:
+    async with (
+        in_process([export_service], service_env, label="export") as host,
+        FlakyProxy(host.port, reset_bytes=(600 * 1024, 1000 * 1024)) as proxy,
+        ExportClient(proxy.target, channel=FAST_CHANNEL) as client,
+    ):
         changes = watch(proxy.target)
         stream = client.export(export_request("csv"))
         ids = []
@@ -110,14 +119,32 @@ async def test_a_link_cutting_before_a_whole_default_chunk_still_progresses(
 
 
 async def test_the_cli_exports_every_row_once_through_a_resetting_proxy(
-        service_env: dict[str, str], table_ids: list[int], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    service_env: dict[str, str], table_ids: list[int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "all.csv"
-    async with in_process([export_service], service_env, label="export") as host, \
-            FlakyProxy(host.port, reset_bytes=RESETS) as proxy:
+    async with (
+        in_process([export_service], service_env, label="export") as host,
+        FlakyProxy(host.port, reset_bytes=RESETS) as proxy,
+    ):
         changes = watch(proxy.target)
-        code = await asyncio.to_thread(cli, [
-            "export", "--format", "csv", "-o", str(out), "--rows-per-chunk", str(ROWS_PER_CHUNK),
-            "--target", proxy.target, "--json", "--no-progress", "--resume-timeout", "60"])
+        code = await asyncio.to_thread(
+            cli,
+            [
+                "export",
+                "--format",
+                "csv",
+                "-o",
+                str(out),
+                "--rows-per-chunk",
+                str(ROWS_PER_CHUNK),
+                "--target",
+                proxy.target,
+                "--json",
+                "--no-progress",
+                "--resume-timeout",
+                "60",
+            ],
+        )
         assert code == 0, capsys.readouterr().err
     summary = json.loads(capsys.readouterr().out)
     lines = (await asyncio.to_thread(out.read_text)).splitlines()
@@ -127,11 +154,12 @@ async def test_the_cli_exports_every_row_once_through_a_resetting_proxy(
     assert changes == []
 
 
-async def test_a_proxy_that_never_forwards_opens_the_breaker_and_the_export_gives_up(
-        service_env: dict[str, str]) -> None:
-    async with in_process([export_service], service_env, label="export") as host, \
-            FlakyProxy(host.port, reset_bytes=(256 * 1024, 256 * 1024), blackhole_after=1) as proxy, \
-            ExportClient(proxy.target, channel=FAST_CHANNEL, max_stall=30.0) as client:
+async def test_a_proxy_that_never_forwards_opens_the_breaker_and_the_export_gives_up(service_env: dict[str, str]) -> None:
+    async with (
+        in_process([export_service], service_env, label="export") as host,
+        FlakyProxy(host.port, reset_bytes=(256 * 1024, 256 * 1024), blackhole_after=1) as proxy,
+        ExportClient(proxy.target, channel=FAST_CHANNEL, max_stall=30.0) as client,
+    ):
         changes = watch(proxy.target)
         stream = client.export(export_request("jsonl", rows_per_chunk=ROWS_PER_CHUNK))
         loop = asyncio.get_running_loop()
@@ -149,14 +177,31 @@ async def test_a_proxy_that_never_forwards_opens_the_breaker_and_the_export_give
 
 
 async def test_the_cli_fails_within_its_resume_timeout_when_the_proxy_never_forwards(
-        service_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    service_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "all.jsonl"
-    async with in_process([export_service], service_env, label="export") as host, \
-            FlakyProxy(host.port, reset_bytes=(256 * 1024, 256 * 1024), blackhole_after=1) as proxy:
+    async with (
+        in_process([export_service], service_env, label="export") as host,
+        FlakyProxy(host.port, reset_bytes=(256 * 1024, 256 * 1024), blackhole_after=1) as proxy,
+    ):
         changes = watch(proxy.target)
-        code = await asyncio.to_thread(cli, [
-            "export", "--format", "jsonl", "-o", str(out), "--rows-per-chunk", str(ROWS_PER_CHUNK),
-            "--target", proxy.target, "--no-progress", "--resume-timeout", "60"])
+        code = await asyncio.to_thread(
+            cli,
+            [
+                "export",
+                "--format",
+                "jsonl",
+                "-o",
+                str(out),
+                "--rows-per-chunk",
+                str(ROWS_PER_CHUNK),
+                "--target",
+                proxy.target,
+                "--no-progress",
+                "--resume-timeout",
+                "60",
+            ],
+        )
     err = capsys.readouterr().err
     assert code == 3, err  # UNAVAILABLE
     assert "error: UNAVAILABLE" in err and "export stopped after" in err and "resume timeout (60s)" in err

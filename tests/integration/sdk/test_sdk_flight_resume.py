@@ -58,10 +58,13 @@ def cuts(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 async def test_a_flight_export_through_a_resetting_proxy_gets_every_id_once(
-        service_env: dict[str, str], table_ids: list[int], caplog: pytest.LogCaptureFixture) -> None:
-    async with serve(service_env, SETTINGS) as server, \
-            FlakyProxy(server.host.port, reset_bytes=RESETS) as proxy, \
-            ExportClient(proxy.target, channel=FAST_CHANNEL) as client:
+    service_env: dict[str, str], table_ids: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    async with (
+        serve(service_env, SETTINGS) as server,
+        FlakyProxy(server.host.port, reset_bytes=RESETS) as proxy,
+        ExportClient(proxy.target, channel=FAST_CHANNEL) as client,
+    ):
         changes = watch(proxy.target)
         with caplog.at_level(logging.INFO, logger="rentscout.sdk.flight"):
             stream = client.export_arrow(bytes_per_chunk=BATCH_BYTES, flight=True)
@@ -91,11 +94,12 @@ async def test_a_flight_export_through_a_resetting_proxy_gets_every_id_once(
     assert {r.levelno for r in logged} == {logging.INFO}
 
 
-async def test_a_proxy_that_never_forwards_fails_a_flight_export_within_its_resume_timeout(
-        service_env: dict[str, str]) -> None:
-    async with serve(service_env, SETTINGS) as server, \
-            FlakyProxy(server.host.port, reset_bytes=(256 * 1024, 256 * 1024), blackhole_after=1) as proxy, \
-            ExportClient(proxy.target, channel=FAST_CHANNEL, max_stall=8.0) as client:
+async def test_a_proxy_that_never_forwards_fails_a_flight_export_within_its_resume_timeout(service_env: dict[str, str]) -> None:
+    async with (
+        serve(service_env, SETTINGS) as server,
+        FlakyProxy(server.host.port, reset_bytes=(256 * 1024, 256 * 1024), blackhole_after=1) as proxy,
+        ExportClient(proxy.target, channel=FAST_CHANNEL, max_stall=8.0) as client,
+    ):
         watch(proxy.target)
         stream = client.export_arrow(bytes_per_chunk=BATCH_BYTES, flight=True)
         rows = 0
@@ -118,7 +122,8 @@ async def test_a_proxy_that_never_forwards_fails_a_flight_export_within_its_resu
 @pytest.fixture
 async def expected(database: str) -> Any:
     return await asyncio.to_thread(
-        adbc_table, database, f"SELECT {', '.join(COLUMNS)} FROM properties WHERE city = '{CITY}' ORDER BY id")
+        adbc_table, database, f"SELECT {', '.join(COLUMNS)} FROM properties WHERE city = '{CITY}' ORDER BY id"
+    )
 
 
 def same(table: Any, expected: Any) -> None:

@@ -34,6 +34,7 @@ def state(breaker: CircuitBreaker) -> CircuitState:
     """The breaker's state, read afresh: to mypy, `breaker.state` stays what an earlier assert narrowed it to."""
     return breaker.state
 
+
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_delay=0.01, max_delay=0.05)
 FAST_CHANNEL = ChannelConfig(initial_reconnect_backoff=0.05, max_reconnect_backoff=0.2)
 
@@ -65,8 +66,9 @@ async def test_retries_stop_at_max_attempts_with_the_servers_error(service_env: 
     assert servicer.calls["PriceStats"] == 4
     assert info.value.details == "warming up" and info.value.correlation_id
     assert any("all 4 attempts failed" in note for note in info.value.__notes__)
-    retried = REGISTRY.get_sample_value("rentscout_client_retries_total", {
-        "target": f"127.0.0.1:{host.port}", "method": "PriceStats", "code": "UNAVAILABLE"})
+    retried = REGISTRY.get_sample_value(
+        "rentscout_client_retries_total", {"target": f"127.0.0.1:{host.port}", "method": "PriceStats", "code": "UNAVAILABLE"}
+    )
     assert retried == 3
 
 
@@ -106,8 +108,7 @@ async def test_overload_is_retried_only_for_idempotent_calls_and_pushback_is_hon
 async def test_attempt_timeouts_are_retried_inside_the_overall_deadline(service_env: dict[str, str]) -> None:
     servicer = ScriptedCache()
     servicer.delay = 5.0
-    async with in_process([factory(servicer)], service_env) as host, \
-            client(host.port, timeout=1.0, attempt_timeout=0.2) as c:
+    async with in_process([factory(servicer)], service_env) as host, client(host.port, timeout=1.0, attempt_timeout=0.2) as c:
         with pytest.raises(DeadlineExceededError):
             await c.property_types()
     assert servicer.calls["PropertyTypes"] >= 2  # the attempt limit expired first and was retried
@@ -143,13 +144,16 @@ async def test_breaker_opens_on_a_dead_server_fails_fast_and_recovers_on_the_sam
                 await c.price_stats("Moscow")
             assert not isinstance(info.value, CircuitOpenError)
         assert state(c.breaker) is CircuitState.OPEN
-        rejected_before = REGISTRY.get_sample_value("rentscout_client_breaker_calls_total",
-                                                    {"target": target, "outcome": "rejected"}) or 0
+        rejected_before = (
+            REGISTRY.get_sample_value("rentscout_client_breaker_calls_total", {"target": target, "outcome": "rejected"}) or 0
+        )
         with pytest.raises(CircuitOpenError) as info:
             await c.price_stats("Moscow")
         assert info.value.target == target and "5 consecutive failures" in str(info.value)
-        assert REGISTRY.get_sample_value("rentscout_client_breaker_calls_total",
-                                         {"target": target, "outcome": "rejected"}) == rejected_before + 1
+        assert (
+            REGISTRY.get_sample_value("rentscout_client_breaker_calls_total", {"target": target, "outcome": "rejected"})
+            == rejected_before + 1
+        )
         # the server comes back on the same port: after the recovery timeout a probe closes the breaker
         servicer = ScriptedCache()
         async with in_process([factory(servicer)], service_env, port=port, grace=0.5):
@@ -170,6 +174,7 @@ async def test_breaker_opens_on_a_dead_server_fails_fast_and_recovers_on_the_sam
 async def test_sync_client_runs_the_same_stack(service_env: dict[str, str]) -> None:
     servicer = ScriptedCache(failures=1)
     async with in_process([factory(servicer)], service_env) as host:
+
         def blocking() -> int:
             with SyncCacheQueryClient(f"127.0.0.1:{host.port}", retry=FAST_RETRY, timeout=5) as sync_client:
                 count: int = sync_client.price_stats("Moscow").count
@@ -188,8 +193,11 @@ def test_retryable_code_table_is_the_documented_one() -> None:
 async def test_round_robin_spreads_calls_over_every_address(service_env: dict[str, str]) -> None:
     first, second = ScriptedCache(), ScriptedCache()
     # a multi-address target stands in for a headless Service's DNS records
-    async with in_process([factory(first)], service_env) as a, in_process([factory(second)], service_env) as b, \
-            CacheQueryClient(f"ipv4:127.0.0.1:{a.port},127.0.0.1:{b.port}", timeout=5) as c:
+    async with (
+        in_process([factory(first)], service_env) as a,
+        in_process([factory(second)], service_env) as b,
+        CacheQueryClient(f"ipv4:127.0.0.1:{a.port},127.0.0.1:{b.port}", timeout=5) as c,
+    ):
         for _ in range(20):
             assert (await c.price_stats("Moscow")).count == 42
     counts = [first.calls.get("PriceStats", 0), second.calls.get("PriceStats", 0)]

@@ -22,20 +22,25 @@ def _issue(name: str, signer: Issued | None = None, ca: bool = False) -> Issued:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
-    builder = (x509.CertificateBuilder().subject_name(subject)
-               .issuer_name(signer[1].subject if signer else subject).public_key(key.public_key())
-               .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(signer[1].subject if signer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if not ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName("export.rentscout.test")]),
-                                        critical=False)
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName("export.rentscout.test")]), critical=False)
     return key, builder.sign(signer[0] if signer else key, hashes.SHA256())
 
 
 def _write(directory: Path, name: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
-    (directory / f"{name}.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (directory / f"{name}.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     (directory / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -50,20 +55,26 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def client(port: int, **tls: str) -> ExportClient:
-    return ExportClient(f"127.0.0.1:{port}", retry=RetryPolicy(max_attempts=1), timeout=5,
-                        channel=ChannelConfig(tls=TlsConfig(server_name="export.rentscout.test", **tls)))
+    return ExportClient(
+        f"127.0.0.1:{port}",
+        retry=RetryPolicy(max_attempts=1),
+        timeout=5,
+        channel=ChannelConfig(tls=TlsConfig(server_name="export.rentscout.test", **tls)),
+    )
 
 
 async def test_tls_and_mutual_tls_with_a_server_name_override(pki: Path, service_env: dict[str, str]) -> None:
     ca = str(pki / "ca.crt")
-    tls_env = {**service_env, "RENTSCOUT_TLS_CERT_FILE": str(pki / "server.crt"),
-               "RENTSCOUT_TLS_KEY_FILE": str(pki / "server.key")}
+    tls_env = {
+        **service_env,
+        "RENTSCOUT_TLS_CERT_FILE": str(pki / "server.crt"),
+        "RENTSCOUT_TLS_KEY_FILE": str(pki / "server.key"),
+    }
     async with in_process([probe_service.create], tls_env) as host, client(host.port, ca_file=ca) as c:
         assert (await c.statistics()).exports_started == 1
     mtls_env = {**tls_env, "RENTSCOUT_TLS_CLIENT_CA_FILE": ca}
     async with in_process([probe_service.create], mtls_env) as host:
-        async with client(host.port, ca_file=ca, cert_file=str(pki / "client.crt"),
-                          key_file=str(pki / "client.key")) as c:
+        async with client(host.port, ca_file=ca, cert_file=str(pki / "client.crt"), key_file=str(pki / "client.key")) as c:
             assert (await c.statistics()).exports_started == 1
         async with client(host.port, ca_file=ca) as c:  # no client certificate: the handshake fails
             with pytest.raises(UnavailableError):

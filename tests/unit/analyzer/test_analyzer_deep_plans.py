@@ -23,20 +23,32 @@ DEPTH = 5 * sys.getrecursionlimit()  # far beyond any recursion, and beyond orjs
 
 def deep_explain(depth: int) -> str:
     """EXPLAIN ANALYZE (FORMAT JSON) text of a chain of nested loops `depth` levels deep."""
-    leaf = {"Node Type": "Function Scan", "Function Name": "generate_series", "Alias": "g", "Startup Cost": 0.0,
-            "Total Cost": 0.01, "Plan Rows": 1, "Plan Width": 0, "Actual Total Time": 0.001, "Actual Rows": 1,
-            "Actual Loops": 1, "Parent Relationship": "Inner"}
-    head = '{"Node Type": "Nested Loop", "Join Type": "Inner", "Startup Cost": 0.0, "Total Cost": 1.0, ' \
-           '"Plan Rows": 1, "Plan Width": 0, "Actual Total Time": 0.01, "Actual Rows": 1, "Actual Loops": 1, ' \
-           '"Parent Relationship": "Outer", "Plans": ['
+    leaf = {
+        "Node Type": "Function Scan",
+        "Function Name": "generate_series",
+        "Alias": "g",
+        "Startup Cost": 0.0,
+        "Total Cost": 0.01,
+        "Plan Rows": 1,
+        "Plan Width": 0,
+        "Actual Total Time": 0.001,
+        "Actual Rows": 1,
+        "Actual Loops": 1,
+        "Parent Relationship": "Inner",
+    }
+    head = (
+        '{"Node Type": "Nested Loop", "Join Type": "Inner", "Startup Cost": 0.0, "Total Cost": 1.0, '
+        '"Plan Rows": 1, "Plan Width": 0, "Actual Total Time": 0.01, "Actual Rows": 1, "Actual Loops": 1, '
+        '"Parent Relationship": "Outer", "Plans": ['
+    )
     text = head * depth + json.dumps(leaf) + (", " + json.dumps(leaf) + "]}") * depth
     return f'[{{"Plan": {text}, "Planning Time": 1.0, "Execution Time": 2.0}}]'
 
 
 def test_iterative_json_matches_the_standard_decoder() -> None:
-    for doc in ['{}', '[]', '[1, 2.5, -3e2, "a\\n\\u00e9\\"", true, false, null, {"k": [{}]}]', deep_explain(3)]:
+    for doc in ["{}", "[]", '[1, 2.5, -3e2, "a\\n\\u00e9\\"", true, false, null, {"k": [{}]}]', deep_explain(3)]:
         assert loads_iterative(doc) == json.loads(doc)
-    for bad in ['[1,]', '{"a" 1}', '[1 2]', 'nul', '[1]x', '', '"open']:
+    for bad in ["[1,]", '{"a" 1}', "[1 2]", "nul", "[1]x", "", '"open']:
         with pytest.raises(ValueError):
             loads_iterative(bad)
 
@@ -86,8 +98,12 @@ def test_the_cli_draws_the_deepest_plan_with_bounded_lines() -> None:
 
 
 def test_a_reply_with_a_missing_parent_leaves_that_branch_out() -> None:
-    nodes = [analyzer_pb2.PlanNode(node_type="Limit", parent=-1), analyzer_pb2.PlanNode(node_type="Sort", parent=0),
-             analyzer_pb2.PlanNode(node_type="Orphan", parent=7), analyzer_pb2.PlanNode(node_type="Below", parent=2)]
+    nodes = [
+        analyzer_pb2.PlanNode(node_type="Limit", parent=-1),
+        analyzer_pb2.PlanNode(node_type="Sort", parent=0),
+        analyzer_pb2.PlanNode(node_type="Orphan", parent=7),
+        analyzer_pb2.PlanNode(node_type="Below", parent=2),
+    ]
     tree = rebuild(analyzer_pb2.AnalyzeQueryResponse(nodes=nodes))
     assert tree is not None and [t.node.node_type for t, _ in tree.walk()] == ["Limit", "Sort"]
     assert rebuild(analyzer_pb2.AnalyzeQueryResponse()) is None

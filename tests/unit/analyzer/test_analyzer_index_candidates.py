@@ -23,8 +23,10 @@ from rentscout.analyzer_service.safety import parse_select
 T = Relation(1, "app", "listings")
 U = Relation(2, "app", "owners")
 RESOLVE = {(None, "listings"): T, ("app", "listings"): T, (None, "owners"): U}
-COLUMNS = {1: frozenset({"id", "city", "price", "rooms", "views", "owner_id", "created_at", "is_active"}),
-           2: frozenset({"id", "name", "country"})}
+COLUMNS = {
+    1: frozenset({"id", "city", "price", "rooms", "views", "owner_id", "created_at", "is_active"}),
+    2: frozenset({"id", "name", "country"}),
+}
 STATS = {
     (1, "city"): ColumnStats(0.0, 50.0, 0.1, 10),
     (1, "rooms"): ColumnStats(0.0, 7.0, 0.2, 2),
@@ -42,10 +44,14 @@ def uses(sql: str):
 
 
 def test_equality_range_order_and_joins_are_found() -> None:
-    found = {(u.relation.name, u.column, u.kind) for u in uses(
-        "SELECT * FROM listings l JOIN owners o ON o.id = l.owner_id "
-        "WHERE l.city = $1 AND rooms IN (1, 2) AND price > 100 AND o.country = 'RU' AND views <> 3 "
-        "AND (l.id = 1 OR l.id = 2) AND created_at IS NULL ORDER BY l.created_at DESC")}
+    found = {
+        (u.relation.name, u.column, u.kind)
+        for u in uses(
+            "SELECT * FROM listings l JOIN owners o ON o.id = l.owner_id "
+            "WHERE l.city = $1 AND rooms IN (1, 2) AND price > 100 AND o.country = 'RU' AND views <> 3 "
+            "AND (l.id = 1 OR l.id = 2) AND created_at IS NULL ORDER BY l.created_at DESC"
+        )
+    }
     assert ("listings", "city", "eq") in found and ("listings", "rooms", "eq") in found
     assert ("listings", "price", "range") in found and ("owners", "country", "eq") in found
     assert ("owners", "id", "eq") in found and ("listings", "owner_id", "eq") in found  # join columns
@@ -61,14 +67,17 @@ def test_ambiguous_expression_and_unknown_columns_are_skipped() -> None:
 
 
 def test_subqueries_are_analysed_with_their_own_from() -> None:
-    found = {(u.relation.name, u.column) for u in uses(
-        "SELECT * FROM owners WHERE id IN (SELECT owner_id FROM listings WHERE city = 'Kazan')")}
+    found = {
+        (u.relation.name, u.column)
+        for u in uses("SELECT * FROM owners WHERE id IN (SELECT owner_id FROM listings WHERE city = 'Kazan')")
+    }
     assert found == {("listings", "city")}
 
 
 def test_column_order_follows_selectivity_then_range_then_order() -> None:
-    candidates = build_candidates(uses(
-        "SELECT * FROM listings WHERE rooms = 2 AND city = $1 AND price BETWEEN 1 AND 9 ORDER BY price"), STATS, ROWS)
+    candidates = build_candidates(
+        uses("SELECT * FROM listings WHERE rooms = 2 AND city = $1 AND price BETWEEN 1 AND 9 ORDER BY price"), STATS, ROWS
+    )
     full = candidates[0]
     assert full.columns == ("city", "rooms", "price")  # city (1/50) is more selective than rooms (1/7)
     assert full.eq == ("city", "rooms") and full.rest == ("price",)
@@ -88,16 +97,33 @@ def test_order_by_columns_follow_equality_when_no_range_intervenes() -> None:
 def test_statements_are_quoted_and_names_bounded() -> None:
     weird = Relation(3, "My Schema", 'ta"ble')
     c = Candidate(weird, ("Some Column",), (), 0.01)
-    assert c.create_statement() == ('CREATE INDEX CONCURRENTLY "ta""ble_Some Column_idx" ON "My Schema"."ta""ble" '
-                                    '("Some Column");')
+    assert c.create_statement() == (
+        'CREATE INDEX CONCURRENTLY "ta""ble_Some Column_idx" ON "My Schema"."ta""ble" ("Some Column");'
+    )
     long = Candidate(T, ("a" * 40, "b" * 40), (), 0.01)
     assert len(long.index_name()) == 63 and long.index_name() == Candidate(T, ("a" * 40, "b" * 40), (), 0.5).index_name()
 
 
 def index(oid: int, *cols: str | None, **kw: Any) -> IndexInfo:
-    base: dict[str, Any] = dict(oid=oid, schema="app", name=f"i{oid}", table="app.listings", table_oid=1, columns=cols,
-                key_count=len(cols), unique=False, primary=False, valid=True, constraint=False, am="btree",
-                predicate=None, expressions=None, definition=f"CREATE INDEX i{oid} ...", size_bytes=8192, idx_scan=5)
+    base: dict[str, Any] = dict(
+        oid=oid,
+        schema="app",
+        name=f"i{oid}",
+        table="app.listings",
+        table_oid=1,
+        columns=cols,
+        key_count=len(cols),
+        unique=False,
+        primary=False,
+        valid=True,
+        constraint=False,
+        am="btree",
+        predicate=None,
+        expressions=None,
+        definition=f"CREATE INDEX i{oid} ...",
+        size_bytes=8192,
+        idx_scan=5,
+    )
     base.update(kw)
     return IndexInfo(**base)
 

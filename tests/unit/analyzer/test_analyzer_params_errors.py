@@ -20,21 +20,39 @@ from rentscout.analyzer_service.slow_queries import Extension, build_query, time
 def test_from_proto_covers_every_kind() -> None:
     ts = Timestamp()
     ts.FromDatetime(dt.datetime(2026, 1, 2, 3, 4, 5))
-    values = from_proto([analyzer_pb2.QueryParam(string_value="x"), analyzer_pb2.QueryParam(int_value=7),
-                         analyzer_pb2.QueryParam(double_value=1.5), analyzer_pb2.QueryParam(bool_value=True),
-                         analyzer_pb2.QueryParam(null_value=True), analyzer_pb2.QueryParam(timestamp_value=ts),
-                         analyzer_pb2.QueryParam()])
+    values = from_proto(
+        [
+            analyzer_pb2.QueryParam(string_value="x"),
+            analyzer_pb2.QueryParam(int_value=7),
+            analyzer_pb2.QueryParam(double_value=1.5),
+            analyzer_pb2.QueryParam(bool_value=True),
+            analyzer_pb2.QueryParam(null_value=True),
+            analyzer_pb2.QueryParam(timestamp_value=ts),
+            analyzer_pb2.QueryParam(),
+        ]
+    )
     assert values == ["x", 7, 1.5, True, None, dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC), None]
 
 
-@pytest.mark.parametrize(("value", "type_name", "expected"), [
-    ("42", "int8", 42), (42, "int4", 42), (3.0, "int2", 3), ("1.5", "float8", 1.5), (2, "numeric", decimal.Decimal(2)),
-    ("yes", "bool", True), (False, "bool", False), (7, "text", "7"), (True, "varchar", "true"),
-    ("2026-01-02T03:04:05Z", "timestamptz", dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)),
-    ("2026-01-02", "date", dt.date(2026, 1, 2)),
-    ("12345678-1234-5678-1234-567812345678", "uuid", uuid.UUID("12345678-1234-5678-1234-567812345678")),
-    (None, "int8", None), ("{}", "jsonb", "{}"),
-])
+@pytest.mark.parametrize(
+    ("value", "type_name", "expected"),
+    [
+        ("42", "int8", 42),
+        (42, "int4", 42),
+        (3.0, "int2", 3),
+        ("1.5", "float8", 1.5),
+        (2, "numeric", decimal.Decimal(2)),
+        ("yes", "bool", True),
+        (False, "bool", False),
+        (7, "text", "7"),
+        (True, "varchar", "true"),
+        ("2026-01-02T03:04:05Z", "timestamptz", dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)),
+        ("2026-01-02", "date", dt.date(2026, 1, 2)),
+        ("12345678-1234-5678-1234-567812345678", "uuid", uuid.UUID("12345678-1234-5678-1234-567812345678")),
+        (None, "int8", None),
+        ("{}", "jsonb", "{}"),
+    ],
+)
 def test_coerce(value: object, type_name: str, expected: object) -> None:
     assert coerce(value, type_name, "scalar") == expected
 
@@ -44,11 +62,20 @@ def test_timestamp_without_time_zone_is_naive_utc() -> None:
     assert coerce(aware, "timestamp", "scalar") == dt.datetime(2026, 1, 2, 3, 0)
 
 
-@pytest.mark.parametrize(("value", "type_name", "kind"), [
-    ("abc", "int8", "scalar"), (True, "int4", "scalar"), (1.5, "int4", "scalar"), ("maybe", "bool", "scalar"),
-    ("x", "interval", "scalar"), ("{1,x}", "int4[]", "array"), ("1,2", "int4[]", "array"), (7, "int4[]", "array"),
-    ("nope", "timestamptz", "scalar"),
-])
+@pytest.mark.parametrize(
+    ("value", "type_name", "kind"),
+    [
+        ("abc", "int8", "scalar"),
+        (True, "int4", "scalar"),
+        (1.5, "int4", "scalar"),
+        ("maybe", "bool", "scalar"),
+        ("x", "interval", "scalar"),
+        ("{1,x}", "int4[]", "array"),
+        ("1,2", "int4[]", "array"),
+        (7, "int4[]", "array"),
+        ("nope", "timestamptz", "scalar"),
+    ],
+)
 def test_coerce_refuses_what_cannot_fit(value: object, type_name: str, kind: str) -> None:
     with pytest.raises(ParamError):
         coerce(value, type_name, kind)
@@ -62,10 +89,16 @@ def test_user_types_get_text_and_bind_names_the_placeholder() -> None:
     assert refused.value.field == "params[1]"
 
 
-@pytest.mark.parametrize(("literal", "type_name", "expected"), [
-    ("{1,2}", "int4[]", [1, 2]), ("{}", "int8[]", []), ("{{1,2},{3,4}}", "int8[]", [[1, 2], [3, 4]]),
-    ('{"a b",NULL,"x\\"y",plain}', "text[]", ["a b", None, 'x"y', "plain"]), ("{1.5, 2}", "float8[]", [1.5, 2.0]),
-])
+@pytest.mark.parametrize(
+    ("literal", "type_name", "expected"),
+    [
+        ("{1,2}", "int4[]", [1, 2]),
+        ("{}", "int8[]", []),
+        ("{{1,2},{3,4}}", "int8[]", [[1, 2], [3, 4]]),
+        ('{"a b",NULL,"x\\"y",plain}', "text[]", ["a b", None, 'x"y', "plain"]),
+        ("{1.5, 2}", "float8[]", [1.5, 2.0]),
+    ],
+)
 def test_array_placeholders_take_postgresqls_array_literal(literal: str, type_name: str, expected: object) -> None:
     assert coerce(literal, type_name, "array") == expected
     assert bind(["x", literal], [("text", "scalar", "pg_catalog"), (type_name, "array", "pg_catalog")])[1] == expected
@@ -89,8 +122,9 @@ def _error(cls: type[asyncpg.PostgresError], message: str, **fields: str) -> asy
 
 
 def test_row_data_in_error_messages_is_not_echoed() -> None:
-    err = map_statement_error(_error(asyncpg.InvalidTextRepresentationError,
-                                     'invalid input syntax for type integer: "secret-card-4111"'))
+    err = map_statement_error(
+        _error(asyncpg.InvalidTextRepresentationError, 'invalid input syntax for type integer: "secret-card-4111"')
+    )
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "secret" not in err.message and "22P02" in err.message and "invalid text representation" in err.message
     raised = map_statement_error(_error(asyncpg.RaiseError, "leaked: alice@example.com"))
@@ -110,19 +144,24 @@ def test_errors_carry_sqlstate_kind_and_the_callers_own_token_never_the_message(
     inside_prefix = map_statement_error(_error(asyncpg.PostgresSyntaxError, "x", position="3"), offset=22, sql=sql)
     assert "position" not in inside_prefix.message and "42601" in inside_prefix.message
     # a failed cast to regclass names the text it read: a value from the database, never shown
-    leaked = map_statement_error(_error(asyncpg.UndefinedTableError, 'relation "SCRAM-SHA-256$4096:salt" does not exist'),
-                                 sql="SELECT (SELECT rolpassword FROM pg_authid)::regclass")
+    leaked = map_statement_error(
+        _error(asyncpg.UndefinedTableError, 'relation "SCRAM-SHA-256$4096:salt" does not exist'),
+        sql="SELECT (SELECT rolpassword FROM pg_authid)::regclass",
+    )
     assert "SCRAM" not in leaked.message and "42P01" in leaked.message and "(relation)" in leaked.message
 
 
-@pytest.mark.parametrize(("cls", "code"), [
-    (asyncpg.QueryCanceledError, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (asyncpg.LockNotAvailableError, grpc.StatusCode.UNAVAILABLE),
-    (asyncpg.ReadOnlySQLTransactionError, grpc.StatusCode.INVALID_ARGUMENT),
-    (asyncpg.InsufficientPrivilegeError, grpc.StatusCode.INVALID_ARGUMENT),
-    (asyncpg.OutOfMemoryError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (asyncpg.AdminShutdownError, grpc.StatusCode.UNAVAILABLE),
-])
+@pytest.mark.parametrize(
+    ("cls", "code"),
+    [
+        (asyncpg.QueryCanceledError, grpc.StatusCode.DEADLINE_EXCEEDED),
+        (asyncpg.LockNotAvailableError, grpc.StatusCode.UNAVAILABLE),
+        (asyncpg.ReadOnlySQLTransactionError, grpc.StatusCode.INVALID_ARGUMENT),
+        (asyncpg.InsufficientPrivilegeError, grpc.StatusCode.INVALID_ARGUMENT),
+        (asyncpg.OutOfMemoryError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (asyncpg.AdminShutdownError, grpc.StatusCode.UNAVAILABLE),
+    ],
+)
 def test_status_codes(cls: type[asyncpg.PostgresError], code: grpc.StatusCode) -> None:
     assert map_statement_error(_error(cls, "x"), statement_timeout_ms=100).code == code
 
@@ -144,8 +183,11 @@ def test_pg_stat_statements_columns_follow_the_extension_version() -> None:
 def test_the_parameter_postgresql_failed_to_read_comes_from_its_last_context_line() -> None:
     from rentscout.analyzer_service.pgerrors import argument_number, bound_parameter
 
-    exc = _error(asyncpg.InvalidTextRepresentationError, "invalid input syntax for type json",
-                 context="JSON data, line 1: {bad\nunnamed portal parameter $7\nunnamed portal parameter $2")
+    exc = _error(
+        asyncpg.InvalidTextRepresentationError,
+        "invalid input syntax for type json",
+        context="JSON data, line 1: {bad\nunnamed portal parameter $7\nunnamed portal parameter $2",
+    )
     assert bound_parameter(exc) == 2
     forged = _error(asyncpg.InvalidTextRepresentationError, "x", context="unnamed portal parameter $9\nSQL function")
     assert bound_parameter(forged) is None  # only PostgreSQL's own outermost line counts

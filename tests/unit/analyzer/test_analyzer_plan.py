@@ -14,11 +14,22 @@ from rentscout.analyzer_service.plan import parse_explain
 
 
 def test_loops_and_children_are_accounted_for() -> None:
-    plan = node("Nested Loop",
-                node("Seq Scan", time=2.0, rows=10, plan_rows=10, **{"Relation Name": "a", "Parent Relationship": "Outer"}),
-                node("Index Scan", time=0.5, loops=10, rows=1, plan_rows=1,
-                     **{"Relation Name": "b", "Index Name": "b_pkey", "Parent Relationship": "Inner"}),
-                time=10.0, rows=10, plan_rows=10, **{"Join Type": "Inner"})
+    plan = node(
+        "Nested Loop",
+        node("Seq Scan", time=2.0, rows=10, plan_rows=10, **{"Relation Name": "a", "Parent Relationship": "Outer"}),
+        node(
+            "Index Scan",
+            time=0.5,
+            loops=10,
+            rows=1,
+            plan_rows=1,
+            **{"Relation Name": "b", "Index Name": "b_pkey", "Parent Relationship": "Inner"},
+        ),
+        time=10.0,
+        rows=10,
+        plan_rows=10,
+        **{"Join Type": "Inner"},
+    )
     result = parse_explain(doc(plan, execution=10.5))
     root = result.root
     outer, inner = root.children
@@ -31,11 +42,23 @@ def test_loops_and_children_are_accounted_for() -> None:
 
 
 def test_parallel_nodes_are_divided_by_the_processes_running_them() -> None:
-    scan = node("Parallel Seq Scan", time=30.0, loops=3, rows=100, plan_rows=100,
-                **{"Relation Name": "t", "Parent Relationship": "Outer", "Rows Removed by Filter": 9900})
+    scan = node(
+        "Parallel Seq Scan",
+        time=30.0,
+        loops=3,
+        rows=100,
+        plan_rows=100,
+        **{"Relation Name": "t", "Parent Relationship": "Outer", "Rows Removed by Filter": 9900},
+    )
     partial = node("Aggregate", scan, time=31.0, loops=3, **{"Parent Relationship": "Outer", "Partial Mode": "Partial"})
-    gather = node("Gather", partial, time=33.0, rows=3, plan_rows=2,
-                  **{"Workers Planned": 2, "Workers Launched": 2, "Parent Relationship": "Outer"})
+    gather = node(
+        "Gather",
+        partial,
+        time=33.0,
+        rows=3,
+        plan_rows=2,
+        **{"Workers Planned": 2, "Workers Launched": 2, "Parent Relationship": "Outer"},
+    )
     result = parse_explain(doc(node("Aggregate", gather, time=33.5), execution=34.0))
     g = result.root.children[0]
     agg = g.children[0]
@@ -78,15 +101,21 @@ def test_early_stop_marks_nodes_below_limits_semi_joins_and_subplans() -> None:
     limit = node("Limit", scan, time=0.2, rows=10, plan_rows=10)
     result = parse_explain(doc(limit, execution=0.3))
     assert result.root.children[0].early_stop and not result.root.early_stop
-    semi = node("Nested Loop", node("Seq Scan", time=1.0, **{"Parent Relationship": "Outer"}),
-                node("Index Scan", time=1.0, **{"Parent Relationship": "Inner"}), time=3.0, **{"Join Type": "Semi"})
+    semi = node(
+        "Nested Loop",
+        node("Seq Scan", time=1.0, **{"Parent Relationship": "Outer"}),
+        node("Index Scan", time=1.0, **{"Parent Relationship": "Inner"}),
+        time=3.0,
+        **{"Join Type": "Semi"},
+    )
     r2 = parse_explain(doc(semi, execution=3.0))
     assert r2.root.children[1].early_stop
 
 
 def test_buffers_planning_and_plain_explain() -> None:
-    plan = node("Seq Scan", time=1.0, **{"Shared Hit Blocks": 5, "Shared Read Blocks": 2, "Temp Written Blocks": 7,
-                                         "Relation Name": "t"})
+    plan = node(
+        "Seq Scan", time=1.0, **{"Shared Hit Blocks": 5, "Shared Read Blocks": 2, "Temp Written Blocks": 7, "Relation Name": "t"}
+    )
     result = parse_explain(doc(plan, execution=1.0, Planning={"Shared Hit Blocks": 42, "Shared Read Blocks": 1}))
     assert (result.buffers.shared_hit, result.buffers.shared_read, result.buffers.temp_written) == (5, 2, 7)
     assert (result.planning_buffers.shared_hit, result.planning_buffers.shared_read) == (42, 1)
@@ -103,21 +132,44 @@ def test_garbage_is_not_a_plan() -> None:
 
 
 def _parallel_scan(**extra: object) -> dict[str, object]:
-    return node("Seq Scan", time=5.0, loops=3, rows=26, **{
-        "Relation Name": "t", "Alias": "x", "Parallel Aware": True, "Filter": "(c = 5)", "Rows Removed by Filter": 66600,
-        **extra})
+    return node(
+        "Seq Scan",
+        time=5.0,
+        loops=3,
+        rows=26,
+        **{
+            "Relation Name": "t",
+            "Alias": "x",
+            "Parallel Aware": True,
+            "Filter": "(c = 5)",
+            "Rows Removed by Filter": 66600,
+            **extra,
+        },
+    )
 
 
 def test_only_parallel_scans_read_to_the_end_are_counted() -> None:
-    tables = {"t": TableHealth(schema="s", name="t", reltuples=0, relpages=0, n_live_tup=0, n_mod_since_analyze=0,
-                               last_analyze=None, last_autoanalyze=None)}
+    tables = {
+        "t": TableHealth(
+            schema="s",
+            name="t",
+            reltuples=0,
+            relpages=0,
+            n_live_tup=0,
+            n_mod_since_analyze=0,
+            last_analyze=None,
+            last_autoanalyze=None,
+        )
+    }
 
     def counted(plan: dict[str, object]) -> list[str]:
         return [c.sql for c in filter_counts.countable(parse_explain(doc(plan, execution=6.0)), tables)]
 
     gathered = node("Aggregate", node("Gather", node("Aggregate", _parallel_scan(), time=5, loops=3), time=5), time=6)
-    assert counted(gathered) == ['SELECT /* rentscout-analyzer */ pg_catalog.count(*) FILTER (WHERE ((c = 5)) IS NOT TRUE)'
-                                 ' AS removed, pg_catalog.count(*) FILTER (WHERE ((c = 5))) AS kept FROM ONLY "s"."t" AS "x"']
+    assert counted(gathered) == [
+        "SELECT /* rentscout-analyzer */ pg_catalog.count(*) FILTER (WHERE ((c = 5)) IS NOT TRUE)"
+        ' AS removed, pg_catalog.count(*) FILTER (WHERE ((c = 5))) AS kept FROM ONLY "s"."t" AS "x"'
+    ]
     assert counted(node("Limit", node("Gather", _parallel_scan(), time=5), time=6)) == []  # may stop early
     assert counted(node("Hash Join", node("Gather", _parallel_scan(), time=5), time=6)) == []
     assert counted(node("Gather", _parallel_scan(**{"Filter": "(c = $0)"}), time=5)) == []  # an InitPlan's value
@@ -144,10 +196,26 @@ def test_counted_totals_must_round_to_what_explain_printed() -> None:
 
 
 def test_tables_read_in_two_schemas_or_under_row_security_are_not_counted() -> None:
-    health = TableHealth(schema="a", name="t", reltuples=0, relpages=0, n_live_tup=0, n_mod_since_analyze=0,
-                         last_analyze=None, last_autoanalyze=None)
-    other = TableHealth(schema="a", name="u", reltuples=0, relpages=0, n_live_tup=0, n_mod_since_analyze=0,
-                        last_analyze=None, last_autoanalyze=None)
+    health = TableHealth(
+        schema="a",
+        name="t",
+        reltuples=0,
+        relpages=0,
+        n_live_tup=0,
+        n_mod_since_analyze=0,
+        last_analyze=None,
+        last_autoanalyze=None,
+    )
+    other = TableHealth(
+        schema="a",
+        name="u",
+        reltuples=0,
+        relpages=0,
+        n_live_tup=0,
+        n_mod_since_analyze=0,
+        last_analyze=None,
+        last_autoanalyze=None,
+    )
     resolution = Resolution(tables={"t": health, "u": other}, shared_names=frozenset({"t"}))
     assert resolution.countable_tables() == {"u": other}
     secured = Resolution(tables={"t": health, "u": other}, row_security_names=frozenset({"u"}))

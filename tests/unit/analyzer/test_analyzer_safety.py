@@ -129,14 +129,17 @@ def test_parse_collects_functions_operators_relations_params_and_offsets() -> No
     parsed = parse_select(
         "WITH recent AS (SELECT * FROM public.properties WHERE updated_at > now() - interval '1 day') "
         "SELECT r.city, lower(r.title) FROM recent r JOIN properties p ON p.id = r.id "
-        "WHERE r.price BETWEEN $1 AND $3 AND r.city OPERATOR(myschema.===) 'x' ORDER BY 1 OFFSET $2")
+        "WHERE r.price BETWEEN $1 AND $3 AND r.city OPERATOR(myschema.===) 'x' ORDER BY 1 OFFSET $2"
+    )
     assert QualifiedName(None, "now") in parsed.functions and QualifiedName(None, "lower") in parsed.functions
     assert QualifiedName("myschema", "===") in parsed.operators
     assert QualifiedName(None, "<=") in parsed.operators  # from BETWEEN
     assert {(r.schema, r.name) for r in parsed.relations} == {("public", "properties"), (None, "properties")}
     assert parsed.cte_names == {"recent"}
     assert parse_select("SELECT 1::int, 'x'::text, 'a'::app.mood, 2::app.mood[]").casts == {
-        QualifiedName(None, "text"), QualifiedName("app", "mood")}
+        QualifiedName(None, "text"),
+        QualifiedName("app", "mood"),
+    }
     assert parsed.param_count == 3
     assert [(o.value, o.param) for o in parsed.offsets] == [(None, 2)]
     assert [(o.value, o.param) for o in parse_select("SELECT 1 OFFSET 5000").offsets] == [(5000, None)]
@@ -155,20 +158,23 @@ def test_denied_category_matches_exact_names_and_prefixes() -> None:
     assert denied_category("pg_stat_get_xact_numscans") is None
 
 
-@pytest.mark.parametrize(("fn", "allowed"), [
-    (FunctionInfo("pg_catalog", "lower", "i", "internal"), True),
-    (FunctionInfo("pg_catalog", "random", "v", "internal"), True),
-    (FunctionInfo("pg_catalog", "pg_stat_get_xact_numscans", "v", "internal"), True),
-    (FunctionInfo("pg_catalog", "pg_logical_emit_message", "v", "internal"), False),
-    (FunctionInfo("pg_catalog", "gin_clean_pending_list", "v", "internal"), False),
-    (FunctionInfo("pg_catalog", "some_new_volatile_builtin", "v", "internal"), False),
-    (FunctionInfo("public", "similarity", "i", "c"), True),  # an extension's C function
-    (FunctionInfo("public", "dblink", "v", "c"), False),
-    (FunctionInfo("public", "my_writer", "v", "plpgsql"), False),
-    (FunctionInfo("public", "claims_stable", "s", "plpgsql"), False),
-    (FunctionInfo("public", "sql_helper", "i", "sql"), False),
-    (FunctionInfo("public", "pg_sleep", "i", "sql"), False),  # a shadowing name is still denied
-])
+@pytest.mark.parametrize(
+    ("fn", "allowed"),
+    [
+        (FunctionInfo("pg_catalog", "lower", "i", "internal"), True),
+        (FunctionInfo("pg_catalog", "random", "v", "internal"), True),
+        (FunctionInfo("pg_catalog", "pg_stat_get_xact_numscans", "v", "internal"), True),
+        (FunctionInfo("pg_catalog", "pg_logical_emit_message", "v", "internal"), False),
+        (FunctionInfo("pg_catalog", "gin_clean_pending_list", "v", "internal"), False),
+        (FunctionInfo("pg_catalog", "some_new_volatile_builtin", "v", "internal"), False),
+        (FunctionInfo("public", "similarity", "i", "c"), True),  # an extension's C function
+        (FunctionInfo("public", "dblink", "v", "c"), False),
+        (FunctionInfo("public", "my_writer", "v", "plpgsql"), False),
+        (FunctionInfo("public", "claims_stable", "s", "plpgsql"), False),
+        (FunctionInfo("public", "sql_helper", "i", "sql"), False),
+        (FunctionInfo("public", "pg_sleep", "i", "sql"), False),  # a shadowing name is still denied
+    ],
+)
 def test_function_verdict(fn: FunctionInfo, allowed: bool) -> None:
     assert (function_verdict(fn) is None) is allowed
 
@@ -179,12 +185,24 @@ def test_trusted_schemas_allow_non_volatile_functions_only() -> None:
     assert "volatile" in (function_verdict(FunctionInfo("app", "writer", "v", "plpgsql"), trusted) or "")
 
 
-@pytest.mark.parametrize(("name", "ok"), [
-    ("properties", True), ("public.properties", True), ('"Mixed Case"', True), ('"sch"."t""q"', True),
-    (" properties ", True), ("", False), ("properties; DROP TABLE properties", False), ("a.b.c", False),
-    ("pg_sleep(1)", False), ("properties--", False), ("'properties'", False), ('"unterminated', False),
-    ("x" * 64, False),
-])
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("properties", True),
+        ("public.properties", True),
+        ('"Mixed Case"', True),
+        ('"sch"."t""q"', True),
+        (" properties ", True),
+        ("", False),
+        ("properties; DROP TABLE properties", False),
+        ("a.b.c", False),
+        ("pg_sleep(1)", False),
+        ("properties--", False),
+        ("'properties'", False),
+        ('"unterminated', False),
+        ("x" * 64, False),
+    ],
+)
 def test_table_name_check(name: str, ok: bool) -> None:
     assert (check_table_name(name) is None) is ok
 

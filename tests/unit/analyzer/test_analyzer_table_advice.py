@@ -13,8 +13,9 @@ SETTINGS = AnalyzerSettings(rewrite_min_bloat_bytes=1024 * 1024)
 
 
 def stats(**kw: Any) -> TableStats:
-    base: dict[str, Any] = dict(table="s.t", live_rows=100_000, dead_rows=0, reltuples=100_000.0, last_analyze=LONG_AGO,
-                table_bytes=50 * 1024 * 1024)
+    base: dict[str, Any] = dict(
+        table="s.t", live_rows=100_000, dead_rows=0, reltuples=100_000.0, last_analyze=LONG_AGO, table_bytes=50 * 1024 * 1024
+    )
     base.update(kw)
     return TableStats(**base)
 

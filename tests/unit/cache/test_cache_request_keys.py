@@ -42,8 +42,11 @@ def test_the_same_bytes_are_decoded_once_and_name_the_entry_the_parameters_name(
     keys = RequestKeys(query, KEYS, METHOD)
     first = keys.resolve(wire(" Kazan ", common_pb2.PROPERTY_TYPE_ROOM))
     again = keys.resolve(wire(" Kazan ", common_pb2.PROPERTY_TYPE_ROOM))
-    assert first == again == ({"city": "Kazan", "property_type": "room"},
-                              KEYS.entry("price_stats", 1, {"city": "Kazan", "property_type": "room"}))
+    assert (
+        first
+        == again
+        == ({"city": "Kazan", "property_type": "room"}, KEYS.entry("price_stats", 1, {"city": "Kazan", "property_type": "room"}))
+    )
     assert len(seen) == 1  # the second call did no protobuf work and no validation
     other = keys.resolve(wire("Kazan"))  # other bytes: decoded, another entry
     assert other[1] != first[1] and len(seen) == 2

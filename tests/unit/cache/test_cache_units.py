@@ -26,27 +26,30 @@ def test_keys_are_canonical_versioned_and_share_a_cluster_hash_tag() -> None:
     assert a == f"rs:v{FORMAT_VERSION}.1:price_stats:{{{params_digest({'city': 'Moscow', 'property_type': None})}}}"
     assert ks.entry("price_stats", 2, {"city": "Moscow", "property_type": None}) != a  # a new version never reads old
     assert ks.entry("price_stats", 1, {"city": "Kazan", "property_type": None}) != a
-    tag = a[a.index("{"):a.index("}") + 1]
+    tag = a[a.index("{") : a.index("}") + 1]
     for companion in (ks.lease(a), ks.accesses(a), ks.churn(a)):
-        assert companion != a and companion[companion.index("{"):companion.index("}") + 1] == tag
+        assert companion != a and companion[companion.index("{") : companion.index("}") + 1] == tag
     assert ks.entry_of_lease(ks.lease(a)) == a
     assert ks.is_entry(a) and not ks.is_entry(ks.lease(a)) and not ks.is_entry(ks.tag("city:Moscow"))
 
 
-@pytest.mark.parametrize(("pattern", "key", "matches"), [
-    ("rs:*:price_stats:*", "rs:v1.1:price_stats:{abc}", True),
-    ("rs:*:price_stats:*", "rs:v1.1:cities:{abc}", False),
-    ("rs:v1.?:*", "rs:v1.1:cities:{abc}", True),
-    ("rs:v1.[12]:*", "rs:v1.3:cities:{abc}", False),
-    ("rs:v1.[^3]:*", "rs:v1.2:cities:{abc}", True),
-    (r"rs:v1.1:cities:\{abc\}", "rs:v1.1:cities:{abc}", True),
-    (glob_escape("rs*:") + "*", "rs*:x", True),
-    (glob_escape("rs*:") + "*", "rsX:x", False),
-    ("rs:*a*a*a*b", "rs:xaxaxab", True),
-    ("rs:*a*a*a*b", "rs:xaxaxa", False),
-    ("rs:**", "rs:", True),
-    ("rs:[a-c-]x", "rs:-x", True),
-])
+@pytest.mark.parametrize(
+    ("pattern", "key", "matches"),
+    [
+        ("rs:*:price_stats:*", "rs:v1.1:price_stats:{abc}", True),
+        ("rs:*:price_stats:*", "rs:v1.1:cities:{abc}", False),
+        ("rs:v1.?:*", "rs:v1.1:cities:{abc}", True),
+        ("rs:v1.[12]:*", "rs:v1.3:cities:{abc}", False),
+        ("rs:v1.[^3]:*", "rs:v1.2:cities:{abc}", True),
+        (r"rs:v1.1:cities:\{abc\}", "rs:v1.1:cities:{abc}", True),
+        (glob_escape("rs*:") + "*", "rs*:x", True),
+        (glob_escape("rs*:") + "*", "rsX:x", False),
+        ("rs:*a*a*a*b", "rs:xaxaxab", True),
+        ("rs:*a*a*a*b", "rs:xaxaxa", False),
+        ("rs:**", "rs:", True),
+        ("rs:[a-c-]x", "rs:-x", True),
+    ],
+)
 def test_redis_glob_matching(pattern: str, key: str, matches: bool) -> None:
     assert parse_glob(pattern).matches(key) is matches
 
@@ -67,10 +70,17 @@ def test_glob_matching_agrees_with_a_reference_on_every_small_case() -> None:
             assert glob.matches(key) is (reference.fullmatch(key) is not None), (pattern, key)
 
 
-@pytest.mark.parametrize(("pattern", "problem"), [
-    ("rs:[]", "empty character class"), ("rs:[^]x", "empty character class"), ("rs:[z-a]", "reversed range 'z-a'"),
-    ("rs:[abc", "unterminated character class"), ("rs:x\\", "dangling escape"), ("rs:a]", "unmatched ']'"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        ("rs:[]", "empty character class"),
+        ("rs:[^]x", "empty character class"),
+        ("rs:[z-a]", "reversed range 'z-a'"),
+        ("rs:[abc", "unterminated character class"),
+        ("rs:x\\", "dangling escape"),
+        ("rs:a]", "unmatched ']'"),
+    ],
+)
 def test_malformed_globs_are_refused_naming_the_problem(pattern: str, problem: str) -> None:
     with pytest.raises(GlobError, match=re.escape(problem)):
         parse_glob(pattern)
@@ -96,8 +106,7 @@ def test_adaptive_ttl_tiers_churn_and_jitter() -> None:
 
 def test_entry_round_trip_and_cache_info_append() -> None:
     response = cache_pb2.PriceStatsResponse(count=3, min=10, max=30, mean=20, median=20)
-    e = Entry("rs:v1.1:price_stats:{x}", response.SerializeToString(), created=1000.0, ttl=300.5, delta=0.25,
-              from_seq=2**40 + 7)
+    e = Entry("rs:v1.1:price_stats:{x}", response.SerializeToString(), created=1000.0, ttl=300.5, delta=0.25, from_seq=2**40 + 7)
     back = Entry.decode(e.key, e.encode(), ("city:X",))
     assert back is not None and (back.payload, back.created, back.ttl, back.delta) == (e.payload, 1000.0, 300.5, 0.25)
     assert (back.from_seq, back.tags) == (2**40 + 7, ("city:X",))  # the fill's log position survives Redis
@@ -160,21 +169,34 @@ def test_request_validation_names_the_field() -> None:
         price_stats_params(cache_pb2.PriceStatsRequest(city="Moscow", property_type=99))  # type: ignore[arg-type]
     assert [f for f, _ in info.value.violations] == ["property_type"]
     assert popular_params(cache_pb2.PopularPropertiesRequest(city=" Kazan ")) == {"city": "Kazan", "limit": 10}
-    assert price_stats_params(cache_pb2.PriceStatsRequest(city="Санкт-Петербург", property_type=common_pb2.PROPERTY_TYPE_ROOM)) \
-        == {"city": "Санкт-Петербург", "property_type": "room"}
+    assert price_stats_params(
+        cache_pb2.PriceStatsRequest(city="Санкт-Петербург", property_type=common_pb2.PROPERTY_TYPE_ROOM)
+    ) == {"city": "Санкт-Петербург", "property_type": "room"}
 
 
 def test_a_query_is_declared_once() -> None:
     registry: dict[str, CachedQuery] = {}
 
-    @cached_query("listing_count", rpc="Cities", request=cache_pb2.CitiesRequest, params=lambda r: {},
-                  tags=lambda p: ["cities"], registry=registry)
+    @cached_query(
+        "listing_count",
+        rpc="Cities",
+        request=cache_pb2.CitiesRequest,
+        params=lambda r: {},
+        tags=lambda p: ["cities"],
+        registry=registry,
+    )
     async def listing_count(db):  # pragma: no cover - never called
         raise AssertionError
 
     assert registry["listing_count"].rpc == "Cities"
     with pytest.raises(ValueError):
-        cached_query("listing_count", rpc="Cities", request=cache_pb2.CitiesRequest, params=lambda r: {},
-                     tags=lambda p: [], registry=registry)(listing_count.fetch)
+        cached_query(
+            "listing_count",
+            rpc="Cities",
+            request=cache_pb2.CitiesRequest,
+            params=lambda r: {},
+            tags=lambda p: [],
+            registry=registry,
+        )(listing_count.fetch)
     with pytest.raises(ValueError):
         cached_query("Bad-Name", rpc="Cities", request=cache_pb2.CitiesRequest, params=lambda r: {}, tags=lambda p: [])

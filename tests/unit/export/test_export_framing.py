@@ -48,8 +48,12 @@ texts = st.text(alphabet=st.sampled_from(list('ab,"\n\r x\\')), max_size=12)
 
 
 @settings(max_examples=300, deadline=None)
-@given(values=st.lists(texts, min_size=1, max_size=40), seed=st.integers(0, 10**6),
-       rows=st.integers(1, 9), nbytes=st.integers(1, 200))
+@given(
+    values=st.lists(texts, min_size=1, max_size=40),
+    seed=st.integers(0, 10**6),
+    rows=st.integers(1, 9),
+    nbytes=st.integers(1, 200),
+)
 def test_csv_chunks_are_whole_records_with_exact_counts(values: list[str], seed: int, rows: int, nbytes: int) -> None:
     records = [(i + 1, v) for i, v in enumerate(values)]
     data = csv_rows(records)
@@ -77,7 +81,11 @@ def test_csv_hidden_key_is_stripped_even_across_quoted_newlines() -> None:
     out = b"".join(writer.render(parts, before) for parts, before in zip(chunks, (0, 2), strict=True))
     assert [writer.last_key(p) for p in chunks] == [2, 3]
     assert list(csv.reader(io.StringIO(out.decode(), newline=""))) == [
-        ["text", "c"], ["plain", "x"], ['multi\nline, "quoted"\n7,x', "x"], ["end", "x"]]
+        ["text", "c"],
+        ["plain", "x"],
+        ['multi\nline, "quoted"\n7,x', "x"],
+        ["end", "x"],
+    ]
 
 
 def test_csv_empty_export_is_just_the_header() -> None:
@@ -90,13 +98,12 @@ def jsonl(n: int, hidden: bool) -> bytes:
     lines = []
     for i in range(1, n + 1):
         obj = f'{{"id":{i},"t":"row {i}"}}'
-        lines.append(f"{i}\"{obj}" if hidden else obj)
+        lines.append(f'{i}"{obj}' if hidden else obj)
     return "".join(line + "\n" for line in lines).encode()
 
 
 @settings(max_examples=100, deadline=None)
-@given(n=st.integers(0, 60), seed=st.integers(0, 10**6), rows=st.integers(1, 8), hidden=st.booleans(),
-       array=st.booleans())
+@given(n=st.integers(0, 60), seed=st.integers(0, 10**6), rows=st.integers(1, 8), hidden=st.booleans(), array=st.booleans())
 def test_json_chunks_concatenate_into_one_document(n: int, seed: int, rows: int, hidden: bool, array: bool) -> None:
     data = jsonl(n, hidden)
     rng = random.Random(seed)
@@ -129,8 +136,7 @@ def test_json_resumed_stream_continues_the_array() -> None:
 def test_json_fixups_turn_copy_text_escapes_into_json() -> None:
     # What COPY (text format, delimiter '"', keys quoted by the \x1e marker) writes for: a NULL string,
     # \v, raw \x01 and \x1e in values, an escaped quote, a backslash before v
-    raw = (b'{\x1ea\x1e:"\\N",\x1eb\x1e:"x\\vy",\x1ec\x1e:"p\x01q\x1e",\x1ed\x1e:"\\"\\\\v",'
-           b'\x1ee\x1e:"\\\\\\v"}\n')
+    raw = b'{\x1ea\x1e:"\\N",\x1eb\x1e:"x\\vy",\x1ec\x1e:"p\x01q\x1e",\x1ed\x1e:"\\"\\\\v",\x1ee\x1e:"\\\\\\v"}\n'
     fixed = fix_escapes(fix_controls(raw, markers_per_row=10))
     assert json.loads(fixed) == {"a": None, "b": "x\vy", "c": "p\x01q\x1e", "d": '"\\v', "e": "\\\v"}
     clean = b'{\x1ea\x1e:1,\x1eb\x1e:"x"}\n'

@@ -47,13 +47,16 @@ def test_tokens_of_the_previous_version_still_resume() -> None:
     assert (state.after_id, state.rows_sent, state.lsn) == (41, 7, 0)
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),  # tag changed
-    lambda t: ("A" if t[0] != "A" else "B") + t[1:],  # payload changed
-    lambda t: t[:20],  # truncated
-    lambda t: t + "!!",  # not base64url
-    lambda t: "x" * 300,  # too long
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),  # tag changed
+        lambda t: ("A" if t[0] != "A" else "B") + t[1:],  # payload changed
+        lambda t: t[:20],  # truncated
+        lambda t: t + "!!",  # not base64url
+        lambda t: "x" * 300,  # too long
+    ],
+)
 def test_tampered_tokens_are_rejected_naming_the_field(mutate) -> None:
     codec = TokenCodec(key_from_secret("s3cret"))
     with pytest.raises(InvalidArgument) as err:
@@ -115,8 +118,12 @@ def violations_of(req: export_pb2.ExportPropertiesRequest) -> dict[str, str]:
 
 
 def test_every_bad_field_is_reported_at_once() -> None:
-    req = export_pb2.ExportPropertiesRequest(format=7, limit=-1,  # type: ignore[arg-type]  # unknown format, on purpose
-                                             rows_per_chunk=-3, bytes_per_chunk=10)
+    req = export_pb2.ExportPropertiesRequest(
+        format=7,  # type: ignore[arg-type]  # unknown format, on purpose
+        limit=-1,
+        rows_per_chunk=-3,
+        bytes_per_chunk=10,
+    )
     f = req.filter
     f.min_price, f.max_price, f.min_rooms, f.max_rooms = 500, 100, -1, 2
     f.property_types.append(common_pb2.PROPERTY_TYPE_UNSPECIFIED)
@@ -124,20 +131,33 @@ def test_every_bad_field_is_reported_at_once() -> None:
     f.cities.extend(["ok", ""])
     f.updated_since.CopyFrom(Timestamp(seconds=1, nanos=-5))
     got = violations_of(req)
-    assert set(got) == {"format", "limit", "rows_per_chunk", "bytes_per_chunk", "filter.min_price",
-                        "filter.min_rooms", "filter.property_types[0]", "filter.sources[0]", "filter.cities[1]",
-                        "filter.updated_since"}
+    assert set(got) == {
+        "format",
+        "limit",
+        "rows_per_chunk",
+        "bytes_per_chunk",
+        "filter.min_price",
+        "filter.min_rooms",
+        "filter.property_types[0]",
+        "filter.sources[0]",
+        "filter.cities[1]",
+        "filter.updated_since",
+    }
     assert "max_price" in got["filter.min_price"]
 
 
 def test_limits_above_the_maximum_and_oversized_chunks_are_rejected() -> None:
     s = ExportSettings()
-    req = export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_CSV, limit=s.max_limit + 1,
-                                             rows_per_chunk=s.max_rows_per_chunk + 1,
-                                             bytes_per_chunk=s.max_bytes_per_chunk + 1)
+    req = export_pb2.ExportPropertiesRequest(
+        format=export_pb2.EXPORT_FORMAT_CSV,
+        limit=s.max_limit + 1,
+        rows_per_chunk=s.max_rows_per_chunk + 1,
+        bytes_per_chunk=s.max_bytes_per_chunk + 1,
+    )
     assert set(violations_of(req)) == {"limit", "rows_per_chunk", "bytes_per_chunk"}
-    ok = export_pb2.ExportPropertiesRequest(format=export_pb2.EXPORT_FORMAT_JSONL, limit=s.max_limit, rows_per_chunk=1,
-                                        bytes_per_chunk=1024)
+    ok = export_pb2.ExportPropertiesRequest(
+        format=export_pb2.EXPORT_FORMAT_JSONL, limit=s.max_limit, rows_per_chunk=1, bytes_per_chunk=1024
+    )
     assert violations_of(ok) == {}
 
 
@@ -150,15 +170,20 @@ def test_unknown_and_duplicate_columns_are_named_by_index() -> None:
 
 
 def test_filter_values_become_safe_literals() -> None:
-    f = common_pb2.PropertyFilter(cities=["O'Brien\\", "Omsk"], property_types=[common_pb2.PROPERTY_TYPE_ROOM],
-                                  sources=[common_pb2.LISTING_SOURCE_CIAN], active_only=True, min_price=0)
+    f = common_pb2.PropertyFilter(
+        cities=["O'Brien\\", "Omsk"],
+        property_types=[common_pb2.PROPERTY_TYPE_ROOM],
+        sources=[common_pb2.LISTING_SOURCE_CIAN],
+        active_only=True,
+        min_price=0,
+    )
     f.updated_since.CopyFrom(Timestamp(seconds=0, nanos=1))
     v = Violations()
     sql = filter_sql(f, v)
     assert v.items == []
     assert "\"city\" IN ('O''Brien\\', 'Omsk')" in sql
     assert "\"property_type\" IN ('room')" in sql and "\"source\" IN ('cian')" in sql
-    assert "\"price\" >= 0" in sql and '"is_active"' in sql
+    assert '"price" >= 0' in sql and '"is_active"' in sql
     assert "'1970-01-01T00:00:00.000001+00:00'::timestamptz" in sql  # 1 ns rounds up, keeping >= exact
     assert filter_sql(common_pb2.PropertyFilter(), Violations()) == ""
 

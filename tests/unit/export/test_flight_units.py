@@ -55,7 +55,7 @@ def test_flight_data_is_a_flightdata_message_arrow_reads_back() -> None:
     assert schema.data_body == b"" and schema.app_metadata == b""
     # the parts, framed again as an IPC stream, are the batch
     frame = b"\xff\xff\xff\xff" + len(message.data_header).to_bytes(4, "little")
-    stream = (frame + message.data_header + message.data_body)
+    stream = frame + message.data_header + message.data_body
     schema_frame = b"\xff\xff\xff\xff" + len(schema.data_header).to_bytes(4, "little") + schema.data_header
     table = pa.ipc.open_stream(schema_frame + stream + b"\xff\xff\xff\xff\x00\x00\x00\x00").read_all()
     assert table.to_batches()[0].equals(batch)

@@ -16,15 +16,18 @@ def test_defaults_load_from_an_empty_environment() -> None:
     assert s.port is None and s.db_pool_max_size == 10 and s.database_url.startswith("postgresql://")
 
 
-@pytest.mark.parametrize(("var", "value", "problem"), [
-    ("RENTSCOUT_PORT", "abc", "expected an integer"),
-    ("RENTSCOUT_PORT", "70000", "from 0 to 65535"),
-    ("RENTSCOUT_DATABASE_URL", "mysql://x", "postgresql://"),
-    ("RENTSCOUT_REDIS_URL", "localhost:6379", "redis://"),
-    ("RENTSCOUT_ALLOW_INSECURE", "maybe", "true/false"),
-    ("RENTSCOUT_LOG_LEVEL", "loud", "one of"),
-    ("RENTSCOUT_SHUTDOWN_GRACE_SECONDS", "-1", "from 0"),
-])
+@pytest.mark.parametrize(
+    ("var", "value", "problem"),
+    [
+        ("RENTSCOUT_PORT", "abc", "expected an integer"),
+        ("RENTSCOUT_PORT", "70000", "from 0 to 65535"),
+        ("RENTSCOUT_DATABASE_URL", "mysql://x", "postgresql://"),
+        ("RENTSCOUT_REDIS_URL", "localhost:6379", "redis://"),
+        ("RENTSCOUT_ALLOW_INSECURE", "maybe", "true/false"),
+        ("RENTSCOUT_LOG_LEVEL", "loud", "one of"),
+        ("RENTSCOUT_SHUTDOWN_GRACE_SECONDS", "-1", "from 0"),
+    ],
+)
 def test_bad_values_name_the_variable(var: str, value: str, problem: str) -> None:
     with pytest.raises(ConfigError) as err:
         load(RuntimeSettings, {var: value})
@@ -43,25 +46,33 @@ def test_unknown_override_is_rejected() -> None:
 
 def test_registry_covers_every_service_and_flags_secrets() -> None:
     names = {v.name for v in all_env_vars()}
-    assert {"RENTSCOUT_DATABASE_URL", "RENTSCOUT_EXPORT_MAX_CONCURRENT", "RENTSCOUT_CACHE_NAMESPACE",
-            "RENTSCOUT_ANALYZER_STATEMENT_TIMEOUT_MS"} <= names
+    assert {
+        "RENTSCOUT_DATABASE_URL",
+        "RENTSCOUT_EXPORT_MAX_CONCURRENT",
+        "RENTSCOUT_CACHE_NAMESPACE",
+        "RENTSCOUT_ANALYZER_STATEMENT_TIMEOUT_MS",
+    } <= names
     assert len(names) == len(all_env_vars())  # no variable declared twice
     secrets = {v.name for v in all_env_vars() if v.secret}
     assert {"RENTSCOUT_DATABASE_URL", "RENTSCOUT_AUTH_TOKENS"} <= secrets
     table = markdown_table()
     assert all(f"`{n}`" in table for n in names)
     assert unknown_env_vars({"RENTSCOUT_PORTT": "1", "RENTSCOUT_PORT": "1", "RENTSCOUT_TOKEN": "t", "HOME": "/"}) == [
-        "RENTSCOUT_PORTT"]  # RENTSCOUT_TOKEN is the CLI's
+        "RENTSCOUT_PORTT"
+    ]  # RENTSCOUT_TOKEN is the CLI's
 
 
 def test_token_parsing() -> None:
-    assert parse_tokens("alpha-123:admin, beta-4567:Reader\n# comment", "X") == {
-        "alpha-123": "admin", "beta-4567": "reader"}
+    assert parse_tokens("alpha-123:admin, beta-4567:Reader\n# comment", "X") == {"alpha-123": "admin", "beta-4567": "reader"}
     # a comment is everything after # on its line, commas and colons included
     assert parse_tokens("# generated, one token:role per line\nalpha-123:admin # the admin, for now\n", "X") == {
-        "alpha-123": "admin"}
-    for bad, problem in (("alpha-123", "not `token:role`"), ("alpha-123:root", "unknown role"),
-                         ("short:admin", "shorter than 8")):
+        "alpha-123": "admin"
+    }
+    for bad, problem in (
+        ("alpha-123", "not `token:role`"),
+        ("alpha-123:root", "unknown role"),
+        ("short:admin", "shorter than 8"),
+    ):
         with pytest.raises(ConfigError, match=problem):
             parse_tokens(bad, "RENTSCOUT_AUTH_TOKENS")
 

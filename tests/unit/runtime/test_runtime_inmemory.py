@@ -31,8 +31,7 @@ def probe(resources: Resources, auth: bool = False) -> InMemoryServer:
 
 
 def test_success_echoes_the_callers_correlation_id(resources: Resources) -> None:
-    reply = probe(resources).unary(STATS, export_pb2.GetExportStatisticsRequest(),
-                                   metadata=[(CORRELATION_HEADER, "cid-unit-1")])
+    reply = probe(resources).unary(STATS, export_pb2.GetExportStatisticsRequest(), metadata=[(CORRELATION_HEADER, "cid-unit-1")])
     assert reply.code is grpc.StatusCode.OK and reply.response.exports_started == 1
     # a unary call echoes the ids in its trailers (they travel with the response and the status)
     assert (CORRELATION_HEADER, "cid-unit-1") in reply.trailing_metadata
@@ -49,24 +48,30 @@ def test_bad_input_is_invalid_argument_with_every_field_violation(resources: Res
     reply = probe(resources).unary(STATS, export_pb2.GetExportStatisticsRequest(), metadata=[("x-test-action", "invalid")])
     assert reply.code is grpc.StatusCode.INVALID_ARGUMENT
     assert bad_request_violations(reply.trailing_metadata) == [
-        ("since", "must not be in the future"), ("since.nanos", "out of range")]
+        ("since", "must not be in the future"),
+        ("since.nanos", "out of range"),
+    ]
 
 
 def test_an_unexpected_error_is_internal_without_its_text(resources: Resources) -> None:
-    reply = probe(resources).unary(STATS, export_pb2.GetExportStatisticsRequest(),
-                                   metadata=[("x-test-action", "boom"), (CORRELATION_HEADER, "cid-boom")])
+    reply = probe(resources).unary(
+        STATS, export_pb2.GetExportStatisticsRequest(), metadata=[("x-test-action", "boom"), (CORRELATION_HEADER, "cid-boom")]
+    )
     assert reply.code is grpc.StatusCode.INTERNAL
     assert reply.details == "internal error (correlation id cid-boom)"
     assert "secret" not in reply.details and "Traceback" not in reply.details
 
 
-@pytest.mark.parametrize(("token", "method", "code"), [
-    (None, STATS, "UNAUTHENTICATED"),
-    ("not-a-known-token", STATS, "UNAUTHENTICATED"),
-    (READER, STATS, "OK"),
-    (READER, "PlanExport", "PERMISSION_DENIED"),  # admin only
-    (ADMIN, "PlanExport", "OK"),
-])
+@pytest.mark.parametrize(
+    ("token", "method", "code"),
+    [
+        (None, STATS, "UNAUTHENTICATED"),
+        ("not-a-known-token", STATS, "UNAUTHENTICATED"),
+        (READER, STATS, "OK"),
+        (READER, "PlanExport", "PERMISSION_DENIED"),  # admin only
+        (ADMIN, "PlanExport", "OK"),
+    ],
+)
 def test_auth_matrix(resources: Resources, token: str | None, method: str, code: str) -> None:
     request = export_pb2.GetExportStatisticsRequest() if method == STATS else export_pb2.PlanExportRequest()
     metadata = [("authorization", f"Bearer {token}")] if token else []
@@ -81,12 +86,15 @@ def cache(resources: Resources) -> InMemoryServer:
     return InMemoryServer(create(resources, settings=CacheSettings(namespace="unit")))
 
 
-@pytest.mark.parametrize(("request_", "field"), [
-    (cache_pb2.InvalidateRequest(), "pattern"),  # neither a pattern nor tags
-    (cache_pb2.InvalidateRequest(pattern="unit:*", tags=["city:x"]), "pattern"),  # both
-    (cache_pb2.InvalidateRequest(pattern="other:*"), "pattern"),  # outside the namespace
-    (cache_pb2.InvalidateRequest(pattern="unit:\x00*"), "pattern"),  # control character
-])
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (cache_pb2.InvalidateRequest(), "pattern"),  # neither a pattern nor tags
+        (cache_pb2.InvalidateRequest(pattern="unit:*", tags=["city:x"]), "pattern"),  # both
+        (cache_pb2.InvalidateRequest(pattern="other:*"), "pattern"),  # outside the namespace
+        (cache_pb2.InvalidateRequest(pattern="unit:\x00*"), "pattern"),  # control character
+    ],
+)
 def test_cache_invalidate_input_checks(resources: Resources, request_: cache_pb2.InvalidateRequest, field: str) -> None:
     reply = cache(resources).unary("Invalidate", request_)
     assert reply.code is grpc.StatusCode.INVALID_ARGUMENT, reply.details

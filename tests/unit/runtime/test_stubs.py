@@ -10,8 +10,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_generated_stubs_are_fresh() -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "codegen.py"), "--check"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "codegen.py"), "--check"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "up to date" in out.stdout
     # checking writes nothing and says one line (no "Writing mypy to ..." from the plugin)

@@ -17,8 +17,9 @@ def test_valid_and_rounding() -> None:
     assert to_datetime(Timestamp(seconds=0, nanos=1500), round_up=True).microsecond == 2
 
 
-@pytest.mark.parametrize(("seconds", "nanos", "problem"), [
-    (0, -1, "nanos"), (0, 10**9, "nanos"), (2**62, 0, "years"), (-(2**62), 0, "years")])
+@pytest.mark.parametrize(
+    ("seconds", "nanos", "problem"), [(0, -1, "nanos"), (0, 10**9, "nanos"), (2**62, 0, "years"), (-(2**62), 0, "years")]
+)
 def test_out_of_range(seconds: int, nanos: int, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         to_datetime(Timestamp(seconds=seconds, nanos=nanos))

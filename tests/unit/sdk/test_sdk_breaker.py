@@ -149,8 +149,10 @@ def test_half_open_probes_close_the_breaker_after_recovery_timeout() -> None:
     b.on_success(p2, 0.01)
     assert state(b) is CircuitState.CLOSED
     assert [(e.old, e.new) for e in events] == [
-        (CircuitState.CLOSED, CircuitState.OPEN), (CircuitState.OPEN, CircuitState.HALF_OPEN),
-        (CircuitState.HALF_OPEN, CircuitState.CLOSED)]
+        (CircuitState.CLOSED, CircuitState.OPEN),
+        (CircuitState.OPEN, CircuitState.HALF_OPEN),
+        (CircuitState.HALF_OPEN, CircuitState.CLOSED),
+    ]
 
 
 def test_a_failed_probe_reopens_for_a_full_recovery_timeout() -> None:
@@ -315,7 +317,12 @@ def test_outcome_classification() -> None:
 
 
 def test_invalid_configuration_is_rejected() -> None:
-    for bad in ({"failure_rate_threshold": 0}, {"window_size": 0}, {"half_open_probes": 0},
-                {"window_seconds": 0}, {"recovery_timeout": -1}):
+    for bad in (
+        {"failure_rate_threshold": 0},
+        {"window_size": 0},
+        {"half_open_probes": 0},
+        {"window_seconds": 0},
+        {"recovery_timeout": -1},
+    ):
         with pytest.raises(ValueError):
             BreakerConfig(**bad)  # type: ignore[arg-type]

@@ -19,9 +19,19 @@ from rentscout.wire.enums import PROPERTY_TYPE, enum_value, name_of
 
 def test_export_request_from_plain_values() -> None:
     since = dt.datetime(2026, 1, 31, 12, 0)
-    r = export_request("csv", cities=["Moscow", "Kazan"], property_types=["apartment", "STUDIO"], sources=["avito"],
-                       min_price=0, max_rooms=3, active_only=True, updated_since=since, columns=["id", "price"],
-                       limit=10, rows_per_chunk=500)
+    r = export_request(
+        "csv",
+        cities=["Moscow", "Kazan"],
+        property_types=["apartment", "STUDIO"],
+        sources=["avito"],
+        min_price=0,
+        max_rooms=3,
+        active_only=True,
+        updated_since=since,
+        columns=["id", "price"],
+        limit=10,
+        rows_per_chunk=500,
+    )
     assert r.format == export_pb2.EXPORT_FORMAT_CSV
     assert list(r.filter.property_types) == [common_pb2.PROPERTY_TYPE_APARTMENT, common_pb2.PROPERTY_TYPE_STUDIO]
     assert list(r.filter.sources) == [common_pb2.LISTING_SOURCE_AVITO]

@@ -29,11 +29,17 @@ class FakeRpcError(grpc.RpcError):
 
 def test_invalid_argument_carries_field_violations_and_correlation_id() -> None:
     status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message="bad")
-    status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[
-        error_details_pb2.BadRequest.FieldViolation(field="limit", description="must be >= 0")]))
-    rpc = FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "limit: must be >= 0",
-                       trailing=(("grpc-status-details-bin", status.SerializeToString()),),
-                       initial=(("x-correlation-id", "cid-1"),))
+    status.details.add().Pack(
+        error_details_pb2.BadRequest(
+            field_violations=[error_details_pb2.BadRequest.FieldViolation(field="limit", description="must be >= 0")]
+        )
+    )
+    rpc = FakeRpcError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "limit: must be >= 0",
+        trailing=(("grpc-status-details-bin", status.SerializeToString()),),
+        initial=(("x-correlation-id", "cid-1"),),
+    )
     exc = errors.from_rpc_error(rpc, method="/rentscout.export.v1.ExportService/PlanExport")
     assert isinstance(exc, errors.InvalidArgumentError)
     assert exc.violations == [("limit", "must be >= 0")]
@@ -48,8 +54,7 @@ def test_every_code_maps_to_its_class_and_pushback_is_parsed() -> None:
         exc = errors.from_rpc_error(FakeRpcError(code, "x"))
         assert exc.code is code
         assert type(exc) is errors.error_class(code)
-    busy = errors.from_rpc_error(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "busy",
-                                              trailing=(("grpc-retry-pushback-ms", "250"),)))
+    busy = errors.from_rpc_error(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "busy", trailing=(("grpc-retry-pushback-ms", "250"),)))
     assert busy.retry_pushback == 0.25
     assert errors.parse_pushback((("grpc-retry-pushback-ms", "-5"),)) == -1.0
     assert errors.parse_pushback((("grpc-retry-pushback-ms", "soon"),)) == -1.0
@@ -62,8 +67,9 @@ def test_circuit_open_error_is_unavailable_and_readable() -> None:
     exc = errors.CircuitOpenError("dns:///cache:50052", CircuitState.OPEN, 12.34, "5 consecutive failures")
     assert isinstance(exc, errors.UnavailableError)
     assert exc.code is grpc.StatusCode.UNAVAILABLE
-    assert str(exc) == ("circuit breaker for dns:///cache:50052 is open (5 consecutive failures); "
-                        "failing fast, next probe in 12.3s")
+    assert str(exc) == (
+        "circuit breaker for dns:///cache:50052 is open (5 consecutive failures); failing fast, next probe in 12.3s"
+    )
 
 
 def test_new_correlation_ids_are_unique_version_4_uuids() -> None:

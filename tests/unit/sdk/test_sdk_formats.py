@@ -15,8 +15,10 @@ from rentscout.sdk import formats
 from rentscout.sdk.formats import CSV, JSON, JSONL, merge_files, parse_rows, stitcher
 
 COLUMNS = ["id", "title", "price", "area", "is_active"]
-ROWS = [{"id": i, "title": t, "price": 1000 * i, "area": 10.5 * i, "is_active": i % 2 == 0}
-        for i, t in enumerate(["a", 'quote "q", comma', "line\nbreak", "ünïcode", "e", "f", "g"], 1)]
+ROWS = [
+    {"id": i, "title": t, "price": 1000 * i, "area": 10.5 * i, "is_active": i % 2 == 0}
+    for i, t in enumerate(["a", 'quote "q", comma', "line\nbreak", "ünïcode", "e", "f", "g"], 1)
+]
 
 
 def json_rows() -> list[bytes]:
@@ -33,7 +35,7 @@ def json_segments(style: str, breaks: list[int], resume_style: str) -> list[list
         part = rows[lo:hi]
         chunks: list[bytes] = []
         for i in range(0, len(part), 2):
-            pair = part[i:i + 2]
+            pair = part[i : i + 2]
             if style == "comma-before":
                 body = b",".join(pair)
                 lead = b"[" if first and i == 0 else (b"," if i > 0 or not first else b"")
@@ -104,9 +106,11 @@ def csv_rows(data: bytes) -> list[list[str]]:
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
 @pytest.mark.parametrize("resumed_header", [True, False])
 def test_csv_header_written_once(newline: str, resumed_header: bool) -> None:
-    segments = [[csv_text([], True, newline), csv_text(ROWS[:2], False, newline)],
-                [csv_text(ROWS[2:5], resumed_header, newline)],
-                [csv_text(ROWS[5:], resumed_header, newline)]]
+    segments = [
+        [csv_text([], True, newline), csv_text(ROWS[:2], False, newline)],
+        [csv_text(ROWS[2:5], resumed_header, newline)],
+        [csv_text(ROWS[5:], resumed_header, newline)],
+    ]
     data = stitch(CSV, segments)
     assert data == csv_text(ROWS, True, newline)
 

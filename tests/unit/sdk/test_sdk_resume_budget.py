@@ -17,8 +17,9 @@ _names = iter(range(10_000))
 
 
 def setup(clock: ManualClock, max_stall: float = 30.0) -> tuple[ResumeBudget, CircuitBreaker]:
-    breaker = CircuitBreaker(f"resume-{next(_names)}", BreakerConfig(classify=codes.breaker_outcome,
-                                                                     open_error=CircuitOpenError), clock=clock)
+    breaker = CircuitBreaker(
+        f"resume-{next(_names)}", BreakerConfig(classify=codes.breaker_outcome, open_error=CircuitOpenError), clock=clock
+    )
     policy = RetryPolicy(initial_delay=0.2, max_delay=10.0, jitter=Jitter.NONE, clock=clock, rng=random.Random(1))
     return ResumeBudget(policy, max_stall, breaker=breaker, retry_budget=RetryBudget(), clock=clock), breaker
 
@@ -82,8 +83,7 @@ def test_gives_up_after_max_stall_without_progress_saying_so() -> None:
         while True:
             clock.advance(1.0 + budget.broke(budget.attempt(), failure, context="export stopped"))
     assert info.value is failure
-    assert any(n.startswith("export stopped: no progress for") and "resume timeout (5s)" in n
-               for n in info.value.__notes__)
+    assert any(n.startswith("export stopped: no progress for") and "resume timeout (5s)" in n for n in info.value.__notes__)
     assert clock.now - budget.last_progress <= 5.0 + 1.0
 
 

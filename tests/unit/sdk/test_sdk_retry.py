@@ -43,11 +43,14 @@ def policy(**kw: object) -> RetryPolicy:
     return RetryPolicy(**kw)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("strategy", "expected"), [
-    (RetryStrategy.EXPONENTIAL, [0.1, 0.2, 0.4, 0.8, 1.6, 3.2]),
-    (RetryStrategy.LINEAR, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]),
-    (RetryStrategy.FIBONACCI, [0.1, 0.1, 0.2, 0.3, 0.5, 0.8]),
-])
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        (RetryStrategy.EXPONENTIAL, [0.1, 0.2, 0.4, 0.8, 1.6, 3.2]),
+        (RetryStrategy.LINEAR, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]),
+        (RetryStrategy.FIBONACCI, [0.1, 0.1, 0.2, 0.3, 0.5, 0.8]),
+    ],
+)
 def test_delay_sequence_of_each_strategy(strategy: RetryStrategy, expected: list[float]) -> None:
     p = policy(strategy=strategy, initial_delay=0.1, max_delay=100)
     assert [round(p.base_delay(n), 6) for n in range(1, 7)] == expected

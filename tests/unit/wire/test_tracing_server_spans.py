@@ -18,13 +18,16 @@ def provider() -> None:
     tracing.configure("unit-tracing", "0")  # once per process; later calls keep the first provider
 
 
-@pytest.mark.parametrize("carrier", [
-    {},
-    {"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-01"},
-    {"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-00"},  # the caller did not sample
-    {"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-01", "tracestate": "vendor=abc,other=1"},
-    {"traceparent": "00-not-a-valid-header"},
-])
+@pytest.mark.parametrize(
+    "carrier",
+    [
+        {},
+        {"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-01"},
+        {"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-00"},  # the caller did not sample
+        {"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-01", "tracestate": "vendor=abc,other=1"},
+        {"traceparent": "00-not-a-valid-header"},
+    ],
+)
 def test_response_headers_are_what_the_propagators_inject(carrier: dict[str, str]) -> None:
     parent = propagate.extract(carrier) if carrier else otel_context.Context()
     span = tracing.start_server_span("svc/Method", parent, {"rpc.system": "grpc"})

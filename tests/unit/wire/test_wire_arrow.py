@@ -19,9 +19,15 @@ from rentscout.wire.formats.csv import CsvSplitter
 from rentscout.wire.schema import PROPERTIES, Column
 
 FORMAT = by_name("arrow")
-COLS = [Column("id", "int", True, "int8"), Column("title", "text", False, "text"), Column("n", "int", False, "int2"),
-        Column("f", "float", False, "float8"), Column("ok", "bool", False, "bool"),
-        Column("at", "time", False, "timestamptz"), Column("d", "time", False, "date")]
+COLS = [
+    Column("id", "int", True, "int8"),
+    Column("title", "text", False, "text"),
+    Column("n", "int", False, "int2"),
+    Column("f", "float", False, "float8"),
+    Column("ok", "bool", False, "bool"),
+    Column("at", "time", False, "timestamptz"),
+    Column("d", "time", False, "date"),
+]
 
 
 @given(st.dates())
@@ -44,12 +50,21 @@ def test_special_times() -> None:
 
 
 def test_csv_decoder_keeps_nulls_empty_strings_nan_and_special_times() -> None:
-    data = (b'1,"",,NaN,t,2024-01-02 03:04:05.123456+00,2024-01-02\n'
-            b'2,,7,Infinity,f,infinity,0044-03-15 BC\n'
-            b'3,"a\nb ""q""",-32768,-Infinity,,0044-03-15 12:00:00+00 BC,\n')
+    data = (
+        b'1,"",,NaN,t,2024-01-02 03:04:05.123456+00,2024-01-02\n'
+        b"2,,7,Infinity,f,infinity,0044-03-15 BC\n"
+        b'3,"a\nb ""q""",-32768,-Infinity,,0044-03-15 12:00:00+00 BC,\n'
+    )
     batch = CsvDecoder(COLS, hidden_key=False).decode(data, newlines=True)
-    assert batch.schema.types == [pa.int64(), pa.utf8(), pa.int16(), pa.float64(), pa.bool_(),
-                                  pa.timestamp("us", tz="UTC"), pa.date32()]
+    assert batch.schema.types == [
+        pa.int64(),
+        pa.utf8(),
+        pa.int16(),
+        pa.float64(),
+        pa.bool_(),
+        pa.timestamp("us", tz="UTC"),
+        pa.date32(),
+    ]
     rows = batch.select(["title", "n", "ok", "f"]).to_pydict()
     assert rows["title"] == ["", None, 'a\nb "q"'] and rows["n"] == [None, 7, -32768] and rows["ok"] == [True, False, None]
     f = rows["f"]
@@ -69,8 +84,19 @@ def test_chunk_limits_keep_batches_within_the_byte_budget(columns: list[Column],
     max_rows, text_bytes = FORMAT.chunk_limits(columns, rows, budget)
     if rows:
         assert max_rows <= rows
-    line = ",".join("1" if c.kind in ("int", "float") else "t" if c.kind == "bool" else
-                    "2024-01-01 00:00:00+00" if c.kind == "time" else "x" for c in columns).encode() + b"\n"
+    line = (
+        ",".join(
+            "1"
+            if c.kind in ("int", "float")
+            else "t"
+            if c.kind == "bool"
+            else "2024-01-01 00:00:00+00"
+            if c.kind == "time"
+            else "x"
+            for c in columns
+        ).encode()
+        + b"\n"
+    )
     writer = FORMAT.writer(columns, hidden_key=False)
     splitter, assembler = CsvSplitter(), ChunkAssembler(max_rows, text_bytes)
     sizes = []
@@ -96,8 +122,10 @@ def stream_parts(tables: list[pa.Table], with_schema: list[bool]) -> list[bytes]
 def test_stitcher_and_decoder_join_segments_into_one_stream_whatever_the_cuts(cuts: list[int]) -> None:
     columns: list[tuple[str, pa.DataType]] = [("id", pa.int64()), ("s", pa.utf8())]
     schema = pa.schema(columns)
-    tables = [pa.table({"id": list(range(i * 10, i * 10 + n)), "s": ["é" * k for k in range(n)]}, schema=schema)
-              for i, n in enumerate((7, 0, 5))]
+    tables = [
+        pa.table({"id": list(range(i * 10, i * 10 + n)), "s": ["é" * k for k in range(n)]}, schema=schema)
+        for i, n in enumerate((7, 0, 5))
+    ]
     segments = stream_parts(tables, [True, True, False])  # a partition repeats the schema, a resume does not
     stitcher, decoder, out, batches = ArrowStitcher(), ArrowDecoder(), b"", []
     for segment in segments:
@@ -106,7 +134,7 @@ def test_stitcher_and_decoder_join_segments_into_one_stream_whatever_the_cuts(cu
         for size in itertools.cycle(cuts):
             if pos >= len(segment):
                 break
-            piece = segment[pos:pos + size]
+            piece = segment[pos : pos + size]
             out += stitcher.feed(piece)
             batches += decoder.feed(piece)
             pos += size

@@ -7,8 +7,19 @@ from __future__ import annotations
 from rentscout.wire.formats import arrow, csv, json, jsonl
 from rentscout.wire.formats.base import ChunkWriter, Format, FramingError, RecordSplitter, RowDecoder, Segment, Stitcher
 
-__all__ = ["FORMATS", "ChunkWriter", "Format", "FramingError", "RecordSplitter", "RowDecoder", "Segment", "Stitcher",
-           "by_enum", "by_name", "names"]
+__all__ = [
+    "FORMATS",
+    "ChunkWriter",
+    "Format",
+    "FramingError",
+    "RecordSplitter",
+    "RowDecoder",
+    "Segment",
+    "Stitcher",
+    "by_enum",
+    "by_name",
+    "names",
+]
 
 FORMATS: tuple[Format, ...] = (
     csv.FORMAT,

@@ -59,6 +59,7 @@ HIDDEN_KEY = "\x00key"  # name of the hidden key column while parsing (never a r
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
+
 def metadata_bytes(columns: int) -> int:
     """Room for a chunk's messages beyond their buffers: the schema message (~80 bytes a field), the record
     batch's flatbuffer (a field node and up to 3 buffer entries per column) and 8-byte buffer padding."""
@@ -91,20 +92,33 @@ def available() -> bool:
 def arrow_type(col: Column) -> pa.DataType:
     """The Arrow type of a column (the mapping documented on EXPORT_FORMAT_ARROW)."""
     import pyarrow as pa
+
     by_typname: dict[str, pa.DataType] = {
-        "int8": pa.int64(), "int4": pa.int32(), "int2": pa.int16(), "oid": pa.uint32(),
-        "float8": pa.float64(), "float4": pa.float32(), "bool": pa.bool_(),
-        "timestamptz": pa.timestamp("us", tz="UTC"), "timestamp": pa.timestamp("us"), "date": pa.date32(),
+        "int8": pa.int64(),
+        "int4": pa.int32(),
+        "int2": pa.int16(),
+        "oid": pa.uint32(),
+        "float8": pa.float64(),
+        "float4": pa.float32(),
+        "bool": pa.bool_(),
+        "timestamptz": pa.timestamp("us", tz="UTC"),
+        "timestamp": pa.timestamp("us"),
+        "date": pa.date32(),
     }
     if col.typname:
         return by_typname.get(col.typname, pa.utf8())
-    by_kind: dict[str, pa.DataType] = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
-                                       "time": pa.timestamp("us", tz="UTC")}
+    by_kind: dict[str, pa.DataType] = {
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "bool": pa.bool_(),
+        "time": pa.timestamp("us", tz="UTC"),
+    }
     return by_kind.get(col.kind, pa.utf8())
 
 
 def arrow_schema(columns: Sequence[Column]) -> pa.Schema:
     import pyarrow as pa
+
     return pa.schema([pa.field(c.name, arrow_type(c)) for c in columns])
 
 
@@ -112,6 +126,7 @@ def row_overhead(columns: Sequence[Column]) -> int:
     """Bytes an Arrow batch may hold per row beyond its CSV text: fixed widths, string offsets and validity
     bits, less the one delimiter byte each field takes in CSV (string bytes are at most their CSV bytes)."""
     import pyarrow as pa
+
     width = 0
     for col in columns:
         typ = arrow_type(col)
@@ -121,12 +136,15 @@ def row_overhead(columns: Sequence[Column]) -> int:
 
 def is_time(typ: pa.DataType) -> bool:
     import pyarrow as pa
+
     return bool(pa.types.is_timestamp(typ) or pa.types.is_date32(typ))
 
 
 _SPECIAL_TIME = r"^-?infinity$| BC$|^[0-9]{5}"  # what Arrow's ISO 8601 parser does not read
-_TIME = re.compile(r"(\d{4,})-(\d\d)-(\d\d)(?: (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?)?"
-                   r"(?:([+-])(\d\d)(?::?(\d\d))?(?::?(\d\d))?)?( BC)?")
+_TIME = re.compile(
+    r"(\d{4,})-(\d\d)-(\d\d)(?: (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?)?"
+    r"(?:([+-])(\d\d)(?::?(\d\d))?(?::?(\d\d))?)?( BC)?"
+)
 
 
 def days_from_civil(year: int, month: int, day: int) -> int:
@@ -176,6 +194,7 @@ class CsvDecoder:
 
     def __init__(self, columns: Sequence[Column], hidden_key: bool) -> None:
         import pyarrow as pa
+
         self.schema = arrow_schema(columns)
         names = ([HIDDEN_KEY] if hidden_key else []) + [c.name for c in columns]
         types = ([pa.int64()] if hidden_key else []) + list(self.schema.types)
@@ -189,8 +208,14 @@ class CsvDecoder:
     def _options(types: dict[str, pa.DataType]) -> Any:
         import pyarrow.csv as pacsv
 
-        return pacsv.ConvertOptions(column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False,
-                                     null_values=[""], true_values=["t"], false_values=["f"])
+        return pacsv.ConvertOptions(
+            column_types=types,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            null_values=[""],
+            true_values=["t"],
+            false_values=["f"],
+        )
 
     def _read(self, data: bytes, convert: Any, newlines: bool) -> pa.Table:
         import pyarrow as pa
@@ -199,11 +224,16 @@ class CsvDecoder:
         read = pacsv.ReadOptions(column_names=self._names, use_threads=False, block_size=len(data) + 64)
         parse = pacsv.ParseOptions(newlines_in_values=newlines)
         source = pa.py_buffer(data)  # read in place (no copy)
-        return pacsv.read_csv(source, read_options=read, parse_options=parse,  # type: ignore[arg-type, unused-ignore]  # stubs: paths/files only
-                              convert_options=convert)
+        return pacsv.read_csv(
+            source,  # type: ignore[arg-type, unused-ignore]  # stubs: paths/files only
+            read_options=read,
+            parse_options=parse,
+            convert_options=convert,
+        )
 
     def decode(self, data: bytes, newlines: bool = False) -> pa.RecordBatch:
         import pyarrow as pa
+
         try:
             table = self._read(data, self._convert, newlines)
         except pa.ArrowInvalid:
@@ -290,7 +320,7 @@ def message_at(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int
     when `data` holds only part of it."""
     if len(data) - pos < 8:
         return None
-    if data[pos:pos + 4] != CONTINUATION:
+    if data[pos : pos + 4] != CONTINUATION:
         raise FramingError("not an Arrow IPC stream (no continuation marker)")
     size = _I32.unpack_from(data, pos + 4)[0]
     if size == 0:

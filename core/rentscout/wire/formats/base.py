@@ -64,10 +64,11 @@ class Segment:
         """Head (`rows` records up to `pos`) and the rest."""
         data, ends = self.data, self.ends
         if ends is not None:
-            return (Segment(data[:pos], rows, ends[:rows], self.controls),
-                    Segment(data[pos:], len(ends) - rows, [e - pos for e in ends[rows:]], self.controls))
-        return (Segment(data[:pos], rows, None, self.controls),
-                Segment(data[pos:], self.rows - rows, None, self.controls))
+            return (
+                Segment(data[:pos], rows, ends[:rows], self.controls),
+                Segment(data[pos:], len(ends) - rows, [e - pos for e in ends[rows:]], self.controls),
+            )
+        return (Segment(data[:pos], rows, None, self.controls), Segment(data[pos:], self.rows - rows, None, self.controls))
 
 
 def _nth_line_end(data: bytes | bytearray, k: int, total: int) -> int:

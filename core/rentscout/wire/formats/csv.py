@@ -52,7 +52,7 @@ class CsvSplitter(RecordSplitter):
 
     def _records(self, data: bytes | bytearray) -> Segment | None:
         marks = data.translate(None, _KEEP_QUOTE_NL)
-        marks = marks[:marks.rfind(b"\n") + 1]
+        marks = marks[: marks.rfind(b"\n") + 1]
         if b'"' in marks.replace(b'""', b""):  # some line has an odd number of quotes
             return self._slow(data)
         return self._lines(data, marks.count(b"\n"), False)
@@ -160,7 +160,7 @@ class CsvStitcher(Stitcher):
             ending = b"\r\n" if line.endswith(b"\r\n") else b"\n"
             self._header_line = header(self.columns) + ending
             return self._header_line + data
-        return data[len(line):] if is_header else data
+        return data[len(line) :] if is_header else data
 
 
 def _value(column: str, text: str) -> Any:

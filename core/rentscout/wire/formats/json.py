@@ -118,7 +118,7 @@ class JsonSplitter(RecordSplitter):
     def _records(self, data: bytes | bytearray) -> Segment | None:
         # One C pass keeps only the control bytes: rows are counted on that short string.
         marks = data.translate(None, _KEEP_CONTROLS)
-        marks = marks[:marks.rfind(b"\n") + 1]
+        marks = marks[: marks.rfind(b"\n") + 1]
         rows = marks.count(b"\n")
         return self._lines(data, rows, len(marks) != rows * self._controls_per_row)
 
@@ -176,7 +176,7 @@ def fix_controls(data: bytes, markers_per_row: int) -> bytes:
         fields, start = [], 0
         for m in _COPY_TOKEN.finditer(line):
             if m[0] == b'"':
-                fields.append(line[start:m.start()])
+                fields.append(line[start : m.start()])
                 start = m.end()
         fields.append(line[start:])
         fields[::2] = [f.translate(_MARKER_TO_QUOTE) if markers_per_row else f for f in fields[::2]]
