@@ -1,5 +1,6 @@
 """The client distribution on its own: each wheel is built from this workspace, the client wheel is installed
-alone into an empty venv (exact versions from uv.lock, offline from uv's cache), and the README's SDK example
+alone into an empty venv (exact versions from uv.lock: its pins are the constraints; the index only fetches
+what the cache lacks, as `uv sync --frozen` fetches by URL and leaves no index data), and the README's SDK example
 runs with that venv's Python against real export and cache-query server processes.
 
 This is what a calling service gets from `pip install rentscout-client`: no database or Redis driver, no
@@ -79,7 +80,6 @@ def client_venv(wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "pip",
         "install",
         "-q",
-        "--offline",
         "--python",
         str(venv / "bin" / "python"),
         "--find-links",
@@ -171,7 +171,6 @@ def test_the_rentscout_command_of_a_client_install_names_what_serve_needs(
         "pip",
         "install",
         "-q",
-        "--offline",
         "--python",
         str(cli_venv / "bin" / "python"),
         "--find-links",
