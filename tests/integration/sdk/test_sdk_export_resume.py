@@ -115,7 +115,9 @@ async def test_a_cut_tcp_connection_is_resumed(service_env: dict[str, str], city
                 proxy.cut()
         assert ids == [r["id"] for r in city_rows]
         assert stream.resumes >= 2 and proxy.cuts == 2
-        assert holder[0].streams == 1 + stream.resumes
+        # each cut was resumed by a new server stream; a resumed attempt may also meet the dying connection and
+        # fail before it reaches the server (counted by the client, not seen by the server)
+        assert 1 + proxy.cuts <= holder[0].streams <= 1 + stream.resumes
 
 
 async def test_a_restarted_server_on_the_same_port_finishes_the_export(
