@@ -103,6 +103,15 @@ class UnavailableError(RentScoutError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+def gave_up_unavailable(exc: BaseException, *, method: str, target: str, correlation_id: str | None = None) -> UnavailableError:
+    """A stream reader's give-up while the target's breaker is open, said as the call's UNAVAILABLE (the
+    breaker's own error reads as "failing fast"), keeping the notes that say why it gave up."""
+    raised = UnavailableError(str(exc), method=method, target=target, correlation_id=correlation_id)
+    for note in getattr(exc, "__notes__", ()):
+        raised.add_note(note)
+    return raised
+
+
 class DeadlineExceededError(RentScoutError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 

@@ -286,13 +286,10 @@ class ExportStream:
                     deadline=deadline,
                     context=f"export stopped after {self.rows_received} rows and {self.resumes} resume(s)",
                 )
-            except BreakerOpen as exc:  # say it as the export's failure (the breaker's error reads as "failing fast")
-                raised = errors.UnavailableError(
-                    str(exc), method=self._method, target=inv.config.target, correlation_id=self.correlation_id
-                )
-                for note in getattr(exc, "__notes__", ()):
-                    raised.add_note(note)
-                raise raised from exc
+            except BreakerOpen as exc:
+                raise errors.gave_up_unavailable(
+                    exc, method=self._method, target=inv.config.target, correlation_id=self.correlation_id
+                ) from exc
             if attempt is not None:
                 self.resumes += 1
                 metrics.STREAM_RESUMES.labels(inv.config.target).inc()

@@ -239,13 +239,10 @@ class FlightExports:
                     deadline=deadline,
                     context=f"Flight export stopped after {rows} rows and {resumes} resume(s)",
                 )
-            except CircuitOpenError as exc:  # say it as the export's failure, like ExportStream
-                raised = errors.UnavailableError(
-                    str(exc), method="/arrow.flight.protocol.FlightService/DoGet", target=self.config.target
-                )
-                for note in getattr(exc, "__notes__", ()):
-                    raised.add_note(note)
-                raise raised from exc
+            except CircuitOpenError as exc:
+                raise errors.gave_up_unavailable(
+                    exc, method="/arrow.flight.protocol.FlightService/DoGet", target=self.config.target
+                ) from exc
             if attempt is not None:
                 resumes += 1
                 with self._lock:
