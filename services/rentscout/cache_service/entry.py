@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service.keys import FORMAT_VERSION
+from rentscout.wire.protowire import SMALL_VARINTS, varint
 
 _HEADER = struct.Struct(">BdIIq")  # format, created (epoch s), logical ttl (ms), compute time (ms), from_seq
 HEADER_SIZE = _HEADER.size
@@ -29,21 +30,6 @@ REDIS = cache_pb2.CACHE_SOURCE_REDIS
 DATABASE = cache_pb2.CACHE_SOURCE_DATABASE
 STALE = cache_pb2.CACHE_SOURCE_STALE
 SOURCE_NAMES = {NEAR: "near", REDIS: "redis", DATABASE: "database", STALE: "stale"}
-_SMALL = [bytes((i,)) for i in range(0x80)]
-
-
-def varint(value: int) -> bytes:
-    if value < 0x80:
-        return _SMALL[value]
-    out = bytearray()
-    while True:
-        bits = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
 
 
 def _duration(seconds: float) -> bytes:
@@ -114,5 +100,7 @@ class Entry:
     def near_response(self, now: float) -> bytes:
         """`response(True, NEAR, now)`: of a hit's CacheInfo, only the age is made per call."""
         age = _duration(now - self.created) if now > self.created else b""
-        info = b"".join((b"\x08\x01", self._key_field, *((b"\x1a", _SMALL[len(age)], age) if age else ()), self._near_tail))
+        info = b"".join(
+            (b"\x08\x01", self._key_field, *((b"\x1a", SMALL_VARINTS[len(age)], age) if age else ()), self._near_tail)
+        )
         return b"".join((self.payload, b"\x7a", varint(len(info)), info))

@@ -12,22 +12,12 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from rentscout.wire.protowire import varint
+
 _LEN = struct.Struct("<i")
 HEADER_TAG = b"\x12"  # field 2, length-delimited
 METADATA_TAG = b"\x1a"  # field 3, length-delimited
 BODY_TAG = b"\xc2\x3e"  # field 1000, length-delimited
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def split_message(message: Any) -> tuple[memoryview, memoryview]:

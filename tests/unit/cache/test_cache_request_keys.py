@@ -8,13 +8,13 @@ import pytest
 
 from rentscout.cache.v1 import cache_pb2
 from rentscout.cache_service import requests
-from rentscout.cache_service.entry import varint
 from rentscout.cache_service.keys import KeySpace
 from rentscout.cache_service.queries import price_stats_params
 from rentscout.cache_service.registry import CachedQuery
 from rentscout.cache_service.requests import RequestKeys
 from rentscout.common.v1 import common_pb2
 from rentscout.runtime.errors import InvalidArgument
+from rentscout.wire.protowire import varint
 
 KEYS = KeySpace("rs")
 METHOD = "/rentscout.cache.v1.CacheQueryService/PriceStats"
