@@ -3,7 +3,15 @@
 asyncpg pauses reading the socket while the COPY output callback awaits, and the callback awaits
 `queue.put`, which waits while the consumer (the RPC, itself waiting for gRPC to send) is behind: so
 PostgreSQL produces only as fast as the client consumes, and at most `QUEUE_BLOCKS` socket reads
-(~256 KiB each) wait here. Cancelling the task cancels the query and returns the connection.
+(~256 KiB each) wait here. `cancel()` stops the query and returns the connection to the pool.
+
+Stopping a COPY keeps its connection: asyncpg sends PostgreSQL a CancelRequest and discards the rest of
+the COPY when the cancellation reaches it inside the output callback (or while it waits on a socket
+read that has not arrived). A task cancelled in the instant between a read arriving and the task
+resuming leaves the protocol mid-COPY with no CancelRequest sent (asyncpg 0.32), so its reset fails
+and the pool must close it: 60 of 103 cuts cost a new PostgreSQL backend in `bench/export_bench.py
+--flaky` (none since). So while the COPY runs, `cancel()` only asks, and the output callback raises at
+the next block; a COPY whose PostgreSQL stays silent is cancelled outright after `SILENT_CANCEL_SECONDS`.
 
 Inactivity: a COPY may rightly run for hours, so it is not bounded as a whole, only by the call's own
 deadline. What is bounded is PostgreSQL's silence: while the pump waits on PostgreSQL (not on the
@@ -29,6 +37,7 @@ from rentscout.runtime.replicas import NODE_LSN_SQL, ReadRouter, parse_lsn
 SMALL_BLOCK = 64 * 1024
 COALESCE_SECONDS = 0.0005
 QUEUE_BLOCKS = 1  # the kernel's socket buffer is the real buffer; a short queue makes reads larger
+SILENT_CANCEL_SECONDS = 0.2  # a stop asked mid-COPY waits this long for the next block, then cancels outright
 
 
 class _End:
@@ -71,13 +80,23 @@ class CopyPump:
         self.queue: asyncio.Queue[Started | bytes | bytearray | Failure | _End] = asyncio.Queue(QUEUE_BLOCKS)
         self.task: asyncio.Task[None] | None = None
         self._silence: asyncio.Timeout | None = None  # PostgreSQL's silence, rescheduled at every block
+        self._copying = False  # inside copy_from_query, outside the output callback: cancel only by asking
+        self._stop_asked = False
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run(), name="export-copy")
 
     def cancel(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        """Stop the query (see the module docstring for why mid-COPY this is a request, not a cancel)."""
+        task = self.task
+        if task is None or task.done():
+            return
+        if not self._copying:
+            task.cancel()
+        elif not self._stop_asked:
+            self._stop_asked = True
+            # whatever the task waits on by then (a silent PostgreSQL, or the queue after the COPY's last block)
+            task.get_loop().call_later(SILENT_CANCEL_SECONDS, task.cancel)
 
     async def stop(self) -> None:
         """Cancel (if still running) and wait until the connection is back in the pool."""
@@ -88,6 +107,15 @@ class CopyPump:
 
     async def deliver(self, block: bytes | bytearray) -> None:
         """COPY's output callback: hands one socket read to the RPC, waiting while it is behind."""
+        if self._stop_asked:
+            raise asyncio.CancelledError  # asyncpg cancels the COPY and keeps the connection usable
+        self._copying = False  # a cancel landing in here is turned into a CancelRequest by asyncpg
+        try:
+            await self._deliver(block)
+        finally:
+            self._copying = True
+
+    async def _deliver(self, block: bytes | bytearray) -> None:
         silence = self._silence
         if silence is not None:
             silence.reschedule(None)  # waiting on the client is not PostgreSQL's silence
@@ -104,6 +132,7 @@ class CopyPump:
         try:
             async with asyncio.timeout(bound) as silence:
                 self._silence = silence
+                self._copying = True
                 await conn.copy_from_query(
                     sqlgen.select_sql(job.select_list, job.where, job.window),
                     output=self.deliver,
@@ -119,6 +148,7 @@ class CopyPump:
             raise
         finally:
             self._silence = None
+            self._copying = False
 
     async def _run(self) -> None:
         job, put = self.job, self.queue.put

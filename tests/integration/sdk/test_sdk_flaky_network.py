@@ -32,6 +32,7 @@ from rentscout.sdk.invoker import BREAKERS
 ROWS_PER_CHUNK = 200
 RESETS = (128 * 1024, 512 * 1024)
 FAST_CHANNEL = ChannelConfig(initial_reconnect_backoff=0.05, max_reconnect_backoff=0.3)
+SESSIONS_SQL = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
 
 
 @pytest.fixture
@@ -56,8 +57,13 @@ def exactly_once(got: list[int], table_ids: list[int]) -> None:
 
 
 async def test_every_sdk_reader_gets_every_row_once_through_a_resetting_proxy(
-    service_env: dict[str, str], table_ids: list[int], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    service_env: dict[str, str],
+    table_ids: list[int],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    pg_conn: asyncpg.Connection,
 ) -> None:
+    sessions_before = await pg_conn.fetchval(SESSIONS_SQL)
     async with (
         in_process([export_service], service_env, label="export") as host,
         FlakyProxy(host.port, reset_bytes=RESETS) as proxy,
@@ -95,6 +101,11 @@ async def test_every_sdk_reader_gets_every_row_once_through_a_resetting_proxy(
 
         assert proxy.resets >= 5
         assert changes == [] and client.breaker.state is CircuitState.CLOSED
+        # Each cut stops a COPY mid-flight; its connection goes back to the pool usable. The server's pool
+        # opens connections for at most 3 streams at once and their bookkeeping, whatever the number of cuts
+        # (when a cut left its connection mid-COPY, the pool closed it: 25 sessions for these 54 cuts).
+        opened = await pg_conn.fetchval(SESSIONS_SQL) - sessions_before
+        assert opened <= 12 < proxy.resets, f"{opened} PostgreSQL sessions opened for {proxy.resets} cuts"
 
 
 async def test_a_link_cutting_before_a_whole_default_chunk_still_progresses(
