@@ -69,7 +69,23 @@ def test_progress_resets_the_backoff() -> None:
     attempt = budget.attempt()
     attempt.chunk()
     assert budget.broke(attempt, cut()) == 0.0
+    # the first empty attempt after a cut that followed progress may have met the dying connection: at once
+    assert budget.broke(budget.attempt(), cut()) == 0.0
+    assert budget.broke(budget.attempt(), cut()) == 0.4  # then the backoff goes on from where it is
+    assert budget.stuck == 2
+
+
+def test_only_the_first_empty_attempt_after_progress_is_reopened_at_once() -> None:
+    clock = ManualClock()
+    budget, breaker = setup(clock)
+    # from the start, without progress: the backoff applies from the first empty attempt
     assert budget.broke(budget.attempt(), cut()) == 0.2
+    attempt = budget.attempt()
+    attempt.chunk()
+    budget.broke(attempt, cut())
+    delays = [budget.broke(budget.attempt(), cut()) for _ in range(4)]
+    assert delays == [0.0, 0.4, 0.8, 1.6]
+    assert breaker.snapshot().failures == 5  # every empty attempt still counts against the breaker
 
 
 def test_gives_up_after_max_stall_without_progress_saying_so() -> None:
