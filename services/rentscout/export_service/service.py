@@ -77,14 +77,18 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         start = await self._start(request)
         codec = await self.keys.codec()
         self.slots.take()
+        job = copy_job(start.spec, start.state, self.settings.statement_timeout_ms)
+        pump = None if start.state.done else self.pump(self.reads, job)
         try:
+            if pump is not None:
+                pump.start()  # the COPY gets under way while the run is recorded (a resumed stream waits less)
             progress = await self.runs.start_run(
                 start.state.export_id, start.spec.format.name, start.resumed, context.correlation_id.get()
             )
-            job = copy_job(start.spec, start.state, self.settings.statement_timeout_ms)
-            pump = None if start.state.done else self.pump(self.reads, job)
             run = ExportRun(start, codec, self.runs, self.slots, pump, progress)
         except BaseException:
+            if pump is not None:
+                await pump.stop()
             self.slots.release()
             raise
         # stops the COPY at once, whatever ends the call (the ignore: types-grpcio declares the callback
@@ -92,8 +96,6 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
         context_.add_done_callback(run.interrupted)  # type: ignore[arg-type]
         run.log_start()
         try:
-            if pump is not None:
-                pump.start()
             async for message in run.messages():
                 yield message
         except (GeneratorExit, asyncio.CancelledError):
