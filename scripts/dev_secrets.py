@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from gen_deploy_config import K8S_SECRET_VALUES  # noqa: E402
 
 from rentscout.ops.settings import all_env_vars  # noqa: E402
+from rentscout.runtime.auth import new_token  # noqa: E402
 
 TARGET = ROOT / "k8s" / "overlays" / "dev" / "secrets.env"
 
@@ -29,7 +30,7 @@ def values() -> dict[str, str]:
     generated = {
         "RENTSCOUT_DATABASE_URL": K8S_SECRET_VALUES["RENTSCOUT_DATABASE_URL"].replace("CHANGE_ME", "dev"),
         "RENTSCOUT_REDIS_URL": K8S_SECRET_VALUES["RENTSCOUT_REDIS_URL"],
-        "RENTSCOUT_AUTH_TOKENS": f"{secrets.token_urlsafe(24)}:admin,{secrets.token_urlsafe(24)}:reader",
+        "RENTSCOUT_AUTH_TOKENS": f"{new_token()}:admin,{new_token()}:reader",
         "RENTSCOUT_EXPORT_TOKEN_SECRET": secrets.token_urlsafe(32),
     }
     return {var.name: generated.get(var.name, "") for var in all_env_vars() if var.secret}

@@ -185,7 +185,7 @@ def hint_for(args: argparse.Namespace, exc: errors.RentScoutError) -> str | None
     if exc.code is grpc.StatusCode.UNAUTHENTICATED:
         return f"pass --token or set {TOKEN_ENV} (`make up` prints the local stack's tokens, kept in .stack/tokens)"
     if exc.code is grpc.StatusCode.PERMISSION_DENIED:
-        return f'this call needs a token with the admin role (the local stack prints it: --token "${ADMIN_TOKEN_ENV}")'
+        return f'this call needs a token with the admin role (the local stack prints it: --token="${ADMIN_TOKEN_ENV}")'
     return None
 
 

@@ -12,7 +12,7 @@ PREVIOUS_ATTEMPTS_HEADER = "grpc-previous-rpc-attempts"
 # The client commands read their bearer token from this variable; servers never read it (they only
 # need to know that it is not a misspelt server setting).
 TOKEN_ENV = "RENTSCOUT_TOKEN"
-# `rentscout stack up` prints its admin token as this variable, for `--token "$RENTSCOUT_ADMIN_TOKEN"`.
+# `rentscout stack up` prints its admin token as this variable, for `--token="$RENTSCOUT_ADMIN_TOKEN"`.
 ADMIN_TOKEN_ENV = "RENTSCOUT_ADMIN_TOKEN"
 # Default --target of the client commands, by service (`rentscout stack up --port-offset` prints them).
 TARGET_ENV = {"export": "RENTSCOUT_EXPORT_TARGET", "cache": "RENTSCOUT_CACHE_TARGET", "analyzer": "RENTSCOUT_ANALYZER_TARGET"}

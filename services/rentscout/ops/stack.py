@@ -22,7 +22,6 @@ import ctypes
 import fcntl
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -36,7 +35,7 @@ from typing import IO
 
 from rentscout.ops.failures import AlreadyRunning, ensure_ports_free, failed
 from rentscout.ops.serve import SERVICES
-from rentscout.runtime.auth import ADMIN, READER, load_tokens
+from rentscout.runtime.auth import ADMIN, READER, load_tokens, new_token
 from rentscout.wire.health import check_health
 from rentscout.wire.metadata import ADMIN_TOKEN_ENV, TARGET_ENV, TOKEN_ENV
 
@@ -215,7 +214,7 @@ class Stack:
             tokens = load_tokens("", str(path))
             if {READER, ADMIN} <= set(tokens.values()):
                 return tokens
-        tokens = {secrets.token_urlsafe(24): READER, secrets.token_urlsafe(24): ADMIN}
+        tokens = {new_token(): READER, new_token(): ADMIN}
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

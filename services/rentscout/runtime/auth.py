@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,12 @@ def parse_tokens(spec: str, source: str) -> dict[str, str]:
             raise ConfigError(f"{source}: entry {n} has a token shorter than 8 characters")
         tokens[token] = role
     return tokens
+
+
+def new_token() -> str:
+    """A fresh bearer token (192 random bits) in hex: it is pasted after `--token` in shells and argparse,
+    where a token_urlsafe one that happened to begin with "-" (1 in 64) read as an option."""
+    return secrets.token_hex(24)
 
 
 def load_tokens(inline: str, file: str) -> dict[str, str]:

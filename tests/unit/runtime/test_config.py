@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rentscout.ops.settings import all_env_vars, markdown_table, unknown_env_vars
-from rentscout.runtime.auth import Authenticator, parse_tokens
+from rentscout.main import build_parser
+from rentscout.runtime.auth import Authenticator, new_token, parse_tokens
 from rentscout.runtime.config import ConfigError, RuntimeSettings, load
 from rentscout.runtime.context import correlation_id_from
 from rentscout.runtime.errors import PermissionDenied, Unauthenticated
@@ -75,6 +76,18 @@ def test_token_parsing() -> None:
     ):
         with pytest.raises(ConfigError, match=problem):
             parse_tokens(bad, "RENTSCOUT_AUTH_TOKENS")
+
+
+def test_generated_tokens_are_valid_and_pass_as_cli_arguments() -> None:
+    # `rentscout stack` and `make dev-secrets` generate tokens that operators paste after `--token`: one that
+    # began with "-" was read by argparse as an option (the README's `--token "$RENTSCOUT_ADMIN_TOKEN"` failed).
+    parser = build_parser()
+    tokens = [new_token() for _ in range(2000)]  # a token_urlsafe() would begin with "-" in ~31 of them
+    assert len(set(tokens)) == len(tokens)
+    assert parse_tokens(",".join(f"{t}:admin" for t in tokens), "X") == dict.fromkeys(tokens, "admin")
+    for token in tokens:
+        args = parser.parse_args(["cache", "invalidate", "--tag", "city:x", "--token", token])
+        assert args.token == token
 
 
 def test_authenticator_roles() -> None:
