@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rentscout.ops.settings import all_env_vars, markdown_table, unknown_env_vars
 from rentscout.main import build_parser
+from rentscout.ops.settings import all_env_vars, markdown_table, unknown_env_vars
 from rentscout.runtime.auth import Authenticator, new_token, parse_tokens
 from rentscout.runtime.config import ConfigError, RuntimeSettings, load
 from rentscout.runtime.context import correlation_id_from
