@@ -30,7 +30,7 @@ async def standby(
             await primary.execute("SELECT pg_catalog.txid_current()")  # a transaction id, so a commit record
 
         async def replayed_a_commit() -> bool:
-            return await conn.fetchval("SELECT pg_catalog.pg_last_xact_replay_timestamp() IS NOT NULL")
+            return bool(await conn.fetchval("SELECT pg_catalog.pg_last_xact_replay_timestamp() IS NOT NULL"))
 
         await eventually(replayed_a_commit, timeout=30)
     finally:
