@@ -76,9 +76,9 @@ class ExportServicer(export_pb2_grpc.ExportServiceServicer):
     ) -> AsyncIterator[export_pb2.ExportPropertiesResponse]:
         start = await self._start(request)
         codec = await self.keys.codec()
-        self.slots.take()
         job = copy_job(start.spec, start.state, self.settings.statement_timeout_ms)
         pump = None if start.state.done else self.pump(self.reads, job)
+        self.slots.take()
         try:
             if pump is not None:
                 pump.start()  # the COPY gets under way while the run is recorded (a resumed stream waits less)
