@@ -278,7 +278,6 @@ class ExportStream:
                 )
                 await clock.async_sleep(delay)
                 continue
-            progressed = attempt is not None and attempt.progressed
             try:
                 delay = budget.broke(
                     attempt,
@@ -293,10 +292,8 @@ class ExportStream:
             if attempt is not None:
                 self.resumes += 1
                 metrics.STREAM_RESUMES.labels(inv.config.target).inc()
-            # A cut after progress (GOAWAY, a proxy's RST, a load balancer's stream timeout) is routine, and so is
-            # one empty attempt after it (re-opened at once, it may still meet the dying connection); more is not.
             _log.log(
-                logging.INFO if progressed or budget.stuck <= 1 else logging.WARNING,
+                logging.INFO if budget.routine else logging.WARNING,
                 "export stream broke after %d rows (%s); resuming in %.2fs",
                 self.rows_received,
                 failure,

@@ -231,7 +231,6 @@ class FlightExports:
                     silence.stop()
                     if reader is not None and not done:
                         reader.cancel()  # a stream left behind would hold a server export slot until its deadline
-            progressed = attempt is not None and attempt.progressed
             try:
                 delay = budget.broke(
                     attempt,
@@ -248,9 +247,8 @@ class FlightExports:
                 with self._lock:
                     self.resumes += 1
                 metrics.STREAM_RESUMES.labels(self.config.target).inc()
-            # a cut after progress is routine, and so is one empty attempt right after it (the dying connection)
             _log.log(
-                logging.INFO if progressed or budget.stuck <= 1 else logging.WARNING,
+                logging.INFO if budget.routine else logging.WARNING,
                 "Flight stream broke after %d rows (%s); resuming in %.2fs",
                 rows,
                 failure,

@@ -110,6 +110,13 @@ class ResumeBudget:
         """Seconds left before the no-progress limit (0 when reached)."""
         return max(0.0, self.max_stall - self.stalled_for())
 
+    @property
+    def routine(self) -> bool:
+        """Whether the break `broke` just resumed is routine, for the reader's log line (info, not warning): a
+        cut after progress (GOAWAY, a proxy's RST, a load balancer's stream timeout), or one empty attempt
+        after it (re-opened at once, it may still meet the dying connection); more in a row is not."""
+        return self._cut_after_progress or self.stuck <= 1
+
     def attempt(self) -> StreamAttempt:
         """Admit one attempt through the target's breaker (raises its open error when refused)."""
         return StreamAttempt(self, self.breaker.acquire())
@@ -142,8 +149,12 @@ class ResumeBudget:
             self.stuck += 1
             if self.retry_budget is not None:
                 self.retry_budget.record_failure()
-            at_once = self.stuck == 1 and self._cut_after_progress  # it may have met the dying connection
-            delay = pushback if pushback is not None and pushback >= 0 else 0.0 if at_once else self.policy.delay(self.stuck)
+            if pushback is not None and pushback >= 0:
+                delay = pushback
+            elif self.stuck == 1 and self._cut_after_progress:
+                delay = 0.0  # it may have met the dying connection
+            else:
+                delay = self.policy.delay(self.stuck)
             if self.stuck > 1 and self.retry_budget is not None and not self.retry_budget.allows_retry():
                 delay = max(delay, self.policy.max_delay)
         if pushback is not None and pushback < 0:

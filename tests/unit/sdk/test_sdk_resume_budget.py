@@ -83,8 +83,13 @@ def test_only_the_first_empty_attempt_after_progress_is_reopened_at_once() -> No
     attempt = budget.attempt()
     attempt.chunk()
     budget.broke(attempt, cut())
-    delays = [budget.broke(budget.attempt(), cut()) for _ in range(4)]
+    assert budget.routine  # a cut after progress: logged at info
+    delays, routine = [], []
+    for _ in range(4):
+        delays.append(budget.broke(budget.attempt(), cut()))
+        routine.append(budget.routine)
     assert delays == [0.0, 0.4, 0.8, 1.6]
+    assert routine == [True, False, False, False]  # one empty attempt after the cut is routine, more are warned of
     assert breaker.snapshot().failures == 5  # every empty attempt still counts against the breaker
 
 
