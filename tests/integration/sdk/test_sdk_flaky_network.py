@@ -19,36 +19,20 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from harness.breakers import watch
 from harness.flakyproxy import FlakyProxy
 from harness.servers import in_process
 from rentscout.export_service.service import create as export_service
 from rentscout.main import main as cli
-from rentscout.resilience.breaker import CircuitState, StateChange
+from rentscout.resilience.breaker import CircuitState
 from rentscout.sdk import ExportClient, UnavailableError, export_request
 from rentscout.sdk.channel import ChannelConfig
-from rentscout.sdk.invoker import BREAKERS
 
 # Chunks of ~50 KB: well under the proxy's reset window, so each connection can deliver whole chunks.
 ROWS_PER_CHUNK = 200
 RESETS = (128 * 1024, 512 * 1024)
 FAST_CHANNEL = ChannelConfig(initial_reconnect_backoff=0.05, max_reconnect_backoff=0.3)
 SESSIONS_SQL = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
-
-
-@pytest.fixture
-async def table_ids(pg_conn: asyncpg.Connection) -> list[int]:
-    ids = [r["id"] for r in await pg_conn.fetch("SELECT id FROM properties ORDER BY id")]
-    assert len(ids) >= 20_000
-    return ids
-
-
-def watch(target: str) -> list[StateChange]:
-    """Every state change of the process-wide breaker of `target` (the one the SDK and the CLI use)."""
-    changes: list[StateChange] = []
-    breaker = BREAKERS.get(target)
-    breaker.reset()  # a port reused within the session may name a target whose breaker an earlier test opened
-    breaker.add_listener(changes.append)
-    return changes
 
 
 def exactly_once(got: list[int], table_ids: list[int]) -> None:

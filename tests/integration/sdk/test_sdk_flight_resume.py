@@ -13,12 +13,12 @@ import io
 import logging
 from typing import Any
 
-import asyncpg
 import pytest
 
+from harness.breakers import watch
 from harness.export_server import TEST_SETTINGS, adbc_table, serve
 from harness.flakyproxy import FlakyProxy
-from rentscout.resilience.breaker import CircuitState, StateChange
+from rentscout.resilience.breaker import CircuitState
 from rentscout.sdk import ExportClient, SyncExportClient, UnavailableError, export_request
 from rentscout.sdk.channel import ChannelConfig
 from rentscout.sdk.flight import FlightArrowStream
@@ -35,22 +35,6 @@ RESETS = (128 * 1024, 512 * 1024)
 FAST_CHANNEL = ChannelConfig(initial_reconnect_backoff=0.05, max_reconnect_backoff=0.3)
 CITY = "Moscow"
 COLUMNS = ["id", "title", "price", "area", "is_active", "created_at"]
-
-
-@pytest.fixture
-async def table_ids(pg_conn: asyncpg.Connection) -> list[int]:
-    ids = [r["id"] for r in await pg_conn.fetch("SELECT id FROM properties ORDER BY id")]
-    assert len(ids) >= 20_000
-    return ids
-
-
-def watch(target: str) -> list[StateChange]:
-    """Every state change of the process-wide breaker of `target` (the one the SDK's Flight reader uses too)."""
-    changes: list[StateChange] = []
-    breaker = BREAKERS.get(target)
-    breaker.reset()  # a port reused within the session may name a target whose breaker an earlier test opened
-    breaker.add_listener(changes.append)
-    return changes
 
 
 def cuts(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
