@@ -8,7 +8,7 @@
 - "reset": every connection is forwarded both ways and reset (RST to both sides, as a load balancer or
   NAT dropping it) once a random number of bytes in `reset_bytes` went from the upstream to the client.
 - "blackhole": connections are accepted and held open, nothing is forwarded, nothing is closed.
-- "forward": a plain proxy (to measure the proxy's own cost).
+- "forward": a plain proxy (to measure the proxy's own cost, or to `cut()` its connections when a test says).
 
 Bounded: at most `max_connections` connections at once (more are reset at once), reads of 64 KiB with
 back-pressure (drain) so memory stays at a few buffers per connection. Loopback only. `in_thread()` runs
@@ -62,6 +62,7 @@ class FlakyProxy:
         self.port = 0
         self.connections = 0  # accepted
         self.resets = 0  # connections this proxy reset after their byte allowance
+        self.cuts = 0  # calls of cut() while serving
         self.blackholed = 0
         self.bytes_down = 0  # upstream -> client, forwarded
         self._rng = random.Random(seed)
@@ -82,11 +83,15 @@ class FlakyProxy:
         assert self._server is not None
         self._server.close()
         self._closing.set()
-        self.cut()
+        self._reset_open()
         await self._server.wait_closed()
 
     def cut(self) -> None:
         """Reset every open connection now (new ones follow `mode`)."""
+        self.cuts += 1
+        self._reset_open()
+
+    def _reset_open(self) -> None:
         for writer in list(self._open):
             _reset(writer)
 

@@ -13,7 +13,7 @@ import polars
 import pytest
 
 from harness.export_server import TEST_SETTINGS, adbc_table, serve
-from harness.fakes import CuttingProxy
+from harness.flakyproxy import FlakyProxy
 from rentscout.sdk import SyncExportClient, export_request
 
 pa = pytest.importorskip("pyarrow")
@@ -64,7 +64,7 @@ async def test_export_arrow_over_flight_one_stream_and_parallel(service_env: dic
 
 async def test_a_cut_stream_resumes_from_app_metadata(service_env: dict[str, str], expected: Any) -> None:
     loop = asyncio.get_running_loop()
-    async with serve(service_env, SETTINGS) as server, CuttingProxy(server.host.port) as proxy:
+    async with serve(service_env, SETTINGS) as server, FlakyProxy(server.host.port, mode="forward") as proxy:
 
         def read() -> tuple[list[Any], int]:
             cut = threading.Event()

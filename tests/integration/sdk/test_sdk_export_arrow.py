@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness.export_server import TEST_SETTINGS, adbc_table, serve
-from harness.fakes import CuttingProxy
+from harness.flakyproxy import FlakyProxy
 from rentscout.main import main as cli
 from rentscout.sdk import ExportClient, ParquetSink, RetryPolicy, SyncExportClient, export_request
 from rentscout.sdk.channel import ChannelConfig
@@ -42,7 +42,7 @@ def same(table: pa.Table, expected: pa.Table) -> None:
 async def test_batches_survive_cut_connections_every_row_once(service_env: dict[str, str], expected: pa.Table) -> None:
     async with (
         serve(service_env, TEST_SETTINGS) as server,
-        CuttingProxy(server.host.port) as proxy,
+        FlakyProxy(server.host.port, mode="forward") as proxy,
         ExportClient(proxy.target, **FAST) as client,  # type: ignore[arg-type]
     ):
         arrow = client.export_arrow(cities=[CITY], columns=COLUMNS, rows_per_chunk=50)

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from harness.export_server import SMALL_WINDOW
-from harness.fakes import CuttingProxy
+from harness.flakyproxy import FlakyProxy
 from harness.servers import ServerProcess, in_process
 from rentscout.export_service.service import create as export_service
 from rentscout.main import main as cli
@@ -58,7 +58,7 @@ async def test_a_stream_cut_by_the_network_is_completed_exactly_once(
     request = export_request(fmt, columns=COLUMNS, rows_per_chunk=500)
     async with (
         in_process([export_service], service_env, label="export") as host,
-        CuttingProxy(host.port) as proxy,
+        FlakyProxy(host.port, mode="forward") as proxy,
         ExportClient(proxy.target, resume=RESUME, channel=CHANNEL) as client,
     ):
         stream = client.export(request)
@@ -116,7 +116,7 @@ async def test_parallel_partitions_of_the_real_service_make_one_valid_file(
     request = export_request(fmt, columns=COLUMNS, rows_per_chunk=500)
     async with (
         in_process([export_service], service_env, label="export") as host,
-        CuttingProxy(host.port) as proxy,
+        FlakyProxy(host.port, mode="forward") as proxy,
         ExportClient(proxy.target, resume=RESUME, channel=CHANNEL) as client,
     ):
         out = io.BytesIO()

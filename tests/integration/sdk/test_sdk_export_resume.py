@@ -15,7 +15,8 @@ import asyncpg
 import grpc
 import pytest
 
-from harness.fakes import EXPORT_COLUMNS, ContractExport, CuttingProxy, export_factory
+from harness.fakes import EXPORT_COLUMNS, ContractExport, export_factory
+from harness.flakyproxy import FlakyProxy
 from harness.servers import in_process
 from rentscout.devstack.instances import free_port
 from rentscout.sdk import (
@@ -104,7 +105,7 @@ async def test_a_cut_tcp_connection_is_resumed(service_env: dict[str, str], city
     holder: list[ContractExport] = []
     async with (
         in_process([export_factory(holder)], service_env) as host,
-        CuttingProxy(host.port) as proxy,
+        FlakyProxy(host.port, mode="forward") as proxy,
         client(proxy.target) as c,
     ):
         stream = c.export(export_request("jsonl", cities=[CITY], rows_per_chunk=50))
